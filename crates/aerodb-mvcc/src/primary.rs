@@ -1,0 +1,174 @@
+//! Rebuilding a store from the WAL (every replay path) and the primary's
+//! commit path: validate input → append → group fsync → apply → acknowledge.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aerodb_wal::disk::Disk;
+use aerodb_wal::durable::{DurablePoint, DurableWatch};
+use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GroupCommitter};
+use aerodb_wal::log::{SegmentAppender, SegmentList};
+use aerodb_wal::recovery::{recover_wal, ReplayRefusal, WalRecoveryError, WalRecoveryReport};
+use aerodb_wal::writer::WalWriter;
+use aerodb_wal::{ChainTip, CommitId};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::input::{validate_write_set, ClientOp, InputError, WriteLimits};
+use crate::store::{AppliedState, ApplyInput, Store};
+
+/// Result of rebuilding a store from (optionally) a snapshot and the WAL.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreRecoveryReport {
+    /// What WAL recovery verified and dropped.
+    pub wal: WalRecoveryReport,
+    /// State the replay started from (genesis or the snapshot cut).
+    pub base: AppliedState,
+    /// First and last CommitId replayed (None when nothing was replayed).
+    pub replayed: Option<(CommitId, CommitId)>,
+    /// Final applied state.
+    pub applied: AppliedState,
+}
+
+/// Why a store could not be rebuilt.
+#[derive(Debug, Error)]
+pub enum StoreRecoveryError {
+    /// WAL verification or replay failed.
+    #[error(transparent)]
+    Wal(#[from] WalRecoveryError),
+    /// The WAL does not continue the base (snapshot cut) exactly (F-S3).
+    #[error("WAL does not continue the base state: {detail} (F-S3)")]
+    BaseMismatch {
+        /// What differs.
+        detail: String,
+    },
+}
+
+impl StoreRecoveryError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreRecoveryError::Wal(e) => e.code(),
+            StoreRecoveryError::BaseMismatch { .. } => "SNAPSHOT_WAL_MISMATCH",
+        }
+    }
+    /// Rule enforced.
+    pub fn rule_id(&self) -> &'static str {
+        match self {
+            StoreRecoveryError::Wal(e) => e.rule_id(),
+            StoreRecoveryError::BaseMismatch { .. } => "F-S3",
+        }
+    }
+}
+
+/// Verifies the WAL in `wal_dir` and replays every record after `store`'s
+/// applied state through [`Store::apply`] (CORE-4). Records at or before the
+/// base are verified but not applied; the record ending the base must match
+/// it exactly (LSN and fingerprint), and the first record after it must be
+/// base + 1 (P5-I9, F-S3).
+pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Result<(SegmentAppender, StoreRecoveryReport), StoreRecoveryError> {
+    let base = store.applied();
+    let mut base_seen = base.commit_id == 0;
+    let mut replayed: Option<(CommitId, CommitId)> = None;
+    let (appender, wal) = recover_wal(disk, wal_dir, |record, position| {
+        if position.commit_id < base.commit_id {
+            return Ok(());
+        }
+        if position.commit_id == base.commit_id {
+            if position.end_lsn != base.end_lsn || position.fingerprint != base.fingerprint {
+                return Err(ReplayRefusal {
+                    code: "SNAPSHOT_WAL_MISMATCH",
+                    rule_id: "F-S3",
+                    detail: format!(
+                        "record {} ends at LSN {} with fingerprint {}, base says LSN {} fingerprint {}",
+                        position.commit_id, position.end_lsn, position.fingerprint, base.end_lsn, base.fingerprint
+                    ),
+                });
+            }
+            base_seen = true;
+            return Ok(());
+        }
+        let input = ApplyInput { position, state_digest: record.state_digest, ops: &record.ops };
+        store.apply(input).map_err(|e| ReplayRefusal { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
+        replayed = Some((replayed.map_or(position.commit_id, |r| r.0), position.commit_id));
+        Ok(())
+    })?;
+    // A WAL that starts exactly at the base (a segment whose header is the cut) also proves it.
+    if !base_seen && ChainTip::of_segment(&wal.segments[0].header) == (ChainTip { end_lsn: base.end_lsn, commit_id: base.commit_id, fingerprint: base.fingerprint }) {
+        base_seen = true;
+    }
+    if !base_seen {
+        return Err(StoreRecoveryError::BaseMismatch {
+            detail: format!("base CommitId {} (LSN {}) is not in the WAL, which covers CommitIds {}..={}", base.commit_id, base.end_lsn, wal.start.commit_id + 1, wal.end.commit_id),
+        });
+    }
+    let applied = store.applied();
+    Ok((appender, StoreRecoveryReport { wal, base, replayed, applied }))
+}
+
+/// Applies durable groups to the store; the group committer's sink.
+struct StoreSink {
+    store: Arc<Store>,
+}
+
+impl DurableSink for StoreSink {
+    fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String> {
+        for r in records {
+            let input = ApplyInput { position: r.position, state_digest: r.state_digest, ops: &r.ops };
+            self.store.apply(input).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// The primary's write path over a recovered store and WAL.
+pub struct PrimaryEngine {
+    store: Arc<Store>,
+    committer: GroupCommitter,
+    segments: SegmentList,
+    limits: WriteLimits,
+}
+
+impl PrimaryEngine {
+    /// Starts the commit thread. `appender` and `store` must come from the
+    /// same [`recover_store`] call.
+    pub fn start(store: Arc<Store>, appender: SegmentAppender, limits: WriteLimits, segment_target_bytes: u64) -> std::io::Result<Self> {
+        let applied = store.applied();
+        let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
+        if appender.end_lsn() != tip.end_lsn {
+            return Err(std::io::Error::other(format!("WAL ends at LSN {} but the store is applied to LSN {}", appender.end_lsn(), tip.end_lsn)));
+        }
+        let segments = appender.segments().clone();
+        let writer = WalWriter::new(appender, tip, applied.state_digest, segment_target_bytes);
+        let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
+        let committer = GroupCommitter::start(writer, StoreSink { store: store.clone() }, durable)?;
+        Ok(PrimaryEngine { store, committer, segments, limits })
+    }
+
+    /// Validates a write set and queues it for group commit. The returned
+    /// ticket resolves only after the record is fsynced and applied (CORE-1).
+    pub fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, InputError> {
+        let ops = validate_write_set(ops, &self.limits)?;
+        Ok(self.committer.submit(ops))
+    }
+
+    /// The store (for reads).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Durable point watch (replication ships only below it).
+    pub fn durable(&self) -> &Arc<DurableWatch> {
+        self.committer.durable()
+    }
+
+    /// Segment list (for WAL readers and observability).
+    pub fn segments(&self) -> &SegmentList {
+        &self.segments
+    }
+
+    /// Input limits in force.
+    pub fn limits(&self) -> &WriteLimits {
+        &self.limits
+    }
+}

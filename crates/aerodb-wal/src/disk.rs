@@ -1,0 +1,150 @@
+//! The small IO surface the WAL (and the layers above) use for files.
+//!
+//! Everything durable goes through [`Disk`], so a simulated disk with
+//! injected faults can replace [`OsDisk`] without touching the logic.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// An open file the WAL appends to or reads from.
+pub trait DiskFile: Send + Sync {
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Appends `buf` at the end of the file (not yet durable).
+    fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Makes every appended byte durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length in bytes.
+    fn len(&self) -> io::Result<u64>;
+    /// Whether the file is empty.
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+    /// Truncates to `len` bytes and makes the new length durable.
+    fn truncate(&mut self, len: u64) -> io::Result<()>;
+}
+
+/// Directory and file operations with explicit durability.
+pub trait Disk: Send + Sync {
+    /// Creates (or truncates) `path` for appending.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// Opens an existing file for reading and appending.
+    fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
+    /// File names (not paths) in `dir`, sorted.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates `dir` and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Atomically renames `from` to `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the directory entries of `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes a directory tree.
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()>;
+    /// Reads a whole (small) file, refusing files above `max_len` bytes.
+    fn read_bounded(&self, path: &Path, max_len: u64) -> io::Result<Vec<u8>>;
+    /// Whether `path` exists.
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The real file system with real `fsync`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OsDisk;
+
+impl OsDisk {
+    /// A shareable handle to the real file system.
+    pub fn shared() -> Arc<dyn Disk> {
+        Arc::new(OsDisk)
+    }
+}
+
+struct OsFile {
+    file: File,
+}
+
+impl DiskFile for OsFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+    fn truncate(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)?;
+        self.file.sync_all()
+    }
+}
+
+impl Disk for OsDisk {
+    fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new().read(true).append(true).create(true).truncate(false).open(path)?;
+        file.set_len(0)?;
+        Ok(Box::new(OsFile { file }))
+    }
+    fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
+        let file = OpenOptions::new().read(true).append(true).open(path)?;
+        Ok(Box::new(OsFile { file }))
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        fs::create_dir_all(dir)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &Path) -> io::Result<()> {
+        fs::remove_dir_all(path)
+    }
+    fn read_bounded(&self, path: &Path, max_len: u64) -> io::Result<Vec<u8>> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len > max_len {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{} is {len} bytes, limit {max_len}", path.display())));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        file.take(max_len + 1).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// Writes `bytes` to `path` atomically and durably: write a temporary file,
+/// fsync it, rename it over `path`, fsync the directory. A crash at any
+/// point leaves either the old file or the new one, never a mix.
+pub fn write_atomic(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = dir.join(tmp_name);
+    let mut file = disk.create(&tmp)?;
+    file.append(bytes)?;
+    file.sync_data()?;
+    drop(file);
+    disk.rename(&tmp, path)?;
+    disk.sync_dir(&dir)
+}

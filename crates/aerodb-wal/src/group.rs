@@ -1,0 +1,204 @@
+//! Group commit: many concurrent committers share one fsync.
+//!
+//! One thread owns the [`WalWriter`]. It takes every request waiting in its
+//! queue, appends them in arrival order (assigning CommitIds), fsyncs once,
+//! hands the durable records to the [`DurableSink`] (which applies them to
+//! the store so they become visible, MVCC-2), publishes the durable point,
+//! and only then answers the committers (CORE-1).
+
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use thiserror::Error;
+
+use crate::durable::{DurablePoint, DurableWatch};
+use crate::hash::StateDigest;
+use crate::record::{Op, RecordEncodeError, RecordPosition};
+use crate::writer::{AppendError, WalWriter};
+
+/// Most records in one group (bounds latency and memory of one batch).
+const MAX_BATCH_RECORDS: usize = 4096;
+/// Most encoded bytes in one group.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+/// A record that is durable, handed to the sink to be made visible.
+#[derive(Debug)]
+pub struct DurableRecord {
+    /// Position and identity.
+    pub position: RecordPosition,
+    /// Digest after it.
+    pub state_digest: StateDigest,
+    /// Its write set.
+    pub ops: Vec<Op>,
+}
+
+/// Receives each fsynced group, in order, before committers are answered.
+pub trait DurableSink: Send + 'static {
+    /// Makes `records` visible. An error here means the store no longer
+    /// matches the WAL: the committer stops accepting writes.
+    fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String>;
+}
+
+/// What a committer gets back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitReceipt {
+    /// The record's position and identity.
+    pub position: RecordPosition,
+}
+
+/// Why a commit was not acknowledged. No variant means "maybe written":
+/// an unacknowledged commit may or may not survive a crash, but an
+/// acknowledged one always does.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum CommitError {
+    /// The write set cannot be encoded; no CommitId was used.
+    #[error(transparent)]
+    Encode(#[from] RecordEncodeError),
+    /// The WAL failed (IO or fsync); the node accepts no more writes.
+    #[error("WAL failure, writes stopped: {0}")]
+    WalFailed(String),
+    /// The node is shutting down.
+    #[error("node is shutting down")]
+    ShuttingDown,
+}
+
+impl CommitError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CommitError::Encode(RecordEncodeError::TooLarge { .. }) => "WRITE_SET_TOO_LARGE",
+            CommitError::Encode(_) => "BAD_REQUEST",
+            CommitError::WalFailed(_) => "WAL_FAILED",
+            CommitError::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+}
+
+struct Request {
+    ops: Vec<Op>,
+    reply: SyncSender<Result<CommitReceipt, CommitError>>,
+}
+
+/// A pending commit; [`CommitTicket::wait`] blocks until it is durable.
+pub struct CommitTicket {
+    rx: Receiver<Result<CommitReceipt, CommitError>>,
+}
+
+impl CommitTicket {
+    /// Waits for the acknowledgement.
+    pub fn wait(self) -> Result<CommitReceipt, CommitError> {
+        self.rx.recv().unwrap_or(Err(CommitError::ShuttingDown))
+    }
+}
+
+/// Handle to the group-commit thread. Dropping it stops the thread after
+/// the queued requests are handled.
+pub struct GroupCommitter {
+    tx: Option<SyncSender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    durable: Arc<DurableWatch>,
+}
+
+impl GroupCommitter {
+    /// Starts the commit thread owning `writer`.
+    pub fn start(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
+        let watch = durable.clone();
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(writer, sink, rx, watch))?;
+        Ok(GroupCommitter { tx: Some(tx), thread: Some(thread), durable })
+    }
+
+    /// Queues a write set. The CommitId is assigned when it is appended.
+    pub fn submit(&self, ops: Vec<Op>) -> CommitTicket {
+        let (reply, rx) = mpsc::sync_channel(1);
+        if let Some(tx) = &self.tx {
+            // If the thread is gone the reply sender is dropped and wait() reports shutdown.
+            let _ = tx.send(Request { ops, reply });
+        }
+        CommitTicket { rx }
+    }
+
+    /// Submits and waits.
+    pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt, CommitError> {
+        self.submit(ops).wait()
+    }
+
+    /// The durable point watch.
+    pub fn durable(&self) -> &Arc<DurableWatch> {
+        &self.durable
+    }
+}
+
+impl Drop for GroupCommitter {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>, durable: Arc<DurableWatch>) {
+    let mut failed: Option<String> = None;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut bytes: usize = batch[0].ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum();
+        while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += req.ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum::<usize>();
+                    batch.push(req);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(reason) = &failed {
+            for req in batch {
+                let _ = req.reply.send(Err(CommitError::WalFailed(reason.clone())));
+            }
+            continue;
+        }
+        let mut appended = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for req in batch {
+            match writer.append(&req.ops) {
+                Ok(rec) => {
+                    appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
+                    replies.push(req.reply);
+                }
+                Err(AppendError::Encode(e)) => {
+                    let _ = req.reply.send(Err(CommitError::Encode(e)));
+                }
+                Err(AppendError::Log(e)) => {
+                    failed = Some(e.to_string());
+                    let _ = req.reply.send(Err(CommitError::WalFailed(e.to_string())));
+                }
+            }
+        }
+        if failed.is_none() && !appended.is_empty() {
+            if let Err(e) = writer.sync() {
+                failed = Some(e.to_string());
+            }
+        }
+        if failed.is_none() && !appended.is_empty() {
+            if let Err(e) = sink.on_durable(&appended) {
+                failed = Some(e);
+            }
+        }
+        if let Some(reason) = &failed {
+            tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
+            for reply in replies {
+                let _ = reply.send(Err(CommitError::WalFailed(reason.clone())));
+            }
+            continue;
+        }
+        if let Some(last) = appended.last() {
+            durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
+        }
+        for (reply, rec) in replies.into_iter().zip(&appended) {
+            let _ = reply.send(Ok(CommitReceipt { position: rec.position }));
+        }
+    }
+    durable.close();
+}

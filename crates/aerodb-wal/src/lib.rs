@@ -1,0 +1,47 @@
+//! AeroDB write-ahead log.
+//!
+//! This crate owns the WAL's bytes: the record and segment formats, the
+//! primary's group-commit writer (the only place CommitIds are assigned),
+//! raw appending for replicas, reading whole records back, the one chain
+//! validation routine, and crash recovery that truncates only a torn tail.
+//! It knows nothing about documents' meaning, MVCC visibility or
+//! replication roles, and it must never skip, repair or re-encode a record:
+//! invalid bytes are either a torn tail (dropped and reported) or corruption
+//! (an error naming the LSN, the check and the rule).
+
+pub mod checksummed;
+pub mod disk;
+pub mod durable;
+pub mod group;
+pub mod hash;
+pub mod log;
+pub mod record;
+pub mod recovery;
+pub mod segment;
+pub mod validate;
+pub mod writer;
+
+/// Byte position in the logical WAL stream (continuous across segments).
+pub type Lsn = u64;
+/// Commit identifier assigned by the primary; 0 means "nothing committed".
+pub type CommitId = u64;
+
+pub use hash::{Fingerprint, StateDigest, GENESIS_FINGERPRINT};
+pub use record::{Op, Record, RecordPosition};
+pub use validate::{ChainTip, ChainValidator, ChainViolation};
+
+/// Aborts the process at a named crash point when armed through the
+/// `fail` crate (`FAILPOINTS=name=return`). Compiled to nothing unless the
+/// `failpoints` feature of `fail` is enabled (test builds of `aerodb`).
+#[macro_export]
+macro_rules! crash_point {
+    ($name:expr) => {
+        $crate::__fail::fail_point!($name, |_| {
+            eprintln!("crash point {} reached: aborting", $name);
+            std::process::abort()
+        })
+    };
+}
+
+#[doc(hidden)]
+pub use fail as __fail;

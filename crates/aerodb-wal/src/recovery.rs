@@ -1,0 +1,224 @@
+//! Opening a WAL directory after a crash (§8, CORE-3): verify every segment
+//! and record, truncate only a torn tail, halt on anything else.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::disk::Disk;
+use crate::log::{LogError, SegmentAppender, SegmentInfo, SegmentList};
+use crate::record::{decode_record, Record, RecordPosition};
+use crate::segment::{parse_segment_file_name, segment_file_name, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
+use crate::validate::{ChainTip, ChainValidator, ChainViolation};
+use crate::Lsn;
+
+/// Bytes dropped from the end of the WAL because they were a torn write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TornTail {
+    /// Segment file that held them.
+    pub segment: String,
+    /// LSN where the invalid bytes start (the new end of the WAL).
+    pub lsn: Lsn,
+    /// How many bytes were dropped.
+    pub bytes_dropped: u64,
+    /// Why the first dropped byte could not start a valid record.
+    pub reason: String,
+}
+
+/// What recovery found and did; feeds the `recovery.process` explanation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WalRecoveryReport {
+    /// Segments held after recovery, oldest first.
+    pub segments: Vec<SegmentInfo>,
+    /// Chain state at the start of the oldest segment.
+    pub start: ChainTip,
+    /// Chain state after the last valid record.
+    pub end: ChainTip,
+    /// Records verified.
+    pub records_verified: u64,
+    /// Torn tail dropped, if any (CORE-3).
+    pub torn_tail: Option<TornTail>,
+    /// Leftover temporary files removed (interrupted segment creation).
+    pub removed_temp_files: Vec<String>,
+}
+
+/// Why the WAL cannot be opened. Every variant halts startup.
+#[derive(Debug, Error)]
+pub enum WalRecoveryError {
+    /// IO failure.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// A segment header is invalid (CORE-2/CORE-3).
+    #[error("segment {segment}: {error} (CORE-3)")]
+    BadSegmentHeader {
+        /// File name.
+        segment: String,
+        /// What is wrong.
+        error: SegmentHeaderError,
+    },
+    /// A file name and its header disagree, or segments do not follow each other.
+    #[error("segment {segment}: {detail} (REPL-7)")]
+    SegmentLayout {
+        /// File name.
+        segment: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A record is invalid and it is not a torn tail (CORE-3).
+    #[error("WAL corruption in {segment}: {violation} (CORE-3, {})", violation.rule_id())]
+    Corruption {
+        /// File name.
+        segment: String,
+        /// The broken rule and its evidence.
+        violation: ChainViolation,
+    },
+    /// The directory holds no segment at all.
+    #[error("no WAL segments in {0}")]
+    Empty(String),
+    /// The caller's replay hook refused a record.
+    #[error("replay stopped at LSN {lsn}: {detail}")]
+    Replay {
+        /// Record start.
+        lsn: Lsn,
+        /// Why.
+        detail: String,
+        /// Stable code of the hook's error.
+        code: &'static str,
+        /// Rule it enforces.
+        rule_id: &'static str,
+    },
+}
+
+impl WalRecoveryError {
+    /// Stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WalRecoveryError::Log(e) => e.code(),
+            WalRecoveryError::BadSegmentHeader { .. } => "WAL_BAD_SEGMENT_HEADER",
+            WalRecoveryError::SegmentLayout { .. } => "WAL_SEGMENT_LAYOUT",
+            WalRecoveryError::Corruption { .. } => "WAL_CORRUPT",
+            WalRecoveryError::Empty(_) => "WAL_EMPTY",
+            WalRecoveryError::Replay { code, .. } => code,
+        }
+    }
+    /// Rule ID this failure enforces.
+    pub fn rule_id(&self) -> &'static str {
+        match self {
+            WalRecoveryError::Corruption { violation, .. } => violation.rule_id(),
+            WalRecoveryError::Replay { rule_id, .. } => rule_id,
+            WalRecoveryError::SegmentLayout { .. } => "REPL-7",
+            _ => "CORE-3",
+        }
+    }
+}
+
+/// A hook error from replay: code, rule and detail.
+#[derive(Debug)]
+pub struct ReplayRefusal {
+    /// Stable code.
+    pub code: &'static str,
+    /// Rule enforced.
+    pub rule_id: &'static str,
+    /// Human-readable detail.
+    pub detail: String,
+}
+
+/// Recovers the WAL in `dir`: removes temporary files, verifies every
+/// segment header and record (CORE-2, REPL-2, REPL-7), truncates a torn tail
+/// of the last segment (CORE-3), and hands each valid record to `replay` in
+/// LSN order. Returns the appender positioned at the end, and the report.
+pub fn recover_wal(
+    disk: Arc<dyn Disk>,
+    dir: &Path,
+    mut replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
+) -> Result<(SegmentAppender, WalRecoveryReport), WalRecoveryError> {
+    let names = disk.list(dir).map_err(|e| LogError::io("list WAL dir", dir, e))?;
+    let mut removed_temp_files = Vec::new();
+    let mut segment_names = Vec::new();
+    for name in names {
+        if name.ends_with(".tmp") {
+            disk.remove_file(&dir.join(&name)).map_err(|e| LogError::io("remove temp file", &dir.join(&name), e))?;
+            removed_temp_files.push(name);
+        } else if name.ends_with(SEGMENT_SUFFIX) {
+            let lsn = parse_segment_file_name(&name)
+                .ok_or_else(|| WalRecoveryError::SegmentLayout { segment: name.clone(), detail: "file name is not <20-digit LSN>.seg".into() })?;
+            segment_names.push((lsn, name));
+        }
+    }
+    if !removed_temp_files.is_empty() {
+        disk.sync_dir(dir).map_err(|e| LogError::io("sync WAL dir", dir, e))?;
+    }
+    if segment_names.is_empty() {
+        return Err(WalRecoveryError::Empty(dir.display().to_string()));
+    }
+    let count = segment_names.len();
+    let mut infos = Vec::with_capacity(count);
+    let mut validator: Option<ChainValidator> = None;
+    let mut start = ChainTip::GENESIS;
+    let mut records_verified = 0u64;
+    let mut torn_tail = None;
+    for (index, (name_lsn, name)) in segment_names.into_iter().enumerate() {
+        let is_last = index + 1 == count;
+        let path = dir.join(&name);
+        let file_len = disk.open(&path).and_then(|f| f.len()).map_err(|e| LogError::io("stat segment", &path, e))?;
+        let mut contents = vec![0u8; file_len as usize];
+        disk.open(&path).and_then(|f| f.read_exact_at(&mut contents, 0)).map_err(|e| LogError::io("read segment", &path, e))?;
+        let header = SegmentHeader::decode(&contents).map_err(|error| WalRecoveryError::BadSegmentHeader { segment: name.clone(), error })?;
+        if header.start_lsn != name_lsn {
+            return Err(WalRecoveryError::SegmentLayout { segment: name, detail: format!("header says start LSN {}", header.start_lsn) });
+        }
+        let chain = match validator.as_mut() {
+            None => {
+                start = ChainTip::of_segment(&header);
+                validator.insert(ChainValidator::new(start))
+            }
+            Some(v) => {
+                v.check_segment_start(&header).map_err(|violation| WalRecoveryError::Corruption { segment: name.clone(), violation })?;
+                v
+            }
+        };
+        let body = Bytes::from(contents).slice(SEGMENT_HEADER_LEN as usize..);
+        let mut offset = 0usize;
+        while offset < body.len() {
+            let lsn = header.start_lsn + offset as u64;
+            match chain.validate(lsn, &body.slice(offset..)) {
+                Ok((record, position)) => {
+                    replay(&record, position).map_err(|r| WalRecoveryError::Replay { lsn, detail: r.detail, code: r.code, rule_id: r.rule_id })?;
+                    records_verified += 1;
+                    offset = (position.end_lsn - header.start_lsn) as usize;
+                }
+                Err(violation) => {
+                    let torn = is_last && matches!(violation, ChainViolation::InvalidRecord { .. }) && !valid_record_after(&body, offset);
+                    if !torn {
+                        return Err(WalRecoveryError::Corruption { segment: name, violation });
+                    }
+                    let dropped = (body.len() - offset) as u64;
+                    tracing::warn!(segment = %name, lsn, bytes_dropped = dropped, %violation, "truncating torn WAL tail (CORE-3)");
+                    let mut file = disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
+                    file.truncate(SEGMENT_HEADER_LEN + offset as u64).map_err(|e| LogError::io("truncate torn tail", &path, e))?;
+                    torn_tail = Some(TornTail { segment: name.clone(), lsn, bytes_dropped: dropped, reason: violation.to_string() });
+                    break;
+                }
+            }
+        }
+        infos.push(SegmentInfo { header, end_lsn: header.start_lsn + offset as u64 });
+    }
+    let end = validator.map_or(start, |v| v.tip());
+    let segments = SegmentList::new(dir.to_path_buf(), infos.clone());
+    let appender = SegmentAppender::open_last(disk, segments)?;
+    Ok((appender, WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, removed_temp_files }))
+}
+
+/// Whether any offset after `from` starts a checksum-valid record: if one
+/// does, the invalid bytes at `from` are corruption, not a torn tail.
+fn valid_record_after(body: &Bytes, from: usize) -> bool {
+    (from + 1..body.len()).any(|at| decode_record(&body.slice(at..)).is_ok())
+}
+
+/// The file name of the segment starting at `lsn` (re-exported for tools).
+pub fn segment_name(lsn: Lsn) -> String {
+    segment_file_name(lsn)
+}

@@ -1,0 +1,78 @@
+//! The primary's WAL writer: the only place CommitIds are assigned
+//! (REPL-2), always in WAL order, each exactly previous + 1.
+
+use crate::hash::StateDigest;
+use crate::log::{LogError, SegmentAppender, SegmentList};
+use crate::record::{encode_record, Op, RecordEncodeError, RecordPosition};
+use crate::validate::ChainTip;
+use crate::Lsn;
+
+/// Default size at which a new segment is started.
+pub const DEFAULT_SEGMENT_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A record appended (not yet durable until [`WalWriter::sync`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendedRecord {
+    /// Where it is and what identifies it.
+    pub position: RecordPosition,
+    /// State digest after it.
+    pub state_digest: StateDigest,
+}
+
+/// Why an append failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The write set cannot be encoded; nothing was written and no CommitId used.
+    #[error(transparent)]
+    Encode(#[from] RecordEncodeError),
+    /// The log failed; the writer is unusable.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// Assigns CommitIds, chains fingerprints and digests, and appends records.
+pub struct WalWriter {
+    appender: SegmentAppender,
+    tip: ChainTip,
+    digest: StateDigest,
+    segment_target_bytes: u64,
+}
+
+impl WalWriter {
+    /// Continues after a recovered history whose last record is `tip` with
+    /// state digest `digest`.
+    pub fn new(appender: SegmentAppender, tip: ChainTip, digest: StateDigest, segment_target_bytes: u64) -> Self {
+        WalWriter { appender, tip, digest, segment_target_bytes: segment_target_bytes.max(1) }
+    }
+
+    /// Encodes `ops` as the next commit and appends it.
+    pub fn append(&mut self, ops: &[Op]) -> Result<AppendedRecord, AppendError> {
+        let commit_id = self.tip.commit_id + 1;
+        let digest = self.digest.after_ops(commit_id, ops);
+        let (bytes, fingerprint) = encode_record(commit_id, digest, self.tip.fingerprint, ops)?;
+        if self.appender.current_segment_len() > 0 && self.appender.current_segment_len() + bytes.len() as u64 > self.segment_target_bytes {
+            self.appender.start_segment(self.tip.segment_header())?;
+        }
+        let lsn = self.tip.end_lsn;
+        self.appender.append(lsn, &bytes)?;
+        let end_lsn = lsn + bytes.len() as u64;
+        self.tip = ChainTip { end_lsn, commit_id, fingerprint };
+        self.digest = digest;
+        Ok(AppendedRecord { position: RecordPosition { lsn, end_lsn, commit_id, fingerprint }, state_digest: digest })
+    }
+
+    /// fsyncs everything appended; returns the durable LSN.
+    pub fn sync(&mut self) -> Result<Lsn, LogError> {
+        self.appender.sync()
+    }
+
+    /// The last appended record's chain state.
+    pub fn tip(&self) -> ChainTip {
+        self.tip
+    }
+
+    /// Segment list for readers.
+    pub fn segments(&self) -> &SegmentList {
+        self.appender.segments()
+    }
+}
