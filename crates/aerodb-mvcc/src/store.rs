@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aerodb_wal::record::Op;
 use aerodb_wal::{CommitId, Fingerprint, Lsn, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -133,6 +133,8 @@ pub struct Store {
     inner: RwLock<Inner>,
     views: Mutex<BTreeMap<CommitId, u64>>,
     history_horizon: CommitId,
+    applied_signal: Mutex<CommitId>,
+    applied_changed: Condvar,
 }
 
 impl Default for Store {
@@ -179,7 +181,13 @@ impl Store {
     }
 
     fn with_state(collections: Chains, applied: AppliedState, versions: u64) -> Store {
-        Store { inner: RwLock::new(Inner { collections, applied, versions }), views: Mutex::new(BTreeMap::new()), history_horizon: 0 }
+        Store {
+            inner: RwLock::new(Inner { collections, applied, versions }),
+            views: Mutex::new(BTreeMap::new()),
+            history_horizon: 0,
+            applied_signal: Mutex::new(applied.commit_id),
+            applied_changed: Condvar::new(),
+        }
     }
 
     /// What is applied now.
@@ -230,7 +238,22 @@ impl Store {
         }
         inner.versions += input.ops.len() as u64;
         inner.applied = AppliedState { commit_id: position.commit_id, end_lsn: position.end_lsn, fingerprint: position.fingerprint, state_digest: recomputed };
-        Ok(inner.applied)
+        let applied = inner.applied;
+        drop(inner);
+        *self.applied_signal.lock() = applied.commit_id;
+        self.applied_changed.notify_all();
+        Ok(applied)
+    }
+
+    /// Blocks until the applied CommitId reaches `target` or `max_wait`
+    /// passes; returns the applied CommitId seen last. Waiting never changes
+    /// what a read is admitted to see: callers re-check afterwards.
+    pub fn wait_for_commit(&self, target: CommitId, max_wait: std::time::Duration) -> CommitId {
+        let mut applied = self.applied_signal.lock();
+        if *applied < target {
+            let _ = self.applied_changed.wait_while_for(&mut applied, |a| *a < target, max_wait);
+        }
+        *applied
     }
 
     /// Opens a read view at `at` (default: the applied CommitId). The view

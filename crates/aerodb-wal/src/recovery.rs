@@ -126,20 +126,44 @@ pub struct ReplayRefusal {
     pub detail: String,
 }
 
-/// Recovers the WAL in `dir`: removes temporary files, verifies every
-/// segment header and record (CORE-2, REPL-2, REPL-7), truncates a torn tail
-/// of the last segment (CORE-3), and hands each valid record to `replay` in
-/// LSN order. Returns the appender positioned at the end, and the report.
+/// What recovery may change on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Startup: remove temporary files and truncate a torn tail.
+    Repair,
+    /// Offline checks (`aerodb verify`): change nothing, report everything.
+    ReadOnly,
+}
+
+/// Recovers the WAL in `dir` for appending ([`RecoveryMode::Repair`]) and
+/// returns the appender positioned at its end with the report.
 pub fn recover_wal(
     disk: Arc<dyn Disk>,
     dir: &Path,
-    mut replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
+    replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
 ) -> Result<(SegmentAppender, WalRecoveryReport), WalRecoveryError> {
+    let report = scan_wal(disk.clone(), dir, RecoveryMode::Repair, replay)?;
+    let segments = SegmentList::new(dir.to_path_buf(), report.segments.clone());
+    let appender = SegmentAppender::open_last(disk, segments)?;
+    Ok((appender, report))
+}
+
+/// Verifies every segment header and record in `dir` (CORE-2, REPL-2,
+/// REPL-7) and hands each valid record to `replay` in LSN order. Invalid
+/// bytes at the very end of the last segment with no valid record after
+/// them are a torn tail (CORE-3): truncated in `Repair` mode, only reported
+/// in `ReadOnly` mode. Anything else invalid is an error.
+pub fn scan_wal(
+    disk: Arc<dyn Disk>,
+    dir: &Path,
+    mode: RecoveryMode,
+    mut replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
+) -> Result<WalRecoveryReport, WalRecoveryError> {
     let names = disk.list(dir).map_err(|e| LogError::io("list WAL dir", dir, e))?;
     let mut removed_temp_files = Vec::new();
     let mut segment_names = Vec::new();
     for name in names {
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") && mode == RecoveryMode::Repair {
             disk.remove_file(&dir.join(&name)).map_err(|e| LogError::io("remove temp file", &dir.join(&name), e))?;
             removed_temp_files.push(name);
         } else if name.ends_with(SEGMENT_SUFFIX) {
@@ -197,8 +221,10 @@ pub fn recover_wal(
                     }
                     let dropped = (body.len() - offset) as u64;
                     tracing::warn!(segment = %name, lsn, bytes_dropped = dropped, %violation, "truncating torn WAL tail (CORE-3)");
-                    let mut file = disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
-                    file.truncate(SEGMENT_HEADER_LEN + offset as u64).map_err(|e| LogError::io("truncate torn tail", &path, e))?;
+                    if mode == RecoveryMode::Repair {
+                        let mut file = disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
+                        file.truncate(SEGMENT_HEADER_LEN + offset as u64).map_err(|e| LogError::io("truncate torn tail", &path, e))?;
+                    }
                     torn_tail = Some(TornTail { segment: name.clone(), lsn, bytes_dropped: dropped, reason: violation.to_string() });
                     break;
                 }
@@ -207,9 +233,7 @@ pub fn recover_wal(
         infos.push(SegmentInfo { header, end_lsn: header.start_lsn + offset as u64 });
     }
     let end = validator.map_or(start, |v| v.tip());
-    let segments = SegmentList::new(dir.to_path_buf(), infos.clone());
-    let appender = SegmentAppender::open_last(disk, segments)?;
-    Ok((appender, WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, removed_temp_files }))
+    Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, removed_temp_files })
 }
 
 /// Whether any offset after `from` starts a checksum-valid record: if one

@@ -1,1 +1,91 @@
-fn main() {}
+//! The `aerodb` node binary.
+//!
+//! This crate owns the process edges: command-line parsing, the data
+//! directory's identity and lock, the client HTTP API, the DX server, the
+//! CLI client commands, offline tools and the demo. It wires the library
+//! crates together and must never decide what is true about replication
+//! itself: every correctness decision lives in the library crates.
+
+mod api_error;
+mod cli;
+mod client;
+mod client_api;
+mod datadir;
+mod error;
+mod node;
+mod service;
+mod tools;
+mod verify_ext;
+
+use clap::Parser;
+use serde_json::Value;
+
+use crate::cli::{Cli, Command, WalRetention, WriterFlags};
+use crate::datadir::Role;
+use crate::node::PrimaryOptions;
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+}
+
+fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOptions {
+    let mut opts = PrimaryOptions::new(flags.data_dir);
+    opts.listen = flags.listen;
+    opts.dx_listen = (flags.dx_listen != "off").then_some(flags.dx_listen);
+    opts.repl_listen = repl_listen;
+    opts.snapshot_every_bytes = flags.snapshot_every_bytes;
+    opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
+    opts
+}
+
+fn run_node(result: Result<(), error::StartupError>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(code = e.code(), "{e}");
+            eprintln!("aerodb: refusing to start: {e} [{}]", e.code());
+            1
+        }
+    }
+}
+
+fn main() {
+    let _failpoints = fail::FailScenario::setup();
+    let cli = Cli::parse();
+    init_tracing();
+    let code = match cli.command {
+        Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
+        Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
+        Command::Replica { .. } => {
+            eprintln!("aerodb: replica mode is not available in this build yet");
+            2
+        }
+        Command::Put { node, collection, key, json } => match serde_json::from_str::<Value>(&json) {
+            Ok(doc) => client::write("PUT", &client::doc_url(&node, &collection, &key), Some(&doc)),
+            Err(e) => {
+                eprintln!("aerodb: JSON argument is not valid JSON: {e}");
+                2
+            }
+        },
+        Command::Delete { node, collection, key } => client::write("DELETE", &client::doc_url(&node, &collection, &key), None),
+        Command::Get { node, collection, key, at, min_commit } => {
+            let mut url = client::doc_url(&node, &collection, &key);
+            let mut sep = '?';
+            for (name, value) in [("at", at), ("min_commit", min_commit)] {
+                if let Some(v) = value {
+                    url.push_str(&format!("{sep}{name}={v}"));
+                    sep = '&';
+                }
+            }
+            client::get(&url)
+        }
+        Command::Status { .. } | Command::Explain { .. } | Command::Demo(_) => {
+            eprintln!("aerodb: this command is not available in this build yet");
+            2
+        }
+        Command::Verify { data_dir } => tools::verify(&data_dir),
+        Command::WalDump { data_dir, from, limit } => tools::wal_dump(&data_dir, from, limit),
+    };
+    std::process::exit(code);
+}
