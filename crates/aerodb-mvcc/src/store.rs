@@ -366,7 +366,7 @@ impl StoreBuilder {
                 return Err(LoadError::OutOfOrder { index: self.versions });
             }
         }
-        self.digest = self.digest.add(aerodb_wal::hash::version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
+        self.digest = self.digest.plus_version(aerodb_wal::hash::version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
         self.last = Some((v.collection.clone(), v.key.clone(), v.commit_id));
         self.collections.entry(v.collection).or_default().entry(v.key).or_default().push(Version { commit_id: v.commit_id, doc: v.doc });
         self.versions += 1;

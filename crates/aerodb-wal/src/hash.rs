@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::record::Op;
@@ -31,14 +31,14 @@ impl StateDigest {
 
     /// Adds one version's hash.
     #[must_use]
-    pub fn add(self, version_hash: u128) -> StateDigest {
+    pub fn plus_version(self, version_hash: u128) -> StateDigest {
         StateDigest(self.0.wrapping_add(version_hash))
     }
 
     /// The digest after adding every version that `ops` creates at `commit_id`.
     #[must_use]
     pub fn after_ops<'a>(self, commit_id: CommitId, ops: impl IntoIterator<Item = &'a Op>) -> StateDigest {
-        ops.into_iter().fold(self, |d, op| d.add(version_hash(commit_id, op)))
+        ops.into_iter().fold(self, |d, op| d.plus_version(version_hash(commit_id, op)))
     }
 }
 
@@ -96,6 +96,12 @@ macro_rules! hex128 {
         impl Serialize for $t {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                <$t>::from_hex(&text).ok_or_else(|| serde::de::Error::custom(concat!("expected 32 hex digits for ", stringify!($t))))
             }
         }
         impl $t {

@@ -70,6 +70,39 @@ impl SegmentList {
     pub(crate) fn retain_from(&self, keep: impl Fn(&SegmentInfo) -> bool) {
         self.inner.write().retain(keep);
     }
+
+    /// WAL retention: removes the files of the segments wholly before `lsn`
+    /// (every byte, and the end of their last record, at or below `lsn`),
+    /// oldest first, and returns their names. Never removes the segment
+    /// containing `lsn` nor the last segment, so the WAL still continues
+    /// from `lsn`: either the record ending at `lsn` is kept, or the first
+    /// kept segment starts exactly at `lsn` and its header states that
+    /// record's identity. The list is updated before any file is removed
+    /// (readers then get `WAL_UNAVAILABLE` for those LSNs) and the directory
+    /// is fsynced afterwards.
+    pub fn remove_segments_before(&self, disk: &dyn Disk, lsn: Lsn) -> Result<Vec<String>, LogError> {
+        let list = self.snapshot();
+        let removable: Vec<SegmentInfo> = list.iter().take(list.len().saturating_sub(1)).take_while(|s| s.end_lsn <= lsn).copied().collect();
+        let Some(last_removed) = removable.last().copied() else {
+            return Ok(Vec::new());
+        };
+        self.retain_from(|s| s.header.start_lsn > last_removed.header.start_lsn);
+        let mut removed = Vec::with_capacity(removable.len());
+        let mut result = Ok(());
+        for seg in &removable {
+            let name = segment_file_name(seg.header.start_lsn);
+            let path = self.dir.join(&name);
+            if let Err(e) = disk.remove_file(&path) {
+                result = Err(LogError::io("remove segment", &path, e));
+                break;
+            }
+            removed.push(name);
+        }
+        if !removed.is_empty() {
+            disk.sync_dir(&self.dir).map_err(|e| LogError::io("sync WAL dir", &self.dir, e))?;
+        }
+        result.map(|()| removed)
+    }
 }
 
 /// Errors of appending or reading WAL files.

@@ -34,6 +34,7 @@ pub fn router(service: Shared, max_body_bytes: usize) -> Router {
         .route("/v1/docs/{collection}/{key}", get(get_doc).put(put_doc).delete(delete_doc))
         .route("/v1/docs/{collection}", get(scan_docs))
         .route("/v1/commit", post(commit))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .with_state((service, limits))
 }
@@ -45,6 +46,13 @@ type AppState = (Shared, BodyLimit);
 
 async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", None, "no such endpoint", json!({}))
+}
+
+/// A known path with a method it does not serve: 405 with the documented
+/// error body (axum's default 405 has an empty body); axum keeps the
+/// `Allow` header.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None, "method not allowed on this endpoint", json!({}))
 }
 
 /// Reads the body up to `limit` bytes; 413 above it.

@@ -1,0 +1,191 @@
+//! The read-safety gate (REPLICATION.md §6, REPL-6, P5-I12): a pure
+//! function from what the replica knows now to an admit/refuse decision
+//! with every rule's evaluation and evidence, in the fixed order RS-1..RS-5.
+
+use serde::Serialize;
+use serde_json::json;
+
+use aerodb_wal::CommitId;
+
+use crate::state::ReplicaState;
+
+/// Everything the gate looks at. Captured once per read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GateInputs {
+    /// Whether the node's role is replica and it is not halted (`ReplicaActive`).
+    pub replica_active: bool,
+    /// Runtime state.
+    pub state: ReplicaState,
+    /// Successful handshakes since this process started.
+    pub handshakes_since_start: u64,
+    /// Recorded integrity failure code, if any (gap, checksum, divergence).
+    pub integrity_failure: Option<String>,
+    /// C_replica.
+    pub replica_commit_id: CommitId,
+    /// History horizon.
+    pub history_horizon: CommitId,
+    /// Requested bound `at`, if given.
+    pub requested_at: Option<CommitId>,
+    /// `min_commit`, if given.
+    pub min_commit: Option<CommitId>,
+}
+
+/// One rule's evaluation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RuleEvaluation {
+    /// Rule ID.
+    pub rule_id: &'static str,
+    /// What the rule requires.
+    pub description: &'static str,
+    /// Whether it holds.
+    pub evaluation: bool,
+    /// The numbers and states it was judged on.
+    pub evidence: serde_json::Value,
+}
+
+/// The gate's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GateDecision {
+    /// R the read would use.
+    pub read_upper_bound: CommitId,
+    /// Every rule, RS-1..RS-5 in order, none skipped.
+    pub rules: Vec<RuleEvaluation>,
+    /// Whether the read is admitted (all rules hold).
+    pub admitted: bool,
+}
+
+impl GateDecision {
+    /// The first failing rule, if any.
+    pub fn first_failure(&self) -> Option<&RuleEvaluation> {
+        self.rules.iter().find(|r| !r.evaluation)
+    }
+}
+
+/// Rule descriptions (as in REPLICATION.md §6).
+pub const RS1: &str = "node is ReplicaActive and Streaming, or Disconnected after a successful handshake since start";
+/// RS-2.
+pub const RS2: &str = "no integrity failure is recorded (gap, checksum, divergence)";
+/// RS-3.
+pub const RS3: &str = "R <= C_replica (and C_replica >= min_commit when given)";
+/// RS-4.
+pub const RS4: &str = "R >= history horizon";
+/// RS-5.
+pub const RS5: &str = "the read pins one read view at R for its whole duration";
+
+/// Evaluates RS-1..RS-5 for one read.
+pub fn evaluate(g: &GateInputs) -> GateDecision {
+    let r = match (g.requested_at, g.min_commit) {
+        (Some(at), _) => at,
+        (None, _) => g.replica_commit_id,
+    };
+    let state_ok = match g.state {
+        ReplicaState::Streaming => true,
+        ReplicaState::Disconnected => g.handshakes_since_start > 0,
+        _ => false,
+    };
+    let rs1 = g.replica_active && state_ok;
+    let rs2 = g.integrity_failure.is_none();
+    let min_ok = g.min_commit.is_none_or(|n| g.replica_commit_id >= n);
+    let rs3 = r <= g.replica_commit_id && min_ok;
+    let rs4 = r >= g.history_horizon;
+    let rules = vec![
+        RuleEvaluation {
+            rule_id: "RS-1",
+            description: RS1,
+            evaluation: rs1,
+            evidence: json!({"replica_active": g.replica_active, "replica_state": g.state.name(), "handshakes_since_start": g.handshakes_since_start}),
+        },
+        RuleEvaluation { rule_id: "RS-2", description: RS2, evaluation: rs2, evidence: json!({"integrity_failure": g.integrity_failure}) },
+        RuleEvaluation {
+            rule_id: "RS-3",
+            description: RS3,
+            evaluation: rs3,
+            evidence: json!({"read_upper_bound": r, "replica_commit_id": g.replica_commit_id, "min_commit": g.min_commit}),
+        },
+        RuleEvaluation { rule_id: "RS-4", description: RS4, evaluation: rs4, evidence: json!({"read_upper_bound": r, "history_horizon": g.history_horizon}) },
+        RuleEvaluation {
+            rule_id: "RS-5",
+            description: RS5,
+            // Every admitted read pins an immutable view at R (MVCC-3); a
+            // refused read pins nothing, so the rule holds either way.
+            evaluation: true,
+            evidence: json!({"read_upper_bound": r, "pinned": rs1 && rs2 && rs3 && rs4}),
+        },
+    ];
+    let admitted = rules.iter().all(|x| x.evaluation);
+    GateDecision { read_upper_bound: r, rules, admitted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> GateInputs {
+        GateInputs {
+            replica_active: true,
+            state: ReplicaState::Streaming,
+            handshakes_since_start: 1,
+            integrity_failure: None,
+            replica_commit_id: 10,
+            history_horizon: 0,
+            requested_at: None,
+            min_commit: None,
+        }
+    }
+
+    /// RS-1: never before a proven handshake; Disconnected only after one.
+    #[test]
+    fn rs_1_state_rules() {
+        for (state, handshakes, ok) in [
+            (ReplicaState::Streaming, 1, true),
+            (ReplicaState::Disconnected, 1, true),
+            (ReplicaState::Disconnected, 0, false),
+            (ReplicaState::Connecting, 0, false),
+            (ReplicaState::Recovering, 0, false),
+            (ReplicaState::Bootstrapping, 0, false),
+            (ReplicaState::Initializing, 0, false),
+            (ReplicaState::Halted, 3, false),
+        ] {
+            let d = evaluate(&GateInputs { state, handshakes_since_start: handshakes, ..base() });
+            assert_eq!(d.admitted, ok, "{state:?}/{handshakes}");
+            assert_eq!(d.rules[0].evaluation, ok);
+        }
+    }
+
+    /// RS-2: a recorded integrity failure refuses every read.
+    #[test]
+    fn rs_2_integrity_failure_refuses() {
+        let d = evaluate(&GateInputs { integrity_failure: Some("CHECKSUM_MISMATCH".into()), ..base() });
+        assert!(!d.admitted);
+        assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-2"));
+    }
+
+    /// RS-3 / F-RS1: R above C_replica, or min_commit not reached, refuses with numbers.
+    #[test]
+    fn rs_3_bound_and_min_commit() {
+        assert!(evaluate(&GateInputs { requested_at: Some(10), ..base() }).admitted);
+        let d = evaluate(&GateInputs { requested_at: Some(11), ..base() });
+        assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-3"));
+        let d = evaluate(&GateInputs { min_commit: Some(12), ..base() });
+        assert!(!d.admitted);
+        assert_eq!(d.rules[2].evidence["min_commit"], 12);
+        assert_eq!(d.rules[2].evidence["replica_commit_id"], 10);
+        assert!(evaluate(&GateInputs { min_commit: Some(10), ..base() }).admitted);
+    }
+
+    /// RS-4: R below the history horizon is refused.
+    #[test]
+    fn rs_4_history_horizon() {
+        let d = evaluate(&GateInputs { requested_at: Some(3), history_horizon: 5, ..base() });
+        assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-4"));
+    }
+
+    /// RS-5 / P5-I12: every rule is evaluated and reported in order, none skipped.
+    #[test]
+    fn rs_5_all_rules_reported_in_order() {
+        let d = evaluate(&GateInputs { state: ReplicaState::Halted, integrity_failure: Some("X".into()), requested_at: Some(99), ..base() });
+        let ids: Vec<_> = d.rules.iter().map(|r| r.rule_id).collect();
+        assert_eq!(ids, ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"]);
+        assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-1"));
+    }
+}

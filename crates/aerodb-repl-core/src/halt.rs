@@ -1,0 +1,68 @@
+//! Why a replica halted: a stable code, the rule it enforces and evidence.
+//! Persisted in the replica metadata so a halt survives restarts.
+
+use serde::{Deserialize, Serialize};
+
+use aerodb_wal::{CommitId, Lsn};
+
+/// A halt (or blocking) reason with evidence. Codes are stable; operators
+/// look them up in docs/operations.md.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HaltReason {
+    /// Stable code, e.g. `CHECKSUM_MISMATCH`, `DIVERGED`, `APPLY_DIVERGED`.
+    pub code: String,
+    /// Rule ID enforced.
+    pub rule_id: String,
+    /// Human-readable detail.
+    pub detail: String,
+    /// LSN where it happened, when known.
+    pub lsn: Option<Lsn>,
+    /// CommitId involved, when known.
+    pub commit_id: Option<CommitId>,
+    /// Failure-matrix row this halt is an instance of (e.g. `F-V1`).
+    pub failure: Option<String>,
+    /// Structured evidence (both sides' values where there are two sides).
+    pub evidence: serde_json::Value,
+}
+
+impl HaltReason {
+    /// Builds a reason.
+    pub fn new(code: &str, rule_id: &str, detail: impl Into<String>, lsn: Option<Lsn>, commit_id: Option<CommitId>, evidence: serde_json::Value) -> Self {
+        HaltReason { code: code.to_string(), rule_id: rule_id.to_string(), detail: detail.into(), lsn, commit_id, failure: None, evidence }
+    }
+
+    /// Tags the failure-matrix row.
+    #[must_use]
+    pub fn with_failure(mut self, row: &str) -> Self {
+        self.failure = Some(row.to_string());
+        self
+    }
+
+    /// From a validation failure of received WAL (F-V1, F-V2, F-D1).
+    pub fn from_violation(v: &aerodb_wal::ChainViolation) -> Self {
+        let commit_id = match v {
+            aerodb_wal::ChainViolation::CommitIdDiscontinuity { found, .. } => Some(*found),
+            aerodb_wal::ChainViolation::FingerprintMismatch { commit_id, .. } => Some(*commit_id),
+            _ => None,
+        };
+        let row = match v {
+            aerodb_wal::ChainViolation::InvalidRecord { .. } => "F-V1",
+            aerodb_wal::ChainViolation::FingerprintMismatch { .. } => "F-D1",
+            _ => "F-V2",
+        };
+        HaltReason::new(v.code(), v.rule_id(), v.to_string(), Some(v.lsn()), commit_id, serde_json::to_value(v).unwrap_or(serde_json::Value::Null)).with_failure(row)
+    }
+
+    /// From an apply failure (F-D3 digest mismatch, or out-of-order apply).
+    pub fn from_apply(e: &aerodb_mvcc::ApplyError, lsn: Lsn) -> Self {
+        let commit_id = match e {
+            aerodb_mvcc::ApplyError::NotNext { found, .. } => *found,
+            aerodb_mvcc::ApplyError::DigestMismatch { commit_id, .. } => *commit_id,
+        };
+        let row = match e {
+            aerodb_mvcc::ApplyError::NotNext { .. } => "F-V2",
+            aerodb_mvcc::ApplyError::DigestMismatch { .. } => "F-D3",
+        };
+        HaltReason::new(e.code(), e.rule_id(), e.to_string(), Some(lsn), Some(commit_id), serde_json::to_value(e).unwrap_or(serde_json::Value::Null)).with_failure(row)
+    }
+}

@@ -1,0 +1,296 @@
+//! The handshake: what a replica states about its history, and the
+//! primary's pure decision about it (REPLICATION.md §4, REPL-5, F-D1, F-D2,
+//! F-C1). The primary keeps no per-replica state that affects this.
+
+use serde::{Deserialize, Serialize};
+
+use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, GENESIS_FINGERPRINT};
+
+/// Replication protocol version spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What the replica asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum HelloRequest {
+    /// Continue after this history tip.
+    Resume {
+        /// End LSN of the replica's last record.
+        end_lsn: Lsn,
+        /// Its CommitId.
+        commit_id: CommitId,
+        /// Its fingerprint (hex).
+        fingerprint: Fingerprint,
+    },
+    /// Send a snapshot for bootstrap.
+    Snapshot,
+}
+
+/// Replica → primary, first frame of every connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Protocol version.
+    pub protocol_version: u32,
+    /// Cluster id recorded at bootstrap, if any.
+    pub cluster_id: Option<String>,
+    /// The replica's own id.
+    pub replica_id: String,
+    /// What it asks for.
+    pub request: HelloRequest,
+}
+
+/// Primary → replica when the handshake is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    /// The primary's cluster id.
+    pub cluster_id: String,
+    /// C_primary.
+    pub primary_commit_id: CommitId,
+    /// Primary durable LSN.
+    pub durable_lsn: Lsn,
+    /// Where streaming starts (the replica's end LSN), or None for a snapshot session.
+    pub start_lsn: Option<Lsn>,
+}
+
+/// Refusal codes (exact names from REPLICATION.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(non_camel_case_types)]
+pub enum RefusalCode {
+    /// Another cluster.
+    CLUSTER_MISMATCH,
+    /// The replica's history differs from the primary's.
+    DIVERGED,
+    /// The replica holds history beyond the primary's durable LSN.
+    REPLICA_AHEAD,
+    /// The primary no longer holds the WAL needed; snapshot needed.
+    WAL_UNAVAILABLE,
+    /// Unsupported protocol version.
+    PROTOCOL_VERSION,
+}
+
+impl RefusalCode {
+    /// The exact code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalCode::CLUSTER_MISMATCH => "CLUSTER_MISMATCH",
+            RefusalCode::DIVERGED => "DIVERGED",
+            RefusalCode::REPLICA_AHEAD => "REPLICA_AHEAD",
+            RefusalCode::WAL_UNAVAILABLE => "WAL_UNAVAILABLE",
+            RefusalCode::PROTOCOL_VERSION => "PROTOCOL_VERSION",
+        }
+    }
+    /// Rule enforced by the refusal.
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            RefusalCode::CLUSTER_MISMATCH => "REPL-1",
+            RefusalCode::DIVERGED => "REPL-5",
+            RefusalCode::REPLICA_AHEAD => "REPL-3",
+            RefusalCode::WAL_UNAVAILABLE => "REPL-7",
+            RefusalCode::PROTOCOL_VERSION => "REPL-1",
+        }
+    }
+    /// Failure-matrix row.
+    pub fn failure_row(self) -> Option<&'static str> {
+        match self {
+            RefusalCode::CLUSTER_MISMATCH => Some("F-C1"),
+            RefusalCode::DIVERGED => Some("F-D1"),
+            RefusalCode::REPLICA_AHEAD => Some("F-D2"),
+            RefusalCode::WAL_UNAVAILABLE | RefusalCode::PROTOCOL_VERSION => None,
+        }
+    }
+    /// Every refusal except WAL_UNAVAILABLE halts the replica.
+    pub fn halts(self) -> bool {
+        self != RefusalCode::WAL_UNAVAILABLE
+    }
+}
+
+/// Primary → replica when the handshake is refused. Carries the primary's
+/// side of the evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refuse {
+    /// Code.
+    pub code: RefusalCode,
+    /// Human-readable detail.
+    pub detail: String,
+    /// The primary's values (CommitId, LSNs, fingerprints).
+    pub evidence: serde_json::Value,
+}
+
+/// What the primary knows about its own history, as the decision needs it.
+pub trait PrimaryHistory {
+    /// Cluster id.
+    fn cluster_id(&self) -> &str;
+    /// (durable LSN, C_primary).
+    fn durable(&self) -> (Lsn, CommitId);
+    /// Chain state at the start of the oldest retained segment.
+    fn oldest_retained(&self) -> ChainTip;
+    /// (end LSN, fingerprint) of the record with this CommitId, if retained
+    /// and durable. Errors reading the WAL are reported as `Err(detail)`.
+    fn record_end(&self, commit_id: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String>;
+}
+
+/// The primary's decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Stream WAL from this LSN.
+    StreamFrom(Lsn),
+    /// Serve a snapshot.
+    ServeSnapshot,
+    /// Refuse.
+    Refuse(Refuse),
+    /// The primary could not read its own WAL to decide; close the
+    /// connection without a verdict (never guess).
+    Undecided(String),
+}
+
+fn refuse(code: RefusalCode, detail: String, evidence: serde_json::Value) -> Decision {
+    Decision::Refuse(Refuse { code, detail, evidence })
+}
+
+/// Decides a handshake. Pure: the same history and hello always give the
+/// same decision; nothing depends on time or on earlier connections.
+pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
+    let (durable_lsn, c_primary) = history.durable();
+    if hello.protocol_version != PROTOCOL_VERSION {
+        return refuse(
+            RefusalCode::PROTOCOL_VERSION,
+            format!("replica speaks protocol {}, primary speaks {PROTOCOL_VERSION}", hello.protocol_version),
+            serde_json::json!({"primary_protocol_version": PROTOCOL_VERSION}),
+        );
+    }
+    if let Some(cluster) = &hello.cluster_id {
+        if cluster != history.cluster_id() {
+            return refuse(
+                RefusalCode::CLUSTER_MISMATCH,
+                format!("replica belongs to cluster {cluster}, primary is cluster {}", history.cluster_id()),
+                serde_json::json!({"primary_cluster_id": history.cluster_id()}),
+            );
+        }
+    }
+    let (end_lsn, commit_id, fingerprint) = match &hello.request {
+        HelloRequest::Snapshot => return Decision::ServeSnapshot,
+        HelloRequest::Resume { end_lsn, commit_id, fingerprint } => (*end_lsn, *commit_id, *fingerprint),
+    };
+    let primary_side = |record: Option<(Lsn, Fingerprint)>| {
+        serde_json::json!({
+            "primary_durable_lsn": durable_lsn,
+            "primary_commit_id": c_primary,
+            "primary_record_end_lsn": record.map(|r| r.0),
+            "primary_record_fingerprint": record.map(|r| r.1.to_string()),
+        })
+    };
+    if end_lsn > durable_lsn || commit_id > c_primary {
+        return refuse(
+            RefusalCode::REPLICA_AHEAD,
+            format!("replica history ends at LSN {end_lsn} (CommitId {commit_id}); primary durable history ends at LSN {durable_lsn} (CommitId {c_primary})"),
+            primary_side(None),
+        );
+    }
+    let oldest = history.oldest_retained();
+    if commit_id < oldest.commit_id || (commit_id == 0 && oldest.end_lsn > 0) {
+        return refuse(
+            RefusalCode::WAL_UNAVAILABLE,
+            format!("primary retains WAL from LSN {} (after CommitId {}); replica needs it after CommitId {commit_id}", oldest.end_lsn, oldest.commit_id),
+            serde_json::json!({"oldest_retained_lsn": oldest.end_lsn, "oldest_retained_commit_id": oldest.commit_id}),
+        );
+    }
+    let record = if commit_id == oldest.commit_id {
+        Some((oldest.end_lsn, oldest.fingerprint))
+    } else if commit_id == 0 {
+        Some((0, GENESIS_FINGERPRINT))
+    } else {
+        match history.record_end(commit_id) {
+            Ok(r) => r,
+            Err(e) => return Decision::Undecided(e),
+        }
+    };
+    match record {
+        Some((lsn, fp)) if lsn == end_lsn && fp == fingerprint => Decision::StreamFrom(end_lsn),
+        other => refuse(
+            RefusalCode::DIVERGED,
+            format!("replica's record {commit_id} ends at LSN {end_lsn} with fingerprint {fingerprint}; the primary's differs"),
+            primary_side(other),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake {
+        records: Vec<(Lsn, Fingerprint)>,
+        oldest: ChainTip,
+    }
+    impl PrimaryHistory for Fake {
+        fn cluster_id(&self) -> &str {
+            "c1"
+        }
+        fn durable(&self) -> (Lsn, CommitId) {
+            (self.records.last().map_or(0, |r| r.0), self.records.len() as u64)
+        }
+        fn oldest_retained(&self) -> ChainTip {
+            self.oldest
+        }
+        fn record_end(&self, c: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
+            Ok(self.records.get((c as usize).wrapping_sub(1)).copied())
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake { records: vec![(100, Fingerprint(1)), (200, Fingerprint(2)), (300, Fingerprint(3))], oldest: ChainTip::GENESIS }
+    }
+    fn hello(end_lsn: Lsn, commit_id: CommitId, fp: u128) -> Hello {
+        Hello { protocol_version: PROTOCOL_VERSION, cluster_id: Some("c1".into()), replica_id: "r".into(), request: HelloRequest::Resume { end_lsn, commit_id, fingerprint: Fingerprint(fp) } }
+    }
+    fn code(d: Decision) -> Option<RefusalCode> {
+        match d {
+            Decision::Refuse(r) => Some(r.code),
+            _ => None,
+        }
+    }
+
+    /// REPL-5 / F-D1: a matching resume point streams; any difference is DIVERGED.
+    #[test]
+    fn f_d1_handshake_detects_divergence() {
+        let f = fake();
+        assert_eq!(decide(&f, &hello(200, 2, 2)), Decision::StreamFrom(200));
+        assert_eq!(decide(&f, &hello(0, 0, GENESIS_FINGERPRINT.0)), Decision::StreamFrom(0));
+        assert_eq!(code(decide(&f, &hello(200, 2, 9))), Some(RefusalCode::DIVERGED));
+        assert_eq!(code(decide(&f, &hello(250, 2, 2))), Some(RefusalCode::DIVERGED));
+        assert_eq!(code(decide(&f, &hello(5, 0, GENESIS_FINGERPRINT.0))), Some(RefusalCode::DIVERGED));
+    }
+
+    /// F-D2: a replica beyond the primary's durable history is REPLICA_AHEAD.
+    #[test]
+    fn f_d2_replica_ahead_is_refused() {
+        let f = fake();
+        assert_eq!(code(decide(&f, &hello(400, 4, 4))), Some(RefusalCode::REPLICA_AHEAD));
+        assert_eq!(code(decide(&f, &hello(300, 9, 3))), Some(RefusalCode::REPLICA_AHEAD));
+    }
+
+    /// F-C1: another cluster or protocol is refused; both halt.
+    #[test]
+    fn f_c1_cluster_and_protocol_mismatch_refused() {
+        let f = fake();
+        let mut h = hello(0, 0, GENESIS_FINGERPRINT.0);
+        h.cluster_id = Some("other".into());
+        assert_eq!(code(decide(&f, &h)), Some(RefusalCode::CLUSTER_MISMATCH));
+        let mut h = hello(0, 0, GENESIS_FINGERPRINT.0);
+        h.protocol_version = 99;
+        assert_eq!(code(decide(&f, &h)), Some(RefusalCode::PROTOCOL_VERSION));
+        assert!(RefusalCode::CLUSTER_MISMATCH.halts() && !RefusalCode::WAL_UNAVAILABLE.halts());
+    }
+
+    /// REPL-7: WAL the primary no longer holds is WAL_UNAVAILABLE; a resume
+    /// exactly at the oldest retained segment start is proven by its header.
+    #[test]
+    fn repl_7_wal_unavailable_after_retention() {
+        let mut f = fake();
+        f.oldest = ChainTip { end_lsn: 200, commit_id: 2, fingerprint: Fingerprint(2) };
+        assert_eq!(code(decide(&f, &hello(100, 1, 1))), Some(RefusalCode::WAL_UNAVAILABLE));
+        assert_eq!(code(decide(&f, &hello(0, 0, GENESIS_FINGERPRINT.0))), Some(RefusalCode::WAL_UNAVAILABLE));
+        assert_eq!(decide(&f, &hello(200, 2, 2)), Decision::StreamFrom(200));
+        assert_eq!(code(decide(&f, &hello(200, 2, 7))), Some(RefusalCode::DIVERGED));
+    }
+}

@@ -1,0 +1,78 @@
+//! Serving a read on a replica: evaluate the gate once, then pin one view
+//! at R (RS-5, MVCC-3). A state change after the view is pinned cannot
+//! change what the read sees: versions <= R are immutable (F-RS2).
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use aerodb_mvcc::{ReadView, Store};
+use aerodb_wal::CommitId;
+
+use crate::gate::{evaluate, GateDecision, GateInputs};
+use crate::status::{ReplicaObserved, ReplicaShared};
+
+/// Shared handle to a running replica: its status and (once bootstrapped)
+/// its store. Readers take snapshots; only the supervisor mutates.
+pub struct ReplicaHandle {
+    /// Status.
+    pub shared: Arc<ReplicaShared>,
+    store: RwLock<Option<Arc<Store>>>,
+}
+
+/// A refused read: the whole gate decision plus the status it was judged on.
+#[derive(Debug)]
+pub struct ReadRefusal {
+    /// The decision (every rule with evidence).
+    pub decision: GateDecision,
+    /// Whether the replica is halted (answered as REPLICATION_HALTED).
+    pub halted: bool,
+}
+
+impl ReplicaHandle {
+    /// A handle with no store yet.
+    pub fn new(shared: Arc<ReplicaShared>) -> Self {
+        ReplicaHandle { shared, store: RwLock::new(None) }
+    }
+    /// Installs the store (after recovery or bootstrap).
+    pub fn set_store(&self, store: Arc<Store>) {
+        *self.store.write() = Some(store);
+    }
+    /// The store, if bootstrapped.
+    pub fn store(&self) -> Option<Arc<Store>> {
+        self.store.read().clone()
+    }
+
+    /// The gate inputs for a read right now.
+    pub fn gate_inputs(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> (GateInputs, ReplicaObserved) {
+        let observed = self.shared.observe();
+        let store = self.store();
+        let inputs = GateInputs {
+            replica_active: observed.halt.is_none(),
+            state: observed.state,
+            handshakes_since_start: observed.handshakes,
+            integrity_failure: observed.halt.as_ref().map(|h| h.code.clone()),
+            replica_commit_id: store.as_ref().map_or(0, |s| s.applied().commit_id),
+            history_horizon: store.as_ref().map_or(0, |s| s.history_horizon()),
+            requested_at: at,
+            min_commit,
+        };
+        (inputs, observed)
+    }
+
+    /// Evaluates the gate and, if admitted, pins a view at R.
+    pub fn open_read(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> Result<ReadView, ReadRefusal> {
+        let (inputs, observed) = self.gate_inputs(at, min_commit);
+        let decision = evaluate(&inputs);
+        let halted = observed.halt.is_some();
+        if !decision.admitted {
+            return Err(ReadRefusal { decision, halted });
+        }
+        let Some(store) = self.store() else { return Err(ReadRefusal { decision, halted }) };
+        match store.read_view(Some(decision.read_upper_bound)) {
+            Ok(view) => Ok(view),
+            // C_replica only grows and the horizon is fixed, so an admitted R is always openable.
+            Err(_) => Err(ReadRefusal { decision, halted }),
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! AeroDB developer tasks: `cargo xtask audit | bench | sim`.
+//!
+//! `audit` checks the workspace's invariants (crate layering, rule-ID test
+//! coverage, test hygiene, no wall clock in repl-core, no pending golden
+//! files); `bench` and `sim` run benchmarks and the deterministic simulator.
+
+mod audit;
+mod bench;
+
+const USAGE: &str = "usage: cargo xtask <command> [args]
+
+commands:
+  audit   check layering, rule coverage and test hygiene (see `audit --help`)
+  bench   run the benchmarks and print JSON
+  sim     run the deterministic simulation";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    let code = match args.first().map(String::as_str) {
+        Some("audit") => audit::run(rest),
+        Some("bench") => bench::run(rest),
+        Some("sim") => {
+            eprintln!("cargo xtask sim: not implemented yet");
+            2
+        }
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            0
+        }
+        Some(other) => {
+            eprintln!("cargo xtask: unknown command `{other}`\n{USAGE}");
+            2
+        }
+        None => {
+            eprintln!("{USAGE}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
