@@ -34,8 +34,8 @@ pub struct SnapshotRejected {
 /// The snapshot format, as replication needs it. Implemented with
 /// `aerodb-snapshot` by the node; replication never parses data files.
 pub trait SnapshotFormat: Send + Sync {
-    /// The files a manifest promises: plain names and sizes.
-    fn manifest_files(&self, manifest: &[u8]) -> Result<Vec<(String, u64)>, SnapshotRejected>;
+    /// The files the manifest in `dir` promises: plain names and sizes.
+    fn manifest_files(&self, dir: &Path) -> Result<Vec<(String, u64)>, SnapshotRejected>;
     /// Validates a snapshot directory completely (every checksum, the
     /// manifest, the cluster id, and the state digest after loading) and
     /// returns the loaded store with its cut (REPL-8, F-S4).
@@ -239,10 +239,6 @@ fn plain_file_name(name: &str) -> bool {
 impl SnapshotTransfer {
     /// Starts a transfer: discards any previous partial one and writes the manifest.
     pub fn begin(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn SnapshotFormat, manifest: &[u8]) -> Result<Self, BootstrapError> {
-        let files = format.manifest_files(manifest).map_err(BootstrapError::Rejected)?;
-        if files.iter().any(|(n, _)| !plain_file_name(n) || n == "manifest.json") {
-            return Err(BootstrapError::Protocol("manifest names a file outside the snapshot directory".into()));
-        }
         let tmp = paths.bootstrap_tmp();
         if disk.exists(&tmp) {
             disk.remove_dir_all(&tmp).map_err(io)?;
@@ -251,6 +247,10 @@ impl SnapshotTransfer {
         let mut f = disk.create(&tmp.join("manifest.json")).map_err(io)?;
         f.append(manifest).map_err(io)?;
         f.sync_data().map_err(io)?;
+        let files = format.manifest_files(&tmp).map_err(BootstrapError::Rejected)?;
+        if files.iter().any(|(n, _)| !plain_file_name(n) || n == "manifest.json") {
+            return Err(BootstrapError::Protocol("manifest names a file outside the snapshot directory".into()));
+        }
         Ok(SnapshotTransfer { disk, paths: paths.clone(), files, current: None, finished_files: 0 })
     }
 
