@@ -7,9 +7,8 @@ use std::sync::Arc;
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
 use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GroupCommitter};
-use aerodb_wal::log::{LogError, SegmentAppender, SegmentList};
+use aerodb_wal::log::{SegmentAppender, SegmentList};
 use aerodb_wal::recovery::{recover_wal, ReplayRefusal, WalRecoveryError, WalRecoveryReport};
-use aerodb_wal::segment::segment_file_name;
 use aerodb_wal::writer::WalWriter;
 use aerodb_wal::{ChainTip, CommitId};
 use serde::Serialize;
@@ -71,7 +70,7 @@ pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Resu
     let base = store.applied();
     let mut base_seen = base.commit_id == 0;
     let mut replayed: Option<(CommitId, CommitId)> = None;
-    let (appender, wal) = recover_wal(disk.clone(), wal_dir, |record, position| {
+    let (appender, wal) = recover_wal(disk, wal_dir, |record, position| {
         if position.commit_id < base.commit_id {
             return Ok(());
         }
@@ -103,24 +102,8 @@ pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Resu
             detail: format!("base CommitId {} (LSN {}) is not in the WAL, which covers CommitIds {}..={}", base.commit_id, base.end_lsn, wal.start.commit_id + 1, wal.end.commit_id),
         });
     }
-    sync_recovered_tail(&*disk, wal_dir, &wal)?;
     let applied = store.applied();
     Ok((appender, StoreRecoveryReport { wal, base, replayed, applied }))
-}
-
-/// After a process crash, the last segment may hold records that reached
-/// the page cache but were never fsynced (killed between append and
-/// fsync). Recovery has just replayed them and the caller will treat them
-/// as durable (serve them, ship them, build on them), so make them durable
-/// now (CORE-1, MVCC-2: visible only once durable; F-P1: no replica may
-/// receive a record an OS crash could still erase). Earlier segments were
-/// fsynced before the next one was created.
-fn sync_recovered_tail(disk: &dyn Disk, wal_dir: &Path, wal: &WalRecoveryReport) -> Result<(), StoreRecoveryError> {
-    let Some(last) = wal.segments.last() else { return Ok(()) };
-    let path = wal_dir.join(segment_file_name(last.header.start_lsn));
-    disk.open(&path)
-        .and_then(|file| file.sync_data())
-        .map_err(|source| StoreRecoveryError::Wal(WalRecoveryError::Log(LogError::Io { op: "fsync recovered segment", path: path.display().to_string(), source })))
 }
 
 /// Applies durable groups to the store; the group committer's sink.

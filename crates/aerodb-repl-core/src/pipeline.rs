@@ -48,7 +48,7 @@ pub enum PipelineError {
     Protocol(String),
     /// An integrity failure: halt (persisted by the caller).
     #[error("integrity failure: {} ({})", .0.code, .0.rule_id)]
-    Halt(HaltReason),
+    Halt(Box<HaltReason>),
     /// Local IO failed; the replica cannot continue safely.
     #[error(transparent)]
     Io(#[from] LogError),
@@ -117,12 +117,12 @@ impl ReplicaPipeline {
                 if !self.pending.is_empty() || self.validator.tip().end_lsn != end {
                     return Err(PipelineError::Protocol(format!("segment starts at LSN {} inside an incomplete record", header.start_lsn)));
                 }
-                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(HaltReason::from_violation(&v)))?;
+                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(Box::new(HaltReason::from_violation(&v))))?;
                 self.appender.start_segment(header)?;
                 self.current_segment = header;
             } else if header != self.current_segment {
                 // Our (empty) segment starts here too: both must describe the same history.
-                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(HaltReason::from_violation(&v)))?;
+                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(Box::new(HaltReason::from_violation(&v))))?;
             }
         }
         self.appender.append(chunk.start_lsn, &chunk.bytes)?;
@@ -150,7 +150,7 @@ impl ReplicaPipeline {
                     records.push((record, position));
                 }
                 Err(ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }) => break,
-                Err(v) => return Err(PipelineError::Halt(HaltReason::from_violation(&v))),
+                Err(v) => return Err(PipelineError::Halt(Box::new(HaltReason::from_violation(&v)))),
             }
         }
         self.pending = buf;
@@ -163,7 +163,7 @@ impl ReplicaPipeline {
                 aerodb_wal::crash_point!("replica.mid_apply");
             }
             let input = ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops };
-            self.store.apply(input).map_err(|e| PipelineError::Halt(HaltReason::from_apply(&e, position.lsn)))?;
+            self.store.apply(input).map_err(|e| PipelineError::Halt(Box::new(HaltReason::from_apply(&e, position.lsn))))?;
             after_stage(self.positions());
         }
         Ok(())

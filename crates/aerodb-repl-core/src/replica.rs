@@ -77,7 +77,7 @@ pub enum Recovered {
     /// A persisted or newly found integrity failure.
     Halted {
         /// Why.
-        halt: HaltReason,
+        halt: Box<HaltReason>,
         /// Metadata, if readable.
         metadata: Option<ReplicaMetadata>,
     },
@@ -123,7 +123,7 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
     let halt = read_halt(&*disk, paths)?;
     let metadata = read_metadata(&*disk, paths)?;
     if let Some(halt) = halt {
-        return Ok(Recovered::Halted { halt, metadata });
+        return Ok(Recovered::Halted { halt: Box::new(halt), metadata });
     }
     let Some(metadata) = metadata else {
         let discarded = discard_uncommitted(&*disk, paths).map_err(|e| MetadataError { file: paths.dir.display().to_string(), check: "DISCARD_FAILED", detail: e.to_string() })?;
@@ -133,7 +133,7 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
     let _ = remove_if_exists(&*disk, &paths.bootstrap_tmp(), &mut discarded);
     let halt_with = |halt: HaltReason| {
         persist_halt(&*disk, paths, &halt);
-        Ok(Recovered::Halted { halt, metadata: Some(metadata.clone()) })
+        Ok(Recovered::Halted { halt: Box::new(halt), metadata: Some(metadata.clone()) })
     };
     let (store, snapshot_used) = match metadata.bootstrap.method {
         BootstrapMethod::Wal => (Store::new(), None),
@@ -158,6 +158,7 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
             }
         },
     };
+    aerodb_wal::crash_point!("replica.mid_recovery");
     match recover_store(disk.clone(), &paths.wal, &store) {
         Ok((appender, wal)) => {
             let store = Arc::new(store);

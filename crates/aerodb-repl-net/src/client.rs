@@ -77,17 +77,19 @@ pub struct ReplicaClientConfig {
     pub root: PathBuf,
 }
 
-/// Why a connection ended without a halt.
-struct Blocked(HaltReason);
-
+/// How a session ended: blocked (no halt: retry), halted, or stopped.
 enum SessionEnd {
-    Blocked(Blocked),
-    Halt(HaltReason),
+    Blocked(Box<HaltReason>),
+    Halt(Box<HaltReason>),
     Stopped,
 }
 
 fn blocked(code: &str, rule: &str, detail: impl Into<String>) -> SessionEnd {
-    SessionEnd::Blocked(Blocked(HaltReason::new(code, rule, detail, None, None, json!({}))))
+    SessionEnd::Blocked(Box::new(HaltReason::new(code, rule, detail, None, None, json!({}))))
+}
+
+fn halted(reason: HaltReason) -> SessionEnd {
+    SessionEnd::Halt(Box::new(reason))
 }
 
 /// A connection with a buffered frame reader that survives read timeouts.
@@ -183,8 +185,8 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
     conn.send(&Message::Hello(hello.clone()))?;
     let frame = match conn.next(stop) {
         Ok(f) => f,
-        Err(SessionEnd::Blocked(Blocked(reason))) if reason.code == "PEER_NOT_AERODB" => {
-            return Err(SessionEnd::Halt(
+        Err(SessionEnd::Blocked(reason)) if reason.code == "PEER_NOT_AERODB" => {
+            return Err(halted(
                 HaltReason::new("PEER_NOT_AERODB", "REPL-1", format!("{} does not answer as an AeroDB primary: {}", cfg.primary, reason.detail), None, None, json!({"primary": cfg.primary}))
                     .with_failure("F-C1"),
             ))
@@ -195,7 +197,7 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
         Ok(Message::Accept(a)) => {
             if let Some(expected) = &hello.cluster_id {
                 if &a.cluster_id != expected {
-                    return Err(SessionEnd::Halt(
+                    return Err(halted(
                         HaltReason::new("CLUSTER_MISMATCH", "REPL-1", format!("primary is cluster {}, replica belongs to {expected}", a.cluster_id), None, None, json!({"replica_cluster_id": expected, "primary_cluster_id": a.cluster_id}))
                             .with_failure("F-C1"),
                     ));
@@ -206,9 +208,9 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
         Ok(Message::Refuse(r)) => {
             let reason = refusal_halt(&r, hello);
             if r.code.halts() {
-                Err(SessionEnd::Halt(reason))
+                Err(halted(reason))
             } else {
-                Err(SessionEnd::Blocked(Blocked(reason)))
+                Err(SessionEnd::Blocked(Box::new(reason)))
             }
         }
         Ok(Message::Error(e)) => Err(blocked(&e.code, "REPL-10", format!("primary cannot serve: {}", e.detail))),
@@ -237,7 +239,7 @@ pub fn run_replica(handle: Arc<ReplicaHandle>, disk: Arc<dyn Disk>, format: Arc<
             if let Some(m) = &metadata {
                 publish_metadata(&handle, m, BootstrapState::Complete);
             }
-            shared.halt(halt);
+            shared.halt(*halt);
             stop.wait(Duration::MAX);
             return;
         }
@@ -316,7 +318,7 @@ fn bootstrap(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, 
                 handshake(cfg, &hello, stop).and_then(|(conn, accept)| {
                     bootstrap_from_genesis(disk.clone(), paths, &accept.cluster_id, &cfg.new_replica_id)
                         .map(|r| (r, Some((conn, accept))))
-                        .map_err(|e| SessionEnd::Halt(HaltReason::new("BOOTSTRAP_IO", "REPL-9", e.to_string(), None, None, json!({}))))
+                        .map_err(|e| halted(HaltReason::new("BOOTSTRAP_IO", "REPL-9", e.to_string(), None, None, json!({}))))
                 })
             }
         };
@@ -326,17 +328,17 @@ fn bootstrap(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, 
                 return Some(r);
             }
             Err(SessionEnd::Halt(reason)) => {
-                halt(handle, &*disk, paths, reason, stop);
+                halt(handle, &*disk, paths, *reason, stop);
                 return None;
             }
             Err(SessionEnd::Stopped) => return None,
-            Err(SessionEnd::Blocked(Blocked(reason))) => {
+            Err(SessionEnd::Blocked(reason)) => {
                 tracing::warn!(code = %reason.code, detail = %reason.detail, "bootstrap attempt failed; replica stays uninitialised");
                 if let Err(e) = discard_uncommitted(&*disk, paths) {
                     tracing::error!(error = %e, "cannot discard the partial bootstrap");
                 }
                 shared.update(|o| {
-                    o.blocking = Some(reason);
+                    o.blocking = Some(*reason);
                     o.bootstrap_state = BootstrapState::NotStarted;
                 });
                 let _ = shared.transition(ReplicaState::Disconnected, "bootstrap attempt failed");
@@ -405,12 +407,12 @@ fn stream_forever(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPa
         match end {
             SessionEnd::Stopped => return,
             SessionEnd::Halt(reason) => {
-                halt(handle, &*disk, paths, reason, stop);
+                halt(handle, &*disk, paths, *reason, stop);
                 return;
             }
-            SessionEnd::Blocked(Blocked(reason)) => {
+            SessionEnd::Blocked(reason) => {
                 tracing::warn!(code = %reason.code, detail = %reason.detail, "replication connection ended");
-                shared.update(|o| o.blocking = Some(reason));
+                shared.update(|o| o.blocking = Some(*reason));
                 let _ = shared.transition(ReplicaState::Disconnected, "connection ended");
                 if backoff.wait(stop) {
                     return;
@@ -438,7 +440,7 @@ fn stream(handle: &ReplicaHandle, conn: &mut Conn, ready: &mut ReadyReplica, sto
                     }
                     Err(PipelineError::Protocol(d)) => return blocked("PROTOCOL_ERROR", "F-N2", d),
                     Err(PipelineError::Halt(h)) => return SessionEnd::Halt(h),
-                    Err(PipelineError::Io(e)) => return SessionEnd::Halt(HaltReason::new("REPLICA_IO_ERROR", "REPL-9", e.to_string(), None, None, json!({}))),
+                    Err(PipelineError::Io(e)) => return halted(HaltReason::new("REPLICA_IO_ERROR", "REPL-9", e.to_string(), None, None, json!({}))),
                 }
             }
             Ok(Message::Progress(p)) => shared.update(|o| o.primary = Some(p)),

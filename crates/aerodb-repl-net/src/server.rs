@@ -303,7 +303,6 @@ fn stream_wal(mut reader: TcpStream, w: &mut impl Write, ctx: &PrimaryContext, i
     }
     let mut wal = WalReader::new(ctx.disk.clone(), ctx.segments.clone());
     let mut next = start;
-    let mut last_progress: Option<PrimaryProgress> = None;
     loop {
         if closed.load(Ordering::Relaxed) || ctx.stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -325,17 +324,14 @@ fn stream_wal(mut reader: TcpStream, w: &mut impl Write, ctx: &PrimaryContext, i
                 continue;
             }
             let len = chunk.bytes.len() as u64;
-            send(w, &Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes })).map_err(|e| e.to_string())?;
+            // Progress first: the replica then never holds a commit beyond what the primary last reported.
             send(w, &Message::Progress(progress)).map_err(|e| e.to_string())?;
+            send(w, &Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes })).map_err(|e| e.to_string())?;
             w.flush().map_err(|e| e.to_string())?;
             next += len;
             ctx.replicas.shipped_bytes.fetch_add(len, Ordering::Relaxed);
             ctx.replicas.update(id, |r| r.sent_lsn = next);
-            last_progress = Some(progress);
         } else {
-            if last_progress != Some(progress) {
-                last_progress = Some(progress);
-            }
             send(w, &Message::Progress(progress)).map_err(|e| e.to_string())?;
             w.flush().map_err(|e| e.to_string())?;
             if ctx.durable.is_closed() {

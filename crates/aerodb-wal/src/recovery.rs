@@ -187,6 +187,13 @@ pub fn scan_wal(
     for (index, (name_lsn, name)) in segment_names.into_iter().enumerate() {
         let is_last = index + 1 == count;
         let path = dir.join(&name);
+        if is_last && mode == RecoveryMode::Repair {
+            // After a process crash the tail may hold bytes that reached the page
+            // cache but were never fsynced. Everything replayed below is then served,
+            // shipped and built on as durable, so make it durable first (CORE-1,
+            // MVCC-2, F-P1). Earlier segments were fsynced before the next was created.
+            disk.open(&path).and_then(|f| f.sync_data()).map_err(|e| LogError::io("fsync recovered segment", &path, e))?;
+        }
         let file_len = disk.open(&path).and_then(|f| f.len()).map_err(|e| LogError::io("stat segment", &path, e))?;
         let mut contents = vec![0u8; file_len as usize];
         disk.open(&path).and_then(|f| f.read_exact_at(&mut contents, 0)).map_err(|e| LogError::io("read segment", &path, e))?;

@@ -123,9 +123,9 @@ impl DataDir {
     }
 }
 
-/// A fresh random 128-bit cluster id as 32 hex digits.
-pub fn new_cluster_id() -> Result<String, StartupError> {
+/// A fresh random 128-bit id (cluster or replica) as 32 hex digits.
+pub fn random_hex_id() -> Result<String, StartupError> {
     let mut buf = [0u8; 16];
-    getrandom::getrandom(&mut buf).map_err(|e| StartupError::Other(format!("no OS randomness for the cluster id: {e}")))?;
+    getrandom::getrandom(&mut buf).map_err(|e| StartupError::Other(format!("no OS randomness for an id: {e}")))?;
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -11,9 +11,19 @@ mod cli;
 mod client;
 mod client_api;
 mod datadir;
+#[cfg(feature = "replication")]
+mod demo;
+#[cfg(feature = "replication")]
+mod dx;
 mod error;
 mod node;
+#[cfg(feature = "replication")]
+mod primary_repl;
+#[cfg(feature = "replication")]
+mod replica_node;
 mod service;
+#[cfg(feature = "replication")]
+mod snapshot_glue;
 mod tools;
 mod verify_ext;
 
@@ -57,8 +67,18 @@ fn main() {
     let code = match cli.command {
         Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
         Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
+        #[cfg(feature = "replication")]
+        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap } => {
+            let method = match bootstrap {
+                cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
+                cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
+            };
+            let dx_listen = (dx_listen != "off").then_some(dx_listen);
+            run_node(replica_node::run_replica(replica_node::ReplicaOptions { data_dir, primary, listen, dx_listen, bootstrap: method, rebootstrap }))
+        }
+        #[cfg(not(feature = "replication"))]
         Command::Replica { .. } => {
-            eprintln!("aerodb: replica mode is not available in this build yet");
+            eprintln!("aerodb: this build has no replication (built without the `replication` feature, P5-I16)");
             2
         }
         Command::Put { node, collection, key, json } => match serde_json::from_str::<Value>(&json) {
@@ -80,7 +100,14 @@ fn main() {
             }
             client::get(&url)
         }
-        Command::Status { .. } | Command::Explain { .. } | Command::Demo(_) => {
+        #[cfg(feature = "replication")]
+        Command::Demo(args) => demo::run(args),
+        #[cfg(not(feature = "replication"))]
+        Command::Demo(_) => {
+            eprintln!("aerodb: the demo needs replication (built without the `replication` feature, P5-I16)");
+            2
+        }
+        Command::Status { .. } | Command::Explain { .. } => {
             eprintln!("aerodb: this command is not available in this build yet");
             2
         }

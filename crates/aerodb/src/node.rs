@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aerodb_mvcc::{recover_store, PrimaryEngine, Store, StoreRecoveryReport, WriteLimits};
+use aerodb_mvcc::{PrimaryEngine, StoreRecoveryReport, WriteLimits};
+use aerodb_snapshot::{recover_primary, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::log::SegmentAppender;
 use aerodb_wal::writer::DEFAULT_SEGMENT_TARGET_BYTES;
@@ -15,7 +16,7 @@ use aerodb_wal::ChainTip;
 use tokio::net::TcpListener;
 
 use crate::client_api;
-use crate::datadir::{new_cluster_id, DataDir, Identity, Role};
+use crate::datadir::{random_hex_id, DataDir, Identity, Role};
 use crate::error::StartupError;
 use crate::service::PrimaryService;
 
@@ -64,11 +65,28 @@ pub struct OpenedPrimary {
     pub engine: Arc<PrimaryEngine>,
     /// What recovery did.
     pub recovery: StoreRecoveryReport,
+    /// What the primary's recovery did: snapshot used, snapshots rejected,
+    /// incomplete snapshot directories removed (`recovery` is its WAL part).
+    pub primary_recovery: PrimaryRecoveryReport,
+    /// The snapshot scheduler (snapshots by WAL volume, on request, and
+    /// retention). Declared before the lock: it stops before the lock is
+    /// released; a holder of another `Arc` should call `stop()` at shutdown.
+    pub snapshots: Arc<SnapshotScheduler>,
     _lock: std::fs::File,
 }
 
+impl Drop for OpenedPrimary {
+    fn drop(&mut self) {
+        // No snapshot may be written once the directory lock is released,
+        // even if another component still holds the scheduler.
+        self.snapshots.stop();
+    }
+}
+
 /// Opens (initialising if new) a primary/standalone data directory and
-/// recovers it: verify the WAL, replay it, resume CommitIds at C+1.
+/// recovers it: newest valid snapshot, then verify the WAL and replay it
+/// after the snapshot, resume CommitIds at C+1; starts the snapshot
+/// scheduler.
 pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, StartupError> {
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let dir = DataDir::new(&opts.data_dir);
@@ -80,9 +98,14 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         }
         None => initialise(&*disk, &dir, role)?,
     };
-    let store = Store::new();
-    let (appender, recovery) = recover_store(disk, &dir.wal(), &store)?;
+    let (store, appender, primary_recovery) = recover_primary(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id)
+        .map_err(|e| StartupError::Recovery { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
+    let recovery = primary_recovery.store.clone();
     tracing::info!(
+        snapshot = ?primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
+        rejected_snapshots = primary_recovery.rejected_snapshots.len(),
+        removed_incomplete_snapshots = ?primary_recovery.removed_incomplete,
+        replayed = ?recovery.replayed,
         records_verified = recovery.wal.records_verified,
         commit_id = recovery.applied.commit_id,
         end_lsn = recovery.applied.end_lsn,
@@ -91,7 +114,24 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         "recovery complete"
     );
     let engine = PrimaryEngine::start(Arc::new(store), appender, opts.limits, opts.segment_target_bytes).map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
-    Ok(OpenedPrimary { identity, engine: Arc::new(engine), recovery, _lock: lock })
+    let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
+    let snapshots = SnapshotScheduler::start(disk, dir.snapshots(), &engine, &identity.cluster_id, policy)
+        .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
+    log_snapshots_held(&snapshots);
+    Ok(OpenedPrimary { identity, engine: Arc::new(engine), recovery, primary_recovery, snapshots: Arc::new(snapshots), _lock: lock })
+}
+
+/// Logs every snapshot the node holds at startup.
+fn log_snapshots_held(snapshots: &SnapshotScheduler) {
+    match snapshots.held() {
+        Ok(held) if held.is_empty() => tracing::info!("no snapshots held"),
+        Ok(held) => {
+            for s in held {
+                tracing::info!(commit_id = s.commit_id, lsn = s.lsn, state_digest = %s.state_digest, versions = s.version_count, data_bytes = s.data_bytes, "snapshot held");
+            }
+        }
+        Err(e) => tracing::warn!(code = e.code(), error = %e, "cannot list snapshots"),
+    }
 }
 
 /// Initialises an empty directory: WAL genesis segment first, identity
@@ -106,7 +146,7 @@ fn initialise(disk: &dyn Disk, dir: &DataDir, role: Role) -> Result<Identity, St
     disk.sync_dir(dir.root()).map_err(|e| StartupError::io("sync", dir.root(), e))?;
     let shared: Arc<dyn Disk> = OsDisk::shared();
     SegmentAppender::create(shared, &wal, ChainTip::GENESIS.segment_header()).map_err(|e| StartupError::Other(e.to_string()))?;
-    let cluster_id = new_cluster_id()?;
+    let cluster_id = random_hex_id()?;
     let id = dir.write_identity(disk, role, &cluster_id)?;
     tracing::info!(role = role.as_str(), cluster_id, "initialised data directory");
     Ok(id)
@@ -127,24 +167,29 @@ pub fn announce(surface: &str, addr: SocketAddr) {
     let _ = out.flush();
 }
 
-/// Resolves when SIGINT or SIGTERM arrives.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+/// SIGINT/SIGTERM handlers, installed before any `listening` line is
+/// printed so a signal sent right after startup always means a clean stop.
+pub struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers (inside the runtime).
+    pub fn install() -> Result<Self, StartupError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind| signal(kind).map_err(|e| StartupError::Other(format!("cannot install signal handlers: {e}")));
+        Ok(ShutdownSignals { interrupt: install(SignalKind::interrupt())?, terminate: install(SignalKind::terminate())? })
     }
-    tracing::info!("shutdown requested");
+
+    /// Resolves when SIGINT or SIGTERM arrives.
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
+        }
+        tracing::info!("shutdown requested");
+    }
 }
 
 /// Runs a primary or standalone node until a shutdown signal.
@@ -154,12 +199,33 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let max_body = opts.limits.max_write_set_bytes + 64 * 1024;
     let engine = opened.engine.clone();
     let cluster_id = opened.identity.cluster_id.clone();
-    runtime.block_on(async move {
+    let stop_replication = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    runtime.block_on(async {
+        let signals = ShutdownSignals::install()?;
         let client = bind("client", &opts.listen).await?;
+        #[cfg(feature = "replication")]
+        let replicas = match (&opts.repl_listen, role) {
+            (Some(addr), Role::Primary) => Some(crate::primary_repl::start(addr, &opened, &opts, stop_replication.clone())?),
+            _ => None,
+        };
+        #[cfg(not(feature = "replication"))]
+        let replicas: Option<()> = None;
+        #[cfg(feature = "replication")]
+        if let Some(addr) = &opts.dx_listen {
+            let listener = bind("dx", addr).await?;
+            let dx = crate::dx::PrimaryDx { role: role.as_str(), engine: engine.clone(), cluster_id: cluster_id.clone(), replicas };
+            tokio::spawn(crate::dx::serve_primary(listener, dx));
+        }
+        #[cfg(not(feature = "replication"))]
+        if opts.dx_listen.is_some() {
+            let _: Option<()> = replicas;
+            tracing::info!("this build has no replication or DX code (P5-I16): --dx-listen is ignored");
+        }
         let app = client_api::router(Arc::new(PrimaryService::new(engine)), max_body);
         tracing::info!(role = role.as_str(), %cluster_id, "serving");
-        axum::serve(client, app).with_graceful_shutdown(shutdown_signal()).await.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
+        axum::serve(client, app).with_graceful_shutdown(signals.recv()).await.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
     })?;
+    stop_replication.store(true, std::sync::atomic::Ordering::Relaxed);
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     drop(opened);
     tracing::info!("stopped cleanly");

@@ -1,0 +1,305 @@
+//! When snapshots are taken and what is retained.
+//!
+//! A background thread waits on the primary's durable position and takes a
+//! snapshot each time `snapshot_every_bytes` of WAL have become durable
+//! since the last snapshot's L_snap. The replication layer can ask for one
+//! with [`SnapshotScheduler::request_snapshot`]. After each snapshot only
+//! the newest [`SnapshotPolicy::keep`] are kept, and, with WAL retention
+//! enabled, WAL segments wholly before the oldest kept snapshot's L_snap
+//! are removed. Snapshots are taken one at a time.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use aerodb_mvcc::{PrimaryEngine, Store};
+use aerodb_wal::disk::Disk;
+use aerodb_wal::durable::DurableWatch;
+use aerodb_wal::log::SegmentList;
+use aerodb_wal::Lsn;
+use serde::Serialize;
+
+use crate::create::{create_snapshot_with, SnapshotInfo, SnapshotOptions};
+use crate::dir::{list_snapshots, prune_snapshots};
+use crate::error::SnapshotError;
+use crate::load::read_manifest;
+
+/// Snapshots kept by default (the newest two).
+pub const DEFAULT_KEEP: usize = 2;
+
+/// Upper bound of one idle wait; it only keeps the thread responsive to a
+/// stop request and decides nothing (REPL-10).
+const IDLE_WAIT: Duration = Duration::from_millis(200);
+
+/// What the scheduler does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotPolicy {
+    /// Take a snapshot each time this many WAL bytes became durable since
+    /// the last snapshot's L_snap (0 = never automatically).
+    pub snapshot_every_bytes: u64,
+    /// Remove WAL segments wholly before the oldest kept snapshot.
+    pub wal_retention_after_snapshot: bool,
+    /// Snapshots kept (at least 1).
+    pub keep: usize,
+}
+
+impl SnapshotPolicy {
+    /// The policy for the node's two flags, keeping [`DEFAULT_KEEP`] snapshots.
+    pub fn new(snapshot_every_bytes: u64, wal_retention_after_snapshot: bool) -> Self {
+        SnapshotPolicy { snapshot_every_bytes, wal_retention_after_snapshot, keep: DEFAULT_KEEP }
+    }
+}
+
+/// Counters and the last outcome, for observability.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SchedulerStatus {
+    /// Snapshots created by this process.
+    pub snapshots_created: u64,
+    /// The most recent snapshot created or returned.
+    pub last_snapshot: Option<SnapshotInfo>,
+    /// Old snapshots deleted by this process.
+    pub snapshots_deleted: u64,
+    /// WAL segment files removed by retention in this process.
+    pub segments_removed: u64,
+    /// The last failure (creation, pruning or retention), if any.
+    pub last_error: Option<String>,
+}
+
+struct Shared {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    store: Arc<Store>,
+    durable: Arc<DurableWatch>,
+    segments: SegmentList,
+    cluster_id: String,
+    policy: SnapshotPolicy,
+    options: SnapshotOptions,
+    stop: AtomicBool,
+    /// L_snap of the newest snapshot known.
+    last_lsn: AtomicU64,
+    create_lock: Mutex<()>,
+    status: Mutex<SchedulerStatus>,
+    status_changed: Condvar,
+}
+
+/// Takes snapshots on the primary: by WAL volume in a background thread,
+/// and on request. Stops (and joins its thread) when dropped.
+pub struct SnapshotScheduler {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl SnapshotScheduler {
+    /// Starts the scheduler for `engine`'s store and WAL with the default
+    /// [`SnapshotOptions`]. The background thread runs only when
+    /// `policy.snapshot_every_bytes > 0`.
+    pub fn start(disk: Arc<dyn Disk>, snapshots_dir: PathBuf, engine: &PrimaryEngine, cluster_id: &str, policy: SnapshotPolicy) -> Result<Self, SnapshotError> {
+        Self::start_with(disk, snapshots_dir, engine, cluster_id, policy, SnapshotOptions::default())
+    }
+
+    /// [`SnapshotScheduler::start`] with explicit snapshot options.
+    pub fn start_with(
+        disk: Arc<dyn Disk>,
+        snapshots_dir: PathBuf,
+        engine: &PrimaryEngine,
+        cluster_id: &str,
+        policy: SnapshotPolicy,
+        options: SnapshotOptions,
+    ) -> Result<Self, SnapshotError> {
+        let policy = SnapshotPolicy { keep: policy.keep.max(1), ..policy };
+        let newest_lsn = newest(&*disk, &snapshots_dir).map_or(0, |s| s.lsn);
+        let shared = Arc::new(Shared {
+            disk,
+            dir: snapshots_dir,
+            store: engine.store().clone(),
+            durable: engine.durable().clone(),
+            segments: engine.segments().clone(),
+            cluster_id: cluster_id.to_string(),
+            policy,
+            options,
+            stop: AtomicBool::new(false),
+            last_lsn: AtomicU64::new(newest_lsn),
+            create_lock: Mutex::new(()),
+            status: Mutex::new(SchedulerStatus::default()),
+            status_changed: Condvar::new(),
+        });
+        let thread = if policy.snapshot_every_bytes > 0 {
+            let worker = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("snapshot-scheduler".into())
+                .spawn(move || run(&worker))
+                .map_err(|e| SnapshotError::io("spawn snapshot thread", &shared.dir, e))?;
+            Some(handle)
+        } else {
+            None
+        };
+        tracing::info!(
+            every_bytes = policy.snapshot_every_bytes,
+            wal_retention = policy.wal_retention_after_snapshot,
+            keep = policy.keep,
+            "snapshot scheduler started"
+        );
+        Ok(SnapshotScheduler { shared, thread: Mutex::new(thread) })
+    }
+
+    /// The snapshot for a replica bootstrap: the newest snapshot held, or,
+    /// when none exists or `fresh` is set, a new one at the current applied
+    /// state (a no-op if one exists at exactly that CommitId).
+    pub fn request_snapshot(&self, fresh: bool) -> Result<SnapshotInfo, SnapshotError> {
+        if !fresh {
+            if let Some(info) = newest(&*self.shared.disk, &self.shared.dir) {
+                return Ok(info);
+            }
+        }
+        self.shared.snapshot_now()
+    }
+
+    /// Snapshots held (whose manifests read back), newest first.
+    pub fn held(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        held(&*self.shared.disk, &self.shared.dir)
+    }
+
+    /// Counters and the last outcome.
+    pub fn status(&self) -> SchedulerStatus {
+        lock(&self.shared.status).clone()
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> SnapshotPolicy {
+        self.shared.policy
+    }
+
+    /// Blocks until this process has created at least `count` snapshots or
+    /// `max_wait` passes; returns the count seen last.
+    pub fn wait_for_created(&self, count: u64, max_wait: Duration) -> u64 {
+        let status = lock(&self.shared.status);
+        let (status, _) =
+            self.shared.status_changed.wait_timeout_while(status, max_wait, |s| s.snapshots_created < count).unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.snapshots_created
+    }
+
+    /// Stops the background thread (cancelling a snapshot in progress,
+    /// which then publishes nothing) and waits for it.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(handle) = lock(&self.thread).take() {
+            if handle.join().is_err() {
+                tracing::error!("snapshot scheduler thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for SnapshotScheduler {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Every snapshot whose manifest reads back, newest first.
+fn held(disk: &dyn Disk, dir: &std::path::Path) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+    let mut out = Vec::new();
+    for s in list_snapshots(disk, dir)? {
+        match read_manifest(disk, &s.path) {
+            Ok(m) => out.push(SnapshotInfo::from_manifest(&s.path, &m, false)),
+            Err(e) => tracing::warn!(snapshot = %s.name, code = e.code(), error = %e, "snapshot manifest unreadable"),
+        }
+    }
+    Ok(out)
+}
+
+fn newest(disk: &dyn Disk, dir: &std::path::Path) -> Option<SnapshotInfo> {
+    held(disk, dir).ok().and_then(|h| h.into_iter().next())
+}
+
+fn run(shared: &Shared) {
+    let every = shared.policy.snapshot_every_bytes;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let target = shared.last_lsn.load(Ordering::SeqCst).saturating_add(every);
+        let point = shared.durable.wait_beyond(target.saturating_sub(1), IDLE_WAIT);
+        if shared.stop.load(Ordering::SeqCst) || shared.durable.is_closed() {
+            break;
+        }
+        if point.lsn < target {
+            continue;
+        }
+        match shared.snapshot_now() {
+            Ok(_) => {}
+            Err(SnapshotError::Cancelled) => break,
+            Err(e) => {
+                // Try again only after another `every` bytes: no retry loop on a persistent failure.
+                tracing::warn!(code = e.code(), error = %e, "scheduled snapshot failed");
+                shared.last_lsn.fetch_max(point.lsn, Ordering::SeqCst);
+            }
+        }
+    }
+    tracing::debug!("snapshot scheduler stopped");
+}
+
+impl Shared {
+    /// Creates a snapshot at the current applied state, then prunes and
+    /// applies retention. One at a time.
+    fn snapshot_now(&self) -> Result<SnapshotInfo, SnapshotError> {
+        let _one_at_a_time = lock(&self.create_lock);
+        let result = create_snapshot_with(&*self.disk, &self.dir, &self.store, &self.cluster_id, &self.options, Some(&self.stop));
+        let info = match result {
+            Ok(info) => info,
+            Err(e) => {
+                self.record(|s| s.last_error = Some(e.to_string()));
+                return Err(e);
+            }
+        };
+        self.last_lsn.fetch_max(info.lsn, Ordering::SeqCst);
+        let created = info.created;
+        self.record(|s| {
+            s.snapshots_created += u64::from(created);
+            s.last_snapshot = Some(info.clone());
+        });
+        if let Err(e) = self.retire() {
+            tracing::warn!(code = e.code(), error = %e, "snapshot retention failed (nothing unsafe was removed)");
+            self.record(|s| s.last_error = Some(e.to_string()));
+        }
+        Ok(info)
+    }
+
+    /// Keeps the newest snapshots and removes WAL wholly before the oldest kept.
+    fn retire(&self) -> Result<(), SnapshotError> {
+        let deleted = prune_snapshots(&*self.disk, &self.dir, self.policy.keep)?;
+        self.record(|s| s.snapshots_deleted += deleted.len() as u64);
+        if !self.policy.wal_retention_after_snapshot {
+            return Ok(());
+        }
+        // The WAL must still continue the oldest snapshot kept, so only
+        // segments wholly before its L_snap may go.
+        let Some(oldest) = list_snapshots(&*self.disk, &self.dir)?.pop() else {
+            return Ok(());
+        };
+        let lsn: Lsn = read_manifest(&*self.disk, &oldest.path)?.boundary_lsn;
+        let removed = self.segments.remove_segments_before(&*self.disk, lsn).map_err(|e| SnapshotError::Io {
+            op: "remove WAL segments",
+            path: self.segments.dir().display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        if !removed.is_empty() {
+            tracing::info!(before_lsn = lsn, segments = ?removed, "removed WAL segments wholly before the oldest snapshot");
+            self.record(|s| s.segments_removed += removed.len() as u64);
+        }
+        Ok(())
+    }
+
+    fn record(&self, f: impl FnOnce(&mut SchedulerStatus)) {
+        let mut status = lock(&self.status);
+        f(&mut status);
+        drop(status);
+        self.status_changed.notify_all();
+    }
+}

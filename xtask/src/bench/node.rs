@@ -1,0 +1,134 @@
+//! The HTTP side of the bench: build the release binary, run a standalone
+//! node on port 0, and drive it with concurrent ureq clients.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{doc_json, key, run_clients, RunStats, COLLECTION};
+
+/// `cargo build --release -p aerodb`; returns the built executable's path
+/// (read from cargo's JSON messages, so CARGO_TARGET_DIR is honoured).
+pub(crate) fn build_release() -> Result<PathBuf, String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench: cargo build --release -p aerodb");
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args(["build", "--release", "-p", "aerodb", "--message-format=json-render-diagnostics"])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("cargo build --release -p aerodb failed ({})", out.status));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["name"] == "aerodb"
+                && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .ok_or_else(|| "cargo did not report the aerodb executable".to_string())
+}
+
+/// A running standalone node.
+pub(crate) struct Node {
+    child: Child,
+    client_addr: String,
+}
+
+impl Node {
+    /// Starts `binary standalone` on `data_dir` with the client API on
+    /// port 0 and waits for its `listening client ADDR` line.
+    pub(crate) fn start(binary: &Path, data_dir: &Path) -> Result<Node, String> {
+        let mut child = Command::new(binary)
+            .arg("standalone")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no stdout pipe")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let client_addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("listening client ") {
+                        break addr.trim().to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(format!("the node exited before announcing its client address ({status})"));
+                }
+            }
+        };
+        // Keep draining stdout so the node never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        let node = Node { child, client_addr };
+        node.wait_ready()?;
+        Ok(node)
+    }
+
+    /// `http://ADDR`.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.client_addr)
+    }
+
+    /// One served request: the server loop (and its SIGINT handler) is up.
+    fn wait_ready(&self) -> Result<(), String> {
+        match ureq::get(&format!("{}/v1/docs/{COLLECTION}/ready", self.url())).call() {
+            Ok(_) | Err(ureq::Error::Status(404, _)) => Ok(()),
+            Err(e) => Err(format!("the node does not answer: {e}")),
+        }
+    }
+
+    /// SIGINT and wait for a clean exit.
+    pub(crate) fn stop(mut self) -> Result<(), String> {
+        let sent = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().map_err(|e| format!("cannot run kill: {e}"))?;
+        if !sent.success() {
+            let _ = self.child.kill();
+            return Err("kill -INT failed".into());
+        }
+        let status = self.child.wait().map_err(|e| format!("cannot wait for the node: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("the node did not shut down cleanly: {status}"))
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `total` durable commits (one 200-byte put each) from `clients`
+/// concurrent HTTP clients, each with its own connection.
+pub(crate) fn http_load(url: &str, run: &str, clients: u64, total: u64) -> Result<RunStats, String> {
+    let agents: Vec<ureq::Agent> = (0..clients).map(|_| ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()).collect();
+    run_clients(clients, total, |client, n| {
+        let agent = agents.get(client as usize).ok_or("no agent for client")?;
+        let url = format!("{url}/v1/docs/{COLLECTION}/{}", key(run, n));
+        match agent.put(&url).set("content-type", "application/json").send_string(&doc_json(n)) {
+            Ok(resp) if resp.status() == 200 => Ok(()),
+            Ok(resp) => Err(format!("PUT {url}: status {}", resp.status())),
+            Err(e) => Err(format!("PUT {url}: {e}")),
+        }
+    })
+}
