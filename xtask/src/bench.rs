@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: durable commit throughput and latency.
+//! `cargo xtask bench`: durable commit throughput and latency, and the
+//! replication figures (lag, catch-up, bootstrap, replica reads).
 //!
 //! Builds the release binary, starts a standalone node on port 0 in a
 //! temporary directory, and measures durable commits (one 200-byte JSON
@@ -10,6 +11,7 @@
 
 mod engine;
 mod node;
+mod replication;
 
 use std::time::Duration;
 
@@ -31,6 +33,10 @@ concurrent clients, over HTTP and through the library API.
 /// Full-size operation counts.
 const C1_OPS: u64 = 2_000;
 const C16_OPS: u64 = 20_000;
+/// Point reads per read measurement.
+const READS: u64 = 50_000;
+/// WAL backlog for the catch-up and bootstrap figures (at least 1 GiB).
+const BACKLOG_BYTES: u64 = 1 << 30;
 /// Unmeasured operations before each measured run (per client).
 const WARMUP_PER_CLIENT: u64 = 10;
 
@@ -97,7 +103,7 @@ impl RunStats {
     }
 }
 
-fn round(x: f64, digits: i32) -> Value {
+pub(crate) fn round(x: f64, digits: i32) -> Value {
     let f = 10f64.powi(digits);
     serde_json::Number::from_f64((x * f).round() / f).map_or(Value::Null, Value::Number)
 }
@@ -146,6 +152,9 @@ fn bench(quick: bool) -> Result<Map<String, Value>, String> {
     let lib_c16 = engine::load(&dir.path().join("lib-c16"), 16, c16_ops)?;
     lib_c1.record(&mut out, "commit_lib_c1");
     lib_c16.record(&mut out, "commit_lib_c16");
+
+    replication::lag_and_reads(&binary, dir.path(), c16_ops, READS / scale, &mut out)?;
+    replication::catch_up_and_bootstrap(&binary, dir.path(), BACKLOG_BYTES / scale, &mut out)?;
     Ok(out)
 }
 

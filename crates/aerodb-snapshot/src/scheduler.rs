@@ -6,7 +6,11 @@
 //! with [`SnapshotScheduler::request_snapshot`]. After each snapshot only
 //! the newest [`SnapshotPolicy::keep`] are kept, and, with WAL retention
 //! enabled, WAL segments wholly before the oldest kept snapshot's L_snap
-//! are removed. Snapshots are taken one at a time.
+//! are removed. Snapshots that recovery rejected (F-S4) are never counted
+//! among the kept ones nor used as a retention base; they are deleted once
+//! a new snapshot exists. Snapshots are taken one at a time.
+
+use std::collections::BTreeSet;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,11 +22,11 @@ use aerodb_mvcc::{PrimaryEngine, Store};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurableWatch;
 use aerodb_wal::log::SegmentList;
-use aerodb_wal::Lsn;
+use aerodb_wal::{CommitId, Lsn};
 use serde::Serialize;
 
 use crate::create::{create_snapshot_with, SnapshotInfo, SnapshotOptions};
-use crate::dir::{list_snapshots, prune_snapshots};
+use crate::dir::{delete_snapshot, list_snapshots};
 use crate::error::SnapshotError;
 use crate::load::read_manifest;
 
@@ -76,6 +80,8 @@ struct Shared {
     cluster_id: String,
     policy: SnapshotPolicy,
     options: SnapshotOptions,
+    /// Snapshots recovery rejected: never kept, never a retention base.
+    rejected: BTreeSet<CommitId>,
     stop: AtomicBool,
     /// L_snap of the newest snapshot known.
     last_lsn: AtomicU64,
@@ -97,10 +103,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl SnapshotScheduler {
     /// Starts the scheduler for `engine`'s store and WAL with the default
-    /// [`SnapshotOptions`]. The background thread runs only when
-    /// `policy.snapshot_every_bytes > 0`.
-    pub fn start(disk: Arc<dyn Disk>, snapshots_dir: PathBuf, engine: &PrimaryEngine, cluster_id: &str, policy: SnapshotPolicy) -> Result<Self, SnapshotError> {
-        Self::start_with(disk, snapshots_dir, engine, cluster_id, policy, SnapshotOptions::default())
+    /// [`SnapshotOptions`]. `rejected` are the boundaries of snapshots that
+    /// recovery rejected (`PrimaryRecoveryReport::rejected_snapshots`). The
+    /// background thread runs only when `policy.snapshot_every_bytes > 0`.
+    pub fn start(
+        disk: Arc<dyn Disk>,
+        snapshots_dir: PathBuf,
+        engine: &PrimaryEngine,
+        cluster_id: &str,
+        policy: SnapshotPolicy,
+        rejected: &[CommitId],
+    ) -> Result<Self, SnapshotError> {
+        Self::start_with(disk, snapshots_dir, engine, cluster_id, policy, SnapshotOptions::default(), rejected)
     }
 
     /// [`SnapshotScheduler::start`] with explicit snapshot options.
@@ -111,9 +125,11 @@ impl SnapshotScheduler {
         cluster_id: &str,
         policy: SnapshotPolicy,
         options: SnapshotOptions,
+        rejected: &[CommitId],
     ) -> Result<Self, SnapshotError> {
         let policy = SnapshotPolicy { keep: policy.keep.max(1), ..policy };
-        let newest_lsn = newest(&*disk, &snapshots_dir).map_or(0, |s| s.lsn);
+        let rejected: BTreeSet<CommitId> = rejected.iter().copied().collect();
+        let newest_lsn = newest_usable(&*disk, &snapshots_dir, &rejected)?.map_or(0, |s| s.lsn);
         let shared = Arc::new(Shared {
             disk,
             dir: snapshots_dir,
@@ -123,6 +139,7 @@ impl SnapshotScheduler {
             cluster_id: cluster_id.to_string(),
             policy,
             options,
+            rejected,
             stop: AtomicBool::new(false),
             last_lsn: AtomicU64::new(newest_lsn),
             create_lock: Mutex::new(()),
@@ -148,12 +165,13 @@ impl SnapshotScheduler {
         Ok(SnapshotScheduler { shared, thread: Mutex::new(thread) })
     }
 
-    /// The snapshot for a replica bootstrap: the newest snapshot held, or,
-    /// when none exists or `fresh` is set, a new one at the current applied
-    /// state (a no-op if one exists at exactly that CommitId).
+    /// The snapshot for a replica bootstrap: the newest snapshot held (not
+    /// rejected at recovery), or, when none exists or `fresh` is set, a new
+    /// one at the current applied state (a no-op if one exists at exactly
+    /// that CommitId).
     pub fn request_snapshot(&self, fresh: bool) -> Result<SnapshotInfo, SnapshotError> {
         if !fresh {
-            if let Some(info) = newest(&*self.shared.disk, &self.shared.dir) {
+            if let Some(info) = newest_usable(&*self.shared.disk, &self.shared.dir, &self.shared.rejected)? {
                 return Ok(info);
             }
         }
@@ -214,8 +232,8 @@ fn held(disk: &dyn Disk, dir: &std::path::Path) -> Result<Vec<SnapshotInfo>, Sna
     Ok(out)
 }
 
-fn newest(disk: &dyn Disk, dir: &std::path::Path) -> Option<SnapshotInfo> {
-    held(disk, dir).ok().and_then(|h| h.into_iter().next())
+fn newest_usable(disk: &dyn Disk, dir: &std::path::Path, rejected: &BTreeSet<CommitId>) -> Result<Option<SnapshotInfo>, SnapshotError> {
+    Ok(held(disk, dir)?.into_iter().find(|s| !rejected.contains(&s.commit_id)))
 }
 
 fn run(shared: &Shared) {
@@ -271,16 +289,21 @@ impl Shared {
         Ok(info)
     }
 
-    /// Keeps the newest snapshots and removes WAL wholly before the oldest kept.
+    /// Keeps the newest snapshots (those rejected at recovery never count
+    /// and are deleted) and removes WAL wholly before the oldest kept.
     fn retire(&self) -> Result<(), SnapshotError> {
-        let deleted = prune_snapshots(&*self.disk, &self.dir, self.policy.keep)?;
-        self.record(|s| s.snapshots_deleted += deleted.len() as u64);
+        let (rejected, usable): (Vec<_>, Vec<_>) = list_snapshots(&*self.disk, &self.dir)?.into_iter().partition(|s| self.rejected.contains(&s.commit_id));
+        for old in rejected.iter().chain(usable.iter().skip(self.policy.keep)) {
+            delete_snapshot(&*self.disk, &self.dir, old.commit_id)?;
+            tracing::info!(commit_id = old.commit_id, rejected_at_recovery = self.rejected.contains(&old.commit_id), "deleted old snapshot");
+            self.record(|s| s.snapshots_deleted += 1);
+        }
         if !self.policy.wal_retention_after_snapshot {
             return Ok(());
         }
         // The WAL must still continue the oldest snapshot kept, so only
         // segments wholly before its L_snap may go.
-        let Some(oldest) = list_snapshots(&*self.disk, &self.dir)?.pop() else {
+        let Some(oldest) = usable.get(self.policy.keep.min(usable.len()).saturating_sub(1)) else {
             return Ok(());
         };
         let lsn: Lsn = read_manifest(&*self.disk, &oldest.path)?.boundary_lsn;

@@ -122,7 +122,7 @@ fn repl_8_scheduler_snapshots_by_wal_volume_keeps_two_and_retires_wal() {
     let l = Layout::new();
     let engine = start_engine(&l.wal(), 1024);
     let policy = SnapshotPolicy { snapshot_every_bytes: 2048, wal_retention_after_snapshot: true, keep: 2 };
-    let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS).unwrap();
+    let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS, &[]).unwrap();
     let mut i = 0u64;
     while scheduler.status().snapshots_created < 4 {
         assert!(i < 50_000, "no snapshots after {i} commits: {:?}", scheduler.status());
@@ -162,7 +162,7 @@ fn repl_8_scheduler_snapshots_by_wal_volume_keeps_two_and_retires_wal() {
 fn repl_8_request_snapshot_returns_the_newest_or_a_fresh_one() {
     let l = Layout::new();
     let engine = start_engine(&l.wal(), 1 << 20);
-    let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, SnapshotPolicy::new(0, false), OPTIONS).unwrap();
+    let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, SnapshotPolicy::new(0, false), OPTIONS, &[]).unwrap();
     for i in 0..30 {
         engine_put(&engine, "c", &format!("k{i}"), "{}");
     }
@@ -182,4 +182,43 @@ fn repl_8_request_snapshot_returns_the_newest_or_a_fresh_one() {
     assert_eq!(scheduler.wait_for_created(2, Duration::ZERO), 2);
     let held: Vec<u64> = scheduler.held().unwrap().iter().map(|s| s.commit_id).collect();
     assert_eq!(held, vec![35, 30]);
+}
+
+/// F-S4, P5-I9: a snapshot rejected at recovery is never one of the kept
+/// snapshots nor the base of WAL retention: after the next snapshot the
+/// rejected one is deleted, the older valid one is kept, and only WAL
+/// wholly before the valid one is removed.
+#[test]
+fn f_s4_snapshot_rejected_at_recovery_is_neither_kept_nor_a_retention_base() {
+    let l = Layout::new();
+    let mut h = History::create(&l.wal(), 512);
+    h.commit_samples(30, "rj");
+    let valid = create_snapshot_with(&*disk(), &l.snapshots(), &h.store, CLUSTER, &OPTIONS, None).unwrap();
+    h.commit_samples(30, "rj");
+    let broken = create_snapshot_with(&*disk(), &l.snapshots(), &h.store, CLUSTER, &OPTIONS, None).unwrap();
+    h.commit_samples(10, "rj");
+    drop(h);
+    fs::write(broken.path.join("data-000000.bin"), b"rot").unwrap();
+    let (_, _, report) = recover_primary(disk(), &l.snapshots(), &l.wal(), CLUSTER).unwrap();
+    let rejected: Vec<u64> = report.rejected_snapshots.iter().map(|r| r.commit_id).collect();
+    assert_eq!(rejected, vec![broken.commit_id]);
+
+    let engine = start_engine(&l.wal(), 512);
+    let policy = SnapshotPolicy { snapshot_every_bytes: 0, wal_retention_after_snapshot: true, keep: 2 };
+    let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS, &rejected).unwrap();
+    assert_eq!(scheduler.request_snapshot(false).unwrap().commit_id, valid.commit_id, "a rejected snapshot is never served");
+    engine_put(&engine, "c", "k", "{}");
+    let fresh = scheduler.request_snapshot(true).unwrap();
+    let held: Vec<u64> = list_snapshots(&*disk(), &l.snapshots()).unwrap().iter().map(|s| s.commit_id).collect();
+    assert_eq!(held, vec![fresh.commit_id, valid.commit_id]);
+    let first = engine.segments().snapshot()[0];
+    assert!(first.header.start_lsn <= valid.lsn && valid.lsn <= first.end_lsn, "WAL continues the valid snapshot");
+    assert!(scheduler.status().segments_removed > 0);
+    drop(scheduler);
+    let expected = engine.store().applied();
+    drop(engine);
+    fs::remove_dir_all(&fresh.path).unwrap();
+    let (store, _, report) = recover_primary(disk(), &l.snapshots(), &l.wal(), CLUSTER).unwrap();
+    assert_eq!(store.applied(), expected);
+    assert_eq!(report.snapshot_used.map(|s| s.commit_id), Some(valid.commit_id));
 }

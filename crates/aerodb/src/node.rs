@@ -113,9 +113,11 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         torn_tail = ?recovery.wal.torn_tail,
         "recovery complete"
     );
-    let engine = PrimaryEngine::start(Arc::new(store), appender, opts.limits, opts.segment_target_bytes).map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
+    let engine = PrimaryEngine::start(Arc::new(store), appender, opts.limits, opts.segment_target_bytes)
+        .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
     let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
-    let snapshots = SnapshotScheduler::start(disk, dir.snapshots(), &engine, &identity.cluster_id, policy)
+    let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();
+    let snapshots = SnapshotScheduler::start(disk, dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
         .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
     log_snapshots_held(&snapshots);
     Ok(OpenedPrimary { identity, engine: Arc::new(engine), recovery, primary_recovery, snapshots: Arc::new(snapshots), _lock: lock })
@@ -205,7 +207,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         let client = bind("client", &opts.listen).await?;
         #[cfg(feature = "replication")]
         let replicas = match (&opts.repl_listen, role) {
-            (Some(addr), Role::Primary) => Some(crate::primary_repl::start(addr, &opened, &opts, stop_replication.clone())?),
+            (Some(addr), Role::Primary) => Some(crate::primary_repl::start(addr, &opened, stop_replication.clone())?),
             _ => None,
         };
         #[cfg(not(feature = "replication"))]

@@ -36,21 +36,26 @@ pub(crate) fn build_release() -> Result<PathBuf, String> {
         .ok_or_else(|| "cargo did not report the aerodb executable".to_string())
 }
 
-/// A running standalone node.
+/// A running node.
 pub(crate) struct Node {
     child: Child,
     client_addr: String,
+    addrs: std::collections::BTreeMap<String, String>,
 }
 
 impl Node {
     /// Starts `binary standalone` on `data_dir` with the client API on
     /// port 0 and waits for its `listening client ADDR` line.
     pub(crate) fn start(binary: &Path, data_dir: &Path) -> Result<Node, String> {
+        let dir = data_dir.display().to_string();
+        Node::start_with(binary, &["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"], &["client"])
+    }
+
+    /// Starts `binary <args>` and waits until every surface in `surfaces`
+    /// (`client`, `dx`, `repl`) has printed its `listening` line.
+    pub(crate) fn start_with(binary: &Path, args: &[&str], surfaces: &[&str]) -> Result<Node, String> {
         let mut child = Command::new(binary)
-            .arg("standalone")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -59,25 +64,40 @@ impl Node {
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no stdout pipe")?;
         let mut lines = BufReader::new(stdout).lines();
-        let client_addr = loop {
+        let mut addrs = std::collections::BTreeMap::new();
+        while !surfaces.iter().all(|s| addrs.contains_key(*s)) {
             match lines.next() {
                 Some(Ok(line)) => {
-                    if let Some(addr) = line.strip_prefix("listening client ") {
-                        break addr.trim().to_string();
+                    let mut parts = line.split_whitespace();
+                    if let (Some("listening"), Some(surface), Some(addr)) = (parts.next(), parts.next(), parts.next()) {
+                        addrs.insert(surface.to_string(), addr.to_string());
                     }
                 }
                 _ => {
                     let _ = child.kill();
                     let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-                    return Err(format!("the node exited before announcing its client address ({status})"));
+                    return Err(format!("the node exited before announcing {surfaces:?} ({status})"));
                 }
             }
-        };
+        }
         // Keep draining stdout so the node never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
-        let node = Node { child, client_addr };
+        let client_addr = addrs.get("client").cloned().unwrap_or_default();
+        let node = Node { child, client_addr, addrs };
         node.wait_ready()?;
         Ok(node)
+    }
+
+    /// Address of a surface.
+    pub(crate) fn addr(&self, surface: &str) -> Result<&str, String> {
+        self.addrs.get(surface).map(String::as_str).ok_or_else(|| format!("the node has no {surface} address"))
+    }
+
+    /// GET on the DX API; returns the envelope's `data`.
+    pub(crate) fn dx(&self, path: &str) -> Result<serde_json::Value, String> {
+        let url = format!("http://{}{path}", self.addr("dx")?);
+        let body: serde_json::Value = ureq::get(&url).call().map_err(|e| format!("GET {url}: {e}"))?.into_json().map_err(|e| format!("GET {url}: {e}"))?;
+        Ok(body["data"].clone())
     }
 
     /// `http://ADDR`.
