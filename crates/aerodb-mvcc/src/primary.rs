@@ -94,12 +94,20 @@ pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Resu
         Ok(())
     })?;
     // A WAL that starts exactly at the base (a segment whose header is the cut) also proves it.
-    if !base_seen && ChainTip::of_segment(&wal.segments[0].header) == (ChainTip { end_lsn: base.end_lsn, commit_id: base.commit_id, fingerprint: base.fingerprint }) {
+    if !base_seen
+        && ChainTip::of_segment(&wal.segments[0].header) == (ChainTip { end_lsn: base.end_lsn, commit_id: base.commit_id, fingerprint: base.fingerprint })
+    {
         base_seen = true;
     }
     if !base_seen {
         return Err(StoreRecoveryError::BaseMismatch {
-            detail: format!("base CommitId {} (LSN {}) is not in the WAL, which covers CommitIds {}..={}", base.commit_id, base.end_lsn, wal.start.commit_id + 1, wal.end.commit_id),
+            detail: format!(
+                "base CommitId {} (LSN {}) is not in the WAL, which covers CommitIds {}..={}",
+                base.commit_id,
+                base.end_lsn,
+                wal.start.commit_id + 1,
+                wal.end.commit_id
+            ),
         });
     }
     let applied = store.applied();

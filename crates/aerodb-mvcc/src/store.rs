@@ -224,12 +224,7 @@ impl Store {
             return Err(ApplyError::DigestMismatch { commit_id: position.commit_id, carried: input.state_digest, recomputed });
         }
         for op in input.ops {
-            let chain = inner
-                .collections
-                .entry(Bytes::copy_from_slice(op.collection()))
-                .or_default()
-                .entry(Bytes::copy_from_slice(op.key()))
-                .or_default();
+            let chain = inner.collections.entry(Bytes::copy_from_slice(op.collection())).or_default().entry(Bytes::copy_from_slice(op.key())).or_default();
             let doc = match op {
                 Op::Put { doc, .. } => Some(doc.clone()),
                 Op::Delete { .. } => None,

@@ -62,7 +62,7 @@ impl GateDecision {
 }
 
 /// Rule descriptions (as in REPLICATION.md §6).
-pub const RS1: &str = "node is ReplicaActive and Streaming, or Disconnected after a successful handshake since start";
+pub const RS1: &str = "node is ReplicaActive and Streaming, or Disconnected/Connecting after a successful handshake since start";
 /// RS-2.
 pub const RS2: &str = "no integrity failure is recorded (gap, checksum, divergence)";
 /// RS-3.
@@ -80,7 +80,9 @@ pub fn evaluate(g: &GateInputs) -> GateDecision {
     };
     let state_ok = match g.state {
         ReplicaState::Streaming => true,
-        ReplicaState::Disconnected => g.handshakes_since_start > 0,
+        // After the first proof since start, a replica that lost its connection keeps
+        // serving at C_replica while it reconnects (REPLICATION.md §4, §6 RS-1).
+        ReplicaState::Disconnected | ReplicaState::Connecting => g.handshakes_since_start > 0,
         _ => false,
     };
     let rs1 = g.replica_active && state_ok;
@@ -141,6 +143,7 @@ mod tests {
             (ReplicaState::Disconnected, 1, true),
             (ReplicaState::Disconnected, 0, false),
             (ReplicaState::Connecting, 0, false),
+            (ReplicaState::Connecting, 2, true),
             (ReplicaState::Recovering, 0, false),
             (ReplicaState::Bootstrapping, 0, false),
             (ReplicaState::Initializing, 0, false),

@@ -50,7 +50,8 @@ impl HaltReason {
             aerodb_wal::ChainViolation::FingerprintMismatch { .. } => "F-D1",
             _ => "F-V2",
         };
-        HaltReason::new(v.code(), v.rule_id(), v.to_string(), Some(v.lsn()), commit_id, serde_json::to_value(v).unwrap_or(serde_json::Value::Null)).with_failure(row)
+        HaltReason::new(v.code(), v.rule_id(), v.to_string(), Some(v.lsn()), commit_id, serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+            .with_failure(row)
     }
 
     /// From an apply failure (F-D3 digest mismatch, or out-of-order apply).
@@ -63,6 +64,7 @@ impl HaltReason {
             aerodb_mvcc::ApplyError::NotNext { .. } => "F-V2",
             aerodb_mvcc::ApplyError::DigestMismatch { .. } => "F-D3",
         };
-        HaltReason::new(e.code(), e.rule_id(), e.to_string(), Some(lsn), Some(commit_id), serde_json::to_value(e).unwrap_or(serde_json::Value::Null)).with_failure(row)
+        HaltReason::new(e.code(), e.rule_id(), e.to_string(), Some(lsn), Some(commit_id), serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
+            .with_failure(row)
     }
 }

@@ -241,7 +241,12 @@ mod tests {
         Fake { records: vec![(100, Fingerprint(1)), (200, Fingerprint(2)), (300, Fingerprint(3))], oldest: ChainTip::GENESIS }
     }
     fn hello(end_lsn: Lsn, commit_id: CommitId, fp: u128) -> Hello {
-        Hello { protocol_version: PROTOCOL_VERSION, cluster_id: Some("c1".into()), replica_id: "r".into(), request: HelloRequest::Resume { end_lsn, commit_id, fingerprint: Fingerprint(fp) } }
+        Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: Some("c1".into()),
+            replica_id: "r".into(),
+            request: HelloRequest::Resume { end_lsn, commit_id, fingerprint: Fingerprint(fp) },
+        }
     }
     fn code(d: Decision) -> Option<RefusalCode> {
         match d {

@@ -110,9 +110,17 @@ pub fn read_metadata(disk: &dyn Disk, paths: &ReplicaPaths) -> Result<Option<Rep
     if !disk.exists(&path) {
         return Ok(None);
     }
-    let meta: ReplicaMetadata = read_checksummed(disk, &path).map_err(|e: ChecksummedFileError| MetadataError { file: path.display().to_string(), check: e.code(), detail: e.to_string() })?;
+    let meta: ReplicaMetadata = read_checksummed(disk, &path).map_err(|e: ChecksummedFileError| MetadataError {
+        file: path.display().to_string(),
+        check: e.code(),
+        detail: e.to_string(),
+    })?;
     if meta.format_version != METADATA_FORMAT {
-        return Err(MetadataError { file: path.display().to_string(), check: "META_VERSION", detail: format!("unsupported format_version {}", meta.format_version) });
+        return Err(MetadataError {
+            file: path.display().to_string(),
+            check: "META_VERSION",
+            detail: format!("unsupported format_version {}", meta.format_version),
+        });
     }
     Ok(Some(meta))
 }
@@ -129,7 +137,11 @@ pub fn read_halt(disk: &dyn Disk, paths: &ReplicaPaths) -> Result<Option<HaltRea
     if !disk.exists(&path) {
         return Ok(None);
     }
-    read_checksummed(disk, &path).map(Some).map_err(|e: ChecksummedFileError| MetadataError { file: path.display().to_string(), check: e.code(), detail: e.to_string() })
+    read_checksummed(disk, &path).map(Some).map_err(|e: ChecksummedFileError| MetadataError {
+        file: path.display().to_string(),
+        check: e.code(),
+        detail: e.to_string(),
+    })
 }
 
 /// Persists a halt atomically (REPL-5: never cleared automatically).

@@ -81,7 +81,12 @@ impl ReplicaPipeline {
     /// Current positions.
     pub fn positions(&self) -> Positions {
         let applied = self.store.applied();
-        Positions { received_lsn: self.appender.synced_lsn(), validated_lsn: self.validator.tip().end_lsn, applied_lsn: applied.end_lsn, applied_commit_id: applied.commit_id }
+        Positions {
+            received_lsn: self.appender.synced_lsn(),
+            validated_lsn: self.validator.tip().end_lsn,
+            applied_lsn: applied.end_lsn,
+            applied_commit_id: applied.commit_id,
+        }
     }
 
     /// The resume point to state in a handshake: the end of the validated

@@ -16,7 +16,9 @@ use aerodb_wal::log::SegmentAppender;
 use aerodb_wal::ChainTip;
 
 use crate::halt::HaltReason;
-use crate::metadata::{read_halt, read_metadata, write_halt, write_metadata, BootstrapBoundary, BootstrapMethod, MetadataError, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
+use crate::metadata::{
+    read_halt, read_metadata, write_halt, write_metadata, BootstrapBoundary, BootstrapMethod, MetadataError, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT,
+};
 use crate::pipeline::ReplicaPipeline;
 
 /// Why a snapshot could not be used, with its stable code and rule.
@@ -126,7 +128,11 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
         return Ok(Recovered::Halted { halt: Box::new(halt), metadata });
     }
     let Some(metadata) = metadata else {
-        let discarded = discard_uncommitted(&*disk, paths).map_err(|e| MetadataError { file: paths.dir.display().to_string(), check: "DISCARD_FAILED", detail: e.to_string() })?;
+        let discarded = discard_uncommitted(&*disk, paths).map_err(|e| MetadataError {
+            file: paths.dir.display().to_string(),
+            check: "DISCARD_FAILED",
+            detail: e.to_string(),
+        })?;
         return Ok(Recovered::Uninitialised { discarded });
     };
     let mut discarded = Vec::new();
@@ -141,20 +147,35 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
             Ok((store, cut)) => {
                 let b = metadata.bootstrap;
                 if (cut.commit_id, cut.end_lsn, cut.fingerprint) != (b.boundary_commit_id, b.boundary_lsn, b.boundary_fingerprint) {
-                    return halt_with(HaltReason::new(
-                        "SNAPSHOT_METADATA_MISMATCH",
-                        "F-S3",
-                        format!("installed snapshot cut ({}, LSN {}) differs from the recorded boundary ({}, LSN {})", cut.commit_id, cut.end_lsn, b.boundary_commit_id, b.boundary_lsn),
-                        Some(cut.end_lsn),
-                        Some(cut.commit_id),
-                        serde_json::json!({"snapshot_cut": cut, "recorded_boundary": b}),
-                    )
-                    .with_failure("F-S3"));
+                    return halt_with(
+                        HaltReason::new(
+                            "SNAPSHOT_METADATA_MISMATCH",
+                            "F-S3",
+                            format!(
+                                "installed snapshot cut ({}, LSN {}) differs from the recorded boundary ({}, LSN {})",
+                                cut.commit_id, cut.end_lsn, b.boundary_commit_id, b.boundary_lsn
+                            ),
+                            Some(cut.end_lsn),
+                            Some(cut.commit_id),
+                            serde_json::json!({"snapshot_cut": cut, "recorded_boundary": b}),
+                        )
+                        .with_failure("F-S3"),
+                    );
                 }
                 (store, Some(cut))
             }
             Err(e) => {
-                return halt_with(HaltReason::new(&e.code, &e.rule_id, format!("installed bootstrap snapshot is invalid: {}", e.detail), None, None, serde_json::to_value(&e).unwrap_or_default()).with_failure("F-S4"))
+                return halt_with(
+                    HaltReason::new(
+                        &e.code,
+                        &e.rule_id,
+                        format!("installed bootstrap snapshot is invalid: {}", e.detail),
+                        None,
+                        None,
+                        serde_json::to_value(&e).unwrap_or_default(),
+                    )
+                    .with_failure("F-S4"),
+                )
             }
         },
     };
@@ -166,7 +187,10 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
             let report = ReplicaRecoveryReport { bootstrap: metadata.bootstrap, snapshot_used, wal, discarded };
             Ok(Recovered::Ready(Box::new(ReadyReplica { metadata, store, pipeline, report: Some(report) })))
         }
-        Err(e) => halt_with(HaltReason::new(e.code(), e.rule_id(), format!("local WAL recovery failed: {e}"), None, None, serde_json::json!({"error": e.to_string()})).with_failure("F-RC1")),
+        Err(e) => halt_with(
+            HaltReason::new(e.code(), e.rule_id(), format!("local WAL recovery failed: {e}"), None, None, serde_json::json!({"error": e.to_string()}))
+                .with_failure("F-RC1"),
+        ),
     }
 }
 
@@ -234,7 +258,11 @@ pub struct SnapshotTransfer {
 }
 
 fn plain_file_name(name: &str) -> bool {
-    !name.is_empty() && name.len() <= 64 && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+    !name.is_empty()
+        && name.len() <= 64
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
 }
 
 impl SnapshotTransfer {

@@ -12,5 +12,9 @@
 
 #![deny(missing_docs)]
 
+pub mod explain;
+pub mod facts;
+pub mod halts;
+pub mod metrics;
 pub mod rules;
 pub mod views;

@@ -162,7 +162,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "RS-1",
         family: "RS",
-        summary: "Node is ReplicaActive and Streaming, or Disconnected after a successful handshake in this process; never before that proof or when Halted.",
+        summary: "Node is ReplicaActive and Streaming, or Disconnected/Connecting after a successful handshake in this process; never before that proof or when Halted.",
     },
     Rule {
         id: "RS-2",
@@ -353,11 +353,7 @@ mod tests {
                 _ => rest,
             };
             assert!(!number.is_empty(), "{} has no number", r.id);
-            assert!(
-                number.bytes().all(|b| b.is_ascii_digit()),
-                "{} number",
-                r.id
-            );
+            assert!(number.bytes().all(|b| b.is_ascii_digit()), "{} number", r.id);
             assert!(!number.starts_with('0'), "{} has a leading zero", r.id);
             if r.family == "F" {
                 assert!(rest.len() > number.len(), "{} has no letters", r.id);
@@ -369,29 +365,16 @@ mod tests {
     fn rules_registry_is_in_document_order_by_family() {
         let mut last = 0;
         for r in RULES {
-            let pos = FAMILY_ORDER
-                .iter()
-                .position(|f| *f == r.family)
-                .expect("known family");
+            let pos = FAMILY_ORDER.iter().position(|f| *f == r.family).expect("known family");
             assert!(pos >= last, "{} is out of document order", r.id);
             last = pos;
         }
         // Within the numbered families the numbers strictly increase.
-        let trailing_number = |id: &str| -> u32 {
-            id.rsplit(|c: char| !c.is_ascii_digit())
-                .next()
-                .and_then(|n| n.parse().ok())
-                .expect("id ends in a number")
-        };
+        let trailing_number = |id: &str| -> u32 { id.rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).expect("id ends in a number") };
         for pair in RULES.windows(2) {
             let (a, b) = (pair[0], pair[1]);
             if a.family == b.family && a.family != "F" {
-                assert!(
-                    trailing_number(a.id) < trailing_number(b.id),
-                    "{} then {}",
-                    a.id,
-                    b.id
-                );
+                assert!(trailing_number(a.id) < trailing_number(b.id), "{} then {}", a.id, b.id);
             }
         }
     }

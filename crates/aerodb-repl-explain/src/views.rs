@@ -11,6 +11,9 @@ use aerodb_repl_core::state::ReplicaState;
 use aerodb_repl_core::status::{BootstrapState, ReplicaObserved};
 use aerodb_wal::{CommitId, Lsn};
 
+use crate::explain::read_views;
+use crate::facts::{PrimaryFacts, ReplicaFacts};
+
 /// `observed_at` of the envelope.
 #[derive(Clone, Debug, Serialize)]
 pub struct ObservedAt {
@@ -73,7 +76,9 @@ pub fn default_read_inputs(o: &ReplicaObserved, applied: Option<&AppliedState>, 
 pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, history_horizon: CommitId) -> (Value, Vec<String>) {
     let mut notes = Vec::new();
     let c_replica = applied.map(|a| a.commit_id);
-    let applied_lsn: Lsn = o.positions.applied_lsn;
+    // C_replica and the applied LSN come from the same source (the store), so
+    // they always describe the same record.
+    let applied_lsn: Lsn = applied.map_or(o.positions.applied_lsn, |a| a.end_lsn);
     if applied.is_none() {
         notes.push("no local state yet (not bootstrapped or halted before recovery): replica_commit_id and LSNs are unknown".to_string());
     }
@@ -85,12 +90,12 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         _ => json!({"commits": null, "bytes": null}),
     };
     let gate = evaluate(&default_read_inputs(o, applied, history_horizon));
-    let blocking = o.halt.as_ref().or(o.blocking.as_ref()).map(|h| json!({"code": h.code, "rule_id": h.rule_id, "detail": h.detail, "lsn": h.lsn, "commit_id": h.commit_id}));
-    let bootstrap_state = match o.bootstrap_state {
-        BootstrapState::NotStarted => "not_started",
-        BootstrapState::InProgress => "in_progress",
-        BootstrapState::Complete => "complete",
-    };
+    let blocking = o
+        .halt
+        .as_ref()
+        .or(o.blocking.as_ref())
+        .map(|h| json!({"code": h.code, "rule_id": h.rule_id, "detail": h.detail, "lsn": h.lsn, "commit_id": h.commit_id}));
+    let bootstrap_state = bootstrap_state_name(o.bootstrap_state);
     let known = applied.is_some();
     let data = json!({
         "role": "replica",
@@ -121,6 +126,312 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         },
         "cluster_id": o.cluster_id,
         "replica_id": o.replica_id,
+    });
+    (data, notes)
+}
+
+// ---------------------------------------------------------------------------
+// Replica views over captured facts
+// ---------------------------------------------------------------------------
+
+fn bootstrap_state_name(s: BootstrapState) -> &'static str {
+    match s {
+        BootstrapState::NotStarted => "not_started",
+        BootstrapState::InProgress => "in_progress",
+        BootstrapState::Complete => "complete",
+    }
+}
+
+fn blocking_reason(o: &ReplicaObserved) -> Value {
+    o.halt.as_ref().or(o.blocking.as_ref()).map_or(
+        Value::Null,
+        |h| json!({"code": h.code, "rule_id": h.rule_id, "detail": h.detail, "lsn": h.lsn, "commit_id": h.commit_id, "halts": o.halt.is_some()}),
+    )
+}
+
+const NO_STORE_NOTE: &str = "no local state yet (not bootstrapped, or halted before recovery): C_replica, LSNs, digest and horizon are unknown";
+
+/// `/v1/replication` on a replica, from captured facts.
+pub fn replica_replication_view(f: &ReplicaFacts) -> (Value, Vec<String>) {
+    replica_replication(&f.observed, f.applied.as_ref(), f.history_horizon.unwrap_or(0))
+}
+
+/// `/v1/status` on a replica.
+pub fn replica_status(f: &ReplicaFacts) -> (Value, Vec<String>) {
+    let o = &f.observed;
+    let gate = evaluate(&default_read_inputs(o, f.applied.as_ref(), f.history_horizon.unwrap_or(0)));
+    let mut notes = Vec::new();
+    if f.applied.is_none() {
+        notes.push(NO_STORE_NOTE.to_string());
+    }
+    let data = json!({
+        "role": "replica",
+        "node_state": replica_node_state(o),
+        "replica_state": o.state.name(),
+        "commit_id": f.applied.map(|a| a.commit_id),
+        "wal_applied_lsn": f.applied.map(|a| a.end_lsn),
+        "durable_lsn": f.applied.map(|_| o.positions.received_lsn),
+        "read_safety": if gate.admitted { "safe" } else { "unsafe" },
+        "accepts_writes": false,
+        "blocking_reason": blocking_reason(o),
+        "cluster_id": o.cluster_id,
+        "replica_id": o.replica_id,
+        "flags": {
+            "replication": true,
+            "primary": o.primary_addr,
+            "bootstrap": o.bootstrap_method_requested,
+        },
+    });
+    (data, notes)
+}
+
+/// `/v1/wal` on a replica: its segment files and the three pipeline
+/// positions (received = durable on the replica), plus the torn tail its
+/// last recovery dropped.
+pub fn replica_wal(f: &ReplicaFacts) -> (Value, Vec<String>) {
+    let o = &f.observed;
+    let mut notes = Vec::new();
+    let known = f.applied.is_some();
+    if !known {
+        notes.push(NO_STORE_NOTE.to_string());
+    }
+    let segments = match &f.wal_files {
+        Ok(files) => Value::Array(files.iter().map(|w| json!({"file": w.name, "start_lsn": w.start_lsn, "file_bytes": w.bytes})).collect()),
+        Err(e) => {
+            notes.push(format!("the WAL directory could not be listed: {e}"));
+            Value::Null
+        }
+    };
+    let recovery = o.recovery.as_ref();
+    if recovery.is_none() {
+        notes.push("no recovery report in this process: torn-tail truncation is unknown (none ran, or it was a fresh bootstrap)".to_string());
+    }
+    let data = json!({
+        "role": "replica",
+        "segments": segments,
+        "wal_received_lsn": known.then_some(o.positions.received_lsn),
+        "wal_validated_lsn": known.then_some(o.positions.validated_lsn),
+        "wal_applied_lsn": f.applied.map(|a| a.end_lsn),
+        "durable_lsn": known.then_some(o.positions.received_lsn),
+        "primary_durable_lsn": o.primary.map(|p| p.durable_lsn),
+        "bootstrap_lsn": o.bootstrap.map(|b| b.boundary_lsn),
+        "torn_tail": recovery.and_then(|r| r.pointer("/wal/wal/torn_tail")).cloned(),
+        "removed_temp_files": recovery.and_then(|r| r.pointer("/wal/wal/removed_temp_files")).cloned(),
+        "records_verified_at_recovery": recovery.and_then(|r| r.pointer("/wal/wal/records_verified")).cloned(),
+    });
+    (data, notes)
+}
+
+/// `/v1/mvcc` on a replica.
+pub fn replica_mvcc(f: &ReplicaFacts) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    if f.applied.is_none() {
+        notes.push(NO_STORE_NOTE.to_string());
+    }
+    let a = f.applied;
+    let data = json!({
+        "role": "replica",
+        "commit_id": a.map(|a| a.commit_id),
+        "end_lsn": a.map(|a| a.end_lsn),
+        "fingerprint": a.map(|a| a.fingerprint.to_string()),
+        "state_digest": a.map(|a| a.state_digest.to_string()),
+        "history_horizon": f.history_horizon,
+        "versions": f.version_count,
+        "active_read_views": read_views(&f.active_read_views),
+    });
+    (data, notes)
+}
+
+/// `/v1/snapshots` on a replica: the installed bootstrap snapshot, if any.
+pub fn replica_snapshots(f: &ReplicaFacts) -> (Value, Vec<String>) {
+    let o = &f.observed;
+    let mut notes = Vec::new();
+    let held = match o.bootstrap {
+        Some(b) if b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot => {
+            if f.bootstrap_snapshot_bytes.is_none() {
+                notes.push("the installed bootstrap snapshot's size could not be read".to_string());
+            }
+            vec![json!({
+                "name": "replica/snapshot",
+                "commit_id": b.boundary_commit_id,
+                "lsn": b.boundary_lsn,
+                "fingerprint": b.boundary_fingerprint.to_string(),
+                "state_digest": b.boundary_state_digest.to_string(),
+                "data_bytes": f.bootstrap_snapshot_bytes,
+            })]
+        }
+        _ => Vec::new(),
+    };
+    if o.bootstrap.is_none() {
+        notes.push("the replica has no committed bootstrap yet".to_string());
+    }
+    let data = json!({
+        "role": "replica",
+        "snapshots": held,
+        "bootstrap": {
+            "state": bootstrap_state_name(o.bootstrap_state),
+            "method": o.bootstrap.map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
+            "boundary_commit_id": o.bootstrap.map(|b| b.boundary_commit_id),
+            "boundary_lsn": o.bootstrap.map(|b| b.boundary_lsn),
+            "boundary_fingerprint": o.bootstrap.map(|b| b.boundary_fingerprint.to_string()),
+            "boundary_state_digest": o.bootstrap.map(|b| b.boundary_state_digest.to_string()),
+        },
+    });
+    (data, notes)
+}
+
+// ---------------------------------------------------------------------------
+// Primary / standalone views
+// ---------------------------------------------------------------------------
+
+/// `/v1/replication` on a primary (or standalone): its position and one
+/// entry per connected replica with the positions it reported and the lag.
+pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
+    let applied = f.applied;
+    let mut notes = Vec::new();
+    if f.replicas.is_none() {
+        notes.push("replication is disabled on this node: no replicas can connect".to_string());
+    }
+    let replicas: Vec<Value> = f
+        .replicas
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let lag = r
+                .reported
+                .map(|p| json!({"commits": applied.commit_id.saturating_sub(p.applied_commit_id), "bytes": f.durable.lsn.saturating_sub(p.applied_lsn)}));
+            json!({"replica_id": r.replica_id, "peer": r.peer, "session": r.session, "sent_lsn": r.sent_lsn, "reported": r.reported, "lag": lag})
+        })
+        .collect();
+    let data = json!({
+        "role": f.role,
+        "node_state": "PrimaryActive",
+        "commit_id": applied.commit_id,
+        "durable_lsn": f.durable.lsn,
+        "durable_commit_id": f.durable.commit_id,
+        "state_digest": applied.state_digest.to_string(),
+        "cluster_id": f.cluster_id,
+        "replicas": replicas,
+        "wal_shipped_bytes": f.wal_shipped_bytes,
+    });
+    (data, notes)
+}
+
+/// `/v1/status` on a primary (or standalone).
+pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    if f.snapshot_policy.is_none() {
+        notes.push("no snapshot scheduler information: snapshot flags are unknown".to_string());
+    }
+    let data = json!({
+        "role": f.role,
+        "node_state": "PrimaryActive",
+        "accepts_writes": true,
+        "commit_id": f.applied.commit_id,
+        "durable_commit_id": f.durable.commit_id,
+        "durable_lsn": f.durable.lsn,
+        "state_digest": f.applied.state_digest.to_string(),
+        "cluster_id": f.cluster_id,
+        "flags": {
+            "replication": f.replicas.is_some(),
+            "snapshot_every_bytes": f.snapshot_policy.map(|p| p.snapshot_every_bytes),
+            "wal_retention": f.snapshot_policy.map(|p| if p.wal_retention_after_snapshot { "after-oldest-snapshot" } else { "all" }),
+            "snapshots_kept": f.snapshot_policy.map(|p| p.keep),
+        },
+    });
+    (data, notes)
+}
+
+/// `/v1/wal` on a primary (or standalone).
+pub fn primary_wal(f: &PrimaryFacts) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    let wal = f.recovery.as_ref().map(|r| &r.store.wal);
+    if wal.is_none() {
+        notes.push("no recovery report: torn-tail truncation at startup is unknown".to_string());
+    }
+    let segments: Vec<Value> = f
+        .segments
+        .iter()
+        .map(|s| json!({"start_lsn": s.header.start_lsn, "end_lsn": s.end_lsn, "prev_commit_id": s.header.prev_commit_id, "prev_fingerprint": s.header.prev_fingerprint.to_string()}))
+        .collect();
+    let data = json!({
+        "role": f.role,
+        "segments": segments,
+        "first_lsn": f.segments.first().map(|s| s.header.start_lsn),
+        "wal_applied_lsn": f.applied.end_lsn,
+        "durable_lsn": f.durable.lsn,
+        "durable_commit_id": f.durable.commit_id,
+        "torn_tail": wal.map(|w| serde_json::to_value(&w.torn_tail).unwrap_or(Value::Null)),
+        "removed_temp_files": wal.map(|w| &w.removed_temp_files),
+        "records_verified_at_recovery": wal.map(|w| w.records_verified),
+    });
+    (data, notes)
+}
+
+/// `/v1/mvcc` on a primary (or standalone).
+pub fn primary_mvcc(f: &PrimaryFacts) -> (Value, Vec<String>) {
+    let a = f.applied;
+    let data = json!({
+        "role": f.role,
+        "commit_id": a.commit_id,
+        "end_lsn": a.end_lsn,
+        "fingerprint": a.fingerprint.to_string(),
+        "state_digest": a.state_digest.to_string(),
+        "history_horizon": f.history_horizon,
+        "versions": f.version_count,
+        "active_read_views": read_views(&f.active_read_views),
+    });
+    (data, Vec::new())
+}
+
+/// `/v1/snapshots` on a primary (or standalone).
+pub fn primary_snapshots(f: &PrimaryFacts) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    let held = match &f.snapshots {
+        Ok(list) => Value::Array(
+            list.iter()
+                .map(|s| {
+                    json!({
+                        "name": s.name,
+                        "commit_id": s.commit_id,
+                        "lsn": s.lsn,
+                        "fingerprint": s.fingerprint.to_string(),
+                        "state_digest": s.state_digest.to_string(),
+                        "versions": s.version_count,
+                        "files": s.files,
+                        "data_bytes": s.data_bytes,
+                    })
+                })
+                .collect(),
+        ),
+        Err(e) => {
+            notes.push(format!("snapshots could not be listed: {e}"));
+            Value::Null
+        }
+    };
+    let recovery = f.recovery.as_ref().map(|r| {
+        json!({
+            "snapshot_used": r.snapshot_used.as_ref().map(|s| &s.name),
+            "rejected_snapshots": r.rejected_snapshots,
+            "removed_incomplete": r.removed_incomplete,
+        })
+    });
+    let scheduler = f.snapshot_status.as_ref().map(|s| {
+        json!({
+            "snapshots_created": s.snapshots_created,
+            "snapshots_deleted": s.snapshots_deleted,
+            "segments_removed": s.segments_removed,
+            "last_snapshot_commit_id": s.last_snapshot.as_ref().map(|l| l.commit_id),
+            "last_error": s.last_error,
+        })
+    });
+    let data = json!({
+        "role": f.role,
+        "snapshots": held,
+        "policy": f.snapshot_policy.map(|p| json!({"snapshot_every_bytes": p.snapshot_every_bytes, "wal_retention_after_snapshot": p.wal_retention_after_snapshot, "keep": p.keep})),
+        "scheduler": scheduler,
+        "at_startup": recovery,
     });
     (data, notes)
 }

@@ -14,12 +14,14 @@ use bytes::{Buf, BytesMut};
 use parking_lot::{Condvar, Mutex};
 use serde_json::json;
 
-use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refuse, PROTOCOL_VERSION};
 use aerodb_repl_core::halt::HaltReason;
+use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refuse, PROTOCOL_VERSION};
 use aerodb_repl_core::metadata::{BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::pipeline::PipelineError;
 use aerodb_repl_core::reads::ReplicaHandle;
-use aerodb_repl_core::replica::{bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, ReadyReplica, Recovered, SnapshotFormat, SnapshotTransfer};
+use aerodb_repl_core::replica::{
+    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, ReadyReplica, Recovered, SnapshotFormat, SnapshotTransfer,
+};
 use aerodb_repl_core::state::ReplicaState;
 use aerodb_repl_core::status::{BootstrapState, PrimaryProgress};
 use aerodb_wal::disk::Disk;
@@ -187,8 +189,15 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
         Ok(f) => f,
         Err(SessionEnd::Blocked(reason)) if reason.code == "PEER_NOT_AERODB" => {
             return Err(halted(
-                HaltReason::new("PEER_NOT_AERODB", "REPL-1", format!("{} does not answer as an AeroDB primary: {}", cfg.primary, reason.detail), None, None, json!({"primary": cfg.primary}))
-                    .with_failure("F-C1"),
+                HaltReason::new(
+                    "PEER_NOT_AERODB",
+                    "REPL-1",
+                    format!("{} does not answer as an AeroDB primary: {}", cfg.primary, reason.detail),
+                    None,
+                    None,
+                    json!({"primary": cfg.primary}),
+                )
+                .with_failure("F-C1"),
             ))
         }
         Err(e) => return Err(e),
@@ -198,8 +207,15 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
             if let Some(expected) = &hello.cluster_id {
                 if &a.cluster_id != expected {
                     return Err(halted(
-                        HaltReason::new("CLUSTER_MISMATCH", "REPL-1", format!("primary is cluster {}, replica belongs to {expected}", a.cluster_id), None, None, json!({"replica_cluster_id": expected, "primary_cluster_id": a.cluster_id}))
-                            .with_failure("F-C1"),
+                        HaltReason::new(
+                            "CLUSTER_MISMATCH",
+                            "REPL-1",
+                            format!("primary is cluster {}, replica belongs to {expected}", a.cluster_id),
+                            None,
+                            None,
+                            json!({"replica_cluster_id": expected, "primary_cluster_id": a.cluster_id}),
+                        )
+                        .with_failure("F-C1"),
                     ));
                 }
             }
@@ -295,7 +311,14 @@ impl Backoff {
 }
 
 /// Bootstraps an empty replica. Returns None when stopped or halted.
-fn bootstrap(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn SnapshotFormat, cfg: &ReplicaClientConfig, stop: &StopSignal) -> Option<(ReadyReplica, Option<(Conn, Accept)>)> {
+fn bootstrap(
+    handle: &ReplicaHandle,
+    disk: Arc<dyn Disk>,
+    paths: &ReplicaPaths,
+    format: &dyn SnapshotFormat,
+    cfg: &ReplicaClientConfig,
+    stop: &StopSignal,
+) -> Option<(ReadyReplica, Option<(Conn, Accept)>)> {
     let shared = &handle.shared;
     let mut backoff = Backoff(BACKOFF_MIN);
     shared.update(|o| o.replica_id = Some(cfg.new_replica_id.clone()));
@@ -328,6 +351,9 @@ fn bootstrap(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, 
                 return Some(r);
             }
             Err(SessionEnd::Halt(reason)) => {
+                // Nothing was installed and no bootstrap runs any more: report
+                // it as not started (as a restart of this halted replica does).
+                shared.update(|o| o.bootstrap_state = BootstrapState::NotStarted);
                 halt(handle, &*disk, paths, *reason, stop);
                 return None;
             }
@@ -350,7 +376,13 @@ fn bootstrap(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, 
     }
 }
 
-fn snapshot_session(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn SnapshotFormat, cfg: &ReplicaClientConfig, stop: &StopSignal) -> Result<ReadyReplica, SessionEnd> {
+fn snapshot_session(
+    disk: Arc<dyn Disk>,
+    paths: &ReplicaPaths,
+    format: &dyn SnapshotFormat,
+    cfg: &ReplicaClientConfig,
+    stop: &StopSignal,
+) -> Result<ReadyReplica, SessionEnd> {
     let hello = Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: cfg.new_replica_id.clone(), request: HelloRequest::Snapshot };
     let (mut conn, accept) = handshake(cfg, &hello, stop)?;
     let rejected = |e: BootstrapError| match e {
@@ -374,7 +406,15 @@ fn snapshot_session(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn Snap
     transfer.finish(format, &accept.cluster_id, &cfg.new_replica_id).map_err(rejected)
 }
 
-fn stream_forever(handle: &ReplicaHandle, disk: Arc<dyn Disk>, paths: &ReplicaPaths, cfg: &ReplicaClientConfig, stop: &StopSignal, ready: &mut ReadyReplica, mut first: Option<(Conn, Accept)>) {
+fn stream_forever(
+    handle: &ReplicaHandle,
+    disk: Arc<dyn Disk>,
+    paths: &ReplicaPaths,
+    cfg: &ReplicaClientConfig,
+    stop: &StopSignal,
+    ready: &mut ReadyReplica,
+    mut first: Option<(Conn, Accept)>,
+) {
     let shared = &handle.shared;
     let mut backoff = Backoff(BACKOFF_MIN);
     loop {

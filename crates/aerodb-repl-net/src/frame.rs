@@ -199,7 +199,10 @@ mod tests {
         for i in 0..f.len() {
             let mut bad = f.clone();
             bad[i] ^= 0x10;
-            assert!(!matches!(decode(&bad, 1024), Ok(Some((fr, _))) if fr.payload == Bytes::from_static(b"hello wal bytes") && fr.kind == FrameType::Wal), "flip at {i}");
+            assert!(
+                !matches!(decode(&bad, 1024), Ok(Some((fr, _))) if fr.payload == Bytes::from_static(b"hello wal bytes") && fr.kind == FrameType::Wal),
+                "flip at {i}"
+            );
         }
         assert!(matches!(decode(&f, 4), Err(FrameError::TooLarge { .. })));
         assert!(matches!(decode(&f[..5], 1024), Ok(None)));

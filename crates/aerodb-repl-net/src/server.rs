@@ -326,7 +326,8 @@ fn stream_wal(mut reader: TcpStream, w: &mut impl Write, ctx: &PrimaryContext, i
             let len = chunk.bytes.len() as u64;
             // Progress first: the replica then never holds a commit beyond what the primary last reported.
             send(w, &Message::Progress(progress)).map_err(|e| e.to_string())?;
-            send(w, &Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes })).map_err(|e| e.to_string())?;
+            send(w, &Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes }))
+                .map_err(|e| e.to_string())?;
             w.flush().map_err(|e| e.to_string())?;
             next += len;
             ctx.replicas.shipped_bytes.fetch_add(len, Ordering::Relaxed);

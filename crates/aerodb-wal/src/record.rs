@@ -252,12 +252,7 @@ pub fn decode_record(bytes: &Bytes) -> Result<(Record, usize), RecordDecodeError
     if at != len {
         return Err(RecordDecodeError::BadOps { what: "trailing bytes" });
     }
-    let record = Record {
-        commit_id: le_u64(&rec, 16),
-        state_digest: StateDigest(le_u128(&rec, 24)),
-        fingerprint: Fingerprint(le_u128(&rec, 40)),
-        ops,
-    };
+    let record = Record { commit_id: le_u64(&rec, 16), state_digest: StateDigest(le_u128(&rec, 24)), fingerprint: Fingerprint(le_u128(&rec, 40)), ops };
     Ok((record, len))
 }
 
@@ -273,12 +268,7 @@ pub fn record_identity(record_bytes: &[u8]) -> (CommitId, Fingerprint) {
 
 /// Encodes a commit record, computing its checksum and chained fingerprint.
 /// The caller (the writer) is the only place CommitIds are assigned.
-pub fn encode_record(
-    commit_id: CommitId,
-    state_digest: StateDigest,
-    previous: Fingerprint,
-    ops: &[Op],
-) -> Result<(Vec<u8>, Fingerprint), RecordEncodeError> {
+pub fn encode_record(commit_id: CommitId, state_digest: StateDigest, previous: Fingerprint, ops: &[Op]) -> Result<(Vec<u8>, Fingerprint), RecordEncodeError> {
     if ops.is_empty() {
         return Err(RecordEncodeError::Empty);
     }

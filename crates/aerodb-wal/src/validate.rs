@@ -127,9 +127,9 @@ impl ChainViolation {
     /// The LSN the violation was found at.
     pub fn lsn(&self) -> Lsn {
         match self {
-            ChainViolation::InvalidRecord { lsn, .. }
-            | ChainViolation::CommitIdDiscontinuity { lsn, .. }
-            | ChainViolation::FingerprintMismatch { lsn, .. } => *lsn,
+            ChainViolation::InvalidRecord { lsn, .. } | ChainViolation::CommitIdDiscontinuity { lsn, .. } | ChainViolation::FingerprintMismatch { lsn, .. } => {
+                *lsn
+            }
             ChainViolation::LsnDiscontinuity { found, .. } => *found,
             ChainViolation::SegmentDiscontinuity { start_lsn, .. } => *start_lsn,
         }

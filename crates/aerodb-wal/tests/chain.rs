@@ -19,19 +19,12 @@ use common::*;
 
 /// Encodes commit `commit_id` (ops = sample_ops(commit_id)) chained from `prev`.
 fn rec(commit_id: CommitId, prev: Fingerprint) -> (Vec<u8>, Fingerprint) {
-    encode_record(
-        commit_id,
-        StateDigest(u128::from(commit_id)),
-        prev,
-        &sample_ops(commit_id),
-    )
-    .unwrap()
+    encode_record(commit_id, StateDigest(u128::from(commit_id)), prev, &sample_ops(commit_id)).unwrap()
 }
 
 /// A genesis WAL whose single segment holds exactly `records`, appended raw.
 fn raw_wal(dir: &Path, records: &[Vec<u8>]) {
-    let mut app =
-        SegmentAppender::create(OsDisk::shared(), dir, ChainTip::GENESIS.segment_header()).unwrap();
+    let mut app = SegmentAppender::create(OsDisk::shared(), dir, ChainTip::GENESIS.segment_header()).unwrap();
     for r in records {
         app.append(app.end_lsn(), r).unwrap();
     }
@@ -45,9 +38,7 @@ fn assert_chain_break(dir: &Path, expected: &ChainViolation) {
     let path = dir.join(segment_file_name(0));
     let before = std::fs::read(&path).unwrap();
     let err = recover(dir).err().expect("must fail");
-    let WalRecoveryError::Corruption { segment, violation } = &err else {
-        panic!("{err:?}")
-    };
+    let WalRecoveryError::Corruption { segment, violation } = &err else { panic!("{err:?}") };
     assert_eq!(segment, &segment_file_name(0));
     assert_eq!(violation, expected);
     assert_eq!(err.rule_id(), expected.rule_id());
@@ -67,16 +58,9 @@ fn repl_2_commit_id_gap_is_rejected() {
     v.validate(0, &Bytes::from(r1.clone())).unwrap();
     let tip = v.tip();
     let err = v.validate(lsn2, &Bytes::from(r3.clone())).unwrap_err();
-    let expected = ChainViolation::CommitIdDiscontinuity {
-        lsn: lsn2,
-        expected: 2,
-        found: 3,
-    };
+    let expected = ChainViolation::CommitIdDiscontinuity { lsn: lsn2, expected: 2, found: 3 };
     assert_eq!(err, expected);
-    assert_eq!(
-        (err.code(), err.rule_id(), err.lsn()),
-        ("COMMIT_ID_GAP", "REPL-2", lsn2)
-    );
+    assert_eq!((err.code(), err.rule_id(), err.lsn()), ("COMMIT_ID_GAP", "REPL-2", lsn2));
     assert_eq!(v.tip(), tip, "a failed validation does not move the tip");
 
     // At the tail of the WAL: CRC-valid, so never mistaken for a torn tail.
@@ -102,29 +86,14 @@ fn repl_2_duplicate_and_backward_commit_ids_are_rejected() {
     // The same record twice.
     let tmp = tempfile::tempdir().unwrap();
     raw_wal(tmp.path(), &[r1.clone(), r2.clone(), r2.clone()]);
-    assert_chain_break(
-        tmp.path(),
-        &ChainViolation::CommitIdDiscontinuity {
-            lsn: lsn3,
-            expected: 3,
-            found: 2,
-        },
-    );
+    assert_chain_break(tmp.path(), &ChainViolation::CommitIdDiscontinuity { lsn: lsn3, expected: 3, found: 2 });
 
     // CommitId 1 again, correctly chained from record 2.
     let (back, _) = rec(1, f2);
     let mut v = ChainValidator::new(ChainTip::GENESIS);
     v.validate(0, &Bytes::from(r1)).unwrap();
-    v.validate(lsn3 - r2.len() as u64, &Bytes::from(r2))
-        .unwrap();
-    assert_eq!(
-        v.validate(lsn3, &Bytes::from(back)).unwrap_err(),
-        ChainViolation::CommitIdDiscontinuity {
-            lsn: lsn3,
-            expected: 3,
-            found: 1
-        }
-    );
+    v.validate(lsn3 - r2.len() as u64, &Bytes::from(r2)).unwrap();
+    assert_eq!(v.validate(lsn3, &Bytes::from(back)).unwrap_err(), ChainViolation::CommitIdDiscontinuity { lsn: lsn3, expected: 3, found: 1 });
 }
 
 /// REPL-5 / REPL-2: a record with the right CommitId whose fingerprint was
@@ -134,22 +103,14 @@ fn repl_2_wrong_previous_fingerprint_is_rejected() {
     let (r1, f1) = rec(1, ChainTip::GENESIS.fingerprint);
     let (bad2, bad_f2) = rec(2, ChainTip::GENESIS.fingerprint);
     let lsn2 = r1.len() as u64;
-    let expected = ChainViolation::FingerprintMismatch {
-        lsn: lsn2,
-        commit_id: 2,
-        expected: expected_fingerprint(f1, &bad2),
-        found: bad_f2,
-    };
+    let expected = ChainViolation::FingerprintMismatch { lsn: lsn2, commit_id: 2, expected: expected_fingerprint(f1, &bad2), found: bad_f2 };
     assert_ne!(expected_fingerprint(f1, &bad2), bad_f2);
 
     let mut v = ChainValidator::new(ChainTip::GENESIS);
     v.validate(0, &Bytes::from(r1.clone())).unwrap();
     let err = v.validate(lsn2, &Bytes::from(bad2.clone())).unwrap_err();
     assert_eq!(err, expected);
-    assert_eq!(
-        (err.code(), err.rule_id()),
-        ("FINGERPRINT_MISMATCH", "REPL-5")
-    );
+    assert_eq!((err.code(), err.rule_id()), ("FINGERPRINT_MISMATCH", "REPL-5"));
 
     let tmp = tempfile::tempdir().unwrap();
     raw_wal(tmp.path(), &[r1, bad2]);
@@ -167,44 +128,22 @@ fn repl_7_validator_rejects_lsn_gaps_and_overlaps() {
     let (record, p1) = v.validate(0, &Bytes::from(r1.clone())).unwrap();
     assert_eq!(record.commit_id, 1);
     assert_eq!(record.ops, sample_ops(1));
-    assert_eq!(
-        (p1.lsn, p1.end_lsn, p1.commit_id, p1.fingerprint),
-        (0, r1.len() as u64, 1, f1)
-    );
+    assert_eq!((p1.lsn, p1.end_lsn, p1.commit_id, p1.fingerprint), (0, r1.len() as u64, 1, f1));
     let end = p1.end_lsn;
     for wrong in [end + 1, end - 1, 0] {
         let err = v.validate(wrong, &Bytes::from(r2.clone())).unwrap_err();
-        assert_eq!(
-            err,
-            ChainViolation::LsnDiscontinuity {
-                expected: end,
-                found: wrong
-            }
-        );
-        assert_eq!(
-            (err.code(), err.rule_id(), err.lsn()),
-            ("LSN_GAP", "REPL-7", wrong)
-        );
+        assert_eq!(err, ChainViolation::LsnDiscontinuity { expected: end, found: wrong });
+        assert_eq!((err.code(), err.rule_id(), err.lsn()), ("LSN_GAP", "REPL-7", wrong));
     }
     let (_, p2) = v.validate(end, &Bytes::from(r2.clone())).unwrap();
-    assert_eq!(
-        v.tip(),
-        ChainTip {
-            end_lsn: p2.end_lsn,
-            commit_id: 2,
-            fingerprint: f2
-        }
-    );
+    assert_eq!(v.tip(), ChainTip { end_lsn: p2.end_lsn, commit_id: 2, fingerprint: f2 });
 
     // An invalid record is reported as such, with its LSN (CORE-2).
     let (r3, _) = rec(3, f2);
     let mut bad = r3;
     bad[30] ^= 1;
     let err = v.validate(p2.end_lsn, &Bytes::from(bad)).unwrap_err();
-    assert!(
-        matches!(err, ChainViolation::InvalidRecord { lsn, error: RecordDecodeError::Checksum { .. } } if lsn == p2.end_lsn),
-        "{err:?}"
-    );
+    assert!(matches!(err, ChainViolation::InvalidRecord { lsn, error: RecordDecodeError::Checksum { .. } } if lsn == p2.end_lsn), "{err:?}");
     assert_eq!((err.code(), err.rule_id()), ("CHECKSUM_MISMATCH", "CORE-2"));
 }
 
@@ -213,37 +152,18 @@ fn repl_7_validator_rejects_lsn_gaps_and_overlaps() {
 fn repl_7_appender_refuses_out_of_order_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let (r1, f1) = rec(1, ChainTip::GENESIS.fingerprint);
-    let mut app = SegmentAppender::create(
-        OsDisk::shared(),
-        tmp.path(),
-        ChainTip::GENESIS.segment_header(),
-    )
-    .unwrap();
+    let mut app = SegmentAppender::create(OsDisk::shared(), tmp.path(), ChainTip::GENESIS.segment_header()).unwrap();
     app.append(0, &r1).unwrap();
     let end = r1.len() as u64;
     for wrong in [0, end - 1, end + 1] {
         let err = app.append(wrong, &r1).unwrap_err();
-        assert!(
-            matches!(err, LogError::OutOfOrder { offered, end: e } if offered == wrong && e == end),
-            "{err:?}"
-        );
+        assert!(matches!(err, LogError::OutOfOrder { offered, end: e } if offered == wrong && e == end), "{err:?}");
         assert_eq!(err.code(), "WAL_OUT_OF_ORDER");
     }
-    let hdr = ChainTip {
-        end_lsn: end + 5,
-        commit_id: 1,
-        fingerprint: f1,
-    }
-    .segment_header();
-    assert!(matches!(
-        app.start_segment(hdr),
-        Err(LogError::OutOfOrder { .. })
-    ));
+    let hdr = ChainTip { end_lsn: end + 5, commit_id: 1, fingerprint: f1 }.segment_header();
+    assert!(matches!(app.start_segment(hdr), Err(LogError::OutOfOrder { .. })));
     app.sync().unwrap();
-    assert_eq!(
-        file_len(&tmp.path().join(segment_file_name(0))),
-        SEGMENT_HEADER_LEN + end
-    );
+    assert_eq!(file_len(&tmp.path().join(segment_file_name(0))), SEGMENT_HEADER_LEN + end);
     drop(app);
     assert_eq!(recover(tmp.path()).unwrap().report.records_verified, 1);
 }
@@ -254,25 +174,15 @@ fn repl_7_appender_refuses_out_of_order_bytes() {
 fn repl_7_validator_segment_start_must_match_tip() {
     let (r1, f1) = rec(1, ChainTip::GENESIS.fingerprint);
     let mut v = ChainValidator::new(ChainTip::GENESIS);
-    v.check_segment_start(&ChainTip::GENESIS.segment_header())
-        .unwrap();
+    v.check_segment_start(&ChainTip::GENESIS.segment_header()).unwrap();
     v.validate(0, &Bytes::from(r1.clone())).unwrap();
     let good = v.tip().segment_header();
     v.check_segment_start(&good).unwrap();
     let end = r1.len() as u64;
     for bad in [
-        SegmentHeader {
-            start_lsn: end + 1,
-            ..good
-        },
-        SegmentHeader {
-            prev_commit_id: 2,
-            ..good
-        },
-        SegmentHeader {
-            prev_fingerprint: Fingerprint(f1.0 ^ 1),
-            ..good
-        },
+        SegmentHeader { start_lsn: end + 1, ..good },
+        SegmentHeader { prev_commit_id: 2, ..good },
+        SegmentHeader { prev_fingerprint: Fingerprint(f1.0 ^ 1), ..good },
     ] {
         let err = v.check_segment_start(&bad).unwrap_err();
         assert_eq!(
@@ -286,10 +196,7 @@ fn repl_7_validator_segment_start_must_match_tip() {
                 tip_fingerprint: f1,
             }
         );
-        assert_eq!(
-            (err.code(), err.rule_id()),
-            ("SEGMENT_DISCONTINUITY", "REPL-7")
-        );
+        assert_eq!((err.code(), err.rule_id()), ("SEGMENT_DISCONTINUITY", "REPL-7"));
     }
 }
 
@@ -312,14 +219,9 @@ fn repl_7_missing_middle_segment_fails_recovery() {
     std::fs::remove_file(&files[1].1).unwrap();
     let err = recover(tmp.path()).err().unwrap();
     assert_eq!((err.code(), err.rule_id()), ("WAL_CORRUPT", "REPL-7"));
-    let WalRecoveryError::Corruption { segment, violation } = &err else {
-        panic!("{err:?}")
-    };
+    let WalRecoveryError::Corruption { segment, violation } = &err else { panic!("{err:?}") };
     assert_eq!(segment, &segment_file_name(s2));
-    assert!(
-        matches!(violation, ChainViolation::SegmentDiscontinuity { start_lsn, tip_lsn, .. } if *start_lsn == s2 && *tip_lsn == s1),
-        "{violation:?}"
-    );
+    assert!(matches!(violation, ChainViolation::SegmentDiscontinuity { start_lsn, tip_lsn, .. } if *start_lsn == s2 && *tip_lsn == s1), "{violation:?}");
     assert_eq!(violation.lsn(), s2);
 }
 
@@ -333,27 +235,16 @@ fn repl_7_segment_header_not_chaining_fails_recovery() {
     let original = std::fs::read(&p2).unwrap();
     let good = SegmentHeader::decode(&original).unwrap();
     for bad in [
-        SegmentHeader {
-            prev_commit_id: good.prev_commit_id + 1,
-            ..good
-        },
-        SegmentHeader {
-            prev_commit_id: good.prev_commit_id - 1,
-            ..good
-        },
-        SegmentHeader {
-            prev_fingerprint: Fingerprint(good.prev_fingerprint.0.wrapping_add(1)),
-            ..good
-        },
+        SegmentHeader { prev_commit_id: good.prev_commit_id + 1, ..good },
+        SegmentHeader { prev_commit_id: good.prev_commit_id - 1, ..good },
+        SegmentHeader { prev_fingerprint: Fingerprint(good.prev_fingerprint.0.wrapping_add(1)), ..good },
     ] {
         let mut data = original.clone();
         data[..SEGMENT_HEADER_LEN as usize].copy_from_slice(&bad.encode());
         std::fs::write(&p2, &data).unwrap();
         let err = recover(tmp.path()).err().unwrap();
         assert_eq!(err.rule_id(), "REPL-7");
-        let WalRecoveryError::Corruption { segment, violation } = &err else {
-            panic!("{err:?}")
-        };
+        let WalRecoveryError::Corruption { segment, violation } = &err else { panic!("{err:?}") };
         assert_eq!(segment, &segment_file_name(s2));
         assert!(
             matches!(violation, ChainViolation::SegmentDiscontinuity { start_lsn, declared_commit_id, declared_fingerprint, tip_lsn, tip_commit_id, tip_fingerprint }
@@ -377,32 +268,17 @@ fn repl_7_segment_name_and_header_must_agree() {
     let original = std::fs::read(&p2).unwrap();
     let good = SegmentHeader::decode(&original).unwrap();
     let mut data = original.clone();
-    data[..SEGMENT_HEADER_LEN as usize].copy_from_slice(
-        &SegmentHeader {
-            start_lsn: s2 + 1,
-            ..good
-        }
-        .encode(),
-    );
+    data[..SEGMENT_HEADER_LEN as usize].copy_from_slice(&SegmentHeader { start_lsn: s2 + 1, ..good }.encode());
     std::fs::write(&p2, &data).unwrap();
     let err = recover(tmp.path()).err().unwrap();
-    assert_eq!(
-        (err.code(), err.rule_id()),
-        ("WAL_SEGMENT_LAYOUT", "REPL-7")
-    );
-    assert!(
-        matches!(&err, WalRecoveryError::SegmentLayout { segment, .. } if *segment == segment_file_name(s2)),
-        "{err:?}"
-    );
+    assert_eq!((err.code(), err.rule_id()), ("WAL_SEGMENT_LAYOUT", "REPL-7"));
+    assert!(matches!(&err, WalRecoveryError::SegmentLayout { segment, .. } if *segment == segment_file_name(s2)), "{err:?}");
     std::fs::write(&p2, &original).unwrap();
 
     let stray = tmp.path().join("12345.seg");
     std::fs::write(&stray, b"").unwrap();
     let err = recover(tmp.path()).err().unwrap();
-    assert!(
-        matches!(&err, WalRecoveryError::SegmentLayout { segment, .. } if segment == "12345.seg"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, WalRecoveryError::SegmentLayout { segment, .. } if segment == "12345.seg"), "{err:?}");
     std::fs::remove_file(&stray).unwrap();
     assert_eq!(recover(tmp.path()).unwrap().report.records_verified, 40);
 }
@@ -429,10 +305,7 @@ fn repl_7_recovery_starts_from_first_segment_header() {
     assert_eq!(rec.report.start, ChainTip::of_segment(&h1));
     assert_eq!(rec.report.segments.first().unwrap().header, h1);
     assert_eq!(rec.replayed.first().unwrap().1.lsn, h1.start_lsn);
-    assert_eq!(
-        rec.replayed.first().unwrap().0.commit_id,
-        h1.prev_commit_id + 1
-    );
+    assert_eq!(rec.replayed.first().unwrap().0.commit_id, h1.prev_commit_id + 1);
     assert_eq!(rec.report.end.commit_id, 40);
 }
 
@@ -461,19 +334,11 @@ fn repl_2_violation_and_report_serialize_with_evidence() {
     let tmp = tempfile::tempdir().unwrap();
     raw_wal(tmp.path(), &[r1.clone(), r3]);
     let err = recover(tmp.path()).err().unwrap();
-    let WalRecoveryError::Corruption { violation, .. } = &err else {
-        panic!("{err:?}")
-    };
+    let WalRecoveryError::Corruption { violation, .. } = &err else { panic!("{err:?}") };
     let json = serde_json::to_value(violation).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({"violation": "commit_id_discontinuity", "lsn": r1.len(), "expected": 2, "found": 3})
-    );
+    assert_eq!(json, serde_json::json!({"violation": "commit_id_discontinuity", "lsn": r1.len(), "expected": 2, "found": 3}));
     let text = err.to_string();
-    assert!(
-        text.contains("REPL-2") && text.contains(&format!("LSN {}", r1.len())),
-        "{text}"
-    );
+    assert!(text.contains("REPL-2") && text.contains(&format!("LSN {}", r1.len())), "{text}");
 
     let tmp = tempfile::tempdir().unwrap();
     raw_wal(tmp.path(), std::slice::from_ref(&r1));

@@ -46,19 +46,13 @@ fn core_2_checksummed_file_round_trip() {
     changed.note = None;
     write_checksummed(&*disk, &path, &changed).unwrap();
     assert_eq!(read_checksummed::<Meta>(&*disk, &path).unwrap(), changed);
-    let names: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("replica.json")]);
 
     // Deterministic: writing the same value twice gives the same bytes.
     let again = tmp.path().join("again.json");
     write_checksummed(&*disk, &again, &changed).unwrap();
-    assert_eq!(
-        std::fs::read(&again).unwrap(),
-        std::fs::read(&path).unwrap()
-    );
+    assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&path).unwrap());
 }
 
 /// CORE-2: every single-bit flip of every byte is refused with a checksum
@@ -112,10 +106,7 @@ fn core_2_checksummed_file_truncation_and_missing() {
     for cut in 0..good.len() - 1 {
         std::fs::write(&path, &good[..cut]).unwrap();
         let err = read_checksummed::<Meta>(&*disk, &path).unwrap_err();
-        assert!(
-            matches!(err, ChecksummedFileError::Malformed { .. }),
-            "cut {cut}: {err:?}"
-        );
+        assert!(matches!(err, ChecksummedFileError::Malformed { .. }), "cut {cut}: {err:?}");
     }
     std::fs::write(&path, &good[..good.len() - 1]).unwrap();
     assert_eq!(read_checksummed::<Meta>(&*disk, &path).unwrap(), sample());
@@ -126,18 +117,12 @@ fn core_2_checksummed_file_truncation_and_missing() {
         x: u8,
     }
     write_checksummed(&*disk, &path, &Other { x: 1 }).unwrap();
-    assert!(matches!(
-        read_checksummed::<Meta>(&*disk, &path),
-        Err(ChecksummedFileError::Malformed { .. })
-    ));
+    assert!(matches!(read_checksummed::<Meta>(&*disk, &path), Err(ChecksummedFileError::Malformed { .. })));
 
     let missing = read_checksummed::<Meta>(&*disk, &tmp.path().join("absent.json")).unwrap_err();
     assert!(matches!(missing, ChecksummedFileError::Io { .. }));
     assert_eq!(missing.code(), "META_UNREADABLE");
 
     std::fs::write(&path, vec![b' '; 2 * 1024 * 1024]).unwrap();
-    assert!(matches!(
-        read_checksummed::<Meta>(&*disk, &path),
-        Err(ChecksummedFileError::Io { .. })
-    ));
+    assert!(matches!(read_checksummed::<Meta>(&*disk, &path), Err(ChecksummedFileError::Io { .. })));
 }

@@ -17,11 +17,7 @@ use common::*;
 
 /// Every file in `dir` with its exact bytes.
 fn dir_contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
-        .collect()
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect()
 }
 
 /// Recovers `dir`, expects corruption of a record at `lsn` in `segment`,
@@ -30,25 +26,12 @@ fn assert_corrupt_record_at(dir: &Path, segment: &str, lsn: Lsn) -> ChainViolati
     let before = dir_contents(dir);
     let err = recover(dir).err().expect("recovery must fail");
     assert_eq!(err.code(), "WAL_CORRUPT");
-    let WalRecoveryError::Corruption {
-        segment: seg,
-        violation,
-    } = err
-    else {
-        panic!("expected corruption, got {err:?}")
-    };
+    let WalRecoveryError::Corruption { segment: seg, violation } = err else { panic!("expected corruption, got {err:?}") };
     assert_eq!(seg, segment);
     assert_eq!(violation.lsn(), lsn, "{violation}");
-    assert!(
-        matches!(violation, ChainViolation::InvalidRecord { .. }),
-        "{violation:?}"
-    );
+    assert!(matches!(violation, ChainViolation::InvalidRecord { .. }), "{violation:?}");
     assert_eq!(violation.rule_id(), "CORE-2");
-    assert_eq!(
-        dir_contents(dir),
-        before,
-        "recovery must not truncate or repair anything"
-    );
+    assert_eq!(dir_contents(dir), before, "recovery must not truncate or repair anything");
     violation
 }
 
@@ -75,16 +58,7 @@ fn core_3_mid_wal_flip_in_last_segment_halts_with_lsn() {
         let mid = a.position.lsn + (a.position.end_lsn - a.position.lsn) / 2;
         flip_byte(&seg0, SEGMENT_HEADER_LEN + mid, 0x80);
         let v = assert_corrupt_record_at(tmp.path(), &segment_file_name(0), a.position.lsn);
-        assert!(
-            matches!(
-                v,
-                ChainViolation::InvalidRecord {
-                    error: RecordDecodeError::Checksum { .. },
-                    ..
-                }
-            ),
-            "{v:?}"
-        );
+        assert!(matches!(v, ChainViolation::InvalidRecord { error: RecordDecodeError::Checksum { .. }, .. }), "{v:?}");
         flip_byte(&seg0, SEGMENT_HEADER_LEN + mid, 0x80);
     }
     assert_eq!(file_len(&seg0), len_before);
@@ -97,11 +71,7 @@ fn many_segments(dir: &Path) -> (Vec<AppendedRecord>, Vec<(Lsn, PathBuf)>) {
     let written = write_samples(&mut w, 60);
     drop(w);
     let files = segment_files(dir);
-    assert!(
-        files.len() >= 4,
-        "need several segments, got {}",
-        files.len()
-    );
+    assert!(files.len() >= 4, "need several segments, got {}", files.len());
     (written, files)
 }
 
@@ -114,17 +84,9 @@ fn core_3_flip_in_earlier_segment_halts_with_lsn() {
     let (written, files) = many_segments(tmp.path());
     let seg1_start = files[1].0;
     let seg2_start = files[2].0;
-    let in_seg1: Vec<_> = written
-        .iter()
-        .map(|a| a.position)
-        .filter(|p| p.lsn >= seg1_start && p.end_lsn <= seg2_start)
-        .collect();
+    let in_seg1: Vec<_> = written.iter().map(|a| a.position).filter(|p| p.lsn >= seg1_start && p.end_lsn <= seg2_start).collect();
     assert!(in_seg1.len() >= 2);
-    for victim in [
-        in_seg1[0],
-        in_seg1[in_seg1.len() / 2],
-        *in_seg1.last().unwrap(),
-    ] {
+    for victim in [in_seg1[0], in_seg1[in_seg1.len() / 2], *in_seg1.last().unwrap()] {
         let (path, off) = locate(tmp.path(), victim.lsn);
         assert_eq!(path, files[1].1);
         flip_byte(&path, off + 20, 0x01);
@@ -143,35 +105,20 @@ fn core_3_truncated_earlier_segment_is_corruption() {
     let (written, files) = many_segments(tmp.path());
     let (s1, p1) = files[1].clone();
     let s2 = files[2].0;
-    let last_in_s1 = written
-        .iter()
-        .map(|a| a.position)
-        .rfind(|p| p.end_lsn == s2)
-        .unwrap();
+    let last_in_s1 = written.iter().map(|a| a.position).rfind(|p| p.end_lsn == s2).unwrap();
     assert!(last_in_s1.lsn >= s1);
     let full = std::fs::read(&p1).unwrap();
 
     // Inside the last record of segment 1.
     truncate_file(&p1, SEGMENT_HEADER_LEN + (last_in_s1.lsn - s1) + 10);
     let v = assert_corrupt_record_at(tmp.path(), &segment_file_name(s1), last_in_s1.lsn);
-    assert!(
-        matches!(
-            v,
-            ChainViolation::InvalidRecord {
-                error: RecordDecodeError::Truncated { .. },
-                ..
-            }
-        ),
-        "{v:?}"
-    );
+    assert!(matches!(v, ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }), "{v:?}");
 
     // Exactly at a record boundary: segment 2 declares a history segment 1 no longer reaches.
     truncate_file(&p1, SEGMENT_HEADER_LEN + (last_in_s1.lsn - s1));
     let before = dir_contents(tmp.path());
     let err = recover(tmp.path()).err().unwrap();
-    let WalRecoveryError::Corruption { segment, violation } = &err else {
-        panic!("{err:?}")
-    };
+    let WalRecoveryError::Corruption { segment, violation } = &err else { panic!("{err:?}") };
     assert_eq!(segment, &segment_file_name(s2));
     assert!(
         matches!(violation, ChainViolation::SegmentDiscontinuity { start_lsn, tip_lsn, .. } if *start_lsn == s2 && *tip_lsn == last_in_s1.lsn),
@@ -190,28 +137,16 @@ fn core_3_truncated_earlier_segment_is_corruption() {
 fn core_3_damaged_segment_header_halts() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, files) = many_segments(tmp.path());
-    for (start, path) in [
-        files[0].clone(),
-        files[2].clone(),
-        files.last().unwrap().clone(),
-    ] {
+    for (start, path) in [files[0].clone(), files[2].clone(), files.last().unwrap().clone()] {
         for at in [0u64, 9, 17, 30, 47, 63] {
             flip_byte(&path, at, 0x02);
             let before = dir_contents(tmp.path());
             let err = recover(tmp.path()).err().unwrap();
             assert_eq!(err.code(), "WAL_BAD_SEGMENT_HEADER");
             assert_eq!(err.rule_id(), "CORE-3");
-            let WalRecoveryError::BadSegmentHeader { segment, error } = &err else {
-                panic!("{err:?}")
-            };
+            let WalRecoveryError::BadSegmentHeader { segment, error } = &err else { panic!("{err:?}") };
             assert_eq!(segment, &segment_file_name(start));
-            assert!(
-                matches!(
-                    error,
-                    SegmentHeaderError::Magic | SegmentHeaderError::Checksum
-                ),
-                "{error:?}"
-            );
+            assert!(matches!(error, SegmentHeaderError::Magic | SegmentHeaderError::Checksum), "{error:?}");
             assert_eq!(dir_contents(tmp.path()), before);
             flip_byte(&path, at, 0x02);
         }
@@ -221,16 +156,7 @@ fn core_3_damaged_segment_header_halts() {
     let full = std::fs::read(&last).unwrap();
     truncate_file(&last, SEGMENT_HEADER_LEN - 1);
     let err = recover(tmp.path()).err().unwrap();
-    assert!(
-        matches!(
-            err,
-            WalRecoveryError::BadSegmentHeader {
-                error: SegmentHeaderError::Truncated,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, WalRecoveryError::BadSegmentHeader { error: SegmentHeaderError::Truncated, .. }), "{err:?}");
     std::fs::write(&last, full).unwrap();
     assert_eq!(recover(tmp.path()).unwrap().report.records_verified, 60);
 }

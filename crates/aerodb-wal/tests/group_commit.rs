@@ -42,11 +42,7 @@ impl TrackingDisk {
         self.synced.lock().unwrap().get(path).copied().unwrap_or(0)
     }
     fn wrap(&self, path: &Path, inner: Box<dyn DiskFile>) -> Box<dyn DiskFile> {
-        Box::new(TrackingFile {
-            path: path.to_path_buf(),
-            inner,
-            disk: self.clone(),
-        })
+        Box::new(TrackingFile { path: path.to_path_buf(), inner, disk: self.clone() })
     }
 }
 
@@ -63,11 +59,7 @@ impl DiskFile for TrackingFile {
         }
         self.inner.sync_data()?;
         let len = self.inner.len()?;
-        self.disk
-            .synced
-            .lock()
-            .unwrap()
-            .insert(self.path.clone(), len);
+        self.disk.synced.lock().unwrap().insert(self.path.clone(), len);
         Ok(())
     }
     fn len(&self) -> io::Result<u64> {
@@ -75,11 +67,7 @@ impl DiskFile for TrackingFile {
     }
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.inner.truncate(len)?;
-        self.disk
-            .synced
-            .lock()
-            .unwrap()
-            .insert(self.path.clone(), len);
+        self.disk.synced.lock().unwrap().insert(self.path.clone(), len);
         Ok(())
     }
 }
@@ -154,31 +142,16 @@ impl DurableSink for RecordingSink {
     }
 }
 
-fn start(
-    dir: &Path,
-    disk: Arc<dyn Disk>,
-    target: u64,
-    sink: RecordingSink,
-) -> (GroupCommitter, SegmentList) {
+fn start(dir: &Path, disk: Arc<dyn Disk>, target: u64, sink: RecordingSink) -> (GroupCommitter, SegmentList) {
     let appender = SegmentAppender::create(disk, dir, ChainTip::GENESIS.segment_header()).unwrap();
     let writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, target);
     let segments = writer.segments().clone();
     let durable = Arc::new(DurableWatch::new(DurablePoint::default()));
-    (
-        GroupCommitter::start(writer, sink, durable).unwrap(),
-        segments,
-    )
+    (GroupCommitter::start(writer, sink, durable).unwrap(), segments)
 }
 
 fn thread_ops(t: usize, i: usize) -> Vec<Op> {
-    vec![put(
-        &format!("t{t}"),
-        &format!("k{i}"),
-        &format!(
-            "{{\"t\":{t},\"i\":{i},\"pad\":\"{}\"}}",
-            "p".repeat((t * 7 + i) % 90)
-        ),
-    )]
+    vec![put(&format!("t{t}"), &format!("k{i}"), &format!("{{\"t\":{t},\"i\":{i},\"pad\":\"{}\"}}", "p".repeat((t * 7 + i) % 90)))]
 }
 
 const THREADS: usize = 16;
@@ -200,8 +173,7 @@ fn core_1_group_commit_concurrent_commits_are_contiguous_durable_and_recovered()
     let receipts: Vec<(usize, usize, CommitReceipt)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let (committer, segments, disk, sink, dir) =
-                    (&committer, &segments, &disk, &sink, &dir);
+                let (committer, segments, disk, sink, dir) = (&committer, &segments, &disk, &sink, &dir);
                 s.spawn(move || {
                     let mut mine = Vec::new();
                     for i in 0..PER_THREAD {
@@ -211,18 +183,12 @@ fn core_1_group_commit_concurrent_commits_are_contiguous_durable_and_recovered()
                         let seg = segments.find(p.lsn).unwrap();
                         let path = dir.join(segment_file_name(seg.header.start_lsn));
                         assert!(
-                            disk.synced_len(&path)
-                                >= SEGMENT_HEADER_LEN + (p.end_lsn - seg.header.start_lsn),
+                            disk.synced_len(&path) >= SEGMENT_HEADER_LEN + (p.end_lsn - seg.header.start_lsn),
                             "commit {} acknowledged before fsync",
                             p.commit_id
                         );
                         // MVCC-2: applied by the sink and published before the acknowledgement.
-                        assert!(sink
-                            .seen
-                            .lock()
-                            .unwrap()
-                            .iter()
-                            .any(|(q, _, ops)| *q == p && *ops == thread_ops(t, i)));
+                        assert!(sink.seen.lock().unwrap().iter().any(|(q, _, ops)| *q == p && *ops == thread_ops(t, i)));
                         assert!(committer.durable().current().commit_id >= p.commit_id);
                         assert!(committer.durable().current().lsn >= p.end_lsn);
                         mine.push((t, i, receipt));
@@ -231,31 +197,18 @@ fn core_1_group_commit_concurrent_commits_are_contiguous_durable_and_recovered()
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
     });
 
     let total = (THREADS * PER_THREAD) as u64;
     let durable = committer.durable().clone();
     let last_point = durable.current();
     drop(committer);
-    assert!(
-        durable.is_closed(),
-        "stopping the committer closes the watch"
-    );
+    assert!(durable.is_closed(), "stopping the committer closes the watch");
 
     // Unique, exactly 1..=total.
-    let ids: BTreeSet<u64> = receipts
-        .iter()
-        .map(|(_, _, r)| r.position.commit_id)
-        .collect();
-    assert_eq!(
-        ids.len(),
-        receipts.len(),
-        "duplicate CommitIds acknowledged"
-    );
+    let ids: BTreeSet<u64> = receipts.iter().map(|(_, _, r)| r.position.commit_id).collect();
+    assert_eq!(ids.len(), receipts.len(), "duplicate CommitIds acknowledged");
     assert_eq!(ids, (1..=total).collect::<BTreeSet<_>>());
 
     // In WAL order: sorted by CommitId, LSNs are contiguous and increasing.
@@ -269,45 +222,26 @@ fn core_1_group_commit_concurrent_commits_are_contiguous_durable_and_recovered()
     }
     // Each thread's commits were ordered as it issued them.
     for t in 0..THREADS {
-        let mine: Vec<_> = receipts
-            .iter()
-            .filter(|(tt, _, _)| *tt == t)
-            .map(|(_, i, r)| (*i, r.position.commit_id))
-            .collect();
+        let mine: Vec<_> = receipts.iter().filter(|(tt, _, _)| *tt == t).map(|(_, i, r)| (*i, r.position.commit_id)).collect();
         assert!(mine.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
     }
 
     // The sink saw every record once, in order, with the submitted ops.
     let seen = sink.seen.lock().unwrap().clone();
-    assert_eq!(
-        seen.iter().map(|(p, _, _)| *p).collect::<Vec<_>>(),
-        by_id.iter().map(|(_, _, r)| r.position).collect::<Vec<_>>()
-    );
+    assert_eq!(seen.iter().map(|(p, _, _)| *p).collect::<Vec<_>>(), by_id.iter().map(|(_, _, r)| r.position).collect::<Vec<_>>());
     for ((p, _, ops), (t, i, _)) in seen.iter().zip(&by_id) {
         assert_eq!(*ops, thread_ops(*t, *i), "ops of commit {}", p.commit_id);
     }
     let batches = *sink.batches.lock().unwrap();
     assert!(batches >= 1 && batches <= total as usize);
-    assert_eq!(
-        last_point,
-        DurablePoint {
-            lsn: end,
-            commit_id: total
-        }
-    );
+    assert_eq!(last_point, DurablePoint { lsn: end, commit_id: total });
     assert_eq!(durable.current(), last_point);
-    assert!(
-        segment_files(tmp.path()).len() > 1,
-        "the run crossed segments"
-    );
+    assert!(segment_files(tmp.path()).len() > 1, "the run crossed segments");
 
     // CORE-1: everything acknowledged is recovered, with the same identity and digest.
     let rec = recover(tmp.path()).unwrap();
     assert_eq!(rec.report.torn_tail, None);
-    assert_eq!(
-        rec.positions(),
-        by_id.iter().map(|(_, _, r)| r.position).collect::<Vec<_>>()
-    );
+    assert_eq!(rec.positions(), by_id.iter().map(|(_, _, r)| r.position).collect::<Vec<_>>());
     for ((record, _), (_, digest, ops)) in rec.replayed.iter().zip(&seen) {
         assert_eq!(&record.ops, ops);
         assert_eq!(&record.state_digest, digest);
@@ -321,57 +255,27 @@ fn repl_2_rejected_write_set_uses_no_commit_id() {
     let tmp = tempfile::tempdir().unwrap();
     let sink = RecordingSink::default();
     let (committer, _) = start(tmp.path(), OsDisk::shared(), NO_ROLL, sink.clone());
-    assert_eq!(
-        committer.commit(sample_ops(1)).unwrap().position.commit_id,
-        1
-    );
+    assert_eq!(committer.commit(sample_ops(1)).unwrap().position.commit_id, 1);
 
     let empty = committer.commit(vec![]).unwrap_err();
     assert_eq!(empty, CommitError::Encode(RecordEncodeError::Empty));
     assert_eq!(empty.code(), "BAD_REQUEST");
     let bad_name = committer.commit(vec![put("c", "", "{}")]).unwrap_err();
     assert_eq!(bad_name, CommitError::Encode(RecordEncodeError::BadName));
-    let long_name = committer
-        .commit(vec![put(&"c".repeat(256), "k", "{}")])
-        .unwrap_err();
+    let long_name = committer.commit(vec![put(&"c".repeat(256), "k", "{}")]).unwrap_err();
     assert_eq!(long_name, CommitError::Encode(RecordEncodeError::BadName));
-    let huge = Op::Put {
-        collection: Bytes::from_static(b"c"),
-        key: Bytes::from_static(b"k"),
-        doc: Bytes::from(vec![b'x'; MAX_RECORD_LEN]),
-    };
+    let huge = Op::Put { collection: Bytes::from_static(b"c"), key: Bytes::from_static(b"k"), doc: Bytes::from(vec![b'x'; MAX_RECORD_LEN]) };
     let too_large = committer.commit(vec![huge]).unwrap_err();
-    assert!(
-        matches!(
-            too_large,
-            CommitError::Encode(RecordEncodeError::TooLarge { .. })
-        ),
-        "{too_large:?}"
-    );
+    assert!(matches!(too_large, CommitError::Encode(RecordEncodeError::TooLarge { .. })), "{too_large:?}");
     assert_eq!(too_large.code(), "WRITE_SET_TOO_LARGE");
 
     // Valid and invalid requests queued together: only the valid ones get ids.
-    let tickets: Vec<_> = (0..6)
-        .map(|i| {
-            committer.submit(if matches!(i % 2, 0) {
-                sample_ops(10 + i)
-            } else {
-                vec![]
-            })
-        })
-        .collect();
+    let tickets: Vec<_> = (0..6).map(|i| committer.submit(if matches!(i % 2, 0) { sample_ops(10 + i) } else { vec![] })).collect();
     let results: Vec<_> = tickets.into_iter().map(|t| t.wait()).collect();
-    let ids: Vec<u64> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .map(|r| r.position.commit_id)
-        .collect();
+    let ids: Vec<u64> = results.iter().filter_map(|r| r.as_ref().ok()).map(|r| r.position.commit_id).collect();
     assert_eq!(ids, vec![2, 3, 4]);
     assert_eq!(results.iter().filter(|r| r.is_err()).count(), 3);
-    assert_eq!(
-        committer.commit(sample_ops(5)).unwrap().position.commit_id,
-        5
-    );
+    assert_eq!(committer.commit(sample_ops(5)).unwrap().position.commit_id, 5);
     drop(committer);
 
     let rec = recover(tmp.path()).unwrap();
@@ -390,9 +294,7 @@ fn core_1_fsync_failure_is_never_acknowledged() {
     let disk = TrackingDisk::default();
     let sink = RecordingSink::default();
     let (committer, _) = start(tmp.path(), Arc::new(disk.clone()), NO_ROLL, sink.clone());
-    let acked: Vec<CommitReceipt> = (1..=5)
-        .map(|i| committer.commit(sample_ops(i)).unwrap())
-        .collect();
+    let acked: Vec<CommitReceipt> = (1..=5).map(|i| committer.commit(sample_ops(i)).unwrap()).collect();
     let before = committer.durable().current();
     assert_eq!(before.commit_id, 5);
 
@@ -402,10 +304,7 @@ fn core_1_fsync_failure_is_never_acknowledged() {
     assert_eq!(err.code(), "WAL_FAILED");
     disk.fail_sync.store(false, Ordering::SeqCst);
     for i in 7..10 {
-        assert!(matches!(
-            committer.commit(sample_ops(i)),
-            Err(CommitError::WalFailed(_))
-        ));
+        assert!(matches!(committer.commit(sample_ops(i)), Err(CommitError::WalFailed(_))));
     }
     assert_eq!(committer.durable().current(), before);
     assert_eq!(sink.seen.lock().unwrap().len(), 5);
@@ -414,10 +313,7 @@ fn core_1_fsync_failure_is_never_acknowledged() {
     let rec = recover(tmp.path()).unwrap();
     let positions = rec.positions();
     assert!(positions.len() >= 5);
-    assert_eq!(
-        &positions[..5],
-        &acked.iter().map(|r| r.position).collect::<Vec<_>>()[..]
-    );
+    assert_eq!(&positions[..5], &acked.iter().map(|r| r.position).collect::<Vec<_>>()[..]);
 }
 
 /// CORE-1 / MVCC-2: if the sink cannot apply a durable group, its commits
@@ -426,78 +322,38 @@ fn core_1_fsync_failure_is_never_acknowledged() {
 #[test]
 fn core_1_sink_failure_stops_acknowledgements() {
     let tmp = tempfile::tempdir().unwrap();
-    let sink = RecordingSink {
-        fail_after: Some(3),
-        ..RecordingSink::default()
-    };
+    let sink = RecordingSink { fail_after: Some(3), ..RecordingSink::default() };
     let (committer, _) = start(tmp.path(), OsDisk::shared(), NO_ROLL, sink.clone());
     for i in 1..=3 {
-        assert_eq!(
-            committer.commit(sample_ops(i)).unwrap().position.commit_id,
-            i
-        );
+        assert_eq!(committer.commit(sample_ops(i)).unwrap().position.commit_id, i);
     }
     let before = committer.durable().current();
     for i in 4..=6 {
-        assert!(matches!(
-            committer.commit(sample_ops(i)),
-            Err(CommitError::WalFailed(_))
-        ));
+        assert!(matches!(committer.commit(sample_ops(i)), Err(CommitError::WalFailed(_))));
     }
     assert_eq!(committer.durable().current(), before);
     assert_eq!(before.commit_id, 3);
     drop(committer);
     let rec = recover(tmp.path()).unwrap();
-    assert_eq!(
-        rec.replayed
-            .iter()
-            .take(3)
-            .map(|(r, _)| r.commit_id)
-            .collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    assert_eq!(rec.replayed.iter().take(3).map(|(r, _)| r.commit_id).collect::<Vec<_>>(), vec![1, 2, 3]);
 }
 
 /// CORE-1: the durable watch only moves forward, wakes waiters with the
 /// new point, and reports closure.
 #[test]
 fn core_1_durable_watch_moves_forward_only() {
-    let watch = Arc::new(DurableWatch::new(DurablePoint {
-        lsn: 100,
-        commit_id: 2,
-    }));
-    watch.advance(DurablePoint {
-        lsn: 50,
-        commit_id: 1,
-    });
-    assert_eq!(
-        watch.current(),
-        DurablePoint {
-            lsn: 100,
-            commit_id: 2
-        }
-    );
+    let watch = Arc::new(DurableWatch::new(DurablePoint { lsn: 100, commit_id: 2 }));
+    watch.advance(DurablePoint { lsn: 50, commit_id: 1 });
+    assert_eq!(watch.current(), DurablePoint { lsn: 100, commit_id: 2 });
     // Already beyond: returns at once with the current point.
-    assert_eq!(
-        watch.wait_beyond(99, std::time::Duration::from_secs(600)),
-        watch.current()
-    );
+    assert_eq!(watch.wait_beyond(99, std::time::Duration::from_secs(600)), watch.current());
 
     let waiter = {
         let watch = watch.clone();
         std::thread::spawn(move || watch.wait_beyond(100, std::time::Duration::from_secs(600)))
     };
-    watch.advance(DurablePoint {
-        lsn: 180,
-        commit_id: 3,
-    });
-    assert_eq!(
-        waiter.join().unwrap(),
-        DurablePoint {
-            lsn: 180,
-            commit_id: 3
-        }
-    );
+    watch.advance(DurablePoint { lsn: 180, commit_id: 3 });
+    assert_eq!(waiter.join().unwrap(), DurablePoint { lsn: 180, commit_id: 3 });
 
     let waiter = {
         let watch = watch.clone();
@@ -505,13 +361,7 @@ fn core_1_durable_watch_moves_forward_only() {
     };
     assert!(!watch.is_closed());
     watch.close();
-    assert_eq!(
-        waiter.join().unwrap(),
-        DurablePoint {
-            lsn: 180,
-            commit_id: 3
-        }
-    );
+    assert_eq!(waiter.join().unwrap(), DurablePoint { lsn: 180, commit_id: 3 });
     assert!(watch.is_closed());
 }
 
@@ -570,9 +420,6 @@ fn core_1_reader_following_durable_point_reads_exact_stream() {
     assert_eq!(last, 200);
     let files = segment_files(tmp.path());
     assert!(files.len() > 5);
-    let expected: Vec<u8> = files
-        .iter()
-        .flat_map(|(_, p)| std::fs::read(p).unwrap()[SEGMENT_HEADER_LEN as usize..].to_vec())
-        .collect();
+    let expected: Vec<u8> = files.iter().flat_map(|(_, p)| std::fs::read(p).unwrap()[SEGMENT_HEADER_LEN as usize..].to_vec()).collect();
     assert_eq!(stream, expected);
 }

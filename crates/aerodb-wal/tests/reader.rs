@@ -45,10 +45,7 @@ fn holding_segment(files: &[(Lsn, std::path::PathBuf)], p: &RecordPosition) -> L
     let idx = files.partition_point(|(s, _)| *s <= p.lsn) - 1;
     let start = files[idx].0;
     let seg_end = start + file_len(&files[idx].1) - SEGMENT_HEADER_LEN;
-    assert!(
-        p.end_lsn <= seg_end,
-        "record {p:?} straddles segment {start}..{seg_end}"
-    );
+    assert!(p.end_lsn <= seg_end, "record {p:?} straddles segment {start}..{seg_end}");
     start
 }
 
@@ -68,38 +65,17 @@ fn repl_7_segment_rolling_never_splits_a_record() {
         let data = std::fs::read(path).unwrap();
         let header = SegmentHeader::decode(&data).unwrap();
         assert_eq!(header.start_lsn, *start);
-        assert_eq!(
-            path.file_name().unwrap().to_str().unwrap(),
-            segment_file_name(*start)
-        );
+        assert_eq!(path.file_name().unwrap().to_str().unwrap(), segment_file_name(*start));
         let body = (data.len() as u64) - SEGMENT_HEADER_LEN;
-        let in_seg: Vec<_> = written
-            .iter()
-            .filter(|a| holding_segment(&files, &a.position) == *start)
-            .collect();
+        let in_seg: Vec<_> = written.iter().filter(|a| holding_segment(&files, &a.position) == *start).collect();
         assert!(!in_seg.is_empty(), "segment {start} is empty");
-        assert!(
-            body <= TARGET || in_seg.len() == 1,
-            "segment {start} holds {body} bytes in {} records",
-            in_seg.len()
-        );
-        assert_eq!(
-            in_seg.first().unwrap().position.lsn,
-            *start,
-            "segment starts with a record"
-        );
-        assert_eq!(
-            in_seg.last().unwrap().position.end_lsn,
-            start + body,
-            "segment ends with a whole record"
-        );
+        assert!(body <= TARGET || in_seg.len() == 1, "segment {start} holds {body} bytes in {} records", in_seg.len());
+        assert_eq!(in_seg.first().unwrap().position.lsn, *start, "segment starts with a record");
+        assert_eq!(in_seg.last().unwrap().position.end_lsn, start + body, "segment ends with a whole record");
         if i == 0 {
             assert_eq!((header.prev_commit_id, *start), (0, 0));
         } else {
-            let prev = written
-                .iter()
-                .find(|a| a.position.end_lsn == *start)
-                .unwrap();
+            let prev = written.iter().find(|a| a.position.end_lsn == *start).unwrap();
             assert_eq!(header.prev_commit_id, prev.position.commit_id);
             assert_eq!(header.prev_fingerprint, prev.position.fingerprint);
         }
@@ -108,10 +84,7 @@ fn repl_7_segment_rolling_never_splits_a_record() {
     }
 
     let rec = recover(tmp.path()).unwrap();
-    assert_eq!(
-        rec.positions(),
-        written.iter().map(|a| a.position).collect::<Vec<_>>()
-    );
+    assert_eq!(rec.positions(), written.iter().map(|a| a.position).collect::<Vec<_>>());
     assert_eq!(rec.report.segments, segments.snapshot());
     assert_eq!(rec.report.torn_tail, None);
 }
@@ -125,10 +98,7 @@ fn core_2_read_chunk_returns_whole_verified_records_within_segments() {
     let tmp = tempfile::tempdir().unwrap();
     let (written, segments) = rolled_wal(tmp.path());
     let files = segment_files(tmp.path());
-    let expected_stream: Vec<u8> = files
-        .iter()
-        .flat_map(|(_, p)| std::fs::read(p).unwrap()[SEGMENT_HEADER_LEN as usize..].to_vec())
-        .collect();
+    let expected_stream: Vec<u8> = files.iter().flat_map(|(_, p)| std::fs::read(p).unwrap()[SEGMENT_HEADER_LEN as usize..].to_vec()).collect();
     let end = written.last().unwrap().position.end_lsn;
     assert_eq!(expected_stream.len() as u64, end);
     let starts: Vec<Lsn> = written.iter().map(|a| a.position.lsn).collect();
@@ -147,30 +117,15 @@ fn core_2_read_chunk_returns_whole_verified_records_within_segments() {
                 chunks += 1;
                 assert_eq!(chunk.start_lsn, lsn);
                 assert!(!chunk.bytes.is_empty(), "no progress at {lsn}");
-                let seg = infos
-                    .iter()
-                    .rev()
-                    .find(|s| s.header.start_lsn <= lsn)
-                    .unwrap();
+                let seg = infos.iter().rev().find(|s| s.header.start_lsn <= lsn).unwrap();
                 let chunk_end = lsn + chunk.bytes.len() as u64;
-                assert!(
-                    chunk_end <= seg.end_lsn,
-                    "chunk {lsn}..{chunk_end} crosses segment end {}",
-                    seg.end_lsn
-                );
-                assert_eq!(
-                    chunk.segment_start,
-                    (lsn == seg.header.start_lsn).then_some(seg.header)
-                );
+                assert!(chunk_end <= seg.end_lsn, "chunk {lsn}..{chunk_end} crosses segment end {}", seg.end_lsn);
+                assert_eq!(chunk.segment_start, (lsn == seg.header.start_lsn).then_some(seg.header));
                 // Whole records only, each one verified.
                 let mut at = 0usize;
                 let mut n = 0u32;
                 while at < chunk.bytes.len() {
-                    assert!(
-                        starts.binary_search(&(lsn + at as u64)).is_ok(),
-                        "chunk cuts a record at {}",
-                        lsn + at as u64
-                    );
+                    assert!(starts.binary_search(&(lsn + at as u64)).is_ok(), "chunk cuts a record at {}", lsn + at as u64);
                     let (record, len) = decode_record(&chunk.bytes.slice(at..)).unwrap();
                     let idx = starts.binary_search(&(lsn + at as u64)).unwrap();
                     assert_eq!(record.commit_id, written[idx].position.commit_id);
@@ -179,26 +134,15 @@ fn core_2_read_chunk_returns_whole_verified_records_within_segments() {
                 }
                 assert_eq!(n, chunk.records);
                 assert!(starts.binary_search(&chunk_end).is_ok() || chunk_end == end);
-                let first_len = (written[starts.binary_search(&lsn).unwrap()]
-                    .position
-                    .end_lsn
-                    - lsn) as usize;
-                assert!(
-                    chunk.bytes.len() <= max_bytes.max(first_len),
-                    "chunk of {} bytes for hint {max_bytes}",
-                    chunk.bytes.len()
-                );
+                let first_len = (written[starts.binary_search(&lsn).unwrap()].position.end_lsn - lsn) as usize;
+                assert!(chunk.bytes.len() <= max_bytes.max(first_len), "chunk of {} bytes for hint {max_bytes}", chunk.bytes.len());
                 stream.extend_from_slice(&chunk.bytes);
                 lsn = chunk_end;
             }
             assert_eq!(stream, expected_stream, "max_bytes {max_bytes}");
             assert!(chunks >= infos.len());
             if max_bytes <= 1 {
-                assert_eq!(
-                    chunks,
-                    written.len(),
-                    "a tiny hint still returns exactly one record per chunk"
-                );
+                assert_eq!(chunks, written.len(), "a tiny hint still returns exactly one record per chunk");
             }
             let at_end = reader.read_chunk(end, end, max_bytes).unwrap();
             assert_eq!((at_end.bytes.len(), at_end.records), (0, 0));
@@ -241,25 +185,15 @@ fn core_1_reader_sees_only_fsynced_records() {
     assert_eq!(w.segments().snapshot().last().unwrap().end_lsn, durable_end);
     let chunk = reader.read_chunk(0, u64::MAX, usize::MAX).unwrap();
     assert_eq!((chunk.records, chunk.bytes.len() as u64), (3, durable_end));
-    let chunk = reader
-        .read_chunk(durable_end, u64::MAX, usize::MAX)
-        .unwrap();
+    let chunk = reader.read_chunk(durable_end, u64::MAX, usize::MAX).unwrap();
     assert!(chunk.bytes.is_empty(), "unsynced bytes were served");
     let beyond = pending[0].position.end_lsn;
-    assert!(matches!(
-        reader.read_chunk(beyond, u64::MAX, usize::MAX),
-        Err(LogError::NotHeld { .. })
-    ));
+    assert!(matches!(reader.read_chunk(beyond, u64::MAX, usize::MAX), Err(LogError::NotHeld { .. })));
 
     let new_end = w.sync().unwrap();
     assert_eq!(new_end, pending.last().unwrap().position.end_lsn);
-    let chunk = reader
-        .read_chunk(durable_end, u64::MAX, usize::MAX)
-        .unwrap();
-    assert_eq!(
-        (chunk.records, chunk.start_lsn + chunk.bytes.len() as u64),
-        (3, new_end)
-    );
+    let chunk = reader.read_chunk(durable_end, u64::MAX, usize::MAX).unwrap();
+    assert_eq!((chunk.records, chunk.start_lsn + chunk.bytes.len() as u64), (3, new_end));
 }
 
 /// §4 WAL_UNAVAILABLE: reading an LSN the node does not hold (beyond the
@@ -276,10 +210,7 @@ fn repl_7_read_chunk_outside_held_range_is_not_held() {
     let mut reader = WalReader::new(OsDisk::shared(), rec.appender.segments().clone());
     for lsn in [0, first - 1, end + 1, end + 10_000] {
         let err = reader.read_chunk(lsn, u64::MAX, 1024).unwrap_err();
-        assert!(
-            matches!(err, LogError::NotHeld { lsn: l, first: f, end: e } if l == lsn && f == first && e == end),
-            "{err:?}"
-        );
+        assert!(matches!(err, LogError::NotHeld { lsn: l, first: f, end: e } if l == lsn && f == first && e == end), "{err:?}");
         assert_eq!(err.code(), "WAL_UNAVAILABLE");
     }
     let chunk = reader.read_chunk(first, u64::MAX, 1024).unwrap();
@@ -297,22 +228,12 @@ fn core_2_reader_refuses_damaged_record() {
     drop(w);
     let victim = written[6].position;
     let (path, off) = locate(tmp.path(), victim.lsn);
-    for (delta, mask) in [
-        (30u64, 0x01u8),
-        (0, 0x01),
-        (3, 0x80),
-        ((victim.end_lsn - victim.lsn) - 1, 0x10),
-    ] {
+    for (delta, mask) in [(30u64, 0x01u8), (0, 0x01), (3, 0x80), ((victim.end_lsn - victim.lsn) - 1, 0x10)] {
         flip_byte(&path, off + delta, mask);
         let mut reader = WalReader::new(OsDisk::shared(), segments.clone());
         // Reading straight at it.
-        let err = reader
-            .read_chunk(victim.lsn, u64::MAX, usize::MAX)
-            .unwrap_err();
-        assert!(
-            matches!(err, LogError::Corrupt { lsn, .. } if lsn == victim.lsn),
-            "{err:?}"
-        );
+        let err = reader.read_chunk(victim.lsn, u64::MAX, usize::MAX).unwrap_err();
+        assert!(matches!(err, LogError::Corrupt { lsn, .. } if lsn == victim.lsn), "{err:?}");
         assert_eq!(err.code(), "WAL_CORRUPT");
         // Reading through it: never returns bytes past the damaged record's start.
         let mut lsn = 0;
@@ -326,10 +247,7 @@ fn core_2_reader_refuses_damaged_record() {
                 Err(e) => break e,
             }
         };
-        assert!(
-            matches!(err, LogError::Corrupt { lsn, ref error } if lsn == victim.lsn && !matches!(error, RecordDecodeError::BadOps { .. })),
-            "{err:?}"
-        );
+        assert!(matches!(err, LogError::Corrupt { lsn, ref error } if lsn == victim.lsn && !matches!(error, RecordDecodeError::BadOps { .. })), "{err:?}");
         flip_byte(&path, off + delta, mask);
     }
     let mut reader = WalReader::new(OsDisk::shared(), segments);

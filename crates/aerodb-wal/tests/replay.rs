@@ -68,14 +68,7 @@ fn core_4_recovery_twice_is_identical() {
     append_bytes(&last_path, &[7u8; 33]);
     let c = recover(tmp.path()).unwrap();
     let torn = c.report.torn_tail.clone().unwrap();
-    assert_eq!(
-        (torn.segment.as_str(), torn.lsn, torn.bytes_dropped),
-        (
-            segment_file_name(last_start).as_str(),
-            a_report.end.end_lsn,
-            33
-        )
-    );
+    assert_eq!((torn.segment.as_str(), torn.lsn, torn.bytes_dropped), (segment_file_name(last_start).as_str(), a_report.end.end_lsn, 33));
     assert_eq!(c.replayed, a_replayed);
     let c_report = c.report.clone();
     drop(c);
@@ -96,12 +89,7 @@ struct WalReport {
 }
 impl From<&aerodb_wal::recovery::WalRecoveryReport> for WalReport {
     fn from(r: &aerodb_wal::recovery::WalRecoveryReport) -> Self {
-        WalReport {
-            start: r.start,
-            end: r.end,
-            records: r.records_verified,
-            segments: r.segments.len(),
-        }
+        WalReport { start: r.start, end: r.end, records: r.records_verified, segments: r.segments.len() }
     }
 }
 
@@ -115,29 +103,17 @@ fn core_4_replay_across_restarts_is_contiguous() {
     drop(w);
     for _ in 0..3 {
         let rec = recover(tmp.path()).unwrap();
-        assert_eq!(
-            rec.positions(),
-            all.iter().map(|a| a.position).collect::<Vec<_>>()
-        );
+        assert_eq!(rec.positions(), all.iter().map(|a| a.position).collect::<Vec<_>>());
         let mut w = rec.into_writer(1024);
         all.extend(write_samples(&mut w, 15));
     }
     let rec = recover(tmp.path()).unwrap();
-    assert_eq!(
-        rec.positions(),
-        all.iter().map(|a| a.position).collect::<Vec<_>>()
-    );
+    assert_eq!(rec.positions(), all.iter().map(|a| a.position).collect::<Vec<_>>());
     let ids: Vec<u64> = rec.replayed.iter().map(|(r, _)| r.commit_id).collect();
     assert_eq!(ids, (1..=60).collect::<Vec<_>>());
-    assert_eq!(
-        replayed_ops(&rec),
-        (1..=60).map(sample_ops).collect::<Vec<_>>()
-    );
+    assert_eq!(replayed_ops(&rec), (1..=60).map(sample_ops).collect::<Vec<_>>());
     let digests: Vec<_> = rec.replayed.iter().map(|(r, _)| r.state_digest).collect();
-    assert_eq!(
-        digests,
-        all.iter().map(|a| a.state_digest).collect::<Vec<_>>()
-    );
+    assert_eq!(digests, all.iter().map(|a| a.state_digest).collect::<Vec<_>>());
 }
 
 /// CORE-4: when the replay hook refuses a record, recovery stops right
@@ -149,49 +125,22 @@ fn core_4_replay_refusal_stops_recovery_at_that_record() {
     let mut w = new_writer(tmp.path(), 1024);
     let written = write_samples(&mut w, 30);
     drop(w);
-    let before: Vec<Vec<u8>> = segment_files(tmp.path())
-        .iter()
-        .map(|(_, p)| std::fs::read(p).unwrap())
-        .collect();
+    let before: Vec<Vec<u8>> = segment_files(tmp.path()).iter().map(|(_, p)| std::fs::read(p).unwrap()).collect();
     let mut seen = Vec::new();
     let err = recover_wal(OsDisk::shared(), tmp.path(), |r, pos| {
         seen.push(pos);
         if r.commit_id == 17 {
-            return Err(ReplayRefusal {
-                code: "STATE_DIGEST_MISMATCH",
-                rule_id: "REPL-4",
-                detail: "digest differs".into(),
-            });
+            return Err(ReplayRefusal { code: "STATE_DIGEST_MISMATCH", rule_id: "REPL-4", detail: "digest differs".into() });
         }
         Ok(())
     })
     .err()
     .unwrap();
-    let WalRecoveryError::Replay {
-        lsn,
-        code,
-        rule_id,
-        ref detail,
-    } = err
-    else {
-        panic!("{err:?}")
-    };
+    let WalRecoveryError::Replay { lsn, code, rule_id, ref detail } = err else { panic!("{err:?}") };
     assert_eq!(lsn, written[16].position.lsn);
-    assert_eq!(
-        (code, rule_id, detail.as_str()),
-        ("STATE_DIGEST_MISMATCH", "REPL-4", "digest differs")
-    );
-    assert_eq!(
-        (err.code(), err.rule_id()),
-        ("STATE_DIGEST_MISMATCH", "REPL-4")
-    );
-    assert_eq!(
-        seen,
-        written[..17].iter().map(|a| a.position).collect::<Vec<_>>()
-    );
-    let after: Vec<Vec<u8>> = segment_files(tmp.path())
-        .iter()
-        .map(|(_, p)| std::fs::read(p).unwrap())
-        .collect();
+    assert_eq!((code, rule_id, detail.as_str()), ("STATE_DIGEST_MISMATCH", "REPL-4", "digest differs"));
+    assert_eq!((err.code(), err.rule_id()), ("STATE_DIGEST_MISMATCH", "REPL-4"));
+    assert_eq!(seen, written[..17].iter().map(|a| a.position).collect::<Vec<_>>());
+    let after: Vec<Vec<u8>> = segment_files(tmp.path()).iter().map(|(_, p)| std::fs::read(p).unwrap()).collect();
     assert_eq!(before, after);
 }

@@ -150,7 +150,10 @@ async fn commit(State((service, limit)): State<AppState>, body: Body) -> Respons
 }
 
 fn parse_u64(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    params.get(name).map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request("BAD_REQUEST", format!("query parameter {name} must be an unsigned integer")))).transpose()
+    params
+        .get(name)
+        .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request("BAD_REQUEST", format!("query parameter {name} must be an unsigned integer"))))
+        .transpose()
 }
 
 fn read_request(params: &HashMap<String, String>) -> Result<ReadRequest, ApiError> {
@@ -166,10 +169,15 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 fn doc_text(doc: &[u8]) -> Result<&str, ApiError> {
-    std::str::from_utf8(doc).map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORED_DOC_INVALID", Some("CORE-2"), "stored document is not UTF-8", json!({})))
+    std::str::from_utf8(doc)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "STORED_DOC_INVALID", Some("CORE-2"), "stored document is not UTF-8", json!({})))
 }
 
-async fn get_doc(State((service, _)): State<AppState>, path: Result<Path<(String, String)>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+async fn get_doc(
+    State((service, _)): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
     let result = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
         let Path((collection, key)) = path.map_err(path_error)?;
         let Query(params) = query.map_err(query_error)?;
@@ -203,7 +211,11 @@ async fn get_doc(State((service, _)): State<AppState>, path: Result<Path<(String
     flatten(result)
 }
 
-async fn scan_docs(State((service, _)): State<AppState>, path: Result<Path<String>, PathRejection>, query: Result<Query<HashMap<String, String>>, QueryRejection>) -> Response {
+async fn scan_docs(
+    State((service, _)): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Response {
     let result = tokio::task::spawn_blocking(move || -> Result<Response, ApiError> {
         let Path(collection) = path.map_err(path_error)?;
         let Query(params) = query.map_err(query_error)?;

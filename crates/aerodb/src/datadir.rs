@@ -73,10 +73,6 @@ impl DataDir {
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
     }
-    /// `replica/`.
-    pub fn replica(&self) -> PathBuf {
-        self.root.join("replica")
-    }
     /// `LOCK`.
     fn lock_path(&self) -> PathBuf {
         self.root.join("LOCK")
@@ -100,9 +96,14 @@ impl DataDir {
         if !disk.exists(&path) {
             return Ok(None);
         }
-        let id: Identity = read_checksummed(disk, &path).map_err(|e| StartupError::Metadata { code: e.code(), file: path.display().to_string(), detail: e.to_string() })?;
+        let id: Identity =
+            read_checksummed(disk, &path).map_err(|e| StartupError::Metadata { code: e.code(), file: path.display().to_string(), detail: e.to_string() })?;
         if id.format_version != IDENTITY_FORMAT {
-            return Err(StartupError::Metadata { code: "META_VERSION", file: path.display().to_string(), detail: format!("unsupported format_version {}", id.format_version) });
+            return Err(StartupError::Metadata {
+                code: "META_VERSION",
+                file: path.display().to_string(),
+                detail: format!("unsupported format_version {}", id.format_version),
+            });
         }
         Ok(Some(id))
     }

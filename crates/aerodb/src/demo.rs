@@ -307,7 +307,10 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let b = DemoNode::start("replica-b", replica_args(&dir("replica-b"), &repl, "snapshot"), &root.join("replica-b.log"))?;
     wait_view(&a, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
     let vb = wait_view(&b, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
-    say(&format!("   replica-b bootstrapped from snapshot at CommitId {} (LSN {})", vb["snapshot_bootstrap"]["boundary_commit_id"], vb["snapshot_bootstrap"]["boundary_lsn"]));
+    say(&format!(
+        "   replica-b bootstrapped from snapshot at CommitId {} (LSN {})",
+        vb["snapshot_bootstrap"]["boundary_commit_id"], vb["snapshot_bootstrap"]["boundary_lsn"]
+    ));
 
     step(4, "keep writing; kill replica-a with SIGKILL mid-stream (replica-b keeps streaming)");
     let third = docs / 2 + docs / 4;
@@ -383,8 +386,22 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let vb = wait_view(&b, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let pv = primary.view()?;
     println!();
-    println!("   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}", "node", "role", "bootstrap", "CommitId", "state digest", "received", "validated", "applied", "reconnects");
-    println!("   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}", "primary", "primary", "-", pv["commit_id"].to_string(), pv["state_digest"].as_str().unwrap_or("?"), "-", "-", pv["durable_lsn"].to_string(), "-");
+    println!(
+        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
+        "node", "role", "bootstrap", "CommitId", "state digest", "received", "validated", "applied", "reconnects"
+    );
+    println!(
+        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
+        "primary",
+        "primary",
+        "-",
+        pv["commit_id"].to_string(),
+        pv["state_digest"].as_str().unwrap_or("?"),
+        "-",
+        "-",
+        pv["durable_lsn"].to_string(),
+        "-"
+    );
     for (name, v) in [("replica-a", &va), ("replica-b", &vb)] {
         println!(
             "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",

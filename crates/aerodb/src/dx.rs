@@ -1,23 +1,38 @@
 //! The DX HTTP server (`--dx-listen`): read-only; GET only, every other
-//! method answers 405. Views are rendered by `aerodb-repl-explain`.
+//! method answers 405. It captures what the node knows into plain facts
+//! (the only IO here: reading in-memory state, listing files) and renders
+//! them with `aerodb-repl-explain`. Every JSON answer uses the envelope of
+//! REPLICATION.md §10; `/metrics` is Prometheus text.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use aerodb_mvcc::input::validate_name;
 use aerodb_mvcc::PrimaryEngine;
+use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
-use aerodb_repl_explain::views::{envelope, replica_replication};
+use aerodb_repl_explain::explain::{self, ReadQuery};
+use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::metrics;
+use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::server::ReplicaRegistry;
-use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use aerodb_snapshot::{PrimaryRecoveryReport, SnapshotScheduler};
+use aerodb_wal::segment::parse_segment_file_name;
+use aerodb_wal::CommitId;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-use crate::api_error::ApiError;
+use crate::replica_node::RefusalCounters;
 
-/// What a primary's DX API reads.
+/// What a primary's (or standalone's) DX API reads.
 #[derive(Clone)]
 pub struct PrimaryDx {
     /// Role name (`primary` or `standalone`).
@@ -28,63 +43,318 @@ pub struct PrimaryDx {
     pub cluster_id: String,
     /// Connected replicas (None on standalone).
     pub replicas: Option<Arc<ReplicaRegistry>>,
+    /// What recovery did at startup.
+    pub recovery: Option<Arc<PrimaryRecoveryReport>>,
+    /// The snapshot scheduler (snapshots held, policy, counters).
+    pub snapshots: Option<Arc<SnapshotScheduler>>,
 }
 
-async fn fallback(method: Method) -> Response {
-    if method != Method::GET {
-        return ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", None, "the DX API is read-only: GET only", json!({"method": method.as_str()})).into_response();
+/// What a replica's DX API reads.
+#[derive(Clone)]
+pub struct ReplicaDx {
+    /// The replica's status and store.
+    pub handle: Arc<ReplicaHandle>,
+    /// Client refusals counted by the client API.
+    pub refusals: Arc<RefusalCounters>,
+    /// Data directory root (for listing WAL segments and the bootstrap snapshot).
+    pub data_dir: PathBuf,
+}
+
+/// Either role.
+#[derive(Clone)]
+enum DxNode {
+    Primary(PrimaryDx),
+    Replica(ReplicaDx),
+}
+
+impl PrimaryDx {
+    fn facts(&self) -> PrimaryFacts {
+        let store = self.engine.store();
+        let applied = store.applied();
+        let durable = self.engine.durable().current();
+        let replicas = self.replicas.as_ref().map(|r| {
+            r.list()
+                .into_iter()
+                .map(|c| PeerReplica { replica_id: c.replica_id, peer: c.peer, session: c.session.to_string(), reported: c.reported, sent_lsn: c.sent_lsn })
+                .collect()
+        });
+        PrimaryFacts {
+            role: self.role,
+            cluster_id: self.cluster_id.clone(),
+            applied,
+            durable,
+            history_horizon: store.history_horizon(),
+            version_count: store.version_count(),
+            active_read_views: store.active_read_views(),
+            segments: self.engine.segments().snapshot(),
+            recovery: self.recovery.as_deref().cloned(),
+            snapshots: match &self.snapshots {
+                Some(s) => s.held().map_err(|e| format!("{e} [{}]", e.code())),
+                None => Err("this node runs no snapshot scheduler".to_string()),
+            },
+            snapshot_policy: self.snapshots.as_ref().map(|s| s.policy()),
+            snapshot_status: self.snapshots.as_ref().map(|s| s.status()),
+            replicas,
+            wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
+        }
     }
-    ApiError::new(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", None, "no such DX endpoint", json!({})).into_response()
 }
 
-async fn replica_view(State(handle): State<Arc<ReplicaHandle>>) -> Response {
-    let observed = handle.shared.observe();
-    let store = handle.store();
-    let applied = store.as_ref().map(|s| s.applied());
-    let horizon = store.as_ref().map_or(0, |s| s.history_horizon());
-    let (data, notes) = replica_replication(&observed, applied.as_ref(), horizon);
-    Json(envelope(applied.map(|a| a.commit_id), data, notes)).into_response()
+/// Segment files in `wal/`, oldest first.
+fn list_wal_files(dir: &Path) -> Result<Vec<WalFile>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(start_lsn) = parse_segment_file_name(&name) {
+            let bytes = entry.metadata().map(|m| m.len()).map_err(|e| format!("{name}: {e}"))?;
+            files.push(WalFile { name, start_lsn, bytes });
+        }
+    }
+    files.sort_by_key(|f| f.start_lsn);
+    Ok(files)
 }
 
-async fn primary_view(State(dx): State<PrimaryDx>) -> Response {
-    let applied = dx.engine.store().applied();
-    let durable = dx.engine.durable().current();
-    let replicas: Vec<serde_json::Value> = dx
-        .replicas
-        .as_ref()
-        .map(|r| r.list())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| {
-            let lag = r.reported.map(|p| json!({"commits": applied.commit_id.saturating_sub(p.applied_commit_id), "bytes": durable.lsn.saturating_sub(p.applied_lsn)}));
-            json!({"replica_id": r.replica_id, "peer": r.peer, "session": r.session, "sent_lsn": r.sent_lsn, "reported": r.reported, "lag": lag})
-        })
-        .collect();
-    let data = json!({
-        "role": dx.role,
-        "node_state": "PrimaryActive",
-        "commit_id": applied.commit_id,
-        "durable_lsn": durable.lsn,
-        "state_digest": applied.state_digest.to_string(),
-        "cluster_id": dx.cluster_id,
-        "replicas": replicas,
-        "wal_shipped_bytes": dx.replicas.as_ref().map(|r| r.shipped_bytes()),
-    });
-    Json(envelope(Some(applied.commit_id), data, Vec::new())).into_response()
+/// Total size of the regular files in `dir` (None if unreadable or absent).
+fn dir_bytes(dir: &Path) -> Option<u64> {
+    let mut total = 0u64;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let meta = entry.ok()?.metadata().ok()?;
+        if meta.is_file() {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    Some(total)
+}
+
+impl ReplicaDx {
+    fn facts(&self) -> ReplicaFacts {
+        let observed = self.handle.shared.observe();
+        let store = self.handle.store();
+        let paths = ReplicaPaths::new(&self.data_dir);
+        let snapshot_installed = observed.bootstrap.is_some_and(|b| b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot);
+        ReplicaFacts {
+            applied: store.as_ref().map(|s| s.applied()),
+            history_horizon: store.as_ref().map(|s| s.history_horizon()),
+            version_count: store.as_ref().map(|s| s.version_count()),
+            active_read_views: store.as_ref().map(|s| s.active_read_views()).unwrap_or_default(),
+            wal_files: if paths.wal.exists() { list_wal_files(&paths.wal) } else { Ok(Vec::new()) },
+            bootstrap_snapshot_bytes: if snapshot_installed { dir_bytes(&paths.snapshot()) } else { None },
+            refusals: self.refusals.snapshot(),
+            observed,
+        }
+    }
+}
+
+/// The endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Status,
+    Wal,
+    Mvcc,
+    Snapshots,
+    Replication,
+    ExplainReplication,
+    ExplainRecovery,
+    ExplainRead,
+    Metrics,
+}
+
+/// Every DX path, in INTERFACE.md order (also used by the CLI and tests).
+pub const DX_PATHS: &[&str] = &[
+    "/v1/status",
+    "/v1/wal",
+    "/v1/mvcc",
+    "/v1/snapshots",
+    "/v1/replication",
+    "/v1/explain/replication",
+    "/v1/explain/recovery",
+    "/v1/explain/read",
+    "/metrics",
+];
+
+/// A DX error, in the envelope like every other JSON answer.
+fn error(status: StatusCode, code: &str, message: &str, evidence: Value, commit_id: Option<CommitId>) -> Response {
+    let data = json!({"error": {"code": code, "rule_id": null, "message": message, "evidence": evidence}});
+    (status, Json(envelope(commit_id, data, Vec::new()))).into_response()
+}
+
+/// Validated `/v1/explain/read` parameters.
+struct ReadParams {
+    collection: String,
+    key: String,
+    at: Option<CommitId>,
+}
+
+fn read_params(params: &HashMap<String, String>) -> Result<ReadParams, (String, Value)> {
+    let name = |field: &'static str| -> Result<String, (String, Value)> {
+        let v = params.get(field).ok_or_else(|| (format!("query parameter {field} is required"), json!({"parameter": field})))?;
+        validate_name(field, v).map_err(|e| (e.to_string(), json!({"parameter": field})))?;
+        Ok(v.clone())
+    };
+    let at = match params.get("at") {
+        Some(v) => Some(v.parse::<u64>().map_err(|_| ("query parameter at must be an unsigned integer".to_string(), json!({"parameter": "at"})))?),
+        None => None,
+    };
+    Ok(ReadParams { collection: name("collection")?, key: name("key")?, at })
+}
+
+impl DxNode {
+    fn commit_id(&self) -> Option<CommitId> {
+        match self {
+            DxNode::Primary(p) => Some(p.engine.store().applied().commit_id),
+            DxNode::Replica(r) => r.handle.store().map(|s| s.applied().commit_id),
+        }
+    }
+
+    /// Renders one endpoint. Views and explanations are computed from one
+    /// capture of facts, so every number in an answer is from one moment.
+    fn render(&self, endpoint: Endpoint, params: &HashMap<String, String>) -> Response {
+        let read = if endpoint == Endpoint::ExplainRead {
+            match read_params(params) {
+                Ok(p) => Some(p),
+                Err((message, evidence)) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message, evidence, self.commit_id()),
+            }
+        } else {
+            None
+        };
+        let (commit_id, data, notes): (Option<CommitId>, Value, Vec<String>) = match self {
+            DxNode::Primary(p) => {
+                // The chain is read before the facts: a commit is inserted and
+                // applied under one lock, so every version listed is <= the
+                // observed CommitId.
+                let chain = read.as_ref().map(|q| p.engine.store().version_chain(q.collection.as_bytes(), q.key.as_bytes()));
+                let f = p.facts();
+                let c = Some(f.applied.commit_id);
+                let (data, notes) = match endpoint {
+                    Endpoint::Status => views::primary_status(&f),
+                    Endpoint::Wal => views::primary_wal(&f),
+                    Endpoint::Mvcc => views::primary_mvcc(&f),
+                    Endpoint::Snapshots => views::primary_snapshots(&f),
+                    Endpoint::Replication => views::primary_replication(&f),
+                    Endpoint::ExplainReplication => (json!([explain::primary_safety(&f)]), Vec::new()),
+                    Endpoint::ExplainRecovery => (explain::primary_recovery(&f).to_value(), Vec::new()),
+                    Endpoint::ExplainRead => match &read {
+                        Some(q) => {
+                            let query = ReadQuery { collection: &q.collection, key: &q.key, at: q.at };
+                            (explain::primary_read_visibility(&f, &query, chain.as_deref().unwrap_or_default()).to_value(), Vec::new())
+                        }
+                        None => (Value::Null, Vec::new()),
+                    },
+                    Endpoint::Metrics => return metrics_response(metrics::primary_metrics(&f)),
+                };
+                (c, data, notes)
+            }
+            DxNode::Replica(r) => {
+                let chain = read.as_ref().and_then(|q| r.handle.store().map(|s| s.version_chain(q.collection.as_bytes(), q.key.as_bytes())));
+                let f = r.facts();
+                let c = f.applied.map(|a| a.commit_id);
+                let (data, notes) = match endpoint {
+                    Endpoint::Status => views::replica_status(&f),
+                    Endpoint::Wal => views::replica_wal(&f),
+                    Endpoint::Mvcc => views::replica_mvcc(&f),
+                    Endpoint::Snapshots => views::replica_snapshots(&f),
+                    Endpoint::Replication => views::replica_replication_view(&f),
+                    Endpoint::ExplainReplication => {
+                        let mut all = vec![explain::replica_safety(&f)];
+                        all.extend(explain::replication_halt(&f.observed, f.applied.as_ref()));
+                        (json!(all), Vec::new())
+                    }
+                    Endpoint::ExplainRecovery => (explain::replica_recovery(&f).to_value(), Vec::new()),
+                    Endpoint::ExplainRead => match &read {
+                        Some(q) => {
+                            let query = ReadQuery { collection: &q.collection, key: &q.key, at: q.at };
+                            (explain::replica_read_visibility(&f, &query, chain.as_deref()).to_value(), Vec::new())
+                        }
+                        None => (Value::Null, Vec::new()),
+                    },
+                    Endpoint::Metrics => return metrics_response(metrics::replica_metrics(&f)),
+                };
+                (c, data, notes)
+            }
+        };
+        Json(envelope(commit_id, data, notes)).into_response()
+    }
+}
+
+fn metrics_response(body: String) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
+
+type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+
+async fn answer(node: DxNode, endpoint: Endpoint, params: Params) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &format!("invalid query: {e}"), json!({}), node.commit_id()),
+    };
+    match tokio::task::spawn_blocking(move || node.render(endpoint, &params)).await {
+        Ok(r) => r,
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "DX_INTERNAL", &format!("rendering failed: {e}"), json!({}), None),
+    }
+}
+
+macro_rules! handler {
+    ($name:ident, $endpoint:expr) => {
+        async fn $name(State(node): State<DxNode>, params: Params) -> Response {
+            answer(node, $endpoint, params).await
+        }
+    };
+}
+
+handler!(status, Endpoint::Status);
+handler!(wal, Endpoint::Wal);
+handler!(mvcc, Endpoint::Mvcc);
+handler!(snapshots, Endpoint::Snapshots);
+handler!(replication, Endpoint::Replication);
+handler!(explain_replication, Endpoint::ExplainReplication);
+handler!(explain_recovery, Endpoint::ExplainRecovery);
+handler!(explain_read, Endpoint::ExplainRead);
+handler!(metrics_text, Endpoint::Metrics);
+
+/// The DX API is read-only: any method other than GET is 405, on every path
+/// (known or not), before anything else runs.
+async fn only_get(State(node): State<DxNode>, request: Request, next: Next) -> Response {
+    if request.method() != Method::GET {
+        let method = request.method().as_str().to_string();
+        return error(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "the DX API is read-only: GET only", json!({"method": method}), node.commit_id());
+    }
+    next.run(request).await
+}
+
+async fn not_found(State(node): State<DxNode>) -> Response {
+    error(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", "no such DX endpoint", json!({"endpoints": DX_PATHS}), node.commit_id())
+}
+
+fn router(node: DxNode) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/wal", get(wal))
+        .route("/v1/mvcc", get(mvcc))
+        .route("/v1/snapshots", get(snapshots))
+        .route("/v1/replication", get(replication))
+        .route("/v1/explain/replication", get(explain_replication))
+        .route("/v1/explain/recovery", get(explain_recovery))
+        .route("/v1/explain/read", get(explain_read))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(node.clone(), only_get))
+        .with_state(node)
+}
+
+async fn serve(listener: TcpListener, node: DxNode) {
+    if let Err(e) = axum::serve(listener, router(node)).await {
+        tracing::error!(error = %e, "DX server failed");
+    }
 }
 
 /// Serves a replica's DX API.
-pub async fn serve_replica(listener: TcpListener, handle: Arc<ReplicaHandle>) {
-    let app = Router::new().route("/v1/replication", get(replica_view)).fallback(fallback).with_state(handle);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "DX server failed");
-    }
+pub async fn serve_replica(listener: TcpListener, dx: ReplicaDx) {
+    serve(listener, DxNode::Replica(dx)).await;
 }
 
 /// Serves a primary's (or standalone's) DX API.
 pub async fn serve_primary(listener: TcpListener, dx: PrimaryDx) {
-    let app = Router::new().route("/v1/replication", get(primary_view)).fallback(fallback).with_state(dx);
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "DX server failed");
-    }
+    serve(listener, DxNode::Primary(dx)).await;
 }

@@ -15,6 +15,7 @@ mod datadir;
 mod demo;
 #[cfg(feature = "replication")]
 mod dx;
+mod dx_client;
 mod error;
 mod node;
 #[cfg(feature = "replication")]
@@ -107,10 +108,8 @@ fn main() {
             eprintln!("aerodb: the demo needs replication (built without the `replication` feature, P5-I16)");
             2
         }
-        Command::Status { .. } | Command::Explain { .. } => {
-            eprintln!("aerodb: this command is not available in this build yet");
-            2
-        }
+        Command::Status { dx } => dx_client::status(&dx),
+        Command::Explain { what, collection, key, at, dx } => dx_client::explain(&dx, &what, collection.as_deref(), key.as_deref(), at),
         Command::Verify { data_dir } => tools::verify(&data_dir),
         Command::WalDump { data_dir, from, limit } => tools::wal_dump(&data_dir, from, limit),
     };

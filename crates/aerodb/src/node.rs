@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aerodb_mvcc::{PrimaryEngine, StoreRecoveryReport, WriteLimits};
+use aerodb_mvcc::{PrimaryEngine, WriteLimits};
 use aerodb_snapshot::{recover_primary, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::log::SegmentAppender;
@@ -63,10 +63,8 @@ pub struct OpenedPrimary {
     pub identity: Identity,
     /// The engine.
     pub engine: Arc<PrimaryEngine>,
-    /// What recovery did.
-    pub recovery: StoreRecoveryReport,
     /// What the primary's recovery did: snapshot used, snapshots rejected,
-    /// incomplete snapshot directories removed (`recovery` is its WAL part).
+    /// incomplete snapshot directories removed, and the WAL replay.
     pub primary_recovery: PrimaryRecoveryReport,
     /// The snapshot scheduler (snapshots by WAL volume, on request, and
     /// retention). Declared before the lock: it stops before the lock is
@@ -100,7 +98,7 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
     };
     let (store, appender, primary_recovery) = recover_primary(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id)
         .map_err(|e| StartupError::Recovery { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
-    let recovery = primary_recovery.store.clone();
+    let recovery = &primary_recovery.store;
     tracing::info!(
         snapshot = ?primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
         rejected_snapshots = primary_recovery.rejected_snapshots.len(),
@@ -120,7 +118,7 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
     let snapshots = SnapshotScheduler::start(disk, dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
         .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
     log_snapshots_held(&snapshots);
-    Ok(OpenedPrimary { identity, engine: Arc::new(engine), recovery, primary_recovery, snapshots: Arc::new(snapshots), _lock: lock })
+    Ok(OpenedPrimary { identity, engine: Arc::new(engine), primary_recovery, snapshots: Arc::new(snapshots), _lock: lock })
 }
 
 /// Logs every snapshot the node holds at startup.
@@ -197,7 +195,11 @@ impl ShutdownSignals {
 /// Runs a primary or standalone node until a shutdown signal.
 pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError> {
     let opened = open_primary(&opts, role)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("aerodb-http").build().map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aerodb-http")
+        .build()
+        .map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
     let max_body = opts.limits.max_write_set_bytes + 64 * 1024;
     let engine = opened.engine.clone();
     let cluster_id = opened.identity.cluster_id.clone();
@@ -215,7 +217,14 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(feature = "replication")]
         if let Some(addr) = &opts.dx_listen {
             let listener = bind("dx", addr).await?;
-            let dx = crate::dx::PrimaryDx { role: role.as_str(), engine: engine.clone(), cluster_id: cluster_id.clone(), replicas };
+            let dx = crate::dx::PrimaryDx {
+                role: role.as_str(),
+                engine: engine.clone(),
+                cluster_id: cluster_id.clone(),
+                replicas,
+                recovery: Some(Arc::new(opened.primary_recovery.clone())),
+                snapshots: Some(opened.snapshots.clone()),
+            };
             tokio::spawn(crate::dx::serve_primary(listener, dx));
         }
         #[cfg(not(feature = "replication"))]

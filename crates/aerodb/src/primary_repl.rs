@@ -31,6 +31,9 @@ pub fn start(addr: &str, opened: &OpenedPrimary, stop: Arc<AtomicBool>) -> Resul
         replicas: registry.clone(),
         stop,
     };
-    std::thread::Builder::new().name("repl-accept".into()).spawn(move || server::serve(listener, ctx)).map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;
+    std::thread::Builder::new()
+        .name("repl-accept".into())
+        .spawn(move || server::serve(listener, ctx))
+        .map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;
     Ok(registry)
 }

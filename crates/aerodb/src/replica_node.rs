@@ -3,19 +3,24 @@
 //! serve the client API through the read-safety gate, and run the
 //! replication supervisor until SIGINT/SIGTERM.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerodb_mvcc::{ClientOp, ReadView};
+use aerodb_mvcc::{AppliedState, ClientOp, ReadView};
+use aerodb_repl_core::gate::evaluate;
 use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaPaths};
 use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
-use aerodb_repl_core::status::ReplicaShared;
+use aerodb_repl_core::status::{ReplicaObserved, ReplicaShared};
+use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
+use aerodb_repl_explain::facts::RefusalCount;
+use aerodb_repl_explain::views::default_read_inputs;
 use aerodb_repl_net::client::{run_replica as run_supervisor, ReplicaClientConfig, StopSignal};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::CommitId;
 use axum::http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::api_error::ApiError;
 use crate::client_api;
@@ -42,31 +47,75 @@ pub struct ReplicaOptions {
     pub rebootstrap: bool,
 }
 
-/// Client API of a replica: never writes (REPL-1), reads through the gate.
-pub struct ReplicaService {
-    handle: Arc<ReplicaHandle>,
+/// Client requests a replica refused, by (code, rule): the counters behind
+/// `aerodb_client_refusals_total` on `/metrics`.
+#[derive(Default)]
+pub struct RefusalCounters {
+    counts: parking_lot::Mutex<BTreeMap<(&'static str, String), u64>>,
 }
 
-impl ReplicaService {
-    /// Wraps a replica handle.
-    pub fn new(handle: Arc<ReplicaHandle>) -> Self {
-        ReplicaService { handle }
+impl RefusalCounters {
+    /// Counts one refusal.
+    pub fn record(&self, code: &'static str, rule_id: Option<&str>) {
+        *self.counts.lock().entry((code, rule_id.unwrap_or("").to_string())).or_insert(0) += 1;
+    }
+
+    /// The counts, ordered by (code, rule).
+    pub fn snapshot(&self) -> Vec<RefusalCount> {
+        self.counts.lock().iter().map(|((code, rule_id), count)| RefusalCount { code: (*code).to_string(), rule_id: rule_id.clone(), count: *count }).collect()
     }
 }
 
-/// The API error for a refused read, carrying every rule's evaluation.
-pub fn read_refusal_error(r: &ReadRefusal, state: &str, halt: Option<&aerodb_repl_core::HaltReason>) -> ApiError {
+/// Client API of a replica: never writes (REPL-1), reads through the gate.
+pub struct ReplicaService {
+    handle: Arc<ReplicaHandle>,
+    refusals: Arc<RefusalCounters>,
+}
+
+impl ReplicaService {
+    /// Wraps a replica handle; refusals are counted in `refusals`.
+    pub fn new(handle: Arc<ReplicaHandle>, refusals: Arc<RefusalCounters>) -> Self {
+        ReplicaService { handle, refusals }
+    }
+
+    /// The replica's `replication.safety` explanation now (default read).
+    fn safety_now(&self) -> Value {
+        let observed = self.handle.shared.observe();
+        let store = self.handle.store();
+        let applied = store.as_ref().map(|s| s.applied());
+        let inputs = default_read_inputs(&observed, applied.as_ref(), store.as_ref().map_or(0, |s| s.history_horizon()));
+        safety_from_decision(&evaluate(&inputs), ReadBound::default(), &observed, applied.as_ref()).to_value()
+    }
+}
+
+/// The API error for a refused read: every rule's evaluation, and the same
+/// evidence the `replication.safety` explanation gives for this read (its
+/// `rules_applied` and `conclusion`); `rule_id` is the first failing rule.
+/// `observed`/`applied` are the replica's status and store state at the
+/// refusal.
+pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &ReplicaObserved, applied: Option<&AppliedState>) -> ApiError {
+    let explanation = safety_from_decision(&r.decision, request, observed, applied);
     let failing = r.decision.first_failure();
     let replica_commit_id = r.decision.rules.get(2).map(|x| x.evidence["replica_commit_id"].clone()).unwrap_or_default();
     let mut evidence = json!({
         "read_upper_bound": r.decision.read_upper_bound,
         "replica_commit_id": replica_commit_id,
-        "replica_state": state,
+        "replica_state": observed.state.name(),
         "rules": r.decision.rules,
+        "explanation": explanation.to_value(),
     });
-    if let Some(h) = halt {
+    if let Some(h) = observed.halt.as_ref() {
         evidence["halt"] = serde_json::to_value(h).unwrap_or_default();
-        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "REPLICATION_HALTED", Some(rule_static(&h.rule_id)), format!("replica is halted: {} ({})", h.detail, h.code), evidence);
+        if let Some(halt) = replication_halt(observed, applied) {
+            evidence["halt_explanation"] = halt.to_value();
+        }
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "REPLICATION_HALTED",
+            Some(rule_static(&h.rule_id)),
+            format!("replica is halted: {} ({})", h.detail, h.code),
+            evidence,
+        );
     }
     let rule = failing.map_or("REPL-6", |f| f.rule_id);
     let message = match failing {
@@ -84,12 +133,13 @@ fn rule_static(id: &str) -> &'static str {
 impl DocService for ReplicaService {
     fn write(&self, _ops: Vec<ClientOp>) -> Result<CommitId, ApiError> {
         let observed = self.handle.shared.observe();
+        self.refusals.record("WRITE_REJECTED", Some("REPL-1"));
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "WRITE_REJECTED",
             Some("REPL-1"),
             "this node is a replica: only the primary accepts writes",
-            json!({"role": "replica", "replica_state": observed.state.name(), "primary": observed.primary_addr}),
+            json!({"role": "replica", "replica_state": observed.state.name(), "primary": observed.primary_addr, "explanation": self.safety_now()}),
         ))
     }
 
@@ -102,7 +152,10 @@ impl DocService for ReplicaService {
         }
         self.handle.open_read(req.at, req.min_commit).map_err(|r| {
             let observed = self.handle.shared.observe();
-            read_refusal_error(&r, observed.state.name(), observed.halt.as_ref())
+            let applied = self.handle.store().map(|s| s.applied());
+            let e = read_refusal_error(&r, ReadBound { at: req.at, min_commit: req.min_commit }, &observed, applied.as_ref());
+            self.refusals.record(e.code, e.rule_id);
+            e
         })
     }
 }
@@ -129,7 +182,8 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Re
         disk.sync_dir(dir.root()).map_err(|e| StartupError::io("sync", dir.root(), e))?;
         tracing::warn!("--rebootstrap: discarded all replica state (including any halt); bootstrapping again");
     }
-    let meta_error = |e: aerodb_repl_core::metadata::MetadataError| StartupError::Metadata { code: e.check, file: e.file.clone(), detail: format!("{} (F-RC2)", e.detail) };
+    let meta_error =
+        |e: aerodb_repl_core::metadata::MetadataError| StartupError::Metadata { code: e.check, file: e.file.clone(), detail: format!("{} (F-RC2)", e.detail) };
     read_metadata(disk, &paths).map_err(meta_error)?;
     read_halt(disk, &paths).map_err(meta_error)?;
     Ok((lock, paths))
@@ -142,8 +196,13 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let shared = Arc::new(ReplicaShared::new(&opts.primary, opts.bootstrap));
     let handle = Arc::new(ReplicaHandle::new(shared));
     let stop = Arc::new(StopSignal::default());
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("aerodb-http").build().map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
-    let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("aerodb-http")
+        .build()
+        .map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
+    let refusals = Arc::new(RefusalCounters::default());
+    let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
     let result = runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
         let client = bind("client", &opts.listen).await?;
@@ -159,7 +218,10 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
                 .spawn(move || run_supervisor(handle, disk, Arc::new(SnapshotFiles), cfg, stop))
                 .map_err(|e| StartupError::Other(format!("cannot start the replication supervisor: {e}")))?
         };
-        let dx_task = dx.map(|listener| tokio::spawn(crate::dx::serve_replica(listener, handle.clone())));
+        let dx_task = dx.map(|listener| {
+            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone() };
+            tokio::spawn(crate::dx::serve_replica(listener, dx))
+        });
         let served = axum::serve(client, client_api::router(service, 64 * 1024)).with_graceful_shutdown(signals.recv()).await;
         stop.stop();
         if let Some(t) = dx_task {

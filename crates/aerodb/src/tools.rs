@@ -35,7 +35,10 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
                 report.end.end_lsn
             );
             if let Some(t) = &report.torn_tail {
-                println!("note  wal: torn tail of {} byte(s) at LSN {} in {} ({}); startup will truncate it [CORE-3]", t.bytes_dropped, t.lsn, t.segment, t.reason);
+                println!(
+                    "note  wal: torn tail of {} byte(s) at LSN {} in {} ({}); startup will truncate it [CORE-3]",
+                    t.bytes_dropped, t.lsn, t.segment, t.reason
+                );
             }
         }
         Err(e) => {
@@ -71,7 +74,16 @@ pub fn wal_dump(data_dir: &std::path::Path, from: u64, limit: Option<u64>) -> i3
                 format!("{kind} {}/{}", String::from_utf8_lossy(op.collection()), String::from_utf8_lossy(op.key()))
             })
             .collect();
-        println!("lsn={} end={} commit_id={} ops={} fingerprint={} digest={} [{}]", pos.lsn, pos.end_lsn, pos.commit_id, record.ops.len(), pos.fingerprint, record.state_digest, ops.join(", "));
+        println!(
+            "lsn={} end={} commit_id={} ops={} fingerprint={} digest={} [{}]",
+            pos.lsn,
+            pos.end_lsn,
+            pos.commit_id,
+            record.ops.len(),
+            pos.fingerprint,
+            record.state_digest,
+            ops.join(", ")
+        );
         printed += 1;
         Ok::<(), ReplayRefusal>(())
     });

@@ -16,6 +16,64 @@ pub fn verify_more(disk: &dyn Disk, dir: &DataDir) -> i32 {
     if snapshots != 0 {
         return snapshots;
     }
+    verify_replica(disk, dir)
+}
+
+/// Checks replica metadata and a persisted halt (F-RC2), and that an
+/// installed bootstrap snapshot is the one the metadata records.
+#[cfg(feature = "replication")]
+fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
+    use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaPaths};
+    let paths = ReplicaPaths::new(dir.root());
+    if !disk.exists(&paths.dir) {
+        return 0;
+    }
+    let meta = match read_metadata(disk, &paths) {
+        Ok(Some(m)) => m,
+        Ok(None) => {
+            println!("ok    replica: no committed bootstrap (uninitialised; the next start bootstraps)");
+            return 0;
+        }
+        Err(e) => {
+            println!("FAIL  replica metadata: {e} [F-RC2]");
+            return 1;
+        }
+    };
+    let b = meta.bootstrap;
+    println!(
+        "ok    replica metadata: cluster {} replica {} bootstrap {:?} at CommitId {} LSN {}",
+        meta.cluster_id, meta.replica_id, b.method, b.boundary_commit_id, b.boundary_lsn
+    );
+    if b.method == BootstrapMethod::Snapshot {
+        match aerodb_snapshot::load_snapshot(disk, &paths.snapshot(), Some(&meta.cluster_id)) {
+            Ok((_, m)) if (m.boundary_commit_id, m.boundary_lsn, m.boundary_fingerprint) == (b.boundary_commit_id, b.boundary_lsn, b.boundary_fingerprint) => {
+                println!("ok    replica snapshot: matches the recorded boundary");
+            }
+            Ok((_, m)) => {
+                println!("FAIL  replica snapshot: cut CommitId {} LSN {} differs from the recorded boundary [F-S3]", m.boundary_commit_id, m.boundary_lsn);
+                return 1;
+            }
+            Err(e) => {
+                println!("FAIL  replica snapshot: {e} [{}]", e.rule_id());
+                return 1;
+            }
+        }
+    }
+    match read_halt(disk, &paths) {
+        Ok(None) => 0,
+        Ok(Some(h)) => {
+            println!("FAIL  replica: halted with {} at LSN {:?} CommitId {:?}: {} [{}]", h.code, h.lsn, h.commit_id, h.detail, h.rule_id);
+            1
+        }
+        Err(e) => {
+            println!("FAIL  replica halt record: {e} [F-RC2]");
+            1
+        }
+    }
+}
+
+#[cfg(not(feature = "replication"))]
+fn verify_replica(_disk: &dyn Disk, _dir: &DataDir) -> i32 {
     0
 }
 

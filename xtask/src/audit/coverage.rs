@@ -45,31 +45,17 @@ pub(crate) fn parse_registry(src: &str) -> Result<Vec<RegistryEntry>, Finding> {
             continue; // e.g. `rule_id:`
         }
         let rest = t[pos + 3..].trim_start();
-        let value = rest
-            .strip_prefix('"')
-            .and_then(|r| r.split_once('"'))
-            .map(|(v, _)| v);
+        let value = rest.strip_prefix('"').and_then(|r| r.split_once('"')).map(|(v, _)| v);
         match value {
-            Some(v) => entries.push(RegistryEntry {
-                id: v.to_string(),
-                line: idx + 1,
-            }),
-            None => {
-                return Err(Finding::in_file(
-                    "",
-                    Some(idx + 1),
-                    "an `id:` field that is not a string literal",
-                ))
-            }
+            Some(v) => entries.push(RegistryEntry { id: v.to_string(), line: idx + 1 }),
+            None => return Err(Finding::in_file("", Some(idx + 1), "an `id:` field that is not a string literal")),
         }
     }
     if !found {
         return Err(Finding::global("no `const RULES` found"));
     }
     if inside {
-        return Err(Finding::global(
-            "`const RULES` is not closed by a `];` line",
-        ));
+        return Err(Finding::global("`const RULES` is not closed by a `];` line"));
     }
     Ok(entries)
 }
@@ -192,22 +178,14 @@ pub(crate) fn parse_docs(md: &str) -> Vec<DocRow> {
                     .collect()
             })
             .unwrap_or_default();
-        rows.push(DocRow {
-            id: id.to_string(),
-            line: idx + 1,
-            tests,
-        });
+        rows.push(DocRow { id: id.to_string(), line: idx + 1, tests });
     }
     rows
 }
 
 /// For each registered ID, the tests (`name`, file, line) that prove it.
-pub(crate) fn proofs(
-    ids: &[RegistryEntry],
-    ws: &Workspace,
-) -> BTreeMap<String, Vec<(String, String, usize)>> {
-    let mut map: BTreeMap<String, Vec<(String, String, usize)>> =
-        ids.iter().map(|e| (e.id.clone(), Vec::new())).collect();
+pub(crate) fn proofs(ids: &[RegistryEntry], ws: &Workspace) -> BTreeMap<String, Vec<(String, String, usize)>> {
+    let mut map: BTreeMap<String, Vec<(String, String, usize)>> = ids.iter().map(|e| (e.id.clone(), Vec::new())).collect();
     for f in &ws.files {
         for t in &f.tests {
             for id in ids_cited_by(t) {
@@ -221,13 +199,7 @@ pub(crate) fn proofs(
 }
 
 /// Check (b). `rules_path`/`docs_path` are used in findings only.
-pub(crate) fn check_rule_coverage(
-    rules_path: &str,
-    rules_src: &str,
-    docs_path: &str,
-    docs_md: &str,
-    ws: &Workspace,
-) -> Vec<Finding> {
+pub(crate) fn check_rule_coverage(rules_path: &str, rules_src: &str, docs_path: &str, docs_md: &str, ws: &Workspace) -> Vec<Finding> {
     let mut findings = Vec::new();
     let registry = match parse_registry(rules_src) {
         Ok(r) => r,
@@ -237,46 +209,27 @@ pub(crate) fn check_rule_coverage(
         }
     };
     if registry.is_empty() {
-        return vec![Finding::in_file(
-            rules_path,
-            None,
-            "the rule registry is empty",
-        )];
+        return vec![Finding::in_file(rules_path, None, "the rule registry is empty")];
     }
     let mut known = BTreeSet::new();
     for e in &registry {
         if !is_id_shaped(&e.id) {
-            findings.push(Finding::in_file(
-                rules_path,
-                Some(e.line),
-                format!("`{}` is not a well-formed rule ID", e.id),
-            ));
+            findings.push(Finding::in_file(rules_path, Some(e.line), format!("`{}` is not a well-formed rule ID", e.id)));
         }
         if !known.insert(e.id.as_str()) {
-            findings.push(Finding::in_file(
-                rules_path,
-                Some(e.line),
-                format!("duplicate rule ID {}", e.id),
-            ));
+            findings.push(Finding::in_file(rules_path, Some(e.line), format!("duplicate rule ID {}", e.id)));
         }
     }
 
     // Tests citing IDs that are not in the registry.
     for f in &ws.files {
         for t in &f.tests {
-            let unknown: Vec<String> = ids_cited_by(t)
-                .into_iter()
-                .filter(|id| !known.contains(id.as_str()))
-                .collect();
+            let unknown: Vec<String> = ids_cited_by(t).into_iter().filter(|id| !known.contains(id.as_str())).collect();
             if !unknown.is_empty() {
                 findings.push(Finding::in_file(
                     &f.path,
                     Some(t.line),
-                    format!(
-                        "test `{}` cites unknown rule ID(s) {} (not in {rules_path})",
-                        t.name,
-                        unknown.join(" ")
-                    ),
+                    format!("test `{}` cites unknown rule ID(s) {} (not in {rules_path})", t.name, unknown.join(" ")),
                 ));
             }
         }
@@ -289,76 +242,30 @@ pub(crate) fn check_rule_coverage(
     let mut documented = BTreeSet::new();
     for row in &rows {
         if !known.contains(row.id.as_str()) {
-            findings.push(Finding::in_file(
-                docs_path,
-                Some(row.line),
-                format!("{} is not in the rule registry ({rules_path})", row.id),
-            ));
+            findings.push(Finding::in_file(docs_path, Some(row.line), format!("{} is not in the rule registry ({rules_path})", row.id)));
             continue;
         }
         if !documented.insert(row.id.clone()) {
-            findings.push(Finding::in_file(
-                docs_path,
-                Some(row.line),
-                format!("{} has more than one row", row.id),
-            ));
+            findings.push(Finding::in_file(docs_path, Some(row.line), format!("{} has more than one row", row.id)));
         }
         for name in &row.tests {
-            let proving = proofs
-                .get(&row.id)
-                .is_some_and(|v| v.iter().any(|(n, _, _)| n == name));
+            let proving = proofs.get(&row.id).is_some_and(|v| v.iter().any(|(n, _, _)| n == name));
             if proving {
                 continue;
             }
-            let exists = ws
-                .files
-                .iter()
-                .any(|f| f.tests.iter().any(|t| &t.name == name));
-            let why = if exists {
-                "which does not cite it in its name or doc comment"
-            } else {
-                "which is not a test function in crates/ or xtask/"
-            };
-            findings.push(Finding::in_file(
-                docs_path,
-                Some(row.line),
-                format!("{} lists test `{name}`, {why}", row.id),
-            ));
+            let exists = ws.files.iter().any(|f| f.tests.iter().any(|t| &t.name == name));
+            let why = if exists { "which does not cite it in its name or doc comment" } else { "which is not a test function in crates/ or xtask/" };
+            findings.push(Finding::in_file(docs_path, Some(row.line), format!("{} lists test `{name}`, {why}", row.id)));
         }
     }
-    let undocumented: Vec<&str> = registry
-        .iter()
-        .map(|e| e.id.as_str())
-        .filter(|id| !documented.contains(*id))
-        .collect();
+    let undocumented: Vec<&str> = registry.iter().map(|e| e.id.as_str()).filter(|id| !documented.contains(*id)).collect();
     if !undocumented.is_empty() {
-        findings.push(Finding::in_file(
-            docs_path,
-            None,
-            format!(
-                "{} rule ID(s) have no row: {}",
-                undocumented.len(),
-                undocumented.join(" ")
-            ),
-        ));
+        findings.push(Finding::in_file(docs_path, None, format!("{} rule ID(s) have no row: {}", undocumented.len(), undocumented.join(" "))));
     }
 
-    let unproven: Vec<&str> = registry
-        .iter()
-        .map(|e| e.id.as_str())
-        .filter(|id| proofs.get(*id).is_none_or(Vec::is_empty))
-        .collect();
+    let unproven: Vec<&str> = registry.iter().map(|e| e.id.as_str()).filter(|id| proofs.get(*id).is_none_or(Vec::is_empty)).collect();
     if !unproven.is_empty() {
-        findings.push(Finding::in_file(
-            rules_path,
-            None,
-            format!(
-                "{} of {} rules have no test: {}",
-                unproven.len(),
-                known.len(),
-                unproven.join(" ")
-            ),
-        ));
+        findings.push(Finding::in_file(rules_path, None, format!("{} of {} rules have no test: {}", unproven.len(), known.len(), unproven.join(" "))));
     }
     findings
 }
@@ -411,11 +318,7 @@ mod tests {
 
     #[test]
     fn registry_is_parsed_from_the_rules_const_only() {
-        let ids: Vec<String> = parse_registry(RULES_SRC)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.id)
-            .collect();
+        let ids: Vec<String> = parse_registry(RULES_SRC).unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(ids, ["CORE-2", "F-RC1"]);
         assert!(parse_registry("fn main() {}").is_err());
     }
@@ -433,10 +336,7 @@ mod tests {
 
     #[test]
     fn text_tokens_are_delimited() {
-        assert_eq!(
-            ids_in_text("cites CORE-2/F-V1 (REPL-1)."),
-            ["CORE-2", "F-V1", "REPL-1"]
-        );
+        assert_eq!(ids_in_text("cites CORE-2/F-V1 (REPL-1)."), ["CORE-2", "F-V1", "REPL-1"]);
         assert_eq!(ids_in_text("CORE-21 is not CORE-2"), ["CORE-21", "CORE-2"]);
         assert!(ids_in_text("XCORE-2, F-, RS-, P5-I, F-1").is_empty());
         assert_eq!(ids_in_text("F-RS1 only"), ["F-RS1"]);
@@ -450,8 +350,7 @@ mod tests {
 
     #[test]
     fn audit_flags_rule_without_test() {
-        let src =
-            "#[test]\nfn core_2_flip_detected() {}\n#[test]\nfn f_rc10_is_another_rule() {}\n";
+        let src = "#[test]\nfn core_2_flip_detected() {}\n#[test]\nfn f_rc10_is_another_rule() {}\n";
         let f = check_rule_coverage("rules.rs", RULES_SRC, "inv.md", DOCS, &ws(src));
         let last = f.last().unwrap();
         assert_eq!(last.message, "1 of 2 rules have no test: F-RC1");
@@ -496,13 +395,8 @@ async fn f_rc1_and_f_zz9_named() {}
 
     #[test]
     fn audit_flags_duplicate_registry_ids() {
-        let src =
-            "const RULES: &[Rule] = &[\n Rule { id: \"CORE-2\" },\n Rule { id: \"CORE-2\" },\n];\n";
+        let src = "const RULES: &[Rule] = &[\n Rule { id: \"CORE-2\" },\n Rule { id: \"CORE-2\" },\n];\n";
         let f = check_rule_coverage("rules.rs", src, "inv.md", DOCS, &ws(GOOD_TESTS));
-        assert!(
-            f.iter()
-                .any(|f| f.to_string() == "rules.rs:3: duplicate rule ID CORE-2"),
-            "{f:?}"
-        );
+        assert!(f.iter().any(|f| f.to_string() == "rules.rs:3: duplicate rule ID CORE-2"), "{f:?}");
     }
 }

@@ -16,11 +16,7 @@ pub(crate) fn check_ignored(ws: &Workspace) -> Vec<Finding> {
                 Some(name) => format!("test `{name}` is #[ignore]d"),
                 None => "#[ignore] attribute".to_string(),
             };
-            findings.push(Finding::in_file(
-                &f.path,
-                Some(ig.line),
-                format!("{what}: a skipped test proves nothing; fix it or delete it"),
-            ));
+            findings.push(Finding::in_file(&f.path, Some(ig.line), format!("{what}: a skipped test proves nothing; fix it or delete it")));
         }
     }
     findings
@@ -51,17 +47,8 @@ fn marker_in(raw: &str, kind: &str) -> Marker {
 }
 
 fn marker(f: &ParsedFile, line: usize, kind: &str) -> Marker {
-    let here = f
-        .raw_lines
-        .get(line - 1)
-        .map_or(Marker::Absent, |r| marker_in(r, kind));
-    let above = if line >= 2 {
-        f.raw_lines
-            .get(line - 2)
-            .map_or(Marker::Absent, |r| marker_in(r, kind))
-    } else {
-        Marker::Absent
-    };
+    let here = f.raw_lines.get(line - 1).map_or(Marker::Absent, |r| marker_in(r, kind));
+    let above = if line >= 2 { f.raw_lines.get(line - 2).map_or(Marker::Absent, |r| marker_in(r, kind)) } else { Marker::Absent };
     match (here, above) {
         (Marker::Present, _) | (_, Marker::Present) => Marker::Present,
         (Marker::NoReason, _) | (_, Marker::NoReason) => Marker::NoReason,
@@ -119,9 +106,7 @@ fn sleep_calls(code: &str, bare_is_sleep: bool) -> Vec<String> {
                 continue;
             }
             let before = code[..p].trim_end();
-            let qualified = ["thread::", "time::", "task::"]
-                .iter()
-                .find(|q| before.ends_with(*q));
+            let qualified = ["thread::", "time::", "task::"].iter().find(|q| before.ends_with(*q));
             match qualified {
                 Some(q) => calls.push(format!("{q}{word}(")),
                 None if bare_is_sleep && !before.ends_with("::") && !before.ends_with('.') => {
@@ -158,11 +143,7 @@ pub(crate) fn check_fixed_sleeps(ws: &Workspace) -> Vec<Finding> {
                      (mark deliberate stalls `// audit: allow-sleep(<reason>)`)"
                 }
             };
-            findings.push(Finding::in_file(
-                &f.path,
-                Some(line),
-                format!("fixed sleep `{}` in test code: {why}", calls.join("`, `")),
-            ));
+            findings.push(Finding::in_file(&f.path, Some(line), format!("fixed sleep `{}` in test code: {why}", calls.join("`, `"))));
         }
     }
     findings
@@ -179,14 +160,12 @@ fn clock_uses(code: &str) -> Vec<&'static str> {
     }
     let instant_now = ident_positions(code, "Instant").any(|p| {
         let rest = code[p + "Instant".len()..].trim_start();
-        rest.strip_prefix("::")
-            .is_some_and(|r| ident_positions(r.trim_start(), "now").next() == Some(0))
+        rest.strip_prefix("::").is_some_and(|r| ident_positions(r.trim_start(), "now").next() == Some(0))
     });
     if instant_now {
         uses.push("Instant::now");
     }
-    let time_instant =
-        ident_positions(code, "Instant").any(|p| code[..p].trim_end().ends_with("time::"));
+    let time_instant = ident_positions(code, "Instant").any(|p| code[..p].trim_end().ends_with("time::"));
     if time_instant && !instant_now {
         uses.push("std::time::Instant");
     }
@@ -200,11 +179,7 @@ fn clock_uses(code: &str) -> Vec<&'static str> {
 /// `// audit: allow-clock(<reason>)` on the same or the previous line.
 pub(crate) fn check_wall_clock(ws: &Workspace) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for f in ws
-        .files
-        .iter()
-        .filter(|f| f.path.starts_with(REPL_CORE_SRC))
-    {
+    for f in ws.files.iter().filter(|f| f.path.starts_with(REPL_CORE_SRC)) {
         if f.is_test_file {
             continue;
         }
@@ -226,11 +201,7 @@ pub(crate) fn check_wall_clock(ws: &Workspace) -> Vec<Finding> {
                      `// audit: allow-clock(<reason>)`"
                 }
             };
-            findings.push(Finding::in_file(
-                &f.path,
-                Some(line),
-                format!("wall clock `{}`: {why}", uses.join("`, `")),
-            ));
+            findings.push(Finding::in_file(&f.path, Some(line), format!("wall clock `{}`: {why}", uses.join("`, `"))));
         }
     }
     findings
@@ -298,10 +269,7 @@ mod tests {
         assert!(f[1].message.contains("`time::sleep(`"));
 
         let bare = "use tokio::time::{sleep, Duration};\n#[tokio::test]\nasync fn t() { sleep(D).await; }\n";
-        assert_eq!(
-            check_fixed_sleeps(&ws("crates/a/tests/t.rs", bare)).len(),
-            1
-        );
+        assert_eq!(check_fixed_sleeps(&ws("crates/a/tests/t.rs", bare)).len(), 1);
     }
 
     #[test]
@@ -320,8 +288,7 @@ mod tests {
 }
 "#;
         assert_eq!(check_fixed_sleeps(&ws("crates/a/src/lib.rs", good)), vec![]);
-        let no_reason =
-            "#[test]\nfn t() {\n    // audit: allow-sleep()\n    std::thread::sleep(D);\n}\n";
+        let no_reason = "#[test]\nfn t() {\n    // audit: allow-sleep()\n    std::thread::sleep(D);\n}\n";
         let f = check_fixed_sleeps(&ws("crates/a/tests/t.rs", no_reason));
         assert_eq!(f.len(), 1);
         assert!(f[0].message.contains("gives no reason"));
@@ -338,30 +305,13 @@ fn decide(x: u64) -> bool {
 }
 "#;
         let f = check_wall_clock(&ws("crates/aerodb-repl-core/src/gate.rs", bad));
-        let got: Vec<(Option<usize>, bool)> = f
-            .iter()
-            .map(|f| (f.line, f.message.starts_with("wall clock")))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                (Some(1), true),
-                (Some(3), true),
-                (Some(4), true),
-                (Some(5), true)
-            ]
-        );
+        let got: Vec<(Option<usize>, bool)> = f.iter().map(|f| (f.line, f.message.starts_with("wall clock"))).collect();
+        assert_eq!(got, [(Some(1), true), (Some(3), true), (Some(4), true), (Some(5), true)]);
         assert!(f[1].message.contains("`Instant::now`"));
 
         // Same code elsewhere, in tests, or marked is fine.
-        assert_eq!(
-            check_wall_clock(&ws("crates/aerodb-repl-net/src/x.rs", bad)),
-            vec![]
-        );
-        assert_eq!(
-            check_wall_clock(&ws("crates/aerodb-repl-core/tests/x.rs", bad)),
-            vec![]
-        );
+        assert_eq!(check_wall_clock(&ws("crates/aerodb-repl-net/src/x.rs", bad)), vec![]);
+        assert_eq!(check_wall_clock(&ws("crates/aerodb-repl-core/tests/x.rs", bad)), vec![]);
         let good = r#"
 /// Time is an input: `now` comes from the caller.
 fn decide(now: Instant, deadline: Instant) -> bool { now >= deadline }
@@ -375,30 +325,16 @@ mod tests {
     fn t() { let _ = std::time::SystemTime::now(); }
 }
 "#;
-        assert_eq!(
-            check_wall_clock(&ws("crates/aerodb-repl-core/src/gate.rs", good)),
-            vec![]
-        );
+        assert_eq!(check_wall_clock(&ws("crates/aerodb-repl-core/src/gate.rs", good)), vec![]);
     }
 
     #[test]
     fn audit_flags_pending_snapshot() {
-        let paths: Vec<String> = [
-            "crates/x/src/snapshots/x__a.snap",
-            "crates/x/src/snapshots/x__b.snap.new",
-            "crates/x/tests/.t__c.pending-snap",
-        ]
-        .map(String::from)
-        .to_vec();
+        let paths: Vec<String> =
+            ["crates/x/src/snapshots/x__a.snap", "crates/x/src/snapshots/x__b.snap.new", "crates/x/tests/.t__c.pending-snap"].map(String::from).to_vec();
         let f = check_pending_snapshots(&paths);
         let files: Vec<&str> = f.iter().map(|f| f.file.as_str()).collect();
-        assert_eq!(
-            files,
-            [
-                "crates/x/src/snapshots/x__b.snap.new",
-                "crates/x/tests/.t__c.pending-snap"
-            ]
-        );
+        assert_eq!(files, ["crates/x/src/snapshots/x__b.snap.new", "crates/x/tests/.t__c.pending-snap"]);
         assert_eq!(check_pending_snapshots(&paths[..1]), vec![]);
     }
 }

@@ -12,28 +12,9 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ("aerodb-wal", Some(&[])),
     ("aerodb-mvcc", Some(&["aerodb-wal"])),
     ("aerodb-snapshot", Some(&["aerodb-wal", "aerodb-mvcc"])),
-    (
-        "aerodb-repl-core",
-        Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot"]),
-    ),
-    (
-        "aerodb-repl-net",
-        Some(&[
-            "aerodb-wal",
-            "aerodb-mvcc",
-            "aerodb-snapshot",
-            "aerodb-repl-core",
-        ]),
-    ),
-    (
-        "aerodb-repl-explain",
-        Some(&[
-            "aerodb-wal",
-            "aerodb-mvcc",
-            "aerodb-snapshot",
-            "aerodb-repl-core",
-        ]),
-    ),
+    ("aerodb-repl-core", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot"])),
+    ("aerodb-repl-net", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
+    ("aerodb-repl-explain", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
     ("aerodb", None),
     ("xtask", None),
 ];
@@ -53,8 +34,7 @@ pub(crate) fn locate_dependency_line(manifest: &str, dep: &str) -> Option<usize>
             if header == format!("dependencies.{dep}") {
                 return Some(idx + 1);
             }
-            in_deps = header == "dependencies"
-                || (header.starts_with("target.") && header.ends_with(".dependencies"));
+            in_deps = header == "dependencies" || (header.starts_with("target.") && header.ends_with(".dependencies"));
             continue;
         }
         if in_deps {
@@ -76,28 +56,16 @@ fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
 /// `cargo metadata --format-version 1 --no-deps`; `read_manifest` returns
 /// the text of a manifest given its absolute path (used only to report
 /// line numbers).
-pub(crate) fn check_layering(
-    metadata_json: &str,
-    read_manifest: &dyn Fn(&str) -> Option<String>,
-) -> Vec<Finding> {
+pub(crate) fn check_layering(metadata_json: &str, read_manifest: &dyn Fn(&str) -> Option<String>) -> Vec<Finding> {
     let meta: Value = match serde_json::from_str(metadata_json) {
         Ok(v) => v,
-        Err(e) => {
-            return vec![Finding::global(format!(
-                "cargo metadata output is not JSON: {e}"
-            ))]
-        }
+        Err(e) => return vec![Finding::global(format!("cargo metadata output is not JSON: {e}"))],
     };
     let Some(packages) = meta.get("packages").and_then(Value::as_array) else {
-        return vec![Finding::global(
-            "cargo metadata output has no `packages` array",
-        )];
+        return vec![Finding::global("cargo metadata output has no `packages` array")];
     };
     let root = str_field(&meta, "workspace_root").unwrap_or("");
-    let names: Vec<&str> = packages
-        .iter()
-        .filter_map(|p| str_field(p, "name"))
-        .collect();
+    let names: Vec<&str> = packages.iter().filter_map(|p| str_field(p, "name")).collect();
     let mut findings = Vec::new();
     for pkg in packages {
         let Some(name) = str_field(pkg, "name") else {
@@ -105,11 +73,7 @@ pub(crate) fn check_layering(
             continue;
         };
         let manifest_abs = str_field(pkg, "manifest_path").unwrap_or("");
-        let manifest_rel = manifest_abs
-            .strip_prefix(root)
-            .map(|p| p.trim_start_matches(['/', '\\']))
-            .unwrap_or(manifest_abs)
-            .replace('\\', "/");
+        let manifest_rel = manifest_abs.strip_prefix(root).map(|p| p.trim_start_matches(['/', '\\'])).unwrap_or(manifest_abs).replace('\\', "/");
         let Some(allowed) = allowed_for(name) else {
             findings.push(Finding::in_file(
                 &manifest_rel,
@@ -122,11 +86,7 @@ pub(crate) fn check_layering(
             continue;
         };
         let Some(allowed) = allowed else { continue };
-        let deps = pkg
-            .get("dependencies")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        let deps = pkg.get("dependencies").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
         let mut manifest_text: Option<Option<String>> = None;
         for dep in deps {
             let Some(dep_name) = str_field(dep, "name") else {
@@ -137,19 +97,9 @@ pub(crate) fn check_layering(
                 continue;
             }
             let text = manifest_text.get_or_insert_with(|| read_manifest(manifest_abs));
-            let line = text
-                .as_deref()
-                .and_then(|t| locate_dependency_line(t, dep_name));
-            let may = if allowed.is_empty() {
-                "no workspace crate".to_string()
-            } else {
-                allowed.join(", ")
-            };
-            findings.push(Finding::in_file(
-                &manifest_rel,
-                line,
-                format!("`{name}` depends on `{dep_name}`, but it may depend only on: {may}"),
-            ));
+            let line = text.as_deref().and_then(|t| locate_dependency_line(t, dep_name));
+            let may = if allowed.is_empty() { "no workspace crate".to_string() } else { allowed.join(", ") };
+            findings.push(Finding::in_file(&manifest_rel, line, format!("`{name}` depends on `{dep_name}`, but it may depend only on: {may}")));
         }
     }
     findings
@@ -160,10 +110,7 @@ mod tests {
     use super::*;
 
     /// A crate name and its dependencies (name, kind).
-    type Pkg = (
-        &'static str,
-        &'static [(&'static str, Option<&'static str>)],
-    );
+    type Pkg = (&'static str, &'static [(&'static str, Option<&'static str>)]);
 
     fn metadata(packages: &[Pkg]) -> String {
         let pkgs: Vec<Value> = packages
@@ -183,22 +130,13 @@ mod tests {
 
     fn good_workspace() -> Vec<Pkg> {
         vec![
-            (
-                "aerodb-wal",
-                &[("thiserror", None), ("aerodb-mvcc", Some("dev"))],
-            ),
+            ("aerodb-wal", &[("thiserror", None), ("aerodb-mvcc", Some("dev"))]),
             ("aerodb-mvcc", &[("aerodb-wal", None)]),
-            (
-                "aerodb-snapshot",
-                &[("aerodb-wal", None), ("aerodb-mvcc", None)],
-            ),
+            ("aerodb-snapshot", &[("aerodb-wal", None), ("aerodb-mvcc", None)]),
             ("aerodb-repl-core", &[("aerodb-snapshot", None)]),
             ("aerodb-repl-net", &[("aerodb-repl-core", None)]),
             ("aerodb-repl-explain", &[("aerodb-repl-core", None)]),
-            (
-                "aerodb",
-                &[("aerodb-repl-net", None), ("aerodb-repl-explain", None)],
-            ),
+            ("aerodb", &[("aerodb-repl-net", None), ("aerodb-repl-explain", None)]),
             ("xtask", &[("aerodb-wal", None)]),
         ]
     }
@@ -212,21 +150,14 @@ mod tests {
     #[test]
     fn audit_layering_flags_upward_dependency() {
         let mut ws = good_workspace();
-        ws[1] = (
-            "aerodb-mvcc",
-            &[("aerodb-wal", None), ("aerodb-repl-core", None)],
-        );
+        ws[1] = ("aerodb-mvcc", &[("aerodb-wal", None), ("aerodb-repl-core", None)]);
         let json = metadata(&ws);
         let manifest = "[package]\nname = \"aerodb-mvcc\"\n\n[dependencies]\naerodb-wal.workspace = true\naerodb-repl-core = { workspace = true }\n";
-        let findings = check_layering(&json, &|p| {
-            (p == "/ws/crates/aerodb-mvcc/Cargo.toml").then(|| manifest.to_string())
-        });
+        let findings = check_layering(&json, &|p| (p == "/ws/crates/aerodb-mvcc/Cargo.toml").then(|| manifest.to_string()));
         assert_eq!(findings.len(), 1, "{findings:?}");
         assert_eq!(findings[0].file, "crates/aerodb-mvcc/Cargo.toml");
         assert_eq!(findings[0].line, Some(6));
-        assert!(findings[0]
-            .message
-            .contains("`aerodb-mvcc` depends on `aerodb-repl-core`"));
+        assert!(findings[0].message.contains("`aerodb-mvcc` depends on `aerodb-repl-core`"));
     }
 
     #[test]
@@ -236,9 +167,7 @@ mod tests {
         ws.push(("aerodb-new", &[]));
         let findings = check_layering(&metadata(&ws), &|_| None);
         assert_eq!(findings.len(), 2, "{findings:?}");
-        assert!(findings[0]
-            .message
-            .contains("`aerodb-repl-explain` depends on `aerodb-repl-net`"));
+        assert!(findings[0].message.contains("`aerodb-repl-explain` depends on `aerodb-repl-net`"));
         assert!(findings[1].message.contains("`aerodb-new` has no entry"));
     }
 

@@ -35,11 +35,7 @@ pub(crate) struct Finding {
 
 impl Finding {
     pub(crate) fn in_file(file: &str, line: Option<usize>, message: impl Into<String>) -> Self {
-        Finding {
-            file: file.to_string(),
-            line,
-            message: message.into(),
-        }
+        Finding { file: file.to_string(), line, message: message.into() }
     }
 
     pub(crate) fn global(message: impl Into<String>) -> Self {
@@ -74,12 +70,7 @@ struct Inputs {
 }
 
 fn rel_path(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root)
-        .unwrap_or(p)
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy())
-        .collect::<Vec<_>>()
-        .join("/")
+    p.strip_prefix(root).unwrap_or(p).components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
 }
 
 /// Recursively lists files under `dir`, skipping `target` and `.git`
@@ -88,11 +79,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Findin
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            errors.push(Finding::in_file(
-                &rel_path(root, dir),
-                None,
-                format!("cannot list: {e}"),
-            ));
+            errors.push(Finding::in_file(&rel_path(root, dir), None, format!("cannot list: {e}")));
             return;
         }
     };
@@ -100,11 +87,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Findin
     for entry in entries {
         match entry.and_then(|e| Ok((e.path(), e.file_type()?))) {
             Ok((path, ft)) => paths.push((path, ft.is_dir())),
-            Err(e) => errors.push(Finding::in_file(
-                &rel_path(root, dir),
-                None,
-                format!("cannot list: {e}"),
-            )),
+            Err(e) => errors.push(Finding::in_file(&rel_path(root, dir), None, format!("cannot list: {e}"))),
         }
     }
     paths.sort();
@@ -121,11 +104,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Findin
 }
 
 fn gather(root: &Path) -> Inputs {
-    let mut inputs = Inputs {
-        sources: Vec::new(),
-        crate_files: Vec::new(),
-        errors: Vec::new(),
-    };
+    let mut inputs = Inputs { sources: Vec::new(), crate_files: Vec::new(), errors: Vec::new() };
     for dir in SOURCE_DIRS {
         let mut files = Vec::new();
         let base = root.join(dir);
@@ -141,11 +120,7 @@ fn gather(root: &Path) -> Inputs {
             if path.extension().is_some_and(|e| e == "rs") {
                 match std::fs::read_to_string(&path) {
                     Ok(content) => inputs.sources.push(SourceFile { path: rel, content }),
-                    Err(e) => inputs.errors.push(Finding::in_file(
-                        &rel,
-                        None,
-                        format!("cannot read: {e}"),
-                    )),
+                    Err(e) => inputs.errors.push(Finding::in_file(&rel, None, format!("cannot read: {e}"))),
                 }
             }
         }
@@ -156,13 +131,7 @@ fn gather(root: &Path) -> Inputs {
 fn cargo_metadata(root: &Path) -> Result<String, Finding> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args([
-            "metadata",
-            "--format-version",
-            "1",
-            "--no-deps",
-            "--manifest-path",
-        ])
+        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
         .arg(root.join("Cargo.toml"))
         .current_dir(root)
         .output()
@@ -170,27 +139,20 @@ fn cargo_metadata(root: &Path) -> Result<String, Finding> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let first = stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        return Err(Finding::global(format!(
-            "cargo metadata failed ({}): {first}",
-            output.status
-        )));
+        return Err(Finding::global(format!("cargo metadata failed ({}): {first}", output.status)));
     }
-    String::from_utf8(output.stdout)
-        .map_err(|e| Finding::global(format!("cargo metadata output is not UTF-8: {e}")))
+    String::from_utf8(output.stdout).map_err(|e| Finding::global(format!("cargo metadata output is not UTF-8: {e}")))
 }
 
 fn read_text(root: &Path, rel: &str) -> Result<String, Finding> {
-    std::fs::read_to_string(root.join(rel))
-        .map_err(|e| Finding::in_file(rel, None, format!("cannot read: {e}")))
+    std::fs::read_to_string(root.join(rel)).map_err(|e| Finding::in_file(rel, None, format!("cannot read: {e}")))
 }
 
 fn coverage(root: &Path, ws: &Workspace) -> Vec<Finding> {
     let rules = read_text(root, RULES_PATH);
     let docs = read_text(root, DOCS_PATH);
     match (rules, docs) {
-        (Ok(rules), Ok(docs)) => {
-            coverage::check_rule_coverage(RULES_PATH, &rules, DOCS_PATH, &docs, ws)
-        }
+        (Ok(rules), Ok(docs)) => coverage::check_rule_coverage(RULES_PATH, &rules, DOCS_PATH, &docs, ws),
         (rules, docs) => [rules.err(), docs.err()].into_iter().flatten().collect(),
     }
 }
@@ -211,15 +173,8 @@ fn print_map(root: &Path, ws: &Workspace) -> i32 {
     };
     let proofs = coverage::proofs(&registry, ws);
     for e in &registry {
-        let tests: Vec<String> = proofs
-            .get(&e.id)
-            .map(|v| v.iter().map(|(n, p, l)| format!("{n} ({p}:{l})")).collect())
-            .unwrap_or_default();
-        let tests = if tests.is_empty() {
-            "—".to_string()
-        } else {
-            tests.join(", ")
-        };
+        let tests: Vec<String> = proofs.get(&e.id).map(|v| v.iter().map(|(n, p, l)| format!("{n} ({p}:{l})")).collect()).unwrap_or_default();
+        let tests = if tests.is_empty() { "—".to_string() } else { tests.join(", ") };
         println!("{}\t{tests}", e.id);
     }
     0
@@ -233,9 +188,7 @@ no-wall-clock-in-repl-core, insta-snapshots. Exit code 0 when all pass.
 
 /// Runs `cargo xtask audit`; returns the process exit code.
 pub fn run(args: &[String]) -> i32 {
-    let mut root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let mut root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
     let mut map = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -270,31 +223,15 @@ pub fn run(args: &[String]) -> i32 {
         Err(f) => vec![f],
     };
     let mut outcomes = vec![
-        Outcome {
-            name: "layering",
-            what: "workspace crates depend only downwards (ARCHITECTURE.md)",
-            findings: layering,
-        },
+        Outcome { name: "layering", what: "workspace crates depend only downwards (ARCHITECTURE.md)", findings: layering },
         Outcome {
             name: "rule-coverage",
             what: "every rule ID is in docs/invariants.md and proven by a test; tests cite only known IDs",
             findings: coverage(&root, &ws),
         },
-        Outcome {
-            name: "no-ignored-tests",
-            what: "no #[ignore] on any test",
-            findings: hygiene::check_ignored(&ws),
-        },
-        Outcome {
-            name: "no-fixed-sleeps",
-            what: "tests never sleep a fixed time",
-            findings: hygiene::check_fixed_sleeps(&ws),
-        },
-        Outcome {
-            name: "no-wall-clock-in-repl-core",
-            what: "repl-core decisions never read the wall clock",
-            findings: hygiene::check_wall_clock(&ws),
-        },
+        Outcome { name: "no-ignored-tests", what: "no #[ignore] on any test", findings: hygiene::check_ignored(&ws) },
+        Outcome { name: "no-fixed-sleeps", what: "tests never sleep a fixed time", findings: hygiene::check_fixed_sleeps(&ws) },
+        Outcome { name: "no-wall-clock-in-repl-core", what: "repl-core decisions never read the wall clock", findings: hygiene::check_wall_clock(&ws) },
         Outcome {
             name: "insta-snapshots",
             what: "no pending .snap.new / .pending-snap files",
@@ -302,11 +239,7 @@ pub fn run(args: &[String]) -> i32 {
         },
     ];
     if !inputs.errors.is_empty() {
-        outcomes.push(Outcome {
-            name: "read-sources",
-            what: "every source file is readable",
-            findings: inputs.errors,
-        });
+        outcomes.push(Outcome { name: "read-sources", what: "every source file is readable", findings: inputs.errors });
     }
 
     println!("audit: {} ({} Rust files)", root.display(), ws.files.len());
@@ -339,14 +272,8 @@ mod tests {
 
     #[test]
     fn findings_render_as_file_line_message() {
-        assert_eq!(
-            Finding::in_file("a.rs", Some(3), "bad").to_string(),
-            "a.rs:3: bad"
-        );
-        assert_eq!(
-            Finding::in_file("a.rs", None, "bad").to_string(),
-            "a.rs: bad"
-        );
+        assert_eq!(Finding::in_file("a.rs", Some(3), "bad").to_string(), "a.rs:3: bad");
+        assert_eq!(Finding::in_file("a.rs", None, "bad").to_string(), "a.rs: bad");
         assert_eq!(Finding::global("bad").to_string(), "bad");
     }
 
@@ -368,13 +295,7 @@ mod tests {
         let inputs = gather(root);
         let paths: Vec<&str> = inputs.sources.iter().map(|s| s.path.as_str()).collect();
         assert_eq!(paths, ["crates/a/src/lib.rs", "xtask/src/main.rs"]);
-        assert_eq!(
-            inputs.crate_files,
-            [
-                "crates/a/src/lib.rs",
-                "crates/a/src/snapshots/a__t.snap.new"
-            ]
-        );
+        assert_eq!(inputs.crate_files, ["crates/a/src/lib.rs", "crates/a/src/snapshots/a__t.snap.new"]);
         assert!(inputs.errors.is_empty());
     }
 }

@@ -228,8 +228,7 @@ impl Lexer {
                 c if c.is_ascii_digit() => {
                     let line = self.line;
                     while self.at(self.i).is_some_and(is_ident_continue)
-                        || (self.at(self.i) == Some('.')
-                            && self.at(self.i + 1).is_some_and(|d| d.is_ascii_digit()))
+                        || (self.at(self.i) == Some('.') && self.at(self.i + 1).is_some_and(|d| d.is_ascii_digit()))
                     {
                         self.i += 1;
                     }
@@ -256,14 +255,7 @@ impl Lexer {
 
 /// Lexes Rust source text. Total: never fails, whatever the input.
 pub(crate) fn lex(src: &str) -> Lexed {
-    Lexer {
-        chars: src.chars().collect(),
-        i: 0,
-        line: 1,
-        code: String::new(),
-        out: Lexed::default(),
-    }
-    .run()
+    Lexer { chars: src.chars().collect(), i: 0, line: 1, code: String::new(), out: Lexed::default() }.run()
 }
 
 /// A test function found in a file.
@@ -324,11 +316,7 @@ pub(crate) struct ParsedFile {
 impl ParsedFile {
     /// Whether 1-based `line` is test-only code.
     pub(crate) fn is_test_line(&self, line: usize) -> bool {
-        self.is_test_file
-            || self
-                .test_regions
-                .iter()
-                .any(|&(a, b)| a <= line && line <= b)
+        self.is_test_file || self.test_regions.iter().any(|&(a, b)| a <= line && line <= b)
     }
 }
 
@@ -349,17 +337,11 @@ impl Attr {
                 _ => break,
             }
         }
-        Attr {
-            line,
-            path,
-            tokens: tokens.iter().map(|t| t.tok.clone()).collect(),
-        }
+        Attr { line, path, tokens: tokens.iter().map(|t| t.tok.clone()).collect() }
     }
 
     fn has_ident(&self, name: &str) -> bool {
-        self.tokens
-            .iter()
-            .any(|t| matches!(t, Tok::Ident(s) if s == name))
+        self.tokens.iter().any(|t| matches!(t, Tok::Ident(s) if s == name))
     }
 
     fn first_is(&self, name: &str) -> bool {
@@ -368,9 +350,7 @@ impl Attr {
 
     /// `#[test]`, `#[tokio::test]`, `#[tokio::test(flavor = ..)]`, ...
     fn is_test(&self) -> bool {
-        self.path.last().is_some_and(|p| p == "test")
-            && !self.first_is("cfg")
-            && !self.first_is("cfg_attr")
+        self.path.last().is_some_and(|p| p == "test") && !self.first_is("cfg") && !self.first_is("cfg_attr")
     }
 
     fn is_ignore(&self) -> bool {
@@ -379,10 +359,7 @@ impl Attr {
 
     /// `cfg(test)` or `cfg(all(test, ..))`: code that exists only in tests.
     fn is_cfg_test(&self) -> bool {
-        self.path == ["cfg"]
-            && self.has_ident("test")
-            && !self.has_ident("not")
-            && !self.has_ident("any")
+        self.path == ["cfg"] && self.has_ident("test") && !self.has_ident("not") && !self.has_ident("any")
     }
 
     fn path_value(&self) -> Option<String> {
@@ -402,9 +379,7 @@ fn is_punct(t: Option<&Token>, c: char) -> bool {
 
 fn ident(t: Option<&Token>) -> Option<&str> {
     match t {
-        Some(Token {
-            tok: Tok::Ident(s), ..
-        }) => Some(s.as_str()),
+        Some(Token { tok: Tok::Ident(s), .. }) => Some(s.as_str()),
         _ => None,
     }
 }
@@ -429,10 +404,7 @@ fn match_delim(toks: &[Token], open: usize) -> usize {
 
 /// Skips visibility and qualifiers (`pub(crate) async unsafe ...`).
 fn skip_modifiers(toks: &[Token], mut k: usize) -> usize {
-    const MODIFIERS: &[&str] = &[
-        "pub", "crate", "super", "self", "in", "async", "const", "unsafe", "extern", "default",
-        "safe",
-    ];
+    const MODIFIERS: &[&str] = &["pub", "crate", "super", "self", "in", "async", "const", "unsafe", "extern", "default", "safe"];
     while let Some(t) = toks.get(k) {
         let skip = match &t.tok {
             Tok::Ident(s) => MODIFIERS.contains(&s.as_str()),
@@ -530,10 +502,7 @@ pub(crate) fn parse_file(path: &str, content: &str) -> ParsedFile {
                 continue;
             }
         }
-        if ident(toks.get(i)) == Some("proptest")
-            && is_punct(toks.get(i + 1), '!')
-            && (is_punct(toks.get(i + 2), '{') || is_punct(toks.get(i + 2), '('))
-        {
+        if ident(toks.get(i)) == Some("proptest") && is_punct(toks.get(i + 1), '!') && (is_punct(toks.get(i + 2), '{') || is_punct(toks.get(i + 2), '(')) {
             let close = match_delim(toks, i + 2);
             proptest_blocks.push((i + 2, close));
             regions.push((line, toks[close].line));
@@ -556,20 +525,13 @@ pub(crate) fn parse_file(path: &str, content: &str) -> ParsedFile {
             (Some("fn"), Some(name)) => {
                 let in_proptest = proptest_blocks.iter().any(|&(a, b)| a < k && k < b);
                 if attrs.iter().any(Attr::is_test) || in_proptest {
-                    tests.push(TestFn {
-                        name: name.clone(),
-                        line: toks[k].line,
-                        docs: collect_docs(&raw_lines, first_line, toks[k].line),
-                    });
+                    tests.push(TestFn { name: name.clone(), line: toks[k].line, docs: collect_docs(&raw_lines, first_line, toks[k].line) });
                     regions.push((first_line, end_line));
                 }
                 fn_name = Some(name.clone());
             }
             (Some("mod"), Some(name)) if cfg_test && is_punct(toks.get(k + 2), ';') => {
-                cfg_test_mods.push(ModDecl {
-                    name: name.clone(),
-                    path_attr: attrs.iter().find_map(Attr::path_value),
-                });
+                cfg_test_mods.push(ModDecl { name: name.clone(), path_attr: attrs.iter().find_map(Attr::path_value) });
             }
             _ => {}
         }
@@ -577,10 +539,7 @@ pub(crate) fn parse_file(path: &str, content: &str) -> ParsedFile {
             regions.push((first_line, end_line));
         }
         for a in attrs.iter().filter(|a| a.is_ignore()) {
-            ignores.push(IgnoreAttr {
-                line: a.line,
-                item: fn_name.clone(),
-            });
+            ignores.push(IgnoreAttr { line: a.line, item: fn_name.clone() });
         }
         attrs.clear();
         i = k + 1;
@@ -645,10 +604,7 @@ fn under_tests_dir(path: &str) -> bool {
 impl Workspace {
     /// Analyses `files` and works out which whole files are test code.
     pub(crate) fn parse(files: &[SourceFile]) -> Self {
-        let mut parsed: Vec<ParsedFile> = files
-            .iter()
-            .map(|f| parse_file(&f.path, &f.content))
-            .collect();
+        let mut parsed: Vec<ParsedFile> = files.iter().map(|f| parse_file(&f.path, &f.content)).collect();
         let mut test_paths: Vec<String> = Vec::new();
         for f in &parsed {
             for m in &f.cfg_test_mods {
@@ -662,14 +618,9 @@ impl Workspace {
                 }
             }
         }
-        let test_dirs: Vec<String> = test_paths
-            .iter()
-            .map(|p| format!("{}/", module_dir(p)))
-            .collect();
+        let test_dirs: Vec<String> = test_paths.iter().map(|p| format!("{}/", module_dir(p))).collect();
         for f in &mut parsed {
-            f.is_test_file = under_tests_dir(&f.path)
-                || test_paths.contains(&f.path)
-                || test_dirs.iter().any(|d| f.path.starts_with(d.as_str()));
+            f.is_test_file = under_tests_dir(&f.path) || test_paths.contains(&f.path) || test_dirs.iter().any(|d| f.path.starts_with(d.as_str()));
         }
         Workspace { files: parsed }
     }
@@ -677,10 +628,7 @@ impl Workspace {
     /// Analyses a single file (for tests).
     #[cfg(test)]
     pub(crate) fn single(path: &str, content: &str) -> Self {
-        Self::parse(&[SourceFile {
-            path: path.to_string(),
-            content: content.to_string(),
-        }])
+        Self::parse(&[SourceFile { path: path.to_string(), content: content.to_string() }])
     }
 }
 
@@ -689,10 +637,7 @@ mod tests {
     use super::*;
 
     fn names(ws: &Workspace) -> Vec<String> {
-        ws.files
-            .iter()
-            .flat_map(|f| f.tests.iter().map(|t| t.name.clone()))
-            .collect()
+        ws.files.iter().flat_map(|f| f.tests.iter().map(|t| t.name.clone())).collect()
     }
 
     #[test]
@@ -707,10 +652,7 @@ let d = b"bytes"; let e = 'a'; fn f<'a>(x: &'a str) {}
         assert_eq!(l.code_lines[1].trim_end(), r#"let b = "";"#);
         assert_eq!(l.code_lines[2].trim(), "let c = '';");
         assert!(l.code_lines[3].contains("fn f<'a>(x: &'a str) {}"));
-        assert!(l.tokens.contains(&Token {
-            tok: Tok::Str(r#"a "quoted" } brace"#.to_string()),
-            line: 2
-        }));
+        assert!(l.tokens.contains(&Token { tok: Tok::Str(r#"a "quoted" } brace"#.to_string()), line: 2 }));
     }
 
     #[test]
@@ -744,22 +686,13 @@ mod tests {
 }
 "##;
         let ws = Workspace::single("crates/a/src/lib.rs", src);
-        assert_eq!(
-            names(&ws),
-            ["plain", "tokio_one", "same_line", "prop_one", "ignored_one"]
-        );
+        assert_eq!(names(&ws), ["plain", "tokio_one", "same_line", "prop_one", "ignored_one"]);
         let f = &ws.files[0];
         assert_eq!(f.tests[0].docs, ["First line.", "Cites a rule."]);
         assert_eq!(f.tests[0].line, 9);
         assert_eq!(f.tests[1].docs, ["Between attributes."]);
         assert_eq!(f.tests[3].docs, ["Prop doc."]);
-        assert_eq!(
-            f.ignores,
-            [IgnoreAttr {
-                line: 25,
-                item: Some("ignored_one".to_string())
-            }]
-        );
+        assert_eq!(f.ignores, [IgnoreAttr { line: 25, item: Some("ignored_one".to_string()) }]);
         assert!(!f.is_test_line(2));
         assert!(f.is_test_line(9));
         assert!(f.is_test_line(27));
@@ -769,30 +702,17 @@ mod tests {
     #[test]
     fn out_of_line_test_modules_and_tests_dirs_are_test_files() {
         let files = [
-            (
-                "crates/a/src/lib.rs",
-                "#[cfg(test)]\nmod tests;\nmod real;\n",
-            ),
+            ("crates/a/src/lib.rs", "#[cfg(test)]\nmod tests;\nmod real;\n"),
             ("crates/a/src/tests.rs", "fn x() {}"),
             ("crates/a/src/tests/deep.rs", "fn x() {}"),
-            (
-                "crates/a/src/real.rs",
-                "#[cfg(test)]\n#[path = \"real_t.rs\"]\nmod t;\n",
-            ),
+            ("crates/a/src/real.rs", "#[cfg(test)]\n#[path = \"real_t.rs\"]\nmod t;\n"),
             ("crates/a/src/real_t.rs", "fn x() {}"),
             ("crates/a/tests/it.rs", "fn x() {}"),
             ("crates/a/src/other.rs", "fn x() {}"),
         ]
-        .map(|(p, c)| SourceFile {
-            path: p.to_string(),
-            content: c.to_string(),
-        });
+        .map(|(p, c)| SourceFile { path: p.to_string(), content: c.to_string() });
         let ws = Workspace::parse(&files);
-        let flags: Vec<(&str, bool)> = ws
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f.is_test_file))
-            .collect();
+        let flags: Vec<(&str, bool)> = ws.files.iter().map(|f| (f.path.as_str(), f.is_test_file)).collect();
         assert_eq!(
             flags,
             [
@@ -809,17 +729,7 @@ mod tests {
 
     #[test]
     fn lexer_and_parser_are_total_on_junk() {
-        for src in [
-            "",
-            "#",
-            "#[",
-            "fn",
-            "r#\"",
-            "'",
-            "/* unclosed",
-            "\"unclosed",
-            "proptest! {",
-        ] {
+        for src in ["", "#", "#[", "fn", "r#\"", "'", "/* unclosed", "\"unclosed", "proptest! {"] {
             let ws = Workspace::single("x.rs", src);
             assert!(ws.files[0].tests.is_empty(), "{src}");
         }

@@ -48,7 +48,11 @@ impl Node {
     /// port 0 and waits for its `listening client ADDR` line.
     pub(crate) fn start(binary: &Path, data_dir: &Path) -> Result<Node, String> {
         let dir = data_dir.display().to_string();
-        Node::start_with(binary, &["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"], &["client"])
+        Node::start_with(
+            binary,
+            &["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"],
+            &["client"],
+        )
     }
 
     /// Starts `binary <args>` and waits until every surface in `surfaces`
@@ -108,7 +112,9 @@ impl Node {
     /// One served request: the server loop (and its SIGINT handler) is up.
     fn wait_ready(&self) -> Result<(), String> {
         match ureq::get(&format!("{}/v1/docs/{COLLECTION}/ready", self.url())).call() {
-            Ok(_) | Err(ureq::Error::Status(404, _)) => Ok(()),
+            // Any HTTP answer proves the server loop is up (a replica that is not
+            // caught up yet answers 503 READ_REFUSED, which is fine here).
+            Ok(_) | Err(ureq::Error::Status(_, _)) => Ok(()),
             Err(e) => Err(format!("the node does not answer: {e}")),
         }
     }

@@ -181,10 +181,7 @@ pub(crate) fn catch_up_and_bootstrap(binary: &Path, dir: &Path, backlog_bytes: u
     wait_caught_up(&r, records)?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     let snaps = aerodb_snapshot::list_snapshots(&OsDisk, &pdir.join("snapshots")).map_err(|e| e.to_string())?;
-    let data_bytes = snaps
-        .first()
-        .and_then(|s| aerodb_snapshot::read_manifest(&OsDisk, &s.path).ok())
-        .map_or(0, |m| m.data_bytes());
+    let data_bytes = snaps.first().and_then(|s| aerodb_snapshot::read_manifest(&OsDisk, &s.path).ok()).map_or(0, |m| m.data_bytes());
     out.insert("snapshot_bytes".into(), Value::from(data_bytes));
     out.insert("bootstrap_1gib_s".into(), round(secs, 3));
     out.insert("bootstrap_mb_per_s".into(), round(data_bytes as f64 / 1e6 / secs, 1));
@@ -195,7 +192,8 @@ pub(crate) fn catch_up_and_bootstrap(binary: &Path, dir: &Path, backlog_bytes: u
     let store = Store::new();
     recover_store(OsDisk::shared(), &pdir.join("wal"), &store).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let info = aerodb_snapshot::create_snapshot(&OsDisk, &dir.join("bench-snapshots"), &store, "00000000000000000000000000000000").map_err(|e| e.to_string())?;
+    let info =
+        aerodb_snapshot::create_snapshot(&OsDisk, &dir.join("bench-snapshots"), &store, "00000000000000000000000000000000").map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     out.insert("snapshot_create_mb_per_s".into(), round(info.data_bytes as f64 / 1e6 / secs, 1));
     Ok(())

@@ -26,22 +26,12 @@ pub fn put(collection: &str, key: &str, doc: &str) -> Op {
 }
 
 pub fn del(collection: &str, key: &str) -> Op {
-    Op::Delete {
-        collection: Bytes::copy_from_slice(collection.as_bytes()),
-        key: Bytes::copy_from_slice(key.as_bytes()),
-    }
+    Op::Delete { collection: Bytes::copy_from_slice(collection.as_bytes()), key: Bytes::copy_from_slice(key.as_bytes()) }
 }
 
 /// A deterministic, varied write set for commit number `i`.
 pub fn sample_ops(i: u64) -> Vec<Op> {
-    let mut ops = vec![put(
-        "users",
-        &format!("user-{i}"),
-        &format!(
-            "{{\"n\":{i},\"pad\":\"{}\"}}",
-            "x".repeat((i % 23) as usize * 3)
-        ),
-    )];
+    let mut ops = vec![put("users", &format!("user-{i}"), &format!("{{\"n\":{i},\"pad\":\"{}\"}}", "x".repeat((i % 23) as usize * 3)))];
     if matches!(i % 3, 0) {
         ops.push(del("users", &format!("user-{}", i / 2)));
     }
@@ -53,23 +43,14 @@ pub fn sample_ops(i: u64) -> Vec<Op> {
 
 /// A fresh WAL at genesis in `dir`.
 pub fn new_writer(dir: &Path, segment_target: u64) -> WalWriter {
-    let appender =
-        SegmentAppender::create(OsDisk::shared(), dir, ChainTip::GENESIS.segment_header())
-            .expect("create WAL");
-    WalWriter::new(
-        appender,
-        ChainTip::GENESIS,
-        StateDigest::EMPTY,
-        segment_target,
-    )
+    let appender = SegmentAppender::create(OsDisk::shared(), dir, ChainTip::GENESIS.segment_header()).expect("create WAL");
+    WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, segment_target)
 }
 
 /// Appends `sample_ops(1..=n)` (continuing from the writer's tip) and syncs.
 pub fn write_samples(writer: &mut WalWriter, n: u64) -> Vec<AppendedRecord> {
     let first = writer.tip().commit_id + 1;
-    let out: Vec<AppendedRecord> = (first..first + n)
-        .map(|i| writer.append(&sample_ops(i)).expect("append"))
-        .collect();
+    let out: Vec<AppendedRecord> = (first..first + n).map(|i| writer.append(&sample_ops(i)).expect("append")).collect();
     writer.sync().expect("sync");
     out
 }
@@ -84,10 +65,7 @@ pub struct Recovered {
 impl Recovered {
     /// A writer continuing after the recovered history.
     pub fn into_writer(self, segment_target: u64) -> WalWriter {
-        let digest = self
-            .replayed
-            .last()
-            .map_or(StateDigest::EMPTY, |(r, _)| r.state_digest);
+        let digest = self.replayed.last().map_or(StateDigest::EMPTY, |(r, _)| r.state_digest);
         WalWriter::new(self.appender, self.report.end, digest, segment_target)
     }
     pub fn positions(&self) -> Vec<RecordPosition> {
@@ -102,11 +80,7 @@ pub fn recover(dir: &Path) -> Result<Recovered, WalRecoveryError> {
         replayed.push((rec.clone(), pos));
         Ok(())
     })?;
-    Ok(Recovered {
-        appender,
-        report,
-        replayed,
-    })
+    Ok(Recovered { appender, report, replayed })
 }
 
 /// Segment files in `dir`, sorted by start LSN.
@@ -126,12 +100,7 @@ pub fn segment_files(dir: &Path) -> Vec<(Lsn, PathBuf)> {
 /// The file holding the record that starts at `lsn`, and the file offset of `lsn`.
 pub fn locate(dir: &Path, lsn: Lsn) -> (PathBuf, u64) {
     let files = segment_files(dir);
-    let (start, path) = files
-        .iter()
-        .rev()
-        .find(|(start, _)| *start <= lsn)
-        .expect("segment holding lsn")
-        .clone();
+    let (start, path) = files.iter().rev().find(|(start, _)| *start <= lsn).expect("segment holding lsn").clone();
     (path, SEGMENT_HEADER_LEN + (lsn - start))
 }
 
@@ -141,10 +110,7 @@ pub fn file_len(path: &Path) -> u64 {
 
 pub fn append_bytes(path: &Path, bytes: &[u8]) {
     use std::io::Write;
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .expect("open for append");
+    let mut f = fs::OpenOptions::new().append(true).open(path).expect("open for append");
     f.write_all(bytes).expect("append bytes");
     f.sync_all().expect("sync");
 }

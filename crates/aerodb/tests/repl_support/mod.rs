@@ -198,12 +198,15 @@ pub fn primary_state(primary: &Node) -> (u64, String) {
 /// LSN range (segment files are compared by LSN, headers excluded).
 pub fn assert_wal_prefix(primary_dir: &Path, replica_dir: &Path) {
     let read_stream = |dir: &Path| -> Vec<(u64, Vec<u8>)> {
-        let mut segs: Vec<_> = std::fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
+        let mut segs: Vec<_> =
+            std::fs::read_dir(dir.join("wal")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "seg")).collect();
         segs.sort();
-        segs.iter().map(|p| {
-            let lsn: u64 = p.file_stem().unwrap().to_str().unwrap().parse().unwrap();
-            (lsn, std::fs::read(p).unwrap()[64..].to_vec())
-        }).collect()
+        segs.iter()
+            .map(|p| {
+                let lsn: u64 = p.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+                (lsn, std::fs::read(p).unwrap()[64..].to_vec())
+            })
+            .collect()
     };
     let flatten = |segs: Vec<(u64, Vec<u8>)>| -> (u64, Vec<u8>) {
         let start = segs.first().map_or(0, |s| s.0);

@@ -1,0 +1,211 @@
+//! `/metrics`: the same raw numbers as the DX views, in the Prometheus text
+//! exposition format (version 0.0.4). Only numbers and states: no health
+//! verdicts. A value the node does not know is omitted, never guessed
+//! (F-O1). Output order is fixed: the same facts render the same bytes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use aerodb_repl_core::gate::evaluate;
+use aerodb_repl_core::state::ReplicaState;
+
+use crate::facts::{PrimaryFacts, ReplicaFacts};
+use crate::halts::HALT_CODES;
+use crate::views::default_read_inputs;
+
+/// Content type of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every replica runtime state, in the order the gauge lists them.
+const REPLICA_STATES: [ReplicaState; 7] = [
+    ReplicaState::Initializing,
+    ReplicaState::Recovering,
+    ReplicaState::Bootstrapping,
+    ReplicaState::Connecting,
+    ReplicaState::Streaming,
+    ReplicaState::Disconnected,
+    ReplicaState::Halted,
+];
+
+/// Read refusals listed even when zero, so the series always exist.
+const GATE_RULES: [&str; 5] = ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"];
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Builds one exposition, metric family by family.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {value}");
+        } else {
+            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
+            let _ = writeln!(self.out, "{name}{{{}}} {value}", l.join(","));
+        }
+    }
+
+    /// A family with one unlabelled sample, omitted entirely when unknown.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: Option<u64>) {
+        if let Some(v) = value {
+            self.family(name, kind, help);
+            self.sample(name, &[], v);
+        }
+    }
+}
+
+/// The exposition of a primary or standalone node.
+pub fn primary_metrics(f: &PrimaryFacts) -> String {
+    let mut e = Exposition::default();
+    let role = f.role;
+    e.family("aerodb_node_info", "gauge", "Constant 1, labelled with the node role and state.");
+    e.sample("aerodb_node_info", &[("role", role), ("node_state", "PrimaryActive")], 1);
+    e.single("aerodb_commit_id", "gauge", "Last applied CommitId (C_primary).", Some(f.applied.commit_id));
+    e.single("aerodb_durable_commit_id", "gauge", "CommitId of the last fsynced record.", Some(f.durable.commit_id));
+    e.family("aerodb_wal_lsn", "gauge", "WAL position per stage (LSN).");
+    e.sample("aerodb_wal_lsn", &[("stage", "applied")], f.applied.end_lsn);
+    e.sample("aerodb_wal_lsn", &[("stage", "durable")], f.durable.lsn);
+    e.single("aerodb_wal_segments", "gauge", "WAL segment files held.", Some(f.segments.len() as u64));
+    e.single("aerodb_wal_first_lsn", "gauge", "First LSN held in the WAL.", f.segments.first().map(|s| s.header.start_lsn));
+    let recovered = f.recovery.as_ref().map(|r| r.store.applied.commit_id);
+    e.single(
+        "aerodb_commits_total",
+        "counter",
+        "Commits acknowledged by this process (C_primary minus the CommitId recovered at startup).",
+        recovered.map(|c| f.applied.commit_id.saturating_sub(c)),
+    );
+    e.single(
+        "aerodb_recovery_torn_tail_bytes",
+        "gauge",
+        "Bytes of torn tail truncated by the last recovery (CORE-3).",
+        f.recovery.as_ref().map(|r| r.store.wal.torn_tail.as_ref().map_or(0, |t| t.bytes_dropped)),
+    );
+    e.single("aerodb_history_horizon", "gauge", "Oldest CommitId whose read view is answerable.", Some(f.history_horizon));
+    e.single("aerodb_versions", "gauge", "Document versions held.", Some(f.version_count));
+    e.single("aerodb_active_read_views", "gauge", "Read views open now.", Some(f.active_read_views.iter().map(|(_, n)| n).sum()));
+    if let Ok(held) = &f.snapshots {
+        e.single("aerodb_snapshots_held", "gauge", "Snapshots held.", Some(held.len() as u64));
+        e.single("aerodb_snapshot_newest_commit_id", "gauge", "C_snap of the newest snapshot held.", held.first().map(|s| s.commit_id));
+    }
+    if let Some(s) = &f.snapshot_status {
+        e.single("aerodb_snapshots_created_total", "counter", "Snapshots created by this process.", Some(s.snapshots_created));
+        e.single("aerodb_snapshots_deleted_total", "counter", "Old snapshots deleted by this process.", Some(s.snapshots_deleted));
+        e.single("aerodb_wal_segments_removed_total", "counter", "WAL segments removed by retention in this process.", Some(s.segments_removed));
+    }
+    e.single("aerodb_wal_shipped_bytes_total", "counter", "WAL bytes shipped to replicas by this process.", f.wal_shipped_bytes);
+    if let Some(replicas) = &f.replicas {
+        e.single("aerodb_replicas_connected", "gauge", "Replica connections open now.", Some(replicas.len() as u64));
+        let reported: Vec<_> = replicas.iter().filter_map(|r| r.reported.map(|p| (r, p))).collect();
+        e.family("aerodb_replica_sent_lsn", "gauge", "LSN the primary has sent a replica up to.");
+        for r in replicas {
+            e.sample("aerodb_replica_sent_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("session", &r.session)], r.sent_lsn);
+        }
+        if !reported.is_empty() {
+            e.family("aerodb_replica_reported_lsn", "gauge", "Positions a replica last reported, per stage (LSN).");
+            for (r, p) in &reported {
+                for (stage, v) in [("received", p.received_lsn), ("validated", p.validated_lsn), ("applied", p.applied_lsn)] {
+                    e.sample("aerodb_replica_reported_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("stage", stage)], v);
+                }
+            }
+            e.family("aerodb_replica_reported_commit_id", "gauge", "CommitId a replica last reported as applied.");
+            for (r, p) in &reported {
+                e.sample("aerodb_replica_reported_commit_id", &[("replica_id", &r.replica_id), ("peer", &r.peer)], p.applied_commit_id);
+            }
+            e.family("aerodb_replica_lag_commits", "gauge", "C_primary minus the replica's reported CommitId.");
+            for (r, p) in &reported {
+                e.sample(
+                    "aerodb_replica_lag_commits",
+                    &[("replica_id", &r.replica_id), ("peer", &r.peer)],
+                    f.applied.commit_id.saturating_sub(p.applied_commit_id),
+                );
+            }
+            e.family("aerodb_replica_lag_bytes", "gauge", "Durable LSN minus the replica's reported applied LSN.");
+            for (r, p) in &reported {
+                e.sample("aerodb_replica_lag_bytes", &[("replica_id", &r.replica_id), ("peer", &r.peer)], f.durable.lsn.saturating_sub(p.applied_lsn));
+            }
+        }
+    }
+    e.out
+}
+
+/// The exposition of a replica.
+pub fn replica_metrics(f: &ReplicaFacts) -> String {
+    let o = &f.observed;
+    let mut e = Exposition::default();
+    let node_state = crate::views::replica_node_state(o);
+    e.family("aerodb_node_info", "gauge", "Constant 1, labelled with the node role and state.");
+    e.sample("aerodb_node_info", &[("role", "replica"), ("node_state", node_state)], 1);
+    e.family("aerodb_replica_state", "gauge", "1 for the replica's current runtime state, 0 for the others.");
+    for s in REPLICA_STATES {
+        e.sample("aerodb_replica_state", &[("state", s.name())], u64::from(o.state == s));
+    }
+    let known = f.applied.is_some();
+    e.single("aerodb_commit_id", "gauge", "Last applied CommitId (C_replica).", f.applied.map(|a| a.commit_id));
+    if known {
+        e.family("aerodb_wal_lsn", "gauge", "WAL position per stage (LSN).");
+        e.sample("aerodb_wal_lsn", &[("stage", "received")], o.positions.received_lsn);
+        e.sample("aerodb_wal_lsn", &[("stage", "validated")], o.positions.validated_lsn);
+        e.sample("aerodb_wal_lsn", &[("stage", "applied")], o.positions.applied_lsn);
+    }
+    e.single("aerodb_primary_commit_id", "gauge", "C_primary as last reported by the primary.", o.primary.map(|p| p.commit_id));
+    e.single("aerodb_primary_durable_lsn", "gauge", "The primary's durable LSN as last reported.", o.primary.map(|p| p.durable_lsn));
+    let c = f.applied.map(|a| a.commit_id);
+    e.single("aerodb_replication_lag_commits", "gauge", "Reported C_primary minus C_replica.", o.primary.zip(c).map(|(p, c)| p.commit_id.saturating_sub(c)));
+    e.single(
+        "aerodb_replication_lag_bytes",
+        "gauge",
+        "Reported primary durable LSN minus the applied LSN.",
+        o.primary.filter(|_| known).map(|p| p.durable_lsn.saturating_sub(o.positions.applied_lsn)),
+    );
+    e.single("aerodb_replica_reconnects_total", "counter", "Reconnections since start.", Some(o.reconnects));
+    e.single("aerodb_replica_handshakes_total", "counter", "Successful handshakes since start.", Some(o.handshakes));
+    e.single("aerodb_history_horizon", "gauge", "Oldest CommitId whose read view is answerable.", f.history_horizon);
+    e.single("aerodb_versions", "gauge", "Document versions held.", f.version_count);
+    e.single("aerodb_active_read_views", "gauge", "Read views open now.", Some(f.active_read_views.iter().map(|(_, n)| n).sum()));
+    let gate = evaluate(&default_read_inputs(o, f.applied.as_ref(), f.history_horizon.unwrap_or(0)));
+    e.single("aerodb_read_admitted", "gauge", "1 when the read-safety gate admits a read at C_replica now, else 0.", Some(u64::from(gate.admitted)));
+    e.single("aerodb_bootstrap_boundary_commit_id", "gauge", "CommitId of the bootstrap boundary.", o.bootstrap.map(|b| b.boundary_commit_id));
+    e.single("aerodb_bootstrap_boundary_lsn", "gauge", "LSN of the bootstrap boundary.", o.bootstrap.map(|b| b.boundary_lsn));
+    e.family("aerodb_replica_halted", "gauge", "1 for the code the replica is halted with, 0 for the others.");
+    let current = o.halt.as_ref().map(|h| h.code.as_str());
+    for c in HALT_CODES.iter().filter(|c| c.halts) {
+        e.sample("aerodb_replica_halted", &[("code", c.code)], u64::from(current == Some(c.code)));
+    }
+    if let Some(code) = current.filter(|code| !HALT_CODES.iter().any(|c| c.halts && c.code == *code)) {
+        e.sample("aerodb_replica_halted", &[("code", code)], 1);
+    }
+    e.family("aerodb_replica_blocked", "gauge", "1 with the code of what blocks progress without a halt (absent when nothing does).");
+    if let Some(b) = o.blocking.as_ref().filter(|_| o.halt.is_none()) {
+        e.sample("aerodb_replica_blocked", &[("code", &b.code), ("rule_id", &b.rule_id)], 1);
+    }
+    e.family("aerodb_client_refusals_total", "counter", "Client requests refused since start, by code and rule.");
+    let mut refusals: BTreeMap<(&str, &str), u64> = GATE_RULES.iter().map(|rule| (("READ_REFUSED", *rule), 0)).collect();
+    for r in &f.refusals {
+        *refusals.entry((r.code.as_str(), r.rule_id.as_str())).or_insert(0) += r.count;
+    }
+    for ((code, rule_id), count) in refusals {
+        e.sample("aerodb_client_refusals_total", &[("code", code), ("rule_id", rule_id)], count);
+    }
+    e.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}

@@ -1,0 +1,1112 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+//! Golden files (insta) for every explanation type, every halt reason code
+//! the code can produce, every refusal rule of the read-safety gate, and the
+//! DX views and metrics. Every input is built from real state: real WAL
+//! records encoded by `aerodb-wal`, real chain violations from a
+//! `ChainValidator` fed bad bytes, real apply errors from a `Store`, real
+//! handshake refusals from `decide`, real recovery reports from
+//! `recover_primary` / `recover_replica` over files in a temporary
+//! directory, and real status from `ReplicaShared` transitions. Halts that
+//! `aerodb-repl-net` builds inline are rebuilt here exactly as its
+//! supervisor builds them, from real errors. Run-specific values (temporary
+//! paths) are replaced before pinning; everything else is deterministic.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use aerodb_mvcc::{AppliedState, ApplyInput, Store};
+use aerodb_repl_core::gate::{evaluate, GateDecision};
+use aerodb_repl_core::halt::HaltReason;
+use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, Refuse, PROTOCOL_VERSION};
+use aerodb_repl_core::metadata::{write_metadata, BootstrapBoundary, BootstrapMethod, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
+use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFormat, SnapshotRejected};
+use aerodb_repl_core::state::ReplicaState;
+use aerodb_repl_core::status::{BootstrapState, PrimaryProgress, ReplicaObserved, ReplicaShared};
+use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
+use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
+use aerodb_repl_explain::halts::HALT_CODES;
+use aerodb_repl_explain::views::{self, default_read_inputs};
+use aerodb_repl_explain::{metrics, rules};
+use aerodb_snapshot::{create_snapshot, list_snapshots, load_snapshot, read_manifest, recover_primary, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
+use aerodb_wal::disk::OsDisk;
+use aerodb_wal::durable::DurablePoint;
+use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::record::encode_record;
+use aerodb_wal::segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
+use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+const CLUSTER: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+const OTHER_CLUSTER: &str = "0badc0de0badc0de0badc0de0badc0de";
+const REPLICA_ID: &str = "feedfacefeedfacefeedfacefeedface";
+const PRIMARY_ADDR: &str = "primary.example:7701";
+
+// ---------------------------------------------------------------------------
+// A real history: six commits encoded by the WAL's own encoder.
+// ---------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+struct Rec {
+    commit_id: CommitId,
+    lsn: Lsn,
+    end_lsn: Lsn,
+    bytes: Vec<u8>,
+    fingerprint: Fingerprint,
+    digest: StateDigest,
+    ops: Vec<Op>,
+}
+
+impl Rec {
+    fn position(&self) -> RecordPosition {
+        RecordPosition { lsn: self.lsn, end_lsn: self.end_lsn, commit_id: self.commit_id, fingerprint: self.fingerprint }
+    }
+    fn tip(&self) -> ChainTip {
+        ChainTip { end_lsn: self.end_lsn, commit_id: self.commit_id, fingerprint: self.fingerprint }
+    }
+    fn applied(&self) -> AppliedState {
+        AppliedState { commit_id: self.commit_id, end_lsn: self.end_lsn, fingerprint: self.fingerprint, state_digest: self.digest }
+    }
+}
+
+fn put(key: &'static str, doc: &'static str) -> Op {
+    Op::Put { collection: Bytes::from_static(b"users"), key: Bytes::from_static(key.as_bytes()), doc: Bytes::from_static(doc.as_bytes()) }
+}
+
+fn del(key: &'static str) -> Op {
+    Op::Delete { collection: Bytes::from_static(b"users"), key: Bytes::from_static(key.as_bytes()) }
+}
+
+fn write_sets() -> Vec<Vec<Op>> {
+    vec![
+        vec![put("alice", r#"{"v":1}"#)],
+        vec![put("bob", r#"{"v":1}"#)],
+        vec![put("alice", r#"{"v":2}"#), put("carol", r#"{"v":1}"#)],
+        vec![del("alice")],
+        vec![put("alice", r#"{"v":3}"#)],
+        vec![put("bob", r#"{"v":2}"#)],
+    ]
+}
+
+/// Encodes `sets` as a chain after `tip` with `digest` as the state before.
+fn chain_after(tip: ChainTip, digest: StateDigest, sets: Vec<Vec<Op>>) -> Vec<Rec> {
+    let (mut lsn, mut fp, mut d) = (tip.end_lsn, tip.fingerprint, digest);
+    let mut out = Vec::new();
+    for (i, ops) in sets.into_iter().enumerate() {
+        let commit_id = tip.commit_id + 1 + i as u64;
+        d = d.after_ops(commit_id, &ops);
+        let (bytes, f) = encode_record(commit_id, d, fp, &ops).unwrap();
+        let end_lsn = lsn + bytes.len() as u64;
+        out.push(Rec { commit_id, lsn, end_lsn, bytes, fingerprint: f, digest: d, ops });
+        lsn = end_lsn;
+        fp = f;
+    }
+    out
+}
+
+fn history() -> Vec<Rec> {
+    chain_after(ChainTip::GENESIS, StateDigest::EMPTY, write_sets())
+}
+
+/// A WAL directory with one segment starting at `tip` holding `recs`.
+fn write_wal(dir: &Path, tip: ChainTip, recs: &[Rec]) {
+    let mut app = SegmentAppender::create(OsDisk::shared(), dir, tip.segment_header()).unwrap();
+    for r in recs {
+        app.append(r.lsn, &r.bytes).unwrap();
+    }
+    app.sync().unwrap();
+}
+
+/// A store with `recs` applied through the one apply function.
+fn store_with(recs: &[Rec]) -> Arc<Store> {
+    let store = Store::new();
+    for r in recs {
+        store.apply(ApplyInput { position: r.position(), state_digest: r.digest, ops: &r.ops }).unwrap();
+    }
+    Arc::new(store)
+}
+
+// ---------------------------------------------------------------------------
+// Redaction and pinning
+// ---------------------------------------------------------------------------
+
+/// Replaces every occurrence of the temporary directory in strings.
+fn redact(v: Value, dir: &Path) -> Value {
+    let needle = dir.display().to_string();
+    match v {
+        Value::String(s) => Value::String(s.replace(&needle, "<tmp>")),
+        Value::Array(a) => Value::Array(a.into_iter().map(|x| redact(x, dir)).collect()),
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, x)| (k, redact(x, dir))).collect()),
+        other => other,
+    }
+}
+
+/// Every cited rule ID must be registered (P5-I15), the shape must be the
+/// one of REPLICATION.md §10, and rules must be in a fixed order with
+/// evaluations true/false/null.
+fn check_explanation(e: &Explanation) {
+    for id in e.cited_rule_ids() {
+        assert!(rules::rule(id).is_some(), "{} cites unregistered rule {id}", e.explanation_type);
+    }
+    let v = e.to_value();
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 5);
+    for k in ["explanation_type", "observed_snapshot", "inputs", "rules_applied", "conclusion"] {
+        assert!(v.get(k).is_some(), "missing {k}");
+    }
+    assert_eq!(v["observed_snapshot"]["snapshot_id"], "live");
+    for r in v["rules_applied"].as_array().unwrap() {
+        assert!(r["evaluation"].is_boolean() || r["evaluation"].is_null());
+        if r["evaluation"].is_null() {
+            assert!(r["evidence"]["missing"].is_string(), "null evaluation without stated missing evidence: {r}");
+        }
+    }
+}
+
+fn pin(name: &str, e: &Explanation, dir: Option<&Path>) {
+    check_explanation(e);
+    let v = e.to_value();
+    let v = match dir {
+        Some(d) => redact(v, d),
+        None => v,
+    };
+    insta::assert_json_snapshot!(name, v);
+}
+
+fn pin_value(name: &str, v: Value) {
+    insta::assert_json_snapshot!(name, v);
+}
+
+// ---------------------------------------------------------------------------
+// Replica status built through the real state machine
+// ---------------------------------------------------------------------------
+
+fn wal_boundary() -> BootstrapBoundary {
+    BootstrapBoundary {
+        method: BootstrapMethod::Wal,
+        boundary_commit_id: 0,
+        boundary_lsn: 0,
+        boundary_fingerprint: GENESIS_FINGERPRINT,
+        boundary_state_digest: StateDigest::EMPTY,
+    }
+}
+
+fn shared_through(states: &[ReplicaState]) -> ReplicaShared {
+    let s = ReplicaShared::new(PRIMARY_ADDR, BootstrapMethod::Wal);
+    for st in states {
+        s.transition(*st, "golden").unwrap();
+    }
+    s
+}
+
+/// A WAL-bootstrapped replica that applied `applied` records of the history
+/// and heard C_primary = 6 from the primary, in `states`.
+fn replica_at(states: &[ReplicaState], applied: usize) -> (ReplicaShared, Arc<Store>) {
+    let recs = history();
+    let store = store_with(&recs[..applied]);
+    let s = shared_through(states);
+    let a = store.applied();
+    s.update(|o| {
+        o.cluster_id = Some(CLUSTER.into());
+        o.replica_id = Some(REPLICA_ID.into());
+        o.bootstrap = Some(wal_boundary());
+        o.bootstrap_state = BootstrapState::Complete;
+        o.positions =
+            aerodb_repl_core::status::Positions { received_lsn: a.end_lsn, validated_lsn: a.end_lsn, applied_lsn: a.end_lsn, applied_commit_id: a.commit_id };
+    });
+    if states.contains(&ReplicaState::Streaming) {
+        let last = &recs[recs.len() - 1];
+        s.update(|o| o.primary = Some(PrimaryProgress { commit_id: last.commit_id, durable_lsn: last.end_lsn }));
+    }
+    (s, store)
+}
+
+const STREAMING: &[ReplicaState] = &[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Streaming];
+
+fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option<&Path>) -> ReplicaFacts {
+    ReplicaFacts {
+        observed: o,
+        applied: store.map(|s| s.applied()),
+        history_horizon: store.map(|s| s.history_horizon()),
+        version_count: store.map(|s| s.version_count()),
+        active_read_views: store.map(|s| s.active_read_views()).unwrap_or_default(),
+        wal_files: Ok(wal_dir.map(list_wal).unwrap_or_default()),
+        bootstrap_snapshot_bytes: None,
+        refusals: vec![
+            RefusalCount { code: "READ_REFUSED".into(), rule_id: "RS-3".into(), count: 2 },
+            RefusalCount { code: "WRITE_REJECTED".into(), rule_id: "REPL-1".into(), count: 1 },
+        ],
+    }
+}
+
+fn list_wal(dir: &Path) -> Vec<WalFile> {
+    let mut out: Vec<WalFile> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            parse_segment_file_name(&name).map(|start_lsn| WalFile { name, start_lsn, bytes: e.metadata().unwrap().len() })
+        })
+        .collect();
+    out.sort_by_key(|w| w.start_lsn);
+    out
+}
+
+/// The halt explanation of a streaming replica at CommitId 3 that halts with `h`.
+fn halted_streaming(h: HaltReason) -> (ReplicaObserved, AppliedState) {
+    let (s, store) = replica_at(STREAMING, 3);
+    s.halt(h);
+    (s.observe(), store.applied())
+}
+
+fn pin_halt(code: &str, h: HaltReason, dir: Option<&Path>) {
+    assert_eq!(h.code, code, "the real constructor produced another code: {h:?}");
+    let (o, a) = halted_streaming(h);
+    let e = explain::replication_halt(&o, Some(&a)).unwrap();
+    assert_eq!(e.conclusion["code"], code);
+    assert_eq!(e.rules_applied[0].evaluation, Some(false));
+    pin(&format!("halt_{}", code.to_ascii_lowercase()), &e, dir);
+}
+
+/// A halt found during replica recovery (no store yet).
+fn pin_recovery_halt(name: &str, h: HaltReason, dir: &Path) {
+    let s = shared_through(&[ReplicaState::Recovering]);
+    s.halt(h);
+    let o = s.observe();
+    let e = explain::replication_halt(&o, None).unwrap();
+    pin(name, &e, Some(dir));
+}
+
+// ---------------------------------------------------------------------------
+// Halts from received WAL: a real ChainValidator fed bad bytes (F-V1, F-V2, F-D1)
+// ---------------------------------------------------------------------------
+
+fn validator_after_3() -> (ChainValidator, Vec<Rec>) {
+    let recs = history();
+    (ChainValidator::new(recs[2].tip()), recs)
+}
+
+fn violation(f: impl FnOnce(&mut ChainValidator, &[Rec]) -> Result<(), ChainViolation>) -> ChainViolation {
+    let (mut v, recs) = validator_after_3();
+    f(&mut v, &recs).expect_err("bad bytes must be rejected")
+}
+
+/// CORE-2 / F-V1: a flipped byte fails the crc32c.
+#[test]
+fn core_2_golden_halt_checksum_mismatch() {
+    let v = violation(|v, recs| {
+        let mut b = recs[3].bytes.clone();
+        let last = b.len() - 1;
+        b[last] ^= 0x40;
+        v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
+    });
+    pin_halt("CHECKSUM_MISMATCH", HaltReason::from_violation(&v), None);
+}
+
+/// CORE-2 / F-V1: truncated bytes are not a record.
+#[test]
+fn core_2_golden_halt_invalid_record() {
+    let v = violation(|v, recs| {
+        let b = recs[3].bytes[..recs[3].bytes.len() / 2].to_vec();
+        v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
+    });
+    pin_halt("INVALID_RECORD", HaltReason::from_violation(&v), None);
+}
+
+/// REPL-7 / F-V2: a record that does not start where the history ends.
+#[test]
+fn repl_7_golden_halt_lsn_gap() {
+    let v = violation(|v, recs| v.validate(recs[3].lsn + 8, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
+    pin_halt("LSN_GAP", HaltReason::from_violation(&v), None);
+}
+
+/// REPL-2 / F-V2: CommitId 5 after 3.
+#[test]
+fn repl_2_golden_halt_commit_id_gap() {
+    let v = violation(|v, recs| {
+        // Commit 5 of a history that skipped 4, placed where 4 must start.
+        let skipped = chain_after(ChainTip { commit_id: 4, ..recs[2].tip() }, recs[2].digest, vec![recs[4].ops.clone()]);
+        v.validate(recs[3].lsn, &Bytes::from(skipped[0].bytes.clone())).map(|_| ())
+    });
+    pin_halt("COMMIT_ID_GAP", HaltReason::from_violation(&v), None);
+}
+
+/// REPL-5 / F-D1: record 4 of a divergent history (another record 3 before it).
+#[test]
+fn repl_5_golden_halt_fingerprint_mismatch() {
+    let v = violation(|v, recs| {
+        let divergent = chain_after(recs[1].tip(), recs[1].digest, vec![vec![put("dave", r#"{"v":9}"#)], recs[3].ops.clone()]);
+        v.validate(recs[3].lsn, &Bytes::from(divergent[1].bytes.clone())).map(|_| ())
+    });
+    pin_halt("FINGERPRINT_MISMATCH", HaltReason::from_violation(&v), None);
+}
+
+/// REPL-7 / F-V2: a segment header that declares another previous commit.
+#[test]
+fn repl_7_golden_halt_segment_discontinuity() {
+    let v = violation(|v, recs| v.check_segment_start(&SegmentHeader { start_lsn: recs[2].end_lsn, prev_commit_id: 2, prev_fingerprint: recs[1].fingerprint }));
+    pin_halt("SEGMENT_DISCONTINUITY", HaltReason::from_violation(&v), None);
+}
+
+// ---------------------------------------------------------------------------
+// Halts from apply: a real Store (F-D3, F-V2)
+// ---------------------------------------------------------------------------
+
+/// REPL-4 / F-D3: the record carries a digest the replica does not recompute.
+#[test]
+fn repl_4_golden_halt_apply_diverged() {
+    let recs = history();
+    let store = store_with(&recs[..3]);
+    let divergent = chain_after(recs[2].tip(), recs[2].digest, vec![vec![put("alice", r#"{"v":99}"#)]]);
+    let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, ops: &recs[3].ops }).unwrap_err();
+    pin_halt("APPLY_DIVERGED", HaltReason::from_apply(&e, recs[3].lsn), None);
+}
+
+/// REPL-2 / F-V2: a validated record that is not the next commit for the store.
+#[test]
+fn repl_2_golden_halt_apply_out_of_order() {
+    let recs = history();
+    let store = store_with(&recs[..3]);
+    let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, ops: &recs[4].ops }).unwrap_err();
+    pin_halt("APPLY_OUT_OF_ORDER", HaltReason::from_apply(&e, recs[4].lsn), None);
+}
+
+// ---------------------------------------------------------------------------
+// Halts from the handshake: the primary's real decision (F-D1, F-D2, F-C1)
+// ---------------------------------------------------------------------------
+
+struct History(Vec<Rec>);
+
+impl PrimaryHistory for History {
+    fn cluster_id(&self) -> &str {
+        CLUSTER
+    }
+    fn durable(&self) -> (Lsn, CommitId) {
+        self.0.last().map_or((0, 0), |r| (r.end_lsn, r.commit_id))
+    }
+    fn oldest_retained(&self) -> ChainTip {
+        ChainTip::GENESIS
+    }
+    fn record_end(&self, commit_id: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
+        Ok(self.0.iter().find(|r| r.commit_id == commit_id).map(|r| (r.end_lsn, r.fingerprint)))
+    }
+}
+
+fn hello(tip: ChainTip) -> Hello {
+    Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: Some(CLUSTER.into()),
+        replica_id: REPLICA_ID.into(),
+        request: HelloRequest::Resume { end_lsn: tip.end_lsn, commit_id: tip.commit_id, fingerprint: tip.fingerprint },
+    }
+}
+
+/// The halt the replica supervisor (aerodb-repl-net) records for a refusal.
+fn refusal_halt(r: &Refuse, hello: &Hello) -> HaltReason {
+    let (lsn, commit_id) = match &hello.request {
+        HelloRequest::Resume { end_lsn, commit_id, .. } => (Some(*end_lsn), Some(*commit_id)),
+        HelloRequest::Snapshot => (None, None),
+    };
+    let mut h = HaltReason::new(
+        r.code.as_str(),
+        r.code.rule_id(),
+        r.detail.clone(),
+        lsn,
+        commit_id,
+        json!({"replica": {"request": hello.request, "cluster_id": hello.cluster_id}, "primary": r.evidence}),
+    );
+    if let Some(row) = r.code.failure_row() {
+        h = h.with_failure(row);
+    }
+    h
+}
+
+fn refused(h: &Hello) -> HaltReason {
+    match decide(&History(history()), h) {
+        Decision::Refuse(r) => {
+            assert!(r.code.halts());
+            refusal_halt(&r, h)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// REPL-5 / F-D1: the replica's record 3 is not the primary's.
+#[test]
+fn f_d1_golden_halt_diverged() {
+    let recs = history();
+    let divergent = chain_after(recs[1].tip(), recs[1].digest, vec![vec![put("dave", r#"{"v":9}"#)]]);
+    pin_halt("DIVERGED", refused(&hello(divergent[0].tip())), None);
+}
+
+/// REPL-3 / F-D2: the replica holds commits 7 and 8 the primary does not.
+#[test]
+fn f_d2_golden_halt_replica_ahead() {
+    let recs = history();
+    let ahead = chain_after(recs[5].tip(), recs[5].digest, vec![vec![put("erin", r#"{"v":1}"#)], vec![put("erin", r#"{"v":2}"#)]]);
+    pin_halt("REPLICA_AHEAD", refused(&hello(ahead[1].tip())), None);
+}
+
+/// REPL-1 / F-C1: the replica belongs to another cluster (refused by the primary).
+#[test]
+fn f_c1_golden_halt_cluster_mismatch() {
+    let mut h = hello(history()[2].tip());
+    h.cluster_id = Some(OTHER_CLUSTER.into());
+    pin_halt("CLUSTER_MISMATCH", refused(&h), None);
+}
+
+/// REPL-1 / F-C1: the primary accepted but names another cluster (the replica's own check).
+#[test]
+fn f_c1_golden_halt_cluster_mismatch_at_accept() {
+    let accept_cluster = OTHER_CLUSTER;
+    let h = HaltReason::new(
+        "CLUSTER_MISMATCH",
+        "REPL-1",
+        format!("primary is cluster {accept_cluster}, replica belongs to {CLUSTER}"),
+        None,
+        None,
+        json!({"replica_cluster_id": CLUSTER, "primary_cluster_id": accept_cluster}),
+    )
+    .with_failure("F-C1");
+    let (o, a) = halted_streaming(h);
+    pin("halt_cluster_mismatch_at_accept", &explain::replication_halt(&o, Some(&a)).unwrap(), None);
+}
+
+/// REPL-1: another protocol version.
+#[test]
+fn repl_1_golden_halt_protocol_version() {
+    let mut h = hello(history()[2].tip());
+    h.protocol_version = PROTOCOL_VERSION + 1;
+    pin_halt("PROTOCOL_VERSION", refused(&h), None);
+}
+
+/// REPL-1 / F-C1: the address answers, but not as an AeroDB primary (an
+/// HTTP server's answer decoded as a frame).
+#[test]
+fn f_c1_golden_halt_peer_not_aerodb() {
+    let err =
+        aerodb_repl_net::frame::decode(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).unwrap_err();
+    assert_eq!(err.code(), "PEER_NOT_AERODB");
+    let h = HaltReason::new(
+        "PEER_NOT_AERODB",
+        "REPL-1",
+        format!("{PRIMARY_ADDR} does not answer as an AeroDB primary: {err}"),
+        None,
+        None,
+        json!({"primary": PRIMARY_ADDR}),
+    )
+    .with_failure("F-C1");
+    pin_halt("PEER_NOT_AERODB", h, None);
+}
+
+// ---------------------------------------------------------------------------
+// Halts from local IO (REPL-9)
+// ---------------------------------------------------------------------------
+
+/// REPL-9: the replica cannot write received WAL (a real IO error).
+#[test]
+fn repl_9_golden_halt_replica_io_error() {
+    let dir = TempDir::new().unwrap();
+    let e = std::fs::OpenOptions::new().append(true).open(dir.path().join("missing").join("00000000000000000000.seg")).unwrap_err();
+    let h = HaltReason::new("REPLICA_IO_ERROR", "REPL-9", e.to_string(), None, None, json!({}));
+    pin_halt("REPLICA_IO_ERROR", h, Some(dir.path()));
+}
+
+/// REPL-9: bootstrap state cannot be written (the data directory is a file).
+#[test]
+fn repl_9_golden_halt_bootstrap_io() {
+    let dir = TempDir::new().unwrap();
+    let root = dir.path().join("not-a-dir");
+    std::fs::write(&root, b"x").unwrap();
+    let err = bootstrap_from_genesis(OsDisk::shared(), &ReplicaPaths::new(&root), CLUSTER, REPLICA_ID).err().expect("must fail on a file");
+    let h = HaltReason::new("BOOTSTRAP_IO", "REPL-9", err.to_string(), None, None, json!({}));
+    pin_halt("BOOTSTRAP_IO", h, Some(dir.path()));
+}
+
+// ---------------------------------------------------------------------------
+// Halts found by replica recovery: real files, real recover_replica
+// ---------------------------------------------------------------------------
+
+/// The node's snapshot format (as `aerodb`'s `SnapshotFiles`), over `aerodb-snapshot`.
+struct Files;
+
+impl SnapshotFormat for Files {
+    fn manifest_files(&self, dir: &Path) -> Result<Vec<(String, u64)>, SnapshotRejected> {
+        let m = read_manifest(&OsDisk, dir).map_err(|e| SnapshotRejected { code: e.code().into(), rule_id: e.rule_id().into(), detail: e.to_string() })?;
+        Ok(m.files.into_iter().map(|f| (f.name, f.size)).collect())
+    }
+    fn load(&self, dir: &Path, expected_cluster: &str) -> Result<(Store, AppliedState), SnapshotRejected> {
+        let (store, m) = load_snapshot(&OsDisk, dir, Some(expected_cluster)).map_err(|e| SnapshotRejected {
+            code: e.code().into(),
+            rule_id: e.rule_id().into(),
+            detail: e.to_string(),
+        })?;
+        Ok((store, m.cut()))
+    }
+}
+
+fn metadata(boundary: BootstrapBoundary, cluster: &str) -> ReplicaMetadata {
+    ReplicaMetadata { format_version: METADATA_FORMAT, cluster_id: cluster.into(), replica_id: REPLICA_ID.into(), bootstrap: boundary }
+}
+
+/// A replica bootstrapped by WAL from genesis holding all six commits.
+fn wal_replica(root: &Path) -> ReplicaPaths {
+    let paths = ReplicaPaths::new(root);
+    write_wal(&paths.wal, ChainTip::GENESIS, &history());
+    write_metadata(&OsDisk, &paths, &metadata(wal_boundary(), CLUSTER)).unwrap();
+    paths
+}
+
+fn snapshot_boundary(rec: &Rec) -> BootstrapBoundary {
+    BootstrapBoundary {
+        method: BootstrapMethod::Snapshot,
+        boundary_commit_id: rec.commit_id,
+        boundary_lsn: rec.end_lsn,
+        boundary_fingerprint: rec.fingerprint,
+        boundary_state_digest: rec.digest,
+    }
+}
+
+/// A replica bootstrapped from the primary's snapshot at CommitId 3, with
+/// commits 4..6 in its WAL.
+fn snapshot_replica(root: &Path) -> ReplicaPaths {
+    let recs = history();
+    let store = store_with(&recs[..3]);
+    let snaps = root.join("primary-snapshots");
+    let info = create_snapshot(&OsDisk, &snaps, &store, CLUSTER).unwrap();
+    let paths = ReplicaPaths::new(root);
+    std::fs::create_dir_all(paths.snapshot()).unwrap();
+    for entry in std::fs::read_dir(&info.path).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), paths.snapshot().join(entry.file_name())).unwrap();
+    }
+    std::fs::remove_dir_all(&snaps).unwrap();
+    write_wal(&paths.wal, recs[2].tip(), &recs[3..]);
+    write_metadata(&OsDisk, &paths, &metadata(snapshot_boundary(&recs[2]), CLUSTER)).unwrap();
+    paths
+}
+
+fn recovery_halt(paths: &ReplicaPaths) -> HaltReason {
+    match recover_replica(OsDisk::shared(), paths, &Files) {
+        Ok(Recovered::Halted { halt, .. }) => *halt,
+        Ok(_) => panic!("recovery did not halt"),
+        Err(e) => panic!("metadata error {e}"),
+    }
+}
+
+/// The halt the supervisor records when recovery refuses the metadata (F-RC2).
+fn metadata_halt(paths: &ReplicaPaths) -> HaltReason {
+    match recover_replica(OsDisk::shared(), paths, &Files) {
+        Err(e) => HaltReason::new(e.check, "F-RC2", e.to_string(), None, None, json!({"file": e.file})).with_failure("F-RC2"),
+        Ok(_) => panic!("corrupt metadata was accepted"),
+    }
+}
+
+/// F-S3: the installed snapshot's cut differs from the recorded boundary.
+#[test]
+fn f_s3_golden_halt_snapshot_metadata_mismatch() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    let recs = history();
+    write_metadata(&OsDisk, &paths, &metadata(snapshot_boundary(&recs[1]), CLUSTER)).unwrap();
+    let h = recovery_halt(&paths);
+    assert_eq!(h.code, "SNAPSHOT_METADATA_MISMATCH");
+    pin_recovery_halt("halt_snapshot_metadata_mismatch", h, dir.path());
+}
+
+fn data_file(paths: &ReplicaPaths) -> PathBuf {
+    let m = read_manifest(&OsDisk, &paths.snapshot()).unwrap();
+    paths.snapshot().join(&m.files[0].name)
+}
+
+/// F-S4: every way the installed bootstrap snapshot can fail validation.
+#[test]
+fn f_s4_golden_halt_snapshot_rejection_codes() {
+    type Damage = fn(&ReplicaPaths);
+    let cases: [(&str, Damage); 6] = [
+        ("SNAPSHOT_CHECKSUM", |p| {
+            let f = data_file(p);
+            let mut b = std::fs::read(&f).unwrap();
+            let last = b.len() - 1;
+            b[last] ^= 0x01;
+            std::fs::write(&f, b).unwrap();
+        }),
+        ("SNAPSHOT_SIZE", |p| {
+            let f = data_file(p);
+            let b = std::fs::read(&f).unwrap();
+            std::fs::write(&f, &b[..b.len() - 1]).unwrap();
+        }),
+        ("SNAPSHOT_MISSING_FILE", |p| std::fs::remove_file(data_file(p)).unwrap()),
+        ("SNAPSHOT_EXTRA_FILE", |p| std::fs::write(p.snapshot().join("stray.bin"), b"stray").unwrap()),
+        ("SNAPSHOT_MANIFEST", |p| std::fs::write(p.snapshot().join("manifest.json"), b"{\"crc32c\":1,\"body\":{}}").unwrap()),
+        ("SNAPSHOT_CLUSTER", |p| write_metadata(&OsDisk, p, &metadata(snapshot_boundary(&history()[2]), OTHER_CLUSTER)).unwrap()),
+    ];
+    for (code, damage) in cases {
+        let dir = TempDir::new().unwrap();
+        let paths = snapshot_replica(dir.path());
+        damage(&paths);
+        let h = recovery_halt(&paths);
+        assert_eq!(h.code, code, "{h:?}");
+        assert_eq!(h.failure.as_deref(), Some("F-S4"));
+        pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir.path());
+    }
+}
+
+/// F-RC1 / CORE-3: corruption inside the replica's own WAL (not a torn tail).
+#[test]
+fn f_rc1_golden_halt_local_wal_corrupt() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    let seg = paths.wal.join(segment_file_name(0));
+    let mut b = std::fs::read(&seg).unwrap();
+    let recs = history();
+    let at = 64 + recs[2].lsn as usize + recs[2].bytes.len() - 1;
+    b[at] ^= 0x10;
+    std::fs::write(&seg, b).unwrap();
+    let h = recovery_halt(&paths);
+    assert_eq!(h.code, "WAL_CORRUPT");
+    pin_recovery_halt("halt_wal_corrupt", h, dir.path());
+}
+
+/// F-RC2: every metadata check that refuses a replica's start.
+#[test]
+fn f_rc2_golden_halt_metadata_codes() {
+    type Damage = fn(&ReplicaPaths);
+    let cases: [(&str, Damage); 4] = [
+        ("META_MALFORMED", |p| std::fs::write(p.metadata(), b"not json at all").unwrap()),
+        ("META_CHECKSUM_MISMATCH", |p| {
+            let text = std::fs::read_to_string(p.metadata()).unwrap();
+            std::fs::write(p.metadata(), text.replace(REPLICA_ID, &REPLICA_ID.replace('f', "e"))).unwrap();
+        }),
+        ("META_VERSION", |p| {
+            let mut m = metadata(wal_boundary(), CLUSTER);
+            m.format_version = METADATA_FORMAT + 1;
+            write_metadata(&OsDisk, p, &m).unwrap();
+        }),
+        ("META_UNREADABLE", |p| {
+            std::fs::remove_file(p.metadata()).unwrap();
+            std::fs::create_dir(p.metadata()).unwrap();
+        }),
+    ];
+    for (code, damage) in cases {
+        let dir = TempDir::new().unwrap();
+        let paths = wal_replica(dir.path());
+        damage(&paths);
+        let h = metadata_halt(&paths);
+        assert_eq!(h.code, code, "{h:?}");
+        pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir.path());
+    }
+}
+
+/// P5-I14: `docs/operations.md` lists every halt and blocking code with its
+/// rule, failure row and operator action exactly as explanations give them.
+#[test]
+fn p5_i14_operations_doc_lists_every_halt_and_blocking_code() {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md")).unwrap();
+    for c in HALT_CODES {
+        let row = doc.lines().find(|l| l.starts_with(&format!("| `{}` |", c.code))).unwrap_or_else(|| panic!("docs/operations.md has no row for {}", c.code));
+        let cells: Vec<&str> = row.trim_matches('|').split(" | ").map(str::trim).collect();
+        assert_eq!(cells, [format!("`{}`", c.code).as_str(), c.rule_id, c.failure.unwrap_or("—"), c.meaning, c.action], "row of {}", c.code);
+    }
+}
+
+/// Every halting code in the catalogue that the code can produce has a golden file above.
+#[test]
+fn p5_i15_every_halt_code_has_a_golden_file() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let not_produced_here = [
+        "SNAPSHOT_FORMAT",
+        "SNAPSHOT_CORRUPT",
+        "SNAPSHOT_DIGEST",
+        "SNAPSHOT_IO",
+        "WAL_BAD_SEGMENT_HEADER",
+        "WAL_SEGMENT_LAYOUT",
+        "WAL_EMPTY",
+        "WAL_IO",
+        "SNAPSHOT_WAL_MISMATCH",
+        "DISCARD_FAILED",
+    ];
+    for c in HALT_CODES.iter().filter(|c| c.halts && !not_produced_here.contains(&c.code)) {
+        let file = dir.join(format!("golden__halt_{}.snap", c.code.to_ascii_lowercase()));
+        assert!(file.exists() || std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always"), "no golden file for {}: {}", c.code, file.display());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// replication.safety: each refusal rule RS-1..RS-4, and admitted reads
+// ---------------------------------------------------------------------------
+
+fn safety_for(o: &ReplicaObserved, store: Option<&Arc<Store>>, request: ReadBound, horizon_override: Option<CommitId>) -> Explanation {
+    let applied = store.map(|s| s.applied());
+    let mut inputs = default_read_inputs(o, applied.as_ref(), store.map_or(0, |s| s.history_horizon()));
+    inputs.requested_at = request.at;
+    inputs.min_commit = request.min_commit;
+    if let Some(h) = horizon_override {
+        inputs.history_horizon = h;
+    }
+    let decision: GateDecision = evaluate(&inputs);
+    explain::safety_from_decision(&decision, request, o, applied.as_ref())
+}
+
+/// RS-1: recovered, connecting, no handshake proven yet.
+#[test]
+fn rs_1_golden_refusal_before_handshake() {
+    let (s, store) = replica_at(&[ReplicaState::Recovering, ReplicaState::Connecting], 6);
+    let e = safety_for(&s.observe(), Some(&store), ReadBound::default(), None);
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-1");
+    pin("safety_rs_1_connecting_before_handshake", &e, None);
+}
+
+/// RS-2: an integrity failure is recorded (the replica halted on a checksum).
+#[test]
+fn rs_2_golden_refusal_integrity_failure() {
+    let v = violation(|v, recs| {
+        let mut b = recs[3].bytes.clone();
+        b[20] ^= 0x01;
+        v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
+    });
+    let (o, _) = halted_streaming(HaltReason::from_violation(&v));
+    let store = store_with(&history()[..3]);
+    let e = safety_for(&o, Some(&store), ReadBound::default(), None);
+    assert_eq!(e.rules_applied[1].rule_id, "RS-2");
+    assert_eq!(e.rules_applied[1].evaluation, Some(false));
+    pin("safety_rs_2_integrity_failure", &e, None);
+}
+
+/// RS-3: R above C_replica, and min_commit not reached.
+#[test]
+fn rs_3_golden_refusal_bound_and_min_commit() {
+    let (s, store) = replica_at(STREAMING, 4);
+    let o = s.observe();
+    let e = safety_for(&o, Some(&store), ReadBound { at: Some(5), min_commit: None }, None);
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-3");
+    pin("safety_rs_3_at_beyond_replica", &e, None);
+    let e = safety_for(&o, Some(&store), ReadBound { at: None, min_commit: Some(6) }, None);
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-3");
+    pin("safety_rs_3_min_commit_not_reached", &e, None);
+}
+
+/// RS-4: R below the history horizon. The store keeps full history (horizon
+/// 0), so the gate is fed a horizon of 3, as a store that collected old
+/// versions would report.
+#[test]
+fn rs_4_golden_refusal_below_history_horizon() {
+    let (s, store) = replica_at(STREAMING, 6);
+    let e = safety_for(&s.observe(), Some(&store), ReadBound { at: Some(2), min_commit: None }, Some(3));
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-4");
+    pin("safety_rs_4_below_history_horizon", &e, None);
+}
+
+/// RS-5 / REPL-6: a streaming replica admits the default read; a
+/// disconnected one after a proven handshake still does.
+#[test]
+fn rs_5_golden_admitted_reads() {
+    let (s, store) = replica_at(STREAMING, 6);
+    let e = explain::replica_safety(&replica_facts(s.observe(), Some(&store), None));
+    assert_eq!(e.conclusion["read_safety"], "safe");
+    pin("safety_streaming_safe", &e, None);
+    s.transition(ReplicaState::Disconnected, "golden").unwrap();
+    s.update(|o| o.blocking = Some(HaltReason::new("CONNECTION_LOST", "F-N1", "primary closed the connection", None, None, json!({}))));
+    let e = explain::replica_safety(&replica_facts(s.observe(), Some(&store), None));
+    assert_eq!(e.conclusion["read_safety"], "safe");
+    pin("safety_disconnected_after_handshake_safe", &e, None);
+}
+
+/// F-O1: no store, primary unreachable: what is unknown is stated.
+#[test]
+fn f_o1_golden_safety_without_local_state() {
+    let s = shared_through(&[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Disconnected]);
+    s.update(|o| {
+        o.blocking = Some(HaltReason::new("CONNECT_FAILED", "F-N1", "cannot connect to primary.example:7701: connection refused", None, None, json!({})))
+    });
+    let f = replica_facts(s.observe(), None, None);
+    let e = explain::replica_safety(&f);
+    assert_eq!(e.conclusion["read_safety"], "unsafe");
+    pin("safety_f_o1_no_local_state", &e, None);
+    let (data, notes) = views::replica_replication_view(&f);
+    assert!(!notes.is_empty());
+    pin_value("view_replica_replication_f_o1", json!({"data": data, "notes": notes}));
+    pin("read_f_o1_no_local_state", &explain::replica_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: None }, None), None);
+    pin("recovery_replica_not_run", &explain::replica_recovery(&f), None);
+}
+
+/// The primary's safety explanation.
+#[test]
+fn repl_1_golden_primary_safety() {
+    let (f, _dir) = primary_with_snapshots();
+    pin("safety_primary", &explain::primary_safety(&f), None);
+}
+
+// ---------------------------------------------------------------------------
+// recovery.process
+// ---------------------------------------------------------------------------
+
+/// A primary whose WAL holds six commits plus a torn tail; returns its facts.
+fn primary_with_torn_tail() -> (PrimaryFacts, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let wal = dir.path().join("wal");
+    write_wal(&wal, ChainTip::GENESIS, &history());
+    let seg = wal.join(segment_file_name(0));
+    let mut b = std::fs::read(&seg).unwrap();
+    b.extend_from_slice(&history()[0].bytes[..30]);
+    std::fs::write(&seg, b).unwrap();
+    let f = primary_facts(dir.path(), "standalone");
+    (f, dir)
+}
+
+/// A primary with a valid snapshot at 3, a damaged one at 6, an incomplete
+/// snapshot directory, and six commits of WAL.
+fn primary_with_snapshots() -> (PrimaryFacts, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let recs = history();
+    let snaps = dir.path().join("snapshots");
+    create_snapshot(&OsDisk, &snaps, &store_with(&recs[..3]), CLUSTER).unwrap();
+    let bad = create_snapshot(&OsDisk, &snaps, &store_with(&recs), CLUSTER).unwrap();
+    let m = read_manifest(&OsDisk, &bad.path).unwrap();
+    let f = bad.path.join(&m.files[0].name);
+    let mut b = std::fs::read(&f).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0x02;
+    std::fs::write(&f, b).unwrap();
+    std::fs::create_dir_all(snaps.join(".tmp-00000000000000000007")).unwrap();
+    write_wal(&dir.path().join("wal"), ChainTip::GENESIS, &recs);
+    let f = primary_facts(dir.path(), "primary");
+    (f, dir)
+}
+
+/// Recovers the primary in `root` for real and captures its facts.
+fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
+    let (store, appender, report) = recover_primary(OsDisk::shared(), &root.join("snapshots"), &root.join("wal"), CLUSTER).unwrap();
+    let applied = store.applied();
+    let held: Vec<SnapshotInfo> = list_snapshots(&OsDisk, &root.join("snapshots"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|s| read_manifest(&OsDisk, &s.path).ok().map(|m| SnapshotInfo::from_manifest(&s.path, &m, false)))
+        .collect();
+    let recs = history();
+    PrimaryFacts {
+        role,
+        cluster_id: CLUSTER.into(),
+        applied,
+        durable: DurablePoint { lsn: applied.end_lsn, commit_id: applied.commit_id },
+        history_horizon: store.history_horizon(),
+        version_count: store.version_count(),
+        active_read_views: vec![(4, 1), (6, 2)],
+        segments: appender.segments().snapshot(),
+        recovery: Some(report),
+        snapshots: Ok(held),
+        snapshot_policy: Some(SnapshotPolicy::new(1 << 20, false)),
+        snapshot_status: Some(SchedulerStatus::default()),
+        replicas: (role == "primary").then(|| {
+            vec![
+                PeerReplica {
+                    replica_id: REPLICA_ID.into(),
+                    peer: "replica.example:40000".into(),
+                    session: "streaming".into(),
+                    reported: Some(aerodb_repl_core::status::Positions {
+                        received_lsn: recs[5].end_lsn,
+                        validated_lsn: recs[5].end_lsn,
+                        applied_lsn: recs[4].end_lsn,
+                        applied_commit_id: 5,
+                    }),
+                    sent_lsn: recs[5].end_lsn,
+                },
+                PeerReplica {
+                    replica_id: "0123456789abcdef0123456789abcdef".into(),
+                    peer: "replica.example:40001".into(),
+                    session: "snapshot".into(),
+                    reported: None,
+                    sent_lsn: 0,
+                },
+            ]
+        }),
+        wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
+    }
+}
+
+/// CORE-3: the torn tail is truncated and reported with its reason.
+#[test]
+fn core_3_golden_recovery_primary_torn_tail() {
+    let (f, dir) = primary_with_torn_tail();
+    let e = explain::primary_recovery(&f);
+    assert_eq!(e.conclusion["outcome"], "recovered");
+    assert!(e.conclusion["bytes_truncated"].as_u64().is_some_and(|n| n > 0));
+    pin("recovery_primary_torn_tail", &e, Some(dir.path()));
+}
+
+/// REPL-8 / F-S4 / F-S1: newest snapshot rejected, older one used, incomplete one removed, WAL replayed after it.
+#[test]
+fn f_s4_golden_recovery_primary_snapshot_rejected_and_used() {
+    let (f, dir) = primary_with_snapshots();
+    let e = explain::primary_recovery(&f);
+    assert_eq!(e.conclusion["base"]["commit_id"], 3);
+    pin("recovery_primary_snapshot", &e, Some(dir.path()));
+}
+
+/// CORE-4: a WAL-bootstrapped replica recovers by replaying its whole WAL.
+#[test]
+fn core_4_golden_recovery_replica_wal() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
+    let report = serde_json::to_value(ready.report.as_ref().unwrap()).unwrap();
+    let e = explain::recovery_process(&RecoveryInput {
+        role: "replica",
+        report: Some(&report),
+        halt: None,
+        replica_state: Some(ReplicaState::Connecting),
+        commit_id: Some(6),
+    });
+    assert_eq!(e.conclusion["outcome"], "recovered");
+    pin("recovery_replica_wal", &e, Some(dir.path()));
+}
+
+/// P5-I9: a snapshot-bootstrapped replica loads exactly its cut and replays after it.
+#[test]
+fn p5_i9_golden_recovery_replica_snapshot() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
+    let report = serde_json::to_value(ready.report.as_ref().unwrap()).unwrap();
+    let e = explain::recovery_process(&RecoveryInput {
+        role: "replica",
+        report: Some(&report),
+        halt: None,
+        replica_state: Some(ReplicaState::Connecting),
+        commit_id: Some(6),
+    });
+    assert_eq!(e.conclusion["outcome"], "recovered");
+    pin("recovery_replica_snapshot", &e, Some(dir.path()));
+}
+
+/// F-RC2: recovery stopped at a halt: no report, the halt is the evidence.
+#[test]
+fn f_rc2_golden_recovery_replica_halted() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    std::fs::write(paths.metadata(), b"garbage").unwrap();
+    let h = metadata_halt(&paths);
+    let e =
+        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: Some(&h), replica_state: Some(ReplicaState::Halted), commit_id: None });
+    assert_eq!(e.conclusion["outcome"], "halted");
+    pin("recovery_replica_halted", &e, Some(dir.path()));
+}
+
+/// F-O1: recovery still running: undetermined, missing evidence stated.
+#[test]
+fn f_o1_golden_recovery_in_progress() {
+    let e =
+        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: None, replica_state: Some(ReplicaState::Recovering), commit_id: None });
+    assert_eq!(e.conclusion["outcome"], "undetermined");
+    pin("recovery_replica_in_progress", &e, None);
+}
+
+// ---------------------------------------------------------------------------
+// mvcc.read_visibility
+// ---------------------------------------------------------------------------
+
+/// MVCC-1: one key's chain at every interesting R on a primary.
+#[test]
+fn mvcc_1_golden_read_visibility_primary() {
+    let (f, _dir) = primary_with_torn_tail();
+    let store = store_with(&history());
+    let chain = store.version_chain(b"users", b"alice");
+    for (name, at) in [("default", None), ("at_0", Some(0)), ("at_2", Some(2)), ("at_4_tombstone", Some(4)), ("at_7_beyond", Some(7))] {
+        let e = explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at }, &chain);
+        pin(&format!("read_primary_{name}"), &e, None);
+    }
+    let missing = store.version_chain(b"users", b"zed");
+    pin("read_primary_never_written", &explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "zed", at: None }, &missing), None);
+}
+
+/// MVCC-1 / RS-3: on a replica the gate comes first, then the chain.
+#[test]
+fn mvcc_1_golden_read_visibility_replica() {
+    let (s, store) = replica_at(STREAMING, 5);
+    let f = replica_facts(s.observe(), Some(&store), None);
+    let chain = store.version_chain(b"users", b"alice");
+    for (name, at) in [("default", None), ("at_3", Some(3)), ("at_6_beyond", Some(6))] {
+        let e = explain::replica_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at }, Some(&chain));
+        pin(&format!("read_replica_{name}"), &e, None);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Views and metrics
+// ---------------------------------------------------------------------------
+
+fn view(pair: (Value, Vec<String>)) -> Value {
+    json!({"data": pair.0, "notes": pair.1})
+}
+
+/// P5-I14: every primary view, pinned.
+#[test]
+fn p5_i14_golden_primary_views_and_metrics() {
+    let (f, dir) = primary_with_snapshots();
+    for (name, v) in [
+        ("status", views::primary_status(&f)),
+        ("wal", views::primary_wal(&f)),
+        ("mvcc", views::primary_mvcc(&f)),
+        ("snapshots", views::primary_snapshots(&f)),
+        ("replication", views::primary_replication(&f)),
+    ] {
+        pin_value(&format!("view_primary_{name}"), redact(view(v), dir.path()));
+    }
+    insta::assert_snapshot!("metrics_primary", metrics::primary_metrics(&f));
+}
+
+/// P5-I14: every replica view, pinned (streaming, snapshot-bootstrapped, with refusals counted).
+#[test]
+fn p5_i14_golden_replica_views_and_metrics() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
+    let s = shared_through(STREAMING);
+    let recs = history();
+    s.update(|o| {
+        o.cluster_id = Some(CLUSTER.into());
+        o.replica_id = Some(REPLICA_ID.into());
+        o.bootstrap = Some(ready.metadata.bootstrap);
+        o.bootstrap_state = BootstrapState::Complete;
+        o.positions = ready.pipeline.positions();
+        o.primary = Some(PrimaryProgress { commit_id: 8, durable_lsn: recs[5].end_lsn + 100 });
+        o.recovery = ready.report.as_ref().and_then(|r| serde_json::to_value(r).ok());
+    });
+    let mut f = replica_facts(s.observe(), Some(&ready.store), Some(&paths.wal));
+    f.bootstrap_snapshot_bytes = Some(4096);
+    for (name, v) in [
+        ("status", views::replica_status(&f)),
+        ("wal", views::replica_wal(&f)),
+        ("mvcc", views::replica_mvcc(&f)),
+        ("snapshots", views::replica_snapshots(&f)),
+        ("replication", views::replica_replication_view(&f)),
+    ] {
+        pin_value(&format!("view_replica_{name}"), redact(view(v), dir.path()));
+    }
+    insta::assert_snapshot!("metrics_replica", metrics::replica_metrics(&f));
+    pin("recovery_replica_from_facts", &explain::replica_recovery(&f), Some(dir.path()));
+}
+
+/// P5-I14: a halted replica's metrics carry the halt code as a 0/1 gauge.
+#[test]
+fn p5_i14_golden_halted_replica_metrics() {
+    let recs = history();
+    let v = violation(|v, _| v.validate(recs[3].lsn + 1, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
+    let (o, _) = halted_streaming(HaltReason::from_violation(&v));
+    let store = store_with(&recs[..3]);
+    let f = replica_facts(o, Some(&store), None);
+    insta::assert_snapshot!("metrics_replica_halted", metrics::replica_metrics(&f));
+    pin_value("view_replica_replication_halted", view(views::replica_replication_view(&f)));
+}
+
+/// REPL-4: the same state renders the same bytes, every time.
+#[test]
+fn repl_4_same_state_renders_identical_bytes() {
+    let render = || {
+        let (f, dir) = primary_with_snapshots();
+        let e = explain::primary_recovery(&f).to_value();
+        (serde_json::to_string(&redact(e, dir.path())).unwrap(), metrics::primary_metrics(&f))
+    };
+    assert_eq!(render(), render());
+}
