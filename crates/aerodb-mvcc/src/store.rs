@@ -224,11 +224,12 @@ impl Store {
             return Err(ApplyError::DigestMismatch { commit_id: position.commit_id, carried: input.state_digest, recomputed });
         }
         for op in input.ops {
-            let chain = inner.collections.entry(Bytes::copy_from_slice(op.collection())).or_default().entry(Bytes::copy_from_slice(op.key())).or_default();
-            let doc = match op {
-                Op::Put { doc, .. } => Some(doc.clone()),
-                Op::Delete { .. } => None,
+            // The op's names are refcounted slices of the record: cloning them allocates nothing.
+            let (collection, key, doc) = match op {
+                Op::Put { collection, key, doc } => (collection, key, Some(doc.clone())),
+                Op::Delete { collection, key } => (collection, key, None),
             };
+            let chain = inner.collections.entry(collection.clone()).or_default().entry(key.clone()).or_default();
             chain.push(Version { commit_id: position.commit_id, doc });
         }
         inner.versions += input.ops.len() as u64;

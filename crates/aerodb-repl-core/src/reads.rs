@@ -10,7 +10,7 @@ use aerodb_mvcc::{ReadView, Store};
 use aerodb_wal::CommitId;
 
 use crate::gate::{evaluate, GateDecision, GateInputs};
-use crate::status::{ReplicaObserved, ReplicaShared};
+use crate::status::ReplicaShared;
 
 /// Shared handle to a running replica: its status and (once bootstrapped)
 /// its store. Readers take snapshots; only the supervisor mutates.
@@ -44,27 +44,26 @@ impl ReplicaHandle {
     }
 
     /// The gate inputs for a read right now.
-    pub fn gate_inputs(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> (GateInputs, ReplicaObserved) {
-        let observed = self.shared.observe();
+    pub fn gate_inputs(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> GateInputs {
+        let facts = self.shared.gate_facts();
         let store = self.store();
-        let inputs = GateInputs {
-            replica_active: observed.halt.is_none(),
-            state: observed.state,
-            handshakes_since_start: observed.handshakes,
-            integrity_failure: observed.halt.as_ref().map(|h| h.code.clone()),
+        GateInputs {
+            replica_active: facts.halt_code.is_none(),
+            state: facts.state,
+            handshakes_since_start: facts.handshakes,
+            integrity_failure: facts.halt_code,
             replica_commit_id: store.as_ref().map_or(0, |s| s.applied().commit_id),
             history_horizon: store.as_ref().map_or(0, |s| s.history_horizon()),
             requested_at: at,
             min_commit,
-        };
-        (inputs, observed)
+        }
     }
 
     /// Evaluates the gate and, if admitted, pins a view at R.
     pub fn open_read(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> Result<ReadView, ReadRefusal> {
-        let (inputs, observed) = self.gate_inputs(at, min_commit);
+        let inputs = self.gate_inputs(at, min_commit);
         let decision = evaluate(&inputs);
-        let halted = observed.halt.is_some();
+        let halted = inputs.integrity_failure.is_some();
         if !decision.admitted {
             return Err(ReadRefusal { decision, halted });
         }

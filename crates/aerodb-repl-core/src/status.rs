@@ -79,6 +79,17 @@ pub struct ReplicaObserved {
     pub recovery: Option<serde_json::Value>,
 }
 
+/// What the read gate reads from the status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateFacts {
+    /// Runtime state.
+    pub state: ReplicaState,
+    /// Successful handshakes since start.
+    pub handshakes: u64,
+    /// Code of the persisted halt, if halted.
+    pub halt_code: Option<String>,
+}
+
 /// The shared status. Cheap to read.
 pub struct ReplicaShared {
     machine: Mutex<StateMachine>,
@@ -112,6 +123,13 @@ impl ReplicaShared {
     /// A copy of the current observations.
     pub fn observe(&self) -> ReplicaObserved {
         self.observed.read().clone()
+    }
+
+    /// The few facts the read gate needs, without copying the whole status
+    /// (this runs on every read).
+    pub fn gate_facts(&self) -> GateFacts {
+        let o = self.observed.read();
+        GateFacts { state: o.state, handshakes: o.handshakes, halt_code: o.halt.as_ref().map(|h| h.code.clone()) }
     }
 
     /// Performs a validated state transition (supervisor only).

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use parking_lot::{Condvar, Mutex};
 use serde_json::json;
 
@@ -98,6 +98,7 @@ fn halted(reason: HaltReason) -> SessionEnd {
 struct Conn {
     stream: TcpStream,
     buf: BytesMut,
+    scratch: Vec<u8>,
 }
 
 impl Conn {
@@ -109,7 +110,7 @@ impl Conn {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
                     stream.set_read_timeout(Some(POLL)).map_err(|e| blocked("CONNECT_FAILED", "F-N1", e.to_string()))?;
-                    return Ok(Conn { stream, buf: BytesMut::with_capacity(2 * 1024 * 1024) });
+                    return Ok(Conn { stream, buf: BytesMut::with_capacity(8 * 1024 * 1024), scratch: vec![0u8; 256 * 1024] });
                 }
                 Err(e) => last = Some(e),
             }
@@ -125,24 +126,20 @@ impl Conn {
     /// Next frame; `Ok(None)` after `IDLE_POLLS` silent polls is a dead link.
     fn next(&mut self, stop: &StopSignal) -> Result<Frame, SessionEnd> {
         let mut silent = 0u32;
-        let mut tmp = vec![0u8; 256 * 1024];
         loop {
-            match frame::decode(&self.buf, DEFAULT_MAX_PAYLOAD) {
-                Ok(Some((f, used))) => {
-                    self.buf.advance(used);
-                    return Ok(f);
-                }
+            match frame::take(&mut self.buf, DEFAULT_MAX_PAYLOAD) {
+                Ok(Some(f)) => return Ok(f),
                 Ok(None) => {}
                 Err(e) => return Err(frame_error(e)),
             }
             if stop.is_stopped() {
                 return Err(SessionEnd::Stopped);
             }
-            match self.stream.read(&mut tmp) {
+            match self.stream.read(&mut self.scratch) {
                 Ok(0) => return Err(blocked("CONNECTION_LOST", "F-N1", "primary closed the connection")),
                 Ok(n) => {
                     silent = 0;
-                    self.buf.extend_from_slice(&tmp[..n]);
+                    self.buf.extend_from_slice(&self.scratch[..n]);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     silent += 1;

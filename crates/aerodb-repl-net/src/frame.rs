@@ -187,6 +187,23 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<Option<(Frame, usize)>, 
     Ok(Some((Frame { kind, payload: Bytes::copy_from_slice(payload) }, FRAME_HEADER_LEN + len)))
 }
 
+/// Like [`decode`], but takes the frame out of `buf` without copying its
+/// payload (the payload shares `buf`'s allocation).
+pub fn take(buf: &mut bytes::BytesMut, max_payload: usize) -> Result<Option<Frame>, FrameError> {
+    let Some(h) = buf.get(..FRAME_HEADER_LEN) else { return Ok(None) };
+    let mut header = [0u8; FRAME_HEADER_LEN];
+    header.copy_from_slice(h);
+    let (kind, len, stored) = parse_header(&header, max_payload)?;
+    if buf.len() < FRAME_HEADER_LEN + len {
+        return Ok(None);
+    }
+    if crc(&header[0..8], &buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]) != stored {
+        return Err(FrameError::Checksum);
+    }
+    let frame = buf.split_to(FRAME_HEADER_LEN + len).freeze();
+    Ok(Some(Frame { kind, payload: frame.slice(FRAME_HEADER_LEN..) }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +223,12 @@ mod tests {
         }
         assert!(matches!(decode(&f, 4), Err(FrameError::TooLarge { .. })));
         assert!(matches!(decode(&f[..5], 1024), Ok(None)));
+        let mut buf = bytes::BytesMut::from(&f[..]);
+        buf.extend_from_slice(&f[..3]);
+        let taken = take(&mut buf, 1024).unwrap().unwrap();
+        assert_eq!(taken.payload, Bytes::from_static(b"hello wal bytes"));
+        assert_eq!(&buf[..], &f[..3]);
+        assert!(take(&mut buf, 1024).unwrap().is_none());
     }
 
     proptest::proptest! {

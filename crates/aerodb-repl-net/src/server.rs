@@ -31,7 +31,7 @@ use crate::frame::{read_frame, write_frame, DEFAULT_MAX_PAYLOAD};
 use crate::message::{Message, ServeError};
 
 /// Most WAL bytes per frame.
-const MAX_WAL_CHUNK: usize = 1024 * 1024;
+const MAX_WAL_CHUNK: usize = 4 * 1024 * 1024;
 /// Progress heartbeat while idle (keeps idle connections alive; never a verdict).
 const IDLE_HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a new connection may take to send its hello.
