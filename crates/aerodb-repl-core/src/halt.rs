@@ -54,6 +54,21 @@ impl HaltReason {
             .with_failure(row)
     }
 
+    /// From a handshake refusal, with both sides' evidence: the replica's
+    /// request and the primary's values (F-C1, F-D1, F-D2).
+    pub fn from_refusal(r: &crate::handshake::Refuse, hello: &crate::handshake::Hello) -> Self {
+        let (lsn, commit_id) = match &hello.request {
+            crate::handshake::HelloRequest::Resume { end_lsn, commit_id, .. } => (Some(*end_lsn), Some(*commit_id)),
+            crate::handshake::HelloRequest::Snapshot => (None, None),
+        };
+        let evidence = serde_json::json!({"replica": {"request": hello.request, "cluster_id": hello.cluster_id}, "primary": r.evidence});
+        let h = HaltReason::new(r.code.as_str(), r.code.rule_id(), r.detail.clone(), lsn, commit_id, evidence);
+        match r.code.failure_row() {
+            Some(row) => h.with_failure(row),
+            None => h,
+        }
+    }
+
     /// From an apply failure (F-D3 digest mismatch, or out-of-order apply).
     pub fn from_apply(e: &aerodb_mvcc::ApplyError, lsn: Lsn) -> Self {
         let commit_id = match e {

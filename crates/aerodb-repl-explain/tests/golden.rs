@@ -17,7 +17,7 @@ use std::sync::Arc;
 use aerodb_mvcc::{AppliedState, ApplyInput, Store};
 use aerodb_repl_core::gate::{evaluate, GateDecision};
 use aerodb_repl_core::halt::HaltReason;
-use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, Refuse, PROTOCOL_VERSION};
+use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, PROTOCOL_VERSION};
 use aerodb_repl_core::metadata::{write_metadata, BootstrapBoundary, BootstrapMethod, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
 use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFormat, SnapshotRejected};
 use aerodb_repl_core::state::ReplicaState;
@@ -402,31 +402,11 @@ fn hello(tip: ChainTip) -> Hello {
     }
 }
 
-/// The halt the replica supervisor (aerodb-repl-net) records for a refusal.
-fn refusal_halt(r: &Refuse, hello: &Hello) -> HaltReason {
-    let (lsn, commit_id) = match &hello.request {
-        HelloRequest::Resume { end_lsn, commit_id, .. } => (Some(*end_lsn), Some(*commit_id)),
-        HelloRequest::Snapshot => (None, None),
-    };
-    let mut h = HaltReason::new(
-        r.code.as_str(),
-        r.code.rule_id(),
-        r.detail.clone(),
-        lsn,
-        commit_id,
-        json!({"replica": {"request": hello.request, "cluster_id": hello.cluster_id}, "primary": r.evidence}),
-    );
-    if let Some(row) = r.code.failure_row() {
-        h = h.with_failure(row);
-    }
-    h
-}
-
 fn refused(h: &Hello) -> HaltReason {
     match decide(&History(history()), h) {
         Decision::Refuse(r) => {
             assert!(r.code.halts());
-            refusal_halt(&r, h)
+            HaltReason::from_refusal(&r, h)
         }
         other => panic!("expected a refusal, got {other:?}"),
     }

@@ -15,7 +15,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::json;
 
 use aerodb_repl_core::halt::HaltReason;
-use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refuse, PROTOCOL_VERSION};
+use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
 use aerodb_repl_core::metadata::{BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::pipeline::PipelineError;
 use aerodb_repl_core::reads::ReplicaHandle;
@@ -158,26 +158,6 @@ fn frame_error(e: FrameError) -> SessionEnd {
     blocked(e.code(), "F-N2", e.to_string())
 }
 
-/// The halt a refusal calls for, with both sides' evidence.
-fn refusal_halt(r: &Refuse, hello: &Hello) -> HaltReason {
-    let (lsn, commit_id) = match &hello.request {
-        HelloRequest::Resume { end_lsn, commit_id, .. } => (Some(*end_lsn), Some(*commit_id)),
-        HelloRequest::Snapshot => (None, None),
-    };
-    let mut h = HaltReason::new(
-        r.code.as_str(),
-        r.code.rule_id(),
-        r.detail.clone(),
-        lsn,
-        commit_id,
-        json!({"replica": {"request": hello.request, "cluster_id": hello.cluster_id}, "primary": r.evidence}),
-    );
-    if let Some(row) = r.code.failure_row() {
-        h = h.with_failure(row);
-    }
-    h
-}
-
 /// Connects and performs the handshake.
 fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Result<(Conn, Accept), SessionEnd> {
     let mut conn = Conn::open(&cfg.primary)?;
@@ -219,7 +199,7 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
             Ok((conn, a))
         }
         Ok(Message::Refuse(r)) => {
-            let reason = refusal_halt(&r, hello);
+            let reason = HaltReason::from_refusal(&r, hello);
             if r.code.halts() {
                 Err(halted(reason))
             } else {

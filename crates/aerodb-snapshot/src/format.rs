@@ -33,6 +33,7 @@
 
 use aerodb_mvcc::store::OwnedVersion;
 use aerodb_mvcc::AppliedState;
+use aerodb_wal::le::{u32_at as le_u32, u64_at as le_u64};
 use aerodb_wal::record::MAX_RECORD_LEN;
 use aerodb_wal::{CommitId, Fingerprint, Lsn, StateDigest};
 use bytes::Bytes;
@@ -199,18 +200,6 @@ impl DataHeader {
         }
         Ok(DataHeader { boundary_commit_id: le_u64(b, 16), file_index: le_u32(b, 24) })
     }
-}
-
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
 }
 
 /// Encoded length of a version record.

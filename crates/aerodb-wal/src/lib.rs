@@ -14,6 +14,7 @@ pub mod disk;
 pub mod durable;
 pub mod group;
 pub mod hash;
+pub mod le;
 pub mod log;
 pub mod record;
 pub mod recovery;

@@ -20,6 +20,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::hash::{chain_fingerprint, Fingerprint, StateDigest};
+use crate::le::{u128_at as le_u128, u16_at as le_u16, u32_at as le_u32, u64_at as le_u64};
 use crate::{CommitId, Lsn};
 
 /// Size of the fixed record header in bytes.
@@ -144,25 +145,6 @@ impl RecordDecodeError {
             RecordDecodeError::BadOps { .. } => "RECORD_BAD_OPS",
         }
     }
-}
-
-fn le_u16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-fn le_u128(b: &[u8], at: usize) -> u128 {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&b[at..at + 16]);
-    u128::from_le_bytes(a)
 }
 
 fn record_crc(rec: &[u8]) -> u32 {

@@ -33,22 +33,7 @@ fn s(v: &[&str]) -> Vec<String> {
     v.iter().map(|x| x.to_string()).collect()
 }
 
-/// One HTTP request; `Err` on a transport failure (e.g. the process died).
-pub fn try_http(method: &str, url: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
-    let res = match body {
-        Some(b) => req.send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let resp = match res {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = resp.status();
-    let text = resp.into_string().map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
+pub use crate::repl_support::try_http;
 
 /// Starts `aerodb <args>` like `repl_support::spawn`, but writes the
 /// node's stderr to `log` so a test can read what it said before dying.

@@ -171,8 +171,8 @@ pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// One HTTP request; returns (status, JSON body).
-pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+/// One HTTP request; `Err` on a transport failure (e.g. the process died).
+pub fn try_http(method: &str, url: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
     let req = ureq::request(method, url).timeout(Duration::from_secs(30));
     let res = match body {
         Some(b) => req.send_string(&b.to_string()),
@@ -181,11 +181,16 @@ pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
     let resp = match res {
         Ok(r) => r,
         Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {url}: {e}"),
+        Err(e) => return Err(e.to_string()),
     };
     let status = resp.status();
-    let text = resp.into_string().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let text = resp.into_string().map_err(|e| e.to_string())?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// One HTTP request; returns (status, JSON body). Panics on transport failure.
+pub fn http(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
+    try_http(method, url, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 /// The primary's state digest and CommitId.
