@@ -175,6 +175,11 @@ impl PrimaryEngine {
         &self.segments
     }
 
+    /// Successful WAL fsyncs since start (group commit: one per group).
+    pub fn fsyncs(&self) -> u64 {
+        self.committer.fsyncs()
+    }
+
     /// Input limits in force.
     pub fn limits(&self) -> &WriteLimits {
         &self.limits

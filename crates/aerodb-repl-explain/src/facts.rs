@@ -56,6 +56,8 @@ pub struct PrimaryFacts {
     pub replicas: Option<Vec<PeerReplica>>,
     /// WAL bytes shipped to replicas since start (None when replication is disabled).
     pub wal_shipped_bytes: Option<u64>,
+    /// WAL fsyncs since start (None if unknown to the caller).
+    pub wal_fsyncs: Option<u64>,
 }
 
 /// One WAL segment file held by a replica.

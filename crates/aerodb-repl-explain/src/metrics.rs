@@ -85,6 +85,7 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
         "Commits acknowledged by this process (C_primary minus the CommitId recovered at startup).",
         recovered.map(|c| f.applied.commit_id.saturating_sub(c)),
     );
+    e.single("aerodb_wal_fsyncs_total", "counter", "WAL fsyncs by the group committer since start (one per commit group).", f.wal_fsyncs);
     e.single(
         "aerodb_recovery_torn_tail_bytes",
         "gauge",

@@ -902,6 +902,7 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
             ]
         }),
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
+        wal_fsyncs: Some(0),
     }
 }
 

@@ -6,6 +6,7 @@
 //! the store so they become visible, MVCC-2), publishes the durable point,
 //! and only then answers the committers (CORE-1).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -98,6 +99,7 @@ pub struct GroupCommitter {
     tx: Option<SyncSender<Request>>,
     thread: Option<JoinHandle<()>>,
     durable: Arc<DurableWatch>,
+    fsyncs: Arc<AtomicU64>,
 }
 
 impl GroupCommitter {
@@ -105,8 +107,10 @@ impl GroupCommitter {
     pub fn start(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
         let watch = durable.clone();
-        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(writer, sink, rx, watch))?;
-        Ok(GroupCommitter { tx: Some(tx), thread: Some(thread), durable })
+        let fsyncs = Arc::new(AtomicU64::new(0));
+        let counter = fsyncs.clone();
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(writer, sink, rx, watch, &counter))?;
+        Ok(GroupCommitter { tx: Some(tx), thread: Some(thread), durable, fsyncs })
     }
 
     /// Queues a write set. The CommitId is assigned when it is appended.
@@ -128,6 +132,11 @@ impl GroupCommitter {
     pub fn durable(&self) -> &Arc<DurableWatch> {
         &self.durable
     }
+
+    /// Successful WAL fsyncs since start (one per commit group).
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for GroupCommitter {
@@ -139,7 +148,7 @@ impl Drop for GroupCommitter {
     }
 }
 
-fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>, durable: Arc<DurableWatch>) {
+fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>, durable: Arc<DurableWatch>, fsyncs: &AtomicU64) {
     let mut failed: Option<String> = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -177,8 +186,11 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
             }
         }
         if failed.is_none() && !appended.is_empty() {
-            if let Err(e) = writer.sync() {
-                failed = Some(e.to_string());
+            match writer.sync() {
+                Ok(_) => {
+                    fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => failed = Some(e.to_string()),
             }
         }
         if failed.is_none() && !appended.is_empty() {

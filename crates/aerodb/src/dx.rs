@@ -96,6 +96,7 @@ impl PrimaryDx {
             snapshot_status: self.snapshots.as_ref().map(|s| s.status()),
             replicas,
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
+            wal_fsyncs: Some(self.engine.fsyncs()),
         }
     }
 }

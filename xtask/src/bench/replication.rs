@@ -196,5 +196,13 @@ pub(crate) fn catch_up_and_bootstrap(binary: &Path, dir: &Path, backlog_bytes: u
         aerodb_snapshot::create_snapshot(&OsDisk, &dir.join("bench-snapshots"), &store, "00000000000000000000000000000000").map_err(|e| e.to_string())?;
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     out.insert("snapshot_create_mb_per_s".into(), round(info.data_bytes as f64 / 1e6 / secs, 1));
+    drop(store);
+    let started = Instant::now();
+    let (loaded, _) = aerodb_snapshot::load_snapshot(&OsDisk, &info.path, None).map_err(|e| e.to_string())?;
+    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    if loaded.applied().commit_id != records {
+        return Err(format!("loaded snapshot is at CommitId {}, expected {records}", loaded.applied().commit_id));
+    }
+    out.insert("snapshot_load_mb_per_s".into(), round(info.data_bytes as f64 / 1e6 / secs, 1));
     Ok(())
 }
