@@ -441,6 +441,11 @@ fn stream_forever(
 
 fn stream(handle: &ReplicaHandle, conn: &mut Conn, ready: &mut ReadyReplica, stop: &StopSignal) -> SessionEnd {
     let shared = &handle.shared;
+    // Report at once, so the primary shows a caught-up replica's positions
+    // before any WAL flows (observability only: never an acknowledgement).
+    if let Err(end) = conn.send(&Message::Report(ready.pipeline.positions())) {
+        return end;
+    }
     loop {
         let frame = match conn.next(stop) {
             Ok(f) => f,

@@ -47,7 +47,7 @@ pub fn write(method: &str, url: &str, body: Option<&Value>) -> i32 {
     match call(method, url, body) {
         Ok(a) if a.status == 200 => match a.body.get("commit_id") {
             Some(id) => {
-                println!("{id}");
+                outln!("{id}");
                 0
             }
             None => {
@@ -70,7 +70,7 @@ pub fn write(method: &str, url: &str, body: Option<&Value>) -> i32 {
 pub fn get(url: &str) -> i32 {
     match call("GET", url, None) {
         Ok(a) if a.status == 200 => {
-            println!("{}", a.body);
+            outln!("{}", a.body);
             0
         }
         Ok(a) => {

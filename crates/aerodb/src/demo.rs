@@ -119,11 +119,11 @@ fn s(v: &[&str]) -> Vec<String> {
 }
 
 fn say(line: &str) {
-    println!("{line}");
+    outln!("{line}");
 }
 
 fn step(n: u32, title: &str) {
-    println!("\n== step {n}: {title}");
+    outln!("\n== step {n}: {title}");
 }
 
 /// Progress on one line on a terminal, a line per quarter otherwise.
@@ -142,20 +142,20 @@ impl Progress {
         let width = 30u64;
         let filled = (done * width / self.total.max(1)).min(width) as usize;
         if self.tty {
-            print!("\r   {} [{}{}] {done}/{} {extra}   ", self.label, "#".repeat(filled), " ".repeat(width as usize - filled), self.total);
+            out!("\r   {} [{}{}] {done}/{} {extra}   ", self.label, "#".repeat(filled), " ".repeat(width as usize - filled), self.total);
             let _ = std::io::stdout().flush();
         } else {
             let quarter = done * 4 / self.total.max(1);
             if quarter > self.last_quarter {
                 self.last_quarter = quarter;
-                println!("   {} {done}/{} {extra}", self.label, self.total);
+                outln!("   {} {done}/{} {extra}", self.label, self.total);
             }
         }
     }
     fn done(&mut self, extra: &str) {
         self.show(self.total, extra);
         if self.tty {
-            println!();
+            outln!();
         }
     }
 }
@@ -234,11 +234,11 @@ fn wait_view(node: &DemoNode, what: &str, pred: impl Fn(&Value) -> bool) -> Resu
     loop {
         if let Ok(v) = node.view() {
             if pred(&v) {
-                println!("{}", lag_line(node.name, &v));
+                outln!("{}", lag_line(node.name, &v));
                 return Ok(v);
             }
             if last_print.elapsed() >= Duration::from_millis(250) {
-                println!("{}", lag_line(node.name, &v));
+                outln!("{}", lag_line(node.name, &v));
                 last_print = Instant::now();
             }
         }
@@ -270,15 +270,15 @@ pub fn run(args: DemoArgs) -> i32 {
     let result = walkthrough(&args, &root);
     if args.keep {
         let kept = tmp.keep();
-        println!("\nkept the demo directory for inspection: {}", kept.display());
+        outln!("\nkept the demo directory for inspection: {}", kept.display());
     }
     match result {
         Ok(()) => {
-            println!("\nSUCCESS: all nodes hold the same history and state digest ({:.1} s)", started.elapsed().as_secs_f64());
+            outln!("\nSUCCESS: all nodes hold the same history and state digest ({:.1} s)", started.elapsed().as_secs_f64());
             0
         }
         Err(e) => {
-            println!("\nFAILURE: {e}");
+            outln!("\nFAILURE: {e}");
             1
         }
     }
@@ -287,8 +287,8 @@ pub fn run(args: DemoArgs) -> i32 {
 fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let docs = args.docs.max(100);
     let dir = |n: &str| -> PathBuf { root.join(n) };
-    println!("AeroDB replication demo in {}", root.display());
-    println!("one primary, two read replicas, real processes on 127.0.0.1; node logs are in <dir>/*.log");
+    outln!("AeroDB replication demo in {}", root.display());
+    outln!("one primary, two read replicas, real processes on 127.0.0.1; node logs are in <dir>/*.log");
 
     step(1, "start the primary");
     let mut pargs = s(&["primary", "--data-dir"]);
@@ -337,7 +337,7 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
         while !writer.is_finished() {
             if last.elapsed() >= Duration::from_millis(150) {
                 if let Ok(v) = a.view() {
-                    println!("{}", lag_line(a.name, &v));
+                    outln!("{}", lag_line(a.name, &v));
                 }
                 last = Instant::now();
             }
@@ -385,12 +385,20 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let va = wait_view(&a, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let vb = wait_view(&b, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let pv = primary.view()?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-        "node", "role", "bootstrap", "CommitId", "state digest", "received", "validated", "applied", "reconnects"
+        "node",
+        "role",
+        "bootstrap",
+        "CommitId",
+        "state digest",
+        "received",
+        "validated",
+        "applied",
+        "reconnects"
     );
-    println!(
+    outln!(
         "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
         "primary",
         "primary",
@@ -403,7 +411,7 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
         "-"
     );
     for (name, v) in [("replica-a", &va), ("replica-b", &vb)] {
-        println!(
+        outln!(
             "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
             name,
             "replica",

@@ -155,7 +155,7 @@ pub fn status_text(envelope: &Value) -> String {
 pub fn status(dx: &str) -> i32 {
     match fetch(dx, "/v1/replication") {
         Ok(envelope) => {
-            print!("{}", status_text(&envelope));
+            out!("{}", status_text(&envelope));
             0
         }
         Err(e) => {
@@ -201,7 +201,7 @@ pub fn explain(dx: &str, what: &str, collection: Option<&str>, key: Option<&str>
     match fetch(dx, &path) {
         Ok(envelope) => {
             match serde_json::to_string_pretty(&envelope["data"]) {
-                Ok(text) => println!("{text}"),
+                Ok(text) => outln!("{text}"),
                 Err(e) => {
                     eprintln!("aerodb: cannot print the explanation: {e}");
                     return 1;

@@ -6,6 +6,25 @@
 //! crates together and must never decide what is true about replication
 //! itself: every correctness decision lives in the library crates.
 
+/// `println!` that never panics: output to a closed pipe (`aerodb wal-dump | head`)
+/// is ignored instead of aborting the process.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`outln`]).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut stdout = std::io::stdout().lock();
+        let _ = write!(stdout, $($arg)*);
+        let _ = stdout.flush();
+    }};
+}
+
 mod api_error;
 mod cli;
 mod client;

@@ -13,19 +13,19 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
     let disk = OsDisk::shared();
     let dir = DataDir::new(data_dir);
     match dir.read_identity(&*disk) {
-        Ok(Some(id)) => println!("ok    identity: role {} cluster {}", id.role.as_str(), id.cluster_id),
+        Ok(Some(id)) => outln!("ok    identity: role {} cluster {}", id.role.as_str(), id.cluster_id),
         Ok(None) => {
-            println!("FAIL  identity: {} missing (not an AeroDB data directory?) [REPL-1]", dir.identity().display());
+            outln!("FAIL  identity: {} missing (not an AeroDB data directory?) [REPL-1]", dir.identity().display());
             return 1;
         }
         Err(e) => {
-            println!("FAIL  identity: {e} [F-RC2]");
+            outln!("FAIL  identity: {e} [F-RC2]");
             return 1;
         }
     }
     match scan_wal(disk.clone(), &dir.wal(), RecoveryMode::ReadOnly, |_, _| Ok(())) {
         Ok(report) => {
-            println!(
+            outln!(
                 "ok    wal: {} segment(s), {} record(s), CommitIds {}..={}, LSN {}..{}",
                 report.segments.len(),
                 report.records_verified,
@@ -35,14 +35,17 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
                 report.end.end_lsn
             );
             if let Some(t) = &report.torn_tail {
-                println!(
+                outln!(
                     "note  wal: torn tail of {} byte(s) at LSN {} in {} ({}); startup will truncate it [CORE-3]",
-                    t.bytes_dropped, t.lsn, t.segment, t.reason
+                    t.bytes_dropped,
+                    t.lsn,
+                    t.segment,
+                    t.reason
                 );
             }
         }
         Err(e) => {
-            println!("FAIL  wal: {e} [{}]", e.rule_id());
+            outln!("FAIL  wal: {e} [{}]", e.rule_id());
             return 1;
         }
     }
@@ -50,7 +53,7 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
     if extra != 0 {
         return extra;
     }
-    println!("all checks passed");
+    outln!("all checks passed");
     0
 }
 
@@ -74,7 +77,7 @@ pub fn wal_dump(data_dir: &std::path::Path, from: u64, limit: Option<u64>) -> i3
                 format!("{kind} {}/{}", String::from_utf8_lossy(op.collection()), String::from_utf8_lossy(op.key()))
             })
             .collect();
-        println!(
+        outln!(
             "lsn={} end={} commit_id={} ops={} fingerprint={} digest={} [{}]",
             pos.lsn,
             pos.end_lsn,

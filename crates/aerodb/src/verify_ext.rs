@@ -31,30 +31,34 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
     let meta = match read_metadata(disk, &paths) {
         Ok(Some(m)) => m,
         Ok(None) => {
-            println!("ok    replica: no committed bootstrap (uninitialised; the next start bootstraps)");
+            outln!("ok    replica: no committed bootstrap (uninitialised; the next start bootstraps)");
             return 0;
         }
         Err(e) => {
-            println!("FAIL  replica metadata: {e} [F-RC2]");
+            outln!("FAIL  replica metadata: {e} [F-RC2]");
             return 1;
         }
     };
     let b = meta.bootstrap;
-    println!(
+    outln!(
         "ok    replica metadata: cluster {} replica {} bootstrap {:?} at CommitId {} LSN {}",
-        meta.cluster_id, meta.replica_id, b.method, b.boundary_commit_id, b.boundary_lsn
+        meta.cluster_id,
+        meta.replica_id,
+        b.method,
+        b.boundary_commit_id,
+        b.boundary_lsn
     );
     if b.method == BootstrapMethod::Snapshot {
         match aerodb_snapshot::load_snapshot(disk, &paths.snapshot(), Some(&meta.cluster_id)) {
             Ok((_, m)) if (m.boundary_commit_id, m.boundary_lsn, m.boundary_fingerprint) == (b.boundary_commit_id, b.boundary_lsn, b.boundary_fingerprint) => {
-                println!("ok    replica snapshot: matches the recorded boundary");
+                outln!("ok    replica snapshot: matches the recorded boundary");
             }
             Ok((_, m)) => {
-                println!("FAIL  replica snapshot: cut CommitId {} LSN {} differs from the recorded boundary [F-S3]", m.boundary_commit_id, m.boundary_lsn);
+                outln!("FAIL  replica snapshot: cut CommitId {} LSN {} differs from the recorded boundary [F-S3]", m.boundary_commit_id, m.boundary_lsn);
                 return 1;
             }
             Err(e) => {
-                println!("FAIL  replica snapshot: {e} [{}]", e.rule_id());
+                outln!("FAIL  replica snapshot: {e} [{}]", e.rule_id());
                 return 1;
             }
         }
@@ -62,11 +66,11 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
     match read_halt(disk, &paths) {
         Ok(None) => 0,
         Ok(Some(h)) => {
-            println!("FAIL  replica: halted with {} at LSN {:?} CommitId {:?}: {} [{}]", h.code, h.lsn, h.commit_id, h.detail, h.rule_id);
+            outln!("FAIL  replica: halted with {} at LSN {:?} CommitId {:?}: {} [{}]", h.code, h.lsn, h.commit_id, h.detail, h.rule_id);
             1
         }
         Err(e) => {
-            println!("FAIL  replica halt record: {e} [F-RC2]");
+            outln!("FAIL  replica halt record: {e} [F-RC2]");
             1
         }
     }
@@ -86,18 +90,18 @@ fn verify_snapshots(disk: &dyn Disk, dir: &DataDir) -> i32 {
     let cluster = dir.read_identity(disk).ok().flatten().map(|id| id.cluster_id);
     if disk.exists(&snaps_dir) {
         for name in disk.list(&snaps_dir).unwrap_or_default().into_iter().filter(|n| n.starts_with(TMP_PREFIX) || n.starts_with(DEL_PREFIX)) {
-            println!("note  snapshots: incomplete directory {name} (never visible); startup removes it [F-S1]");
+            outln!("note  snapshots: incomplete directory {name} (never visible); startup removes it [F-S1]");
         }
     }
     let held = match list_snapshots(disk, &snaps_dir) {
         Ok(held) => held,
         Err(e) => {
-            println!("FAIL  snapshots: {e} [{}]", e.rule_id());
+            outln!("FAIL  snapshots: {e} [{}]", e.rule_id());
             return 1;
         }
     };
     if held.is_empty() {
-        println!("ok    snapshots: none");
+        outln!("ok    snapshots: none");
         return 0;
     }
     let wanted: BTreeSet<CommitId> = held.iter().map(|s| s.commit_id).collect();
@@ -112,7 +116,7 @@ fn verify_snapshots(disk: &dyn Disk, dir: &DataDir) -> i32 {
         let manifest = match load_snapshot(disk, &snap.path, cluster.as_deref()) {
             Ok((_, manifest)) => manifest,
             Err(e) => {
-                println!("FAIL  snapshot {}: {e} [{}]", snap.commit_id, e.rule_id());
+                outln!("FAIL  snapshot {}: {e} [{}]", snap.commit_id, e.rule_id());
                 return 1;
             }
         };
@@ -125,9 +129,9 @@ fn verify_snapshots(disk: &dyn Disk, dir: &DataDir) -> i32 {
             manifest.state_digest
         );
         match cut_against_wal(&manifest, wal.as_ref().ok(), &ends) {
-            Ok(note) => println!("ok    snapshot {}: {summary}; {note}", snap.commit_id),
+            Ok(note) => outln!("ok    snapshot {}: {summary}; {note}", snap.commit_id),
             Err(why) => {
-                println!("FAIL  snapshot {}: {why} [F-S3]", snap.commit_id);
+                outln!("FAIL  snapshot {}: {why} [F-S3]", snap.commit_id);
                 return 1;
             }
         }
