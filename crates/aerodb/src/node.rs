@@ -65,6 +65,8 @@ pub struct OpenedPrimary {
     pub engine: Arc<PrimaryEngine>,
     /// What the primary's recovery did: snapshot used, snapshots rejected,
     /// incomplete snapshot directories removed, and the WAL replay.
+    // Read by the DX API, which a build without replication does not have.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
     pub primary_recovery: PrimaryRecoveryReport,
     /// The snapshot scheduler (snapshots by WAL volume, on request, and
     /// retention). Declared before the lock: it stops before the lock is

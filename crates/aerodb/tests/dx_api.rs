@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+#![cfg(feature = "replication")]
 //! The DX API against real `aerodb` processes on 127.0.0.1 (REPLICATION.md
 //! §10, INTERFACE.md "DX API"): every endpoint for every role, in the
 //! envelope; explanations pinned with insta after replacing run-specific
