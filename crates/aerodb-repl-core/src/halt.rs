@@ -69,6 +69,15 @@ impl HaltReason {
         }
     }
 
+    /// A blocking reason (not a halt) for a primary that could not serve:
+    /// never a verdict about the replica, which retries. A missing snapshot
+    /// concerns snapshot authority (REPL-8); any other failure is the
+    /// primary declining to guess (REPL-10).
+    pub fn primary_cannot_serve(code: &str, detail: &str) -> Self {
+        let rule = if code == "SNAPSHOT_UNAVAILABLE" { "REPL-8" } else { "REPL-10" };
+        HaltReason::new(code, rule, format!("primary cannot serve: {detail}"), None, None, serde_json::json!({}))
+    }
+
     /// From an apply failure (F-D3 digest mismatch, or out-of-order apply).
     pub fn from_apply(e: &aerodb_mvcc::ApplyError, lsn: Lsn) -> Self {
         let commit_id = match e {

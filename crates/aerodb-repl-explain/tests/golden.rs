@@ -1,6 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
-//! Golden files (insta) for every explanation type, every halt reason code
-//! the code can produce, every refusal rule of the read-safety gate, and the
+//! Golden files (insta) for every explanation type, every halt and blocking
+//! code of the catalogue (`halts.rs`), every refusal rule of the read-safety gate, and the
 //! DX views and metrics. Every input is built from real state: real WAL
 //! records encoded by `aerodb-wal`, real chain violations from a
 //! `ChainValidator` fed bad bytes, real apply errors from a `Store`, real
@@ -19,6 +19,7 @@ use aerodb_repl_core::gate::{evaluate, GateDecision};
 use aerodb_repl_core::halt::HaltReason;
 use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, PROTOCOL_VERSION};
 use aerodb_repl_core::metadata::{write_metadata, BootstrapBoundary, BootstrapMethod, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
+use aerodb_repl_core::pipeline::ReceivedChunk;
 use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFormat, SnapshotRejected};
 use aerodb_repl_core::state::ReplicaState;
 use aerodb_repl_core::status::{BootstrapState, PrimaryProgress, ReplicaObserved, ReplicaShared};
@@ -27,11 +28,15 @@ use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, RefusalCount, Replic
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
 use aerodb_repl_explain::{metrics, rules};
+use aerodb_repl_net::frame::FrameType;
+use aerodb_repl_net::message::{Message, ServeError};
 use aerodb_snapshot::{create_snapshot, list_snapshots, load_snapshot, read_manifest, recover_primary, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
+use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::OsDisk;
 use aerodb_wal::durable::DurablePoint;
-use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::log::{SegmentAppender, SegmentList, WalReader};
 use aerodb_wal::record::encode_record;
+use aerodb_wal::recovery::recover_wal;
 use aerodb_wal::segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
 use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
@@ -193,7 +198,12 @@ fn wal_boundary() -> BootstrapBoundary {
 }
 
 fn shared_through(states: &[ReplicaState]) -> ReplicaShared {
-    let s = ReplicaShared::new(PRIMARY_ADDR, BootstrapMethod::Wal);
+    shared_for(PRIMARY_ADDR, BootstrapMethod::Wal, states)
+}
+
+/// A replica of `--primary addr` asking for `method` bootstrap, moved through `states`.
+fn shared_for(addr: &str, method: BootstrapMethod, states: &[ReplicaState]) -> ReplicaShared {
+    let s = ReplicaShared::new(addr, method);
     for st in states {
         s.transition(*st, "golden").unwrap();
     }
@@ -203,9 +213,14 @@ fn shared_through(states: &[ReplicaState]) -> ReplicaShared {
 /// A WAL-bootstrapped replica that applied `applied` records of the history
 /// and heard C_primary = 6 from the primary, in `states`.
 fn replica_at(states: &[ReplicaState], applied: usize) -> (ReplicaShared, Arc<Store>) {
+    replica_of(PRIMARY_ADDR, states, applied)
+}
+
+/// [`replica_at`] for a replica whose `--primary` is `addr`.
+fn replica_of(addr: &str, states: &[ReplicaState], applied: usize) -> (ReplicaShared, Arc<Store>) {
     let recs = history();
     let store = store_with(&recs[..applied]);
-    let s = shared_through(states);
+    let s = shared_for(addr, BootstrapMethod::Wal, states);
     let a = store.applied();
     s.update(|o| {
         o.cluster_id = Some(CLUSTER.into());
@@ -679,6 +694,412 @@ fn f_rc2_golden_halt_metadata_codes() {
     }
 }
 
+// ---------------------------------------------------------------------------
+// Installed bootstrap snapshot damaged so that only the content checks fail
+// ---------------------------------------------------------------------------
+
+/// crc32c (Castagnoli), bitwise: rewrites a damaged data file's checksum in
+/// its manifest so that only the content check can fail. Checked against
+/// the snapshot writer's own crc32c before it is used (`rewrite_data_file`).
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// Rewrites the installed snapshot's first data file with `damage` and then
+/// its manifest entry (size and crc32c, through the checksummed envelope),
+/// so that the file-level checks pass and only the content check fails.
+fn rewrite_data_file(paths: &ReplicaPaths, damage: impl FnOnce(&mut Vec<u8>)) {
+    let dir = paths.snapshot();
+    let mut m = read_manifest(&OsDisk, &dir).unwrap();
+    let f = dir.join(&m.files[0].name);
+    let mut b = std::fs::read(&f).unwrap();
+    assert_eq!(crc32c(&b), m.files[0].crc32c, "the test's crc32c must be the snapshot's");
+    damage(&mut b);
+    std::fs::write(&f, &b).unwrap();
+    m.files[0].size = b.len() as u64;
+    m.files[0].crc32c = crc32c(&b);
+    write_checksummed(&OsDisk, &dir.join("manifest.json"), &m).unwrap();
+    assert!(read_manifest(&OsDisk, &dir).is_ok(), "the rewritten manifest must pass its own checks");
+}
+
+/// Recovers the snapshot-bootstrapped replica and pins the halt (F-S4 row).
+fn pin_snapshot_halt(code: &str, paths: &ReplicaPaths, dir: &Path) {
+    let h = recovery_halt(paths);
+    assert_eq!(h.code, code, "{h:?}");
+    assert_eq!(h.failure.as_deref(), Some("F-S4"));
+    pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir);
+}
+
+/// F-S4: the installed snapshot's data file header declares format_version
+/// 2 (header crc32c and the manifest's file crc32c rewritten to match), so
+/// only the format check refuses it.
+#[test]
+fn f_s4_golden_halt_snapshot_format() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    rewrite_data_file(&paths, |b| {
+        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        let header_crc = crc32c(&b[0..28]);
+        b[28..32].copy_from_slice(&header_crc.to_le_bytes());
+    });
+    pin_snapshot_halt("SNAPSHOT_FORMAT", &paths, dir.path());
+}
+
+/// F-S4: the first version record of the installed snapshot's data file has
+/// an unknown kind byte; the file's crc32c and size in the manifest are
+/// rewritten to match, so every checksum passes and only decoding fails.
+#[test]
+fn f_s4_golden_halt_snapshot_corrupt() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    // Data header is 32 bytes; a version record's kind byte is at offset 12.
+    rewrite_data_file(&paths, |b| b[32 + 12] = 7);
+    pin_snapshot_halt("SNAPSHOT_CORRUPT", &paths, dir.path());
+}
+
+/// F-S4: one document byte of the installed snapshot changed (`{"v":1}`
+/// became `{"v":7}`) with the manifest's crc32c rewritten to match: the
+/// file decodes, but the state digest of the loaded store differs from the
+/// manifest's.
+#[test]
+fn f_s4_golden_halt_snapshot_digest() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    rewrite_data_file(&paths, |b| {
+        let at = b.windows(5).position(|w| w == br#""v":1"#).expect("a document of the history") + 4;
+        b[at] = b'7';
+    });
+    pin_snapshot_halt("SNAPSHOT_DIGEST", &paths, dir.path());
+}
+
+/// REPL-8 / F-S4: the installed snapshot cannot be read: a real IO error
+/// (its data file is a directory, so opening it fails with EISDIR, also as
+/// root).
+#[test]
+fn repl_8_golden_halt_snapshot_io() {
+    let dir = TempDir::new().unwrap();
+    let paths = snapshot_replica(dir.path());
+    let f = data_file(&paths);
+    std::fs::remove_file(&f).unwrap();
+    std::fs::create_dir(&f).unwrap();
+    let h = recovery_halt(&paths);
+    assert_eq!((h.code.as_str(), h.rule_id.as_str(), h.failure.as_deref()), ("SNAPSHOT_IO", "REPL-8", Some("F-S4")), "{h:?}");
+    pin_recovery_halt("halt_snapshot_io", h, dir.path());
+}
+
+// ---------------------------------------------------------------------------
+// The replica's own WAL damaged: real recover_replica over real files (F-RC1)
+// ---------------------------------------------------------------------------
+
+/// Recovers the replica and checks the halt's code, rule and F-RC1 row.
+fn local_wal_halt(paths: &ReplicaPaths, code: &str, rule_id: &str) -> HaltReason {
+    let h = recovery_halt(paths);
+    assert_eq!((h.code.as_str(), h.rule_id.as_str(), h.failure.as_deref()), (code, rule_id, Some("F-RC1")), "{h:?}");
+    h
+}
+
+/// CORE-3 / F-RC1: one flipped byte in the replica's WAL segment header
+/// (inside `prev_commit_id`) fails the header's crc32c.
+#[test]
+fn core_3_golden_halt_wal_bad_segment_header() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    let seg = paths.wal.join(segment_file_name(0));
+    let mut b = std::fs::read(&seg).unwrap();
+    b[24] ^= 0x01;
+    std::fs::write(&seg, b).unwrap();
+    let h = local_wal_halt(&paths, "WAL_BAD_SEGMENT_HEADER", "CORE-3");
+    pin_recovery_halt("halt_wal_bad_segment_header", h, dir.path());
+}
+
+/// REPL-7 / F-RC1: the replica's only segment was renamed: its file name
+/// says it starts at the end of commit 1, its header says LSN 0.
+#[test]
+fn repl_7_golden_halt_wal_segment_layout() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    std::fs::rename(paths.wal.join(segment_file_name(0)), paths.wal.join(segment_file_name(history()[0].end_lsn))).unwrap();
+    let h = local_wal_halt(&paths, "WAL_SEGMENT_LAYOUT", "REPL-7");
+    pin_recovery_halt("halt_wal_segment_layout", h, dir.path());
+}
+
+/// CORE-3 / F-RC1: a bootstrapped replica whose WAL directory holds no segment.
+#[test]
+fn core_3_golden_halt_wal_empty() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    std::fs::remove_file(paths.wal.join(segment_file_name(0))).unwrap();
+    let h = local_wal_halt(&paths, "WAL_EMPTY", "CORE-3");
+    pin_recovery_halt("halt_wal_empty", h, dir.path());
+}
+
+/// CORE-3 / F-RC1: the replica's WAL cannot be read: a real IO error
+/// (`wal/` is a regular file, so listing it fails with ENOTDIR, also as
+/// root).
+#[test]
+fn core_3_golden_halt_wal_io() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    std::fs::remove_dir_all(&paths.wal).unwrap();
+    std::fs::write(&paths.wal, b"not a directory").unwrap();
+    let h = local_wal_halt(&paths, "WAL_IO", "CORE-3");
+    pin_recovery_halt("halt_wal_io", h, dir.path());
+}
+
+/// F-S3 / F-RC1: a replica bootstrapped from the snapshot at CommitId 3
+/// whose WAL does not continue that cut: the WAL holds another record 3
+/// (replay refuses it), or stops before the cut (the cut is not in it).
+#[test]
+fn f_s3_golden_halt_snapshot_wal_mismatch() {
+    let recs = history();
+    let divergent = chain_after(recs[1].tip(), recs[1].digest, vec![vec![put("dave", r#"{"v":9}"#)]]);
+    let wals: [(&str, Vec<Rec>); 2] = [
+        ("halt_snapshot_wal_mismatch", vec![recs[0].clone(), recs[1].clone(), divergent[0].clone()]),
+        ("halt_snapshot_wal_mismatch_base_not_in_wal", recs[..2].to_vec()),
+    ];
+    for (name, wal) in wals {
+        let dir = TempDir::new().unwrap();
+        let paths = snapshot_replica(dir.path());
+        std::fs::remove_dir_all(&paths.wal).unwrap();
+        write_wal(&paths.wal, ChainTip::GENESIS, &wal);
+        let h = local_wal_halt(&paths, "SNAPSHOT_WAL_MISMATCH", "F-S3");
+        pin_recovery_halt(name, h, dir.path());
+    }
+}
+
+/// F-RC2: an uninitialised replica (no `replica.json`) cannot discard its
+/// partial bootstrap: a real IO error (`replica/bootstrap.tmp` is a regular
+/// file, so removing it as a directory tree fails with ENOTDIR, also as
+/// root). Recorded as the supervisor records every metadata refusal.
+#[test]
+fn f_rc2_golden_halt_discard_failed() {
+    let dir = TempDir::new().unwrap();
+    let paths = ReplicaPaths::new(dir.path());
+    std::fs::create_dir_all(&paths.dir).unwrap();
+    std::fs::write(paths.bootstrap_tmp(), b"partial").unwrap();
+    let h = metadata_halt(&paths);
+    assert_eq!((h.code.as_str(), h.rule_id.as_str()), ("DISCARD_FAILED", "F-RC2"), "{h:?}");
+    pin_recovery_halt("halt_discard_failed", h, dir.path());
+}
+
+// ---------------------------------------------------------------------------
+// Blocking codes: no halt, progress stops until the next attempt. Each is
+// recorded as the supervisor records it (`o.blocking`, then Disconnected)
+// and pinned through `/v1/replication`, which shows it as blocking_reason.
+// ---------------------------------------------------------------------------
+
+/// Records `reason` on replica `s` (with its store; None: no local state
+/// yet) exactly as the supervisor does, checks that it is no halt, and pins
+/// the replication view as `blocking_<code>`.
+fn pin_blocking(code: &str, rule_id: &str, reason: HaltReason, (s, store): (ReplicaShared, Option<Arc<Store>>), dir: Option<&Path>) {
+    assert_eq!((reason.code.as_str(), reason.rule_id.as_str()), (code, rule_id), "{reason:?}");
+    assert!(HALT_CODES.iter().any(|c| c.code == code && !c.halts), "{code} is not a blocking code of the catalogue");
+    s.update(|o| {
+        o.blocking = Some(reason);
+        if store.is_none() {
+            o.bootstrap_state = BootstrapState::NotStarted;
+        }
+    });
+    s.transition(ReplicaState::Disconnected, "golden").unwrap();
+    let f = replica_facts(s.observe(), store.as_ref(), None);
+    assert!(explain::replication_halt(&f.observed, f.applied.as_ref()).is_none(), "a blocking code must not explain as a halt");
+    assert_eq!(explain::replica_safety(&f).conclusion["blocking_reason"]["code"], code);
+    let v = view(views::replica_replication_view(&f));
+    assert_eq!(v["data"]["blocking_reason"]["code"], code);
+    let v = match dir {
+        Some(d) => redact(v, d),
+        None => v,
+    };
+    pin_value(&format!("blocking_{}", code.to_ascii_lowercase()), v);
+}
+
+/// What the replica records for a frame that fails to decode (the client's `frame_error`).
+fn frame_blocked(bytes: &[u8]) -> HaltReason {
+    let e = aerodb_repl_net::frame::decode(bytes, aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).expect_err("the frame must be rejected");
+    HaltReason::new(e.code(), "F-N2", e.to_string(), None, None, json!({}))
+}
+
+/// A real WAL frame carrying record 4, as the primary ships it.
+fn wal_frame() -> Vec<u8> {
+    let r = &history()[3];
+    let (kind, payload) = Message::Wal(ReceivedChunk { start_lsn: r.lsn, segment_start: None, bytes: Bytes::from(r.bytes.clone()) }).encode();
+    aerodb_repl_net::frame::encode(kind, &payload)
+}
+
+/// What the replica records when the primary answers its hello with an
+/// Error frame: the primary's message goes through a real frame, is decoded
+/// by the replica and recorded as the client's handshake records it.
+fn served_error(code: &str, detail: String) -> HaltReason {
+    let (kind, payload) = Message::Error(ServeError { code: code.into(), detail }).encode();
+    let bytes = aerodb_repl_net::frame::encode(kind, &payload);
+    let (frame, _) = aerodb_repl_net::frame::decode(&bytes, aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let Ok(Message::Error(e)) = Message::decode(&frame) else { panic!("not an error frame") };
+    HaltReason::primary_cannot_serve(&e.code, &e.detail)
+}
+
+/// A primary's real WAL as the handshake sees it (as `aerodb-repl-net`'s
+/// `WalHistory`): the segments of a recovered WAL directory, read back
+/// with a `WalReader`.
+struct PrimaryWal {
+    segments: SegmentList,
+    end: ChainTip,
+}
+
+impl PrimaryWal {
+    fn recover(dir: &Path) -> PrimaryWal {
+        let (appender, report) = recover_wal(OsDisk::shared(), dir, |_, _| Ok(())).unwrap();
+        PrimaryWal { segments: appender.segments().clone(), end: report.end }
+    }
+}
+
+impl PrimaryHistory for PrimaryWal {
+    fn cluster_id(&self) -> &str {
+        CLUSTER
+    }
+    fn durable(&self) -> (Lsn, CommitId) {
+        (self.end.end_lsn, self.end.commit_id)
+    }
+    fn oldest_retained(&self) -> ChainTip {
+        self.segments.snapshot().first().map_or(ChainTip::GENESIS, |s| ChainTip::of_segment(&s.header))
+    }
+    fn record_end(&self, commit_id: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
+        let Some(seg) = self.segments.snapshot().into_iter().rev().find(|s| s.header.prev_commit_id < commit_id) else { return Ok(None) };
+        let chunk =
+            WalReader::new(OsDisk::shared(), self.segments.clone()).read_chunk(seg.header.start_lsn, seg.end_lsn, usize::MAX).map_err(|e| e.to_string())?;
+        let mut v = ChainValidator::new(ChainTip::of_segment(&seg.header));
+        let mut lsn = seg.header.start_lsn;
+        while lsn < seg.end_lsn {
+            let (_, p) = v.validate(lsn, &chunk.bytes.slice((lsn - seg.header.start_lsn) as usize..)).map_err(|e| e.to_string())?;
+            if p.commit_id == commit_id {
+                return Ok(Some((p.end_lsn, p.fingerprint)));
+            }
+            lsn = p.end_lsn;
+        }
+        Ok(None)
+    }
+}
+
+/// A recovered replica at CommitId `applied` whose handshake just failed.
+fn connecting(applied: usize) -> (ReplicaShared, Option<Arc<Store>>) {
+    let (s, store) = replica_at(&[ReplicaState::Recovering, ReplicaState::Connecting], applied);
+    (s, Some(store))
+}
+
+/// A replica streaming at CommitId `applied` when its connection ended.
+fn streaming(applied: usize) -> (ReplicaShared, Option<Arc<Store>>) {
+    let (s, store) = replica_at(STREAMING, applied);
+    (s, Some(store))
+}
+
+/// F-N1: `--primary` without a port cannot be resolved: the real
+/// `to_socket_addrs` error, recorded as the client's `Conn::open` records
+/// it (no DNS lookup is made).
+#[test]
+fn f_n1_golden_blocking_connect_failed() {
+    let addr = "primary.example";
+    let e = std::net::ToSocketAddrs::to_socket_addrs(addr).map(|_| ()).expect_err("an address without a port does not resolve");
+    let h = HaltReason::new("CONNECT_FAILED", "F-N1", format!("cannot resolve {addr}: {e}"), None, None, json!({}));
+    let (s, store) = replica_of(addr, &[ReplicaState::Recovering, ReplicaState::Connecting], 3);
+    pin_blocking("CONNECT_FAILED", "F-N1", h, (s, Some(store)), None);
+}
+
+/// F-N1: the primary closed a streaming connection (a read returned 0
+/// bytes), rebuilt exactly as the client's `Conn::next` records it.
+#[test]
+fn f_n1_golden_blocking_connection_lost() {
+    let h = HaltReason::new("CONNECTION_LOST", "F-N1", "primary closed the connection", None, None, json!({}));
+    pin_blocking("CONNECTION_LOST", "F-N1", h, streaming(6), None);
+}
+
+/// F-N1: no frame within the idle limit, rebuilt exactly as the client's
+/// `Conn::next` records it (the limit is a poll count, not an error).
+#[test]
+fn f_n1_golden_blocking_connection_idle() {
+    let h = HaltReason::new("CONNECTION_IDLE", "F-N1", "no frame from the primary within the idle limit", None, None, json!({}));
+    pin_blocking("CONNECTION_IDLE", "F-N1", h, streaming(6), None);
+}
+
+/// F-N2: a real WAL frame whose type byte was changed to one no version defines.
+#[test]
+fn f_n2_golden_blocking_protocol_error() {
+    let mut b = wal_frame();
+    b[2] = 42;
+    pin_blocking("PROTOCOL_ERROR", "F-N2", frame_blocked(&b), streaming(3), None);
+}
+
+/// F-N2: a real frame whose payload exceeds the replica's maximum by one byte.
+#[test]
+fn f_n2_golden_blocking_frame_too_large() {
+    let b = aerodb_repl_net::frame::encode(FrameType::Wal, &vec![0u8; aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD + 1]);
+    pin_blocking("FRAME_TOO_LARGE", "F-N2", frame_blocked(&b), streaming(3), None);
+}
+
+/// F-N2: a real WAL frame with one payload byte flipped in transit.
+#[test]
+fn f_n2_golden_blocking_frame_checksum() {
+    let mut b = wal_frame();
+    let last = b.len() - 1;
+    b[last] ^= 0x20;
+    pin_blocking("FRAME_CHECKSUM", "F-N2", frame_blocked(&b), streaming(3), None);
+}
+
+/// REPL-7: a replica at CommitId 2 asks to resume from a primary whose
+/// real WAL directory starts after CommitId 3 (older segments retired):
+/// the primary's `decide` refuses with the non-halting WAL_UNAVAILABLE.
+#[test]
+fn repl_7_golden_blocking_wal_unavailable() {
+    let dir = TempDir::new().unwrap();
+    let wal = dir.path().join("wal");
+    let recs = history();
+    write_wal(&wal, recs[2].tip(), &recs[3..]);
+    let hello = hello(recs[1].tip());
+    let primary = PrimaryWal::recover(&wal);
+    assert_eq!(primary.record_end(4), Ok(Some((recs[3].end_lsn, recs[3].fingerprint))), "the primary's WAL reads back");
+    let Decision::Refuse(r) = decide(&primary, &hello) else { panic!("expected a refusal") };
+    assert!(!r.code.halts());
+    pin_blocking("WAL_UNAVAILABLE", "REPL-7", HaltReason::from_refusal(&r, &hello), connecting(2), None);
+}
+
+/// REPL-10: the primary cannot read its own WAL to decide the handshake: a
+/// real IO error (its segment file was removed after recovery listed it),
+/// so `decide` is undecided and the primary answers with an Error frame.
+#[test]
+fn repl_10_golden_blocking_primary_wal_unreadable() {
+    let dir = TempDir::new().unwrap();
+    let wal = dir.path().join("wal");
+    write_wal(&wal, ChainTip::GENESIS, &history());
+    let primary = PrimaryWal::recover(&wal);
+    std::fs::remove_file(wal.join(segment_file_name(0))).unwrap();
+    let Decision::Undecided(detail) = decide(&primary, &hello(history()[2].tip())) else { panic!("expected no verdict") };
+    pin_blocking("PRIMARY_WAL_UNREADABLE", "REPL-10", served_error("PRIMARY_WAL_UNREADABLE", detail), connecting(3), Some(dir.path()));
+}
+
+/// REPL-8: an empty replica asks for a snapshot and the primary cannot
+/// create one: a real `create_snapshot` IO error (its `snapshots/` is a
+/// regular file). The primary answers with an Error frame; the replica
+/// blocks (no halt) and retries.
+#[test]
+fn repl_8_golden_blocking_snapshot_unavailable() {
+    let dir = TempDir::new().unwrap();
+    let snaps = dir.path().join("snapshots");
+    std::fs::write(&snaps, b"not a directory").unwrap();
+    let e = create_snapshot(&OsDisk, &snaps, &store_with(&history()[..3]), CLUSTER).expect_err("snapshots/ is a file");
+    let h = served_error("SNAPSHOT_UNAVAILABLE", e.to_string());
+    let s = shared_for(PRIMARY_ADDR, BootstrapMethod::Snapshot, &[ReplicaState::Recovering, ReplicaState::Bootstrapping]);
+    s.update(|o| {
+        o.replica_id = Some(REPLICA_ID.into());
+        o.bootstrap_state = BootstrapState::InProgress;
+    });
+    pin_blocking("SNAPSHOT_UNAVAILABLE", "REPL-8", h, (s, None), Some(dir.path()));
+}
+
 /// P5-I14: `docs/operations.md` lists every halt and blocking code with its
 /// rule, failure row and operator action exactly as explanations give them.
 #[test]
@@ -691,24 +1112,13 @@ fn p5_i14_operations_doc_lists_every_halt_and_blocking_code() {
     }
 }
 
-/// Every halting code in the catalogue that the code can produce has a golden file above.
+/// Every halting and blocking code in the catalogue has a golden file above, each produced from real state.
 #[test]
 fn p5_i15_every_halt_code_has_a_golden_file() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    let not_produced_here = [
-        "SNAPSHOT_FORMAT",
-        "SNAPSHOT_CORRUPT",
-        "SNAPSHOT_DIGEST",
-        "SNAPSHOT_IO",
-        "WAL_BAD_SEGMENT_HEADER",
-        "WAL_SEGMENT_LAYOUT",
-        "WAL_EMPTY",
-        "WAL_IO",
-        "SNAPSHOT_WAL_MISMATCH",
-        "DISCARD_FAILED",
-    ];
-    for c in HALT_CODES.iter().filter(|c| c.halts && !not_produced_here.contains(&c.code)) {
-        let file = dir.join(format!("golden__halt_{}.snap", c.code.to_ascii_lowercase()));
+    for c in HALT_CODES {
+        let kind = if c.halts { "halt" } else { "blocking" };
+        let file = dir.join(format!("golden__{kind}_{}.snap", c.code.to_ascii_lowercase()));
         assert!(file.exists() || std::env::var("INSTA_UPDATE").is_ok_and(|v| v == "always"), "no golden file for {}: {}", c.code, file.display());
     }
 }

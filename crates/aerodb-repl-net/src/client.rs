@@ -28,7 +28,7 @@ use aerodb_wal::disk::Disk;
 use aerodb_wal::ChainTip;
 
 use crate::frame::{self, write_frame, Frame, FrameError, DEFAULT_MAX_PAYLOAD};
-use crate::message::Message;
+use crate::message::{Message, ServeError};
 
 /// Read timeout of one poll (lets the loop notice a stop request).
 const POLL: Duration = Duration::from_millis(250);
@@ -154,6 +154,11 @@ impl Conn {
     }
 }
 
+/// The primary could not serve: block and retry (never a halt).
+fn serve_error(e: &ServeError) -> SessionEnd {
+    SessionEnd::Blocked(Box::new(HaltReason::primary_cannot_serve(&e.code, &e.detail)))
+}
+
 fn frame_error(e: FrameError) -> SessionEnd {
     blocked(e.code(), "F-N2", e.to_string())
 }
@@ -206,7 +211,7 @@ fn handshake(cfg: &ReplicaClientConfig, hello: &Hello, stop: &StopSignal) -> Res
                 Err(SessionEnd::Blocked(Box::new(reason)))
             }
         }
-        Ok(Message::Error(e)) => Err(blocked(&e.code, "REPL-10", format!("primary cannot serve: {}", e.detail))),
+        Ok(Message::Error(e)) => Err(serve_error(&e)),
         Ok(other) => Err(blocked("PROTOCOL_ERROR", "F-N2", format!("unexpected answer to hello: {other:?}"))),
         Err(e) => Err(blocked("PROTOCOL_ERROR", "F-N2", e.to_string())),
     }
@@ -369,7 +374,7 @@ fn snapshot_session(
     };
     let manifest = match Message::decode(&conn.next(stop)?) {
         Ok(Message::SnapshotBegin(m)) => m,
-        Ok(Message::Error(e)) => return Err(blocked(&e.code, "REPL-8", e.detail)),
+        Ok(Message::Error(e)) => return Err(serve_error(&e)),
         other => return Err(blocked("PROTOCOL_ERROR", "F-N2", format!("expected a snapshot manifest, got {other:?}"))),
     };
     let mut transfer = SnapshotTransfer::begin(disk, paths, format, &manifest).map_err(rejected)?;
@@ -466,7 +471,7 @@ fn stream(handle: &ReplicaHandle, conn: &mut Conn, ready: &mut ReadyReplica, sto
                 }
             }
             Ok(Message::Progress(p)) => shared.update(|o| o.primary = Some(p)),
-            Ok(Message::Error(e)) => return blocked(&e.code, "REPL-10", e.detail),
+            Ok(Message::Error(e)) => return serve_error(&e),
             Ok(other) => return blocked("PROTOCOL_ERROR", "F-N2", format!("unexpected frame while streaming: {other:?}")),
             Err(e) => return blocked("PROTOCOL_ERROR", "F-N2", e.to_string()),
         }
