@@ -52,6 +52,14 @@ impl StoreRecoveryError {
             StoreRecoveryError::BaseMismatch { .. } => "SNAPSHOT_WAL_MISMATCH",
         }
     }
+    /// LSN of the failure, when known.
+    pub fn lsn(&self) -> Option<aerodb_wal::Lsn> {
+        match self {
+            StoreRecoveryError::Wal(e) => e.lsn(),
+            StoreRecoveryError::BaseMismatch { .. } => None,
+        }
+    }
+
     /// Rule enforced.
     pub fn rule_id(&self) -> &'static str {
         match self {

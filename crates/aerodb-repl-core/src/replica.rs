@@ -188,7 +188,7 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
             Ok(Recovered::Ready(Box::new(ReadyReplica { metadata, store, pipeline, report: Some(report) })))
         }
         Err(e) => halt_with(
-            HaltReason::new(e.code(), e.rule_id(), format!("local WAL recovery failed: {e}"), None, None, serde_json::json!({"error": e.to_string()}))
+            HaltReason::new(e.code(), e.rule_id(), format!("local WAL recovery failed: {e}"), e.lsn(), None, serde_json::json!({"error": e.to_string()}))
                 .with_failure("F-RC1"),
         ),
     }

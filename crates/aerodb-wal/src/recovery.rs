@@ -104,6 +104,15 @@ impl WalRecoveryError {
             WalRecoveryError::Replay { code, .. } => code,
         }
     }
+    /// The LSN the failure was found at, when it is known.
+    pub fn lsn(&self) -> Option<Lsn> {
+        match self {
+            WalRecoveryError::Corruption { violation, .. } => Some(violation.lsn()),
+            WalRecoveryError::Replay { lsn, .. } => Some(*lsn),
+            _ => None,
+        }
+    }
+
     /// Rule ID this failure enforces.
     pub fn rule_id(&self) -> &'static str {
         match self {
