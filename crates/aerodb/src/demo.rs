@@ -358,16 +358,14 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
         return Err(format!("expected the read to be refused (C_replica {c3} < {next}), got {status} {body}"));
     }
     say(&format!("   refused: code={} rule_id={} message={}", body["error"]["code"], body["error"]["rule_id"], body["error"]["message"]));
-    let (_, explanation) = http("GET", &format!("http://{}/v1/explain/replication", b.dx), None)?;
-    if explanation.get("data").is_some() || explanation.get("explanation_type").is_some() {
-        say("   explanation (GET /v1/explain/replication):");
-        let pretty = serde_json::to_string_pretty(&explanation).unwrap_or_default();
-        for line in pretty.lines().take(40) {
-            say(&format!("     {line}"));
-        }
-    } else {
-        say(&format!("   evidence: {}", serde_json::to_string(&body["error"]["evidence"]).unwrap_or_default()));
+    // The refusal carries the replication.safety explanation of this very read.
+    let explanation = &body["error"]["evidence"]["explanation"];
+    say(&format!("   explanation ({}), every rule in order:", explanation["explanation_type"].as_str().unwrap_or("?")));
+    for rule in explanation["rules_applied"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let holds = if rule["evaluation"] == true { "holds " } else { "FAILS " };
+        say(&format!("     {:<6} {holds} evidence {}", rule["rule_id"].as_str().unwrap_or("?"), rule["evidence"]));
     }
+    say(&format!("   conclusion: {}", explanation["conclusion"]));
     let (status, body) = http("PUT", &format!("http://{}/v1/docs/users/latest", primary.client), Some(&json!({"note": "written after the refusal"})))?;
     if status != 200 || body["commit_id"].as_u64() != Some(next) {
         return Err(format!("write on the primary returned {status} {body}"));
