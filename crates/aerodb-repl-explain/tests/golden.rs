@@ -1335,12 +1335,9 @@ fn f_s4_golden_recovery_primary_snapshot_rejected_and_used() {
     pin("recovery_primary_snapshot", &e, Some(dir.path()));
 }
 
-/// CORE-4: a WAL-bootstrapped replica recovers by replaying its whole WAL.
-#[test]
-fn core_4_golden_recovery_replica_wal() {
-    let dir = TempDir::new().unwrap();
-    let paths = wal_replica(dir.path());
-    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
+/// Recovers the replica at `paths` for real and pins its `recovery.process`.
+fn pin_replica_recovery(name: &str, paths: &ReplicaPaths, dir: &TempDir) {
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), paths, &Files) else { panic!("recovery failed") };
     let report = serde_json::to_value(ready.report.as_ref().unwrap()).unwrap();
     let e = explain::recovery_process(&RecoveryInput {
         role: "replica",
@@ -1350,7 +1347,15 @@ fn core_4_golden_recovery_replica_wal() {
         commit_id: Some(6),
     });
     assert_eq!(e.conclusion["outcome"], "recovered");
-    pin("recovery_replica_wal", &e, Some(dir.path()));
+    pin(name, &e, Some(dir.path()));
+}
+
+/// CORE-4: a WAL-bootstrapped replica recovers by replaying its whole WAL.
+#[test]
+fn core_4_golden_recovery_replica_wal() {
+    let dir = TempDir::new().unwrap();
+    let paths = wal_replica(dir.path());
+    pin_replica_recovery("recovery_replica_wal", &paths, &dir);
 }
 
 /// P5-I9: a snapshot-bootstrapped replica loads exactly its cut and replays after it.
@@ -1358,17 +1363,7 @@ fn core_4_golden_recovery_replica_wal() {
 fn p5_i9_golden_recovery_replica_snapshot() {
     let dir = TempDir::new().unwrap();
     let paths = snapshot_replica(dir.path());
-    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
-    let report = serde_json::to_value(ready.report.as_ref().unwrap()).unwrap();
-    let e = explain::recovery_process(&RecoveryInput {
-        role: "replica",
-        report: Some(&report),
-        halt: None,
-        replica_state: Some(ReplicaState::Connecting),
-        commit_id: Some(6),
-    });
-    assert_eq!(e.conclusion["outcome"], "recovered");
-    pin("recovery_replica_snapshot", &e, Some(dir.path()));
+    pin_replica_recovery("recovery_replica_snapshot", &paths, &dir);
 }
 
 /// F-RC2: recovery stopped at a halt: no report, the halt is the evidence.
