@@ -234,7 +234,7 @@ impl DxNode {
                     Endpoint::Mvcc => views::primary_mvcc(&f),
                     Endpoint::Snapshots => views::primary_snapshots(&f),
                     Endpoint::Replication => views::primary_replication(&f),
-                    Endpoint::ExplainReplication => (json!([explain::primary_safety(&f)]), Vec::new()),
+                    Endpoint::ExplainReplication => (explain::primary_safety(&f).to_value(), Vec::new()),
                     Endpoint::ExplainRecovery => (explain::primary_recovery(&f).to_value(), Vec::new()),
                     Endpoint::ExplainRead => match &read {
                         Some(q) => {
@@ -258,9 +258,13 @@ impl DxNode {
                     Endpoint::Snapshots => views::replica_snapshots(&f),
                     Endpoint::Replication => views::replica_replication_view(&f),
                     Endpoint::ExplainReplication => {
-                        let mut all = vec![explain::replica_safety(&f)];
-                        all.extend(explain::replication_halt(&f.observed, f.applied.as_ref()));
-                        (json!(all), Vec::new())
+                        // One replication.safety explanation; when halted it carries the
+                        // replication.halt explanation in its conclusion.
+                        let mut safety = explain::replica_safety(&f).to_value();
+                        if let Some(halt) = explain::replication_halt(&f.observed, f.applied.as_ref()) {
+                            safety["conclusion"]["halt_explanation"] = halt.to_value();
+                        }
+                        (safety, Vec::new())
                     }
                     Endpoint::ExplainRecovery => (explain::replica_recovery(&f).to_value(), Vec::new()),
                     Endpoint::ExplainRead => match &read {

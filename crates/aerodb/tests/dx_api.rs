@@ -300,11 +300,10 @@ fn p5_i14_every_endpoint_for_primary_and_replica_pinned() {
         }
         let m = metrics(node);
         assert_eq!(m.get("aerodb_commit_id"), Some(&(p.last as f64)), "{role}");
-        let explain_repl = envelope(node, "/v1/explain/replication");
-        let all = explain_repl["data"].as_array().unwrap();
-        assert_eq!(all.len(), 1, "not halted: only replication.safety");
-        assert_explanation(&all[0], "replication.safety");
-        assert_eq!(all[0]["conclusion"]["read_safety"], "safe");
+        let safety = envelope(node, "/v1/explain/replication")["data"].clone();
+        assert_explanation(&safety, "replication.safety");
+        assert!(safety["conclusion"].get("halt_explanation").is_none(), "not halted: only replication.safety");
+        assert_eq!(safety["conclusion"]["read_safety"], "safe");
         assert_explanation(&envelope(node, "/v1/explain/recovery")["data"], "recovery.process");
         assert_explanation(&envelope(node, "/v1/explain/read?collection=users&key=alice&at=3")["data"], "mvcc.read_visibility");
         for path in [
@@ -365,7 +364,7 @@ fn p5_i14_every_endpoint_for_primary_and_replica_pinned() {
 fn p5_i15_explanations_cite_real_commit_ids_lsns_and_reads() {
     let p = pair();
     let view = p.replica.replication();
-    let safety = &envelope(&p.replica, "/v1/explain/replication")["data"][0];
+    let safety = &envelope(&p.replica, "/v1/explain/replication")["data"];
     let prefix = safety["rules_applied"].as_array().unwrap().iter().find(|r| r["rule_id"] == "REPL-3").unwrap();
     assert_eq!(prefix["evaluation"], true);
     assert_eq!(prefix["evidence"]["replica_commit_id"], p.last);
@@ -434,12 +433,10 @@ fn p5_i14_halted_replica_explains_halt_and_refusals_embed_it() {
     let replica = start_replica(rd.path(), b.repl.as_deref().unwrap(), &["--bootstrap", "wal"], &[]);
     replica.wait_state("Halted");
 
-    let data = envelope(&replica, "/v1/explain/replication")["data"].clone();
-    let all = data.as_array().unwrap();
-    assert_eq!(all.len(), 2, "replication.safety and replication.halt");
-    assert_explanation(&all[0], "replication.safety");
-    assert_explanation(&all[1], "replication.halt");
-    let (safety, halt) = (&all[0], &all[1]);
+    let safety = envelope(&replica, "/v1/explain/replication")["data"].clone();
+    assert_explanation(&safety, "replication.safety");
+    let halt = safety["conclusion"]["halt_explanation"].clone();
+    assert_explanation(&halt, "replication.halt");
     assert_eq!(safety["conclusion"]["read_safety"], "unsafe");
     assert_eq!(halt["conclusion"]["code"], "CLUSTER_MISMATCH");
     assert_eq!(halt["conclusion"]["rule_id"], "REPL-1");
@@ -480,7 +477,7 @@ fn p5_i14_halted_replica_explains_halt_and_refusals_embed_it() {
     subs.push((cluster_a, "[cluster-a]"));
     subs.push((cluster_b, "[cluster-b]"));
     subs.push((replica_id, "[replica-id]"));
-    insta::assert_json_snapshot!("halted_replica_explain_replication", redact(&data, &subs));
+    insta::assert_json_snapshot!("halted_replica_explain_replication", redact(&safety, &subs));
 }
 
 /// F-O1: a replica that never reached its primary answers every endpoint
@@ -504,7 +501,7 @@ fn f_o1_dx_answers_during_failure_with_what_is_known() {
             assert!(!env["notes"].as_array().unwrap().is_empty(), "{path} marks its incomplete parts: {env}");
         }
     }
-    let safety = envelope(&replica, "/v1/explain/replication")["data"][0].clone();
+    let safety = envelope(&replica, "/v1/explain/replication")["data"].clone();
     assert_explanation(&safety, "replication.safety");
     assert_eq!(safety["conclusion"]["read_safety"], "unsafe");
     assert_eq!(safety["conclusion"]["first_failing_rule"], "RS-1");
