@@ -103,7 +103,8 @@ impl ReplicaPipeline {
         after_stage(self.positions());
         let records = self.validate(chunk.bytes)?;
         after_stage(self.positions());
-        self.apply(records, &mut after_stage)?;
+        self.apply(records)?;
+        after_stage(self.positions());
         self.check_invariants();
         Ok(())
     }
@@ -162,14 +163,13 @@ impl ReplicaPipeline {
         Ok(records)
     }
 
-    fn apply(&mut self, records: Vec<(Record, RecordPosition)>, after_stage: &mut impl FnMut(Positions)) -> Result<(), PipelineError> {
+    fn apply(&mut self, records: Vec<(Record, RecordPosition)>) -> Result<(), PipelineError> {
         for (index, (record, position)) in records.iter().enumerate() {
             if index == 1 {
                 aerodb_wal::crash_point!("replica.mid_apply");
             }
             let input = ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops };
             self.store.apply(input).map_err(|e| PipelineError::Halt(Box::new(HaltReason::from_apply(&e, position.lsn))))?;
-            after_stage(self.positions());
         }
         Ok(())
     }

@@ -11,10 +11,25 @@ pub fn segment(s: &str) -> String {
     utf8_percent_encode(s, SEGMENT).to_string()
 }
 
+/// A node address as a base URL: `http://` is added when no scheme is
+/// given, a trailing `/` is removed.
+pub fn base_url(node: &str) -> String {
+    let base = node.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        base.to_string()
+    } else {
+        format!("http://{base}")
+    }
+}
+
 /// The URL of one document.
 pub fn doc_url(node: &str, collection: &str, key: &str) -> String {
-    format!("{}/v1/docs/{}/{}", node.trim_end_matches('/'), segment(collection), segment(key))
+    format!("{}/v1/docs/{}/{}", base_url(node), segment(collection), segment(key))
 }
+
+/// Longest a CLI request may take: above the 30 s `wait_ms` bound, so a
+/// waiting read is never cut short, while a hung node cannot hang the CLI.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Outcome of a client call: the JSON body and whether it was a success.
 pub struct Answer {
@@ -26,7 +41,7 @@ pub struct Answer {
 
 /// Sends a request and returns the status and JSON body, whatever the status.
 pub fn call(method: &str, url: &str, body: Option<&Value>) -> Result<Answer, String> {
-    let req = ureq::request(method, url);
+    let req = ureq::request(method, url).timeout(REQUEST_TIMEOUT);
     let result = match body {
         Some(b) => req.send_json(b.clone()),
         None => req.call(),

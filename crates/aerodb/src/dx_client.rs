@@ -5,13 +5,11 @@
 
 use serde_json::Value;
 
-use crate::client::{call, segment};
+use crate::client::{base_url, call, segment};
 
 /// Fetches a DX path and returns the envelope, or a one-line reason.
 fn fetch(dx: &str, path: &str) -> Result<Value, String> {
-    let base = dx.trim_end_matches('/');
-    let base = if base.starts_with("http://") || base.starts_with("https://") { base.to_string() } else { format!("http://{base}") };
-    let url = format!("{base}{path}");
+    let url = format!("{}{path}", base_url(dx));
     let answer = call("GET", &url, None).map_err(|e| format!("cannot reach the DX API at {dx}: {e}"))?;
     if answer.status != 200 {
         let err = answer.body.pointer("/data/error").or_else(|| answer.body.get("error")).cloned().unwrap_or(answer.body.clone());

@@ -9,7 +9,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,40 +37,7 @@ pub use crate::repl_support::try_http;
 /// Starts `aerodb <args>` like `repl_support::spawn`, but writes the
 /// node's stderr to `log` so a test can read what it said before dying.
 pub fn spawn_logged(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: &Path) -> Node {
-    let file = std::fs::File::create(log).unwrap();
-    let mut cmd = Command::new(repl_support::bin());
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::from(file)).env("RUST_LOG", "warn");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn aerodb");
-    let mut reader = BufReader::new(child.stdout.take().unwrap());
-    let wants_dx = !args.iter().any(|a| a == "off");
-    let wants_repl = args.first().map(String::as_str) == Some("primary");
-    let (mut client, mut dx, mut repl) = (None, None, None);
-    while client.is_none() || (wants_dx && dx.is_none()) || (wants_repl && repl.is_none()) {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            let status = child.wait().ok();
-            panic!("aerodb {args:?} exited before listening: {status:?}; stderr: {}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        let mut parts = line.split_whitespace();
-        if parts.next() == Some("listening") {
-            match (parts.next(), parts.next()) {
-                (Some("client"), Some(a)) => client = Some(a.to_string()),
-                (Some("dx"), Some(a)) => dx = Some(a.to_string()),
-                (Some("repl"), Some(a)) => repl = Some(a.to_string()),
-                _ => {}
-            }
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    Node { child, data_dir: data_dir.to_path_buf(), client: client.unwrap(), dx, repl, args: args.to_vec() }
+    repl_support::spawn_to(args, envs, data_dir, Some(log))
 }
 
 /// Arguments of a replica on port 0.

@@ -30,8 +30,18 @@ pub fn bin() -> &'static str {
 /// Starts `aerodb <args>` with `envs`, reads `listening` lines until every
 /// expected surface is known.
 pub fn spawn(args: &[String], envs: &[(&str, &str)], data_dir: &Path) -> Node {
+    spawn_to(args, envs, data_dir, None)
+}
+
+/// [`spawn`], writing the node's stderr to `log` when given (so a test can
+/// read what it said before dying) instead of inheriting it.
+pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Option<&Path>) -> Node {
+    let stderr = match log {
+        Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+        None => Stdio::inherit(),
+    };
     let mut cmd = Command::new(bin());
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+    cmd.args(args).stdout(Stdio::piped()).stderr(stderr).env("RUST_LOG", "warn");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -46,7 +56,8 @@ pub fn spawn(args: &[String], envs: &[(&str, &str)], data_dir: &Path) -> Node {
         let n = reader.read_line(&mut line).unwrap_or(0);
         if n == 0 {
             let status = child.wait().ok();
-            panic!("aerodb {:?} exited before listening: {status:?}", args);
+            let said = log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
+            panic!("aerodb {args:?} exited before listening: {status:?}; stderr: {said}");
         }
         let mut parts = line.split_whitespace();
         if parts.next() == Some("listening") {
