@@ -12,7 +12,7 @@ use crate::state::ReplicaState;
 /// Everything the gate looks at. Captured once per read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GateInputs {
-    /// Whether the node's role is replica and it is not halted (`ReplicaActive`).
+    /// Whether the node is `ReplicaActive`: bootstrapped and not halted.
     pub replica_active: bool,
     /// Runtime state.
     pub state: ReplicaState,

@@ -48,7 +48,7 @@ impl ReplicaHandle {
         let facts = self.shared.gate_facts();
         let store = self.store();
         GateInputs {
-            replica_active: facts.halt_code.is_none(),
+            replica_active: facts.halt_code.is_none() && facts.initialised,
             state: facts.state,
             handshakes_since_start: facts.handshakes,
             integrity_failure: facts.halt_code,

@@ -88,6 +88,8 @@ pub struct GateFacts {
     pub handshakes: u64,
     /// Code of the persisted halt, if halted.
     pub halt_code: Option<String>,
+    /// Whether a bootstrap has committed (otherwise the node is Uninitialized).
+    pub initialised: bool,
 }
 
 /// The shared status. Cheap to read.
@@ -129,7 +131,12 @@ impl ReplicaShared {
     /// (this runs on every read).
     pub fn gate_facts(&self) -> GateFacts {
         let o = self.observed.read();
-        GateFacts { state: o.state, handshakes: o.handshakes, halt_code: o.halt.as_ref().map(|h| h.code.clone()) }
+        GateFacts {
+            state: o.state,
+            handshakes: o.handshakes,
+            halt_code: o.halt.as_ref().map(|h| h.code.clone()),
+            initialised: o.bootstrap_state == BootstrapState::Complete,
+        }
     }
 
     /// Performs a validated state transition (supervisor only).

@@ -759,6 +759,11 @@ mod tests {
         for st in state_path {
             s.transition(*st, "test").ok();
         }
+        // A replica only streams after its bootstrap committed (the supervisor
+        // publishes it before connecting).
+        if state_path.contains(&ReplicaState::Streaming) {
+            s.update(|o| o.bootstrap_state = aerodb_repl_core::status::BootstrapState::Complete);
+        }
         s
     }
 

@@ -42,11 +42,16 @@ pub fn envelope<T: Serialize>(commit_id: Option<CommitId>, data: T, notes: Vec<S
 }
 
 /// Node role state (exact names from REPLICATION.md §2).
+///
+/// `Uninitialized` until a bootstrap has committed (REPLICATION.md §2, F-S1:
+/// an interrupted bootstrap leaves the replica uninitialised).
 pub fn replica_node_state(o: &ReplicaObserved) -> &'static str {
     if o.halt.is_some() || o.state == ReplicaState::Halted {
         "ReplicationHalted"
-    } else {
+    } else if o.bootstrap_state == BootstrapState::Complete {
         "ReplicaActive"
+    } else {
+        "Uninitialized"
     }
 }
 
@@ -61,7 +66,7 @@ fn connection_state(state: ReplicaState) -> &'static str {
 /// The gate's verdict for a default read now (R = C_replica).
 pub fn default_read_inputs(o: &ReplicaObserved, applied: Option<&AppliedState>, history_horizon: CommitId) -> GateInputs {
     GateInputs {
-        replica_active: o.halt.is_none(),
+        replica_active: replica_node_state(o) == "ReplicaActive",
         state: o.state,
         handshakes_since_start: o.handshakes,
         integrity_failure: o.halt.as_ref().map(|h| h.code.clone()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aerodb_mvcc::{AppliedState, ClientOp, ReadView};
 use aerodb_repl_core::gate::evaluate;
-use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaPaths};
+use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
 use aerodb_repl_core::status::{ReplicaObserved, ReplicaShared};
 use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
@@ -162,7 +162,7 @@ impl DocService for ReplicaService {
 
 /// Opens the replica's data directory; refuses on role mismatch or
 /// corrupt metadata. Returns the lock.
-fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, ReplicaPaths), StartupError> {
+fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Option<ReplicaMetadata>), StartupError> {
     let dir = DataDir::new(&opts.data_dir);
     let lock = dir.lock()?;
     match dir.read_identity(disk)? {
@@ -184,16 +184,26 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Re
     }
     let meta_error =
         |e: aerodb_repl_core::metadata::MetadataError| StartupError::Metadata { code: e.check, file: e.file.clone(), detail: format!("{} (F-RC2)", e.detail) };
-    read_metadata(disk, &paths).map_err(meta_error)?;
+    let metadata = read_metadata(disk, &paths).map_err(meta_error)?;
     read_halt(disk, &paths).map_err(meta_error)?;
-    Ok((lock, paths))
+    Ok((lock, metadata))
 }
 
 /// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let disk: Arc<dyn Disk> = OsDisk::shared();
-    let (lock, _paths) = open_dir(&*disk, &opts)?;
+    let (lock, metadata) = open_dir(&*disk, &opts)?;
     let shared = Arc::new(ReplicaShared::new(&opts.primary, opts.bootstrap));
+    if let Some(m) = metadata {
+        // Initialised on disk: say so from the first moment, even while a long
+        // recovery runs (the node state is ReplicaActive, not Uninitialized).
+        shared.update(|o| {
+            o.cluster_id = Some(m.cluster_id.clone());
+            o.replica_id = Some(m.replica_id.clone());
+            o.bootstrap = Some(m.bootstrap);
+            o.bootstrap_state = aerodb_repl_core::status::BootstrapState::Complete;
+        });
+    }
     let handle = Arc::new(ReplicaHandle::new(shared));
     let stop = Arc::new(StopSignal::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
