@@ -12,7 +12,8 @@ pub struct Rule {
     /// Stable ID exactly as the specification spells it, e.g. `"CORE-2"`.
     pub id: &'static str,
     /// The family the ID belongs to: `"REPL"`, `"CORE"`, `"MVCC"`, `"P5"`,
-    /// `"RS"` (read-safety gate) or `"F"` (failure matrix).
+    /// `"RS"` (read-safety gate), `"F"` (failure matrix) or `"RES"` (bounded
+    /// resources).
     pub family: &'static str,
     /// One-line summary taken from the specification.
     pub summary: &'static str,
@@ -71,6 +72,11 @@ pub const RULES: &[Rule] = &[
         family: "REPL",
         summary: "No heuristic progress: no correctness decision depends on wall-clock time, timeouts, heartbeats or guesses.",
     },
+    Rule {
+        id: "REPL-11",
+        family: "REPL",
+        summary: "Fencing: when a replica proves the primary lost or rewrote durable history, the primary refuses every write (PRIMARY_FENCED), persists the fence and explains it; only an operator lifts it.",
+    },
     // §3 Durability and MVCC, preserved from the core
     Rule {
         id: "CORE-1",
@@ -93,6 +99,16 @@ pub const RULES: &[Rule] = &[
         summary: "Replay is deterministic and reuses one apply function for primary recovery, replica apply and snapshot-plus-WAL restore.",
     },
     Rule {
+        id: "CORE-5",
+        family: "CORE",
+        summary: "Acknowledged history is never shortened silently and no CommitId is assigned twice: a checksummed durable high-water mark bounds what recovery may drop; WAL ending or invalid before it refuses start.",
+    },
+    Rule {
+        id: "CORE-6",
+        family: "CORE",
+        summary: "Stored data is re-verified (scrub): every retained snapshot and sealed WAL segment is checked again at a bounded IO rate; damage is reported and a damaged snapshot is never used or shipped.",
+    },
+    Rule {
         id: "MVCC-1",
         family: "MVCC",
         summary: "Visibility: for read view R the visible version is the one with the largest CommitId ≤ R; a tombstone means not found.",
@@ -106,6 +122,16 @@ pub const RULES: &[Rule] = &[
         id: "MVCC-3",
         family: "MVCC",
         summary: "A read view is fixed for the whole read; range reads use one view; WAL applied meanwhile does not change what it sees.",
+    },
+    Rule {
+        id: "MVCC-4",
+        family: "MVCC",
+        summary: "History retention: versions are removed only by a GC record in the WAL stating horizon H, applied by every node at the same log position; reads at R >= H unchanged, reads below H refused.",
+    },
+    Rule {
+        id: "MVCC-5",
+        family: "MVCC",
+        summary: "GC never changes a read in flight: a read that pinned its view before a GC record was applied completes with the versions it pinned.",
     },
     // §3 Implementation invariants
     Rule {
@@ -218,7 +244,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "F-V2",
         family: "F",
-        summary: "Gap, overlap, duplicate or out-of-order record: rejected, state unchanged, replica halts.",
+        summary: "Gap, overlap, duplicate or out-of-order record inside validated WAL: rejected, state unchanged, replica halts; a chunk that merely starts at the wrong LSN is a protocol error (F-N2).",
     },
     Rule {
         id: "F-A1",
@@ -233,7 +259,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "F-S1",
         family: "F",
-        summary: "Crash or disconnect during snapshot transfer: partial snapshot discarded; replica stays uninitialised; no WAL applied.",
+        summary: "Crash or disconnect during snapshot transfer: resumes from verified chunks if the primary still holds that snapshot, else the partial snapshot is discarded; uninitialised until it validates; no WAL applied.",
     },
     Rule {
         id: "F-S2",
@@ -305,6 +331,52 @@ pub const RULES: &[Rule] = &[
         family: "F",
         summary: "DX endpoint queried during a failure: answers with what is known, marks incomplete parts, never guesses.",
     },
+    Rule {
+        id: "F-P4",
+        family: "F",
+        summary: "Primary WAL ends or is damaged before its durable high-water mark (also after a clean shutdown): refuses to start with mark, WAL end and damaged range; verify fails; nothing truncated.",
+    },
+    Rule {
+        id: "F-P5",
+        family: "F",
+        summary: "A replica proves the primary lost or rewrote acknowledged history: the replica halts and the primary is fenced; writes refused with PRIMARY_FENCED, reads work, fence survives restarts.",
+    },
+    Rule {
+        id: "F-G1",
+        family: "F",
+        summary: "GC record applied while reads are pinned below or above the new horizon: pinned reads complete unchanged; new reads below H refused under RS-4 on every node; digests stay equal.",
+    },
+    Rule {
+        id: "F-G2",
+        family: "F",
+        summary: "Crash during GC, or during a snapshot that follows one: recovery reaches the same horizon and digest as a node that never crashed.",
+    },
+    Rule {
+        id: "F-SC1",
+        family: "F",
+        summary: "A retained snapshot or sealed WAL segment is damaged while the node runs: the scrub reports file, offset and CORE-6; a damaged snapshot is withdrawn from bootstrap and recovery.",
+    },
+    // §12 Bounded resources
+    Rule {
+        id: "RES-1",
+        family: "RES",
+        summary: "Memory grows with live data and the retention window, never with the length of the write history.",
+    },
+    Rule {
+        id: "RES-2",
+        family: "RES",
+        summary: "Primary WAL is bounded: kept for snapshots and served replicas up to --wal-keep-bytes; beyond it WAL_UNAVAILABLE with numbers; per-replica forecast published.",
+    },
+    Rule {
+        id: "RES-3",
+        family: "RES",
+        summary: "Every external connection and request is bounded in count, size and time; waiting reads hold no worker thread; SIGTERM completes in bounded time.",
+    },
+    Rule {
+        id: "RES-4",
+        family: "RES",
+        summary: "Whatever arrives from a peer is validated against its documented format and range before it is stored, logged or shown.",
+    },
 ];
 
 /// Looks up a rule by its exact ID (case-sensitive, e.g. `"RS-3"`).
@@ -319,7 +391,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    const FAMILY_ORDER: &[&str] = &["REPL", "CORE", "MVCC", "P5", "RS", "F"];
+    const FAMILY_ORDER: &[&str] = &["REPL", "CORE", "MVCC", "P5", "RS", "F", "RES"];
 
     #[test]
     fn rules_registry_has_unique_ids() {
@@ -333,13 +405,14 @@ mod tests {
     #[test]
     fn rules_registry_has_every_spec_rule_count_per_family() {
         let count = |f: &str| RULES.iter().filter(|r| r.family == f).count();
-        assert_eq!(count("REPL"), 10);
-        assert_eq!(count("CORE"), 4);
-        assert_eq!(count("MVCC"), 3);
+        assert_eq!(count("REPL"), 11);
+        assert_eq!(count("CORE"), 6);
+        assert_eq!(count("MVCC"), 5);
         assert_eq!(count("P5"), 10);
         assert_eq!(count("RS"), 5);
-        assert_eq!(count("F"), 24);
-        assert_eq!(RULES.len(), 56);
+        assert_eq!(count("F"), 29);
+        assert_eq!(count("RES"), 4);
+        assert_eq!(RULES.len(), 70);
     }
 
     #[test]

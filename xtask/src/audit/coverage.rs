@@ -67,7 +67,7 @@ fn is_id_boundary(c: Option<char>) -> bool {
 /// Matches an ID-shaped token at the start of `s`; returns its length.
 fn match_id_at(s: &str) -> Option<usize> {
     let digits = |t: &str| t.bytes().take_while(u8::is_ascii_digit).count();
-    for prefix in ["REPL-", "CORE-", "MVCC-", "P5-I", "RS-"] {
+    for prefix in ["REPL-", "CORE-", "MVCC-", "P5-I", "RS-", "RES-"] {
         if let Some(rest) = s.strip_prefix(prefix) {
             let n = digits(rest);
             return (n > 0).then_some(prefix.len() + n);
@@ -80,7 +80,7 @@ fn match_id_at(s: &str) -> Option<usize> {
 }
 
 /// Every ID-shaped token (`REPL-n`, `CORE-n`, `MVCC-n`, `P5-In`, `RS-n`,
-/// `F-Xn`) in free text, e.g. a doc comment.
+/// `RES-n`, `F-Xn`) in free text, e.g. a doc comment.
 pub(crate) fn ids_in_text(text: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut prev: Option<char> = None;
@@ -108,7 +108,7 @@ pub(crate) fn ids_in_name(name: &str) -> Vec<String> {
     for pair in segs.windows(2) {
         let (a, b) = (pair[0], pair[1]);
         match a {
-            "repl" | "core" | "mvcc" | "rs" if all_digits(b) => {
+            "repl" | "core" | "mvcc" | "rs" | "res" if all_digits(b) => {
                 ids.push(format!("{}-{b}", a.to_ascii_uppercase()));
             }
             "p5" => {
