@@ -23,7 +23,7 @@ pub struct Version {
 
 /// The store's position in history: everything up to and including
 /// `commit_id` is applied and visible.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AppliedState {
     /// Last applied CommitId (0 = empty).
     pub commit_id: CommitId,
@@ -53,7 +53,7 @@ pub struct ApplyInput<'a> {
 }
 
 /// Why a record could not be applied. Nothing of it became visible.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, serde::Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum ApplyError {
     /// The record is not the next commit (REPL-2, REPL-7).

@@ -1,13 +1,17 @@
 //! The read-safety gate (REPLICATION.md §6, REPL-6, P5-I12): a pure
 //! function from what the replica knows now to an admit/refuse decision
 //! with every rule's evaluation and evidence, in the fixed order RS-1..RS-5.
+//! [`GateInputs::capture`] is the one way to build the inputs, for reads
+//! and explanations alike.
 
 use serde::Serialize;
 use serde_json::json;
 
 use aerodb_wal::CommitId;
 
-use crate::state::ReplicaState;
+use crate::halt::Reason;
+use crate::state::StateKind;
+use crate::status::{NodeState, ReplicaObserved};
 
 /// Everything the gate looks at. Captured once per read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -15,7 +19,7 @@ pub struct GateInputs {
     /// Whether the node is `ReplicaActive`: bootstrapped and not halted.
     pub replica_active: bool,
     /// Runtime state.
-    pub state: ReplicaState,
+    pub state: StateKind,
     /// Successful handshakes since this process started.
     pub handshakes_since_start: u64,
     /// Recorded integrity failure code, if any (gap, checksum, divergence).
@@ -28,6 +32,29 @@ pub struct GateInputs {
     pub requested_at: Option<CommitId>,
     /// `min_commit`, if given.
     pub min_commit: Option<CommitId>,
+}
+
+impl GateInputs {
+    /// The inputs for a read (or an explanation of one) now: the replica's
+    /// published status, its store's applied CommitId and history horizon
+    /// (None before bootstrap), and the request.
+    pub fn capture(o: &ReplicaObserved, store: Option<(CommitId, CommitId)>, requested_at: Option<CommitId>, min_commit: Option<CommitId>) -> Self {
+        GateInputs {
+            replica_active: o.node_state() == NodeState::ReplicaActive,
+            state: o.kind(),
+            handshakes_since_start: o.handshakes,
+            integrity_failure: o.halt().map(|h| h.code().to_string()),
+            replica_commit_id: store.map_or(0, |s| s.0),
+            history_horizon: store.map_or(0, |s| s.1),
+            requested_at,
+            min_commit,
+        }
+    }
+
+    /// R: the requested `at`, or C_replica.
+    pub fn read_upper_bound(&self) -> CommitId {
+        self.requested_at.unwrap_or(self.replica_commit_id)
+    }
 }
 
 /// One rule's evaluation.
@@ -59,6 +86,25 @@ impl GateDecision {
     pub fn first_failure(&self) -> Option<&RuleEvaluation> {
         self.rules.iter().find(|r| !r.evaluation)
     }
+
+    /// Records the outcome of actually pinning the view at R (RS-5): the
+    /// decision is admitted only if the pin held.
+    pub fn pinned(&mut self, outcome: Result<CommitId, String>) {
+        let r = self.read_upper_bound;
+        if let Some(rs5) = self.rules.iter_mut().find(|x| x.rule_id == "RS-5") {
+            match outcome {
+                Ok(view) => {
+                    rs5.evaluation = view == r;
+                    rs5.evidence = json!({"read_upper_bound": r, "pinned_view": view, "pinned": view == r});
+                }
+                Err(reason) => {
+                    rs5.evaluation = false;
+                    rs5.evidence = json!({"read_upper_bound": r, "pinned": false, "reason": reason});
+                }
+            }
+        }
+        self.admitted = self.rules.iter().all(|x| x.evaluation);
+    }
 }
 
 /// Rule descriptions (as in REPLICATION.md §6).
@@ -72,17 +118,16 @@ pub const RS4: &str = "R >= history horizon";
 /// RS-5.
 pub const RS5: &str = "the read pins one read view at R for its whole duration";
 
-/// Evaluates RS-1..RS-5 for one read.
+/// Evaluates RS-1..RS-5 for one read. RS-5 holds when a view at R can be
+/// pinned (R lies between the horizon and C_replica); a read then records
+/// the real pin with [`GateDecision::pinned`].
 pub fn evaluate(g: &GateInputs) -> GateDecision {
-    let r = match (g.requested_at, g.min_commit) {
-        (Some(at), _) => at,
-        (None, _) => g.replica_commit_id,
-    };
+    let r = g.read_upper_bound();
     let state_ok = match g.state {
-        ReplicaState::Streaming => true,
+        StateKind::Streaming => true,
         // After the first proof since start, a replica that lost its connection keeps
         // serving at C_replica while it reconnects (REPLICATION.md §4, §6 RS-1).
-        ReplicaState::Disconnected | ReplicaState::Connecting => g.handshakes_since_start > 0,
+        StateKind::Disconnected | StateKind::Connecting => g.handshakes_since_start > 0,
         _ => false,
     };
     let rs1 = g.replica_active && state_ok;
@@ -90,6 +135,7 @@ pub fn evaluate(g: &GateInputs) -> GateDecision {
     let min_ok = g.min_commit.is_none_or(|n| g.replica_commit_id >= n);
     let rs3 = r <= g.replica_commit_id && min_ok;
     let rs4 = r >= g.history_horizon;
+    let pinnable = rs1 && rs2 && r <= g.replica_commit_id && rs4;
     let rules = vec![
         RuleEvaluation {
             rule_id: "RS-1",
@@ -105,14 +151,7 @@ pub fn evaluate(g: &GateInputs) -> GateDecision {
             evidence: json!({"read_upper_bound": r, "replica_commit_id": g.replica_commit_id, "min_commit": g.min_commit}),
         },
         RuleEvaluation { rule_id: "RS-4", description: RS4, evaluation: rs4, evidence: json!({"read_upper_bound": r, "history_horizon": g.history_horizon}) },
-        RuleEvaluation {
-            rule_id: "RS-5",
-            description: RS5,
-            // Every admitted read pins an immutable view at R (MVCC-3); a
-            // refused read pins nothing, so the rule holds either way.
-            evaluation: true,
-            evidence: json!({"read_upper_bound": r, "pinned": rs1 && rs2 && rs3 && rs4}),
-        },
+        RuleEvaluation { rule_id: "RS-5", description: RS5, evaluation: pinnable, evidence: json!({"read_upper_bound": r, "pinnable": pinnable}) },
     ];
     let admitted = rules.iter().all(|x| x.evaluation);
     GateDecision { read_upper_bound: r, rules, admitted }
@@ -125,7 +164,7 @@ mod tests {
     fn base() -> GateInputs {
         GateInputs {
             replica_active: true,
-            state: ReplicaState::Streaming,
+            state: StateKind::Streaming,
             handshakes_since_start: 1,
             integrity_failure: None,
             replica_commit_id: 10,
@@ -139,15 +178,15 @@ mod tests {
     #[test]
     fn rs_1_state_rules() {
         for (state, handshakes, ok) in [
-            (ReplicaState::Streaming, 1, true),
-            (ReplicaState::Disconnected, 1, true),
-            (ReplicaState::Disconnected, 0, false),
-            (ReplicaState::Connecting, 0, false),
-            (ReplicaState::Connecting, 2, true),
-            (ReplicaState::Recovering, 0, false),
-            (ReplicaState::Bootstrapping, 0, false),
-            (ReplicaState::Initializing, 0, false),
-            (ReplicaState::Halted, 3, false),
+            (StateKind::Streaming, 1, true),
+            (StateKind::Disconnected, 1, true),
+            (StateKind::Disconnected, 0, false),
+            (StateKind::Connecting, 0, false),
+            (StateKind::Connecting, 2, true),
+            (StateKind::Recovering, 0, false),
+            (StateKind::Bootstrapping, 0, false),
+            (StateKind::Initializing, 0, false),
+            (StateKind::Halted, 3, false),
         ] {
             let d = evaluate(&GateInputs { state, handshakes_since_start: handshakes, ..base() });
             assert_eq!(d.admitted, ok, "{state:?}/{handshakes}");
@@ -183,12 +222,19 @@ mod tests {
         assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-4"));
     }
 
-    /// RS-5 / P5-I12: every rule is evaluated and reported in order, none skipped.
+    /// RS-5 / P5-I12: every rule is evaluated and reported in order, none
+    /// skipped; RS-5 is evaluated, and a failed pin refuses the read.
     #[test]
-    fn rs_5_all_rules_reported_in_order() {
-        let d = evaluate(&GateInputs { state: ReplicaState::Halted, integrity_failure: Some("X".into()), requested_at: Some(99), ..base() });
+    fn rs_5_all_rules_reported_in_order_and_the_pin_is_evaluated() {
+        let d = evaluate(&GateInputs { state: StateKind::Halted, integrity_failure: Some("X".into()), requested_at: Some(99), ..base() });
         let ids: Vec<_> = d.rules.iter().map(|r| r.rule_id).collect();
         assert_eq!(ids, ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"]);
         assert_eq!(d.first_failure().map(|r| r.rule_id), Some("RS-1"));
+        assert!(!d.rules[4].evaluation, "nothing can be pinned for a refused read");
+        let mut ok = evaluate(&base());
+        assert!(ok.admitted && ok.rules[4].evaluation);
+        ok.pinned(Err("below the history horizon 11".into()));
+        assert!(!ok.admitted);
+        assert_eq!(ok.first_failure().map(|r| r.rule_id), Some("RS-5"));
     }
 }

@@ -2,15 +2,19 @@
 //! primary's pure decision about it (REPLICATION.md §4, REPL-5, F-D1, F-D2,
 //! F-C1). The primary keeps no per-replica state that affects this.
 
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
 use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, GENESIS_FINGERPRINT};
+
+use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 
 /// Replication protocol version spoken by this build.
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// What the replica asks for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum HelloRequest {
     /// Continue after this history tip.
@@ -26,15 +30,26 @@ pub enum HelloRequest {
     Snapshot,
 }
 
-/// Replica → primary, first frame of every connection.
+impl HelloRequest {
+    /// The resume request for a validated history tip.
+    pub fn resume(tip: ChainTip) -> HelloRequest {
+        HelloRequest::Resume { end_lsn: tip.end_lsn, commit_id: tip.commit_id, fingerprint: tip.fingerprint }
+    }
+}
+
+/// Replica → primary, first frame of every connection. Every field is
+/// validated when the frame is decoded (RES-4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     /// Protocol version.
     pub protocol_version: u32,
     /// Cluster id recorded at bootstrap, if any.
-    pub cluster_id: Option<String>,
+    pub cluster_id: Option<ClusterId>,
     /// The replica's own id.
-    pub replica_id: String,
+    pub replica_id: ReplicaId,
+    /// The operator's name for the replica (`--name`), if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<ReplicaName>,
     /// What it asks for.
     pub request: HelloRequest,
 }
@@ -43,7 +58,7 @@ pub struct Hello {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Accept {
     /// The primary's cluster id.
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     /// C_primary.
     pub primary_commit_id: CommitId,
     /// Primary durable LSN.
@@ -98,28 +113,88 @@ impl RefusalCode {
             RefusalCode::WAL_UNAVAILABLE | RefusalCode::PROTOCOL_VERSION => None,
         }
     }
-    /// Every refusal except WAL_UNAVAILABLE halts the replica.
+    /// Every refusal except WAL_UNAVAILABLE halts a replica that holds state.
     pub fn halts(self) -> bool {
         self != RefusalCode::WAL_UNAVAILABLE
     }
 }
 
-/// Primary → replica when the handshake is refused. Carries the primary's
-/// side of the evidence.
+/// The primary's side of a refusal: typed evidence per code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "SCREAMING_SNAKE_CASE", deny_unknown_fields)]
+pub enum Refusal {
+    /// The replica speaks another protocol version.
+    ProtocolVersion {
+        /// The version the primary speaks.
+        primary_protocol_version: u32,
+    },
+    /// The replica belongs to another cluster.
+    ClusterMismatch {
+        /// The primary's cluster id.
+        primary_cluster_id: ClusterId,
+    },
+    /// The replica's resume point is beyond the primary's durable history.
+    ReplicaAhead {
+        /// Primary durable LSN.
+        primary_durable_lsn: Lsn,
+        /// C_primary.
+        primary_commit_id: CommitId,
+    },
+    /// The primary no longer retains the WAL the replica needs.
+    WalUnavailable {
+        /// First LSN the primary still holds.
+        oldest_retained_lsn: Lsn,
+        /// CommitId just before it.
+        oldest_retained_commit_id: CommitId,
+    },
+    /// The primary's record at the replica's resume point differs.
+    Diverged {
+        /// Primary durable LSN.
+        primary_durable_lsn: Lsn,
+        /// C_primary.
+        primary_commit_id: CommitId,
+        /// End LSN of the primary's record with the replica's CommitId (None: no such record).
+        primary_record_end_lsn: Option<Lsn>,
+        /// Its fingerprint.
+        primary_record_fingerprint: Option<Fingerprint>,
+    },
+}
+
+impl Refusal {
+    /// The code of this refusal.
+    pub fn code(&self) -> RefusalCode {
+        match self {
+            Refusal::ProtocolVersion { .. } => RefusalCode::PROTOCOL_VERSION,
+            Refusal::ClusterMismatch { .. } => RefusalCode::CLUSTER_MISMATCH,
+            Refusal::ReplicaAhead { .. } => RefusalCode::REPLICA_AHEAD,
+            Refusal::WalUnavailable { .. } => RefusalCode::WAL_UNAVAILABLE,
+            Refusal::Diverged { .. } => RefusalCode::DIVERGED,
+        }
+    }
+}
+
+/// Primary → replica when the handshake is refused: the typed evidence and
+/// a human-readable detail. Wire form: `{"code": ..., fields..., "detail": ...}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refuse {
-    /// Code.
-    pub code: RefusalCode,
-    /// Human-readable detail.
+    /// The refusal and the primary's evidence.
+    #[serde(flatten)]
+    pub refusal: Refusal,
+    /// Human-readable detail (bounded when decoded).
     pub detail: String,
-    /// The primary's values (CommitId, LSNs, fingerprints).
-    pub evidence: serde_json::Value,
+}
+
+impl Refuse {
+    /// The refusal code.
+    pub fn code(&self) -> RefusalCode {
+        self.refusal.code()
+    }
 }
 
 /// What the primary knows about its own history, as the decision needs it.
 pub trait PrimaryHistory {
     /// Cluster id.
-    fn cluster_id(&self) -> &str;
+    fn cluster_id(&self) -> &ClusterId;
     /// (durable LSN, C_primary).
     fn durable(&self) -> (Lsn, CommitId);
     /// Chain state at the start of the oldest retained segment.
@@ -143,8 +218,19 @@ pub enum Decision {
     Undecided(String),
 }
 
-fn refuse(code: RefusalCode, detail: String, evidence: serde_json::Value) -> Decision {
-    Decision::Refuse(Refuse { code, detail, evidence })
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::StreamFrom(lsn) => write!(f, "stream from LSN {lsn}"),
+            Decision::ServeSnapshot => f.write_str("serve a snapshot"),
+            Decision::Refuse(r) => write!(f, "refuse {}: {}", r.code().as_str(), r.detail),
+            Decision::Undecided(d) => write!(f, "undecided: {d}"),
+        }
+    }
+}
+
+fn refuse(refusal: Refusal, detail: String) -> Decision {
+    Decision::Refuse(Refuse { refusal, detail })
 }
 
 /// Decides a handshake. Pure: the same history and hello always give the
@@ -153,45 +239,33 @@ pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
     let (durable_lsn, c_primary) = history.durable();
     if hello.protocol_version != PROTOCOL_VERSION {
         return refuse(
-            RefusalCode::PROTOCOL_VERSION,
+            Refusal::ProtocolVersion { primary_protocol_version: PROTOCOL_VERSION },
             format!("replica speaks protocol {}, primary speaks {PROTOCOL_VERSION}", hello.protocol_version),
-            serde_json::json!({"primary_protocol_version": PROTOCOL_VERSION}),
         );
     }
     if let Some(cluster) = &hello.cluster_id {
         if cluster != history.cluster_id() {
             return refuse(
-                RefusalCode::CLUSTER_MISMATCH,
+                Refusal::ClusterMismatch { primary_cluster_id: history.cluster_id().clone() },
                 format!("replica belongs to cluster {cluster}, primary is cluster {}", history.cluster_id()),
-                serde_json::json!({"primary_cluster_id": history.cluster_id()}),
             );
         }
     }
-    let (end_lsn, commit_id, fingerprint) = match &hello.request {
+    let (end_lsn, commit_id, fingerprint) = match hello.request {
         HelloRequest::Snapshot => return Decision::ServeSnapshot,
-        HelloRequest::Resume { end_lsn, commit_id, fingerprint } => (*end_lsn, *commit_id, *fingerprint),
-    };
-    let primary_side = |record: Option<(Lsn, Fingerprint)>| {
-        serde_json::json!({
-            "primary_durable_lsn": durable_lsn,
-            "primary_commit_id": c_primary,
-            "primary_record_end_lsn": record.map(|r| r.0),
-            "primary_record_fingerprint": record.map(|r| r.1.to_string()),
-        })
+        HelloRequest::Resume { end_lsn, commit_id, fingerprint } => (end_lsn, commit_id, fingerprint),
     };
     if end_lsn > durable_lsn || commit_id > c_primary {
         return refuse(
-            RefusalCode::REPLICA_AHEAD,
+            Refusal::ReplicaAhead { primary_durable_lsn: durable_lsn, primary_commit_id: c_primary },
             format!("replica history ends at LSN {end_lsn} (CommitId {commit_id}); primary durable history ends at LSN {durable_lsn} (CommitId {c_primary})"),
-            primary_side(None),
         );
     }
     let oldest = history.oldest_retained();
     if commit_id < oldest.commit_id || (commit_id == 0 && oldest.end_lsn > 0) {
         return refuse(
-            RefusalCode::WAL_UNAVAILABLE,
+            Refusal::WalUnavailable { oldest_retained_lsn: oldest.end_lsn, oldest_retained_commit_id: oldest.commit_id },
             format!("primary retains WAL from LSN {} (after CommitId {}); replica needs it after CommitId {commit_id}", oldest.end_lsn, oldest.commit_id),
-            serde_json::json!({"oldest_retained_lsn": oldest.end_lsn, "oldest_retained_commit_id": oldest.commit_id}),
         );
     }
     let record = if commit_id == oldest.commit_id {
@@ -207,24 +281,30 @@ pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
     match record {
         Some((lsn, fp)) if lsn == end_lsn && fp == fingerprint => Decision::StreamFrom(end_lsn),
         other => refuse(
-            RefusalCode::DIVERGED,
+            Refusal::Diverged {
+                primary_durable_lsn: durable_lsn,
+                primary_commit_id: c_primary,
+                primary_record_end_lsn: other.map(|r| r.0),
+                primary_record_fingerprint: other.map(|r| r.1),
+            },
             format!("replica's record {commit_id} ends at LSN {end_lsn} with fingerprint {fingerprint}; the primary's differs"),
-            primary_side(other),
         ),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
     struct Fake {
+        cluster: ClusterId,
         records: Vec<(Lsn, Fingerprint)>,
         oldest: ChainTip,
     }
     impl PrimaryHistory for Fake {
-        fn cluster_id(&self) -> &str {
-            "c1"
+        fn cluster_id(&self) -> &ClusterId {
+            &self.cluster
         }
         fn durable(&self) -> (Lsn, CommitId) {
             (self.records.last().map_or(0, |r| r.0), self.records.len() as u64)
@@ -237,20 +317,28 @@ mod tests {
         }
     }
 
+    const C1: &str = "0123456789abcdef0123456789abcdef";
+    const C2: &str = "fedcba9876543210fedcba9876543210";
+
     fn fake() -> Fake {
-        Fake { records: vec![(100, Fingerprint(1)), (200, Fingerprint(2)), (300, Fingerprint(3))], oldest: ChainTip::GENESIS }
+        Fake {
+            cluster: ClusterId::parse(C1).unwrap(),
+            records: vec![(100, Fingerprint(1)), (200, Fingerprint(2)), (300, Fingerprint(3))],
+            oldest: ChainTip::GENESIS,
+        }
     }
     fn hello(end_lsn: Lsn, commit_id: CommitId, fp: u128) -> Hello {
         Hello {
             protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some("c1".into()),
-            replica_id: "r".into(),
+            cluster_id: Some(ClusterId::parse(C1).unwrap()),
+            replica_id: ReplicaId::parse("r").unwrap(),
+            name: None,
             request: HelloRequest::Resume { end_lsn, commit_id, fingerprint: Fingerprint(fp) },
         }
     }
     fn code(d: Decision) -> Option<RefusalCode> {
         match d {
-            Decision::Refuse(r) => Some(r.code),
+            Decision::Refuse(r) => Some(r.code()),
             _ => None,
         }
     }
@@ -279,7 +367,7 @@ mod tests {
     fn f_c1_cluster_and_protocol_mismatch_refused() {
         let f = fake();
         let mut h = hello(0, 0, GENESIS_FINGERPRINT.0);
-        h.cluster_id = Some("other".into());
+        h.cluster_id = Some(ClusterId::parse(C2).unwrap());
         assert_eq!(code(decide(&f, &h)), Some(RefusalCode::CLUSTER_MISMATCH));
         let mut h = hello(0, 0, GENESIS_FINGERPRINT.0);
         h.protocol_version = 99;
@@ -297,5 +385,18 @@ mod tests {
         assert_eq!(code(decide(&f, &hello(0, 0, GENESIS_FINGERPRINT.0))), Some(RefusalCode::WAL_UNAVAILABLE));
         assert_eq!(decide(&f, &hello(200, 2, 2)), Decision::StreamFrom(200));
         assert_eq!(code(decide(&f, &hello(200, 2, 7))), Some(RefusalCode::DIVERGED));
+    }
+
+    /// RES-4: a refusal round-trips on the wire with its typed evidence and
+    /// evidence that does not match its code is rejected.
+    #[test]
+    fn res_4_refusal_wire_form_is_typed() {
+        let d = decide(&fake(), &hello(200, 2, 9));
+        let Decision::Refuse(r) = d else { panic!("expected a refusal") };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.starts_with("{\"code\":\"DIVERGED\""), "{text}");
+        assert_eq!(serde_json::from_str::<Refuse>(&text).unwrap(), r);
+        let bad = r#"{"code":"REPLICA_AHEAD","oldest_retained_lsn":1,"detail":"x"}"#;
+        assert!(serde_json::from_str::<Refuse>(bad).is_err());
     }
 }

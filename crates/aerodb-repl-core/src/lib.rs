@@ -1,23 +1,38 @@
 //! AeroDB replication core.
 //!
-//! This crate owns what replication decides: node roles and the replica
-//! runtime state machine, the handshake decision, the receiver → validator
-//! → applier pipeline, the replica metadata file, replica recovery and
-//! bootstrap installation, and the read-safety gate. It is sans-IO at its
-//! decision points: state transitions, handshake decisions and gate
-//! verdicts are pure functions of their inputs; files are reached only
-//! through the `Disk` trait; it never opens a socket, spawns a thread or
-//! reads a clock, and no decision here may depend on time (REPL-10).
+//! This crate owns what replication decides and the wire format it speaks:
+//! the sans-IO engines ([`engine::replica::ReplicaEngine`],
+//! [`engine::primary::PrimarySession`]), the replica runtime state machine
+//! ([`state`]), the handshake decision ([`handshake`]), the receiver →
+//! validator → applier pipeline ([`pipeline`]) and its storage executors
+//! ([`storage`]), replica recovery and bootstrap installation
+//! ([`replica`]), the replica metadata files ([`metadata`]), typed halts
+//! and blocking reasons ([`halt`]), the read-safety gate ([`gate`],
+//! [`reads`]), peer-supplied identifiers ([`ids`]) and the frames and
+//! messages on the replication port ([`wire`]).
+//!
+//! It must never open a socket, spawn a thread or read a clock: time is
+//! passed in, files are reached only through the `Disk` trait, and no
+//! decision here may depend on time (REPL-10). The runtimes that move
+//! bytes live in `aerodb-repl-net` (production) and `aerodb-sim`
+//! (deterministic simulation).
+#![deny(missing_docs)]
 
+pub mod engine;
 pub mod gate;
 pub mod halt;
 pub mod handshake;
+pub mod ids;
 pub mod metadata;
 pub mod pipeline;
+pub mod positions;
+pub mod primary_io;
 pub mod reads;
 pub mod replica;
 pub mod state;
 pub mod status;
+pub mod storage;
+pub mod wire;
 
-pub use halt::HaltReason;
+pub use halt::{Blocked, Halt, Reason};
 pub use state::ReplicaState;

@@ -10,7 +10,8 @@ use aerodb_wal::checksummed::{read_checksummed, write_checksummed, ChecksummedFi
 use aerodb_wal::disk::Disk;
 use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, StateDigest};
 
-use crate::halt::HaltReason;
+use crate::halt::{Halt, MetaCheck, Reason};
+use crate::ids::{ClusterId, ReplicaId};
 
 /// Current format version of `replica.json`.
 pub const METADATA_FORMAT: u32 = 1;
@@ -53,9 +54,9 @@ pub struct ReplicaMetadata {
     /// Format version.
     pub format_version: u32,
     /// Cluster id learned from the primary at bootstrap.
-    pub cluster_id: String,
+    pub cluster_id: ClusterId,
     /// This replica's id.
-    pub replica_id: String,
+    pub replica_id: ReplicaId,
     /// Where its history starts.
     pub bootstrap: BootstrapBoundary,
 }
@@ -94,14 +95,29 @@ impl ReplicaPaths {
 
 /// Why the metadata cannot be trusted (F-RC2): the replica refuses to start.
 #[derive(Debug, thiserror::Error)]
-#[error("replica metadata {file} failed check {check}: {detail} (F-RC2)")]
+#[error("replica metadata {file} failed check {}: {detail} (F-RC2)", check.code())]
 pub struct MetadataError {
     /// File.
     pub file: String,
-    /// Which check failed (stable code).
-    pub check: &'static str,
+    /// Which check failed.
+    pub check: MetaCheck,
     /// Detail.
     pub detail: String,
+}
+
+impl MetadataError {
+    /// The halt a replica records for it (F-RC2).
+    pub fn to_halt(&self) -> Halt {
+        Halt::Metadata { file: self.file.clone(), check: self.check, detail: self.detail.clone() }
+    }
+}
+
+fn meta_check(e: &ChecksummedFileError) -> MetaCheck {
+    match e {
+        ChecksummedFileError::Io { .. } => MetaCheck::MetaUnreadable,
+        ChecksummedFileError::Malformed { .. } => MetaCheck::MetaMalformed,
+        ChecksummedFileError::Checksum { .. } => MetaCheck::MetaChecksumMismatch,
+    }
 }
 
 /// Reads `replica.json`; `Ok(None)` when absent (uninitialised replica).
@@ -112,13 +128,13 @@ pub fn read_metadata(disk: &dyn Disk, paths: &ReplicaPaths) -> Result<Option<Rep
     }
     let meta: ReplicaMetadata = read_checksummed(disk, &path).map_err(|e: ChecksummedFileError| MetadataError {
         file: path.display().to_string(),
-        check: e.code(),
+        check: meta_check(&e),
         detail: e.to_string(),
     })?;
     if meta.format_version != METADATA_FORMAT {
         return Err(MetadataError {
             file: path.display().to_string(),
-            check: "META_VERSION",
+            check: MetaCheck::MetaVersion,
             detail: format!("unsupported format_version {}", meta.format_version),
         });
     }
@@ -131,21 +147,33 @@ pub fn write_metadata(disk: &dyn Disk, paths: &ReplicaPaths, meta: &ReplicaMetad
     write_checksummed(disk, &paths.metadata(), meta)
 }
 
+/// Body of `replica/halt.json`: the stable code, rule and detail for
+/// people and tools reading the file, and the typed halt with its evidence
+/// (the only part read back).
+#[derive(Serialize, Deserialize)]
+struct PersistedHalt {
+    code: String,
+    rule_id: String,
+    detail: String,
+    halt: Halt,
+}
+
 /// Reads a persisted halt; `Ok(None)` when the replica is not halted.
-pub fn read_halt(disk: &dyn Disk, paths: &ReplicaPaths) -> Result<Option<HaltReason>, MetadataError> {
+pub fn read_halt(disk: &dyn Disk, paths: &ReplicaPaths) -> Result<Option<Halt>, MetadataError> {
     let path = paths.halt();
     if !disk.exists(&path) {
         return Ok(None);
     }
-    read_checksummed(disk, &path).map(Some).map_err(|e: ChecksummedFileError| MetadataError {
+    read_checksummed(disk, &path).map(|p: PersistedHalt| Some(p.halt)).map_err(|e: ChecksummedFileError| MetadataError {
         file: path.display().to_string(),
-        check: e.code(),
+        check: meta_check(&e),
         detail: e.to_string(),
     })
 }
 
 /// Persists a halt atomically (REPL-5: never cleared automatically).
-pub fn write_halt(disk: &dyn Disk, paths: &ReplicaPaths, halt: &HaltReason) -> std::io::Result<()> {
+pub fn write_halt(disk: &dyn Disk, paths: &ReplicaPaths, halt: &Halt) -> std::io::Result<()> {
     disk.create_dir_all(&paths.dir)?;
-    write_checksummed(disk, &paths.halt(), halt)
+    let body = PersistedHalt { code: halt.code().to_string(), rule_id: halt.rule_id().to_string(), detail: halt.detail(), halt: halt.clone() };
+    write_checksummed(disk, &paths.halt(), &body)
 }

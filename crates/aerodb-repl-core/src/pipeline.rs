@@ -1,66 +1,269 @@
 //! The replica pipeline (REPLICATION.md §5): receiver → validator →
-//! applier, each owning one position.
+//! applier, each owning one position. This module is the sans-IO part:
+//! [`StreamState`] decides what to persist, validates, and decides what to
+//! apply; the storage executors in [`crate::storage`] do the file and store
+//! work and report completions back. [`ReplicaPipeline`] composes both
+//! synchronously (used by tests and by tools that need no concurrency).
 //!
-//! - The receiver appends raw bytes at exactly the expected LSN and fsyncs
-//!   (`received_lsn`). It checks only framing and LSN order.
-//! - The validator decodes records from the received bytes and checks
-//!   crc32c, LSN continuity, CommitId = previous + 1 and the fingerprint
-//!   chain (`validated_lsn`). A record split across chunks waits for the
-//!   rest; anything invalid halts (F-V1, F-V2, F-D1).
-//! - The applier applies validated records one at a time through the shared
-//!   apply function (`applied_lsn`, C_replica); a digest mismatch halts
-//!   before the commit becomes visible (F-D3).
+//! - Receiver: a chunk must start at exactly the end of what was handed to
+//!   storage; a segment may start only at a record boundary. Anything else
+//!   is a protocol error (F-N2): nothing is persisted, the connection drops.
+//! - Validator: crc32c, LSN continuity, CommitId = previous + 1 and the
+//!   fingerprint chain, record by record (a record split across chunks
+//!   waits for the rest); any violation halts (F-V1, F-V2, F-D1).
+//! - Applier: only records that are both validated and durable are handed
+//!   out for apply, in order (P5-I5).
 //!
-//! Always `applied_lsn <= validated_lsn <= received_lsn` (checked after
-//! every chunk).
+//! Published positions always satisfy `applied <= validated <= received`
+//! (`validated` counts only durable bytes).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use aerodb_mvcc::{ApplyInput, Store};
+use aerodb_mvcc::{AppliedState, Store};
 use aerodb_wal::log::{LogError, SegmentAppender};
 use aerodb_wal::record::RecordDecodeError;
 use aerodb_wal::segment::SegmentHeader;
 use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, Lsn, Record, RecordPosition};
 
-use crate::halt::HaltReason;
-use crate::status::Positions;
+use crate::halt::Halt;
+use crate::positions::Positions;
+use crate::storage::{Applier, WalSink};
+use crate::wire::MessageError;
 
-/// WAL bytes as they arrived from the primary.
-#[derive(Clone, Debug)]
-pub struct ReceivedChunk {
-    /// LSN of the first byte.
-    pub start_lsn: Lsn,
-    /// The primary's segment header when the chunk starts a segment.
-    pub segment_start: Option<SegmentHeader>,
-    /// Verbatim bytes.
-    pub bytes: Bytes,
-}
+pub use crate::wire::ReceivedChunk;
+
+/// A record that passed validation, with its position.
+pub type ValidatedRecord = (Record, RecordPosition);
 
 /// Why a chunk was not taken.
 #[derive(Debug, Error)]
 pub enum PipelineError {
     /// The peer broke the protocol (out-of-order LSN, bad segment start):
-    /// drop the connection, keep state (F-N2).
+    /// drop the connection, keep state, persist nothing (F-N2).
     #[error("protocol error: {0}")]
-    Protocol(String),
-    /// An integrity failure: halt (persisted by the caller).
-    #[error("integrity failure: {} ({})", .0.code, .0.rule_id)]
-    Halt(Box<HaltReason>),
-    /// Local IO failed; the replica cannot continue safely.
+    Protocol(MessageError),
+    /// An integrity failure: halt.
+    #[error("integrity failure")]
+    Halt(Box<Halt>),
+    /// Local IO failed (only from [`ReplicaPipeline`], which runs storage inline).
     #[error(transparent)]
     Io(#[from] LogError),
 }
 
-/// Owns the receiver, validator and applier of one replica.
-pub struct ReplicaPipeline {
-    appender: SegmentAppender,
-    current_segment: SegmentHeader,
+fn protocol(detail: String) -> PipelineError {
+    PipelineError::Protocol(MessageError { kind: "Wal".into(), detail })
+}
+
+/// What storage must make durable for one accepted chunk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersistWork {
+    /// LSN of the first byte.
+    pub start_lsn: Lsn,
+    /// A new segment starting at `start_lsn`, with the primary's header.
+    pub new_segment: Option<SegmentHeader>,
+    /// Verbatim bytes.
+    pub bytes: Bytes,
+}
+
+/// The sans-IO state of a replica's WAL stream after bootstrap or recovery.
+#[derive(Debug)]
+pub struct StreamState {
+    /// Header of the replica's current (last) segment.
+    segment: SegmentHeader,
+    /// Bytes in the current segment (after its header) handed to storage.
+    segment_len: u64,
+    /// End of everything handed to storage (durable or not).
+    issued_end: Lsn,
+    /// End of the bytes storage reported durable (`received_lsn`).
+    durable_end: Lsn,
     validator: ChainValidator,
+    /// Received bytes after the validator's tip: the start of a record
+    /// whose rest has not arrived.
     pending: Bytes,
-    store: Arc<Store>,
+    /// Validated records not yet handed out for apply (waiting for their
+    /// bytes to become durable).
+    validated: VecDeque<ValidatedRecord>,
+    /// End of the records handed out for apply.
+    apply_issued_end: Lsn,
+    /// What storage reported applied.
+    applied: AppliedState,
+}
+
+impl StreamState {
+    /// A stream continuing after a recovered (or freshly bootstrapped) WAL
+    /// whose validated, durable and applied end is `applied`, with
+    /// `segment` its last segment header and `segment_len` the bytes in it.
+    pub fn new(applied: AppliedState, segment: SegmentHeader, segment_len: u64) -> Self {
+        let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
+        StreamState {
+            segment,
+            segment_len,
+            issued_end: tip.end_lsn,
+            durable_end: tip.end_lsn,
+            validator: ChainValidator::new(tip),
+            pending: Bytes::new(),
+            validated: VecDeque::new(),
+            apply_issued_end: tip.end_lsn,
+            applied,
+        }
+    }
+
+    /// The resume point to state in a handshake: the end of the validated
+    /// history. Only meaningful when no bytes beyond it are held (see
+    /// [`StreamState::unvalidated_tail`]).
+    pub fn resume_tip(&self) -> ChainTip {
+        self.validator.tip()
+    }
+
+    /// Received bytes that were never validated (a record cut by a
+    /// disconnect): `Some(tip end)` when storage must drop them before the
+    /// next handshake resumes from the tip.
+    pub fn unvalidated_tail(&self) -> Option<Lsn> {
+        (self.issued_end > self.validator.tip().end_lsn).then_some(self.validator.tip().end_lsn)
+    }
+
+    /// Forgets the unvalidated tail (storage dropped it): the receiver
+    /// expects the next chunk exactly at the validated end again.
+    pub fn tail_dropped(&mut self) {
+        let tip = self.validator.tip().end_lsn;
+        let dropped = self.issued_end - tip;
+        self.issued_end = tip;
+        self.durable_end = self.durable_end.min(tip);
+        self.segment_len = self.segment_len.saturating_sub(dropped);
+        self.pending = Bytes::new();
+    }
+
+    /// Whether storage still has persists outstanding.
+    pub fn persists_in_flight(&self) -> bool {
+        self.issued_end != self.durable_end
+    }
+
+    /// Bytes accepted but not yet applied (for backpressure).
+    pub fn unapplied_bytes(&self) -> u64 {
+        self.issued_end.saturating_sub(self.applied.end_lsn)
+    }
+
+    /// What storage reported applied.
+    pub fn applied(&self) -> AppliedState {
+        self.applied
+    }
+
+    /// Current positions: `validated` counts only durable bytes.
+    pub fn positions(&self) -> Positions {
+        Positions {
+            received_lsn: self.durable_end,
+            validated_lsn: self.validator.tip().end_lsn.min(self.durable_end),
+            applied_lsn: self.applied.end_lsn,
+            applied_commit_id: self.applied.commit_id,
+        }
+    }
+
+    /// Receiver + validator for one chunk. On success returns what storage
+    /// must persist; the chunk's complete records are validated and queued
+    /// for apply once durable. On error nothing changed and nothing is to
+    /// be persisted.
+    pub fn receive(&mut self, chunk: ReceivedChunk) -> Result<PersistWork, PipelineError> {
+        if chunk.start_lsn != self.issued_end {
+            return Err(protocol(format!("chunk starts at LSN {} but the replica WAL ends at {}", chunk.start_lsn, self.issued_end)));
+        }
+        let mut new_segment = None;
+        if let Some(header) = chunk.segment_start {
+            if header.start_lsn != chunk.start_lsn {
+                return Err(protocol(format!("segment header says LSN {} for a chunk at {}", header.start_lsn, chunk.start_lsn)));
+            }
+            let at_boundary = self.pending.is_empty() && self.validator.tip().end_lsn == self.issued_end;
+            if !at_boundary {
+                return Err(protocol(format!("segment starts at LSN {} inside an incomplete record", header.start_lsn)));
+            }
+            if self.segment_len > 0 || header != self.segment {
+                // Both describe the history at this LSN; the header must continue it.
+                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(Box::new(Halt::from_violation(&v))))?;
+            }
+            if self.segment_len > 0 {
+                new_segment = Some(header);
+            }
+        }
+        let records = self.validate(&chunk.bytes)?;
+        let len = chunk.bytes.len() as u64;
+        if let Some(h) = new_segment {
+            self.segment = h;
+            self.segment_len = 0;
+        }
+        self.segment_len += len;
+        self.issued_end += len;
+        self.validated.extend(records);
+        Ok(PersistWork { start_lsn: chunk.start_lsn, new_segment, bytes: chunk.bytes })
+    }
+
+    /// Validates `bytes` after the pending partial record. Commits the
+    /// validator's progress only if every complete record is valid.
+    fn validate(&mut self, bytes: &Bytes) -> Result<Vec<ValidatedRecord>, PipelineError> {
+        let mut buf = if self.pending.is_empty() {
+            bytes.clone()
+        } else {
+            let mut joined = BytesMut::with_capacity(self.pending.len() + bytes.len());
+            joined.extend_from_slice(&self.pending);
+            joined.extend_from_slice(bytes);
+            joined.freeze()
+        };
+        let mut validator = self.validator.clone();
+        let mut records = Vec::new();
+        while !buf.is_empty() {
+            let lsn = validator.tip().end_lsn;
+            match validator.validate(lsn, &buf) {
+                Ok((record, position)) => {
+                    buf = buf.slice((position.end_lsn - lsn) as usize..);
+                    records.push((record, position));
+                }
+                Err(ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }) => break,
+                Err(v) => return Err(PipelineError::Halt(Box::new(Halt::from_violation(&v)))),
+            }
+        }
+        self.validator = validator;
+        self.pending = buf;
+        Ok(records)
+    }
+
+    /// Storage made everything up to `through` durable. Returns the
+    /// validated records that may now be applied, in order.
+    pub fn persisted(&mut self, through: Lsn) -> Vec<ValidatedRecord> {
+        self.durable_end = self.durable_end.max(through.min(self.issued_end));
+        let mut ready = Vec::new();
+        while self.validated.front().is_some_and(|(_, p)| p.end_lsn <= self.durable_end) {
+            if let Some(r) = self.validated.pop_front() {
+                self.apply_issued_end = r.1.end_lsn;
+                ready.push(r);
+            }
+        }
+        ready
+    }
+
+    /// Storage applied everything up to `state`.
+    pub fn applied_through(&mut self, state: AppliedState) {
+        if state.end_lsn > self.applied.end_lsn {
+            self.applied = state;
+        }
+        self.check_invariants();
+    }
+
+    /// What must hold at every step.
+    pub fn check_invariants(&self) {
+        let p = self.positions();
+        debug_assert!(p.applied_lsn <= p.validated_lsn && p.validated_lsn <= p.received_lsn, "pipeline order violated: {p:?}");
+        debug_assert!(self.applied.end_lsn <= self.apply_issued_end && self.apply_issued_end <= self.issued_end, "apply beyond receive");
+    }
+}
+
+/// The three stages run synchronously on one thread: receive → persist →
+/// validate → apply for each chunk.
+pub struct ReplicaPipeline {
+    stream: StreamState,
+    sink: WalSink,
+    applier: Applier,
 }
 
 impl ReplicaPipeline {
@@ -69,113 +272,45 @@ impl ReplicaPipeline {
     pub fn new(appender: SegmentAppender, store: Arc<Store>) -> Self {
         let applied = store.applied();
         let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
-        let current_segment = appender.segments().snapshot().last().map_or(tip.segment_header(), |s| s.header);
-        ReplicaPipeline { appender, current_segment, validator: ChainValidator::new(tip), pending: Bytes::new(), store }
+        let last = appender.segments().snapshot().last().copied();
+        let segment = last.map_or(tip.segment_header(), |s| s.header);
+        let segment_len = last.map_or(0, |s| s.end_lsn - s.header.start_lsn);
+        ReplicaPipeline { stream: StreamState::new(applied, segment, segment_len), sink: WalSink::new(appender), applier: Applier::new(store) }
     }
 
     /// The store being applied to.
     pub fn store(&self) -> &Arc<Store> {
-        &self.store
+        self.applier.store()
     }
 
     /// Current positions.
     pub fn positions(&self) -> Positions {
-        let applied = self.store.applied();
-        Positions {
-            received_lsn: self.appender.synced_lsn(),
-            validated_lsn: self.validator.tip().end_lsn,
-            applied_lsn: applied.end_lsn,
-            applied_commit_id: applied.commit_id,
-        }
+        self.stream.positions()
     }
 
-    /// The resume point to state in a handshake: the end of the validated
-    /// history (bytes received but not yet validated are re-requested only
-    /// if they were a torn tail; otherwise they are validated first).
+    /// The resume point for a handshake.
     pub fn resume_tip(&self) -> ChainTip {
-        self.validator.tip()
+        self.stream.resume_tip()
     }
 
-    /// Takes one chunk through all three stages. `after_stage` is called
-    /// with the positions after each stage so observers see progress.
-    pub fn take(&mut self, chunk: ReceivedChunk, mut after_stage: impl FnMut(Positions)) -> Result<(), PipelineError> {
-        self.receive(&chunk)?;
-        after_stage(self.positions());
-        let records = self.validate(chunk.bytes)?;
-        after_stage(self.positions());
-        self.apply(records)?;
-        after_stage(self.positions());
-        self.check_invariants();
-        Ok(())
-    }
-
-    fn receive(&mut self, chunk: &ReceivedChunk) -> Result<(), PipelineError> {
-        let end = self.appender.end_lsn();
-        if chunk.start_lsn != end {
-            return Err(PipelineError::Protocol(format!("chunk starts at LSN {} but the replica WAL ends at {end}", chunk.start_lsn)));
-        }
-        if let Some(header) = chunk.segment_start {
-            if header.start_lsn != chunk.start_lsn {
-                return Err(PipelineError::Protocol(format!("segment header says LSN {} for a chunk at {}", header.start_lsn, chunk.start_lsn)));
-            }
-            if self.appender.current_segment_len() > 0 {
-                // A new segment can only start after every record before it was validated.
-                if !self.pending.is_empty() || self.validator.tip().end_lsn != end {
-                    return Err(PipelineError::Protocol(format!("segment starts at LSN {} inside an incomplete record", header.start_lsn)));
-                }
-                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(Box::new(HaltReason::from_violation(&v))))?;
-                self.appender.start_segment(header)?;
-                self.current_segment = header;
-            } else if header != self.current_segment {
-                // Our (empty) segment starts here too: both must describe the same history.
-                self.validator.check_segment_start(&header).map_err(|v| PipelineError::Halt(Box::new(HaltReason::from_violation(&v))))?;
-            }
-        }
-        self.appender.append(chunk.start_lsn, &chunk.bytes)?;
-        aerodb_wal::crash_point!("replica.before_fsync");
-        self.appender.sync()?;
-        aerodb_wal::crash_point!("replica.after_persist");
-        Ok(())
-    }
-
-    fn validate(&mut self, bytes: Bytes) -> Result<Vec<(Record, RecordPosition)>, PipelineError> {
-        let mut buf = if self.pending.is_empty() {
-            bytes
-        } else {
-            let mut joined = BytesMut::with_capacity(self.pending.len() + bytes.len());
-            joined.extend_from_slice(&self.pending);
-            joined.extend_from_slice(&bytes);
-            joined.freeze()
-        };
-        let mut records = Vec::new();
-        while !buf.is_empty() {
-            let lsn = self.validator.tip().end_lsn;
-            match self.validator.validate(lsn, &buf) {
-                Ok((record, position)) => {
-                    buf = buf.slice((position.end_lsn - lsn) as usize..);
-                    records.push((record, position));
-                }
-                Err(ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }) => break,
-                Err(v) => return Err(PipelineError::Halt(Box::new(HaltReason::from_violation(&v)))),
-            }
-        }
-        self.pending = buf;
-        Ok(records)
-    }
-
-    fn apply(&mut self, records: Vec<(Record, RecordPosition)>) -> Result<(), PipelineError> {
-        for (index, (record, position)) in records.iter().enumerate() {
-            if index == 1 {
-                aerodb_wal::crash_point!("replica.mid_apply");
-            }
-            let input = ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops };
-            self.store.apply(input).map_err(|e| PipelineError::Halt(Box::new(HaltReason::from_apply(&e, position.lsn))))?;
+    /// Drops received bytes that were never validated (before a new session).
+    pub fn drop_unvalidated_tail(&mut self) -> Result<(), LogError> {
+        if let Some(to) = self.stream.unvalidated_tail() {
+            self.sink.truncate_unvalidated(to)?;
+            self.stream.tail_dropped();
         }
         Ok(())
     }
 
-    fn check_invariants(&self) {
-        let p = self.positions();
-        debug_assert!(p.applied_lsn <= p.validated_lsn && p.validated_lsn <= p.received_lsn, "pipeline order violated: {p:?}");
+    /// Takes one chunk through all three stages.
+    pub fn take(&mut self, chunk: ReceivedChunk) -> Result<(), PipelineError> {
+        let work = self.stream.receive(chunk)?;
+        let through = self.sink.persist(&work)?;
+        let ready = self.stream.persisted(through);
+        if !ready.is_empty() {
+            let state = self.applier.apply(&ready).map_err(|(lsn, e)| PipelineError::Halt(Box::new(Halt::from_apply(&e, lsn))))?;
+            self.stream.applied_through(state);
+        }
+        Ok(())
     }
 }

@@ -12,15 +12,15 @@ use aerodb_wal::CommitId;
 use crate::gate::{evaluate, GateDecision, GateInputs};
 use crate::status::ReplicaShared;
 
-/// Shared handle to a running replica: its status and (once bootstrapped)
-/// its store. Readers take snapshots; only the supervisor mutates.
+/// Shared handle to a running replica: its published status and (once
+/// bootstrapped) its store. Readers take snapshots; only the runtime writes.
 pub struct ReplicaHandle {
     /// Status.
     pub shared: Arc<ReplicaShared>,
     store: RwLock<Option<Arc<Store>>>,
 }
 
-/// A refused read: the whole gate decision plus the status it was judged on.
+/// A refused read: the whole gate decision plus whether the replica is halted.
 #[derive(Debug)]
 pub struct ReadRefusal {
     /// The decision (every rule with evidence).
@@ -45,33 +45,36 @@ impl ReplicaHandle {
 
     /// The gate inputs for a read right now.
     pub fn gate_inputs(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> GateInputs {
-        let facts = self.shared.gate_facts();
-        let store = self.store();
-        GateInputs {
-            replica_active: facts.halt_code.is_none() && facts.initialised,
-            state: facts.state,
-            handshakes_since_start: facts.handshakes,
-            integrity_failure: facts.halt_code,
-            replica_commit_id: store.as_ref().map_or(0, |s| s.applied().commit_id),
-            history_horizon: store.as_ref().map_or(0, |s| s.history_horizon()),
-            requested_at: at,
-            min_commit,
-        }
+        let store = self.store().map(|s| (s.applied().commit_id, s.history_horizon()));
+        self.shared.with(|o| GateInputs::capture(o, store, at, min_commit))
     }
 
-    /// Evaluates the gate and, if admitted, pins a view at R.
+    /// Evaluates the gate and, if admitted, pins a view at R; RS-5 records
+    /// whether the pin held.
     pub fn open_read(&self, at: Option<CommitId>, min_commit: Option<CommitId>) -> Result<ReadView, ReadRefusal> {
         let inputs = self.gate_inputs(at, min_commit);
-        let decision = evaluate(&inputs);
+        let mut decision = evaluate(&inputs);
         let halted = inputs.integrity_failure.is_some();
         if !decision.admitted {
             return Err(ReadRefusal { decision, halted });
         }
-        let Some(store) = self.store() else { return Err(ReadRefusal { decision, halted }) };
-        match store.read_view(Some(decision.read_upper_bound)) {
-            Ok(view) => Ok(view),
-            // C_replica only grows and the horizon is fixed, so an admitted R is always openable.
-            Err(_) => Err(ReadRefusal { decision, halted }),
+        let pinned = match self.store() {
+            Some(store) => store.read_view(Some(decision.read_upper_bound)).map_err(|e| e.to_string()),
+            None => Err("the replica has no store".to_string()),
+        };
+        match pinned {
+            Ok(view) => {
+                decision.pinned(Ok(view.read_upper_bound()));
+                if decision.admitted {
+                    Ok(view)
+                } else {
+                    Err(ReadRefusal { decision, halted })
+                }
+            }
+            Err(reason) => {
+                decision.pinned(Err(reason));
+                Err(ReadRefusal { decision, halted })
+            }
         }
     }
 }

@@ -13,35 +13,49 @@ use thiserror::Error;
 use aerodb_mvcc::{recover_store, AppliedState, Store, StoreRecoveryReport};
 use aerodb_wal::disk::{Disk, DiskFile};
 use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::segment::SegmentHeader;
 use aerodb_wal::ChainTip;
 
-use crate::halt::HaltReason;
+use crate::halt::MetaCheck;
+use crate::halt::{Halt, LocalWalFailure, SnapshotFault, SnapshotRejected};
+use crate::ids::{ClusterId, ReplicaId};
 use crate::metadata::{
     read_halt, read_metadata, write_halt, write_metadata, BootstrapBoundary, BootstrapMethod, MetadataError, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT,
 };
-use crate::pipeline::ReplicaPipeline;
+use crate::storage::WalSink;
 
-/// Why a snapshot could not be used, with its stable code and rule.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize)]
-#[error("{detail} ({code}, {rule_id})")]
-pub struct SnapshotRejected {
-    /// Stable code (e.g. SNAPSHOT_CHECKSUM).
-    pub code: String,
-    /// Rule (F-S4 / REPL-8).
-    pub rule_id: String,
-    /// Detail.
-    pub detail: String,
-}
-
-/// The snapshot format, as replication needs it. Implemented with
-/// `aerodb-snapshot` by the node; replication never parses data files.
+/// The snapshot format, as replication needs it.
 pub trait SnapshotFormat: Send + Sync {
     /// The files the manifest in `dir` promises: plain names and sizes.
     fn manifest_files(&self, dir: &Path) -> Result<Vec<(String, u64)>, SnapshotRejected>;
     /// Validates a snapshot directory completely (every checksum, the
     /// manifest, the cluster id, and the state digest after loading) and
     /// returns the loaded store with its cut (REPL-8, F-S4).
-    fn load(&self, dir: &Path, expected_cluster: &str) -> Result<(Store, AppliedState), SnapshotRejected>;
+    fn load(&self, dir: &Path, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected>;
+}
+
+/// [`SnapshotFormat`] over `aerodb-snapshot`'s on-disk format, through a [`Disk`].
+pub struct SnapshotFiles {
+    disk: Arc<dyn Disk>,
+}
+
+impl SnapshotFiles {
+    /// The format on `disk`.
+    pub fn new(disk: Arc<dyn Disk>) -> Self {
+        SnapshotFiles { disk }
+    }
+}
+
+impl SnapshotFormat for SnapshotFiles {
+    fn manifest_files(&self, dir: &Path) -> Result<Vec<(String, u64)>, SnapshotRejected> {
+        let manifest = aerodb_snapshot::read_manifest(&*self.disk, dir).map_err(|e| SnapshotRejected::from(&e))?;
+        Ok(manifest.files.into_iter().map(|f| (f.name, f.size)).collect())
+    }
+
+    fn load(&self, dir: &Path, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected> {
+        let (store, manifest) = aerodb_snapshot::load_snapshot(&*self.disk, dir, Some(expected_cluster.as_str())).map_err(|e| SnapshotRejected::from(&e))?;
+        Ok((store, manifest.cut()))
+    }
 }
 
 /// What replica recovery did: feeds `recovery.process`.
@@ -57,16 +71,50 @@ pub struct ReplicaRecoveryReport {
     pub discarded: Vec<String>,
 }
 
-/// A replica ready to connect.
+/// Where a replica's WAL stream continues: its validated, durable and
+/// applied end, and its last segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamStart {
+    /// Applied state (= validated = durable end after recovery).
+    pub applied: AppliedState,
+    /// The last segment's header.
+    pub segment: SegmentHeader,
+    /// Bytes in the last segment after its header.
+    pub segment_len: u64,
+}
+
+/// A replica ready to connect: the decisions' inputs ([`ReadyInfo`]) and
+/// the storage the runtime executes them with.
 pub struct ReadyReplica {
-    /// Its metadata.
-    pub metadata: ReplicaMetadata,
+    /// Its metadata and where its stream continues.
+    pub info: ReadyInfo,
     /// The store.
     pub store: Arc<Store>,
-    /// The pipeline positioned at the end of the validated WAL.
-    pub pipeline: ReplicaPipeline,
-    /// Recovery report, when this came from recovery.
-    pub report: Option<ReplicaRecoveryReport>,
+    /// The WAL appender.
+    pub sink: WalSink,
+}
+
+/// What the engine needs to know about a ready replica.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadyInfo {
+    /// Its metadata.
+    pub metadata: ReplicaMetadata,
+    /// Where its stream continues.
+    pub start: StreamStart,
+    /// Recovery report, when this came from recovery (as JSON, for the DX API).
+    pub report: Option<serde_json::Value>,
+}
+
+fn ready(metadata: ReplicaMetadata, store: Store, appender: SegmentAppender, report: Option<serde_json::Value>) -> ReadyReplica {
+    let applied = store.applied();
+    let last = appender.segments().snapshot().last().copied();
+    let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
+    let start = StreamStart {
+        applied,
+        segment: last.map_or(tip.segment_header(), |s| s.header),
+        segment_len: last.map_or(0, |s| s.end_lsn.saturating_sub(s.header.start_lsn)),
+    };
+    ReadyReplica { info: ReadyInfo { metadata, start, report }, store: Arc::new(store), sink: WalSink::new(appender) }
 }
 
 /// Outcome of replica recovery.
@@ -79,7 +127,7 @@ pub enum Recovered {
     /// A persisted or newly found integrity failure.
     Halted {
         /// Why.
-        halt: Box<HaltReason>,
+        halt: Box<Halt>,
         /// Metadata, if readable.
         metadata: Option<ReplicaMetadata>,
     },
@@ -112,7 +160,7 @@ pub fn discard_uncommitted(disk: &dyn Disk, paths: &ReplicaPaths) -> std::io::Re
 
 /// Records a halt durably (best effort on a failing disk: the in-memory
 /// halt still stops everything).
-pub fn persist_halt(disk: &dyn Disk, paths: &ReplicaPaths, halt: &HaltReason) {
+pub fn persist_halt(disk: &dyn Disk, paths: &ReplicaPaths, halt: &Halt) {
     if let Err(e) = write_halt(disk, paths, halt) {
         tracing::error!(error = %e, "cannot persist the halt; it holds until this process exits");
     }
@@ -130,14 +178,14 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
     let Some(metadata) = metadata else {
         let discarded = discard_uncommitted(&*disk, paths).map_err(|e| MetadataError {
             file: paths.dir.display().to_string(),
-            check: "DISCARD_FAILED",
+            check: MetaCheck::DiscardFailed,
             detail: e.to_string(),
         })?;
         return Ok(Recovered::Uninitialised { discarded });
     };
     let mut discarded = Vec::new();
     let _ = remove_if_exists(&*disk, &paths.bootstrap_tmp(), &mut discarded);
-    let halt_with = |halt: HaltReason| {
+    let halt_with = |halt: Halt| {
         persist_halt(&*disk, paths, &halt);
         Ok(Recovered::Halted { halt: Box::new(halt), metadata: Some(metadata.clone()) })
     };
@@ -147,55 +195,35 @@ pub fn recover_replica(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn S
             Ok((store, cut)) => {
                 let b = metadata.bootstrap;
                 if (cut.commit_id, cut.end_lsn, cut.fingerprint) != (b.boundary_commit_id, b.boundary_lsn, b.boundary_fingerprint) {
-                    return halt_with(
-                        HaltReason::new(
-                            "SNAPSHOT_METADATA_MISMATCH",
-                            "F-S3",
-                            format!(
-                                "installed snapshot cut ({}, LSN {}) differs from the recorded boundary ({}, LSN {})",
-                                cut.commit_id, cut.end_lsn, b.boundary_commit_id, b.boundary_lsn
-                            ),
-                            Some(cut.end_lsn),
-                            Some(cut.commit_id),
-                            serde_json::json!({"snapshot_cut": cut, "recorded_boundary": b}),
-                        )
-                        .with_failure("F-S3"),
-                    );
+                    return halt_with(Halt::InstalledSnapshotMismatch { snapshot_cut: cut, recorded_boundary: b });
                 }
                 (store, Some(cut))
             }
-            Err(e) => {
-                return halt_with(
-                    HaltReason::new(
-                        &e.code,
-                        &e.rule_id,
-                        format!("installed bootstrap snapshot is invalid: {}", e.detail),
-                        None,
-                        None,
-                        serde_json::to_value(&e).unwrap_or_default(),
-                    )
-                    .with_failure("F-S4"),
-                )
-            }
+            Err(rejected) => return halt_with(Halt::InstalledSnapshotInvalid { rejected }),
         },
     };
     aerodb_wal::crash_point!("replica.mid_recovery");
     match recover_store(disk.clone(), &paths.wal, &store) {
         Ok((appender, wal)) => {
-            let store = Arc::new(store);
-            let pipeline = ReplicaPipeline::new(appender, store.clone());
+            if let Some(t) = &wal.wal.torn_tail {
+                tracing::warn!(
+                    segment = %t.segment,
+                    lsn = t.lsn,
+                    bytes_dropped = t.bytes_dropped,
+                    reason = %t.reason,
+                    "dropped an unvalidated torn tail of the replica's own WAL (never acknowledged; it is fetched again from the primary)"
+                );
+            }
             let report = ReplicaRecoveryReport { bootstrap: metadata.bootstrap, snapshot_used, wal, discarded };
-            Ok(Recovered::Ready(Box::new(ReadyReplica { metadata, store, pipeline, report: Some(report) })))
+            let report = serde_json::to_value(&report).ok();
+            Ok(Recovered::Ready(Box::new(ready(metadata, store, appender, report))))
         }
-        Err(e) => halt_with(
-            HaltReason::new(e.code(), e.rule_id(), format!("local WAL recovery failed: {e}"), e.lsn(), None, serde_json::json!({"error": e.to_string()}))
-                .with_failure("F-RC1"),
-        ),
+        Err(e) => halt_with(Halt::LocalWal { failure: LocalWalFailure::from(&e) }),
     }
 }
 
 /// Why a bootstrap attempt failed. None of these leaves anything installed.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum BootstrapError {
     /// The transfer broke protocol (out-of-order piece, unknown file): retry.
     #[error("snapshot transfer protocol error: {0}")]
@@ -225,27 +253,33 @@ fn fresh_wal(disk: Arc<dyn Disk>, paths: &ReplicaPaths, tip: ChainTip) -> Result
     Ok(appender)
 }
 
+fn metadata_for(method: BootstrapMethod, cut: AppliedState, cluster_id: &ClusterId, replica_id: &ReplicaId) -> ReplicaMetadata {
+    ReplicaMetadata {
+        format_version: METADATA_FORMAT,
+        cluster_id: cluster_id.clone(),
+        replica_id: replica_id.clone(),
+        bootstrap: BootstrapBoundary {
+            method,
+            boundary_commit_id: cut.commit_id,
+            boundary_lsn: cut.end_lsn,
+            boundary_fingerprint: cut.fingerprint,
+            boundary_state_digest: cut.state_digest,
+        },
+    }
+}
+
 /// Bootstrap by WAL from genesis: an empty store and an empty WAL at
 /// LSN 0, committed by writing the metadata.
-pub fn bootstrap_from_genesis(disk: Arc<dyn Disk>, paths: &ReplicaPaths, cluster_id: &str, replica_id: &str) -> Result<ReadyReplica, BootstrapError> {
+pub fn bootstrap_from_genesis(
+    disk: Arc<dyn Disk>,
+    paths: &ReplicaPaths,
+    cluster_id: &ClusterId,
+    replica_id: &ReplicaId,
+) -> Result<ReadyReplica, BootstrapError> {
     let appender = fresh_wal(disk.clone(), paths, ChainTip::GENESIS)?;
-    let applied = AppliedState::GENESIS;
-    let metadata = ReplicaMetadata {
-        format_version: METADATA_FORMAT,
-        cluster_id: cluster_id.to_string(),
-        replica_id: replica_id.to_string(),
-        bootstrap: BootstrapBoundary {
-            method: BootstrapMethod::Wal,
-            boundary_commit_id: 0,
-            boundary_lsn: 0,
-            boundary_fingerprint: applied.fingerprint,
-            boundary_state_digest: applied.state_digest,
-        },
-    };
+    let metadata = metadata_for(BootstrapMethod::Wal, AppliedState::GENESIS, cluster_id, replica_id);
     write_metadata(&*disk, paths, &metadata).map_err(io)?;
-    let store = Arc::new(Store::new());
-    let pipeline = ReplicaPipeline::new(appender, store.clone());
-    Ok(ReadyReplica { metadata, store, pipeline, report: None })
+    Ok(ready(metadata, Store::new(), appender, None))
 }
 
 /// A snapshot transfer being written into `replica/bootstrap.tmp/`.
@@ -278,9 +312,17 @@ impl SnapshotTransfer {
         f.sync_data().map_err(io)?;
         let files = format.manifest_files(&tmp).map_err(BootstrapError::Rejected)?;
         if files.iter().any(|(n, _)| !plain_file_name(n) || n == "manifest.json") {
-            return Err(BootstrapError::Protocol("manifest names a file outside the snapshot directory".into()));
+            return Err(BootstrapError::Rejected(SnapshotRejected {
+                fault: SnapshotFault::Manifest,
+                detail: "manifest names a file outside the snapshot directory".into(),
+            }));
         }
         Ok(SnapshotTransfer { disk, paths: paths.clone(), files, current: None, finished_files: 0 })
+    }
+
+    /// Total bytes the manifest promises.
+    pub fn bytes_total(&self) -> u64 {
+        self.files.iter().fold(0u64, |acc, (_, size)| acc.saturating_add(*size))
     }
 
     /// Writes one piece. Pieces must arrive in file order and offset order.
@@ -297,7 +339,7 @@ impl SnapshotTransfer {
             self.current = Some((file_index, file, 0));
         }
         let Some((_, file, written)) = self.current.as_mut() else { return Err(BootstrapError::Protocol("no open file".into())) };
-        if offset != *written || *written + bytes.len() as u64 > size {
+        if offset != *written || written.saturating_add(bytes.len() as u64) > size {
             return Err(BootstrapError::Protocol(format!("piece at {offset} (+{}) does not continue file {name} at {written} of {size}", bytes.len())));
         }
         file.append(bytes).map_err(io)?;
@@ -317,7 +359,7 @@ impl SnapshotTransfer {
     /// Completes the transfer: fsync, validate everything (F-S4), install
     /// atomically, create the WAL at the cut (P5-I9) and commit the
     /// metadata. Any failure removes the partial snapshot.
-    pub fn finish(mut self, format: &dyn SnapshotFormat, cluster_id: &str, replica_id: &str) -> Result<ReadyReplica, BootstrapError> {
+    pub fn finish(mut self, format: &dyn SnapshotFormat, cluster_id: &ClusterId, replica_id: &ReplicaId) -> Result<ReadyReplica, BootstrapError> {
         self.close_current()?;
         // Zero-length files get no pieces: create them now.
         while (self.finished_files as usize) < self.files.len() {
@@ -348,21 +390,8 @@ impl SnapshotTransfer {
         let tip = ChainTip { end_lsn: cut.end_lsn, commit_id: cut.commit_id, fingerprint: cut.fingerprint };
         let appender = fresh_wal(self.disk.clone(), &self.paths, tip)?;
         aerodb_wal::crash_point!("bootstrap.before_commit");
-        let metadata = ReplicaMetadata {
-            format_version: METADATA_FORMAT,
-            cluster_id: cluster_id.to_string(),
-            replica_id: replica_id.to_string(),
-            bootstrap: BootstrapBoundary {
-                method: BootstrapMethod::Snapshot,
-                boundary_commit_id: cut.commit_id,
-                boundary_lsn: cut.end_lsn,
-                boundary_fingerprint: cut.fingerprint,
-                boundary_state_digest: cut.state_digest,
-            },
-        };
+        let metadata = metadata_for(BootstrapMethod::Snapshot, cut, cluster_id, replica_id);
         write_metadata(&*self.disk, &self.paths, &metadata).map_err(io)?;
-        let store = Arc::new(store);
-        let pipeline = ReplicaPipeline::new(appender, store.clone());
-        Ok(ReadyReplica { metadata, store, pipeline, report: None })
+        Ok(ready(metadata, store, appender, None))
     }
 }

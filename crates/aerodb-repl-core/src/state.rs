@@ -1,39 +1,167 @@
-//! The replica runtime state machine: enumerated states, one validated
-//! transition function, a `tracing` event per transition.
+//! The replica runtime state machine: an enum whose variants carry their
+//! own data (the halt, the blocking reason, bootstrap progress, the live
+//! connection), one validated transition function, a `tracing` event per
+//! transition, and `check_invariants` after every step in debug and test
+//! builds. There are no side fields that could disagree with the state.
 
 use serde::Serialize;
 use thiserror::Error;
 
-/// Replica runtime states (exact names from REPLICATION.md §5).
+use crate::halt::{Blocked, Halt, Reason};
+
+/// Simulated or real milliseconds on a monotonic clock the runtime owns.
+pub type Millis = u64;
+
+/// Identifies one connection attempt; events of older connections are ignored.
+pub type ConnId = u64;
+
+/// What phase a snapshot bootstrap is in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BootstrapPhase {
+    /// Waiting for the primary to accept the snapshot request.
+    Requesting,
+    /// Receiving snapshot files.
+    Transferring,
+    /// Validating and installing what was received.
+    Installing,
+}
+
+/// Bootstrap progress (observability only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BootstrapProgress {
+    /// Phase.
+    pub phase: BootstrapPhase,
+    /// Snapshot bytes received so far.
+    pub bytes_done: u64,
+    /// Snapshot bytes the manifest promises (0 until the manifest arrived).
+    pub bytes_total: u64,
+}
+
+/// Replica runtime states (names from REPLICATION.md §5), each with its data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "state")]
 pub enum ReplicaState {
     /// Process started; nothing read yet.
     Initializing,
     /// Verifying metadata, loading the snapshot, replaying the local WAL.
     Recovering,
     /// Transferring and installing a snapshot (no reads, P5-I8).
-    Bootstrapping,
+    Bootstrapping {
+        /// The connection carrying the transfer.
+        conn: ConnId,
+        /// Progress.
+        progress: BootstrapProgress,
+    },
     /// Connecting to the primary and proving the resume point.
-    Connecting,
+    Connecting {
+        /// The connection being established.
+        conn: ConnId,
+        /// Why the previous connection ended, if this is a reconnect.
+        after: Option<Blocked>,
+    },
     /// Handshake accepted; receiving, validating and applying WAL.
-    Streaming,
-    /// Connection lost; serving only safe reads at C_replica.
-    Disconnected,
+    Streaming {
+        /// The live connection.
+        conn: ConnId,
+    },
+    /// No connection; serving only safe reads at C_replica; retrying.
+    Disconnected {
+        /// Why progress is blocked.
+        blocked: Blocked,
+        /// When the next attempt starts.
+        retry_at: Millis,
+    },
     /// An integrity failure; nothing served until an operator acts.
+    Halted {
+        /// Why (persisted).
+        halt: Halt,
+    },
+}
+
+/// The state names alone (for transition rules, gates and display).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub enum StateKind {
+    /// See [`ReplicaState::Initializing`].
+    Initializing,
+    /// See [`ReplicaState::Recovering`].
+    Recovering,
+    /// See [`ReplicaState::Bootstrapping`].
+    Bootstrapping,
+    /// See [`ReplicaState::Connecting`].
+    Connecting,
+    /// See [`ReplicaState::Streaming`].
+    Streaming,
+    /// See [`ReplicaState::Disconnected`].
+    Disconnected,
+    /// See [`ReplicaState::Halted`].
     Halted,
 }
 
-impl ReplicaState {
+impl StateKind {
+    /// Every state, in lifecycle order.
+    pub const ALL: [StateKind; 7] = [
+        StateKind::Initializing,
+        StateKind::Recovering,
+        StateKind::Bootstrapping,
+        StateKind::Connecting,
+        StateKind::Streaming,
+        StateKind::Disconnected,
+        StateKind::Halted,
+    ];
+
     /// The exact state name.
     pub fn name(self) -> &'static str {
         match self {
-            ReplicaState::Initializing => "Initializing",
-            ReplicaState::Recovering => "Recovering",
-            ReplicaState::Bootstrapping => "Bootstrapping",
-            ReplicaState::Connecting => "Connecting",
-            ReplicaState::Streaming => "Streaming",
-            ReplicaState::Disconnected => "Disconnected",
-            ReplicaState::Halted => "Halted",
+            StateKind::Initializing => "Initializing",
+            StateKind::Recovering => "Recovering",
+            StateKind::Bootstrapping => "Bootstrapping",
+            StateKind::Connecting => "Connecting",
+            StateKind::Streaming => "Streaming",
+            StateKind::Disconnected => "Disconnected",
+            StateKind::Halted => "Halted",
+        }
+    }
+}
+
+impl ReplicaState {
+    /// The state's name.
+    pub fn kind(&self) -> StateKind {
+        match self {
+            ReplicaState::Initializing => StateKind::Initializing,
+            ReplicaState::Recovering => StateKind::Recovering,
+            ReplicaState::Bootstrapping { .. } => StateKind::Bootstrapping,
+            ReplicaState::Connecting { .. } => StateKind::Connecting,
+            ReplicaState::Streaming { .. } => StateKind::Streaming,
+            ReplicaState::Disconnected { .. } => StateKind::Disconnected,
+            ReplicaState::Halted { .. } => StateKind::Halted,
+        }
+    }
+    /// The exact state name.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+    /// The live connection, if the state has one.
+    pub fn conn(&self) -> Option<ConnId> {
+        match self {
+            ReplicaState::Bootstrapping { conn, .. } | ReplicaState::Connecting { conn, .. } | ReplicaState::Streaming { conn } => Some(*conn),
+            _ => None,
+        }
+    }
+    /// The halt, when halted.
+    pub fn halt(&self) -> Option<&Halt> {
+        match self {
+            ReplicaState::Halted { halt } => Some(halt),
+            _ => None,
+        }
+    }
+    /// Why progress is blocked without a halt: while disconnected, and
+    /// while reconnecting after a failure.
+    pub fn blocked(&self) -> Option<&Blocked> {
+        match self {
+            ReplicaState::Disconnected { blocked, .. } => Some(blocked),
+            ReplicaState::Connecting { after, .. } => after.as_ref(),
+            _ => None,
         }
     }
 }
@@ -43,16 +171,16 @@ impl ReplicaState {
 #[error("invalid replica state transition {} -> {}", from.name(), to.name())]
 pub struct InvalidTransition {
     /// Current state.
-    pub from: ReplicaState,
+    pub from: StateKind,
     /// Requested state.
-    pub to: ReplicaState,
+    pub to: StateKind,
 }
 
 /// Whether `from -> to` is a legal transition. Halted is terminal: it is
 /// never left automatically (only a restart with `--rebootstrap`, which
 /// starts a new machine, clears it).
-pub fn allowed(from: ReplicaState, to: ReplicaState) -> bool {
-    use ReplicaState::*;
+pub fn allowed(from: StateKind, to: StateKind) -> bool {
+    use StateKind::*;
     match (from, to) {
         (Halted, _) => false,
         (_, Halted) => true,
@@ -66,14 +194,14 @@ pub fn allowed(from: ReplicaState, to: ReplicaState) -> bool {
     }
 }
 
-/// The machine: current state plus the counters its transitions maintain.
+/// The machine: the current state plus the counters its transitions maintain.
 #[derive(Clone, Debug, Serialize)]
 pub struct StateMachine {
     state: ReplicaState,
-    /// Successful handshakes since this process started (RS-1 needs ≥ 1
+    /// Successful handshakes since this process started (RS-1 needs >= 1
     /// before reads are served while Disconnected).
     handshakes: u64,
-    /// Reconnections (Disconnected -> Connecting).
+    /// Reconnections (Disconnected -> Connecting or Bootstrapping).
     reconnects: u64,
 }
 
@@ -89,8 +217,12 @@ impl StateMachine {
         StateMachine { state: ReplicaState::Initializing, handshakes: 0, reconnects: 0 }
     }
     /// Current state.
-    pub fn state(&self) -> ReplicaState {
-        self.state
+    pub fn state(&self) -> &ReplicaState {
+        &self.state
+    }
+    /// Mutable access to the current state's data (never its kind).
+    pub fn data_mut(&mut self) -> &mut ReplicaState {
+        &mut self.state
     }
     /// Successful handshakes since start.
     pub fn handshakes(&self) -> u64 {
@@ -103,38 +235,48 @@ impl StateMachine {
 
     /// Moves to `to` if allowed, logging the transition with `why`.
     pub fn transition(&mut self, to: ReplicaState, why: &str) -> Result<(), InvalidTransition> {
-        let from = self.state;
-        if !allowed(from, to) {
-            return Err(InvalidTransition { from, to });
+        let (from, to_kind) = (self.state.kind(), to.kind());
+        if !allowed(from, to_kind) {
+            return Err(InvalidTransition { from, to: to_kind });
         }
-        if from == ReplicaState::Disconnected && to == ReplicaState::Connecting {
+        if from == StateKind::Disconnected && matches!(to_kind, StateKind::Connecting | StateKind::Bootstrapping) {
             self.reconnects += 1;
         }
-        if to == ReplicaState::Streaming {
+        if to_kind == StateKind::Streaming {
             self.handshakes += 1;
         }
+        match &to {
+            ReplicaState::Halted { halt } => {
+                tracing::error!(from = from.name(), code = halt.code(), rule_id = halt.rule_id(), detail = %halt.detail(), "replica halted");
+            }
+            ReplicaState::Disconnected { blocked, .. } => {
+                tracing::info!(from = from.name(), to = to_kind.name(), code = blocked.code(), reason = why, "replica state transition");
+            }
+            _ => tracing::info!(from = from.name(), to = to_kind.name(), reason = why, "replica state transition"),
+        }
         self.state = to;
-        tracing::info!(from = from.name(), to = to.name(), reason = why, "replica state transition");
         self.check_invariants();
         Ok(())
     }
 
-    fn check_invariants(&self) {
-        debug_assert!(self.state != ReplicaState::Streaming || self.handshakes > 0, "Streaming without a handshake");
+    /// What must hold in every state (checked after every step in debug and
+    /// test builds).
+    pub fn check_invariants(&self) {
+        debug_assert!(self.state.kind() != StateKind::Streaming || self.handshakes > 0, "Streaming without a handshake");
+        debug_assert!(self.reconnects <= self.handshakes + self.reconnects, "counter overflow");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
-    use ReplicaState::*;
-
-    const ALL: [ReplicaState; 7] = [Initializing, Recovering, Bootstrapping, Connecting, Streaming, Disconnected, Halted];
+    use StateKind::*;
 
     /// REPL-5: Halted is never left automatically; every state can halt.
     #[test]
     fn repl_5_halted_is_terminal_and_reachable_from_everywhere() {
-        for s in ALL {
+        for s in StateKind::ALL {
             assert!(!allowed(Halted, s), "Halted -> {s:?} must be refused");
             if s != Halted {
                 assert!(allowed(s, Halted));
@@ -145,19 +287,21 @@ mod tests {
     /// RS-1: Streaming is reachable only through Connecting (a handshake).
     #[test]
     fn rs_1_streaming_only_after_connecting() {
-        for s in ALL {
+        for s in StateKind::ALL {
             assert_eq!(allowed(s, Streaming), s == Connecting, "{s:?} -> Streaming");
         }
         let mut m = StateMachine::new();
-        assert!(m.transition(Streaming, "t").is_err());
-        m.transition(Recovering, "t").unwrap();
-        m.transition(Connecting, "t").unwrap();
-        m.transition(Streaming, "t").unwrap();
+        assert!(m.transition(ReplicaState::Streaming { conn: 1 }, "t").is_err());
+        m.transition(ReplicaState::Recovering, "t").unwrap();
+        m.transition(ReplicaState::Connecting { conn: 1, after: None }, "t").unwrap();
+        m.transition(ReplicaState::Streaming { conn: 1 }, "t").unwrap();
         assert_eq!(m.handshakes(), 1);
-        m.transition(Disconnected, "t").unwrap();
-        m.transition(Connecting, "t").unwrap();
+        let blocked = Blocked::ConnectionLost { detail: "reset".into() };
+        m.transition(ReplicaState::Disconnected { blocked: blocked.clone(), retry_at: 10 }, "t").unwrap();
+        assert_eq!(m.state().blocked(), Some(&blocked));
+        m.transition(ReplicaState::Connecting { conn: 2, after: Some(blocked) }, "t").unwrap();
         assert_eq!(m.reconnects(), 1);
-        let err = m.transition(Recovering, "t").unwrap_err();
+        let err = m.transition(ReplicaState::Recovering, "t").unwrap_err();
         assert_eq!(err, InvalidTransition { from: Connecting, to: Recovering });
     }
 }

@@ -1,16 +1,20 @@
-//! What a replica publishes about itself: one shared, read-mostly view that
-//! the DX API, the read gate and explanations take snapshots of. Each field
-//! group has one writer (supervisor: state and connection; pipeline:
-//! positions) — others only read.
+//! What a replica publishes about itself: a consistent snapshot of its
+//! engine ([`ReplicaObserved`]) that the DX API, the read gate and
+//! explanations read, and the shared handle the runtime publishes into.
+//! The engine is the only writer; everything here is derived from it.
 
-use parking_lot::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 use serde::Serialize;
 
-use aerodb_wal::{CommitId, Lsn};
+use crate::halt::{Blocked, Halt};
+use crate::ids::{ClusterId, ReplicaId, ReplicaName};
+use crate::metadata::{BootstrapBoundary, BootstrapMethod, ReplicaMetadata};
+use crate::state::{ReplicaState, StateKind};
 
-use crate::halt::HaltReason;
-use crate::metadata::{BootstrapBoundary, BootstrapMethod};
-use crate::state::{InvalidTransition, ReplicaState, StateMachine};
+pub use crate::positions::{Positions, PrimaryProgress};
 
 /// Bootstrap progress as observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -24,32 +28,32 @@ pub enum BootstrapState {
     Complete,
 }
 
-/// Pipeline positions (owned by the pipeline).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Positions {
-    /// Durable end of received WAL bytes.
-    pub received_lsn: Lsn,
-    /// End of the validated prefix.
-    pub validated_lsn: Lsn,
-    /// End of the applied prefix.
-    pub applied_lsn: Lsn,
-    /// C_replica.
-    pub applied_commit_id: CommitId,
+/// Node role states for a replica (REPLICATION.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum NodeState {
+    /// No bootstrap has committed.
+    Uninitialized,
+    /// Bootstrapped and not halted.
+    ReplicaActive,
+    /// Halted (now or from before a restart).
+    ReplicationHalted,
 }
 
-/// What the primary last told us.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct PrimaryProgress {
-    /// C_primary.
-    pub commit_id: CommitId,
-    /// Primary durable LSN.
-    pub durable_lsn: Lsn,
+impl NodeState {
+    /// The exact name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeState::Uninitialized => "Uninitialized",
+            NodeState::ReplicaActive => "ReplicaActive",
+            NodeState::ReplicationHalted => "ReplicationHalted",
+        }
+    }
 }
 
-/// A consistent copy of everything observable.
-#[derive(Clone, Debug, Serialize)]
+/// A consistent copy of everything observable about a replica.
+#[derive(Clone, Debug)]
 pub struct ReplicaObserved {
-    /// Runtime state.
+    /// Runtime state with its data (halt, blocking reason, bootstrap progress).
     pub state: ReplicaState,
     /// Successful handshakes since start.
     pub handshakes: u64,
@@ -59,67 +63,75 @@ pub struct ReplicaObserved {
     pub positions: Positions,
     /// Last progress from the primary (None if never).
     pub primary: Option<PrimaryProgress>,
-    /// Bootstrap progress.
-    pub bootstrap_state: BootstrapState,
-    /// Boundary once bootstrapped.
-    pub bootstrap: Option<BootstrapBoundary>,
+    /// Metadata once bootstrapped.
+    pub metadata: Option<ReplicaMetadata>,
+    /// This replica's id.
+    pub replica_id: ReplicaId,
+    /// Its operator-chosen name.
+    pub name: Option<ReplicaName>,
     /// Method requested for an empty replica.
     pub bootstrap_method_requested: BootstrapMethod,
-    /// Persisted halt, if halted.
-    pub halt: Option<HaltReason>,
-    /// Why progress is blocked without a halt (e.g. WAL_UNAVAILABLE, connection error).
-    pub blocking: Option<HaltReason>,
     /// The primary address.
     pub primary_addr: String,
-    /// Cluster id (once known).
-    pub cluster_id: Option<String>,
-    /// Replica id.
-    pub replica_id: Option<String>,
     /// Last recovery report (JSON), if recovery ran.
-    pub recovery: Option<serde_json::Value>,
+    pub recovery: Option<Arc<serde_json::Value>>,
 }
 
-/// What the read gate reads from the status.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GateFacts {
-    /// Runtime state.
-    pub state: ReplicaState,
-    /// Successful handshakes since start.
-    pub handshakes: u64,
-    /// Code of the persisted halt, if halted.
-    pub halt_code: Option<String>,
-    /// Whether a bootstrap has committed (otherwise the node is Uninitialized).
-    pub initialised: bool,
+impl ReplicaObserved {
+    /// The state's name.
+    pub fn kind(&self) -> StateKind {
+        self.state.kind()
+    }
+    /// The halt, if halted.
+    pub fn halt(&self) -> Option<&Halt> {
+        self.state.halt()
+    }
+    /// Why progress is blocked without a halt.
+    pub fn blocking(&self) -> Option<&Blocked> {
+        self.state.blocked()
+    }
+    /// Cluster id, once bootstrapped.
+    pub fn cluster_id(&self) -> Option<&ClusterId> {
+        self.metadata.as_ref().map(|m| &m.cluster_id)
+    }
+    /// The bootstrap boundary, once bootstrapped.
+    pub fn bootstrap(&self) -> Option<BootstrapBoundary> {
+        self.metadata.as_ref().map(|m| m.bootstrap)
+    }
+    /// Bootstrap progress.
+    pub fn bootstrap_state(&self) -> BootstrapState {
+        if self.metadata.is_some() {
+            BootstrapState::Complete
+        } else if self.state.kind() == StateKind::Bootstrapping {
+            BootstrapState::InProgress
+        } else {
+            BootstrapState::NotStarted
+        }
+    }
+    /// The node role state: `Uninitialized` until a bootstrap commits.
+    pub fn node_state(&self) -> NodeState {
+        if self.halt().is_some() {
+            NodeState::ReplicationHalted
+        } else if self.metadata.is_some() {
+            NodeState::ReplicaActive
+        } else {
+            NodeState::Uninitialized
+        }
+    }
 }
 
-/// The shared status. Cheap to read.
+/// The published status of a running replica: the engine's last observed
+/// snapshot, plus C_replica as an atomic so readers and waiters need no lock.
 pub struct ReplicaShared {
-    machine: Mutex<StateMachine>,
     observed: RwLock<ReplicaObserved>,
+    applied_commit_id: AtomicU64,
 }
 
 impl ReplicaShared {
-    /// A fresh status for a replica of `primary_addr`.
-    pub fn new(primary_addr: &str, method: BootstrapMethod) -> Self {
-        ReplicaShared {
-            machine: Mutex::new(StateMachine::new()),
-            observed: RwLock::new(ReplicaObserved {
-                state: ReplicaState::Initializing,
-                handshakes: 0,
-                reconnects: 0,
-                positions: Positions::default(),
-                primary: None,
-                bootstrap_state: BootstrapState::NotStarted,
-                bootstrap: None,
-                bootstrap_method_requested: method,
-                halt: None,
-                blocking: None,
-                primary_addr: primary_addr.to_string(),
-                cluster_id: None,
-                replica_id: None,
-                recovery: None,
-            }),
-        }
+    /// A status starting at `initial`.
+    pub fn new(initial: ReplicaObserved) -> Self {
+        let applied = initial.positions.applied_commit_id;
+        ReplicaShared { observed: RwLock::new(initial), applied_commit_id: AtomicU64::new(applied) }
     }
 
     /// A copy of the current observations.
@@ -127,42 +139,19 @@ impl ReplicaShared {
         self.observed.read().clone()
     }
 
-    /// The few facts the read gate needs, without copying the whole status
-    /// (this runs on every read).
-    pub fn gate_facts(&self) -> GateFacts {
-        let o = self.observed.read();
-        GateFacts {
-            state: o.state,
-            handshakes: o.handshakes,
-            halt_code: o.halt.as_ref().map(|h| h.code.clone()),
-            initialised: o.bootstrap_state == BootstrapState::Complete,
-        }
+    /// Reads part of the observations without copying all of it.
+    pub fn with<R>(&self, f: impl FnOnce(&ReplicaObserved) -> R) -> R {
+        f(&self.observed.read())
     }
 
-    /// Performs a validated state transition (supervisor only).
-    pub fn transition(&self, to: ReplicaState, why: &str) -> Result<(), InvalidTransition> {
-        let mut m = self.machine.lock();
-        if m.state() == to {
-            return Ok(());
-        }
-        m.transition(to, why)?;
-        let mut o = self.observed.write();
-        o.state = m.state();
-        o.handshakes = m.handshakes();
-        o.reconnects = m.reconnects();
-        Ok(())
+    /// Publishes a new snapshot (the runtime, after an engine step).
+    pub fn publish(&self, observed: ReplicaObserved) {
+        self.applied_commit_id.store(observed.positions.applied_commit_id, Ordering::Release);
+        *self.observed.write() = observed;
     }
 
-    /// Halts: records the reason and moves to Halted.
-    pub fn halt(&self, reason: HaltReason) {
-        tracing::error!(code = %reason.code, rule_id = %reason.rule_id, lsn = ?reason.lsn, commit_id = ?reason.commit_id, detail = %reason.detail, "replica halted");
-        self.observed.write().halt = Some(reason);
-        let _ = self.transition(ReplicaState::Halted, "integrity failure");
-    }
-
-    /// Updates any group of fields through a closure (each caller touches
-    /// only the fields it owns).
-    pub fn update(&self, f: impl FnOnce(&mut ReplicaObserved)) {
-        f(&mut self.observed.write());
+    /// C_replica as last published.
+    pub fn applied_commit_id(&self) -> u64 {
+        self.applied_commit_id.load(Ordering::Acquire)
     }
 }

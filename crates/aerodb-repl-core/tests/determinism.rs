@@ -6,13 +6,16 @@
 
 use aerodb_repl_core::gate::{evaluate, GateInputs};
 use aerodb_repl_core::handshake::{decide, Hello, HelloRequest, PrimaryHistory, PROTOCOL_VERSION};
-use aerodb_repl_core::state::ReplicaState;
+use aerodb_repl_core::ids::{ClusterId, ReplicaId};
+use aerodb_repl_core::state::StateKind;
 use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn};
 
-struct History;
+const CLUSTER: &str = "0123456789abcdef0123456789abcdef";
+
+struct History(ClusterId);
 impl PrimaryHistory for History {
-    fn cluster_id(&self) -> &str {
-        "c"
+    fn cluster_id(&self) -> &ClusterId {
+        &self.0
     }
     fn durable(&self) -> (Lsn, CommitId) {
         (300, 3)
@@ -33,14 +36,16 @@ fn repl_10_handshake_verdicts_are_pure() {
         .flat_map(|c| (0..4u64).map(move |l| (c, l * 100)))
         .map(|(c, l)| Hello {
             protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some("c".into()),
-            replica_id: "r".into(),
+            cluster_id: Some(ClusterId::parse(CLUSTER).unwrap()),
+            replica_id: ReplicaId::parse("r").unwrap(),
+            name: None,
             request: HelloRequest::Resume { end_lsn: l, commit_id: c, fingerprint: Fingerprint(u128::from(c)) },
         })
         .collect();
-    let first: Vec<_> = hellos.iter().map(|h| format!("{:?}", decide(&History, h))).collect();
+    let history = History(ClusterId::parse(CLUSTER).unwrap());
+    let first: Vec<_> = hellos.iter().map(|h| format!("{:?}", decide(&history, h))).collect();
     for _ in 0..3 {
-        let again: Vec<_> = hellos.iter().rev().map(|h| format!("{:?}", decide(&History, h))).collect();
+        let again: Vec<_> = hellos.iter().rev().map(|h| format!("{:?}", decide(&history, h))).collect();
         assert_eq!(first, again.into_iter().rev().collect::<Vec<_>>());
     }
 }
@@ -49,11 +54,11 @@ fn repl_10_handshake_verdicts_are_pure() {
 /// numbers it is given, never on time: lag does not appear among its inputs.
 #[test]
 fn repl_10_gate_verdicts_are_pure() {
-    let states = [ReplicaState::Streaming, ReplicaState::Disconnected, ReplicaState::Connecting, ReplicaState::Halted];
+    let states = [StateKind::Streaming, StateKind::Disconnected, StateKind::Connecting, StateKind::Halted];
     for state in states {
         for c in [0u64, 5, 9] {
             let inputs = GateInputs {
-                replica_active: state != ReplicaState::Halted,
+                replica_active: state != StateKind::Halted,
                 state,
                 handshakes_since_start: 1,
                 integrity_failure: None,
@@ -65,7 +70,7 @@ fn repl_10_gate_verdicts_are_pure() {
             let a = evaluate(&inputs);
             let b = evaluate(&inputs.clone());
             assert_eq!(a, b);
-            assert_eq!(a.admitted, state != ReplicaState::Halted && c >= 5);
+            assert_eq!(a.admitted, state != StateKind::Halted && c >= 5);
         }
     }
 }

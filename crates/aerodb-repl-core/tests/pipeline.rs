@@ -85,7 +85,7 @@ fn ordered(p: &Positions) {
 impl Replica {
     /// Takes a chunk, checking the position order after every stage.
     fn take(&mut self, c: ReceivedChunk) -> Result<(), PipelineError> {
-        let r = self.pipeline.take(c, |p| ordered(&p));
+        let r = self.pipeline.take(c);
         ordered(&self.pipeline.positions());
         r
     }
@@ -111,9 +111,9 @@ fn assert_prefix(r: &Replica, p: &PrimaryWal) {
     assert!(p.bytes.len() >= mine.len() && p.bytes[..mine.len()] == mine[..], "replica WAL is not a prefix of the primary's");
 }
 
-fn halt_of(r: Result<(), PipelineError>) -> aerodb_repl_core::HaltReason {
+fn halt_of(r: Result<(), PipelineError>) -> aerodb_repl_core::halt::ReasonView {
     match r {
-        Err(PipelineError::Halt(h)) => *h,
+        Err(PipelineError::Halt(h)) => aerodb_repl_core::Reason::view(&*h),
         other => panic!("expected a halt, got {other:?}"),
     }
 }
@@ -263,7 +263,7 @@ fn f_n2_out_of_order_chunk_is_a_protocol_error_and_nothing_is_persisted() {
     for c in wrong {
         let start = c.start_lsn;
         match r.take(c) {
-            Err(PipelineError::Protocol(detail)) => assert!(detail.contains(&start.to_string()), "{detail}"),
+            Err(PipelineError::Protocol(e)) => assert!(e.detail.contains(&start.to_string()), "{e}"),
             other => panic!("chunk at {start}: expected a protocol error, got {other:?}"),
         }
         assert_eq!(r.positions(), before, "nothing moved for the chunk at {start}");

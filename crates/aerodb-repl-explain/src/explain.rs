@@ -25,8 +25,8 @@ use serde_json::{json, Value};
 use aerodb_mvcc::store::visible_in;
 use aerodb_mvcc::{AppliedState, Version};
 use aerodb_repl_core::gate::{evaluate, GateDecision};
-use aerodb_repl_core::halt::HaltReason;
-use aerodb_repl_core::state::ReplicaState;
+use aerodb_repl_core::halt::{Reason, ReasonView};
+use aerodb_repl_core::state::StateKind;
 use aerodb_repl_core::status::ReplicaObserved;
 use aerodb_wal::CommitId;
 
@@ -140,7 +140,7 @@ fn verdict(rules: &[RuleApplied]) -> Option<bool> {
     }
 }
 
-fn halt_summary(h: &HaltReason) -> Value {
+fn halt_summary(h: &ReasonView) -> Value {
     json!({"code": h.code, "rule_id": h.rule_id, "failure": h.failure, "lsn": h.lsn, "commit_id": h.commit_id, "detail": h.detail})
 }
 
@@ -194,7 +194,7 @@ pub fn safety_from_decision(decision: &GateDecision, request: ReadBound, o: &Rep
         "replica_commit_id": applied.map(|a| a.commit_id),
         "node_state": replica_node_state(o),
         "replica_state": o.state.name(),
-        "blocking_reason": o.halt.as_ref().or(o.blocking.as_ref()).map(|h| json!({"code": h.code, "rule_id": h.rule_id})),
+        "blocking_reason": o.halt().map(|h| json!({"code": h.code(), "rule_id": h.rule_id()})).or_else(|| o.blocking().map(|b| json!({"code": b.code(), "rule_id": b.rule_id()}))),
         "missing_evidence": missing_rules(&rules_applied),
     });
     Explanation {
@@ -235,16 +235,16 @@ fn prefix_rule(o: &ReplicaObserved, applied: Option<&AppliedState>) -> RuleAppli
         "handshakes_since_start": o.handshakes,
         "reconnects": o.reconnects,
         "resume_point_proven": o.handshakes > 0,
-        "bootstrap_boundary": o.bootstrap.map(|b| json!({"method": b.method, "commit_id": b.boundary_commit_id, "lsn": b.boundary_lsn})),
+        "bootstrap_boundary": o.bootstrap().map(|b| json!({"method": b.method, "commit_id": b.boundary_commit_id, "lsn": b.boundary_lsn})),
         "replica_commit_id": c_replica,
         "wal_applied_lsn": applied_lsn,
         "primary_commit_id": o.primary.map(|p| p.commit_id),
         "primary_durable_lsn": o.primary.map(|p| p.durable_lsn),
         "commits_behind_primary": o.primary.zip(c_replica).map(|(p, c)| p.commit_id.saturating_sub(c)),
         "bytes_behind_primary": o.primary.zip(applied_lsn).map(|(p, l)| p.durable_lsn.saturating_sub(l)),
-        "integrity_failure": o.halt.as_ref().map(|h| &h.code),
+        "integrity_failure": o.halt().map(|h| h.code()),
     });
-    if o.halt.is_some() {
+    if o.halt().is_some() {
         return rule("REPL-3", Some(false), evidence);
     }
     if o.handshakes == 0 {
@@ -299,7 +299,7 @@ pub(crate) fn read_views(v: &[(CommitId, u64)]) -> Value {
 // ---------------------------------------------------------------------------
 
 /// Both sides' values of a halt, where the failure has two sides.
-fn both_sides(h: &HaltReason) -> Value {
+fn both_sides(h: &ReasonView) -> Value {
     let e = &h.evidence;
     let get = |k: &str| e.get(k).cloned().unwrap_or(Value::Null);
     match h.code.as_str() {
@@ -346,8 +346,8 @@ fn both_sides(h: &HaltReason) -> Value {
 
 /// `replication.halt` when the replica is halted (None otherwise).
 pub fn replication_halt(o: &ReplicaObserved, applied: Option<&AppliedState>) -> Option<Explanation> {
-    let h = o.halt.as_ref()?;
-    let halted_now = o.state == ReplicaState::Halted;
+    let h = &o.halt()?.view();
+    let halted_now = o.kind() == StateKind::Halted;
     let mut rules_applied = vec![rule(
         &h.rule_id,
         Some(false),
@@ -416,9 +416,9 @@ pub struct RecoveryInput<'a> {
     /// recovery completed in this process.
     pub report: Option<&'a Value>,
     /// A halt that stopped (or prevented) recovery.
-    pub halt: Option<&'a HaltReason>,
+    pub halt: Option<&'a ReasonView>,
     /// Replica runtime state (None on a primary).
-    pub replica_state: Option<ReplicaState>,
+    pub replica_state: Option<StateKind>,
     /// Applied CommitId now.
     pub commit_id: Option<CommitId>,
 }
@@ -431,11 +431,12 @@ pub fn primary_recovery(f: &PrimaryFacts) -> Explanation {
 
 /// `recovery.process` of a replica.
 pub fn replica_recovery(f: &ReplicaFacts) -> Explanation {
+    let halt = f.observed.halt().map(Reason::view);
     recovery_process(&RecoveryInput {
         role: "replica",
-        report: f.observed.recovery.as_ref(),
-        halt: f.observed.halt.as_ref(),
-        replica_state: Some(f.observed.state),
+        report: f.observed.recovery.as_deref(),
+        halt: halt.as_ref(),
+        replica_state: Some(f.observed.kind()),
         commit_id: f.applied.map(|a| a.commit_id),
     })
 }
@@ -580,7 +581,7 @@ pub fn recovery_process(input: &RecoveryInput<'_>) -> Explanation {
 fn recovery_without_report(input: &RecoveryInput<'_>, ids: &[&str], inputs: Value) -> Explanation {
     let (outcome, why) = match (input.halt, input.replica_state) {
         (Some(_), _) => ("halted", "recovery stopped at a halt (or a halt persisted by an earlier run prevented it): no recovery report exists"),
-        (None, Some(ReplicaState::Initializing | ReplicaState::Recovering)) => ("undetermined", "recovery is still running: no report yet"),
+        (None, Some(StateKind::Initializing | StateKind::Recovering)) => ("undetermined", "recovery is still running: no report yet"),
         (None, Some(_)) => ("not_run", "no recovery ran in this process: the replica was empty and bootstrapped instead"),
         (None, None) => ("undetermined", "the node did not provide its recovery report"),
     };
@@ -749,22 +750,60 @@ pub fn replica_read_visibility(f: &ReplicaFacts, q: &ReadQuery<'_>, chain: Optio
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
-    use aerodb_repl_core::metadata::BootstrapMethod;
-    use aerodb_repl_core::status::{PrimaryProgress, ReplicaShared};
+    use aerodb_repl_core::halt::{Halt, StorageOp};
+    use aerodb_repl_core::ids::{ClusterId, ReplicaId};
+    use aerodb_repl_core::metadata::{BootstrapBoundary, BootstrapMethod, ReplicaMetadata, METADATA_FORMAT};
+    use aerodb_repl_core::state::{ReplicaState, StateMachine};
+    use aerodb_repl_core::status::PrimaryProgress;
+    use aerodb_wal::{StateDigest, GENESIS_FINGERPRINT};
     use bytes::Bytes;
 
-    fn replica(state_path: &[ReplicaState]) -> ReplicaShared {
-        let s = ReplicaShared::new("127.0.0.1:7701", BootstrapMethod::Wal);
-        for st in state_path {
-            s.transition(*st, "test").ok();
+    /// A replica's published status after moving through `path` with the
+    /// real state machine; bootstrapped when it streams.
+    fn replica(path: &[StateKind]) -> ReplicaObserved {
+        let mut m = StateMachine::new();
+        for kind in path {
+            let state = match kind {
+                StateKind::Recovering => ReplicaState::Recovering,
+                StateKind::Connecting => ReplicaState::Connecting { conn: 1, after: None },
+                StateKind::Streaming => ReplicaState::Streaming { conn: 1 },
+                other => panic!("not used here: {other:?}"),
+            };
+            m.transition(state, "test").unwrap();
         }
-        // A replica only streams after its bootstrap committed (the supervisor
-        // publishes it before connecting).
-        if state_path.contains(&ReplicaState::Streaming) {
-            s.update(|o| o.bootstrap_state = aerodb_repl_core::status::BootstrapState::Complete);
+        let metadata = path.contains(&StateKind::Streaming).then(|| ReplicaMetadata {
+            format_version: METADATA_FORMAT,
+            cluster_id: ClusterId::parse("0123456789abcdef0123456789abcdef").unwrap(),
+            replica_id: ReplicaId::parse("r1").unwrap(),
+            bootstrap: BootstrapBoundary {
+                method: BootstrapMethod::Wal,
+                boundary_commit_id: 0,
+                boundary_lsn: 0,
+                boundary_fingerprint: GENESIS_FINGERPRINT,
+                boundary_state_digest: StateDigest::EMPTY,
+            },
+        });
+        ReplicaObserved {
+            state: m.state().clone(),
+            handshakes: m.handshakes(),
+            reconnects: m.reconnects(),
+            positions: Default::default(),
+            primary: None,
+            metadata,
+            replica_id: ReplicaId::parse("r1").unwrap(),
+            name: None,
+            bootstrap_method_requested: BootstrapMethod::Wal,
+            primary_addr: "127.0.0.1:7701".into(),
+            recovery: None,
         }
-        s
+    }
+
+    fn halted(halt: Halt) -> ReplicaObserved {
+        let mut o = replica(&[StateKind::Recovering]);
+        o.state = ReplicaState::Halted { halt };
+        o
     }
 
     fn facts(o: ReplicaObserved, applied: Option<AppliedState>) -> ReplicaFacts {
@@ -789,14 +828,13 @@ mod tests {
     }
 
     fn all_explanations() -> Vec<Explanation> {
-        let streaming = replica(&[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Streaming]);
-        streaming.update(|o| o.primary = Some(PrimaryProgress { commit_id: 9, durable_lsn: 900 }));
-        let halted = replica(&[ReplicaState::Recovering]);
-        halted.halt(HaltReason::new("MADE_UP", "XYZ-9", "unknown rule", None, None, json!({})));
+        let mut streaming = replica(&[StateKind::Recovering, StateKind::Connecting, StateKind::Streaming]);
+        streaming.primary = Some(PrimaryProgress { commit_id: 9, durable_lsn: 900 });
+        let halted = halted(Halt::Storage { op: StorageOp::PersistWal, detail: "disk full".into() });
         let applied = AppliedState { commit_id: 7, ..AppliedState::GENESIS };
         let c = chain();
         let mut out = Vec::new();
-        for (o, a) in [(streaming.observe(), Some(applied)), (halted.observe(), None), (replica(&[]).observe(), None)] {
+        for (o, a) in [(streaming, Some(applied)), (halted, None), (replica(&[]), None)] {
             let f = facts(o.clone(), a);
             out.push(replica_safety(&f));
             out.extend(replication_halt(&o, a.as_ref()));
@@ -824,12 +862,12 @@ mod tests {
     /// F-O1: a rule ID the build does not know is reported, not evaluated.
     #[test]
     fn f_o1_unknown_rule_is_reported_not_evaluated() {
-        let s = replica(&[ReplicaState::Recovering]);
-        s.halt(HaltReason::new("MADE_UP", "XYZ-9", "unknown rule", None, None, json!({})));
-        let e = replication_halt(&s.observe(), None).unwrap_or_else(|| panic!("halted"));
-        assert_eq!(e.rules_applied[0].rule_id, "F-O1");
-        assert_eq!(e.rules_applied[0].evaluation, None);
-        assert_eq!(e.rules_applied[0].evidence["cited_rule_id"], "XYZ-9");
+        let r = rule("XYZ-9", Some(false), json!({"code": "MADE_UP"}));
+        assert_eq!(r.rule_id, "F-O1");
+        assert_eq!(r.evaluation, None);
+        assert_eq!(r.evidence["cited_rule_id"], "XYZ-9");
+        let e = replication_halt(&halted(Halt::Storage { op: StorageOp::PersistWal, detail: "disk full".into() }), None).unwrap();
+        assert!(e.cited_rule_ids().iter().all(|id| rules::rule(id).is_some()), "typed halts only cite registered rules");
     }
 
     /// F-O1: a report missing fields yields null evaluations and an undetermined conclusion.
@@ -844,8 +882,8 @@ mod tests {
     /// MVCC-1: each comparison is listed and the largest CommitId <= R is chosen.
     #[test]
     fn mvcc_1_read_visibility_chooses_largest_commit_at_or_below_r() {
-        let s = replica(&[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Streaming]);
-        let f = facts(s.observe(), Some(AppliedState { commit_id: 7, ..AppliedState::GENESIS }));
+        let s = replica(&[StateKind::Recovering, StateKind::Connecting, StateKind::Streaming]);
+        let f = facts(s, Some(AppliedState { commit_id: 7, ..AppliedState::GENESIS }));
         let c = chain();
         let at = |r| replica_read_visibility(&f, &ReadQuery { collection: "c", key: "k", at: Some(r) }, Some(&c)).conclusion;
         assert_eq!(at(1)["outcome"], "not_found");
@@ -860,8 +898,8 @@ mod tests {
     /// missing prefix proof is stated.
     #[test]
     fn rs_1_unproven_replica_is_unsafe_with_missing_evidence_stated() {
-        let s = replica(&[ReplicaState::Recovering, ReplicaState::Connecting]);
-        let e = replica_safety(&facts(s.observe(), None));
+        let s = replica(&[StateKind::Recovering, StateKind::Connecting]);
+        let e = replica_safety(&facts(s, None));
         assert_eq!(e.conclusion["read_safety"], "unsafe");
         assert_eq!(e.conclusion["first_failing_rule"], "RS-1");
         let ids = e.cited_rule_ids();

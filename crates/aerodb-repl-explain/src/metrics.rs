@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use aerodb_repl_core::gate::evaluate;
-use aerodb_repl_core::state::ReplicaState;
+use aerodb_repl_core::halt::Reason;
+use aerodb_repl_core::state::StateKind;
 
 use crate::facts::{PrimaryFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
@@ -17,15 +18,7 @@ use crate::views::default_read_inputs;
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every replica runtime state, in the order the gauge lists them.
-const REPLICA_STATES: [ReplicaState; 7] = [
-    ReplicaState::Initializing,
-    ReplicaState::Recovering,
-    ReplicaState::Bootstrapping,
-    ReplicaState::Connecting,
-    ReplicaState::Streaming,
-    ReplicaState::Disconnected,
-    ReplicaState::Halted,
-];
+const REPLICA_STATES: [StateKind; 7] = StateKind::ALL;
 
 /// Read refusals listed even when zero, so the series always exist.
 const GATE_RULES: [&str; 5] = ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"];
@@ -149,7 +142,7 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
     e.sample("aerodb_node_info", &[("role", "replica"), ("node_state", node_state)], 1);
     e.family("aerodb_replica_state", "gauge", "1 for the replica's current runtime state, 0 for the others.");
     for s in REPLICA_STATES {
-        e.sample("aerodb_replica_state", &[("state", s.name())], u64::from(o.state == s));
+        e.sample("aerodb_replica_state", &[("state", s.name())], u64::from(o.kind() == s));
     }
     let known = f.applied.is_some();
     e.single("aerodb_commit_id", "gauge", "Last applied CommitId (C_replica).", f.applied.map(|a| a.commit_id));
@@ -176,10 +169,10 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
     e.single("aerodb_active_read_views", "gauge", "Read views open now.", Some(f.active_read_views.iter().map(|(_, n)| n).sum()));
     let gate = evaluate(&default_read_inputs(o, f.applied.as_ref(), f.history_horizon.unwrap_or(0)));
     e.single("aerodb_read_admitted", "gauge", "1 when the read-safety gate admits a read at C_replica now, else 0.", Some(u64::from(gate.admitted)));
-    e.single("aerodb_bootstrap_boundary_commit_id", "gauge", "CommitId of the bootstrap boundary.", o.bootstrap.map(|b| b.boundary_commit_id));
-    e.single("aerodb_bootstrap_boundary_lsn", "gauge", "LSN of the bootstrap boundary.", o.bootstrap.map(|b| b.boundary_lsn));
+    e.single("aerodb_bootstrap_boundary_commit_id", "gauge", "CommitId of the bootstrap boundary.", o.bootstrap().map(|b| b.boundary_commit_id));
+    e.single("aerodb_bootstrap_boundary_lsn", "gauge", "LSN of the bootstrap boundary.", o.bootstrap().map(|b| b.boundary_lsn));
     e.family("aerodb_replica_halted", "gauge", "1 for the code the replica is halted with, 0 for the others.");
-    let current = o.halt.as_ref().map(|h| h.code.as_str());
+    let current = o.halt().map(|h| h.code());
     for c in HALT_CODES.iter().filter(|c| c.halts) {
         e.sample("aerodb_replica_halted", &[("code", c.code)], u64::from(current == Some(c.code)));
     }
@@ -187,8 +180,8 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
         e.sample("aerodb_replica_halted", &[("code", code)], 1);
     }
     e.family("aerodb_replica_blocked", "gauge", "1 with the code of what blocks progress without a halt (absent when nothing does).");
-    if let Some(b) = o.blocking.as_ref().filter(|_| o.halt.is_none()) {
-        e.sample("aerodb_replica_blocked", &[("code", &b.code), ("rule_id", &b.rule_id)], 1);
+    if let Some(b) = o.blocking().filter(|_| o.halt().is_none()) {
+        e.sample("aerodb_replica_blocked", &[("code", b.code()), ("rule_id", b.rule_id())], 1);
     }
     e.family("aerodb_client_refusals_total", "counter", "Client requests refused since start, by code and rule.");
     let mut refusals: BTreeMap<(&str, &str), u64> = GATE_RULES.iter().map(|rule| (("READ_REFUSED", *rule), 0)).collect();

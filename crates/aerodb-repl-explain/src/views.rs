@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use aerodb_mvcc::AppliedState;
 use aerodb_repl_core::gate::{evaluate, GateInputs};
-use aerodb_repl_core::state::ReplicaState;
+use aerodb_repl_core::halt::Reason;
+use aerodb_repl_core::state::StateKind;
 use aerodb_repl_core::status::{BootstrapState, ReplicaObserved};
 use aerodb_wal::{CommitId, Lsn};
 
@@ -46,35 +47,27 @@ pub fn envelope<T: Serialize>(commit_id: Option<CommitId>, data: T, notes: Vec<S
 /// `Uninitialized` until a bootstrap has committed (REPLICATION.md §2, F-S1:
 /// an interrupted bootstrap leaves the replica uninitialised).
 pub fn replica_node_state(o: &ReplicaObserved) -> &'static str {
-    if o.halt.is_some() || o.state == ReplicaState::Halted {
-        "ReplicationHalted"
-    } else if o.bootstrap_state == BootstrapState::Complete {
-        "ReplicaActive"
-    } else {
-        "Uninitialized"
-    }
+    o.node_state().name()
 }
 
-fn connection_state(state: ReplicaState) -> &'static str {
+fn connection_state(state: StateKind) -> &'static str {
     match state {
-        ReplicaState::Streaming => "connected",
-        ReplicaState::Connecting | ReplicaState::Bootstrapping => "connecting",
+        StateKind::Streaming => "connected",
+        StateKind::Connecting | StateKind::Bootstrapping => "connecting",
         _ => "disconnected",
     }
 }
 
-/// The gate's verdict for a default read now (R = C_replica).
+/// The gate's inputs for a default read now (R = C_replica), built by the
+/// one builder the read path uses too.
 pub fn default_read_inputs(o: &ReplicaObserved, applied: Option<&AppliedState>, history_horizon: CommitId) -> GateInputs {
-    GateInputs {
-        replica_active: replica_node_state(o) == "ReplicaActive",
-        state: o.state,
-        handshakes_since_start: o.handshakes,
-        integrity_failure: o.halt.as_ref().map(|h| h.code.clone()),
-        replica_commit_id: applied.map_or(0, |a| a.commit_id),
-        history_horizon,
-        requested_at: None,
-        min_commit: None,
-    }
+    GateInputs::capture(o, applied.map(|a| (a.commit_id, history_horizon)), None, None)
+}
+
+/// A halt or blocking reason as `blocking_reason` shows it.
+fn reason_json(o: &ReplicaObserved) -> Option<Value> {
+    let view = o.halt().map(Reason::view).or_else(|| o.blocking().map(Reason::view))?;
+    Some(json!({"code": view.code, "rule_id": view.rule_id, "detail": view.detail, "lsn": view.lsn, "commit_id": view.commit_id}))
 }
 
 /// `/v1/replication` on a replica.
@@ -95,12 +88,8 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         _ => json!({"commits": null, "bytes": null}),
     };
     let gate = evaluate(&default_read_inputs(o, applied, history_horizon));
-    let blocking = o
-        .halt
-        .as_ref()
-        .or(o.blocking.as_ref())
-        .map(|h| json!({"code": h.code, "rule_id": h.rule_id, "detail": h.detail, "lsn": h.lsn, "commit_id": h.commit_id}));
-    let bootstrap_state = bootstrap_state_name(o.bootstrap_state);
+    let blocking = reason_json(o);
+    let bootstrap_state = bootstrap_state_name(o.bootstrap_state());
     let known = applied.is_some();
     let data = json!({
         "role": "replica",
@@ -115,21 +104,21 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         "state_digest": applied.map(|a| a.state_digest.to_string()),
         "snapshot_bootstrap": {
             "state": bootstrap_state,
-            "method": o.bootstrap.map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
-            "boundary_commit_id": o.bootstrap.map(|b| b.boundary_commit_id),
-            "boundary_lsn": o.bootstrap.map(|b| b.boundary_lsn),
+            "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
+            "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
+            "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
         },
         "history_horizon": history_horizon,
         "read_safety": if gate.admitted { "safe" } else { "unsafe" },
         "blocking_reason": blocking,
         "lag": lag,
         "connection": {
-            "state": connection_state(o.state),
+            "state": connection_state(o.kind()),
             "primary": o.primary_addr,
             "reconnects": o.reconnects,
             "handshakes": o.handshakes,
         },
-        "cluster_id": o.cluster_id,
+        "cluster_id": o.cluster_id(),
         "replica_id": o.replica_id,
     });
     (data, notes)
@@ -148,10 +137,10 @@ fn bootstrap_state_name(s: BootstrapState) -> &'static str {
 }
 
 fn blocking_reason(o: &ReplicaObserved) -> Value {
-    o.halt.as_ref().or(o.blocking.as_ref()).map_or(
-        Value::Null,
-        |h| json!({"code": h.code, "rule_id": h.rule_id, "detail": h.detail, "lsn": h.lsn, "commit_id": h.commit_id, "halts": o.halt.is_some()}),
-    )
+    reason_json(o).map_or(Value::Null, |mut v| {
+        v["halts"] = json!(o.halt().is_some());
+        v
+    })
 }
 
 const NO_STORE_NOTE: &str = "no local state yet (not bootstrapped, or halted before recovery): C_replica, LSNs, digest and horizon are unknown";
@@ -179,7 +168,7 @@ pub fn replica_status(f: &ReplicaFacts) -> (Value, Vec<String>) {
         "read_safety": if gate.admitted { "safe" } else { "unsafe" },
         "accepts_writes": false,
         "blocking_reason": blocking_reason(o),
-        "cluster_id": o.cluster_id,
+        "cluster_id": o.cluster_id(),
         "replica_id": o.replica_id,
         "flags": {
             "replication": true,
@@ -219,7 +208,7 @@ pub fn replica_wal(f: &ReplicaFacts) -> (Value, Vec<String>) {
         "wal_applied_lsn": f.applied.map(|a| a.end_lsn),
         "durable_lsn": known.then_some(o.positions.received_lsn),
         "primary_durable_lsn": o.primary.map(|p| p.durable_lsn),
-        "bootstrap_lsn": o.bootstrap.map(|b| b.boundary_lsn),
+        "bootstrap_lsn": o.bootstrap().map(|b| b.boundary_lsn),
         "torn_tail": recovery.and_then(|r| r.pointer("/wal/wal/torn_tail")).cloned(),
         "removed_temp_files": recovery.and_then(|r| r.pointer("/wal/wal/removed_temp_files")).cloned(),
         "records_verified_at_recovery": recovery.and_then(|r| r.pointer("/wal/wal/records_verified")).cloned(),
@@ -251,7 +240,7 @@ pub fn replica_mvcc(f: &ReplicaFacts) -> (Value, Vec<String>) {
 pub fn replica_snapshots(f: &ReplicaFacts) -> (Value, Vec<String>) {
     let o = &f.observed;
     let mut notes = Vec::new();
-    let held = match o.bootstrap {
+    let held = match o.bootstrap() {
         Some(b) if b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot => {
             if f.bootstrap_snapshot_bytes.is_none() {
                 notes.push("the installed bootstrap snapshot's size could not be read".to_string());
@@ -267,19 +256,19 @@ pub fn replica_snapshots(f: &ReplicaFacts) -> (Value, Vec<String>) {
         }
         _ => Vec::new(),
     };
-    if o.bootstrap.is_none() {
+    if o.bootstrap().is_none() {
         notes.push("the replica has no committed bootstrap yet".to_string());
     }
     let data = json!({
         "role": "replica",
         "snapshots": held,
         "bootstrap": {
-            "state": bootstrap_state_name(o.bootstrap_state),
-            "method": o.bootstrap.map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
-            "boundary_commit_id": o.bootstrap.map(|b| b.boundary_commit_id),
-            "boundary_lsn": o.bootstrap.map(|b| b.boundary_lsn),
-            "boundary_fingerprint": o.bootstrap.map(|b| b.boundary_fingerprint.to_string()),
-            "boundary_state_digest": o.bootstrap.map(|b| b.boundary_state_digest.to_string()),
+            "state": bootstrap_state_name(o.bootstrap_state()),
+            "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
+            "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
+            "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
+            "boundary_fingerprint": o.bootstrap().map(|b| b.boundary_fingerprint.to_string()),
+            "boundary_state_digest": o.bootstrap().map(|b| b.boundary_state_digest.to_string()),
         },
     });
     (data, notes)

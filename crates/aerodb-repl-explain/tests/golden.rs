@@ -16,21 +16,21 @@ use std::sync::Arc;
 
 use aerodb_mvcc::{AppliedState, ApplyInput, Store};
 use aerodb_repl_core::gate::{evaluate, GateDecision};
-use aerodb_repl_core::halt::HaltReason;
+use aerodb_repl_core::halt::{Blocked, Halt, Reason, StorageOp};
 use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, PROTOCOL_VERSION};
+use aerodb_repl_core::ids::{ClusterId, ReplicaId};
 use aerodb_repl_core::metadata::{write_metadata, BootstrapBoundary, BootstrapMethod, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
 use aerodb_repl_core::pipeline::ReceivedChunk;
-use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFormat, SnapshotRejected};
-use aerodb_repl_core::state::ReplicaState;
-use aerodb_repl_core::status::{BootstrapState, PrimaryProgress, ReplicaObserved, ReplicaShared};
+use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFiles};
+use aerodb_repl_core::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
+use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
+use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
 use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
 use aerodb_repl_explain::{metrics, rules};
-use aerodb_repl_net::frame::FrameType;
-use aerodb_repl_net::message::{Message, ServeError};
-use aerodb_snapshot::{create_snapshot, list_snapshots, load_snapshot, read_manifest, recover_primary, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
+use aerodb_snapshot::{create_snapshot, list_snapshots, read_manifest, recover_primary, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
 use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::OsDisk;
 use aerodb_wal::durable::DurablePoint;
@@ -197,47 +197,109 @@ fn wal_boundary() -> BootstrapBoundary {
     }
 }
 
-fn shared_through(states: &[ReplicaState]) -> ReplicaShared {
+fn cluster() -> ClusterId {
+    ClusterId::parse(CLUSTER).unwrap()
+}
+
+fn replica_id() -> ReplicaId {
+    ReplicaId::parse(REPLICA_ID).unwrap()
+}
+
+/// A replica's observable status driven through the real state machine
+/// (every state with its data), as the engine publishes it.
+struct Obs {
+    machine: StateMachine,
+    base: ReplicaObserved,
+}
+
+impl Obs {
+    fn new(addr: &str, method: BootstrapMethod) -> Obs {
+        let base = ReplicaObserved {
+            state: ReplicaState::Initializing,
+            handshakes: 0,
+            reconnects: 0,
+            positions: Default::default(),
+            primary: None,
+            metadata: None,
+            replica_id: replica_id(),
+            name: None,
+            bootstrap_method_requested: method,
+            primary_addr: addr.to_string(),
+            recovery: None,
+        };
+        Obs { machine: StateMachine::new(), base }
+    }
+    fn go(&mut self, kind: StateKind) {
+        let state = match kind {
+            StateKind::Recovering => ReplicaState::Recovering,
+            StateKind::Bootstrapping => {
+                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+            }
+            StateKind::Connecting => ReplicaState::Connecting { conn: 1, after: self.machine.state().blocked().cloned() },
+            StateKind::Streaming => ReplicaState::Streaming { conn: 1 },
+            StateKind::Disconnected => {
+                ReplicaState::Disconnected { blocked: Blocked::ConnectionLost { detail: "primary closed the connection".into() }, retry_at: 0 }
+            }
+            StateKind::Initializing | StateKind::Halted => panic!("not a golden step: {kind:?}"),
+        };
+        self.machine.transition(state, "golden").unwrap();
+    }
+    fn halt(&mut self, halt: Halt) {
+        self.machine.transition(ReplicaState::Halted { halt }, "golden").unwrap();
+    }
+    fn block(&mut self, blocked: Blocked) {
+        self.machine.transition(ReplicaState::Disconnected { blocked, retry_at: 0 }, "golden").unwrap();
+    }
+    fn update(&mut self, f: impl FnOnce(&mut ReplicaObserved)) {
+        f(&mut self.base);
+    }
+    fn observe(&self) -> ReplicaObserved {
+        let mut o = self.base.clone();
+        o.state = self.machine.state().clone();
+        o.handshakes = self.machine.handshakes();
+        o.reconnects = self.machine.reconnects();
+        o
+    }
+}
+
+fn shared_through(states: &[StateKind]) -> Obs {
     shared_for(PRIMARY_ADDR, BootstrapMethod::Wal, states)
 }
 
 /// A replica of `--primary addr` asking for `method` bootstrap, moved through `states`.
-fn shared_for(addr: &str, method: BootstrapMethod, states: &[ReplicaState]) -> ReplicaShared {
-    let s = ReplicaShared::new(addr, method);
+fn shared_for(addr: &str, method: BootstrapMethod, states: &[StateKind]) -> Obs {
+    let mut s = Obs::new(addr, method);
     for st in states {
-        s.transition(*st, "golden").unwrap();
+        s.go(*st);
     }
     s
 }
 
 /// A WAL-bootstrapped replica that applied `applied` records of the history
 /// and heard C_primary = 6 from the primary, in `states`.
-fn replica_at(states: &[ReplicaState], applied: usize) -> (ReplicaShared, Arc<Store>) {
+fn replica_at(states: &[StateKind], applied: usize) -> (Obs, Arc<Store>) {
     replica_of(PRIMARY_ADDR, states, applied)
 }
 
 /// [`replica_at`] for a replica whose `--primary` is `addr`.
-fn replica_of(addr: &str, states: &[ReplicaState], applied: usize) -> (ReplicaShared, Arc<Store>) {
+fn replica_of(addr: &str, states: &[StateKind], applied: usize) -> (Obs, Arc<Store>) {
     let recs = history();
     let store = store_with(&recs[..applied]);
-    let s = shared_for(addr, BootstrapMethod::Wal, states);
+    let mut s = shared_for(addr, BootstrapMethod::Wal, states);
     let a = store.applied();
     s.update(|o| {
-        o.cluster_id = Some(CLUSTER.into());
-        o.replica_id = Some(REPLICA_ID.into());
-        o.bootstrap = Some(wal_boundary());
-        o.bootstrap_state = BootstrapState::Complete;
+        o.metadata = Some(metadata(wal_boundary(), CLUSTER));
         o.positions =
             aerodb_repl_core::status::Positions { received_lsn: a.end_lsn, validated_lsn: a.end_lsn, applied_lsn: a.end_lsn, applied_commit_id: a.commit_id };
     });
-    if states.contains(&ReplicaState::Streaming) {
+    if states.contains(&StateKind::Streaming) {
         let last = &recs[recs.len() - 1];
         s.update(|o| o.primary = Some(PrimaryProgress { commit_id: last.commit_id, durable_lsn: last.end_lsn }));
     }
     (s, store)
 }
 
-const STREAMING: &[ReplicaState] = &[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Streaming];
+const STREAMING: &[StateKind] = &[StateKind::Recovering, StateKind::Connecting, StateKind::Streaming];
 
 fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option<&Path>) -> ReplicaFacts {
     ReplicaFacts {
@@ -269,14 +331,14 @@ fn list_wal(dir: &Path) -> Vec<WalFile> {
 }
 
 /// The halt explanation of a streaming replica at CommitId 3 that halts with `h`.
-fn halted_streaming(h: HaltReason) -> (ReplicaObserved, AppliedState) {
-    let (s, store) = replica_at(STREAMING, 3);
+fn halted_streaming(h: Halt) -> (ReplicaObserved, AppliedState) {
+    let (mut s, store) = replica_at(STREAMING, 3);
     s.halt(h);
     (s.observe(), store.applied())
 }
 
-fn pin_halt(code: &str, h: HaltReason, dir: Option<&Path>) {
-    assert_eq!(h.code, code, "the real constructor produced another code: {h:?}");
+fn pin_halt(code: &str, h: Halt, dir: Option<&Path>) {
+    assert_eq!(h.code(), code, "the real constructor produced another code: {h:?}");
     let (o, a) = halted_streaming(h);
     let e = explain::replication_halt(&o, Some(&a)).unwrap();
     assert_eq!(e.conclusion["code"], code);
@@ -285,8 +347,8 @@ fn pin_halt(code: &str, h: HaltReason, dir: Option<&Path>) {
 }
 
 /// A halt found during replica recovery (no store yet).
-fn pin_recovery_halt(name: &str, h: HaltReason, dir: &Path) {
-    let s = shared_through(&[ReplicaState::Recovering]);
+fn pin_recovery_halt(name: &str, h: Halt, dir: &Path) {
+    let mut s = shared_through(&[StateKind::Recovering]);
     s.halt(h);
     let o = s.observe();
     let e = explain::replication_halt(&o, None).unwrap();
@@ -316,7 +378,7 @@ fn core_2_golden_halt_checksum_mismatch() {
         b[last] ^= 0x40;
         v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
     });
-    pin_halt("CHECKSUM_MISMATCH", HaltReason::from_violation(&v), None);
+    pin_halt("CHECKSUM_MISMATCH", Halt::from_violation(&v), None);
 }
 
 /// CORE-2 / F-V1: truncated bytes are not a record.
@@ -326,14 +388,14 @@ fn core_2_golden_halt_invalid_record() {
         let b = recs[3].bytes[..recs[3].bytes.len() / 2].to_vec();
         v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
     });
-    pin_halt("INVALID_RECORD", HaltReason::from_violation(&v), None);
+    pin_halt("INVALID_RECORD", Halt::from_violation(&v), None);
 }
 
 /// REPL-7 / F-V2: a record that does not start where the history ends.
 #[test]
 fn repl_7_golden_halt_lsn_gap() {
     let v = violation(|v, recs| v.validate(recs[3].lsn + 8, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
-    pin_halt("LSN_GAP", HaltReason::from_violation(&v), None);
+    pin_halt("LSN_GAP", Halt::from_violation(&v), None);
 }
 
 /// REPL-2 / F-V2: CommitId 5 after 3.
@@ -344,7 +406,7 @@ fn repl_2_golden_halt_commit_id_gap() {
         let skipped = chain_after(ChainTip { commit_id: 4, ..recs[2].tip() }, recs[2].digest, vec![recs[4].ops.clone()]);
         v.validate(recs[3].lsn, &Bytes::from(skipped[0].bytes.clone())).map(|_| ())
     });
-    pin_halt("COMMIT_ID_GAP", HaltReason::from_violation(&v), None);
+    pin_halt("COMMIT_ID_GAP", Halt::from_violation(&v), None);
 }
 
 /// REPL-5 / F-D1: record 4 of a divergent history (another record 3 before it).
@@ -354,14 +416,14 @@ fn repl_5_golden_halt_fingerprint_mismatch() {
         let divergent = chain_after(recs[1].tip(), recs[1].digest, vec![vec![put("dave", r#"{"v":9}"#)], recs[3].ops.clone()]);
         v.validate(recs[3].lsn, &Bytes::from(divergent[1].bytes.clone())).map(|_| ())
     });
-    pin_halt("FINGERPRINT_MISMATCH", HaltReason::from_violation(&v), None);
+    pin_halt("FINGERPRINT_MISMATCH", Halt::from_violation(&v), None);
 }
 
 /// REPL-7 / F-V2: a segment header that declares another previous commit.
 #[test]
 fn repl_7_golden_halt_segment_discontinuity() {
     let v = violation(|v, recs| v.check_segment_start(&SegmentHeader { start_lsn: recs[2].end_lsn, prev_commit_id: 2, prev_fingerprint: recs[1].fingerprint }));
-    pin_halt("SEGMENT_DISCONTINUITY", HaltReason::from_violation(&v), None);
+    pin_halt("SEGMENT_DISCONTINUITY", Halt::from_violation(&v), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -375,7 +437,7 @@ fn repl_4_golden_halt_apply_diverged() {
     let store = store_with(&recs[..3]);
     let divergent = chain_after(recs[2].tip(), recs[2].digest, vec![vec![put("alice", r#"{"v":99}"#)]]);
     let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, ops: &recs[3].ops }).unwrap_err();
-    pin_halt("APPLY_DIVERGED", HaltReason::from_apply(&e, recs[3].lsn), None);
+    pin_halt("APPLY_DIVERGED", Halt::from_apply(&e, recs[3].lsn), None);
 }
 
 /// REPL-2 / F-V2: a validated record that is not the next commit for the store.
@@ -384,7 +446,7 @@ fn repl_2_golden_halt_apply_out_of_order() {
     let recs = history();
     let store = store_with(&recs[..3]);
     let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, ops: &recs[4].ops }).unwrap_err();
-    pin_halt("APPLY_OUT_OF_ORDER", HaltReason::from_apply(&e, recs[4].lsn), None);
+    pin_halt("APPLY_OUT_OF_ORDER", Halt::from_apply(&e, recs[4].lsn), None);
 }
 
 // ---------------------------------------------------------------------------
@@ -394,8 +456,9 @@ fn repl_2_golden_halt_apply_out_of_order() {
 struct History(Vec<Rec>);
 
 impl PrimaryHistory for History {
-    fn cluster_id(&self) -> &str {
-        CLUSTER
+    fn cluster_id(&self) -> &ClusterId {
+        static C: std::sync::OnceLock<ClusterId> = std::sync::OnceLock::new();
+        C.get_or_init(cluster)
     }
     fn durable(&self) -> (Lsn, CommitId) {
         self.0.last().map_or((0, 0), |r| (r.end_lsn, r.commit_id))
@@ -411,17 +474,18 @@ impl PrimaryHistory for History {
 fn hello(tip: ChainTip) -> Hello {
     Hello {
         protocol_version: PROTOCOL_VERSION,
-        cluster_id: Some(CLUSTER.into()),
-        replica_id: REPLICA_ID.into(),
+        cluster_id: Some(cluster()),
+        replica_id: replica_id(),
+        name: None,
         request: HelloRequest::Resume { end_lsn: tip.end_lsn, commit_id: tip.commit_id, fingerprint: tip.fingerprint },
     }
 }
 
-fn refused(h: &Hello) -> HaltReason {
+fn refused(h: &Hello) -> Halt {
     match decide(&History(history()), h) {
         Decision::Refuse(r) => {
-            assert!(r.code.halts());
-            HaltReason::from_refusal(&r, h)
+            assert!(r.code().halts());
+            Halt::Refused { refuse: r, request: h.request, replica_cluster_id: h.cluster_id.clone() }
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
@@ -447,23 +511,14 @@ fn f_d2_golden_halt_replica_ahead() {
 #[test]
 fn f_c1_golden_halt_cluster_mismatch() {
     let mut h = hello(history()[2].tip());
-    h.cluster_id = Some(OTHER_CLUSTER.into());
+    h.cluster_id = Some(ClusterId::parse(OTHER_CLUSTER).unwrap());
     pin_halt("CLUSTER_MISMATCH", refused(&h), None);
 }
 
 /// REPL-1 / F-C1: the primary accepted but names another cluster (the replica's own check).
 #[test]
 fn f_c1_golden_halt_cluster_mismatch_at_accept() {
-    let accept_cluster = OTHER_CLUSTER;
-    let h = HaltReason::new(
-        "CLUSTER_MISMATCH",
-        "REPL-1",
-        format!("primary is cluster {accept_cluster}, replica belongs to {CLUSTER}"),
-        None,
-        None,
-        json!({"replica_cluster_id": CLUSTER, "primary_cluster_id": accept_cluster}),
-    )
-    .with_failure("F-C1");
+    let h = Halt::ClusterMismatchAtAccept { replica_cluster_id: cluster(), primary_cluster_id: ClusterId::parse(OTHER_CLUSTER).unwrap() };
     let (o, a) = halted_streaming(h);
     pin("halt_cluster_mismatch_at_accept", &explain::replication_halt(&o, Some(&a)).unwrap(), None);
 }
@@ -480,18 +535,10 @@ fn repl_1_golden_halt_protocol_version() {
 /// HTTP server's answer decoded as a frame).
 #[test]
 fn f_c1_golden_halt_peer_not_aerodb() {
-    let err =
-        aerodb_repl_net::frame::decode(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).unwrap_err();
+    let err = frame::decode(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n", frame::DEFAULT_MAX_PAYLOAD).unwrap_err();
     assert_eq!(err.code(), "PEER_NOT_AERODB");
-    let h = HaltReason::new(
-        "PEER_NOT_AERODB",
-        "REPL-1",
-        format!("{PRIMARY_ADDR} does not answer as an AeroDB primary: {err}"),
-        None,
-        None,
-        json!({"primary": PRIMARY_ADDR}),
-    )
-    .with_failure("F-C1");
+    let aerodb_repl_core::wire::FrameError::BadMagic { found } = err else { panic!("not a bad magic: {err:?}") };
+    let h = Halt::PeerNotAerodb { primary: PRIMARY_ADDR.into(), found_magic: found };
     pin_halt("PEER_NOT_AERODB", h, None);
 }
 
@@ -504,7 +551,7 @@ fn f_c1_golden_halt_peer_not_aerodb() {
 fn repl_9_golden_halt_replica_io_error() {
     let dir = TempDir::new().unwrap();
     let e = std::fs::OpenOptions::new().append(true).open(dir.path().join("missing").join("00000000000000000000.seg")).unwrap_err();
-    let h = HaltReason::new("REPLICA_IO_ERROR", "REPL-9", e.to_string(), None, None, json!({}));
+    let h = Halt::Storage { op: StorageOp::PersistWal, detail: e.to_string() };
     pin_halt("REPLICA_IO_ERROR", h, Some(dir.path()));
 }
 
@@ -514,8 +561,8 @@ fn repl_9_golden_halt_bootstrap_io() {
     let dir = TempDir::new().unwrap();
     let root = dir.path().join("not-a-dir");
     std::fs::write(&root, b"x").unwrap();
-    let err = bootstrap_from_genesis(OsDisk::shared(), &ReplicaPaths::new(&root), CLUSTER, REPLICA_ID).err().expect("must fail on a file");
-    let h = HaltReason::new("BOOTSTRAP_IO", "REPL-9", err.to_string(), None, None, json!({}));
+    let err = bootstrap_from_genesis(OsDisk::shared(), &ReplicaPaths::new(&root), &cluster(), &replica_id()).err().expect("must fail on a file");
+    let h = Halt::Storage { op: StorageOp::Bootstrap, detail: err.to_string() };
     pin_halt("BOOTSTRAP_IO", h, Some(dir.path()));
 }
 
@@ -523,26 +570,13 @@ fn repl_9_golden_halt_bootstrap_io() {
 // Halts found by replica recovery: real files, real recover_replica
 // ---------------------------------------------------------------------------
 
-/// The node's snapshot format (as `aerodb`'s `SnapshotFiles`), over `aerodb-snapshot`.
-struct Files;
-
-impl SnapshotFormat for Files {
-    fn manifest_files(&self, dir: &Path) -> Result<Vec<(String, u64)>, SnapshotRejected> {
-        let m = read_manifest(&OsDisk, dir).map_err(|e| SnapshotRejected { code: e.code().into(), rule_id: e.rule_id().into(), detail: e.to_string() })?;
-        Ok(m.files.into_iter().map(|f| (f.name, f.size)).collect())
-    }
-    fn load(&self, dir: &Path, expected_cluster: &str) -> Result<(Store, AppliedState), SnapshotRejected> {
-        let (store, m) = load_snapshot(&OsDisk, dir, Some(expected_cluster)).map_err(|e| SnapshotRejected {
-            code: e.code().into(),
-            rule_id: e.rule_id().into(),
-            detail: e.to_string(),
-        })?;
-        Ok((store, m.cut()))
-    }
+/// The node's snapshot format over `aerodb-snapshot`.
+fn files() -> SnapshotFiles {
+    SnapshotFiles::new(OsDisk::shared())
 }
 
 fn metadata(boundary: BootstrapBoundary, cluster: &str) -> ReplicaMetadata {
-    ReplicaMetadata { format_version: METADATA_FORMAT, cluster_id: cluster.into(), replica_id: REPLICA_ID.into(), bootstrap: boundary }
+    ReplicaMetadata { format_version: METADATA_FORMAT, cluster_id: ClusterId::parse(cluster).unwrap(), replica_id: replica_id(), bootstrap: boundary }
 }
 
 /// A replica bootstrapped by WAL from genesis holding all six commits.
@@ -582,8 +616,8 @@ fn snapshot_replica(root: &Path) -> ReplicaPaths {
     paths
 }
 
-fn recovery_halt(paths: &ReplicaPaths) -> HaltReason {
-    match recover_replica(OsDisk::shared(), paths, &Files) {
+fn recovery_halt(paths: &ReplicaPaths) -> Halt {
+    match recover_replica(OsDisk::shared(), paths, &files()) {
         Ok(Recovered::Halted { halt, .. }) => *halt,
         Ok(_) => panic!("recovery did not halt"),
         Err(e) => panic!("metadata error {e}"),
@@ -591,9 +625,9 @@ fn recovery_halt(paths: &ReplicaPaths) -> HaltReason {
 }
 
 /// The halt the supervisor records when recovery refuses the metadata (F-RC2).
-fn metadata_halt(paths: &ReplicaPaths) -> HaltReason {
-    match recover_replica(OsDisk::shared(), paths, &Files) {
-        Err(e) => HaltReason::new(e.check, "F-RC2", e.to_string(), None, None, json!({"file": e.file})).with_failure("F-RC2"),
+fn metadata_halt(paths: &ReplicaPaths) -> Halt {
+    match recover_replica(OsDisk::shared(), paths, &files()) {
+        Err(e) => e.to_halt(),
         Ok(_) => panic!("corrupt metadata was accepted"),
     }
 }
@@ -606,7 +640,7 @@ fn f_s3_golden_halt_snapshot_metadata_mismatch() {
     let recs = history();
     write_metadata(&OsDisk, &paths, &metadata(snapshot_boundary(&recs[1]), CLUSTER)).unwrap();
     let h = recovery_halt(&paths);
-    assert_eq!(h.code, "SNAPSHOT_METADATA_MISMATCH");
+    assert_eq!(h.code(), "SNAPSHOT_METADATA_MISMATCH");
     pin_recovery_halt("halt_snapshot_metadata_mismatch", h, dir.path());
 }
 
@@ -642,8 +676,8 @@ fn f_s4_golden_halt_snapshot_rejection_codes() {
         let paths = snapshot_replica(dir.path());
         damage(&paths);
         let h = recovery_halt(&paths);
-        assert_eq!(h.code, code, "{h:?}");
-        assert_eq!(h.failure.as_deref(), Some("F-S4"));
+        assert_eq!(h.code(), code, "{h:?}");
+        assert_eq!(h.failure_row(), Some("F-S4"));
         pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir.path());
     }
 }
@@ -660,7 +694,7 @@ fn f_rc1_golden_halt_local_wal_corrupt() {
     b[at] ^= 0x10;
     std::fs::write(&seg, b).unwrap();
     let h = recovery_halt(&paths);
-    assert_eq!(h.code, "WAL_CORRUPT");
+    assert_eq!(h.code(), "WAL_CORRUPT");
     pin_recovery_halt("halt_wal_corrupt", h, dir.path());
 }
 
@@ -689,7 +723,7 @@ fn f_rc2_golden_halt_metadata_codes() {
         let paths = wal_replica(dir.path());
         damage(&paths);
         let h = metadata_halt(&paths);
-        assert_eq!(h.code, code, "{h:?}");
+        assert_eq!(h.code(), code, "{h:?}");
         pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir.path());
     }
 }
@@ -732,8 +766,8 @@ fn rewrite_data_file(paths: &ReplicaPaths, damage: impl FnOnce(&mut Vec<u8>)) {
 /// Recovers the snapshot-bootstrapped replica and pins the halt (F-S4 row).
 fn pin_snapshot_halt(code: &str, paths: &ReplicaPaths, dir: &Path) {
     let h = recovery_halt(paths);
-    assert_eq!(h.code, code, "{h:?}");
-    assert_eq!(h.failure.as_deref(), Some("F-S4"));
+    assert_eq!(h.code(), code, "{h:?}");
+    assert_eq!(h.failure_row(), Some("F-S4"));
     pin_recovery_halt(&format!("halt_{}", code.to_ascii_lowercase()), h, dir);
 }
 
@@ -790,7 +824,7 @@ fn repl_8_golden_halt_snapshot_io() {
     std::fs::remove_file(&f).unwrap();
     std::fs::create_dir(&f).unwrap();
     let h = recovery_halt(&paths);
-    assert_eq!((h.code.as_str(), h.rule_id.as_str(), h.failure.as_deref()), ("SNAPSHOT_IO", "REPL-8", Some("F-S4")), "{h:?}");
+    assert_eq!((h.code(), h.rule_id(), h.failure_row()), ("SNAPSHOT_IO", "REPL-8", Some("F-S4")), "{h:?}");
     pin_recovery_halt("halt_snapshot_io", h, dir.path());
 }
 
@@ -799,9 +833,9 @@ fn repl_8_golden_halt_snapshot_io() {
 // ---------------------------------------------------------------------------
 
 /// Recovers the replica and checks the halt's code, rule and F-RC1 row.
-fn local_wal_halt(paths: &ReplicaPaths, code: &str, rule_id: &str) -> HaltReason {
+fn local_wal_halt(paths: &ReplicaPaths, code: &str, rule_id: &str) -> Halt {
     let h = recovery_halt(paths);
-    assert_eq!((h.code.as_str(), h.rule_id.as_str(), h.failure.as_deref()), (code, rule_id, Some("F-RC1")), "{h:?}");
+    assert_eq!((h.code(), h.rule_id(), h.failure_row()), (code, rule_id, Some("F-RC1")), "{h:?}");
     h
 }
 
@@ -885,7 +919,7 @@ fn f_rc2_golden_halt_discard_failed() {
     std::fs::create_dir_all(&paths.dir).unwrap();
     std::fs::write(paths.bootstrap_tmp(), b"partial").unwrap();
     let h = metadata_halt(&paths);
-    assert_eq!((h.code.as_str(), h.rule_id.as_str()), ("DISCARD_FAILED", "F-RC2"), "{h:?}");
+    assert_eq!((h.code(), h.rule_id()), ("DISCARD_FAILED", "F-RC2"), "{h:?}");
     pin_recovery_halt("halt_discard_failed", h, dir.path());
 }
 
@@ -898,16 +932,13 @@ fn f_rc2_golden_halt_discard_failed() {
 /// Records `reason` on replica `s` (with its store; None: no local state
 /// yet) exactly as the supervisor does, checks that it is no halt, and pins
 /// the replication view as `blocking_<code>`.
-fn pin_blocking(code: &str, rule_id: &str, reason: HaltReason, (s, store): (ReplicaShared, Option<Arc<Store>>), dir: Option<&Path>) {
-    assert_eq!((reason.code.as_str(), reason.rule_id.as_str()), (code, rule_id), "{reason:?}");
+fn pin_blocking(code: &str, rule_id: &str, reason: Blocked, (mut s, store): (Obs, Option<Arc<Store>>), dir: Option<&Path>) {
+    assert_eq!((reason.code(), reason.rule_id()), (code, rule_id), "{reason:?}");
     assert!(HALT_CODES.iter().any(|c| c.code == code && !c.halts), "{code} is not a blocking code of the catalogue");
-    s.update(|o| {
-        o.blocking = Some(reason);
-        if store.is_none() {
-            o.bootstrap_state = BootstrapState::NotStarted;
-        }
-    });
-    s.transition(ReplicaState::Disconnected, "golden").unwrap();
+    if store.is_none() {
+        s.update(|o| o.metadata = None);
+    }
+    s.block(reason);
     let f = replica_facts(s.observe(), store.as_ref(), None);
     assert!(explain::replication_halt(&f.observed, f.applied.as_ref()).is_none(), "a blocking code must not explain as a halt");
     assert_eq!(explain::replica_safety(&f).conclusion["blocking_reason"]["code"], code);
@@ -921,27 +952,27 @@ fn pin_blocking(code: &str, rule_id: &str, reason: HaltReason, (s, store): (Repl
 }
 
 /// What the replica records for a frame that fails to decode (the client's `frame_error`).
-fn frame_blocked(bytes: &[u8]) -> HaltReason {
-    let e = aerodb_repl_net::frame::decode(bytes, aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).expect_err("the frame must be rejected");
-    HaltReason::new(e.code(), "F-N2", e.to_string(), None, None, json!({}))
+fn frame_blocked(bytes: &[u8]) -> Blocked {
+    let error = frame::decode(bytes, frame::DEFAULT_MAX_PAYLOAD).expect_err("the frame must be rejected");
+    Blocked::Frame { error }
 }
 
 /// A real WAL frame carrying record 4, as the primary ships it.
 fn wal_frame() -> Vec<u8> {
     let r = &history()[3];
     let (kind, payload) = Message::Wal(ReceivedChunk { start_lsn: r.lsn, segment_start: None, bytes: Bytes::from(r.bytes.clone()) }).encode();
-    aerodb_repl_net::frame::encode(kind, &payload)
+    frame::encode(kind, &payload)
 }
 
 /// What the replica records when the primary answers its hello with an
 /// Error frame: the primary's message goes through a real frame, is decoded
 /// by the replica and recorded as the client's handshake records it.
-fn served_error(code: &str, detail: String) -> HaltReason {
-    let (kind, payload) = Message::Error(ServeError { code: code.into(), detail }).encode();
-    let bytes = aerodb_repl_net::frame::encode(kind, &payload);
-    let (frame, _) = aerodb_repl_net::frame::decode(&bytes, aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
-    let Ok(Message::Error(e)) = Message::decode(&frame) else { panic!("not an error frame") };
-    HaltReason::primary_cannot_serve(&e.code, &e.detail)
+fn served_error(code: ServeCode, detail: String) -> Blocked {
+    let (kind, payload) = Message::Error(ServeError { code, detail }).encode();
+    let bytes = frame::encode(kind, &payload);
+    let (frame, _) = frame::decode(&bytes, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let Ok(Message::Error(error)) = Message::decode(&frame) else { panic!("not an error frame") };
+    Blocked::PrimaryCannotServe { error }
 }
 
 /// A primary's real WAL as the handshake sees it (as `aerodb-repl-net`'s
@@ -960,8 +991,9 @@ impl PrimaryWal {
 }
 
 impl PrimaryHistory for PrimaryWal {
-    fn cluster_id(&self) -> &str {
-        CLUSTER
+    fn cluster_id(&self) -> &ClusterId {
+        static C: std::sync::OnceLock<ClusterId> = std::sync::OnceLock::new();
+        C.get_or_init(cluster)
     }
     fn durable(&self) -> (Lsn, CommitId) {
         (self.end.end_lsn, self.end.commit_id)
@@ -987,13 +1019,13 @@ impl PrimaryHistory for PrimaryWal {
 }
 
 /// A recovered replica at CommitId `applied` whose handshake just failed.
-fn connecting(applied: usize) -> (ReplicaShared, Option<Arc<Store>>) {
-    let (s, store) = replica_at(&[ReplicaState::Recovering, ReplicaState::Connecting], applied);
+fn connecting(applied: usize) -> (Obs, Option<Arc<Store>>) {
+    let (s, store) = replica_at(&[StateKind::Recovering, StateKind::Connecting], applied);
     (s, Some(store))
 }
 
 /// A replica streaming at CommitId `applied` when its connection ended.
-fn streaming(applied: usize) -> (ReplicaShared, Option<Arc<Store>>) {
+fn streaming(applied: usize) -> (Obs, Option<Arc<Store>>) {
     let (s, store) = replica_at(STREAMING, applied);
     (s, Some(store))
 }
@@ -1005,8 +1037,8 @@ fn streaming(applied: usize) -> (ReplicaShared, Option<Arc<Store>>) {
 fn f_n1_golden_blocking_connect_failed() {
     let addr = "primary.example";
     let e = std::net::ToSocketAddrs::to_socket_addrs(addr).map(|_| ()).expect_err("an address without a port does not resolve");
-    let h = HaltReason::new("CONNECT_FAILED", "F-N1", format!("cannot resolve {addr}: {e}"), None, None, json!({}));
-    let (s, store) = replica_of(addr, &[ReplicaState::Recovering, ReplicaState::Connecting], 3);
+    let h = Blocked::ConnectFailed { primary: addr.into(), detail: e.to_string() };
+    let (s, store) = replica_of(addr, &[StateKind::Recovering, StateKind::Connecting], 3);
     pin_blocking("CONNECT_FAILED", "F-N1", h, (s, Some(store)), None);
 }
 
@@ -1014,7 +1046,7 @@ fn f_n1_golden_blocking_connect_failed() {
 /// bytes), rebuilt exactly as the client's `Conn::next` records it.
 #[test]
 fn f_n1_golden_blocking_connection_lost() {
-    let h = HaltReason::new("CONNECTION_LOST", "F-N1", "primary closed the connection", None, None, json!({}));
+    let h = Blocked::ConnectionLost { detail: "primary closed the connection".into() };
     pin_blocking("CONNECTION_LOST", "F-N1", h, streaming(6), None);
 }
 
@@ -1022,7 +1054,7 @@ fn f_n1_golden_blocking_connection_lost() {
 /// `Conn::next` records it (the limit is a poll count, not an error).
 #[test]
 fn f_n1_golden_blocking_connection_idle() {
-    let h = HaltReason::new("CONNECTION_IDLE", "F-N1", "no frame from the primary within the idle limit", None, None, json!({}));
+    let h = Blocked::ConnectionIdle { idle_limit_ms: 10_000 };
     pin_blocking("CONNECTION_IDLE", "F-N1", h, streaming(6), None);
 }
 
@@ -1037,7 +1069,7 @@ fn f_n2_golden_blocking_protocol_error() {
 /// F-N2: a real frame whose payload exceeds the replica's maximum by one byte.
 #[test]
 fn f_n2_golden_blocking_frame_too_large() {
-    let b = aerodb_repl_net::frame::encode(FrameType::Wal, &vec![0u8; aerodb_repl_net::frame::DEFAULT_MAX_PAYLOAD + 1]);
+    let b = frame::encode(FrameType::Wal, &vec![0u8; frame::DEFAULT_MAX_PAYLOAD + 1]);
     pin_blocking("FRAME_TOO_LARGE", "F-N2", frame_blocked(&b), streaming(3), None);
 }
 
@@ -1063,8 +1095,8 @@ fn repl_7_golden_blocking_wal_unavailable() {
     let primary = PrimaryWal::recover(&wal);
     assert_eq!(primary.record_end(4), Ok(Some((recs[3].end_lsn, recs[3].fingerprint))), "the primary's WAL reads back");
     let Decision::Refuse(r) = decide(&primary, &hello) else { panic!("expected a refusal") };
-    assert!(!r.code.halts());
-    pin_blocking("WAL_UNAVAILABLE", "REPL-7", HaltReason::from_refusal(&r, &hello), connecting(2), None);
+    assert!(!r.code().halts());
+    pin_blocking("WAL_UNAVAILABLE", "REPL-7", Blocked::Refused { refuse: r, request: hello.request }, connecting(2), None);
 }
 
 /// REPL-10: the primary cannot read its own WAL to decide the handshake: a
@@ -1078,7 +1110,7 @@ fn repl_10_golden_blocking_primary_wal_unreadable() {
     let primary = PrimaryWal::recover(&wal);
     std::fs::remove_file(wal.join(segment_file_name(0))).unwrap();
     let Decision::Undecided(detail) = decide(&primary, &hello(history()[2].tip())) else { panic!("expected no verdict") };
-    pin_blocking("PRIMARY_WAL_UNREADABLE", "REPL-10", served_error("PRIMARY_WAL_UNREADABLE", detail), connecting(3), Some(dir.path()));
+    pin_blocking("PRIMARY_WAL_UNREADABLE", "REPL-10", served_error(ServeCode::PrimaryWalUnreadable, detail), connecting(3), Some(dir.path()));
 }
 
 /// REPL-8: an empty replica asks for a snapshot and the primary cannot
@@ -1091,12 +1123,8 @@ fn repl_8_golden_blocking_snapshot_unavailable() {
     let snaps = dir.path().join("snapshots");
     std::fs::write(&snaps, b"not a directory").unwrap();
     let e = create_snapshot(&OsDisk, &snaps, &store_with(&history()[..3]), CLUSTER).expect_err("snapshots/ is a file");
-    let h = served_error("SNAPSHOT_UNAVAILABLE", e.to_string());
-    let s = shared_for(PRIMARY_ADDR, BootstrapMethod::Snapshot, &[ReplicaState::Recovering, ReplicaState::Bootstrapping]);
-    s.update(|o| {
-        o.replica_id = Some(REPLICA_ID.into());
-        o.bootstrap_state = BootstrapState::InProgress;
-    });
+    let h = served_error(ServeCode::SnapshotUnavailable, e.to_string());
+    let s = shared_for(PRIMARY_ADDR, BootstrapMethod::Snapshot, &[StateKind::Recovering, StateKind::Bootstrapping]);
     pin_blocking("SNAPSHOT_UNAVAILABLE", "REPL-8", h, (s, None), Some(dir.path()));
 }
 
@@ -1142,7 +1170,7 @@ fn safety_for(o: &ReplicaObserved, store: Option<&Arc<Store>>, request: ReadBoun
 /// RS-1: recovered, connecting, no handshake proven yet.
 #[test]
 fn rs_1_golden_refusal_before_handshake() {
-    let (s, store) = replica_at(&[ReplicaState::Recovering, ReplicaState::Connecting], 6);
+    let (s, store) = replica_at(&[StateKind::Recovering, StateKind::Connecting], 6);
     let e = safety_for(&s.observe(), Some(&store), ReadBound::default(), None);
     assert_eq!(e.conclusion["first_failing_rule"], "RS-1");
     pin("safety_rs_1_connecting_before_handshake", &e, None);
@@ -1156,7 +1184,7 @@ fn rs_2_golden_refusal_integrity_failure() {
         b[20] ^= 0x01;
         v.validate(recs[3].lsn, &Bytes::from(b)).map(|_| ())
     });
-    let (o, _) = halted_streaming(HaltReason::from_violation(&v));
+    let (o, _) = halted_streaming(Halt::from_violation(&v));
     let store = store_with(&history()[..3]);
     let e = safety_for(&o, Some(&store), ReadBound::default(), None);
     assert_eq!(e.rules_applied[1].rule_id, "RS-2");
@@ -1192,12 +1220,11 @@ fn rs_4_golden_refusal_below_history_horizon() {
 /// disconnected one after a proven handshake still does.
 #[test]
 fn rs_5_golden_admitted_reads() {
-    let (s, store) = replica_at(STREAMING, 6);
+    let (mut s, store) = replica_at(STREAMING, 6);
     let e = explain::replica_safety(&replica_facts(s.observe(), Some(&store), None));
     assert_eq!(e.conclusion["read_safety"], "safe");
     pin("safety_streaming_safe", &e, None);
-    s.transition(ReplicaState::Disconnected, "golden").unwrap();
-    s.update(|o| o.blocking = Some(HaltReason::new("CONNECTION_LOST", "F-N1", "primary closed the connection", None, None, json!({}))));
+    s.block(Blocked::ConnectionLost { detail: "primary closed the connection".into() });
     let e = explain::replica_safety(&replica_facts(s.observe(), Some(&store), None));
     assert_eq!(e.conclusion["read_safety"], "safe");
     pin("safety_disconnected_after_handshake_safe", &e, None);
@@ -1206,10 +1233,8 @@ fn rs_5_golden_admitted_reads() {
 /// F-O1: no store, primary unreachable: what is unknown is stated.
 #[test]
 fn f_o1_golden_safety_without_local_state() {
-    let s = shared_through(&[ReplicaState::Recovering, ReplicaState::Connecting, ReplicaState::Disconnected]);
-    s.update(|o| {
-        o.blocking = Some(HaltReason::new("CONNECT_FAILED", "F-N1", "cannot connect to primary.example:7701: connection refused", None, None, json!({})))
-    });
+    let mut s = shared_through(&[StateKind::Recovering, StateKind::Connecting]);
+    s.block(Blocked::ConnectFailed { primary: PRIMARY_ADDR.into(), detail: "connection refused".into() });
     let f = replica_facts(s.observe(), None, None);
     let e = explain::replica_safety(&f);
     assert_eq!(e.conclusion["read_safety"], "unsafe");
@@ -1337,13 +1362,13 @@ fn f_s4_golden_recovery_primary_snapshot_rejected_and_used() {
 
 /// Recovers the replica at `paths` for real and pins its `recovery.process`.
 fn pin_replica_recovery(name: &str, paths: &ReplicaPaths, dir: &TempDir) {
-    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), paths, &Files) else { panic!("recovery failed") };
-    let report = serde_json::to_value(ready.report.as_ref().unwrap()).unwrap();
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), paths, &files()) else { panic!("recovery failed") };
+    let report = ready.info.report.clone().unwrap();
     let e = explain::recovery_process(&RecoveryInput {
         role: "replica",
         report: Some(&report),
         halt: None,
-        replica_state: Some(ReplicaState::Connecting),
+        replica_state: Some(StateKind::Connecting),
         commit_id: Some(6),
     });
     assert_eq!(e.conclusion["outcome"], "recovered");
@@ -1372,9 +1397,9 @@ fn f_rc2_golden_recovery_replica_halted() {
     let dir = TempDir::new().unwrap();
     let paths = wal_replica(dir.path());
     std::fs::write(paths.metadata(), b"garbage").unwrap();
-    let h = metadata_halt(&paths);
+    let h = metadata_halt(&paths).view();
     let e =
-        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: Some(&h), replica_state: Some(ReplicaState::Halted), commit_id: None });
+        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: Some(&h), replica_state: Some(StateKind::Halted), commit_id: None });
     assert_eq!(e.conclusion["outcome"], "halted");
     pin("recovery_replica_halted", &e, Some(dir.path()));
 }
@@ -1383,7 +1408,7 @@ fn f_rc2_golden_recovery_replica_halted() {
 #[test]
 fn f_o1_golden_recovery_in_progress() {
     let e =
-        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: None, replica_state: Some(ReplicaState::Recovering), commit_id: None });
+        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: None, replica_state: Some(StateKind::Recovering), commit_id: None });
     assert_eq!(e.conclusion["outcome"], "undetermined");
     pin("recovery_replica_in_progress", &e, None);
 }
@@ -1447,17 +1472,20 @@ fn p5_i14_golden_primary_views_and_metrics() {
 fn p5_i14_golden_replica_views_and_metrics() {
     let dir = TempDir::new().unwrap();
     let paths = snapshot_replica(dir.path());
-    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &Files) else { panic!("recovery failed") };
-    let s = shared_through(STREAMING);
+    let Ok(Recovered::Ready(ready)) = recover_replica(OsDisk::shared(), &paths, &files()) else { panic!("recovery failed") };
+    let mut s = shared_through(STREAMING);
     let recs = history();
+    let applied = ready.store.applied();
     s.update(|o| {
-        o.cluster_id = Some(CLUSTER.into());
-        o.replica_id = Some(REPLICA_ID.into());
-        o.bootstrap = Some(ready.metadata.bootstrap);
-        o.bootstrap_state = BootstrapState::Complete;
-        o.positions = ready.pipeline.positions();
+        o.metadata = Some(ready.info.metadata.clone());
+        o.positions = aerodb_repl_core::status::Positions {
+            received_lsn: applied.end_lsn,
+            validated_lsn: applied.end_lsn,
+            applied_lsn: applied.end_lsn,
+            applied_commit_id: applied.commit_id,
+        };
         o.primary = Some(PrimaryProgress { commit_id: 8, durable_lsn: recs[5].end_lsn + 100 });
-        o.recovery = ready.report.as_ref().and_then(|r| serde_json::to_value(r).ok());
+        o.recovery = ready.info.report.clone().map(Arc::new);
     });
     let mut f = replica_facts(s.observe(), Some(&ready.store), Some(&paths.wal));
     f.bootstrap_snapshot_bytes = Some(4096);
@@ -1479,7 +1507,7 @@ fn p5_i14_golden_replica_views_and_metrics() {
 fn p5_i14_golden_halted_replica_metrics() {
     let recs = history();
     let v = violation(|v, _| v.validate(recs[3].lsn + 1, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
-    let (o, _) = halted_streaming(HaltReason::from_violation(&v));
+    let (o, _) = halted_streaming(Halt::from_violation(&v));
     let store = store_with(&recs[..3]);
     let f = replica_facts(o, Some(&store), None);
     insta::assert_snapshot!("metrics_replica_halted", metrics::replica_metrics(&f));

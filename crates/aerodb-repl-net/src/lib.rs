@@ -1,14 +1,22 @@
-//! AeroDB replication transport.
+//! AeroDB replication runtime.
 //!
-//! This crate owns the bytes on the replication port: the frame format
-//! (length + crc32c on every frame, a maximum size, total decoders), the
-//! typed messages, the primary's connection server and the replica's
-//! client loop. It moves WAL bytes verbatim and never decides what is true:
-//! handshake verdicts, validation, apply and halts are decided by
-//! `aerodb-repl-core`; this crate only carries inputs to it and outputs
-//! from it.
+//! This crate owns the edges of replication: TCP sockets, the threads that
+//! move bytes between sockets, files and the engines, and the monotonic
+//! clock. Every decision — handshake verdicts, halts, validation, what to
+//! persist and apply, retries — is made by the sans-IO engines in
+//! `aerodb-repl-core` ([`aerodb_repl_core::engine`]); this crate executes
+//! the actions they emit and feeds back what happened. It must never decide
+//! what is true about history.
+//!
+//! Public API: [`replica::Replica::open`] runs a replica, and
+//! [`primary::PrimaryServer::serve`] runs a primary's replication port.
+#![deny(missing_docs)]
 
-pub mod client;
-pub mod frame;
-pub mod message;
-pub mod server;
+pub mod clock;
+pub mod framed;
+pub mod primary;
+pub mod replica;
+pub mod transport;
+
+pub use primary::{FenceSink, PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
+pub use replica::{Replica, ReplicaOptions};

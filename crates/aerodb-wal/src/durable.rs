@@ -17,17 +17,33 @@ pub struct DurablePoint {
     pub commit_id: CommitId,
 }
 
+/// A subscriber's wake-up: returns false once it no longer wants them.
+type Subscriber = Box<dyn Fn(DurablePoint) -> bool + Send>;
+
 /// Watchable durable position; also carries a "closed" flag for shutdown.
 #[derive(Default)]
 pub struct DurableWatch {
     state: Mutex<(DurablePoint, bool)>,
     changed: Condvar,
+    subscribers: Mutex<Vec<Subscriber>>,
 }
 
 impl DurableWatch {
     /// Starts at `point`.
     pub fn new(point: DurablePoint) -> Self {
-        DurableWatch { state: Mutex::new((point, false)), changed: Condvar::new() }
+        DurableWatch { state: Mutex::new((point, false)), changed: Condvar::new(), subscribers: Mutex::new(Vec::new()) }
+    }
+
+    /// Calls `notify` with every new durable point (and once with the
+    /// current one) until it returns false. For event loops that wait on
+    /// one channel for several sources; `notify` must not block.
+    pub fn subscribe(&self, notify: impl Fn(DurablePoint) -> bool + Send + 'static) {
+        // Holding the list while reading the point: an advance racing with
+        // this call either is seen here or notifies the new subscriber.
+        let mut subscribers = self.subscribers.lock();
+        if notify(self.current()) {
+            subscribers.push(Box::new(notify));
+        }
     }
     /// The current durable point.
     pub fn current(&self) -> DurablePoint {
@@ -39,6 +55,8 @@ impl DurableWatch {
         if point.lsn > s.0.lsn {
             s.0 = point;
             self.changed.notify_all();
+            drop(s);
+            self.subscribers.lock().retain(|notify| notify(point));
         }
     }
     /// Marks the watch closed (shutdown) and wakes every waiter.

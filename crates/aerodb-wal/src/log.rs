@@ -267,6 +267,30 @@ impl SegmentAppender {
         Ok(())
     }
 
+    /// Durably drops the bytes after `to` in the current segment (a
+    /// replica's received-but-never-validated tail; never used on a
+    /// primary's acknowledged history). `to` must lie in the current
+    /// segment and at or before its end.
+    pub fn truncate_tail(&mut self, to: Lsn) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if to < self.start_lsn || to > self.end_lsn {
+            return Err(LogError::OutOfOrder { offered: to, end: self.end_lsn });
+        }
+        if to == self.end_lsn {
+            return self.sync().map(|_| ());
+        }
+        if let Err(e) = self.file.truncate(SEGMENT_HEADER_LEN + (to - self.start_lsn)) {
+            self.poisoned = true;
+            return Err(LogError::io("truncate tail", &self.current_path(), e));
+        }
+        self.end_lsn = to;
+        self.synced_lsn = to;
+        self.segments.set_last_end(to);
+        Ok(())
+    }
+
     fn current_path(&self) -> PathBuf {
         self.segments.dir().join(segment_file_name(self.start_lsn))
     }

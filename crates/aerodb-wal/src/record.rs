@@ -96,7 +96,8 @@ pub struct Record {
 
 /// Why bytes at some LSN are not a valid record. Each variant is a distinct,
 /// stable reason that errors and explanations report verbatim.
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
 pub enum RecordDecodeError {
     /// Fewer bytes than a record header or than the declared length.
     #[error("truncated record: need {needed} bytes, have {available}")]
@@ -124,13 +125,13 @@ pub enum RecordDecodeError {
     #[error("bad record header: {what}")]
     BadHeader {
         /// Which header field is wrong.
-        what: &'static str,
+        what: std::borrow::Cow<'static, str>,
     },
     /// The op list does not parse or does not fill the record exactly.
     #[error("malformed op list: {what}")]
     BadOps {
         /// What is wrong with the op list.
-        what: &'static str,
+        what: std::borrow::Cow<'static, str>,
     },
 }
 
@@ -179,13 +180,13 @@ pub fn check_record(bytes: &[u8]) -> Result<usize, RecordDecodeError> {
         return Err(RecordDecodeError::Checksum { stored, computed });
     }
     if le_u16(rec, 8) != RECORD_MAGIC {
-        return Err(RecordDecodeError::BadHeader { what: "magic" });
+        return Err(RecordDecodeError::BadHeader { what: std::borrow::Cow::Borrowed("magic") });
     }
     if rec[10] != RECORD_VERSION {
-        return Err(RecordDecodeError::BadHeader { what: "version" });
+        return Err(RecordDecodeError::BadHeader { what: std::borrow::Cow::Borrowed("version") });
     }
     if rec[11] != KIND_COMMIT {
-        return Err(RecordDecodeError::BadHeader { what: "kind" });
+        return Err(RecordDecodeError::BadHeader { what: std::borrow::Cow::Borrowed("kind") });
     }
     Ok(len)
 }
@@ -199,40 +200,40 @@ pub fn decode_record(bytes: &Bytes) -> Result<(Record, usize), RecordDecodeError
     let op_count = le_u32(&rec, 12) as usize;
     // Each op needs at least its header plus one byte of collection and key.
     if op_count == 0 || op_count > (len - RECORD_HEADER_LEN) / (OP_HEADER_LEN + 2) {
-        return Err(RecordDecodeError::BadOps { what: "op count" });
+        return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("op count") });
     }
     let mut ops = Vec::with_capacity(op_count);
     let mut at = RECORD_HEADER_LEN;
     for _ in 0..op_count {
         if at + OP_HEADER_LEN > len {
-            return Err(RecordDecodeError::BadOps { what: "op header past end" });
+            return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("op header past end") });
         }
         let kind = rec[at];
         let coll_len = rec[at + 1] as usize;
         let key_len = rec[at + 2] as usize;
         let doc_len = le_u32(&rec, at + 4) as usize;
         if rec[at + 3] != 0 || coll_len == 0 || key_len == 0 {
-            return Err(RecordDecodeError::BadOps { what: "op header fields" });
+            return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("op header fields") });
         }
         let body = at + OP_HEADER_LEN;
         let end = body
             .checked_add(coll_len + key_len)
             .and_then(|e| e.checked_add(doc_len))
             .filter(|e| *e <= len)
-            .ok_or(RecordDecodeError::BadOps { what: "op body past end" })?;
+            .ok_or(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("op body past end") })?;
         let collection = rec.slice(body..body + coll_len);
         let key = rec.slice(body + coll_len..body + coll_len + key_len);
         let op = match kind {
             OP_PUT => Op::Put { collection, key, doc: rec.slice(body + coll_len + key_len..end) },
             OP_DELETE if doc_len == 0 => Op::Delete { collection, key },
-            OP_DELETE => return Err(RecordDecodeError::BadOps { what: "delete with body" }),
-            _ => return Err(RecordDecodeError::BadOps { what: "op kind" }),
+            OP_DELETE => return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("delete with body") }),
+            _ => return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("op kind") }),
         };
         ops.push(op);
         at = end;
     }
     if at != len {
-        return Err(RecordDecodeError::BadOps { what: "trailing bytes" });
+        return Err(RecordDecodeError::BadOps { what: std::borrow::Cow::Borrowed("trailing bytes") });
     }
     let record = Record { commit_id: le_u64(&rec, 16), state_digest: StateDigest(le_u128(&rec, 24)), fingerprint: Fingerprint(le_u128(&rec, 40)), ops };
     Ok((record, len))

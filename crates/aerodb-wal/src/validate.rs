@@ -12,7 +12,7 @@ use crate::{CommitId, Lsn};
 
 /// Where a validated history ends: the next record must start at
 /// `end_lsn`, carry `commit_id + 1` and chain from `fingerprint`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ChainTip {
     /// First LSN after the last validated record.
     pub end_lsn: Lsn,
@@ -38,7 +38,7 @@ impl ChainTip {
 }
 
 /// A record that broke the history rules, with the evidence to prove it.
-#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, serde::Deserialize)]
 #[serde(tag = "violation", rename_all = "snake_case")]
 pub enum ChainViolation {
     /// Bytes at `lsn` are not a valid record (CORE-2, F-V1).
@@ -47,7 +47,6 @@ pub enum ChainViolation {
         /// Where the bad record starts.
         lsn: Lsn,
         /// What is wrong with it.
-        #[serde(serialize_with = "ser_display")]
         error: RecordDecodeError,
     },
     /// A record did not start where the previous one ended (REPL-7, F-V2).
@@ -96,10 +95,6 @@ pub enum ChainViolation {
         /// Its last fingerprint.
         tip_fingerprint: Fingerprint,
     },
-}
-
-fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
 }
 
 impl ChainViolation {

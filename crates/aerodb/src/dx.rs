@@ -16,7 +16,7 @@ use aerodb_repl_explain::explain::{self, ReadQuery};
 use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
-use aerodb_repl_net::server::ReplicaRegistry;
+use aerodb_repl_net::ReplicaRegistry;
 use aerodb_snapshot::{PrimaryRecoveryReport, SnapshotScheduler};
 use aerodb_wal::segment::parse_segment_file_name;
 use aerodb_wal::CommitId;
@@ -134,7 +134,7 @@ impl ReplicaDx {
         let observed = self.handle.shared.observe();
         let store = self.handle.store();
         let paths = ReplicaPaths::new(&self.data_dir);
-        let snapshot_installed = observed.bootstrap.is_some_and(|b| b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot);
+        let snapshot_installed = observed.bootstrap().is_some_and(|b| b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot);
         ReplicaFacts {
             applied: store.as_ref().map(|s| s.applied()),
             history_horizon: store.as_ref().map(|s| s.history_horizon()),

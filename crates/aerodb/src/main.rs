@@ -42,8 +42,6 @@ mod primary_repl;
 #[cfg(feature = "replication")]
 mod replica_node;
 mod service;
-#[cfg(feature = "replication")]
-mod snapshot_glue;
 mod tools;
 mod verify_ext;
 

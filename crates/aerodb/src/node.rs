@@ -205,13 +205,21 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let max_body = opts.limits.max_write_set_bytes + 64 * 1024;
     let engine = opened.engine.clone();
     let cluster_id = opened.identity.cluster_id.clone();
-    let stop_replication = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    #[cfg(feature = "replication")]
+    let mut replication: Option<aerodb_repl_net::PrimaryServer> = None;
+    #[cfg(not(feature = "replication"))]
+    let replication: Option<()> = None;
     runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
         let client = bind("client", &opts.listen).await?;
         #[cfg(feature = "replication")]
         let replicas = match (&opts.repl_listen, role) {
-            (Some(addr), Role::Primary) => Some(crate::primary_repl::start(addr, &opened, stop_replication.clone())?),
+            (Some(addr), Role::Primary) => {
+                let server = crate::primary_repl::start(addr, &opened)?;
+                let registry = server.registry().clone();
+                replication = Some(server);
+                Some(registry)
+            }
             _ => None,
         };
         #[cfg(not(feature = "replication"))]
@@ -238,7 +246,8 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         tracing::info!(role = role.as_str(), %cluster_id, "serving");
         axum::serve(client, app).with_graceful_shutdown(signals.recv()).await.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
     })?;
-    stop_replication.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Stops accepting replicas and ends every session before the data directory is released.
+    drop(replication);
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     drop(opened);
     tracing::info!("stopped cleanly");

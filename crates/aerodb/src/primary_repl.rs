@@ -1,39 +1,48 @@
-//! Starting the primary's replication endpoint (`--repl-listen`).
+//! Starting the primary's replication endpoint (`--repl-listen`): wires
+//! the primary's WAL, snapshot scheduler and fence into
+//! `aerodb_repl_net::PrimaryServer`.
 
-use std::sync::atomic::AtomicBool;
+use std::net::TcpListener;
 use std::sync::Arc;
 
-use aerodb_repl_net::server::{self, PrimaryContext, ReplicaRegistry};
+use aerodb_repl_core::handshake::{Hello, Refuse};
+use aerodb_repl_core::ids::ClusterId;
+use aerodb_repl_core::primary_io::PrimaryWal;
+use aerodb_repl_net::{FenceSink, PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
 use aerodb_wal::disk::{Disk, OsDisk};
 
 use crate::error::StartupError;
 use crate::node::{announce, OpenedPrimary};
-use crate::snapshot_glue::BootstrapSnapshots;
+
+/// Records a replica's proof that this primary lost acknowledged history.
+struct LoggedFence;
+
+impl FenceSink for LoggedFence {
+    fn raise(&self, hello: &Hello, refuse: &Refuse) {
+        tracing::error!(replica_id = %hello.replica_id, code = refuse.code().as_str(), detail = %refuse.detail, "a replica proves this primary lost or rewrote acknowledged history (REPL-11)");
+    }
+}
 
 /// Binds the replication port (printing `listening repl ADDR`) and serves
-/// replicas on background threads. Returns the replica registry.
-pub fn start(addr: &str, opened: &OpenedPrimary, stop: Arc<AtomicBool>) -> Result<Arc<ReplicaRegistry>, StartupError> {
-    let listener = server::bind(addr).map_err(|e| StartupError::Other(format!("cannot bind repl address {addr}: {e}")))?;
+/// replicas on background threads.
+pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, StartupError> {
+    let listener = TcpListener::bind(addr).map_err(|e| StartupError::Other(format!("cannot bind repl address {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound repl address: {e}")))?;
-    announce("repl", bound);
+    let cluster_id = ClusterId::parse(&opened.identity.cluster_id).map_err(|e| StartupError::Other(format!("identity.json: {e}")))?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
-    // The scheduler serves the newest kept snapshot, creating one when none
-    // exists, serialised with its own snapshotting and retention.
-    let scheduler = opened.snapshots.clone();
-    let provider = BootstrapSnapshots::new(move || scheduler.request_snapshot(false));
-    let registry = Arc::new(ReplicaRegistry::default());
+    let wal = PrimaryWal::new(cluster_id.clone(), disk.clone(), opened.engine.segments().clone(), opened.engine.durable().clone());
     let ctx = PrimaryContext {
-        cluster_id: opened.identity.cluster_id.clone(),
+        cluster_id,
+        wal,
         disk,
-        segments: opened.engine.segments().clone(),
-        durable: opened.engine.durable().clone(),
-        snapshots: Arc::new(provider),
-        replicas: registry.clone(),
-        stop,
+        // The scheduler serves the newest kept snapshot, creating one when none
+        // exists, serialised with its own snapshotting and retention.
+        snapshots: opened.snapshots.clone(),
+        fence: Arc::new(LoggedFence),
+        registry: Arc::new(ReplicaRegistry::default()),
     };
-    std::thread::Builder::new()
-        .name("repl-accept".into())
-        .spawn(move || server::serve(listener, ctx))
+    let server = PrimaryServer::serve(listener, ctx, PrimaryServerConfig::default())
         .map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;
-    Ok(registry)
+    announce("repl", bound);
+    Ok(server)
 }

@@ -10,13 +10,16 @@ use std::time::Duration;
 
 use aerodb_mvcc::{AppliedState, ClientOp, ReadView};
 use aerodb_repl_core::gate::evaluate;
+use aerodb_repl_core::halt::Reason;
+use aerodb_repl_core::ids::ReplicaId;
 use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
-use aerodb_repl_core::status::{ReplicaObserved, ReplicaShared};
+use aerodb_repl_core::status::ReplicaObserved;
 use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
 use aerodb_repl_explain::facts::RefusalCount;
 use aerodb_repl_explain::views::default_read_inputs;
-use aerodb_repl_net::client::{run_replica as run_supervisor, ReplicaClientConfig, StopSignal};
+use aerodb_repl_net::transport::TcpTransport;
+use aerodb_repl_net::{Replica, ReplicaOptions as RuntimeOptions};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::CommitId;
 use axum::http::StatusCode;
@@ -28,7 +31,6 @@ use crate::datadir::{random_hex_id, DataDir, Role};
 use crate::error::StartupError;
 use crate::node::{bind, ShutdownSignals};
 use crate::service::{DocService, ReadRequest, MAX_WAIT_MS};
-use crate::snapshot_glue::SnapshotFiles;
 
 /// Replica options from the command line.
 #[derive(Clone, Debug)]
@@ -104,16 +106,17 @@ pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &Replic
         "rules": r.decision.rules,
         "explanation": explanation.to_value(),
     });
-    if let Some(h) = observed.halt.as_ref() {
-        evidence["halt"] = serde_json::to_value(h).unwrap_or_default();
+    if let Some(h) = observed.halt() {
+        let view = h.view();
+        evidence["halt"] = serde_json::to_value(&view).unwrap_or_default();
         if let Some(halt) = replication_halt(observed, applied) {
             evidence["halt_explanation"] = halt.to_value();
         }
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "REPLICATION_HALTED",
-            Some(rule_static(&h.rule_id)),
-            format!("replica is halted: {} ({})", h.detail, h.code),
+            Some(rule_static(h.rule_id())),
+            format!("replica is halted: {} ({})", view.detail, view.code),
             evidence,
         );
     }
@@ -182,8 +185,11 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Op
         disk.sync_dir(dir.root()).map_err(|e| StartupError::io("sync", dir.root(), e))?;
         tracing::warn!("--rebootstrap: discarded all replica state (including any halt); bootstrapping again");
     }
-    let meta_error =
-        |e: aerodb_repl_core::metadata::MetadataError| StartupError::Metadata { code: e.check, file: e.file.clone(), detail: format!("{} (F-RC2)", e.detail) };
+    let meta_error = |e: aerodb_repl_core::metadata::MetadataError| StartupError::Metadata {
+        code: e.check.code(),
+        file: e.file.clone(),
+        detail: format!("{} (F-RC2)", e.detail),
+    };
     let metadata = read_metadata(disk, &paths).map_err(meta_error)?;
     read_halt(disk, &paths).map_err(meta_error)?;
     Ok((lock, metadata))
@@ -193,26 +199,16 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Op
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let (lock, metadata) = open_dir(&*disk, &opts)?;
-    let shared = Arc::new(ReplicaShared::new(&opts.primary, opts.bootstrap));
-    if let Some(m) = metadata {
-        // Initialised on disk: say so from the first moment, even while a long
-        // recovery runs (the node state is ReplicaActive, not Uninitialized).
-        shared.update(|o| {
-            o.cluster_id = Some(m.cluster_id.clone());
-            o.replica_id = Some(m.replica_id.clone());
-            o.bootstrap = Some(m.bootstrap);
-            o.bootstrap_state = aerodb_repl_core::status::BootstrapState::Complete;
-        });
-    }
-    let handle = Arc::new(ReplicaHandle::new(shared));
-    let stop = Arc::new(StopSignal::default());
+    let new_replica_id = ReplicaId::parse(&random_hex_id()?).map_err(|e| StartupError::Other(e.to_string()))?;
+    let seed = u64::from_str_radix(&random_hex_id()?[..16], 16).unwrap_or(0);
+    let mut runtime_options = RuntimeOptions::new(opts.data_dir.clone(), opts.primary.clone(), opts.bootstrap, new_replica_id, seed);
+    runtime_options.recorded = metadata;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aerodb-http")
         .build()
         .map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
     let refusals = Arc::new(RefusalCounters::default());
-    let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
     let result = runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
         let client = bind("client", &opts.listen).await?;
@@ -220,24 +216,19 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
             Some(addr) => Some(bind("dx", addr).await?),
             None => None,
         };
-        let cfg = ReplicaClientConfig { primary: opts.primary.clone(), method: opts.bootstrap, new_replica_id: random_hex_id()?, root: opts.data_dir.clone() };
-        let supervisor = {
-            let (handle, disk, stop) = (handle.clone(), disk.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name("replica-supervisor".into())
-                .spawn(move || run_supervisor(handle, disk, Arc::new(SnapshotFiles), cfg, stop))
-                .map_err(|e| StartupError::Other(format!("cannot start the replication supervisor: {e}")))?
-        };
+        let mut replica =
+            Replica::open(runtime_options, disk.clone(), Arc::new(TcpTransport)).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
+        let handle = replica.handle().clone();
+        let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
         let dx_task = dx.map(|listener| {
             let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone() };
             tokio::spawn(crate::dx::serve_replica(listener, dx))
         });
         let served = axum::serve(client, client_api::router(service, 64 * 1024)).with_graceful_shutdown(signals.recv()).await;
-        stop.stop();
         if let Some(t) = dx_task {
             t.abort();
         }
-        let _ = tokio::task::spawn_blocking(move || supervisor.join()).await;
+        let _ = tokio::task::spawn_blocking(move || replica.stop()).await;
         served.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
     });
     runtime.shutdown_timeout(Duration::from_secs(5));

@@ -49,7 +49,7 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
         b.boundary_lsn
     );
     if b.method == BootstrapMethod::Snapshot {
-        match aerodb_snapshot::load_snapshot(disk, &paths.snapshot(), Some(&meta.cluster_id)) {
+        match aerodb_snapshot::load_snapshot(disk, &paths.snapshot(), Some(meta.cluster_id.as_str())) {
             Ok((_, m)) if (m.boundary_commit_id, m.boundary_lsn, m.boundary_fingerprint) == (b.boundary_commit_id, b.boundary_lsn, b.boundary_fingerprint) => {
                 outln!("ok    replica snapshot: matches the recorded boundary");
             }
@@ -66,6 +66,7 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
     match read_halt(disk, &paths) {
         Ok(None) => 0,
         Ok(Some(h)) => {
+            let h = aerodb_repl_core::halt::Reason::view(&h);
             outln!("FAIL  replica: halted with {} at LSN {:?} CommitId {:?}: {} [{}]", h.code, h.lsn, h.commit_id, h.detail, h.rule_id);
             1
         }

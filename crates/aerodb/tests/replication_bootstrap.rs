@@ -438,11 +438,15 @@ fn f_c1_replica_pointed_at_another_cluster_halts_cluster_mismatch() {
     assert_eq!(b.put(COLL, "x", &json!(1)).1["commit_id"], 3, "B is unaffected");
 }
 
-/// F-C1, REPL-1: a fresh replica pointed at another replica's client HTTP
-/// port (not an AeroDB primary) halts with PEER_NOT_AERODB, bootstraps
-/// nothing, and serves no reads; the other replica is unaffected.
+/// F-C1, REPL-1, REPL-5: a replica pointed at something that is not an
+/// AeroDB primary (here another node's client port) is refused: an empty
+/// replica never persists a halt for whom it reached — it reports
+/// PEER_NOT_AERODB as its blocking reason, stays uninitialised and retries,
+/// and restarted with the right `--primary` it bootstraps without any
+/// operator action. A replica that already holds state and reaches a
+/// non-primary halts, and the halt is sticky across restarts.
 #[test]
-fn f_c1_replica_pointed_at_a_non_primary_halts_peer_not_aerodb() {
+fn f_c1_replica_pointed_at_a_non_primary_blocks_when_empty_and_halts_when_bootstrapped() {
     let tmp = tmp();
     let primary = repl_support::start_primary(&tmp.path().join("p"), &[], &[]);
     workload(&primary, "a", 3, 64);
@@ -453,18 +457,32 @@ fn f_c1_replica_pointed_at_a_non_primary_halts_peer_not_aerodb() {
 
     let rdir = tmp.path().join("r");
     let replica = repl_support::start_replica(&rdir, &other.client, &[], &[]);
-    let v = wait_halted(&replica, "PEER_NOT_AERODB");
-    assert_eq!(v["blocking_reason"]["rule_id"], "REPL-1", "{v}");
+    let v = replica.wait_replication("blocked on PEER_NOT_AERODB", |v| v["blocking_reason"]["code"] == "PEER_NOT_AERODB");
+    assert_eq!((v["blocking_reason"]["rule_id"].as_str(), v["node_state"].as_str()), (Some("REPL-1"), Some("Uninitialized")), "{v}");
+    assert_ne!(v["replica_state"], "Halted", "{v}");
     assert_eq!((v["replica_commit_id"].clone(), v["snapshot_bootstrap"]["state"].as_str()), (Value::Null, Some("not_started")), "{v}");
-    let halt = halt_of(&replica);
-    assert_eq!((halt["failure"].as_str(), halt["evidence"]["primary"].as_str()), (Some("F-C1"), Some(other.client.as_str())), "{halt}");
+    replica.wait_replication("retrying with backoff", |v| v["connection"]["reconnects"].as_u64().unwrap_or(0) >= 2);
+    assert!(!rdir.join("replica").join("halt.json").exists(), "no halt is persisted for whom an empty replica reached");
     assert!(!rdir.join("replica").join("replica.json").exists() && !rdir.join("replica").join("snapshot").exists(), "nothing bootstrapped");
-    let replica = replica.restart(&[]);
-    let v = wait_halted(&replica, "PEER_NOT_AERODB");
-    assert_eq!(v["snapshot_bootstrap"]["state"], "not_started", "{v}");
+    drop(replica);
+
+    let replica = repl_support::start_replica(&rdir, primary.repl.as_ref().unwrap(), &[], &[]);
+    replica.wait_caught_up(3);
+
+    let dir2 = tmp.path().join("r2");
+    let bootstrapped = repl_support::start_replica(&dir2, primary.repl.as_ref().unwrap(), &["--bootstrap", "wal"], &[]);
+    bootstrapped.wait_caught_up(3);
+    drop(bootstrapped);
+    let pointed_wrong = repl_support::start_replica(&dir2, &other.client, &[], &[]);
+    let v = wait_halted(&pointed_wrong, "PEER_NOT_AERODB");
+    assert_eq!(v["blocking_reason"]["rule_id"], "REPL-1", "{v}");
+    let halt = halt_of(&pointed_wrong);
+    assert_eq!((halt["failure"].as_str(), halt["evidence"]["primary"].as_str()), (Some("F-C1"), Some(other.client.as_str())), "{halt}");
+    let pointed_wrong = pointed_wrong.restart(&[]);
+    wait_halted(&pointed_wrong, "PEER_NOT_AERODB");
 
     workload(&primary, "b", 2, 64);
-    assert_converged(&primary, &[&other]);
+    assert_converged(&primary, &[&other, &replica]);
     check_recorded(&primary, recorder);
 }
 

@@ -84,7 +84,14 @@ fn decisions(log: &str) -> Vec<String> {
             plain.push(c);
         }
     }
-    plain.lines().filter_map(|l| l.split("decision=").nth(1)).map(|d| d.split_whitespace().next().unwrap_or("").to_string()).collect()
+    let field = |l: &str, name: &str| l.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()).map(|v| v.trim_matches('"').to_string());
+    plain
+        .lines()
+        .filter_map(|l| match field(l, "decision")?.as_str() {
+            "stream" => Some(format!("StreamFrom({})", field(l, "start_lsn")?)),
+            other => Some(other.to_string()),
+        })
+        .collect()
 }
 
 /// F-P1, CORE-1, REPL-3, REPL-4, REPL-9: the primary crashes after

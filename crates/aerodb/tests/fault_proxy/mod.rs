@@ -27,8 +27,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use aerodb_repl_core::pipeline::ReceivedChunk;
-use aerodb_repl_net::frame::{self, Frame, FrameType, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
-use aerodb_repl_net::message::Message;
+use aerodb_repl_core::wire::Message;
+use aerodb_repl_core::wire::{frame, Frame, FrameType, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
 use aerodb_wal::record::{decode_record, encode_record, peek_record_len, record_identity};
 use aerodb_wal::{CommitId, Fingerprint, Lsn, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;

@@ -4,44 +4,48 @@
 //! damaged, truncated or foreign bytes are an error, never a panic and
 //! never a different valid message).
 
-use std::io::Cursor;
-
-use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, RefusalCode, Refuse, PROTOCOL_VERSION};
+use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refusal, Refuse, PROTOCOL_VERSION};
+use aerodb_repl_core::ids::{ClusterId, ReplicaId, ReplicaName};
 use aerodb_repl_core::pipeline::ReceivedChunk;
 use aerodb_repl_core::status::{Positions, PrimaryProgress};
-use aerodb_repl_net::frame::{self, read_frame, write_frame, Frame, FrameError, FrameType, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
-use aerodb_repl_net::message::{Message, ServeError};
+use aerodb_repl_core::wire::{frame, Frame, FrameDecoder, FrameType, Message, ServeCode, ServeError, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
 use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::Fingerprint;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-const ALL_TYPES: [FrameType; 10] = [
-    FrameType::Hello,
-    FrameType::Accept,
-    FrameType::Refuse,
-    FrameType::Wal,
-    FrameType::Progress,
-    FrameType::Report,
-    FrameType::SnapshotBegin,
-    FrameType::SnapshotChunk,
-    FrameType::SnapshotEnd,
-    FrameType::Error,
-];
+const ALL_TYPES: [FrameType; 10] = FrameType::ALL;
+
+fn cid() -> ClusterId {
+    ClusterId::parse("c0ffee00c0ffee00c0ffee00c0ffee00").unwrap()
+}
+
+fn rid(s: &str) -> ReplicaId {
+    ReplicaId::parse(s).unwrap()
+}
 
 fn samples() -> Vec<Message> {
     let header = SegmentHeader { start_lsn: 4096, prev_commit_id: 41, prev_fingerprint: Fingerprint(0x0123_4567_89ab_cdef_0011_2233_4455_6677) };
     vec![
         Message::Hello(Hello {
             protocol_version: PROTOCOL_VERSION,
-            cluster_id: Some("c0ffee".into()),
-            replica_id: "r1".into(),
+            cluster_id: Some(cid()),
+            replica_id: rid("r1"),
+            name: Some(ReplicaName::parse("eu-west-1").unwrap()),
             request: HelloRequest::Resume { end_lsn: 4096, commit_id: 41, fingerprint: Fingerprint(7) },
         }),
-        Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: "r2".into(), request: HelloRequest::Snapshot }),
-        Message::Accept(Accept { cluster_id: "c0ffee".into(), primary_commit_id: 99, durable_lsn: 8192, start_lsn: Some(4096) }),
-        Message::Accept(Accept { cluster_id: "c0ffee".into(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None }),
-        Message::Refuse(Refuse { code: RefusalCode::DIVERGED, detail: "record ending at 4096 differs".into(), evidence: serde_json::json!({"commit_id": 41}) }),
+        Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: rid("r2"), name: None, request: HelloRequest::Snapshot }),
+        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 99, durable_lsn: 8192, start_lsn: Some(4096) }),
+        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None }),
+        Message::Refuse(Refuse {
+            refusal: Refusal::Diverged {
+                primary_durable_lsn: 9000,
+                primary_commit_id: 50,
+                primary_record_end_lsn: Some(4096),
+                primary_record_fingerprint: Some(Fingerprint(3)),
+            },
+            detail: "record ending at 4096 differs".into(),
+        }),
         Message::Wal(ReceivedChunk { start_lsn: 4096, segment_start: Some(header), bytes: Bytes::from_static(b"verbatim wal bytes") }),
         Message::Wal(ReceivedChunk { start_lsn: 5000, segment_start: None, bytes: Bytes::from_static(b"more") }),
         Message::Wal(ReceivedChunk { start_lsn: 0, segment_start: None, bytes: Bytes::new() }),
@@ -51,7 +55,7 @@ fn samples() -> Vec<Message> {
         Message::SnapshotChunk { file_index: 3, offset: 1 << 20, bytes: Bytes::from_static(b"piece") },
         Message::SnapshotChunk { file_index: 0, offset: 0, bytes: Bytes::new() },
         Message::SnapshotEnd,
-        Message::Error(ServeError { code: "SNAPSHOT_UNAVAILABLE".into(), detail: "none".into() }),
+        Message::Error(ServeError { code: ServeCode::SnapshotUnavailable, detail: "none".into() }),
     ]
 }
 
@@ -95,29 +99,37 @@ fn f_n2_every_message_round_trips_through_a_frame() {
     }
 }
 
-/// F-N2: frames written back to back to a stream are read back in order,
-/// and a stream that ends mid-frame is a connection error, not a frame.
+/// F-N2: frames written back to back are decoded in order from any split
+/// of the stream, and a stream that ends mid-frame yields no frame.
 #[test]
 fn f_n2_stream_of_frames_reads_back_in_order_and_truncation_is_an_error() {
     let msgs = samples();
     let mut wire = Vec::new();
     for m in &msgs {
-        let (kind, payload) = m.encode();
-        write_frame(&mut wire, kind, &payload).unwrap();
+        wire.extend_from_slice(&m.to_frame());
     }
-    let mut r = Cursor::new(wire.clone());
-    for m in &msgs {
-        let f = read_frame(&mut r, DEFAULT_MAX_PAYLOAD).unwrap();
-        assert_eq!(Message::decode(&f).unwrap().encode(), m.encode());
+    for piece in [1usize, 7, 64, wire.len()] {
+        let mut d = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+        let mut got = Vec::new();
+        for chunk in wire.chunks(piece) {
+            d.push(chunk);
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(Message::decode(&f).unwrap());
+            }
+        }
+        assert_eq!(got.len(), msgs.len(), "piece size {piece}");
+        for (a, b) in got.iter().zip(&msgs) {
+            assert_eq!(a.encode(), b.encode());
+        }
     }
-    assert!(matches!(read_frame(&mut r, DEFAULT_MAX_PAYLOAD), Err(FrameError::Io(_))));
     let cut = wire.len() - 3;
-    let mut r = Cursor::new(wire[..cut].to_vec());
-    for _ in 0..msgs.len() - 1 {
-        read_frame(&mut r, DEFAULT_MAX_PAYLOAD).unwrap();
+    let mut d = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+    d.push(&wire[..cut]);
+    let mut n = 0;
+    while d.next_frame().unwrap().is_some() {
+        n += 1;
     }
-    let err = read_frame(&mut r, DEFAULT_MAX_PAYLOAD).unwrap_err();
-    assert_eq!(err.code(), "CONNECTION_LOST");
+    assert_eq!(n, msgs.len() - 1, "the cut frame is never returned");
     // The incremental decoder asks for more bytes instead.
     let (kind, payload) = msgs[5].encode();
     let one = frame::encode(kind, &payload);

@@ -1,0 +1,423 @@
+//! One connection on the primary's replication port as a sans-IO state
+//! machine: the HELLO deadline, the handshake decision
+//! ([`crate::handshake::decide`]), WAL shipping strictly below the durable
+//! LSN (F-P1) with PROGRESS heartbeats, snapshot serving, REPORT
+//! validation (RES-4) and the fence a replica's proof raises (REPL-11).
+//!
+//! The runtime feeds bytes, the durable point, WAL and snapshot reads and
+//! time; it executes the [`SessionAction`]s. Nothing here reads a file or
+//! a socket.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use aerodb_wal::durable::DurablePoint;
+use aerodb_wal::log::WalChunk;
+use aerodb_wal::Lsn;
+
+use super::Millis;
+use crate::handshake::{decide, Accept, Decision, Hello, PrimaryHistory, RefusalCode, Refuse};
+use crate::ids::ClusterId;
+use crate::positions::{Positions, PrimaryProgress};
+use crate::wire::message::check_report;
+use crate::wire::{FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
+
+/// Pacing and sizes of a session. Timeouts only close connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// How long a new connection may take to send a whole HELLO (RES-3).
+    pub hello_timeout_ms: Millis,
+    /// PROGRESS is sent at least this often while idle (keeps replicas'
+    /// idle timers from firing on a healthy link).
+    pub heartbeat_ms: Millis,
+    /// Most WAL bytes per frame.
+    pub max_chunk_bytes: usize,
+    /// Snapshot file piece size.
+    pub snapshot_piece_bytes: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { hello_timeout_ms: 5_000, heartbeat_ms: 500, max_chunk_bytes: 4 * 1024 * 1024, snapshot_piece_bytes: 1024 * 1024 }
+    }
+}
+
+/// Why a session ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "end", rename_all = "snake_case")]
+pub enum SessionEnd {
+    /// The handshake was refused.
+    Refused {
+        /// Code.
+        code: RefusalCode,
+    },
+    /// No complete HELLO within the deadline.
+    HelloTimeout,
+    /// A framing error from the replica.
+    Frame {
+        /// What was wrong.
+        error: FrameError,
+    },
+    /// A malformed or unexpected message from the replica.
+    Protocol {
+        /// What was wrong.
+        error: MessageError,
+    },
+    /// The primary could not serve (its own WAL or snapshot unreadable).
+    CannotServe {
+        /// Code.
+        code: ServeCode,
+    },
+    /// A snapshot was sent completely.
+    SnapshotServed,
+    /// The replica closed the connection.
+    PeerClosed,
+}
+
+/// Outputs the runtime executes, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SessionAction {
+    /// Send one frame.
+    Send(Bytes),
+    /// Read whole records from `from` up to `limit` (the durable LSN),
+    /// about `max_bytes` → `handle_wal_read` / `handle_wal_read_failed`.
+    ReadWal {
+        /// First LSN.
+        from: Lsn,
+        /// Durable LSN bound.
+        limit: Lsn,
+        /// Byte budget.
+        max_bytes: usize,
+    },
+    /// Choose (or create) the snapshot to serve → `handle_snapshot_ready` / `handle_snapshot_failed`.
+    PrepareSnapshot,
+    /// Read a piece of snapshot file `file_index` → `handle_snapshot_piece` / `handle_snapshot_failed`.
+    ReadSnapshot {
+        /// File index in the manifest.
+        file_index: u32,
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: usize,
+    },
+    /// A replica proved the primary lost or rewrote durable history: fence
+    /// (persist first, REPL-11) before the refusal is sent.
+    Fence {
+        /// The replica's hello (its id, name and resume point).
+        hello: Hello,
+        /// The refusal it proves.
+        refuse: Refuse,
+    },
+    /// Close the connection.
+    Close(SessionEnd),
+}
+
+/// Whether a refusal proves the primary lost or rewrote history it had
+/// made durable (REPL-11): the replica holds history beyond it
+/// (REPLICA_AHEAD) or different from it within the same cluster (DIVERGED).
+pub fn refusal_fences(refuse: &Refuse) -> bool {
+    matches!(refuse.code(), RefusalCode::REPLICA_AHEAD | RefusalCode::DIVERGED)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    AwaitingHello { deadline: Millis },
+    Streaming { next_lsn: Lsn, reading: bool, last_sent: Millis },
+    Snapshot { files: Vec<u64>, file: usize, offset: u64, reading: bool },
+    PreparingSnapshot,
+    Closed,
+}
+
+/// What the registry shows about the replica on this connection.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SessionView {
+    /// The replica's hello, once received.
+    pub hello: Option<Hello>,
+    /// `handshake`, `streaming` or `snapshot`.
+    pub session: &'static str,
+    /// Last REPORT (validated against what was sent).
+    pub reported: Option<Positions>,
+    /// LSN the primary has sent up to.
+    pub sent_lsn: Lsn,
+    /// WAL bytes shipped on this connection.
+    pub shipped_bytes: u64,
+}
+
+/// One replication connection on the primary.
+pub struct PrimarySession {
+    config: SessionConfig,
+    cluster_id: ClusterId,
+    phase: Phase,
+    decoder: FrameDecoder,
+    durable: DurablePoint,
+    hello: Option<Hello>,
+    reported: Option<Positions>,
+    sent: PrimaryProgress,
+    shipped_bytes: u64,
+    actions: VecDeque<SessionAction>,
+}
+
+impl PrimarySession {
+    /// A session for a connection accepted at `now`.
+    pub fn new(now: Millis, config: SessionConfig, cluster_id: ClusterId, durable: DurablePoint) -> Self {
+        PrimarySession {
+            config,
+            cluster_id,
+            phase: Phase::AwaitingHello { deadline: now.saturating_add(config.hello_timeout_ms) },
+            decoder: FrameDecoder::new(MAX_REPLICA_PAYLOAD),
+            durable,
+            hello: None,
+            reported: None,
+            sent: PrimaryProgress::default(),
+            shipped_bytes: 0,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next action.
+    pub fn poll_action(&mut self) -> Option<SessionAction> {
+        self.actions.pop_front()
+    }
+
+    /// When `handle_timer` must be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        match &self.phase {
+            Phase::AwaitingHello { deadline } => Some(*deadline),
+            Phase::Streaming { last_sent, .. } => Some(last_sent.saturating_add(self.config.heartbeat_ms)),
+            _ => None,
+        }
+    }
+
+    /// Whether the session ended.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether a WAL read should be issued now (the runtime waits on the
+    /// durable point otherwise).
+    pub fn wants_wal(&self) -> Option<Lsn> {
+        match &self.phase {
+            Phase::Streaming { next_lsn, reading: false, .. } => Some(*next_lsn),
+            _ => None,
+        }
+    }
+
+    /// What the registry shows.
+    pub fn view(&self) -> SessionView {
+        let (session, sent_lsn) = match &self.phase {
+            Phase::Streaming { next_lsn, .. } => ("streaming", *next_lsn),
+            Phase::Snapshot { .. } | Phase::PreparingSnapshot => ("snapshot", 0),
+            _ => ("handshake", 0),
+        };
+        SessionView { hello: self.hello.clone(), session, reported: self.reported, sent_lsn, shipped_bytes: self.shipped_bytes }
+    }
+
+    fn close(&mut self, end: SessionEnd) {
+        if self.phase != Phase::Closed {
+            self.phase = Phase::Closed;
+            self.actions.push_back(SessionAction::Close(end));
+        }
+    }
+
+    fn send(&mut self, m: Message) {
+        self.actions.push_back(SessionAction::Send(m.to_frame()));
+    }
+
+    fn cannot_serve(&mut self, code: ServeCode, detail: String) {
+        tracing::error!(code = code.as_str(), %detail, "cannot serve a replica");
+        self.send(Message::Error(ServeError { code, detail }));
+        self.close(SessionEnd::CannotServe { code });
+    }
+
+    /// Bytes from the replica. `history` answers the handshake decision.
+    pub fn handle_bytes(&mut self, now: Millis, bytes: &[u8], history: &dyn PrimaryHistory) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.decoder.push(bytes);
+        loop {
+            let frame = match self.decoder.next_frame() {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(error) => return self.close(SessionEnd::Frame { error }),
+            };
+            let message = match Message::decode(&frame) {
+                Ok(m) => m,
+                Err(error) => return self.close(SessionEnd::Protocol { error }),
+            };
+            match (&self.phase, message) {
+                (Phase::AwaitingHello { .. }, Message::Hello(hello)) => self.on_hello(now, hello, history),
+                (Phase::Streaming { next_lsn, .. }, Message::Report(report)) => {
+                    if let Err(error) = check_report(&report, *next_lsn, self.sent.commit_id) {
+                        return self.close(SessionEnd::Protocol { error });
+                    }
+                    self.reported = Some(report);
+                }
+                (_, m) => {
+                    let error = MessageError { kind: format!("{:?}", m.kind()), detail: "unexpected frame from a replica".into() };
+                    return self.close(SessionEnd::Protocol { error });
+                }
+            }
+            if self.phase == Phase::Closed {
+                return;
+            }
+        }
+    }
+
+    fn on_hello(&mut self, now: Millis, hello: Hello, history: &dyn PrimaryHistory) {
+        let decision = decide(history, &hello);
+        let (id, name) = (hello.replica_id.as_str(), hello.name.as_ref().map_or("", |n| n.as_str()));
+        match &decision {
+            Decision::StreamFrom(lsn) => tracing::info!(replica_id = id, name, decision = "stream", start_lsn = lsn, "replication handshake"),
+            Decision::ServeSnapshot => tracing::info!(replica_id = id, name, decision = "snapshot", "replication handshake"),
+            Decision::Refuse(r) => {
+                tracing::warn!(replica_id = id, name, decision = "refuse", code = r.code().as_str(), detail = %r.detail, "replication handshake")
+            }
+            Decision::Undecided(d) => tracing::error!(replica_id = id, name, decision = "undecided", detail = %d, "replication handshake"),
+        }
+        self.hello = Some(hello.clone());
+        let (durable_lsn, commit_id) = history.durable();
+        self.durable = DurablePoint { lsn: durable_lsn, commit_id };
+        let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn };
+        match decision {
+            Decision::Refuse(refuse) => {
+                if refusal_fences(&refuse) {
+                    self.actions.push_back(SessionAction::Fence { hello, refuse: refuse.clone() });
+                }
+                let code = refuse.code();
+                self.send(Message::Refuse(refuse));
+                self.close(SessionEnd::Refused { code });
+            }
+            Decision::Undecided(detail) => self.cannot_serve(ServeCode::PrimaryWalUnreadable, detail),
+            Decision::ServeSnapshot => {
+                self.phase = Phase::PreparingSnapshot;
+                self.actions.push_back(SessionAction::PrepareSnapshot);
+            }
+            Decision::StreamFrom(lsn) => {
+                let a = accept(Some(lsn));
+                self.send(Message::Accept(a));
+                self.sent = PrimaryProgress { commit_id, durable_lsn };
+                self.phase = Phase::Streaming { next_lsn: lsn, reading: false, last_sent: now };
+                self.next_read();
+            }
+        }
+    }
+
+    /// The primary's durable point advanced.
+    pub fn handle_durable(&mut self, _now: Millis, point: DurablePoint) {
+        if point.lsn > self.durable.lsn {
+            self.durable = point;
+        }
+        self.next_read();
+    }
+
+    fn next_read(&mut self) {
+        let limit = self.durable.lsn;
+        let max_bytes = self.config.max_chunk_bytes;
+        if let Phase::Streaming { next_lsn, reading, .. } = &mut self.phase {
+            if !*reading && *next_lsn < limit {
+                *reading = true;
+                let from = *next_lsn;
+                self.actions.push_back(SessionAction::ReadWal { from, limit, max_bytes });
+            }
+        }
+    }
+
+    /// A `ReadWal` finished. An empty chunk means nothing durable yet.
+    pub fn handle_wal_read(&mut self, now: Millis, chunk: WalChunk) {
+        let Phase::Streaming { next_lsn, reading, last_sent } = &mut self.phase else { return };
+        *reading = false;
+        if chunk.bytes.is_empty() || chunk.start_lsn != *next_lsn {
+            return;
+        }
+        *next_lsn += chunk.bytes.len() as u64;
+        *last_sent = now;
+        self.shipped_bytes += chunk.bytes.len() as u64;
+        // Progress first: the replica then never holds a commit beyond what the primary last reported.
+        let progress = PrimaryProgress { commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn };
+        self.sent = progress;
+        self.send(Message::Progress(progress));
+        self.send(Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes }));
+        self.next_read();
+    }
+
+    /// A `ReadWal` failed: the primary cannot read its own WAL (never a
+    /// verdict about the replica).
+    pub fn handle_wal_read_failed(&mut self, _now: Millis, detail: String) {
+        self.cannot_serve(ServeCode::PrimaryWalUnreadable, detail);
+    }
+
+    /// The snapshot to serve: its manifest bytes and file sizes.
+    pub fn handle_snapshot_ready(&mut self, _now: Millis, manifest: Bytes, file_sizes: Vec<u64>) {
+        if self.phase != Phase::PreparingSnapshot {
+            return;
+        }
+        let a = Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn, start_lsn: None };
+        self.send(Message::Accept(a));
+        self.send(Message::SnapshotBegin(manifest));
+        self.phase = Phase::Snapshot { files: file_sizes, file: 0, offset: 0, reading: false };
+        self.next_piece();
+    }
+
+    fn next_piece(&mut self) {
+        let piece = self.config.snapshot_piece_bytes.max(1);
+        let Phase::Snapshot { files, file, offset, reading } = &mut self.phase else { return };
+        while *file < files.len() && *offset >= files[*file] {
+            *file += 1;
+            *offset = 0;
+        }
+        if *file >= files.len() {
+            self.send(Message::SnapshotEnd);
+            return self.close(SessionEnd::SnapshotServed);
+        }
+        let len = usize::try_from(files[*file] - *offset).map_or(piece, |rest| rest.min(piece));
+        *reading = true;
+        let (file_index, offset) = (*file as u32, *offset);
+        self.actions.push_back(SessionAction::ReadSnapshot { file_index, offset, len });
+    }
+
+    /// A `ReadSnapshot` finished.
+    pub fn handle_snapshot_piece(&mut self, _now: Millis, bytes: Bytes) {
+        let Phase::Snapshot { file, offset, reading, .. } = &mut self.phase else { return };
+        *reading = false;
+        let (file_index, at) = (*file as u32, *offset);
+        *offset += bytes.len() as u64;
+        if bytes.is_empty() {
+            return self.cannot_serve(ServeCode::SnapshotUnavailable, "a snapshot file is shorter than its manifest says".into());
+        }
+        self.send(Message::SnapshotChunk { file_index, offset: at, bytes });
+        self.next_piece();
+    }
+
+    /// No snapshot can be served.
+    pub fn handle_snapshot_failed(&mut self, _now: Millis, detail: String) {
+        self.cannot_serve(ServeCode::SnapshotUnavailable, detail);
+    }
+
+    /// The replica closed the connection.
+    pub fn handle_closed(&mut self, _now: Millis) {
+        self.close(SessionEnd::PeerClosed);
+    }
+
+    /// Deadlines and heartbeats.
+    pub fn handle_timer(&mut self, now: Millis) {
+        match &mut self.phase {
+            Phase::AwaitingHello { deadline } if now >= *deadline => self.close(SessionEnd::HelloTimeout),
+            Phase::Streaming { last_sent, reading, next_lsn } if now >= last_sent.saturating_add(self.config.heartbeat_ms) => {
+                *last_sent = now;
+                let caught_up = !*reading && *next_lsn >= self.durable.lsn;
+                // Only a caught-up replica gets the durable point as progress; otherwise
+                // progress never runs ahead of the WAL already sent.
+                let progress = if caught_up { PrimaryProgress { commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn } } else { self.sent };
+                self.sent = progress;
+                self.send(Message::Progress(progress));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

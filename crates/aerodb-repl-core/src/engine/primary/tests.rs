@@ -1,0 +1,143 @@
+//! Transition tests of the primary session: inputs in, exact actions out.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use aerodb_wal::durable::DurablePoint;
+use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, GENESIS_FINGERPRINT};
+
+use super::*;
+use crate::handshake::{HelloRequest, PROTOCOL_VERSION};
+use crate::ids::ReplicaId;
+use crate::wire::{frame, FrameType};
+
+const CLUSTER: &str = "0123456789abcdef0123456789abcdef";
+
+struct History {
+    cluster: ClusterId,
+    durable: (Lsn, CommitId),
+}
+
+impl PrimaryHistory for History {
+    fn cluster_id(&self) -> &ClusterId {
+        &self.cluster
+    }
+    fn durable(&self) -> (Lsn, CommitId) {
+        self.durable
+    }
+    fn oldest_retained(&self) -> ChainTip {
+        ChainTip::GENESIS
+    }
+    fn record_end(&self, _c: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
+        Ok(None)
+    }
+}
+
+fn history(lsn: Lsn, c: CommitId) -> History {
+    History { cluster: ClusterId::parse(CLUSTER).unwrap(), durable: (lsn, c) }
+}
+
+fn session() -> PrimarySession {
+    PrimarySession::new(0, SessionConfig::default(), ClusterId::parse(CLUSTER).unwrap(), DurablePoint { lsn: 100, commit_id: 2 })
+}
+
+fn hello(request: HelloRequest) -> Bytes {
+    Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: ReplicaId::parse("r").unwrap(), name: None, request }).to_frame()
+}
+
+fn drain(s: &mut PrimarySession) -> Vec<SessionAction> {
+    std::iter::from_fn(|| s.poll_action()).collect()
+}
+
+fn sent(actions: &[SessionAction]) -> Vec<Message> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            SessionAction::Send(b) => Some(Message::decode(&frame::decode(b, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap().0).unwrap()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// RES-3: a connection that does not send a whole HELLO in time is closed.
+#[test]
+fn res_3_hello_deadline_closes_the_connection() {
+    let mut s = session();
+    s.handle_bytes(1, &hello(HelloRequest::Snapshot)[..5], &history(100, 2));
+    let deadline = s.poll_timeout().unwrap();
+    s.handle_timer(deadline);
+    assert_eq!(drain(&mut s), vec![SessionAction::Close(SessionEnd::HelloTimeout)]);
+}
+
+/// RES-3: a frame header announcing 16 MiB is refused at once (the
+/// primary only accepts small frames from replicas).
+#[test]
+fn res_3_oversized_frame_from_a_replica_is_refused_at_its_header() {
+    let mut s = session();
+    let mut header = frame::encode(FrameType::Hello, &[]);
+    header[4..8].copy_from_slice(&(16u32 * 1024 * 1024 + 1024).to_le_bytes());
+    s.handle_bytes(1, &header, &history(100, 2));
+    assert!(matches!(&drain(&mut s)[..], [SessionAction::Close(SessionEnd::Frame { error: FrameError::TooLarge { .. } })]));
+}
+
+/// F-P1: after ACCEPT the session reads WAL only up to the durable LSN and
+/// sends PROGRESS before each WAL frame.
+#[test]
+fn f_p1_ships_only_below_the_durable_lsn() {
+    let mut s = session();
+    let resume = HelloRequest::Resume { end_lsn: 0, commit_id: 0, fingerprint: GENESIS_FINGERPRINT };
+    s.handle_bytes(1, &hello(resume), &history(100, 2));
+    let actions = drain(&mut s);
+    assert!(matches!(&sent(&actions)[..], [Message::Accept(a)] if a.start_lsn == Some(0) && a.durable_lsn == 100));
+    assert!(actions.contains(&SessionAction::ReadWal { from: 0, limit: 100, max_bytes: SessionConfig::default().max_chunk_bytes }));
+    let chunk = WalChunk { start_lsn: 0, segment_start: None, bytes: Bytes::from(vec![7u8; 100]), records: 2 };
+    s.handle_wal_read(2, chunk);
+    let out = sent(&drain(&mut s));
+    assert!(matches!(&out[..], [Message::Progress(p), Message::Wal(c)] if p.durable_lsn == 100 && c.start_lsn == 0 && c.bytes.len() == 100));
+    assert!(drain(&mut s).is_empty(), "nothing beyond the durable LSN");
+    s.handle_durable(3, DurablePoint { lsn: 150, commit_id: 3 });
+    assert!(drain(&mut s).contains(&SessionAction::ReadWal { from: 100, limit: 150, max_bytes: SessionConfig::default().max_chunk_bytes }));
+}
+
+/// RES-4 / REPL-11: a REPORT beyond what was sent closes the connection; a
+/// replica that proves the primary lost history raises the fence before the
+/// refusal is sent.
+#[test]
+fn res_4_report_beyond_sent_is_refused_and_repl_11_ahead_fences() {
+    let mut s = session();
+    s.handle_bytes(1, &hello(HelloRequest::Resume { end_lsn: 0, commit_id: 0, fingerprint: GENESIS_FINGERPRINT }), &history(100, 2));
+    drain(&mut s);
+    let report = Positions { received_lsn: u64::MAX, validated_lsn: 0, applied_lsn: 0, applied_commit_id: 0 };
+    s.handle_bytes(2, &Message::Report(report).to_frame(), &history(100, 2));
+    assert!(matches!(&drain(&mut s)[..], [SessionAction::Close(SessionEnd::Protocol { .. })]));
+
+    let mut s = session();
+    s.handle_bytes(1, &hello(HelloRequest::Resume { end_lsn: 500, commit_id: 9, fingerprint: Fingerprint(1) }), &history(100, 2));
+    let actions = drain(&mut s);
+    assert!(matches!(&actions[0], SessionAction::Fence { refuse, .. } if refuse.code() == RefusalCode::REPLICA_AHEAD), "{actions:?}");
+    assert!(matches!(&sent(&actions)[..], [Message::Refuse(_)]));
+    assert_eq!(actions.last(), Some(&SessionAction::Close(SessionEnd::Refused { code: RefusalCode::REPLICA_AHEAD })));
+}
+
+/// REPL-8: a snapshot session sends ACCEPT, the manifest, every piece in
+/// order and SNAPSHOT_END.
+#[test]
+fn repl_8_snapshot_session_sends_every_piece_in_order() {
+    let mut s = PrimarySession::new(
+        0,
+        SessionConfig { snapshot_piece_bytes: 2, ..SessionConfig::default() },
+        ClusterId::parse(CLUSTER).unwrap(),
+        DurablePoint::default(),
+    );
+    s.handle_bytes(1, &hello(HelloRequest::Snapshot), &history(100, 2));
+    assert_eq!(drain(&mut s), vec![SessionAction::PrepareSnapshot]);
+    s.handle_snapshot_ready(2, Bytes::from_static(b"m"), vec![3, 0, 1]);
+    let a = drain(&mut s);
+    assert_eq!(a.last(), Some(&SessionAction::ReadSnapshot { file_index: 0, offset: 0, len: 2 }));
+    s.handle_snapshot_piece(3, Bytes::from_static(b"ab"));
+    assert_eq!(drain(&mut s).last(), Some(&SessionAction::ReadSnapshot { file_index: 0, offset: 2, len: 1 }));
+    s.handle_snapshot_piece(3, Bytes::from_static(b"c"));
+    assert_eq!(drain(&mut s).last(), Some(&SessionAction::ReadSnapshot { file_index: 2, offset: 0, len: 1 }));
+    s.handle_snapshot_piece(3, Bytes::from_static(b"d"));
+    let last = drain(&mut s);
+    assert!(matches!(&sent(&last)[..], [Message::SnapshotChunk { file_index: 2, .. }, Message::SnapshotEnd]));
+    assert_eq!(last.last(), Some(&SessionAction::Close(SessionEnd::SnapshotServed)));
+}

@@ -1,0 +1,911 @@
+//! One replica's decisions as a sans-IO state machine.
+//!
+//! Inputs arrive through `handle_*` with the current time; outputs are
+//! [`ReplicaAction`]s the runtime polls and executes, reporting each
+//! storage action's result back as exactly one [`Completion`]. The engine
+//! keeps the runtime state ([`ReplicaState`]), the pipeline's sans-IO part
+//! ([`StreamState`]) and the per-connection link; every verdict — halt or
+//! retry, validate, what to apply — is made here.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use aerodb_mvcc::{AppliedState, ApplyError};
+use aerodb_wal::{ChainTip, Lsn};
+
+use super::backoff::Backoff;
+use super::{ConnId, Millis};
+use crate::halt::{Blocked, Halt, StorageOp};
+use crate::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
+use crate::ids::{ClusterId, ReplicaId, ReplicaName};
+use crate::metadata::{BootstrapMethod, ReplicaMetadata};
+use crate::pipeline::{PersistWork, PipelineError, StreamState, ValidatedRecord};
+use crate::positions::{Positions, PrimaryProgress};
+use crate::replica::{BootstrapError, ReadyInfo};
+use crate::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
+use crate::status::ReplicaObserved;
+use crate::wire::{Frame, FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, DEFAULT_MAX_PAYLOAD};
+
+/// Timeouts and retry pacing. They close connections and schedule
+/// retries; they never decide what is true (REPL-10).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaTiming {
+    /// From connecting to the primary's answer to HELLO.
+    pub handshake_timeout_ms: Millis,
+    /// Silence after which a streaming connection is considered dead (the
+    /// primary sends PROGRESS at least every 500 ms when idle).
+    pub idle_timeout_ms: Millis,
+    /// First retry delay.
+    pub backoff_min_ms: Millis,
+    /// Longest retry delay (jittered below it).
+    pub backoff_max_ms: Millis,
+}
+
+impl Default for ReplicaTiming {
+    fn default() -> Self {
+        ReplicaTiming { handshake_timeout_ms: 10_000, idle_timeout_ms: 10_000, backoff_min_ms: 50, backoff_max_ms: 10_000 }
+    }
+}
+
+/// What a replica engine is configured with.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// The primary's replication address (shown in explanations).
+    pub primary: String,
+    /// Operator-chosen name (`--name`).
+    pub name: Option<ReplicaName>,
+    /// How an empty replica bootstraps.
+    pub bootstrap: BootstrapMethod,
+    /// The id to use if this replica has none yet.
+    pub new_replica_id: ReplicaId,
+    /// Timeouts and backoff.
+    pub timing: ReplicaTiming,
+    /// Most bytes accepted from the primary but not yet applied (or, while
+    /// bootstrapping, not yet written): beyond it the engine stops taking
+    /// frames until storage catches up (backpressure to the socket).
+    pub max_unapplied_bytes: u64,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+    /// The metadata on disk when the process started (read before recovery
+    /// so a bootstrapped replica is never shown as uninitialised).
+    pub recorded: Option<ReplicaMetadata>,
+}
+
+/// Outputs the runtime executes, in order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplicaAction {
+    /// Run replica recovery on the local files; answer with
+    /// [`ReplicaEngine::handle_recovered`].
+    Recover,
+    /// Open a connection to the primary; answer with `handle_connected` or
+    /// `handle_connect_failed`.
+    Connect {
+        /// The connection's id.
+        conn: ConnId,
+    },
+    /// Send one encoded frame.
+    Send {
+        /// Connection.
+        conn: ConnId,
+        /// The frame bytes.
+        frame: Bytes,
+    },
+    /// Close a connection.
+    Close {
+        /// Connection.
+        conn: ConnId,
+    },
+    /// Append received WAL and fsync → [`Completion::Persisted`].
+    Persist(PersistWork),
+    /// Durably drop received bytes after `to` that were never validated →
+    /// [`Completion::Truncated`].
+    TruncateUnvalidated {
+        /// The validated end.
+        to: Lsn,
+    },
+    /// Apply validated, durable records in order → [`Completion::Applied`].
+    Apply {
+        /// The records.
+        records: Vec<ValidatedRecord>,
+    },
+    /// Bootstrap by WAL from genesis (empty store, WAL at LSN 0, metadata
+    /// committed) → [`Completion::Installed`].
+    BootstrapGenesis {
+        /// Cluster id from the primary's ACCEPT.
+        cluster_id: ClusterId,
+        /// This replica's id.
+        replica_id: ReplicaId,
+    },
+    /// Start a snapshot transfer with these manifest bytes → [`Completion::BootstrapBegun`].
+    BootstrapBegin {
+        /// The manifest, verbatim.
+        manifest: Bytes,
+    },
+    /// Write one piece of a snapshot file → [`Completion::PieceWritten`].
+    BootstrapPiece {
+        /// File index in the manifest.
+        file_index: u32,
+        /// Offset in the file.
+        offset: u64,
+        /// Bytes.
+        bytes: Bytes,
+    },
+    /// Validate, install and commit the transferred snapshot → [`Completion::Installed`].
+    BootstrapFinish {
+        /// Cluster id from the primary's ACCEPT.
+        cluster_id: ClusterId,
+        /// This replica's id.
+        replica_id: ReplicaId,
+    },
+    /// Remove an uncommitted bootstrap → [`Completion::Discarded`].
+    BootstrapDiscard,
+    /// Persist the halt (REPL-5) before anything else is done.
+    PersistHalt {
+        /// The halt.
+        halt: Halt,
+    },
+}
+
+/// The result of one storage action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Completion {
+    /// A `Persist` finished: everything up to `through` is durable.
+    Persisted {
+        /// Durable end.
+        through: Lsn,
+    },
+    /// A `TruncateUnvalidated` finished.
+    Truncated,
+    /// An `Apply` finished.
+    Applied {
+        /// Applied state after the batch.
+        state: AppliedState,
+    },
+    /// A bootstrap committed (genesis or snapshot).
+    Installed {
+        /// Where the new stream starts.
+        info: ReadyInfo,
+    },
+    /// `BootstrapBegin` wrote the manifest.
+    BootstrapBegun {
+        /// Bytes the manifest promises.
+        bytes_total: u64,
+    },
+    /// A piece was written.
+    PieceWritten {
+        /// Its length.
+        bytes: u64,
+    },
+    /// An uncommitted bootstrap was removed.
+    Discarded,
+    /// A storage action failed.
+    Failed(StorageFailure),
+}
+
+/// Why a storage action failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StorageFailure {
+    /// Appending, syncing or truncating received WAL.
+    Wal {
+        /// What was being done.
+        op: StorageOp,
+        /// The error.
+        detail: String,
+    },
+    /// Applying a record.
+    Apply {
+        /// Record start.
+        lsn: Lsn,
+        /// What failed.
+        error: ApplyError,
+    },
+    /// A bootstrap step.
+    Bootstrap(BootstrapError),
+}
+
+/// What recovery found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RecoveryOutcome {
+    /// Nothing committed: bootstrap.
+    Uninitialised,
+    /// A persisted halt, a newly found integrity failure, or metadata that
+    /// cannot be trusted.
+    Halted {
+        /// Why.
+        halt: Halt,
+        /// Metadata, if readable.
+        metadata: Option<ReplicaMetadata>,
+    },
+    /// Recovered and ready to connect.
+    Ready(ReadyInfo),
+}
+
+/// Where the current connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LinkPhase {
+    /// `Connect` emitted; waiting for the transport.
+    Opening,
+    /// HELLO sent; waiting for ACCEPT / REFUSE / ERROR.
+    Handshaking,
+    /// ACCEPTed by an empty replica bootstrapping from genesis: waiting
+    /// for the genesis install before taking WAL frames.
+    InstallingGenesis,
+    /// Receiving WAL.
+    Streaming,
+    /// Receiving a snapshot (manifest seen or not).
+    Transfer {
+        /// SNAPSHOT_BEGIN arrived.
+        begun: bool,
+    },
+    /// SNAPSHOT_END arrived; installing. The connection is done.
+    TransferDone,
+}
+
+/// One connection's data. Exists exactly while the state has a connection
+/// (checked by [`ReplicaEngine::check_invariants`]).
+#[derive(Debug)]
+struct Link {
+    conn: ConnId,
+    phase: LinkPhase,
+    decoder: FrameDecoder,
+    frames: u64,
+    /// Handshake deadline, or the last time anything arrived while streaming.
+    clock: Millis,
+    request: Option<HelloRequest>,
+    accepted: Option<Accept>,
+}
+
+/// A replica's sans-IO engine.
+pub struct ReplicaEngine {
+    config: ReplicaConfig,
+    machine: StateMachine,
+    metadata: Option<ReplicaMetadata>,
+    stream: Option<StreamState>,
+    link: Option<Link>,
+    primary: Option<PrimaryProgress>,
+    backoff: Backoff,
+    next_conn: ConnId,
+    /// Storage actions (other than Apply) emitted and not yet completed.
+    disk_inflight: u32,
+    /// Apply actions emitted and not yet completed.
+    apply_inflight: u32,
+    /// Snapshot piece bytes emitted and not yet written.
+    transfer_inflight: u64,
+    /// A retry is due but waits for storage to finish (so the resume point is final).
+    connect_pending: bool,
+    recovery_report: Option<std::sync::Arc<serde_json::Value>>,
+    actions: VecDeque<ReplicaAction>,
+    stopped: bool,
+    version: u64,
+}
+
+impl ReplicaEngine {
+    /// A new engine in `Initializing`.
+    pub fn new(config: ReplicaConfig) -> Self {
+        let backoff = Backoff::new(config.timing.backoff_min_ms, config.timing.backoff_max_ms, config.seed);
+        ReplicaEngine {
+            metadata: config.recorded.clone(),
+            config,
+            machine: StateMachine::new(),
+            stream: None,
+            link: None,
+            primary: None,
+            backoff,
+            next_conn: 1,
+            disk_inflight: 0,
+            apply_inflight: 0,
+            transfer_inflight: 0,
+            connect_pending: false,
+            recovery_report: None,
+            actions: VecDeque::new(),
+            stopped: false,
+            version: 0,
+        }
+    }
+
+    // ----- outputs -------------------------------------------------------
+
+    /// The next action to execute, in order.
+    pub fn poll_action(&mut self) -> Option<ReplicaAction> {
+        self.actions.pop_front()
+    }
+
+    /// When [`ReplicaEngine::handle_timer`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        if self.stopped {
+            return None;
+        }
+        match (self.machine.state(), &self.link) {
+            (ReplicaState::Disconnected { retry_at, .. }, _) if !self.connect_pending => Some(*retry_at),
+            (_, Some(link)) => match link.phase {
+                LinkPhase::Opening | LinkPhase::Handshaking => Some(link.clock),
+                LinkPhase::Streaming | LinkPhase::Transfer { .. } => Some(link.clock.saturating_add(self.config.timing.idle_timeout_ms)),
+                LinkPhase::InstallingGenesis | LinkPhase::TransferDone => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the engine takes more bytes now (backpressure: the runtime
+    /// stops reading the socket while this is false).
+    pub fn wants_bytes(&self) -> bool {
+        let Some(link) = &self.link else { return false };
+        if link.phase == LinkPhase::InstallingGenesis || link.phase == LinkPhase::TransferDone {
+            return false;
+        }
+        let unapplied = self.stream.as_ref().map_or(0, StreamState::unapplied_bytes);
+        unapplied.max(self.transfer_inflight) < self.config.max_unapplied_bytes
+    }
+
+    /// A counter that changes whenever anything observable changed.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    // ----- observation ---------------------------------------------------
+
+    /// The runtime state.
+    pub fn state(&self) -> &ReplicaState {
+        self.machine.state()
+    }
+
+    /// Pipeline positions (zero before bootstrap).
+    pub fn positions(&self) -> Positions {
+        self.stream.as_ref().map(StreamState::positions).unwrap_or_default()
+    }
+
+    /// A consistent copy of everything observable.
+    pub fn observe(&self) -> ReplicaObserved {
+        ReplicaObserved {
+            state: self.machine.state().clone(),
+            handshakes: self.machine.handshakes(),
+            reconnects: self.machine.reconnects(),
+            positions: self.positions(),
+            primary: self.primary,
+            metadata: self.metadata.clone(),
+            replica_id: self.replica_id().clone(),
+            name: self.config.name.clone(),
+            bootstrap_method_requested: self.config.bootstrap,
+            primary_addr: self.config.primary.clone(),
+            recovery: self.recovery_report.clone(),
+        }
+    }
+
+    fn replica_id(&self) -> &ReplicaId {
+        self.metadata.as_ref().map_or(&self.config.new_replica_id, |m| &m.replica_id)
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// The process started: recover the local files.
+    pub fn handle_start(&mut self, _now: Millis) {
+        if self.machine.state().kind() == StateKind::Initializing && self.transition(ReplicaState::Recovering, "process start") {
+            self.actions.push_back(ReplicaAction::Recover);
+        }
+        self.finish_step();
+    }
+
+    /// Recovery's result.
+    pub fn handle_recovered(&mut self, now: Millis, outcome: RecoveryOutcome) {
+        if self.stopped || self.machine.state().kind() != StateKind::Recovering {
+            return;
+        }
+        match outcome {
+            RecoveryOutcome::Halted { halt, metadata } => {
+                self.metadata = metadata.or(self.metadata.take());
+                // Already persisted by recovery (or metadata that cannot be trusted: never persisted).
+                self.enter_halt(halt, false);
+            }
+            RecoveryOutcome::Uninitialised => {
+                self.metadata = None;
+                self.connect_now(now);
+            }
+            RecoveryOutcome::Ready(info) => {
+                self.start_stream(&info);
+                self.recovery_report = info.report.map(std::sync::Arc::new);
+                self.connect_now(now);
+            }
+        }
+        self.finish_step();
+    }
+
+    /// The transport connected `conn`.
+    pub fn handle_connected(&mut self, now: Millis, conn: ConnId) {
+        if !self.is_current(conn) {
+            self.actions.push_back(ReplicaAction::Close { conn });
+            return;
+        }
+        let request = match (&self.stream, self.config.bootstrap) {
+            (Some(s), _) => HelloRequest::resume(s.resume_tip()),
+            (None, BootstrapMethod::Wal) => HelloRequest::resume(ChainTip::GENESIS),
+            (None, BootstrapMethod::Snapshot) => HelloRequest::Snapshot,
+        };
+        let hello = Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: self.metadata.as_ref().map(|m| m.cluster_id.clone()),
+            replica_id: self.replica_id().clone(),
+            name: self.config.name.clone(),
+            request,
+        };
+        if let Some(link) = self.link.as_mut() {
+            link.phase = LinkPhase::Handshaking;
+            link.request = Some(request);
+            link.clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
+        }
+        self.send(Message::Hello(hello));
+        self.finish_step();
+    }
+
+    /// The transport could not connect `conn`.
+    pub fn handle_connect_failed(&mut self, now: Millis, conn: ConnId, detail: String) {
+        if self.is_current(conn) {
+            self.end_link(now, Blocked::ConnectFailed { primary: self.config.primary.clone(), detail });
+        }
+        self.finish_step();
+    }
+
+    /// The connection `conn` ended (peer closed, reset, write failed).
+    pub fn handle_closed(&mut self, now: Millis, conn: ConnId, detail: String) {
+        if self.is_current(conn) && self.link.as_ref().is_some_and(|l| l.phase != LinkPhase::TransferDone) {
+            self.end_link(now, Blocked::ConnectionLost { detail });
+        }
+        self.finish_step();
+    }
+
+    /// Bytes arrived on `conn`.
+    pub fn handle_bytes(&mut self, now: Millis, conn: ConnId, bytes: &[u8]) {
+        if !self.is_current(conn) {
+            return;
+        }
+        if let Some(link) = self.link.as_mut() {
+            link.decoder.push(bytes);
+            if matches!(link.phase, LinkPhase::Streaming | LinkPhase::Transfer { .. }) {
+                link.clock = now;
+            }
+        }
+        self.pump(now);
+        self.finish_step();
+    }
+
+    /// Time passed: deadlines and retries.
+    pub fn handle_timer(&mut self, now: Millis) {
+        if self.stopped {
+            return;
+        }
+        if let ReplicaState::Disconnected { retry_at, .. } = self.machine.state() {
+            if now >= *retry_at {
+                self.retry(now);
+            }
+        } else if let Some(link) = &self.link {
+            let idle = self.config.timing.idle_timeout_ms;
+            let expired = match link.phase {
+                LinkPhase::Opening | LinkPhase::Handshaking => now >= link.clock,
+                LinkPhase::Streaming | LinkPhase::Transfer { .. } => now >= link.clock.saturating_add(idle),
+                LinkPhase::InstallingGenesis | LinkPhase::TransferDone => false,
+            };
+            if expired {
+                let limit = if matches!(link.phase, LinkPhase::Opening | LinkPhase::Handshaking) { self.config.timing.handshake_timeout_ms } else { idle };
+                self.end_link(now, Blocked::ConnectionIdle { idle_limit_ms: limit });
+            }
+        }
+        self.finish_step();
+    }
+
+    /// A storage action finished.
+    pub fn handle_completion(&mut self, now: Millis, completion: Completion) {
+        self.version += 1;
+        match completion {
+            Completion::Applied { state } => {
+                self.apply_inflight = self.apply_inflight.saturating_sub(1);
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.applied_through(state);
+                }
+                self.report();
+            }
+            Completion::Failed(StorageFailure::Apply { lsn, error }) => {
+                self.apply_inflight = self.apply_inflight.saturating_sub(1);
+                self.halt(Halt::from_apply(&error, lsn));
+            }
+            other => {
+                self.disk_inflight = self.disk_inflight.saturating_sub(1);
+                self.storage_done(now, other);
+            }
+        }
+        if !self.stopped {
+            self.pump(now);
+            if self.connect_pending && self.disk_inflight == 0 {
+                self.retry(now);
+            }
+        }
+        self.finish_step();
+    }
+
+    /// The node is shutting down: close the connection, emit nothing more.
+    pub fn handle_stop(&mut self, _now: Millis) {
+        if let Some(link) = self.link.take() {
+            self.actions.push_back(ReplicaAction::Close { conn: link.conn });
+        }
+        self.stopped = true;
+        self.version += 1;
+    }
+
+    // ----- internals -----------------------------------------------------
+
+    fn finish_step(&mut self) {
+        self.check_invariants();
+    }
+
+    /// What must hold after every step (debug and test builds).
+    pub fn check_invariants(&self) {
+        self.machine.check_invariants();
+        let state = self.machine.state();
+        if !self.stopped {
+            debug_assert_eq!(state.conn(), self.link.as_ref().map(|l| l.conn), "the link exists exactly while the state has a connection");
+        }
+        debug_assert!(state.kind() != StateKind::Streaming || self.stream.is_some(), "streaming without a bootstrapped stream");
+        debug_assert!(self.stream.is_none() || self.metadata.is_some(), "a stream exists only for a bootstrapped replica");
+        let before_stream = matches!(state.kind(), StateKind::Initializing | StateKind::Recovering | StateKind::Halted);
+        debug_assert!(self.metadata.is_none() || self.stream.is_some() || before_stream, "a bootstrapped replica past recovery has a stream");
+        if let Some(stream) = &self.stream {
+            stream.check_invariants();
+        }
+    }
+
+    fn transition(&mut self, to: ReplicaState, why: &str) -> bool {
+        self.version += 1;
+        match self.machine.transition(to, why) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "refused an invalid replica state transition");
+                debug_assert!(false, "{e}");
+                false
+            }
+        }
+    }
+
+    fn is_current(&self, conn: ConnId) -> bool {
+        !self.stopped && self.link.as_ref().is_some_and(|l| l.conn == conn)
+    }
+
+    fn start_stream(&mut self, info: &ReadyInfo) {
+        self.metadata = Some(info.metadata.clone());
+        self.stream = Some(StreamState::new(info.start.applied, info.start.segment, info.start.segment_len));
+        self.version += 1;
+    }
+
+    fn send(&mut self, message: Message) {
+        if let Some(link) = &self.link {
+            self.actions.push_back(ReplicaAction::Send { conn: link.conn, frame: message.to_frame() });
+        }
+    }
+
+    fn report(&mut self) {
+        if self.link.as_ref().is_some_and(|l| l.phase == LinkPhase::Streaming) {
+            self.send(Message::Report(self.positions()));
+        }
+    }
+
+    fn connect_now(&mut self, now: Millis) {
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let after = self.machine.state().blocked().cloned();
+        let target = if self.metadata.is_none() && self.config.bootstrap == BootstrapMethod::Snapshot {
+            ReplicaState::Bootstrapping { conn, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+        } else {
+            ReplicaState::Connecting { conn, after }
+        };
+        let why = if self.metadata.is_none() { "empty replica: bootstrapping" } else { "connecting to the primary" };
+        if self.transition(target, why) {
+            let decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
+            let clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
+            self.link = Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None });
+            self.actions.push_back(ReplicaAction::Connect { conn });
+        }
+    }
+
+    /// A retry is due: wait for storage to settle, drop an unvalidated tail
+    /// (so the resume point and the receiver agree), then connect.
+    fn retry(&mut self, now: Millis) {
+        if self.disk_inflight > 0 {
+            self.connect_pending = true;
+            return;
+        }
+        if let Some(to) = self.stream.as_ref().and_then(StreamState::unvalidated_tail) {
+            self.disk_inflight += 1;
+            self.connect_pending = true;
+            self.actions.push_back(ReplicaAction::TruncateUnvalidated { to });
+            return;
+        }
+        self.connect_pending = false;
+        self.connect_now(now);
+    }
+
+    /// Ends the current connection for `blocked` and schedules a retry.
+    fn end_link(&mut self, now: Millis, blocked: Blocked) {
+        let Some(link) = self.link.take() else { return };
+        self.actions.push_back(ReplicaAction::Close { conn: link.conn });
+        if self.metadata.is_none() && matches!(link.phase, LinkPhase::Transfer { .. }) {
+            self.disk_inflight += 1;
+            self.actions.push_back(ReplicaAction::BootstrapDiscard);
+        }
+        let retry_at = now.saturating_add(self.backoff.next_delay());
+        self.transition(ReplicaState::Disconnected { blocked, retry_at }, "connection ended");
+    }
+
+    fn halt(&mut self, halt: Halt) {
+        self.enter_halt(halt, true);
+    }
+
+    fn enter_halt(&mut self, halt: Halt, persist: bool) {
+        if self.machine.state().kind() == StateKind::Halted {
+            return;
+        }
+        if persist {
+            self.actions.push_back(ReplicaAction::PersistHalt { halt: halt.clone() });
+        }
+        if let Some(link) = self.link.take() {
+            self.actions.push_back(ReplicaAction::Close { conn: link.conn });
+        }
+        self.connect_pending = false;
+        self.transition(ReplicaState::Halted { halt }, "integrity failure");
+    }
+
+    /// Takes whole frames from the link while the engine can act on them.
+    fn pump(&mut self, now: Millis) {
+        while self.wants_bytes() {
+            let Some(link) = self.link.as_mut() else { return };
+            let first = link.frames == 0;
+            match link.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    link.frames += 1;
+                    self.on_frame(now, frame);
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.on_frame_error(now, e, first);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_frame_error(&mut self, now: Millis, error: FrameError, first: bool) {
+        match error {
+            FrameError::BadMagic { found } if first => {
+                let primary = self.config.primary.clone();
+                if self.metadata.is_some() {
+                    self.halt(Halt::PeerNotAerodb { primary, found_magic: found });
+                } else {
+                    // Whom an empty replica reached says nothing about its history: retry.
+                    self.end_link(now, Blocked::PeerNotAerodb { primary, found_magic: found });
+                }
+            }
+            error => self.end_link(now, Blocked::Frame { error }),
+        }
+    }
+
+    fn protocol_error(&mut self, now: Millis, kind: &str, detail: String) {
+        self.end_link(now, Blocked::Protocol { error: MessageError { kind: kind.into(), detail } });
+    }
+
+    fn on_frame(&mut self, now: Millis, frame: Frame) {
+        let message = match Message::decode(&frame) {
+            Ok(m) => m,
+            Err(error) => return self.end_link(now, Blocked::Protocol { error }),
+        };
+        let Some(phase) = self.link.as_ref().map(|l| l.phase) else { return };
+        match (phase, message) {
+            (_, Message::Error(error)) => self.end_link(now, Blocked::PrimaryCannotServe { error }),
+            (LinkPhase::Handshaking, Message::Accept(accept)) => self.on_accept(now, accept),
+            (LinkPhase::Handshaking, Message::Refuse(refuse)) => {
+                let request = self.link.as_ref().and_then(|l| l.request).unwrap_or(HelloRequest::Snapshot);
+                if self.metadata.is_some() && refuse.code().halts() {
+                    let replica_cluster_id = self.metadata.as_ref().map(|m| m.cluster_id.clone());
+                    self.halt(Halt::Refused { refuse, request, replica_cluster_id });
+                } else {
+                    self.end_link(now, Blocked::Refused { refuse, request });
+                }
+            }
+            (LinkPhase::Streaming, Message::Progress(p)) => self.on_progress(now, p),
+            (LinkPhase::Streaming, Message::Wal(chunk)) => self.on_wal(now, chunk),
+            (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => {
+                if let Some(link) = self.link.as_mut() {
+                    link.phase = LinkPhase::Transfer { begun: true };
+                }
+                self.disk_inflight += 1;
+                self.actions.push_back(ReplicaAction::BootstrapBegin { manifest });
+            }
+            (LinkPhase::Transfer { begun: true }, Message::SnapshotChunk { file_index, offset, bytes }) => {
+                let len = bytes.len() as u64;
+                self.disk_inflight += 1;
+                self.transfer_inflight += len;
+                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
+                    progress.phase = BootstrapPhase::Transferring;
+                    progress.bytes_done = progress.bytes_done.saturating_add(len);
+                }
+                self.version += 1;
+                self.actions.push_back(ReplicaAction::BootstrapPiece { file_index, offset, bytes });
+            }
+            (LinkPhase::Transfer { begun: true }, Message::SnapshotEnd) => self.on_snapshot_end(),
+            (LinkPhase::TransferDone, _) => {}
+            (phase, m) => self.protocol_error(now, &format!("{:?}", m.kind()), format!("unexpected frame in phase {phase:?}")),
+        }
+    }
+
+    fn on_accept(&mut self, now: Millis, accept: Accept) {
+        if let Some(m) = &self.metadata {
+            if accept.cluster_id != m.cluster_id {
+                let halt = Halt::ClusterMismatchAtAccept { replica_cluster_id: m.cluster_id.clone(), primary_cluster_id: accept.cluster_id };
+                return self.halt(halt);
+            }
+        }
+        let progress = PrimaryProgress { commit_id: accept.primary_commit_id, durable_lsn: accept.durable_lsn };
+        let expected_start = match (&self.stream, self.config.bootstrap) {
+            (Some(s), _) => Some(s.resume_tip().end_lsn),
+            (None, BootstrapMethod::Wal) => Some(0),
+            (None, BootstrapMethod::Snapshot) => None,
+        };
+        if accept.start_lsn != expected_start {
+            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {:?}, the replica asked for {expected_start:?}", accept.start_lsn));
+        }
+        self.primary = Some(progress);
+        let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
+        let Some(link) = self.link.as_mut() else { return };
+        link.accepted = Some(accept);
+        link.clock = now;
+        match (&self.stream, self.config.bootstrap) {
+            (Some(_), _) => {
+                link.phase = LinkPhase::Streaming;
+                let conn = link.conn;
+                self.backoff.reset();
+                self.transition(ReplicaState::Streaming { conn }, "handshake accepted: resume point proven");
+                self.report();
+            }
+            (None, BootstrapMethod::Wal) => {
+                link.phase = LinkPhase::InstallingGenesis;
+                self.disk_inflight += 1;
+                self.actions.push_back(ReplicaAction::BootstrapGenesis { cluster_id, replica_id });
+            }
+            (None, BootstrapMethod::Snapshot) => {
+                link.phase = LinkPhase::Transfer { begun: false };
+                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
+                    progress.phase = BootstrapPhase::Transferring;
+                }
+                self.version += 1;
+            }
+        }
+    }
+
+    fn on_progress(&mut self, now: Millis, p: PrimaryProgress) {
+        if let Some(last) = self.primary {
+            if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
+                return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
+            }
+        }
+        self.primary = Some(p);
+        self.version += 1;
+    }
+
+    fn on_wal(&mut self, now: Millis, chunk: ReceivedChunk) {
+        let Some(stream) = self.stream.as_mut() else { return };
+        match stream.receive(chunk) {
+            Ok(work) => {
+                self.disk_inflight += 1;
+                self.actions.push_back(ReplicaAction::Persist(work));
+            }
+            Err(PipelineError::Protocol(error)) => self.end_link(now, Blocked::Protocol { error }),
+            Err(PipelineError::Halt(halt)) => self.halt(*halt),
+            Err(PipelineError::Io(e)) => self.halt(Halt::Storage { op: StorageOp::PersistWal, detail: e.to_string() }),
+        }
+    }
+
+    fn on_snapshot_end(&mut self) {
+        let Some(link) = self.link.as_mut() else { return };
+        link.phase = LinkPhase::TransferDone;
+        let cluster_id = link.accepted.as_ref().map(|a| a.cluster_id.clone());
+        if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
+            progress.phase = BootstrapPhase::Installing;
+        }
+        self.version += 1;
+        if let Some(cluster_id) = cluster_id {
+            self.disk_inflight += 1;
+            let replica_id = self.replica_id().clone();
+            self.actions.push_back(ReplicaAction::BootstrapFinish { cluster_id, replica_id });
+        }
+    }
+
+    fn storage_done(&mut self, now: Millis, completion: Completion) {
+        if self.machine.state().kind() == StateKind::Halted {
+            // Nothing more is applied or installed once halted (REPL-5).
+            return;
+        }
+        match completion {
+            Completion::Persisted { through } => {
+                if let Some(stream) = self.stream.as_mut() {
+                    let ready = stream.persisted(through);
+                    if !ready.is_empty() {
+                        self.apply_inflight += 1;
+                        self.actions.push_back(ReplicaAction::Apply { records: ready });
+                    }
+                    self.version += 1;
+                }
+            }
+            Completion::Truncated => {
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.tail_dropped();
+                }
+            }
+            Completion::Installed { info } => self.installed(now, info),
+            Completion::BootstrapBegun { bytes_total } => {
+                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
+                    progress.bytes_total = bytes_total;
+                }
+                self.version += 1;
+            }
+            Completion::PieceWritten { bytes } => self.transfer_inflight = self.transfer_inflight.saturating_sub(bytes),
+            Completion::Discarded => self.transfer_inflight = 0,
+            Completion::Failed(StorageFailure::Wal { op, detail }) => self.halt(Halt::Storage { op, detail }),
+            Completion::Failed(StorageFailure::Bootstrap(error)) => self.bootstrap_failed(now, error),
+            Completion::Applied { .. } | Completion::Failed(StorageFailure::Apply { .. }) => {}
+        }
+    }
+
+    fn installed(&mut self, now: Millis, info: ReadyInfo) {
+        if self.metadata.is_some() {
+            return;
+        }
+        self.start_stream(&info);
+        self.transfer_inflight = 0;
+        tracing::info!(method = ?info.metadata.bootstrap.method, commit_id = info.metadata.bootstrap.boundary_commit_id, lsn = info.metadata.bootstrap.boundary_lsn, "bootstrap committed");
+        let phase = self.link.as_ref().map(|l| l.phase);
+        match phase {
+            Some(LinkPhase::InstallingGenesis) => {
+                if let Some(link) = self.link.as_mut() {
+                    link.phase = LinkPhase::Streaming;
+                    link.clock = now;
+                    let conn = link.conn;
+                    self.backoff.reset();
+                    self.transition(ReplicaState::Streaming { conn }, "bootstrapped from genesis: streaming");
+                    self.report();
+                }
+            }
+            Some(LinkPhase::TransferDone) => {
+                if let Some(link) = self.link.take() {
+                    self.actions.push_back(ReplicaAction::Close { conn: link.conn });
+                }
+                self.backoff.reset();
+                self.connect_now(now);
+            }
+            // The connection already ended: the retry resumes from the new cut.
+            _ => {}
+        }
+    }
+
+    fn bootstrap_failed(&mut self, now: Millis, error: BootstrapError) {
+        let phase = self.link.as_ref().map(|l| l.phase);
+        match (phase, error) {
+            (Some(LinkPhase::InstallingGenesis), BootstrapError::Io(detail)) => self.halt(Halt::Storage { op: StorageOp::Bootstrap, detail }),
+            (Some(LinkPhase::InstallingGenesis | LinkPhase::Transfer { .. } | LinkPhase::TransferDone), error) => {
+                let blocked = match error {
+                    BootstrapError::Rejected(rejected) => Blocked::SnapshotRejected { rejected },
+                    BootstrapError::Protocol(detail) => Blocked::Protocol { error: MessageError { kind: "SnapshotChunk".into(), detail } },
+                    BootstrapError::Io(detail) => Blocked::BootstrapStorage { detail },
+                };
+                tracing::warn!(code = crate::halt::Reason::code(&blocked), "bootstrap attempt failed; the replica stays uninitialised");
+                if self.link.as_ref().is_some_and(|l| l.phase == LinkPhase::TransferDone) {
+                    // Let end_link discard the partial transfer.
+                    if let Some(link) = self.link.as_mut() {
+                        link.phase = LinkPhase::Transfer { begun: true };
+                    }
+                }
+                self.end_link(now, blocked);
+            }
+            // A stale completion of an attempt that already ended.
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! Typed messages carried by frames, their (total) decoders, and the
+//! validation of every field a peer sends (RES-4): ids and cluster ids by
+//! their newtypes, text fields bounded, positions ordered.
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
+use aerodb_wal::{CommitId, Lsn};
+
+use crate::handshake::{Accept, Hello, Refuse};
+use crate::positions::{Positions, PrimaryProgress};
+use crate::wire::frame::{encode, Frame, FrameType};
+
+/// Longest human-readable text (`detail`) accepted from a peer.
+pub const MAX_DETAIL_BYTES: usize = 4096;
+
+/// WAL bytes as they arrived from the primary (one WAL frame).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedChunk {
+    /// LSN of the first byte.
+    pub start_lsn: Lsn,
+    /// The primary's segment header when the chunk starts a segment.
+    pub segment_start: Option<SegmentHeader>,
+    /// Verbatim bytes (whole records when sent by an AeroDB primary; the
+    /// receiver does not rely on it).
+    pub bytes: Bytes,
+}
+
+impl ReceivedChunk {
+    /// First LSN after the chunk.
+    pub fn end_lsn(&self) -> Lsn {
+        self.start_lsn.saturating_add(self.bytes.len() as u64)
+    }
+}
+
+/// Why the primary cannot serve a connection (never a verdict about the
+/// replica, which retries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ServeCode {
+    /// No snapshot can be served for a bootstrap (REPL-8).
+    SnapshotUnavailable,
+    /// The primary cannot read its own WAL to decide or to ship (REPL-10: it never guesses).
+    PrimaryWalUnreadable,
+    /// The replication port is at its connection limit (RES-3).
+    TooManyConnections,
+    /// The primary is shutting down.
+    ShuttingDown,
+}
+
+impl ServeCode {
+    /// The exact code string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServeCode::SnapshotUnavailable => "SNAPSHOT_UNAVAILABLE",
+            ServeCode::PrimaryWalUnreadable => "PRIMARY_WAL_UNREADABLE",
+            ServeCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ServeCode::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+    /// The rule behind it.
+    pub fn rule_id(self) -> &'static str {
+        match self {
+            ServeCode::SnapshotUnavailable => "REPL-8",
+            ServeCode::PrimaryWalUnreadable => "REPL-10",
+            ServeCode::TooManyConnections => "RES-3",
+            ServeCode::ShuttingDown => "F-N1",
+        }
+    }
+}
+
+/// A primary-side failure to serve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeError {
+    /// Stable code.
+    pub code: ServeCode,
+    /// Detail (bounded when decoded).
+    pub detail: String,
+}
+
+/// One decoded message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Message {
+    /// Handshake request.
+    Hello(Hello),
+    /// Handshake accepted.
+    Accept(Accept),
+    /// Handshake refused.
+    Refuse(Refuse),
+    /// WAL bytes.
+    Wal(ReceivedChunk),
+    /// Primary progress.
+    Progress(PrimaryProgress),
+    /// Replica positions.
+    Report(Positions),
+    /// Snapshot manifest bytes.
+    SnapshotBegin(Bytes),
+    /// A piece of a snapshot file.
+    SnapshotChunk {
+        /// Index into the manifest's file list.
+        file_index: u32,
+        /// Byte offset in that file.
+        offset: u64,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// Snapshot transfer complete.
+    SnapshotEnd,
+    /// The primary cannot serve.
+    Error(ServeError),
+}
+
+/// A frame whose payload does not match its type (a protocol error, F-N2).
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[error("malformed {kind} frame: {detail}")]
+pub struct MessageError {
+    /// Frame type name.
+    pub kind: String,
+    /// What is wrong.
+    pub detail: String,
+}
+
+impl MessageError {
+    fn new(kind: FrameType, detail: impl Into<String>) -> Self {
+        MessageError { kind: format!("{kind:?}"), detail: detail.into() }
+    }
+}
+
+fn json<T: DeserializeOwned>(f: &Frame) -> Result<T, MessageError> {
+    serde_json::from_slice(&f.payload).map_err(|e| MessageError::new(f.kind, e.to_string()))
+}
+
+fn bounded(kind: FrameType, detail: &str) -> Result<(), MessageError> {
+    if detail.len() > MAX_DETAIL_BYTES {
+        return Err(MessageError::new(kind, format!("detail of {} bytes exceeds {MAX_DETAIL_BYTES}", detail.len())));
+    }
+    Ok(())
+}
+
+fn u64_at(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(s);
+    Some(u64::from_le_bytes(a))
+}
+
+const WAL_FLAG_CONTINUES: u8 = 0;
+const WAL_FLAG_SEGMENT_START: u8 = 1;
+
+impl Message {
+    /// Decodes a frame's payload according to its type, validating every
+    /// field against its documented format and range (RES-4).
+    pub fn decode(f: &Frame) -> Result<Message, MessageError> {
+        let bad = |detail: &str| MessageError::new(f.kind, detail);
+        let p = &f.payload;
+        Ok(match f.kind {
+            FrameType::Hello => Message::Hello(json(f)?),
+            FrameType::Accept => Message::Accept(json(f)?),
+            FrameType::Refuse => {
+                let r: Refuse = json(f)?;
+                bounded(f.kind, &r.detail)?;
+                Message::Refuse(r)
+            }
+            FrameType::Error => {
+                let e: ServeError = json(f)?;
+                bounded(f.kind, &e.detail)?;
+                Message::Error(e)
+            }
+            FrameType::Wal => {
+                let start_lsn = u64_at(p, 0).ok_or_else(|| bad("short header"))?;
+                let flags = *p.get(8).ok_or_else(|| bad("short header"))?;
+                let (segment_start, body_at) = match flags {
+                    WAL_FLAG_CONTINUES => (None, 9),
+                    WAL_FLAG_SEGMENT_START => {
+                        let h = p.get(9..9 + SEGMENT_HEADER_LEN as usize).ok_or_else(|| bad("short segment header"))?;
+                        let header = SegmentHeader::decode(h).map_err(|e| bad(&e.to_string()))?;
+                        (Some(header), 9 + SEGMENT_HEADER_LEN as usize)
+                    }
+                    _ => return Err(bad("unknown flags")),
+                };
+                if start_lsn.checked_add((p.len() - body_at) as u64).is_none() {
+                    return Err(bad("chunk end overflows the LSN space"));
+                }
+                Message::Wal(ReceivedChunk { start_lsn, segment_start, bytes: p.slice(body_at..) })
+            }
+            FrameType::Progress => {
+                let (Some(commit_id), Some(durable_lsn), 16) = (u64_at(p, 0), u64_at(p, 8), p.len()) else {
+                    return Err(bad("length"));
+                };
+                Message::Progress(PrimaryProgress { commit_id, durable_lsn })
+            }
+            FrameType::Report => {
+                let fields = (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u64_at(p, 24), p.len());
+                let (Some(received_lsn), Some(validated_lsn), Some(applied_lsn), Some(applied_commit_id), 32) = fields else {
+                    return Err(bad("length"));
+                };
+                let positions = Positions { received_lsn, validated_lsn, applied_lsn, applied_commit_id };
+                if !(applied_lsn <= validated_lsn && validated_lsn <= received_lsn) {
+                    return Err(bad("positions out of order (need applied <= validated <= received)"));
+                }
+                Message::Report(positions)
+            }
+            FrameType::SnapshotBegin => Message::SnapshotBegin(p.clone()),
+            FrameType::SnapshotChunk => {
+                let idx = p.get(0..4).ok_or_else(|| bad("short header"))?;
+                let file_index = u32::from_le_bytes([idx[0], idx[1], idx[2], idx[3]]);
+                let offset = u64_at(p, 4).ok_or_else(|| bad("short header"))?;
+                Message::SnapshotChunk { file_index, offset, bytes: p.slice(12..) }
+            }
+            FrameType::SnapshotEnd => {
+                if !p.is_empty() {
+                    return Err(bad("non-empty"));
+                }
+                Message::SnapshotEnd
+            }
+        })
+    }
+
+    /// The frame type this message travels in.
+    pub fn kind(&self) -> FrameType {
+        match self {
+            Message::Hello(_) => FrameType::Hello,
+            Message::Accept(_) => FrameType::Accept,
+            Message::Refuse(_) => FrameType::Refuse,
+            Message::Wal(_) => FrameType::Wal,
+            Message::Progress(_) => FrameType::Progress,
+            Message::Report(_) => FrameType::Report,
+            Message::SnapshotBegin(_) => FrameType::SnapshotBegin,
+            Message::SnapshotChunk { .. } => FrameType::SnapshotChunk,
+            Message::SnapshotEnd => FrameType::SnapshotEnd,
+            Message::Error(_) => FrameType::Error,
+        }
+    }
+
+    /// Encodes the payload.
+    pub fn payload(&self) -> Vec<u8> {
+        fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+            // Plain structs of strings, integers and enums always serialize.
+            serde_json::to_vec(v).unwrap_or_default()
+        }
+        match self {
+            Message::Hello(h) => to_json(h),
+            Message::Accept(a) => to_json(a),
+            Message::Refuse(r) => to_json(r),
+            Message::Error(e) => to_json(e),
+            Message::Wal(c) => {
+                let mut out = Vec::with_capacity(9 + SEGMENT_HEADER_LEN as usize + c.bytes.len());
+                out.extend_from_slice(&c.start_lsn.to_le_bytes());
+                match &c.segment_start {
+                    Some(h) => {
+                        out.push(WAL_FLAG_SEGMENT_START);
+                        out.extend_from_slice(&h.encode());
+                    }
+                    None => out.push(WAL_FLAG_CONTINUES),
+                }
+                out.extend_from_slice(&c.bytes);
+                out
+            }
+            Message::Progress(p) => [p.commit_id.to_le_bytes(), p.durable_lsn.to_le_bytes()].concat(),
+            Message::Report(p) => [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Message::SnapshotBegin(b) => b.to_vec(),
+            Message::SnapshotChunk { file_index, offset, bytes } => {
+                let mut out = Vec::with_capacity(12 + bytes.len());
+                out.extend_from_slice(&file_index.to_le_bytes());
+                out.extend_from_slice(&offset.to_le_bytes());
+                out.extend_from_slice(bytes);
+                out
+            }
+            Message::SnapshotEnd => Vec::new(),
+        }
+    }
+
+    /// Encodes into (frame type, payload).
+    pub fn encode(&self) -> (FrameType, Vec<u8>) {
+        (self.kind(), self.payload())
+    }
+
+    /// The whole frame (header and payload) ready to send.
+    pub fn to_frame(&self) -> Bytes {
+        Bytes::from(encode(self.kind(), &self.payload()))
+    }
+}
+
+/// A REPORT claims positions the primary never sent (RES-4): shown and
+/// stored positions are always within what the primary itself sent.
+pub fn check_report(report: &Positions, sent_lsn: Lsn, sent_commit_id: CommitId) -> Result<(), MessageError> {
+    if report.received_lsn > sent_lsn || report.applied_commit_id > sent_commit_id {
+        return Err(MessageError {
+            kind: "Report".into(),
+            detail: format!(
+                "replica reports received LSN {} / CommitId {} but the primary has sent only up to LSN {sent_lsn} / CommitId {sent_commit_id}",
+                report.received_lsn, report.applied_commit_id
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,492 @@
+//! Running a replica: the engine on its own thread, fed by a socket reader
+//! thread per connection, a disk worker (recovery, WAL appends and fsyncs,
+//! bootstrap installs, halts) and an apply worker. Channels carry inputs to
+//! the engine; the engine's actions are executed here in order. Storage
+//! actions run FIFO on their worker, so their completions arrive in the
+//! order the engine issued them.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+
+use aerodb_repl_core::engine::replica::{Completion, RecoveryOutcome, ReplicaAction, ReplicaConfig, ReplicaEngine, ReplicaTiming, StorageFailure};
+use aerodb_repl_core::engine::ConnId;
+use aerodb_repl_core::halt::StorageOp;
+use aerodb_repl_core::ids::{ReplicaId, ReplicaName};
+use aerodb_repl_core::metadata::{BootstrapMethod, ReplicaMetadata, ReplicaPaths};
+use aerodb_repl_core::reads::ReplicaHandle;
+use aerodb_repl_core::replica::{
+    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, ReadyReplica, Recovered, SnapshotFiles, SnapshotFormat, SnapshotTransfer,
+};
+use aerodb_repl_core::status::ReplicaShared;
+use aerodb_repl_core::storage::{Applier, WalSink};
+use aerodb_wal::disk::Disk;
+
+use crate::clock::Clock;
+use crate::transport::{Connection, Transport};
+
+/// How a replica runs.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// Data directory root.
+    pub data_dir: PathBuf,
+    /// The primary's replication address.
+    pub primary: String,
+    /// Operator-chosen name (`--name`).
+    pub name: Option<ReplicaName>,
+    /// How an empty replica bootstraps.
+    pub bootstrap: BootstrapMethod,
+    /// The id to use if the replica has none yet.
+    pub new_replica_id: ReplicaId,
+    /// Timeouts and backoff.
+    pub timing: ReplicaTiming,
+    /// Most bytes received but not yet applied before the socket is paused.
+    pub max_unapplied_bytes: u64,
+    /// Seed of the retry jitter.
+    pub seed: u64,
+    /// The metadata on disk at startup, if the replica is bootstrapped.
+    pub recorded: Option<ReplicaMetadata>,
+}
+
+impl ReplicaOptions {
+    /// Options with the documented defaults.
+    pub fn new(data_dir: PathBuf, primary: String, bootstrap: BootstrapMethod, new_replica_id: ReplicaId, seed: u64) -> Self {
+        ReplicaOptions {
+            data_dir,
+            primary,
+            name: None,
+            bootstrap,
+            new_replica_id,
+            timing: ReplicaTiming::default(),
+            max_unapplied_bytes: 64 * 1024 * 1024,
+            seed,
+            recorded: None,
+        }
+    }
+}
+
+/// Inputs to the engine thread.
+enum Event {
+    Bytes(ConnId, Vec<u8>),
+    Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>),
+    ConnectFailed(ConnId, String),
+    Closed(ConnId, String),
+    Recovered(RecoveryOutcome),
+    Completion(Completion),
+    Stop,
+}
+
+/// Lets a socket reader run only while the engine wants bytes.
+struct ReadGate {
+    state: Mutex<(bool, bool)>,
+    changed: Condvar,
+}
+
+impl ReadGate {
+    fn new() -> Arc<Self> {
+        Arc::new(ReadGate { state: Mutex::new((true, false)), changed: Condvar::new() })
+    }
+    fn set(&self, open: bool) {
+        let mut s = self.state.lock();
+        if s.0 != open {
+            s.0 = open;
+            self.changed.notify_all();
+        }
+    }
+    fn close(&self) {
+        self.state.lock().1 = true;
+        self.changed.notify_all();
+    }
+    /// Waits until open; false once closed.
+    fn wait_open(&self) -> bool {
+        let mut s = self.state.lock();
+        while !s.0 && !s.1 {
+            self.changed.wait(&mut s);
+        }
+        !s.1
+    }
+}
+
+struct Link {
+    writer: Option<Box<dyn Write + Send>>,
+    closer: Option<Arc<dyn Fn() + Send + Sync>>,
+    gate: Arc<ReadGate>,
+}
+
+/// Storage work for the disk worker, in the engine's order.
+enum DiskJob {
+    Recover,
+    Action(ReplicaAction),
+}
+
+/// A running replica. Stops (and joins its threads) when dropped.
+pub struct Replica {
+    handle: Arc<ReplicaHandle>,
+    events: Sender<Event>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Replica {
+    /// Starts a replica over `disk`, reaching the primary through `transport`.
+    pub fn open(options: ReplicaOptions, disk: Arc<dyn Disk>, transport: Arc<dyn Transport>) -> std::io::Result<Replica> {
+        let config = ReplicaConfig {
+            primary: options.primary.clone(),
+            name: options.name.clone(),
+            bootstrap: options.bootstrap,
+            new_replica_id: options.new_replica_id.clone(),
+            timing: options.timing,
+            max_unapplied_bytes: options.max_unapplied_bytes,
+            seed: options.seed,
+            recorded: options.recorded.clone(),
+        };
+        let engine = ReplicaEngine::new(config);
+        let handle = Arc::new(ReplicaHandle::new(Arc::new(ReplicaShared::new(engine.observe()))));
+        let (tx, rx) = mpsc::channel();
+        let (disk_jobs, disk_worker) = spawn_disk_worker(disk.clone(), ReplicaPaths::new(&options.data_dir), handle.clone(), tx.clone())?;
+        let (apply_jobs, apply_worker) = spawn_apply_worker(handle.clone(), tx.clone())?;
+        let runtime = Runtime {
+            engine,
+            handle: handle.clone(),
+            clock: Clock::new(),
+            events: tx.clone(),
+            links: BTreeMap::new(),
+            disk_jobs,
+            apply_jobs,
+            workers: vec![disk_worker, apply_worker],
+            transport,
+            primary: options.primary,
+            connect_timeout: Duration::from_millis(options.timing.handshake_timeout_ms),
+            published: u64::MAX,
+        };
+        let thread = std::thread::Builder::new().name("replica-engine".into()).spawn(move || runtime.run(rx))?;
+        Ok(Replica { handle, events: tx, thread: Some(thread) })
+    }
+
+    /// The replica's status and store (reads go through its gate).
+    pub fn handle(&self) -> &Arc<ReplicaHandle> {
+        &self.handle
+    }
+
+    /// Stops the replica and waits for its engine thread.
+    pub fn stop(&mut self) {
+        let _ = self.events.send(Event::Stop);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("replica engine thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Runtime {
+    engine: ReplicaEngine,
+    handle: Arc<ReplicaHandle>,
+    clock: Clock,
+    events: Sender<Event>,
+    links: BTreeMap<ConnId, Link>,
+    disk_jobs: Sender<DiskJob>,
+    apply_jobs: Sender<ReplicaAction>,
+    workers: Vec<JoinHandle<()>>,
+    transport: Arc<dyn Transport>,
+    primary: String,
+    connect_timeout: Duration,
+    published: u64,
+}
+
+/// Longest idle wait of the engine thread (only bounds a missed wake-up).
+const MAX_WAIT: Duration = Duration::from_millis(500);
+
+impl Runtime {
+    fn run(mut self, rx: Receiver<Event>) {
+        self.engine.handle_start(self.clock.now());
+        loop {
+            self.execute();
+            self.publish();
+            let wait = self.clock.until(self.engine.poll_timeout(), MAX_WAIT);
+            let event = match rx.recv_timeout(wait) {
+                Ok(e) => e,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.engine.handle_timer(self.clock.now());
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let now = self.clock.now();
+            match event {
+                Event::Stop => {
+                    self.engine.handle_stop(now);
+                    self.execute();
+                    self.publish();
+                    break;
+                }
+                Event::Bytes(conn, bytes) => self.engine.handle_bytes(now, conn, &bytes),
+                Event::Connected(conn, writer, closer) => {
+                    if let Some(link) = self.links.get_mut(&conn) {
+                        link.writer = Some(writer);
+                        link.closer = Some(closer);
+                    }
+                    self.engine.handle_connected(now, conn);
+                }
+                Event::ConnectFailed(conn, detail) => {
+                    self.links.remove(&conn);
+                    self.engine.handle_connect_failed(now, conn, detail);
+                }
+                Event::Closed(conn, detail) => self.engine.handle_closed(now, conn, detail),
+                Event::Recovered(outcome) => self.engine.handle_recovered(now, outcome),
+                Event::Completion(c) => self.engine.handle_completion(now, c),
+            }
+            if self.engine.poll_timeout().is_some_and(|t| t <= self.clock.now()) {
+                self.engine.handle_timer(self.clock.now());
+            }
+        }
+        for (_, link) in std::mem::take(&mut self.links) {
+            close_link(&link);
+        }
+        // Closing the job queues lets the workers finish what was queued and exit.
+        let Runtime { disk_jobs, apply_jobs, workers, .. } = self;
+        drop((disk_jobs, apply_jobs));
+        for worker in workers {
+            if worker.join().is_err() {
+                tracing::error!("a replica storage worker panicked");
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let wants = self.engine.wants_bytes();
+        for link in self.links.values() {
+            link.gate.set(wants);
+        }
+        if self.engine.version() != self.published {
+            self.published = self.engine.version();
+            self.handle.shared.publish(self.engine.observe());
+        }
+    }
+
+    fn execute(&mut self) {
+        while let Some(action) = self.engine.poll_action() {
+            match action {
+                ReplicaAction::Connect { conn } => self.connect(conn),
+                ReplicaAction::Send { conn, frame } => {
+                    let failed = match self.links.get_mut(&conn).and_then(|l| l.writer.as_mut()) {
+                        Some(w) => w.write_all(&frame).and_then(|()| w.flush()).err(),
+                        None => None,
+                    };
+                    if let Some(e) = failed {
+                        let _ = self.events.send(Event::Closed(conn, format!("write failed: {e}")));
+                    }
+                }
+                ReplicaAction::Close { conn } => {
+                    if let Some(link) = self.links.remove(&conn) {
+                        close_link(&link);
+                    }
+                }
+                ReplicaAction::Recover => {
+                    let _ = self.disk_jobs.send(DiskJob::Recover);
+                }
+                ReplicaAction::Apply { records } => {
+                    let _ = self.apply_jobs.send(ReplicaAction::Apply { records });
+                }
+                other => {
+                    let _ = self.disk_jobs.send(DiskJob::Action(other));
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId) {
+        let gate = ReadGate::new();
+        self.links.insert(conn, Link { writer: None, closer: None, gate: gate.clone() });
+        let (transport, addr, timeout, events) = (self.transport.clone(), self.primary.clone(), self.connect_timeout, self.events.clone());
+        let spawned = std::thread::Builder::new().name("replica-conn".into()).spawn(move || match transport.connect(&addr, timeout) {
+            Ok(Connection { reader, writer, closer }) => {
+                let closer: Arc<dyn Fn() + Send + Sync> = Arc::from(closer);
+                if events.send(Event::Connected(conn, writer, closer.clone())).is_ok() {
+                    read_loop(conn, reader, &gate, &events);
+                }
+                closer();
+            }
+            Err(e) => {
+                let _ = events.send(Event::ConnectFailed(conn, e.to_string()));
+            }
+        });
+        if let Err(e) = spawned {
+            let _ = self.events.send(Event::ConnectFailed(conn, format!("cannot start a connection thread: {e}")));
+        }
+    }
+}
+
+fn close_link(link: &Link) {
+    link.gate.close();
+    if let Some(closer) = &link.closer {
+        closer();
+    }
+}
+
+/// Reads from the socket while the engine wants bytes.
+fn read_loop(conn: ConnId, mut reader: Box<dyn Read + Send>, gate: &ReadGate, events: &Sender<Event>) {
+    let mut buf = vec![0u8; 256 * 1024];
+    while gate.wait_open() {
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                let _ = events.send(Event::Closed(conn, "primary closed the connection".into()));
+                return;
+            }
+            Ok(n) => {
+                if events.send(Event::Bytes(conn, buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                let _ = events.send(Event::Closed(conn, e.to_string()));
+                return;
+            }
+        }
+    }
+}
+
+fn spawn_disk_worker(
+    disk: Arc<dyn Disk>,
+    paths: ReplicaPaths,
+    handle: Arc<ReplicaHandle>,
+    events: Sender<Event>,
+) -> std::io::Result<(Sender<DiskJob>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<DiskJob>();
+    let thread = std::thread::Builder::new().name("replica-disk".into()).spawn(move || {
+        let format = SnapshotFiles::new(disk.clone());
+        let mut worker = DiskWorker { disk, paths, handle, sink: None, transfer: None };
+        while let Ok(job) = rx.recv() {
+            let event = match job {
+                DiskJob::Recover => Some(Event::Recovered(worker.recover(&format))),
+                DiskJob::Action(action) => worker.execute(action, &format).map(Event::Completion),
+            };
+            if let Some(event) = event {
+                // The engine may have stopped; the job still ran to completion.
+                let _ = events.send(event);
+            }
+        }
+    })?;
+    Ok((tx, thread))
+}
+
+struct DiskWorker {
+    disk: Arc<dyn Disk>,
+    paths: ReplicaPaths,
+    handle: Arc<ReplicaHandle>,
+    sink: Option<WalSink>,
+    transfer: Option<SnapshotTransfer>,
+}
+
+impl DiskWorker {
+    fn install(&mut self, ready: ReadyReplica) -> Completion {
+        self.handle.set_store(ready.store);
+        self.sink = Some(ready.sink);
+        Completion::Installed { info: ready.info }
+    }
+
+    fn recover(&mut self, format: &dyn SnapshotFormat) -> RecoveryOutcome {
+        match recover_replica(self.disk.clone(), &self.paths, format) {
+            Ok(Recovered::Ready(ready)) => match self.install(*ready) {
+                Completion::Installed { info } => RecoveryOutcome::Ready(info),
+                _ => RecoveryOutcome::Uninitialised,
+            },
+            Ok(Recovered::Uninitialised { discarded }) => {
+                if !discarded.is_empty() {
+                    tracing::warn!(?discarded, "discarded an uncommitted bootstrap (F-S1/F-S2)");
+                }
+                RecoveryOutcome::Uninitialised
+            }
+            Ok(Recovered::Halted { halt, metadata }) => RecoveryOutcome::Halted { halt: *halt, metadata },
+            Err(e) => RecoveryOutcome::Halted { halt: e.to_halt(), metadata: None },
+        }
+    }
+
+    fn execute(&mut self, action: ReplicaAction, format: &dyn SnapshotFormat) -> Option<Completion> {
+        let wal_failed = |op, e: &dyn std::fmt::Display| Completion::Failed(StorageFailure::Wal { op, detail: e.to_string() });
+        Some(match action {
+            ReplicaAction::Persist(work) => match self.sink.as_mut().map(|s| s.persist(&work)) {
+                Some(Ok(through)) => Completion::Persisted { through },
+                Some(Err(e)) => wal_failed(StorageOp::PersistWal, &e),
+                None => wal_failed(StorageOp::PersistWal, &"no WAL is open"),
+            },
+            ReplicaAction::TruncateUnvalidated { to } => match self.sink.as_mut().map(|s| s.truncate_unvalidated(to)) {
+                Some(Ok(())) => Completion::Truncated,
+                Some(Err(e)) => wal_failed(StorageOp::TruncateUnvalidated, &e),
+                None => wal_failed(StorageOp::TruncateUnvalidated, &"no WAL is open"),
+            },
+            ReplicaAction::BootstrapGenesis { cluster_id, replica_id } => {
+                match bootstrap_from_genesis(self.disk.clone(), &self.paths, &cluster_id, &replica_id) {
+                    Ok(ready) => self.install(ready),
+                    Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+                }
+            }
+            ReplicaAction::BootstrapBegin { manifest } => match SnapshotTransfer::begin(self.disk.clone(), &self.paths, format, &manifest) {
+                Ok(t) => {
+                    let bytes_total = t.bytes_total();
+                    self.transfer = Some(t);
+                    Completion::BootstrapBegun { bytes_total }
+                }
+                Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+            },
+            ReplicaAction::BootstrapPiece { file_index, offset, bytes } => match self.transfer.as_mut() {
+                Some(t) => match t.piece(file_index, offset, &bytes) {
+                    Ok(()) => Completion::PieceWritten { bytes: bytes.len() as u64 },
+                    Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+                },
+                None => Completion::Failed(StorageFailure::Bootstrap(aerodb_repl_core::replica::BootstrapError::Protocol("no transfer in progress".into()))),
+            },
+            ReplicaAction::BootstrapFinish { cluster_id, replica_id } => match self.transfer.take() {
+                Some(t) => match t.finish(format, &cluster_id, &replica_id) {
+                    Ok(ready) => self.install(ready),
+                    Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+                },
+                None => Completion::Failed(StorageFailure::Bootstrap(aerodb_repl_core::replica::BootstrapError::Protocol("no transfer in progress".into()))),
+            },
+            ReplicaAction::BootstrapDiscard => {
+                self.transfer = None;
+                if let Err(e) = discard_uncommitted(&*self.disk, &self.paths) {
+                    tracing::error!(error = %e, "cannot discard the partial bootstrap");
+                }
+                Completion::Discarded
+            }
+            ReplicaAction::PersistHalt { halt } => {
+                persist_halt(&*self.disk, &self.paths, &halt);
+                return None;
+            }
+            ReplicaAction::Recover | ReplicaAction::Connect { .. } | ReplicaAction::Send { .. } | ReplicaAction::Close { .. } | ReplicaAction::Apply { .. } => {
+                return None
+            }
+        })
+    }
+}
+
+fn spawn_apply_worker(handle: Arc<ReplicaHandle>, events: Sender<Event>) -> std::io::Result<(Sender<ReplicaAction>, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel::<ReplicaAction>();
+    let thread = std::thread::Builder::new().name("replica-apply".into()).spawn(move || {
+        while let Ok(action) = rx.recv() {
+            let ReplicaAction::Apply { records } = action else { continue };
+            let completion = match handle.store() {
+                Some(store) => match Applier::new(store).apply(&records) {
+                    Ok(state) => Completion::Applied { state },
+                    Err((lsn, error)) => Completion::Failed(StorageFailure::Apply { lsn, error }),
+                },
+                None => continue,
+            };
+            let _ = events.send(Event::Completion(completion));
+        }
+    })?;
+    Ok((tx, thread))
+}
