@@ -140,6 +140,9 @@ async fn put_doc(State(api): Api, path: Result<Path<(String, String)>, PathRejec
         async {
             api.service.check_writable()?;
             let Path((collection, key)) = path.map_err(path_error)?;
+            // Bad names are refused before the body is read.
+            validate_name("collection", &collection)?;
+            validate_name("key", &key)?;
             let (bytes, _reservation) = api.body(body, api.limits.max_doc_bytes + PUT_BODY_SLACK).await?;
             let doc = canonical_doc(&bytes, api.limits.max_doc_bytes)?;
             drop(bytes);

@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+#![cfg(feature = "replication")]
 //! RES-3 (and REPL-1's role-first check) against the real binary over raw
 //! sockets: every HTTP connection and request is bounded in count, size and
 //! time to send its head and body; refusals carry the JSON error body with
