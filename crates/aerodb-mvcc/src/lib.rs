@@ -15,4 +15,4 @@ pub mod store;
 
 pub use input::{ClientOp, InputError, WriteLimits};
 pub use primary::{recover_store, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport};
-pub use store::{AppliedState, ApplyError, ApplyInput, ReadView, ScanPage, Store, Version, ViewError, Visible};
+pub use store::{AppliedObserver, AppliedState, ApplyError, ApplyInput, ReadView, ScanPage, Store, Version, ViewError, Visible};

@@ -121,6 +121,13 @@ pub enum ViewError {
 
 type Chains = BTreeMap<Bytes, BTreeMap<Bytes, Vec<Version>>>;
 
+/// Called with the new applied CommitId after each apply, once the commit is
+/// visible. Lets a server wake its waiting readers with its own runtime's
+/// primitives (this crate stays runtime-agnostic). It must be cheap and
+/// must not call back into the store's apply path. Calls may arrive out of
+/// order under concurrent appliers: keep the maximum.
+pub type AppliedObserver = Arc<dyn Fn(CommitId) + Send + Sync>;
+
 struct Inner {
     collections: Chains,
     applied: AppliedState,
@@ -135,6 +142,7 @@ pub struct Store {
     history_horizon: CommitId,
     applied_signal: Mutex<CommitId>,
     applied_changed: Condvar,
+    observer: std::sync::OnceLock<AppliedObserver>,
 }
 
 impl Default for Store {
@@ -187,6 +195,7 @@ impl Store {
             history_horizon: 0,
             applied_signal: Mutex::new(applied.commit_id),
             applied_changed: Condvar::new(),
+            observer: std::sync::OnceLock::new(),
         }
     }
 
@@ -238,7 +247,20 @@ impl Store {
         drop(inner);
         *self.applied_signal.lock() = applied.commit_id;
         self.applied_changed.notify_all();
+        if let Some(observe) = self.observer.get() {
+            observe(applied.commit_id);
+        }
         Ok(applied)
+    }
+
+    /// Installs the applied-CommitId observer (at most one per store) and
+    /// calls it once with the current applied CommitId, so the observer
+    /// never misses a commit applied before it was installed. Returns the
+    /// observer back if one is already installed.
+    pub fn set_applied_observer(&self, observer: AppliedObserver) -> Result<(), AppliedObserver> {
+        self.observer.set(observer.clone())?;
+        observer(self.applied().commit_id);
+        Ok(())
     }
 
     /// Blocks until the applied CommitId reaches `target` or `max_wait`

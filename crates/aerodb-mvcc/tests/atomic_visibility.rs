@@ -159,3 +159,36 @@ fn mvcc_2_refused_record_makes_none_of_its_versions_visible() {
     assert!(store.version_chain(b"c", b"b").is_empty());
     assert_eq!(store.read_view(None).unwrap().get(b"c", b"a").unwrap().commit_id, 1);
 }
+
+/// MVCC-2 (and RES-3's waiting reads, which are woken by it): the applied
+/// observer is called once per commit, only after every version of that
+/// commit is visible, with CommitIds in order; installing it reports the
+/// current applied CommitId at once (nothing applied before is missed); a
+/// store takes one observer.
+#[test]
+fn mvcc_2_applied_observer_is_called_after_each_commit_is_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = fresh_engine(dir.path());
+    commit(&engine, vec![put("c", "k0", "1")]);
+    let store = engine.store().clone();
+    let observed = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let (seen, reader) = (observed.clone(), Arc::downgrade(&store));
+    store
+        .set_applied_observer(Arc::new(move |c: CommitId| {
+            if let Some(store) = reader.upgrade() {
+                let view = store.read_view(None).unwrap();
+                assert!(view.read_upper_bound() >= c, "observer called before commit {c} is visible");
+                if c > 0 {
+                    assert!(view.get(b"c", format!("k{}", c - 1).as_bytes()).is_some(), "commit {c} not visible to the observer");
+                }
+            }
+            seen.lock().push(c);
+        }))
+        .map_err(|_| ())
+        .unwrap();
+    for i in 1..4u64 {
+        commit(&engine, vec![put("c", &format!("k{i}"), &i.to_string())]);
+    }
+    assert_eq!(*observed.lock(), vec![1, 2, 3, 4]);
+    assert!(store.set_applied_observer(Arc::new(|_| {})).is_err(), "one observer per store");
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use aerodb_mvcc::{ReadView, Store};
+use aerodb_mvcc::{AppliedObserver, ReadView, Store};
 use aerodb_wal::CommitId;
 
 use crate::gate::{evaluate, GateDecision, GateInputs};
@@ -18,6 +18,7 @@ pub struct ReplicaHandle {
     /// Status.
     pub shared: Arc<ReplicaShared>,
     store: RwLock<Option<Arc<Store>>>,
+    observer: std::sync::OnceLock<AppliedObserver>,
 }
 
 /// A refused read: the whole gate decision plus whether the replica is halted.
@@ -32,11 +33,29 @@ pub struct ReadRefusal {
 impl ReplicaHandle {
     /// A handle with no store yet.
     pub fn new(shared: Arc<ReplicaShared>) -> Self {
-        ReplicaHandle { shared, store: RwLock::new(None) }
+        ReplicaHandle { shared, store: RwLock::new(None), observer: std::sync::OnceLock::new() }
     }
-    /// Installs the store (after recovery or bootstrap).
+    /// Installs the store (after recovery or bootstrap), with the applied
+    /// observer if one was set.
     pub fn set_store(&self, store: Arc<Store>) {
-        *self.store.write() = Some(store);
+        // Checked under the write lock: an observer set concurrently either
+        // is seen here or sees this store (it reads the slot after setting).
+        let mut slot = self.store.write();
+        if let Some(observer) = self.observer.get() {
+            // A store that already has an observer keeps it.
+            let _ = store.set_applied_observer(observer.clone());
+        }
+        *slot = Some(store);
+    }
+    /// Sets the observer told C_replica after every apply, on the current
+    /// store and on every store installed later (the node binary wakes its
+    /// waiting reads with it). At most one; returns it back if already set.
+    pub fn set_applied_observer(&self, observer: AppliedObserver) -> Result<(), AppliedObserver> {
+        self.observer.set(observer.clone())?;
+        if let Some(store) = self.store() {
+            let _ = store.set_applied_observer(observer);
+        }
+        Ok(())
     }
     /// The store, if bootstrapped.
     pub fn store(&self) -> Option<Arc<Store>> {

@@ -816,6 +816,7 @@ mod tests {
             wal_files: Ok(Vec::new()),
             bootstrap_snapshot_bytes: None,
             refusals: Vec::new(),
+            http: None,
         }
     }
 

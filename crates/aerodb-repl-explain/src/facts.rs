@@ -58,6 +58,8 @@ pub struct PrimaryFacts {
     pub wal_shipped_bytes: Option<u64>,
     /// WAL fsyncs since start (None if unknown to the caller).
     pub wal_fsyncs: Option<u64>,
+    /// The HTTP surfaces' bounds and usage (None if unknown to the caller).
+    pub http: Option<HttpFacts>,
 }
 
 /// One WAL segment file held by a replica.
@@ -101,4 +103,35 @@ pub struct ReplicaFacts {
     pub bootstrap_snapshot_bytes: Option<u64>,
     /// Client requests refused since start.
     pub refusals: Vec<RefusalCount>,
+    /// The HTTP surfaces' bounds and usage (None if unknown to the caller).
+    pub http: Option<HttpFacts>,
+}
+
+/// The bounds of a node's HTTP surfaces and how much of them is in use
+/// (RES-3), as the server counted them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpFacts {
+    /// One entry per surface (`client`, `dx`).
+    pub surfaces: Vec<HttpSurfaceFacts>,
+    /// Reads waiting for `min_commit` now.
+    pub waiting_reads: u64,
+    /// Request body bytes held now, node-wide.
+    pub body_bytes_in_flight: u64,
+    /// Node-wide bounds as `(name, value)`: `max_waiting_reads`,
+    /// `body_budget_bytes`, `shutdown_timeout_ms`.
+    pub limits: Vec<(&'static str, u64)>,
+}
+
+/// One HTTP surface's bounds and usage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpSurfaceFacts {
+    /// `client` or `dx`.
+    pub surface: &'static str,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Its bounds as `(name, value)` (`max_connections`, `header_timeout_ms`, ...).
+    pub limits: Vec<(&'static str, u64)>,
+    /// Requests or connections refused at a bound since start, by code
+    /// (every code listed, zeros included).
+    pub rejects: Vec<(&'static str, u64)>,
 }

@@ -10,7 +10,7 @@ use aerodb_repl_core::gate::evaluate;
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
 
-use crate::facts::{PrimaryFacts, ReplicaFacts};
+use crate::facts::{HttpFacts, PrimaryFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
 use crate::views::default_read_inputs;
 
@@ -130,7 +130,35 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
             }
         }
     }
+    if let Some(http) = &f.http {
+        http_metrics(&mut e, http);
+    }
     e.out
+}
+
+/// The HTTP surfaces' bounds and usage (RES-3), same on every role.
+fn http_metrics(e: &mut Exposition, http: &HttpFacts) {
+    e.family("aerodb_http_connections_open", "gauge", "HTTP connections open now, per surface.");
+    for s in &http.surfaces {
+        e.sample("aerodb_http_connections_open", &[("surface", s.surface)], s.open_connections);
+    }
+    e.family("aerodb_http_limit", "gauge", "Every HTTP bound in force (RES-3), by surface (`node` for node-wide bounds) and name.");
+    for s in &http.surfaces {
+        for (name, value) in &s.limits {
+            e.sample("aerodb_http_limit", &[("surface", s.surface), ("limit", name)], *value);
+        }
+    }
+    for (name, value) in &http.limits {
+        e.sample("aerodb_http_limit", &[("surface", "node"), ("limit", name)], *value);
+    }
+    e.family("aerodb_http_rejects_total", "counter", "Connections and requests refused at a bound (RES-3) since start, by surface and code.");
+    for s in &http.surfaces {
+        for (code, count) in &s.rejects {
+            e.sample("aerodb_http_rejects_total", &[("surface", s.surface), ("code", code)], *count);
+        }
+    }
+    e.single("aerodb_http_waiting_reads", "gauge", "Reads waiting for min_commit now (they hold no thread).", Some(http.waiting_reads));
+    e.single("aerodb_http_body_bytes_in_flight", "gauge", "Request body bytes held now, node-wide.", Some(http.body_bytes_in_flight));
 }
 
 /// The exposition of a replica.
@@ -190,6 +218,9 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
     }
     for ((code, rule_id), count) in refusals {
         e.sample("aerodb_client_refusals_total", &[("code", code), ("rule_id", rule_id)], count);
+    }
+    if let Some(http) = &f.http {
+        http_metrics(&mut e, http);
     }
     e.out
 }

@@ -26,7 +26,7 @@ use aerodb_repl_core::state::{BootstrapPhase, BootstrapProgress, ReplicaState, S
 use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
-use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
 use aerodb_repl_explain::{metrics, rules};
@@ -314,6 +314,7 @@ fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option
             RefusalCount { code: "READ_REFUSED".into(), rule_id: "RS-3".into(), count: 2 },
             RefusalCount { code: "WRITE_REJECTED".into(), rule_id: "REPL-1".into(), count: 1 },
         ],
+        http: None,
     }
 }
 
@@ -1338,6 +1339,7 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         }),
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
         wal_fsyncs: Some(0),
+        http: None,
     }
 }
 
@@ -1500,6 +1502,49 @@ fn p5_i14_golden_replica_views_and_metrics() {
     }
     insta::assert_snapshot!("metrics_replica", metrics::replica_metrics(&f));
     pin("recovery_replica_from_facts", &explain::replica_recovery(&f), Some(dir.path()));
+}
+
+/// The HTTP facts of a node with some load and some refusals.
+fn http_facts() -> HttpFacts {
+    let surface = |name: &'static str, open: u64, max: u64, rejected: u64| HttpSurfaceFacts {
+        surface: name,
+        open_connections: open,
+        limits: vec![
+            ("max_connections", max),
+            ("header_timeout_ms", 5000),
+            ("body_timeout_ms", 30000),
+            ("max_url_bytes", 8192),
+            ("max_header_bytes", 16384),
+            ("max_header_count", 100),
+        ],
+        rejects: vec![("TOO_MANY_CONNECTIONS", rejected), ("URI_TOO_LONG", 1), ("HEADERS_TOO_LARGE", 0)],
+    };
+    HttpFacts {
+        surfaces: vec![surface("client", 7, 2048, 3), surface("dx", 1, 64, 0)],
+        waiting_reads: 5,
+        body_bytes_in_flight: 4096,
+        limits: vec![("max_waiting_reads", 1024), ("body_budget_bytes", 67108864), ("shutdown_timeout_ms", 3000)],
+    }
+}
+
+/// The `aerodb_http_*` families of an exposition.
+fn http_lines(exposition: &str) -> String {
+    exposition.lines().filter(|l| l.contains("aerodb_http_")).collect::<Vec<_>>().join("\n")
+}
+
+/// RES-3: every HTTP bound, the open connections, waiting reads, in-flight
+/// body bytes and refusals by code are on `/metrics`, the same on a primary
+/// and a replica.
+#[test]
+fn res_3_golden_http_metrics() {
+    let (mut f, _dir) = primary_with_snapshots();
+    f.http = Some(http_facts());
+    let primary = http_lines(&metrics::primary_metrics(&f));
+    insta::assert_snapshot!("metrics_http", primary);
+    let store = store_with(&history()[..3]);
+    let mut r = replica_facts(shared_through(STREAMING).observe(), Some(&store), None);
+    r.http = Some(http_facts());
+    assert_eq!(http_lines(&metrics::replica_metrics(&r)), primary);
 }
 
 /// P5-I14: a halted replica's metrics carry the halt code as a 0/1 gauge.

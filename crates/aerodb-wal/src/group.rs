@@ -5,11 +5,21 @@
 //! hands the durable records to the [`DurableSink`] (which applies them to
 //! the store so they become visible, MVCC-2), publishes the durable point,
 //! and only then answers the committers (CORE-1).
+//!
+//! A committer's [`CommitTicket`] can be waited on by blocking
+//! ([`CommitTicket::wait`]) or awaited as a `Future` by any async runtime:
+//! the acknowledgement slot wakes either kind of waiter, so an async server
+//! never parks a thread per pending commit. The crate stays runtime-agnostic.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
 
 use thiserror::Error;
 
@@ -78,18 +88,105 @@ impl CommitError {
 
 struct Request {
     ops: Vec<Op>,
-    reply: SyncSender<Result<CommitReceipt, CommitError>>,
+    reply: AckSender,
 }
 
-/// A pending commit; [`CommitTicket::wait`] blocks until it is durable.
+type Ack = Result<CommitReceipt, CommitError>;
+
+/// Where the commit thread leaves one committer's answer.
+#[derive(Default)]
+struct AckSlot {
+    state: Mutex<AckState>,
+    answered: Condvar,
+}
+
+#[derive(Default)]
+enum AckState {
+    /// No answer yet, nobody polled.
+    #[default]
+    Pending,
+    /// No answer yet; the waker of the async waiter that polled last.
+    Waiting(Waker),
+    /// The answer, not yet taken.
+    Answered(Ack),
+    /// The answer was taken by the waiter.
+    Taken,
+}
+
+/// The commit thread's end of an acknowledgement. Dropping it unanswered
+/// (the thread stopped) answers [`CommitError::ShuttingDown`].
+struct AckSender {
+    slot: Arc<AckSlot>,
+}
+
+impl AckSender {
+    fn send(self, ack: Ack) {
+        self.answer(ack);
+    }
+
+    fn answer(&self, ack: Ack) {
+        let mut state = self.slot.state.lock();
+        if matches!(*state, AckState::Answered(_) | AckState::Taken) {
+            return;
+        }
+        let previous = std::mem::replace(&mut *state, AckState::Answered(ack));
+        drop(state);
+        self.slot.answered.notify_all();
+        if let AckState::Waiting(waker) = previous {
+            waker.wake();
+        }
+    }
+}
+
+impl Drop for AckSender {
+    fn drop(&mut self) {
+        self.answer(Err(CommitError::ShuttingDown));
+    }
+}
+
+/// A pending commit. It resolves only after the record is fsynced and
+/// applied (CORE-1): block on it with [`CommitTicket::wait`], or `.await`
+/// it (it is a `Future`) without holding a thread.
 pub struct CommitTicket {
-    rx: Receiver<Result<CommitReceipt, CommitError>>,
+    slot: Arc<AckSlot>,
 }
 
 impl CommitTicket {
-    /// Waits for the acknowledgement.
+    fn new() -> (CommitTicket, AckSender) {
+        let slot = Arc::new(AckSlot::default());
+        (CommitTicket { slot: slot.clone() }, AckSender { slot })
+    }
+
+    /// Blocks until the acknowledgement (for threads outside an async runtime).
     pub fn wait(self) -> Result<CommitReceipt, CommitError> {
-        self.rx.recv().unwrap_or(Err(CommitError::ShuttingDown))
+        let mut state = self.slot.state.lock();
+        loop {
+            if let AckState::Answered(_) = &*state {
+                if let AckState::Answered(ack) = std::mem::replace(&mut *state, AckState::Taken) {
+                    return ack;
+                }
+            }
+            if let AckState::Taken = &*state {
+                return Err(CommitError::ShuttingDown);
+            }
+            self.slot.answered.wait(&mut state);
+        }
+    }
+}
+
+impl Future for CommitTicket {
+    type Output = Result<CommitReceipt, CommitError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.slot.state.lock();
+        match std::mem::replace(&mut *state, AckState::Taken) {
+            AckState::Answered(ack) => Poll::Ready(ack),
+            AckState::Taken => Poll::Ready(Err(CommitError::ShuttingDown)),
+            AckState::Pending | AckState::Waiting(_) => {
+                *state = AckState::Waiting(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -115,12 +212,13 @@ impl GroupCommitter {
 
     /// Queues a write set. The CommitId is assigned when it is appended.
     pub fn submit(&self, ops: Vec<Op>) -> CommitTicket {
-        let (reply, rx) = mpsc::sync_channel(1);
+        let (ticket, reply) = CommitTicket::new();
         if let Some(tx) = &self.tx {
-            // If the thread is gone the reply sender is dropped and wait() reports shutdown.
+            // If the thread is gone the request (and its reply) is dropped,
+            // which answers the ticket with ShuttingDown.
             let _ = tx.send(Request { ops, reply });
         }
-        CommitTicket { rx }
+        ticket
     }
 
     /// Submits and waits.
@@ -164,7 +262,7 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
         }
         if let Some(reason) = &failed {
             for req in batch {
-                let _ = req.reply.send(Err(CommitError::WalFailed(reason.clone())));
+                req.reply.send(Err(CommitError::WalFailed(reason.clone())));
             }
             continue;
         }
@@ -177,11 +275,11 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
                     replies.push(req.reply);
                 }
                 Err(AppendError::Encode(e)) => {
-                    let _ = req.reply.send(Err(CommitError::Encode(e)));
+                    req.reply.send(Err(CommitError::Encode(e)));
                 }
                 Err(AppendError::Log(e)) => {
                     failed = Some(e.to_string());
-                    let _ = req.reply.send(Err(CommitError::WalFailed(e.to_string())));
+                    req.reply.send(Err(CommitError::WalFailed(e.to_string())));
                 }
             }
         }
@@ -201,7 +299,7 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
         if let Some(reason) = &failed {
             tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
             for reply in replies {
-                let _ = reply.send(Err(CommitError::WalFailed(reason.clone())));
+                reply.send(Err(CommitError::WalFailed(reason.clone())));
             }
             continue;
         }
@@ -209,7 +307,7 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
             durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
         }
         for (reply, rec) in replies.into_iter().zip(&appended) {
-            let _ = reply.send(Ok(CommitReceipt { position: rec.position }));
+            reply.send(Ok(CommitReceipt { position: rec.position }));
         }
     }
     durable.close();

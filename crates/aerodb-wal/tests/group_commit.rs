@@ -423,3 +423,87 @@ fn core_1_reader_following_durable_point_reads_exact_stream() {
     let expected: Vec<u8> = files.iter().flat_map(|(_, p)| std::fs::read(p).unwrap()[SEGMENT_HEADER_LEN as usize..].to_vec()).collect();
     assert_eq!(stream, expected);
 }
+
+/// A waker that counts wake-ups and unparks the thread that polls.
+struct CountingWaker {
+    wakes: std::sync::atomic::AtomicUsize,
+    thread: std::thread::Thread,
+}
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wakes.fetch_add(1, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
+
+/// Polls `fut` on this thread until it is ready, parking between polls
+/// (a minimal executor: the WAL crate is runtime-agnostic).
+fn block_on<F: std::future::Future>(fut: F, waker: &Arc<CountingWaker>) -> F::Output {
+    let w = std::task::Waker::from(waker.clone());
+    let mut cx = std::task::Context::from_waker(&w);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// A sink that holds each group until the test releases it.
+struct GatedSink {
+    release: std::sync::mpsc::Receiver<()>,
+    seen: Arc<Mutex<Vec<u64>>>,
+}
+
+impl DurableSink for GatedSink {
+    fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String> {
+        self.release.recv().map_err(|e| e.to_string())?;
+        self.seen.lock().unwrap().extend(records.iter().map(|r| r.position.commit_id));
+        Ok(())
+    }
+}
+
+/// CORE-1: an awaited ticket (the async acknowledgement the HTTP server
+/// uses, RES-3: no thread parked per pending commit) stays pending while the
+/// group is not yet handed to the sink, is woken when the commit thread
+/// answers, and resolves only after the record is fsynced, applied and the
+/// durable point passed it. Once the WAL path fails, awaited tickets are
+/// refused, never acknowledged.
+#[test]
+fn core_1_awaited_ticket_resolves_only_after_fsync_and_apply() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk: Arc<dyn Disk> = OsDisk::shared();
+    let appender = SegmentAppender::create(disk, tmp.path(), ChainTip::GENESIS.segment_header()).unwrap();
+    let writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, NO_ROLL);
+    let durable = Arc::new(DurableWatch::new(DurablePoint::default()));
+    let (release, gate) = std::sync::mpsc::channel();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let committer = GroupCommitter::start(writer, GatedSink { release: gate, seen: seen.clone() }, durable.clone()).unwrap();
+
+    let waker = Arc::new(CountingWaker { wakes: std::sync::atomic::AtomicUsize::new(0), thread: std::thread::current() });
+    let mut ticket = std::pin::pin!(committer.submit(sample_ops(1)));
+    let w = std::task::Waker::from(waker.clone());
+    let poll = std::future::Future::poll(ticket.as_mut(), &mut std::task::Context::from_waker(&w));
+    assert!(poll.is_pending(), "no acknowledgement before the sink applied the group");
+    assert_eq!(durable.current().commit_id, 0);
+    release.send(()).unwrap();
+    let receipt = block_on(ticket, &waker).unwrap();
+    assert_eq!(receipt.position.commit_id, 1);
+    assert!(waker.wakes.load(Ordering::SeqCst) >= 1, "the commit thread woke the waiter");
+    assert_eq!(*seen.lock().unwrap(), vec![1], "applied before acknowledged");
+    assert_eq!(durable.current().commit_id, 1, "durable point passed it before the acknowledgement");
+
+    // Blocking and awaited waits agree.
+    release.send(()).unwrap();
+    assert_eq!(committer.submit(sample_ops(2)).wait().unwrap().position.commit_id, 2);
+
+    // The commit thread stops (its sink fails once the gate closes): pending
+    // and later tickets are never acknowledged.
+    drop(release);
+    let refused = block_on(committer.submit(sample_ops(3)), &waker).unwrap_err();
+    assert!(matches!(refused, CommitError::WalFailed(_)), "{refused:?}");
+    drop(committer);
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+}

@@ -1,8 +1,11 @@
 //! Command-line definitions (INTERFACE.md "Binary").
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::http::limits::{self, HttpLimits, SurfaceLimits};
 
 /// AeroDB: one primary, WAL-shipping read replicas, correctness first.
 #[derive(Parser, Debug)]
@@ -49,6 +52,63 @@ pub struct WriterFlags {
     /// Whether WAL wholly before the oldest retained snapshot may be removed.
     #[arg(long, value_enum, default_value_t = WalRetention::All)]
     pub wal_retention: WalRetention,
+    /// Bounds of the HTTP surfaces.
+    #[command(flatten)]
+    pub http: HttpFlags,
+}
+
+/// Bounds of the client and DX HTTP surfaces (RES-3; docs/operations.md, "Limits").
+#[derive(Args, Debug, Clone)]
+pub struct HttpFlags {
+    /// Client API connections open at once; over it a connection gets 503 TOO_MANY_CONNECTIONS and is closed.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// DX API connections open at once (503 TOO_MANY_CONNECTIONS over it).
+    #[arg(long, default_value_t = limits::DEFAULT_DX_MAX_CONNECTIONS)]
+    pub dx_max_connections: usize,
+    /// Milliseconds a connection has to send a whole request head, counted from when it opened or its previous
+    /// response was sent (also the keep-alive idle timeout); a half-sent head gets 408 HEADER_TIMEOUT.
+    #[arg(long, default_value_t = limits::DEFAULT_HEADER_TIMEOUT_MS)]
+    pub header_timeout_ms: u64,
+    /// Milliseconds a request has to send its whole body (408 BODY_TIMEOUT).
+    #[arg(long, default_value_t = limits::DEFAULT_BODY_TIMEOUT_MS)]
+    pub body_timeout_ms: u64,
+    /// Longest request target, path and query (414 URI_TOO_LONG).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_URL_BYTES)]
+    pub max_url_bytes: usize,
+    /// Largest request header section (431 HEADERS_TOO_LARGE).
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_HEADER_BYTES)]
+    pub max_header_bytes: usize,
+    /// Reads waiting for min_commit at once (503 TOO_MANY_WAITING_READS over it); a waiting read holds no thread.
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_WAITING_READS)]
+    pub max_waiting_reads: usize,
+    /// Request body bytes held at once, node-wide (503 BODY_BUDGET_EXHAUSTED over it).
+    #[arg(long, default_value_t = limits::DEFAULT_BODY_BUDGET_BYTES)]
+    pub body_budget_bytes: usize,
+    /// On SIGTERM/SIGINT, milliseconds in-flight requests get before their connections are cut
+    /// (waiting reads are answered 503 SHUTTING_DOWN at once); the process exits at most 2 s later.
+    #[arg(long, default_value_t = limits::DEFAULT_SHUTDOWN_TIMEOUT_MS)]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl HttpFlags {
+    /// The limits these flags set.
+    pub fn limits(&self) -> HttpLimits {
+        let client = SurfaceLimits {
+            max_connections: self.max_connections,
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_timeout: Duration::from_millis(self.body_timeout_ms),
+            max_url_bytes: self.max_url_bytes,
+            max_header_bytes: self.max_header_bytes,
+        };
+        HttpLimits {
+            client,
+            dx: SurfaceLimits { max_connections: self.dx_max_connections, ..client },
+            max_waiting_reads: self.max_waiting_reads,
+            body_budget_bytes: self.body_budget_bytes,
+            shutdown_timeout: Duration::from_millis(self.shutdown_timeout_ms),
+        }
+    }
 }
 
 /// Subcommands.
@@ -89,6 +149,9 @@ pub enum Command {
         /// Discard this replica's state (even if halted) and bootstrap again.
         #[arg(long)]
         rebootstrap: bool,
+        /// Bounds of the HTTP surfaces.
+        #[command(flatten)]
+        http: HttpFlags,
     },
     /// Put a document; prints the CommitId.
     Put {

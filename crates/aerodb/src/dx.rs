@@ -13,7 +13,7 @@ use aerodb_mvcc::PrimaryEngine;
 use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
-use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::ReplicaRegistry;
@@ -28,9 +28,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
+use crate::api_error::ApiError;
+use crate::http::refusal::LimitRefusal;
+use crate::http::server::RenderRefusal;
+use crate::http::stats::SurfaceStats;
 use crate::replica_node::RefusalCounters;
+use crate::serving::NodeHttp;
 
 /// What a primary's (or standalone's) DX API reads.
 #[derive(Clone)]
@@ -47,6 +51,8 @@ pub struct PrimaryDx {
     pub recovery: Option<Arc<PrimaryRecoveryReport>>,
     /// The snapshot scheduler (snapshots held, policy, counters).
     pub snapshots: Option<Arc<SnapshotScheduler>>,
+    /// The node's HTTP bounds and counters (RES-3).
+    pub http: Arc<NodeHttp>,
 }
 
 /// What a replica's DX API reads.
@@ -58,6 +64,8 @@ pub struct ReplicaDx {
     pub refusals: Arc<RefusalCounters>,
     /// Data directory root (for listing WAL segments and the bootstrap snapshot).
     pub data_dir: PathBuf,
+    /// The node's HTTP bounds and counters (RES-3).
+    pub http: Arc<NodeHttp>,
 }
 
 /// Either role.
@@ -97,6 +105,7 @@ impl PrimaryDx {
             replicas,
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
             wal_fsyncs: Some(self.engine.fsyncs()),
+            http: Some(http_facts(&self.http)),
         }
     }
 }
@@ -144,6 +153,7 @@ impl ReplicaDx {
             bootstrap_snapshot_bytes: if snapshot_installed { dir_bytes(&paths.snapshot()) } else { None },
             refusals: self.refusals.snapshot(),
             observed,
+            http: Some(http_facts(&self.http)),
         }
     }
 }
@@ -348,18 +358,35 @@ fn router(node: DxNode) -> Router {
         .with_state(node)
 }
 
-async fn serve(listener: TcpListener, node: DxNode) {
-    if let Err(e) = axum::serve(listener, router(node)).await {
-        tracing::error!(error = %e, "DX server failed");
+/// The DX API's refusal body (RES-3 bounds): the error in the envelope.
+fn refusal_body(node: DxNode) -> RenderRefusal {
+    Arc::new(move |r: &LimitRefusal| {
+        let e = ApiError::from(r.clone());
+        let data = json!({"error": e.error_object()});
+        serde_json::to_vec(&envelope(node.commit_id(), data, Vec::new())).unwrap_or_default()
+    })
+}
+
+/// A replica's DX router and its refusal body.
+pub fn replica_router(dx: ReplicaDx) -> (Router, RenderRefusal) {
+    let node = DxNode::Replica(dx);
+    (router(node.clone()), refusal_body(node))
+}
+
+/// A primary's (or standalone's) DX router and its refusal body.
+pub fn primary_router(dx: PrimaryDx) -> (Router, RenderRefusal) {
+    let node = DxNode::Primary(dx);
+    (router(node.clone()), refusal_body(node))
+}
+
+/// What the HTTP layer counted, as facts for `/metrics`.
+fn http_facts(http: &NodeHttp) -> HttpFacts {
+    let surface =
+        |s: &SurfaceStats| HttpSurfaceFacts { surface: s.name, open_connections: s.open_connections(), limits: s.limits.named(), rejects: s.rejects() };
+    HttpFacts {
+        surfaces: vec![surface(&http.client), surface(&http.dx)],
+        waiting_reads: http.waiters.waiting(),
+        body_bytes_in_flight: http.budget.in_flight(),
+        limits: http.limits.node_named(),
     }
-}
-
-/// Serves a replica's DX API.
-pub async fn serve_replica(listener: TcpListener, dx: ReplicaDx) {
-    serve(listener, DxNode::Replica(dx)).await;
-}
-
-/// Serves a primary's (or standalone's) DX API.
-pub async fn serve_primary(listener: TcpListener, dx: PrimaryDx) {
-    serve(listener, DxNode::Primary(dx)).await;
 }

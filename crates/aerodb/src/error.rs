@@ -54,6 +54,9 @@ pub enum StartupError {
         /// Cause.
         source: std::io::Error,
     },
+    /// A flag value is out of range or inconsistent with another.
+    #[error("bad flags: {0}")]
+    BadFlags(String),
     /// Anything else, already phrased for the operator.
     #[error("{0}")]
     Other(String),
@@ -71,6 +74,7 @@ impl StartupError {
             StartupError::Locked { .. } => "DATA_DIR_LOCKED",
             StartupError::Metadata { code, .. } | StartupError::Recovery { code, .. } => code,
             StartupError::Io { .. } => "IO_ERROR",
+            StartupError::BadFlags(_) => "BAD_FLAGS",
             StartupError::Other(_) => "STARTUP_FAILED",
         }
     }

@@ -26,6 +26,7 @@ macro_rules! out {
 }
 
 mod api_error;
+mod canonical;
 mod cli;
 mod client;
 mod client_api;
@@ -36,14 +37,17 @@ mod demo;
 mod dx;
 mod dx_client;
 mod error;
+mod http;
 mod node;
 #[cfg(feature = "replication")]
 mod primary_repl;
 #[cfg(feature = "replication")]
 mod replica_node;
 mod service;
+mod serving;
 mod tools;
 mod verify_ext;
+mod waiting;
 
 use clap::Parser;
 use serde_json::Value;
@@ -64,6 +68,7 @@ fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOp
     opts.repl_listen = repl_listen;
     opts.snapshot_every_bytes = flags.snapshot_every_bytes;
     opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
+    opts.http = flags.http.limits();
     opts
 }
 
@@ -86,13 +91,21 @@ fn main() {
         Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
         Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
         #[cfg(feature = "replication")]
-        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap } => {
+        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap, http } => {
             let method = match bootstrap {
                 cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
                 cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
             };
             let dx_listen = (dx_listen != "off").then_some(dx_listen);
-            run_node(replica_node::run_replica(replica_node::ReplicaOptions { data_dir, primary, listen, dx_listen, bootstrap: method, rebootstrap }))
+            run_node(replica_node::run_replica(replica_node::ReplicaOptions {
+                data_dir,
+                primary,
+                listen,
+                dx_listen,
+                bootstrap: method,
+                rebootstrap,
+                http: http.limits(),
+            }))
         }
         #[cfg(not(feature = "replication"))]
         Command::Replica { .. } => {

@@ -18,7 +18,9 @@ use tokio::net::TcpListener;
 use crate::client_api;
 use crate::datadir::{random_hex_id, DataDir, Identity, Role};
 use crate::error::StartupError;
+use crate::http::limits::HttpLimits;
 use crate::service::PrimaryService;
+use crate::serving::{serve_until_signal, Listening, NodeHttp};
 
 /// Options shared by primary and standalone nodes.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct PrimaryOptions {
     pub segment_target_bytes: u64,
     /// Input limits.
     pub limits: WriteLimits,
+    /// Bounds of the HTTP surfaces (RES-3).
+    pub http: HttpLimits,
 }
 
 impl PrimaryOptions {
@@ -53,6 +57,7 @@ impl PrimaryOptions {
             wal_retention_after_snapshot: false,
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -194,21 +199,30 @@ impl ShutdownSignals {
     }
 }
 
-/// Runs a primary or standalone node until a shutdown signal.
+/// Checks the HTTP bounds before anything touches the data directory.
+pub fn check_http_limits(limits: &HttpLimits, write_limits: &WriteLimits) -> Result<(), StartupError> {
+    limits.validate(client_api::largest_body(write_limits)).map_err(StartupError::BadFlags)
+}
+
+/// Runs a primary or standalone node until a shutdown signal, then stops
+/// within the bounded shutdown time (RES-3, see [`crate::serving`]).
 pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError> {
+    check_http_limits(&opts.http, &opts.limits)?;
     let opened = open_primary(&opts, role)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aerodb-http")
         .build()
         .map_err(|e| StartupError::Other(format!("cannot start the runtime: {e}")))?;
-    let max_body = opts.limits.max_write_set_bytes + 64 * 1024;
     let engine = opened.engine.clone();
     let cluster_id = opened.identity.cluster_id.clone();
     #[cfg(feature = "replication")]
     let mut replication: Option<aerodb_repl_net::PrimaryServer> = None;
     #[cfg(not(feature = "replication"))]
     let replication: Option<()> = None;
+    let http = NodeHttp::new(opts.http);
+    // Waiting reads are woken by the store itself after each commit.
+    let _ = engine.store().set_applied_observer(http.applied.observer());
     runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
         let client = bind("client", &opts.listen).await?;
@@ -225,30 +239,39 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let replicas: Option<()> = None;
         #[cfg(feature = "replication")]
-        if let Some(addr) = &opts.dx_listen {
-            let listener = bind("dx", addr).await?;
-            let dx = crate::dx::PrimaryDx {
-                role: role.as_str(),
-                engine: engine.clone(),
-                cluster_id: cluster_id.clone(),
-                replicas,
-                recovery: Some(Arc::new(opened.primary_recovery.clone())),
-                snapshots: Some(opened.snapshots.clone()),
-            };
-            tokio::spawn(crate::dx::serve_primary(listener, dx));
-        }
+        let dx = match &opts.dx_listen {
+            Some(addr) => {
+                let listener = bind("dx", addr).await?;
+                let dx = crate::dx::PrimaryDx {
+                    role: role.as_str(),
+                    engine: engine.clone(),
+                    cluster_id: cluster_id.clone(),
+                    replicas,
+                    recovery: Some(Arc::new(opened.primary_recovery.clone())),
+                    snapshots: Some(opened.snapshots.clone()),
+                    http: http.clone(),
+                };
+                let (router, render) = crate::dx::primary_router(dx);
+                Some((Listening { listener, router }, render))
+            }
+            None => None,
+        };
         #[cfg(not(feature = "replication"))]
-        if opts.dx_listen.is_some() {
+        let dx = {
             let _: Option<()> = replicas;
-            tracing::info!("this build has no replication or DX code (P5-I16): --dx-listen is ignored");
-        }
-        let app = client_api::router(Arc::new(PrimaryService::new(engine)), max_body);
+            if opts.dx_listen.is_some() {
+                tracing::info!("this build has no replication or DX code (P5-I16): --dx-listen is ignored");
+            }
+            None
+        };
+        let router = http.client_router(Arc::new(PrimaryService::new(engine)), opts.limits);
         tracing::info!(role = role.as_str(), %cluster_id, "serving");
-        axum::serve(client, app).with_graceful_shutdown(signals.recv()).await.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
+        serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
+        Ok::<(), StartupError>(())
     })?;
     // Stops accepting replicas and ends every session before the data directory is released.
     drop(replication);
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     drop(opened);
     tracing::info!("stopped cleanly");
     Ok(())

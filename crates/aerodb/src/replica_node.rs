@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aerodb_mvcc::{AppliedState, ClientOp, ReadView};
-use aerodb_repl_core::gate::evaluate;
+use aerodb_mvcc::{AppliedState, ClientOp, ReadView, WriteLimits};
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::ids::ReplicaId;
 use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaMetadata, ReplicaPaths};
@@ -17,20 +16,20 @@ use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
 use aerodb_repl_core::status::ReplicaObserved;
 use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
 use aerodb_repl_explain::facts::RefusalCount;
-use aerodb_repl_explain::views::default_read_inputs;
 use aerodb_repl_net::transport::TcpTransport;
 use aerodb_repl_net::{Replica, ReplicaOptions as RuntimeOptions};
 use aerodb_wal::disk::{Disk, OsDisk};
-use aerodb_wal::CommitId;
+use aerodb_wal::group::CommitTicket;
 use axum::http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::api_error::ApiError;
-use crate::client_api;
 use crate::datadir::{random_hex_id, DataDir, Role};
 use crate::error::StartupError;
-use crate::node::{bind, ShutdownSignals};
-use crate::service::{DocService, ReadRequest, MAX_WAIT_MS};
+use crate::http::limits::{HttpLimits, SHUTDOWN_CLEANUP_BOUND};
+use crate::node::{bind, check_http_limits, ShutdownSignals};
+use crate::service::{DocService, ReadRequest};
+use crate::serving::{serve_until_signal, Listening, NodeHttp};
 
 /// Replica options from the command line.
 #[derive(Clone, Debug)]
@@ -47,6 +46,8 @@ pub struct ReplicaOptions {
     pub bootstrap: BootstrapMethod,
     /// Discard all state and bootstrap again.
     pub rebootstrap: bool,
+    /// Bounds of the HTTP surfaces (RES-3).
+    pub http: HttpLimits,
 }
 
 /// Client requests a replica refused, by (code, rule): the counters behind
@@ -78,15 +79,6 @@ impl ReplicaService {
     /// Wraps a replica handle; refusals are counted in `refusals`.
     pub fn new(handle: Arc<ReplicaHandle>, refusals: Arc<RefusalCounters>) -> Self {
         ReplicaService { handle, refusals }
-    }
-
-    /// The replica's `replication.safety` explanation now (default read).
-    fn safety_now(&self) -> Value {
-        let observed = self.handle.shared.observe();
-        let store = self.handle.store();
-        let applied = store.as_ref().map(|s| s.applied());
-        let inputs = default_read_inputs(&observed, applied.as_ref(), store.as_ref().map_or(0, |s| s.history_horizon()));
-        safety_from_decision(&evaluate(&inputs), ReadBound::default(), &observed, applied.as_ref()).to_value()
     }
 }
 
@@ -133,26 +125,44 @@ fn rule_static(id: &str) -> &'static str {
     aerodb_repl_explain::rules::rule(id).map_or("REPL-5", |r| r.id)
 }
 
-impl DocService for ReplicaService {
-    fn write(&self, _ops: Vec<ClientOp>) -> Result<CommitId, ApiError> {
+impl ReplicaService {
+    /// The REPL-1 refusal of every write: says what this node is and where
+    /// writes go, and what the address it knows is (the primary's
+    /// replication port, which accepts only replicas). No read explanation:
+    /// a write is not a read.
+    fn write_rejected(&self) -> ApiError {
         let observed = self.handle.shared.observe();
         self.refusals.record("WRITE_REJECTED", Some("REPL-1"));
-        Err(ApiError::new(
+        let primary = observed.primary_addr.clone();
+        ApiError::new(
             StatusCode::FORBIDDEN,
             "WRITE_REJECTED",
             Some("REPL-1"),
-            "this node is a replica: only the primary accepts writes",
-            json!({"role": "replica", "replica_state": observed.state.name(), "primary": observed.primary_addr, "explanation": self.safety_now()}),
-        ))
+            format!(
+                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address). \
+                 {primary} is the primary's replication port, which serves replicas only"
+            ),
+            json!({
+                "role": "replica",
+                "node_state": aerodb_repl_explain::views::replica_node_state(&observed),
+                "replica_state": observed.state.name(),
+                "primary_replication_addr": primary,
+                "writes_accepted_by": "the primary's client API (--listen), not its replication port",
+            }),
+        )
+    }
+}
+
+impl DocService for ReplicaService {
+    fn check_writable(&self) -> Result<(), ApiError> {
+        Err(self.write_rejected())
+    }
+
+    fn submit(&self, _ops: Vec<ClientOp>) -> Result<CommitTicket, ApiError> {
+        Err(self.write_rejected())
     }
 
     fn open_read(&self, req: ReadRequest) -> Result<ReadView, ApiError> {
-        if let (Some(n), Some(store)) = (req.min_commit, self.handle.store()) {
-            if req.wait_ms > 0 && store.applied().commit_id < n {
-                // Waiting only delays the evaluation; the gate decides afterwards.
-                store.wait_for_commit(n, Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS)));
-            }
-        }
         self.handle.open_read(req.at, req.min_commit).map_err(|r| {
             let observed = self.handle.shared.observe();
             let applied = self.handle.store().map(|s| s.applied());
@@ -195,14 +205,19 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Op
     Ok((lock, metadata))
 }
 
-/// Runs a replica until a shutdown signal.
+/// Runs a replica until a shutdown signal, then stops within the bounded
+/// shutdown time (RES-3, see [`crate::serving`]).
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
+    check_http_limits(&opts.http, &WriteLimits::default())?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let (lock, metadata) = open_dir(&*disk, &opts)?;
     let new_replica_id = ReplicaId::parse(&random_hex_id()?).map_err(|e| StartupError::Other(e.to_string()))?;
     let seed = u64::from_str_radix(&random_hex_id()?[..16], 16).unwrap_or(0);
     let mut runtime_options = RuntimeOptions::new(opts.data_dir.clone(), opts.primary.clone(), opts.bootstrap, new_replica_id, seed);
+    // Initialised on disk: the replica says so from the first moment, even
+    // while a long recovery runs (ReplicaActive, not Uninitialized).
     runtime_options.recorded = metadata;
+    let http = NodeHttp::new(opts.http);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aerodb-http")
@@ -216,22 +231,29 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
             Some(addr) => Some(bind("dx", addr).await?),
             None => None,
         };
-        let mut replica =
+        let replica =
             Replica::open(runtime_options, disk.clone(), Arc::new(TcpTransport)).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
         let handle = replica.handle().clone();
+        // Waiting reads are woken by whichever store the replica installs.
+        let _ = handle.set_applied_observer(http.applied.observer());
         let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
-        let dx_task = dx.map(|listener| {
-            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone() };
-            tokio::spawn(crate::dx::serve_replica(listener, dx))
+        let dx = dx.map(|listener| {
+            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone(), http: http.clone() };
+            let (router, render) = crate::dx::replica_router(dx);
+            (Listening { listener, router }, render)
         });
-        let served = axum::serve(client, client_api::router(service, 64 * 1024)).with_graceful_shutdown(signals.recv()).await;
-        if let Some(t) = dx_task {
-            t.abort();
+        let router = http.client_router(service, WriteLimits::default());
+        serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
+        // The replica stops at its next wake-up; the process does not wait
+        // for it longer than the cleanup bound (the watchdog ends it anyway).
+        let mut replica = replica;
+        let joined = tokio::task::spawn_blocking(move || replica.stop());
+        if tokio::time::timeout(SHUTDOWN_CLEANUP_BOUND / 2, joined).await.is_err() {
+            tracing::warn!("the replica did not stop in time; exiting without it");
         }
-        let _ = tokio::task::spawn_blocking(move || replica.stop()).await;
-        served.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
+        Ok::<(), StartupError>(())
     });
-    runtime.shutdown_timeout(Duration::from_secs(5));
+    runtime.shutdown_timeout(Duration::from_millis(500));
     drop(lock);
     result?;
     tracing::info!("stopped cleanly");

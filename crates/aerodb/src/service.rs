@@ -1,10 +1,15 @@
-//! What the client API needs from a node, independent of its role: write a
-//! write set, and open a read view (through the replica's gate on replicas).
+//! What the client API needs from a node, independent of its role: whether
+//! it accepts writes at all (answered before a request is read further,
+//! REPL-1), queueing a write set for group commit (the acknowledgement is
+//! awaited, never a parked thread), and opening a read view now (through
+//! the replica's gate on replicas). Waiting for `min_commit` happens before
+//! `open_read`, in the HTTP layer ([`crate::waiting`]), and never changes
+//! what `open_read` admits.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aerodb_mvcc::{ClientOp, PrimaryEngine, ReadView, Store, ViewError};
+use aerodb_wal::group::CommitTicket;
 use aerodb_wal::CommitId;
 use axum::http::StatusCode;
 use serde_json::json;
@@ -28,10 +33,24 @@ pub struct ReadRequest {
 
 /// A node's document service.
 pub trait DocService: Send + Sync + 'static {
-    /// Commits a write set; blocks until durable. Returns the CommitId.
-    fn write(&self, ops: Vec<ClientOp>) -> Result<CommitId, ApiError>;
-    /// Opens a read view for the request (may block up to `wait_ms`).
+    /// Whether this node accepts writes now. Checked first, before the
+    /// request's path or body is read (a replica answers 403
+    /// `WRITE_REJECTED`, REPL-1, whatever the request holds).
+    fn check_writable(&self) -> Result<(), ApiError>;
+    /// Validates a write set and queues it for group commit; the ticket
+    /// resolves once the record is fsynced and applied (CORE-1).
+    fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, ApiError>;
+    /// Opens a read view for the request now (never waits).
     fn open_read(&self, req: ReadRequest) -> Result<ReadView, ApiError>;
+}
+
+/// Awaits a commit's acknowledgement: the CommitId once durable, or the
+/// error that stopped it.
+pub async fn acknowledged(ticket: CommitTicket) -> Result<CommitId, ApiError> {
+    match ticket.await {
+        Ok(receipt) => Ok(receipt.position.commit_id),
+        Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), Some("CORE-1"), e.to_string(), json!({}))),
+    }
 }
 
 /// The primary (or standalone) node's service.
@@ -47,12 +66,12 @@ impl PrimaryService {
 }
 
 impl DocService for PrimaryService {
-    fn write(&self, ops: Vec<ClientOp>) -> Result<CommitId, ApiError> {
-        let ticket = self.engine.submit(ops)?;
-        match ticket.wait() {
-            Ok(receipt) => Ok(receipt.position.commit_id),
-            Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), Some("CORE-1"), e.to_string(), json!({}))),
-        }
+    fn check_writable(&self) -> Result<(), ApiError> {
+        Ok(())
+    }
+
+    fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, ApiError> {
+        Ok(self.engine.submit(ops)?)
     }
 
     fn open_read(&self, req: ReadRequest) -> Result<ReadView, ApiError> {
@@ -60,13 +79,11 @@ impl DocService for PrimaryService {
     }
 }
 
-/// Opens a view on `store` honouring `at`, `min_commit` and `wait_ms`
-/// (primary semantics: any R <= C and >= the history horizon).
+/// Opens a view on `store` honouring `at` and `min_commit` (primary
+/// semantics: any R <= C and >= the history horizon; `min_commit` above C
+/// is refused under RS-3 with both numbers).
 pub fn open_view_at(store: &Arc<Store>, req: ReadRequest) -> Result<ReadView, ApiError> {
     if let Some(n) = req.min_commit {
-        if store.applied().commit_id < n && req.wait_ms > 0 {
-            store.wait_for_commit(n, Duration::from_millis(req.wait_ms.min(MAX_WAIT_MS)));
-        }
         let applied = store.applied().commit_id;
         if applied < n {
             return Err(ApiError::new(
@@ -78,8 +95,7 @@ pub fn open_view_at(store: &Arc<Store>, req: ReadRequest) -> Result<ReadView, Ap
             ));
         }
     }
-    let at = if req.min_commit.is_some() && req.at.is_none() { None } else { req.at };
-    store.read_view(at).map_err(|e| view_refusal(&e))
+    store.read_view(req.at).map_err(|e| view_refusal(&e))
 }
 
 /// The refusal for a view that cannot be opened.

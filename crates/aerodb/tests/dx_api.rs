@@ -431,7 +431,7 @@ fn p5_i14_halted_replica_explains_halt_and_refusals_embed_it() {
     let b = start_primary(pb.path(), &[], &[]);
     let cluster_b = b.replication()["cluster_id"].as_str().unwrap().to_string();
     let replica = start_replica(rd.path(), b.repl.as_deref().unwrap(), &["--bootstrap", "wal"], &[]);
-    replica.wait_state("Halted");
+    replica.wait_halted_settled();
 
     let safety = envelope(&replica, "/v1/explain/replication")["data"].clone();
     assert_explanation(&safety, "replication.safety");
@@ -458,7 +458,10 @@ fn p5_i14_halted_replica_explains_halt_and_refusals_embed_it() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["code"], "WRITE_REJECTED");
     assert_eq!(body["error"]["rule_id"], "REPL-1");
-    assert_eq!(body["error"]["evidence"]["explanation"]["rules_applied"], safety["rules_applied"]);
+    // A write is not a read: no read explanation (no "admitted") in its evidence (issue 14).
+    assert_eq!(body["error"]["evidence"]["node_state"], "ReplicationHalted", "{body}");
+    assert!(body["error"]["evidence"].get("explanation").is_none(), "{body}");
+    assert!(!body.to_string().contains("admitted"), "{body}");
 
     let m = metrics(&replica);
     assert_eq!(m["aerodb_replica_halted{code=\"CLUSTER_MISMATCH\"}"], 1.0);

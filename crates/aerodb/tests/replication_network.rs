@@ -464,7 +464,7 @@ fn f_v1_core_2_corrupt_record_in_valid_frame_halts_until_rebootstrap() {
     let applied_lsn = u(&before, &["wal_applied_lsn"]);
     c.proxy.arm(Action::FlipRecordByte, Target::Commit(c_good + 1));
     c.write(3);
-    let v = c.replica().wait_state("Halted");
+    let v = c.replica().wait_halted_settled();
     let ev = only_event(&c.proxy);
     assert_eq!(ev.record_lsn, Some(applied_lsn), "{ev:?}");
     assert_eq!(v["node_state"], "ReplicationHalted", "{v}");
@@ -512,7 +512,7 @@ fn f_v2_repl_7_dropped_record_is_a_gap_that_halts_with_state_unchanged() {
     c.proxy.arm(Action::DropRecord, Target::Commit(dropped));
     let ids = c.write(4);
     assert_eq!(ids, vec![c_good, dropped, dropped + 1, dropped + 2]);
-    let v = c.replica().wait_state("Halted");
+    let v = c.replica().wait_halted_settled();
     let ev = only_event(&c.proxy);
     assert_eq!(ev.commit_id, Some(dropped));
     assert_eq!(v["node_state"], "ReplicationHalted", "{v}");
@@ -562,7 +562,7 @@ fn f_d3_repl_4_forged_state_digest_halts_before_serving_the_commit() {
     c.proxy.arm(Action::RewriteDigest, Target::Commit(n));
     let ids = c.write(4);
     assert!(ids.contains(&n));
-    let v = c.replica().wait_state("Halted");
+    let v = c.replica().wait_halted_settled();
     let ev = only_event(&c.proxy);
     assert_eq!(ev.commit_id, Some(n));
     let (original, forged) = (ev.original_digest.unwrap(), ev.forged_digest.unwrap());

@@ -816,8 +816,11 @@ impl ReplicaEngine {
     }
 
     fn storage_done(&mut self, now: Millis, completion: Completion) {
-        if self.machine.state().kind() == StateKind::Halted {
-            // Nothing more is applied or installed once halted (REPL-5).
+        let halted = self.machine.state().kind() == StateKind::Halted;
+        if halted && !matches!(completion, Completion::Persisted { .. }) {
+            // Nothing is installed or retried once halted (REPL-5). Records
+            // validated before the halt still drain into the store below, so
+            // a halted replica's state is everything valid it received.
             return;
         }
         match completion {

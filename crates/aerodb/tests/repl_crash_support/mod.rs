@@ -385,7 +385,7 @@ pub fn check_recorded(primary: &Node, recorder: Recorder) -> Vec<Observed> {
 
 /// Waits until the replica is Halted with `code`; returns its view.
 pub fn wait_halted(node: &Node, code: &str) -> Value {
-    let v = node.wait_replication(&format!("replica halted with {code}"), |v| v["replica_state"] == "Halted");
+    let v = node.wait_halted_settled();
     assert_eq!(v["blocking_reason"]["code"], code, "{v}");
     assert_eq!(v["node_state"], "ReplicationHalted", "{v}");
     assert_eq!(v["read_safety"], "unsafe", "{v}");

@@ -159,6 +159,16 @@ impl Node {
     pub fn wait_state(&self, state: &str) -> Value {
         self.wait_replication(&format!("replica_state {state}"), |v| v["replica_state"] == state)
     }
+    /// Waits until the replica is Halted and every record it validated
+    /// before the halt has drained into its store (a pipelined replica
+    /// halts at once; its applier finishes the valid work already queued,
+    /// unless the apply itself failed).
+    pub fn wait_halted_settled(&self) -> Value {
+        self.wait_replication("replica halted and settled", |v| {
+            let apply_failed = v["blocking_reason"]["code"].as_str().is_some_and(|c| c.starts_with("APPLY_"));
+            v["replica_state"] == "Halted" && (apply_failed || v["wal_applied_lsn"].is_null() || v["wal_applied_lsn"] == v["wal_validated_lsn"])
+        })
+    }
 }
 
 impl Drop for Node {

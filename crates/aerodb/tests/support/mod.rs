@@ -483,3 +483,128 @@ pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// One HTTP response read off a raw socket.
+#[derive(Clone, Debug)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    /// Body parsed as JSON (a JSON string when it is not JSON).
+    pub body: Value,
+}
+
+impl RawResponse {
+    /// `(status, body)`, the shape [`assert_error`] takes.
+    pub fn pair(&self) -> (u16, Value) {
+        (self.status, self.body.clone())
+    }
+}
+
+/// A raw TCP client for the HTTP layer's own rules (RES-3): half-sent
+/// heads, oversized lines, declared lengths that never arrive. Reads wait
+/// at most [`DEADLINE`].
+pub struct RawClient {
+    /// The socket.
+    pub stream: std::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawClient {
+    /// Connects to `addr` (`host:port`).
+    pub fn connect(addr: &str) -> RawClient {
+        let stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        stream.set_read_timeout(Some(DEADLINE)).expect("read timeout");
+        RawClient { stream, buf: Vec::new() }
+    }
+
+    /// Sends bytes; Err when the server already closed the connection.
+    pub fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.stream.write_all(bytes)
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 8192];
+        match self.stream.read(&mut chunk) {
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                n
+            }
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => panic!("no answer within the deadline"),
+            Err(_) => 0,
+        }
+    }
+
+    /// Reads one whole response (its body framed by Content-Length);
+    /// None when the connection closed first.
+    pub fn try_response(&mut self) -> Option<RawResponse> {
+        let head_end = loop {
+            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p;
+            }
+            if self.fill() == 0 {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("bad status line in {head:?}"));
+        let headers: Vec<(String, String)> =
+            lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string())).collect();
+        let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+        while self.buf.len() < head_end + 4 + len {
+            if self.fill() == 0 {
+                return None;
+            }
+        }
+        let body: Vec<u8> = self.buf.drain(..head_end + 4 + len).skip(head_end + 4).collect();
+        let text = String::from_utf8_lossy(&body).into_owned();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Some(RawResponse { status, headers, body })
+    }
+
+    /// Reads one whole response (panics if the connection closed first).
+    pub fn response(&mut self) -> RawResponse {
+        self.try_response().expect("a response before the connection closed")
+    }
+
+    /// Whether the server closed the connection (EOF after any pending
+    /// bytes, or a reset), waiting up to [`DEADLINE`].
+    pub fn closed(&mut self) -> bool {
+        loop {
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => return false,
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Whether nothing has arrived yet (non-blocking check; the connection is open).
+    pub fn nothing_yet(&mut self) -> bool {
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let mut chunk = [0u8; 1];
+        let idle = matches!(self.stream.peek(&mut chunk), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).expect("blocking");
+        idle && self.buf.is_empty()
+    }
+}
+
+/// Sends `signal` (`TERM`, `INT`) to a process.
+pub fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// One sample of a node's `/metrics` (e.g. `aerodb_http_waiting_reads` or
+/// `aerodb_http_rejects_total{surface="client",code="URI_TOO_LONG"}`).
+pub fn metric(dx_url: &str, sample: &str) -> Option<f64> {
+    let (status, body) = request("GET", &format!("{dx_url}/metrics"), None);
+    assert_eq!(status, 200, "metrics: {body}");
+    let text = body.as_str().unwrap_or_default().to_string();
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| l.rsplit_once(' ').filter(|(name, _)| *name == sample).and_then(|(_, v)| v.parse().ok()))
+}
