@@ -26,6 +26,7 @@ pub mod mark_check;
 pub mod mark_writer;
 pub mod record;
 pub mod recovery;
+pub mod seal_check;
 pub mod segment;
 pub mod validate;
 pub mod writer;
