@@ -69,6 +69,15 @@ impl StoreRecoveryError {
             StoreRecoveryError::BaseMismatch { .. } => "F-S3",
         }
     }
+
+    /// The durable-mark violation that refused recovery (CORE-5, F-P4), if
+    /// that was the failure.
+    pub fn mark_violation(&self) -> Option<&aerodb_wal::mark_check::MarkViolation> {
+        match self {
+            StoreRecoveryError::Wal(WalRecoveryError::Mark(v)) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// Verifies the WAL in `wal_dir` and replays every record after `store`'s

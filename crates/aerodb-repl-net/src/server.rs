@@ -18,6 +18,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::handshake::{decide, Accept, Decision, Hello, PrimaryHistory};
 use aerodb_repl_core::pipeline::ReceivedChunk;
 use aerodb_repl_core::status::{Positions, PrimaryProgress};
@@ -118,6 +119,8 @@ pub struct PrimaryContext {
     pub replicas: Arc<ReplicaRegistry>,
     /// Stop flag.
     pub stop: Arc<AtomicBool>,
+    /// The primary's fence (REPL-11): a handshake proving lost history trips it.
+    pub fence: Option<Arc<FenceLatch>>,
 }
 
 /// The primary's history, read from its WAL for handshake decisions.
@@ -218,8 +221,13 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext) -> Result<(), Strin
         Ok(other) => return Err(format!("expected hello, got {other:?}")),
         Err(e) => return Err(e.to_string()),
     };
-    let decision = decide(&WalHistory { ctx }, &hello);
+    let history = WalHistory { ctx };
+    let decision = decide(&history, &hello);
     tracing::info!(replica_id = %hello.replica_id, request = ?hello.request, decision = ?decision, "replication handshake");
+    if let Some(fence) = &ctx.fence {
+        // REPL-11: a replica that proves lost or rewritten history fences this primary.
+        fence.observe(&ctx.cluster_id, &hello, None, &decision, history.durable());
+    }
     let durable = ctx.durable.current();
     let accept = |start_lsn| Accept { cluster_id: ctx.cluster_id.clone(), primary_commit_id: durable.commit_id, durable_lsn: durable.lsn, start_lsn };
     let peer = peer.map(|p| p.to_string()).unwrap_or_default();

@@ -116,6 +116,15 @@ impl PrimaryRecoveryError {
             PrimaryRecoveryError::NoBase { .. } => "RECOVERY_NO_BASE",
         }
     }
+    /// The durable-mark violation that refused recovery (CORE-5, F-P4), if
+    /// that was the failure.
+    pub fn mark_violation(&self) -> Option<&aerodb_wal::mark_check::MarkViolation> {
+        match self {
+            PrimaryRecoveryError::Store { source, .. } => source.mark_violation(),
+            _ => None,
+        }
+    }
+
     /// Rule enforced.
     pub fn rule_id(&self) -> &'static str {
         match self {

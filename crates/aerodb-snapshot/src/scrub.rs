@@ -311,7 +311,21 @@ impl ScrubState {
         };
         let summary =
             PassSummary { pass, started_at_commit_id: commit_id, finished_at_commit_id: None, verified: 0, damaged: 0, vanished: 0, unreadable: 0, bytes: 0 };
+        let empty = targets.is_empty();
         self.current = Some(Pass { progress, summary, queue: targets.into(), started_ms: now_ms });
+        if empty {
+            self.end_pass(commit_id, now_ms);
+        }
+    }
+
+    fn end_pass(&mut self, commit_id: Option<CommitId>, now_ms: u64) {
+        if let Some(pass) = self.current.take() {
+            let mut summary = pass.summary;
+            summary.finished_at_commit_id = commit_id;
+            self.last = Some(summary);
+            self.passes_completed += 1;
+            self.last_end_ms = Some(now_ms);
+        }
     }
 
     /// The next target of the running pass.
@@ -379,12 +393,7 @@ impl ScrubState {
             }
         }
         if pass.queue.is_empty() {
-            let mut summary = pass.summary.clone();
-            summary.finished_at_commit_id = commit_id;
-            self.current = None;
-            self.last = Some(summary);
-            self.passes_completed += 1;
-            self.last_end_ms = Some(now_ms);
+            self.end_pass(commit_id, now_ms);
         }
     }
 
@@ -517,6 +526,8 @@ mod tests {
         s.finish_target(damaged("wal/b.seg"), Some(21), 530);
         let st = s.status();
         assert_eq!((st.findings_total, st.findings.len(), st.findings[0].found_in_pass, st.findings[0].last_seen_in_pass), (1, 1, 1, 2));
+        s.begin_pass(Vec::new(), Some(30), 2000);
+        assert_eq!((s.status().passes_completed, s.status().current_pass), (3, None), "an empty pass completes at once");
         let disabled = ScrubState::new(ScrubPolicy { bytes_per_second: 0, pass_interval_ms: 0 });
         assert!(!disabled.pass_due(0) && !disabled.status().enabled);
     }

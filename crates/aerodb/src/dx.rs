@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use aerodb_mvcc::input::validate_name;
 use aerodb_mvcc::PrimaryEngine;
+use aerodb_repl_core::fence::{Fence, FenceLatch};
 use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
-use aerodb_repl_explain::facts::{PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::server::ReplicaRegistry;
 use aerodb_snapshot::{PrimaryRecoveryReport, SnapshotScheduler};
+use aerodb_wal::history::StartupDurability;
+use aerodb_wal::mark_writer::{MarkGate, MarkPolicy};
 use aerodb_wal::segment::parse_segment_file_name;
 use aerodb_wal::CommitId;
 use axum::extract::rejection::QueryRejection;
@@ -31,6 +34,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
 use crate::replica_node::RefusalCounters;
+use crate::scrub_task::ScrubHandle;
 
 /// What a primary's (or standalone's) DX API reads.
 #[derive(Clone)]
@@ -47,6 +51,39 @@ pub struct PrimaryDx {
     pub recovery: Option<Arc<PrimaryRecoveryReport>>,
     /// The snapshot scheduler (snapshots held, policy, counters).
     pub snapshots: Option<Arc<SnapshotScheduler>>,
+    /// Durable mark, fence and scrub (CORE-5, REPL-11, CORE-6).
+    pub guards: Option<PrimaryGuards>,
+}
+
+/// What a primary's DX API reads about its guards of acknowledged history.
+#[derive(Clone)]
+pub struct PrimaryGuards {
+    /// What startup did about the durable mark.
+    pub startup: Arc<StartupDurability>,
+    /// The mark policy.
+    pub policy: MarkPolicy,
+    /// The mark's gate (live positions and counters).
+    pub gate: Arc<MarkGate>,
+    /// The fence (None on standalone).
+    pub fence: Option<Arc<FenceLatch>>,
+    /// The fence lifted at startup.
+    pub fence_lifted: Option<Fence>,
+    /// The scrub.
+    pub scrub: Arc<ScrubHandle>,
+}
+
+impl PrimaryGuards {
+    /// The guards of an opened primary.
+    pub fn of(opened: &crate::node::OpenedPrimary) -> Self {
+        PrimaryGuards {
+            startup: opened.startup_durability.clone(),
+            policy: opened.options.durability.mark,
+            gate: opened.mark_gate.clone(),
+            fence: opened.fence.clone(),
+            fence_lifted: opened.fence_lifted.clone(),
+            scrub: opened.scrub.clone(),
+        }
+    }
 }
 
 /// What a replica's DX API reads.
@@ -58,12 +95,14 @@ pub struct ReplicaDx {
     pub refusals: Arc<RefusalCounters>,
     /// Data directory root (for listing WAL segments and the bootstrap snapshot).
     pub data_dir: PathBuf,
+    /// The scrub (CORE-6).
+    pub scrub: Option<Arc<ScrubHandle>>,
 }
 
 /// Either role.
 #[derive(Clone)]
 enum DxNode {
-    Primary(PrimaryDx),
+    Primary(Box<PrimaryDx>),
     Replica(ReplicaDx),
 }
 
@@ -97,6 +136,11 @@ impl PrimaryDx {
             replicas,
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
             wal_fsyncs: Some(self.engine.fsyncs()),
+            durability: self.guards.as_ref().map(|g| DurabilityFacts { startup: (*g.startup).clone(), policy: g.policy, live: g.gate.status() }),
+            fence: self.guards.as_ref().and_then(|g| {
+                g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
+            }),
+            scrub: self.guards.as_ref().map(|g| g.scrub.status()),
         }
     }
 }
@@ -143,6 +187,7 @@ impl ReplicaDx {
             wal_files: if paths.wal.exists() { list_wal_files(&paths.wal) } else { Ok(Vec::new()) },
             bootstrap_snapshot_bytes: if snapshot_installed { dir_bytes(&paths.snapshot()) } else { None },
             refusals: self.refusals.snapshot(),
+            scrub: self.scrub.as_ref().map(|s| s.status()),
             observed,
         }
     }
@@ -159,6 +204,7 @@ enum Endpoint {
     ExplainReplication,
     ExplainRecovery,
     ExplainRead,
+    Scrub,
     Metrics,
 }
 
@@ -172,6 +218,7 @@ pub const DX_PATHS: &[&str] = &[
     "/v1/explain/replication",
     "/v1/explain/recovery",
     "/v1/explain/read",
+    "/v1/scrub",
     "/metrics",
 ];
 
@@ -243,6 +290,7 @@ impl DxNode {
                         }
                         None => (Value::Null, Vec::new()),
                     },
+                    Endpoint::Scrub => views::scrub_view(f.role, f.scrub.as_ref()),
                     Endpoint::Metrics => return metrics_response(metrics::primary_metrics(&f)),
                 };
                 (c, data, notes)
@@ -274,6 +322,7 @@ impl DxNode {
                         }
                         None => (Value::Null, Vec::new()),
                     },
+                    Endpoint::Scrub => views::scrub_view("replica", f.scrub.as_ref()),
                     Endpoint::Metrics => return metrics_response(metrics::replica_metrics(&f)),
                 };
                 (c, data, notes)
@@ -316,6 +365,7 @@ handler!(replication, Endpoint::Replication);
 handler!(explain_replication, Endpoint::ExplainReplication);
 handler!(explain_recovery, Endpoint::ExplainRecovery);
 handler!(explain_read, Endpoint::ExplainRead);
+handler!(scrub, Endpoint::Scrub);
 handler!(metrics_text, Endpoint::Metrics);
 
 /// The DX API is read-only: any method other than GET is 405, on every path
@@ -342,6 +392,7 @@ fn router(node: DxNode) -> Router {
         .route("/v1/explain/replication", get(explain_replication))
         .route("/v1/explain/recovery", get(explain_recovery))
         .route("/v1/explain/read", get(explain_read))
+        .route("/v1/scrub", get(scrub))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(node.clone(), only_get))
@@ -361,5 +412,5 @@ pub async fn serve_replica(listener: TcpListener, dx: ReplicaDx) {
 
 /// Serves a primary's (or standalone's) DX API.
 pub async fn serve_primary(listener: TcpListener, dx: PrimaryDx) {
-    serve(listener, DxNode::Primary(dx)).await;
+    serve(listener, DxNode::Primary(Box::new(dx))).await;
 }

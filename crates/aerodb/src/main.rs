@@ -32,6 +32,7 @@ mod client_api;
 mod datadir;
 #[cfg(feature = "replication")]
 mod demo;
+mod durability;
 #[cfg(feature = "replication")]
 mod dx;
 mod dx_client;
@@ -40,7 +41,10 @@ mod node;
 #[cfg(feature = "replication")]
 mod primary_repl;
 #[cfg(feature = "replication")]
+mod repair;
+#[cfg(feature = "replication")]
 mod replica_node;
+mod scrub_task;
 mod service;
 #[cfg(feature = "replication")]
 mod snapshot_glue;
@@ -50,7 +54,7 @@ mod verify_ext;
 use clap::Parser;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command, WalRetention, WriterFlags};
+use crate::cli::{Cli, Command, ScrubFlags, WalRetention, WriterFlags};
 use crate::datadir::Role;
 use crate::node::PrimaryOptions;
 
@@ -66,7 +70,19 @@ fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOp
     opts.repl_listen = repl_listen;
     opts.snapshot_every_bytes = flags.snapshot_every_bytes;
     opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
+    opts.segment_target_bytes = flags.wal_segment_bytes;
+    let d = &flags.durability;
+    opts.durability = durability::DurabilityOptions {
+        mark: aerodb_wal::mark_writer::MarkPolicy { every_ms: d.durable_mark_every_ms, every_bytes: d.durable_mark_every_bytes },
+        accept_lost_history: d.accept_lost_history,
+        lift_fence: d.lift_fence,
+    };
+    opts.scrub = scrub_policy(&flags.scrub);
     opts
+}
+
+fn scrub_policy(flags: &ScrubFlags) -> aerodb_snapshot::scrub::ScrubPolicy {
+    aerodb_snapshot::scrub::ScrubPolicy { bytes_per_second: flags.scrub_bytes_per_second, pass_interval_ms: flags.scrub_pass_interval_ms }
 }
 
 fn run_node(result: Result<(), error::StartupError>) -> i32 {
@@ -88,13 +104,21 @@ fn main() {
         Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
         Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
         #[cfg(feature = "replication")]
-        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap } => {
+        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap, scrub } => {
             let method = match bootstrap {
                 cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
                 cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
             };
             let dx_listen = (dx_listen != "off").then_some(dx_listen);
-            run_node(replica_node::run_replica(replica_node::ReplicaOptions { data_dir, primary, listen, dx_listen, bootstrap: method, rebootstrap }))
+            run_node(replica_node::run_replica(replica_node::ReplicaOptions {
+                data_dir,
+                primary,
+                listen,
+                dx_listen,
+                bootstrap: method,
+                rebootstrap,
+                scrub: scrub_policy(&scrub),
+            }))
         }
         #[cfg(not(feature = "replication"))]
         Command::Replica { .. } => {
@@ -131,6 +155,13 @@ fn main() {
         Command::Explain { what, collection, key, at, dx } => dx_client::explain(&dx, &what, collection.as_deref(), key.as_deref(), at),
         Command::Verify { data_dir } => tools::verify(&data_dir),
         Command::WalDump { data_dir, from, limit } => tools::wal_dump(&data_dir, from, limit),
+        #[cfg(feature = "replication")]
+        Command::RepairWal { data_dir, from } => repair::run(&data_dir, &from),
+        #[cfg(not(feature = "replication"))]
+        Command::RepairWal { .. } => {
+            eprintln!("aerodb: repair-wal needs replication (built without the `replication` feature, P5-I16)");
+            2
+        }
     };
     std::process::exit(code);
 }

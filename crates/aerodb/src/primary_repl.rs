@@ -30,6 +30,7 @@ pub fn start(addr: &str, opened: &OpenedPrimary, stop: Arc<AtomicBool>) -> Resul
         snapshots: Arc::new(provider),
         replicas: registry.clone(),
         stop,
+        fence: opened.fence.clone(),
     };
     std::thread::Builder::new()
         .name("repl-accept".into())

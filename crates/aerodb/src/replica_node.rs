@@ -45,6 +45,8 @@ pub struct ReplicaOptions {
     pub bootstrap: BootstrapMethod,
     /// Discard all state and bootstrap again.
     pub rebootstrap: bool,
+    /// Scrub policy (CORE-6).
+    pub scrub: aerodb_snapshot::scrub::ScrubPolicy,
 }
 
 /// Client requests a replica refused, by (code, rule): the counters behind
@@ -189,6 +191,18 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Op
     Ok((lock, metadata))
 }
 
+/// Starts the scrub over the replica's bootstrap snapshot and sealed WAL
+/// segments (CORE-6): damage is reported, never repaired.
+fn start_scrub(disk: Arc<dyn Disk>, opts: &ReplicaOptions, handle: &Arc<ReplicaHandle>) -> Result<Arc<crate::scrub_task::ScrubHandle>, StartupError> {
+    let (list_disk, root, handle) = (disk.clone(), opts.data_dir.clone(), handle.clone());
+    let sources = crate::scrub_task::ScrubSources {
+        targets: Box::new(move || crate::scrub_task::replica_targets(&*list_disk, &root)),
+        commit_id: Box::new(move || handle.store().map(|s| s.applied().commit_id)),
+        withdraw: None,
+    };
+    crate::scrub_task::ScrubHandle::start(opts.scrub, disk, sources).map(Arc::new).map_err(|e| StartupError::Other(format!("cannot start the scrub: {e}")))
+}
+
 /// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let disk: Arc<dyn Disk> = OsDisk::shared();
@@ -228,8 +242,9 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
                 .spawn(move || run_supervisor(handle, disk, Arc::new(SnapshotFiles), cfg, stop))
                 .map_err(|e| StartupError::Other(format!("cannot start the replication supervisor: {e}")))?
         };
+        let scrub = start_scrub(disk.clone(), &opts, &handle)?;
         let dx_task = dx.map(|listener| {
-            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone() };
+            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone(), scrub: Some(scrub.clone()) };
             tokio::spawn(crate::dx::serve_replica(listener, dx))
         });
         let served = axum::serve(client, client_api::router(service, 64 * 1024)).with_graceful_shutdown(signals.recv()).await;
@@ -238,6 +253,7 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
             t.abort();
         }
         let _ = tokio::task::spawn_blocking(move || supervisor.join()).await;
+        scrub.stop();
         served.map_err(|e| StartupError::Other(format!("client API server failed: {e}")))
     });
     runtime.shutdown_timeout(Duration::from_secs(5));

@@ -34,20 +34,35 @@ pub trait DocService: Send + Sync + 'static {
     fn open_read(&self, req: ReadRequest) -> Result<ReadView, ApiError>;
 }
 
+/// Answers the refusal of a write while the primary is fenced (REPL-11),
+/// or `None` when writes are allowed.
+pub type FenceCheck = Arc<dyn Fn() -> Option<ApiError> + Send + Sync>;
+
 /// The primary (or standalone) node's service.
 pub struct PrimaryService {
     engine: Arc<PrimaryEngine>,
+    fence: Option<FenceCheck>,
 }
 
 impl PrimaryService {
     /// Wraps an engine.
     pub fn new(engine: Arc<PrimaryEngine>) -> Self {
-        PrimaryService { engine }
+        PrimaryService { engine, fence: None }
+    }
+
+    /// Refuses every write while `fence` answers a refusal (REPL-11).
+    pub fn with_fence(mut self, fence: Option<FenceCheck>) -> Self {
+        self.fence = fence;
+        self
     }
 }
 
 impl DocService for PrimaryService {
     fn write(&self, ops: Vec<ClientOp>) -> Result<CommitId, ApiError> {
+        // REPL-11: a fenced primary never builds new commits on top of lost history.
+        if let Some(refusal) = self.fence.as_ref().and_then(|check| check()) {
+            return Err(refusal);
+        }
         let ticket = self.engine.submit(ops)?;
         match ticket.wait() {
             Ok(receipt) => Ok(receipt.position.commit_id),
