@@ -248,7 +248,8 @@ fn initialise(disk: &dyn Disk, dir: &DataDir, role: Role) -> Result<Identity, St
     let shared: Arc<dyn Disk> = OsDisk::shared();
     SegmentAppender::create(shared, &wal, ChainTip::GENESIS.segment_header()).map_err(|e| StartupError::Other(e.to_string()))?;
     // The mark exists before the identity, so every initialised directory has one (CORE-5).
-    write_mark(disk, &wal, &DurableMark::at(ChainTip::GENESIS, false, 1)).map_err(|e| StartupError::io("write durable mark", &wal, e))?;
+    let window = aerodb_wal::mark_writer::MarkPolicy::default().window_bytes();
+    write_mark(disk, &wal, &DurableMark::at(ChainTip::GENESIS, false, window)).map_err(|e| StartupError::io("write durable mark", &wal, e))?;
     let cluster_id = random_hex_id()?;
     let id = dir.write_identity(disk, role, &cluster_id)?;
     tracing::info!(role = role.as_str(), cluster_id, "initialised data directory");
