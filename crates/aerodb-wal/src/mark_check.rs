@@ -130,7 +130,7 @@ pub enum MarkViolation {
     },
     /// Invalid bytes after a clean shutdown, where no byte may be dropped.
     #[error(
-        "{} invalid byte(s) at LSN {} in {} ({}) after a clean shutdown whose durable mark is at LSN {} (CommitId {}): after a clean shutdown no byte may be dropped",
+        "{} invalid byte(s) at LSN {} in {} ({}) after the durable mark at LSN {} (CommitId {}, clean shutdown): after a clean shutdown no byte may be dropped",
         invalid.bytes_dropped, invalid.lsn, invalid.segment, invalid.reason, mark.end_lsn, mark.commit_id
     )]
     InvalidAfterCleanShutdown {

@@ -88,7 +88,7 @@ pub fn recovery_refusal(e: &PrimaryRecoveryError, role: Role) -> StartupError {
             wal_end_lsn = v.wal_end().map(|w| w.end_lsn),
             damaged_from_lsn = v.damaged_range().0,
             damaged_to_lsn = v.damaged_range().1,
-            "the WAL ends or is damaged before its durable high-water mark: refusing to start, nothing truncated (CORE-5, F-P4)"
+            "the WAL ends or is damaged before its durable high-water mark: startup refused, nothing truncated (CORE-5, F-P4)"
         );
         #[cfg(feature = "replication")]
         {
