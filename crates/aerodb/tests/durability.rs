@@ -170,7 +170,7 @@ fn f_p4_core_5_damage_after_a_clean_stop_refuses_start_fails_verify_and_truncate
         assert_eq!((mark_lsn, mark_commit), (wal_file_end(&base), *acked.last().unwrap()), "at the exact end of the WAL");
         let recs = wal_dump(&base);
         for (name, damage) in DAMAGES {
-            if role == "standalone" && name.contains("700") || role == "standalone" && name.contains("segment") {
+            if role == "standalone" && (name.contains("700") || name.contains("segment")) {
                 continue;
             }
             let dir = tmp.path().join(format!("{role}-{}", name.replace(' ', "-")));
