@@ -49,8 +49,10 @@ impl From<ChainTip> for RecordedTip {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryLossRecord {
     /// Why the history was lost: `wal_before_mark` (the WAL ended or was
-    /// invalid before the mark), `mark_missing` or `mark_unreadable` (no
-    /// trustworthy mark bounded the loss).
+    /// invalid before the mark), `invalid_tail_truncated` (only invalid
+    /// bytes after the mark were dropped, without the crash-window check),
+    /// `mark_missing` or `mark_unreadable` (no trustworthy mark bounded the
+    /// loss).
     pub reason: String,
     /// The mark the WAL contradicted (None when it was missing or unreadable).
     pub mark: Option<RecordedTip>,
@@ -85,13 +87,14 @@ impl From<LostHistory> for LostRange {
 
 impl HistoryLossRecord {
     /// The record of an accepted recovery verdict, if it lost anything:
-    /// history before the mark, or (with no trustworthy mark) any invalid
-    /// bytes truncated.
+    /// history before the mark, invalid bytes truncated, or anything at all
+    /// without a trustworthy mark (`reason_without_mark`).
     pub fn from_verdict(verdict: &TailVerdict, mark: Option<&DurableMark>, reason_without_mark: &str) -> Option<Self> {
         let bytes_truncated = verdict.drop.as_ref().map_or(0, |t| t.bytes_dropped);
         let reason = match (mark, verdict.lost) {
             (Some(_), Some(_)) => "wal_before_mark",
-            (None, _) if bytes_truncated > 0 || !reason_without_mark.is_empty() => reason_without_mark,
+            (None, _) if !reason_without_mark.is_empty() => reason_without_mark,
+            _ if bytes_truncated > 0 => "invalid_tail_truncated",
             _ => return None,
         };
         Some(HistoryLossRecord {
