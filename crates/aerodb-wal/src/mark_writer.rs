@@ -152,12 +152,19 @@ impl MarkGate {
         append_limit(self.window_bytes, self.state.lock().marked.end_lsn, appended_end)
     }
 
-    /// Committer: `tip` is durable (fsynced and applied).
+    /// Committer: `tip` is durable (fsynced and applied). The writer is
+    /// woken only when it has something new to consider: the first durable
+    /// write after everything was marked (a mark may be due by time at
+    /// once), the byte threshold reached, or the committer waiting; it
+    /// otherwise wakes on its own when a mark becomes due by time.
     pub fn durable(&self, tip: ChainTip) {
         let mut s = self.state.lock();
         if tip.end_lsn > s.durable.end_lsn {
+            let was_marked = s.durable.end_lsn <= s.marked.end_lsn;
             s.durable = tip;
-            self.changed.notify_all();
+            if was_marked || tip.end_lsn - s.marked.end_lsn >= self.window_bytes / 2 || s.waiting {
+                self.changed.notify_all();
+            }
         }
     }
 

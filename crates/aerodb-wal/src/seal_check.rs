@@ -90,16 +90,18 @@ pub fn verify_sealed_segment(
     let start = ChainTip::of_segment(&header);
     let mut chain = ChainValidator::new(start);
     let mut records = 0u64;
-    // Unvalidated bytes, starting at LSN `at`; `read` is the file offset read up to.
+    // Read bytes not yet consumed are `pending[pos..]`, starting at LSN `at`;
+    // `read` is the file offset read up to.
     let mut pending: Vec<u8> = Vec::new();
+    let mut pos = 0usize;
     let mut at = header.start_lsn;
     let mut read = SEGMENT_HEADER_LEN;
     loop {
-        let need = match peek_record_len(&pending) {
+        let need = match peek_record_len(&pending[pos..]) {
             Ok(rec_len) => {
-                let bytes = Bytes::copy_from_slice(&pending[..rec_len]);
+                let bytes = Bytes::copy_from_slice(&pending[pos..pos + rec_len]);
                 chain.validate(at, &bytes).map_err(|v| violation(&v, header.start_lsn))?;
-                pending.drain(..rec_len);
+                pos += rec_len;
                 at += rec_len as u64;
                 records += 1;
                 continue;
@@ -107,14 +109,17 @@ pub fn verify_sealed_segment(
             Err(RecordDecodeError::Truncated { needed, .. }) => needed,
             Err(error) => return Err(violation(&ChainViolation::InvalidRecord { lsn: at, error }, header.start_lsn)),
         };
+        let left = pending.len() - pos;
         if read >= len {
-            if pending.is_empty() {
+            if left == 0 {
                 break;
             }
-            let error = RecordDecodeError::Truncated { needed: need, available: pending.len() };
+            let error = RecordDecodeError::Truncated { needed: need, available: left };
             return Err(violation(&ChainViolation::InvalidRecord { lsn: at, error }, header.start_lsn));
         }
-        let n = (len - read).min(CHUNK.max(need.saturating_sub(pending.len())) as u64);
+        pending.drain(..pos);
+        pos = 0;
+        let n = (len - read).min(CHUNK.max(need.saturating_sub(left)) as u64);
         pace(n);
         let old = pending.len();
         pending.resize(old + n as usize, 0);

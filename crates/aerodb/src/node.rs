@@ -169,7 +169,12 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
             let (latch, lifted) = crate::durability::open_fence(disk.clone(), &dir, durability.lift_fence)?;
             (Some(latch), lifted)
         }
-        _ => (None, None),
+        _ => {
+            if durability.lift_fence {
+                tracing::info!("--lift-fence: a standalone node serves no replicas and is never fenced");
+            }
+            (None, None)
+        }
     };
     // CORE-5: the running mark is on disk before any write is accepted.
     let (startup_durability, mark_gate) = seal_startup(&*disk, &dir, &mut identity, &choice, &primary_recovery, &durability)?;

@@ -82,12 +82,18 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
             if let Some(t) = &report.torn_tail {
                 let why = match rule {
                     TailRule::Mark { mark } => format!(
-                        "after the durable mark at LSN {}, within the crash window: written after the last mark by a process that crashed, never acknowledged before the mark",
+                        "after the durable mark at LSN {}, within the crash window of a process that crashed: a torn write, which startup drops and reports",
                         mark.end_lsn
                     ),
-                    _ => "at the very end with no valid record after it".to_string(),
+                    _ => "at the very end with no valid record after it: a torn write, which startup drops and reports".to_string(),
                 };
-                outln!("note  wal: torn tail of {} byte(s) at LSN {} in {} ({}) {why} [CORE-3, CORE-5]", t.bytes_dropped, t.lsn, t.segment, t.reason);
+                outln!(
+                    "note  wal: torn tail of {} byte(s) at LSN {} in {} ({}) {why}; verify changed nothing [CORE-3, CORE-5]",
+                    t.bytes_dropped,
+                    t.lsn,
+                    t.segment,
+                    t.reason
+                );
             }
         }
         Err(e) => {
