@@ -8,11 +8,22 @@
 mod repl_crash_support;
 mod repl_support;
 
-use repl_crash_support::{assert_converged, flip_byte, run_to_exit, segment_lsn, segments, wal_dump, workload, SEGMENT_HEADER_LEN};
+use repl_crash_support::{assert_converged, run_to_exit, segment_lsn, segments, wal_dump, workload, SEGMENT_HEADER_LEN};
 use repl_support::{start_primary, start_replica, wait_for, Node};
 use serde_json::{json, Value};
 
 const FAST_SCRUB: &[&str] = &["--scrub-pass-interval-ms", "20", "--scrub-bytes-per-second", "8388608"];
+
+/// Flips one byte in place (one `pwrite`, the file never shrinks): damage
+/// as a disk would make it, while the scrub may be reading the file.
+fn flip_byte(path: &std::path::Path, offset: usize) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, offset as u64).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5a], offset as u64).unwrap();
+    f.sync_all().unwrap();
+}
 
 fn scrub(node: &Node) -> Value {
     let (status, body) = node.dx_get("/v1/scrub");
