@@ -8,7 +8,9 @@ use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
 use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GroupCommitter};
 use aerodb_wal::log::{SegmentAppender, SegmentList};
-use aerodb_wal::recovery::{recover_wal, ReplayRefusal, WalRecoveryError, WalRecoveryReport};
+use aerodb_wal::mark_check::TailRule;
+use aerodb_wal::mark_writer::MarkGate;
+use aerodb_wal::recovery::{recover_wal_with, ReplayRefusal, WalRecoveryError, WalRecoveryReport};
 use aerodb_wal::writer::WalWriter;
 use aerodb_wal::{ChainTip, CommitId};
 use serde::Serialize;
@@ -67,6 +69,15 @@ impl StoreRecoveryError {
             StoreRecoveryError::BaseMismatch { .. } => "F-S3",
         }
     }
+
+    /// The durable-mark violation that refused recovery (CORE-5, F-P4), if
+    /// that was the failure.
+    pub fn mark_violation(&self) -> Option<&aerodb_wal::mark_check::MarkViolation> {
+        match self {
+            StoreRecoveryError::Wal(WalRecoveryError::Mark(v)) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// Verifies the WAL in `wal_dir` and replays every record after `store`'s
@@ -75,10 +86,21 @@ impl StoreRecoveryError {
 /// it exactly (LSN and fingerprint), and the first record after it must be
 /// base + 1 (P5-I9, F-S3).
 pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Result<(SegmentAppender, StoreRecoveryReport), StoreRecoveryError> {
+    recover_store_with(disk, wal_dir, store, TailRule::DropTornTail)
+}
+
+/// [`recover_store`] judging the end of the WAL under `tail` (a primary's
+/// durable high-water mark, CORE-5).
+pub fn recover_store_with(
+    disk: Arc<dyn Disk>,
+    wal_dir: &Path,
+    store: &Store,
+    tail: TailRule,
+) -> Result<(SegmentAppender, StoreRecoveryReport), StoreRecoveryError> {
     let base = store.applied();
     let mut base_seen = base.commit_id == 0;
     let mut replayed: Option<(CommitId, CommitId)> = None;
-    let (appender, wal) = recover_wal(disk, wal_dir, |record, position| {
+    let (appender, wal) = recover_wal_with(disk, wal_dir, tail, |record, position| {
         if position.commit_id < base.commit_id {
             return Ok(());
         }
@@ -149,6 +171,18 @@ impl PrimaryEngine {
     /// Starts the commit thread. `appender` and `store` must come from the
     /// same [`recover_store`] call.
     pub fn start(store: Arc<Store>, appender: SegmentAppender, limits: WriteLimits, segment_target_bytes: u64) -> std::io::Result<Self> {
+        Self::start_with(store, appender, limits, segment_target_bytes, None)
+    }
+
+    /// [`PrimaryEngine::start`] with the group committer bounded by a
+    /// durable mark gate (CORE-5).
+    pub fn start_with(
+        store: Arc<Store>,
+        appender: SegmentAppender,
+        limits: WriteLimits,
+        segment_target_bytes: u64,
+        mark: Option<Arc<MarkGate>>,
+    ) -> std::io::Result<Self> {
         let applied = store.applied();
         let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
         if appender.end_lsn() != tip.end_lsn {
@@ -157,7 +191,7 @@ impl PrimaryEngine {
         let segments = appender.segments().clone();
         let writer = WalWriter::new(appender, tip, applied.state_digest, segment_target_bytes);
         let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
-        let committer = GroupCommitter::start(writer, StoreSink { store: store.clone() }, durable)?;
+        let committer = GroupCommitter::start_with(writer, StoreSink { store: store.clone() }, durable, mark)?;
         Ok(PrimaryEngine { store, committer, segments, limits })
     }
 
@@ -191,5 +225,12 @@ impl PrimaryEngine {
     /// Input limits in force.
     pub fn limits(&self) -> &WriteLimits {
         &self.limits
+    }
+
+    /// Stops accepting writes, answers every queued one, and waits for the
+    /// commit thread to exit (clean shutdown). Later writes report
+    /// shutdown. Idempotent.
+    pub fn close(&self) {
+        self.committer.close();
     }
 }

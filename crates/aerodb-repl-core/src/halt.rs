@@ -196,6 +196,16 @@ pub enum LocalWalFailure {
         /// What differs.
         detail: String,
     },
+    /// The WAL ends or is damaged before its durable high-water mark (only
+    /// on nodes that keep one; CORE-5).
+    BeforeMark {
+        /// The mark check's stable code.
+        code: String,
+        /// Where the damage starts.
+        lsn: Lsn,
+        /// What the check found.
+        detail: String,
+    },
     /// Replaying a record through the apply function failed.
     Replay {
         /// Record start.
@@ -216,6 +226,7 @@ impl LocalWalFailure {
             LocalWalFailure::Corruption { .. } => "WAL_CORRUPT",
             LocalWalFailure::Empty { .. } => "WAL_EMPTY",
             LocalWalFailure::SnapshotWalMismatch { .. } => "SNAPSHOT_WAL_MISMATCH",
+            LocalWalFailure::BeforeMark { .. } => "WAL_BEFORE_MARK",
             LocalWalFailure::Replay { code, .. } if code == "APPLY_DIVERGED" => "APPLY_DIVERGED",
             LocalWalFailure::Replay { .. } => "APPLY_OUT_OF_ORDER",
         }
@@ -225,6 +236,7 @@ impl LocalWalFailure {
             LocalWalFailure::Corruption { violation, .. } => violation.rule_id(),
             LocalWalFailure::SegmentLayout { .. } => "REPL-7",
             LocalWalFailure::SnapshotWalMismatch { .. } => "F-S3",
+            LocalWalFailure::BeforeMark { .. } => "CORE-5",
             LocalWalFailure::Replay { code, .. } if code == "APPLY_DIVERGED" => "REPL-4",
             LocalWalFailure::Replay { .. } => "REPL-2",
             _ => "CORE-3",
@@ -234,7 +246,7 @@ impl LocalWalFailure {
         match self {
             LocalWalFailure::Corruption { violation, .. } => Some(violation.lsn()),
             LocalWalFailure::SnapshotWalMismatch { lsn, .. } => *lsn,
-            LocalWalFailure::Replay { lsn, .. } => Some(*lsn),
+            LocalWalFailure::Replay { lsn, .. } | LocalWalFailure::BeforeMark { lsn, .. } => Some(*lsn),
             _ => None,
         }
     }
@@ -249,6 +261,7 @@ impl fmt::Display for LocalWalFailure {
             LocalWalFailure::Corruption { segment, violation } => write!(f, "WAL corruption in {segment}: {violation}"),
             LocalWalFailure::Empty { dir } => write!(f, "no WAL segments in {dir}"),
             LocalWalFailure::SnapshotWalMismatch { detail, .. } => write!(f, "WAL does not continue the bootstrap snapshot: {detail}"),
+            LocalWalFailure::BeforeMark { detail, .. } => write!(f, "{detail}"),
             LocalWalFailure::Replay { lsn, detail, .. } => write!(f, "replay stopped at LSN {lsn}: {detail}"),
         }
     }
@@ -266,6 +279,7 @@ impl From<&aerodb_mvcc::StoreRecoveryError> for LocalWalFailure {
                 W::SegmentLayout { segment, detail } => LocalWalFailure::SegmentLayout { segment: segment.clone(), detail: detail.clone() },
                 W::Corruption { segment, violation } => LocalWalFailure::Corruption { segment: segment.clone(), violation: violation.clone() },
                 W::Empty(dir) => LocalWalFailure::Empty { dir: dir.clone() },
+                W::Mark(v) => LocalWalFailure::BeforeMark { code: v.code().to_string(), lsn: v.lsn(), detail: v.to_string() },
                 W::Replay { lsn, detail, code: "SNAPSHOT_WAL_MISMATCH", .. } => {
                     LocalWalFailure::SnapshotWalMismatch { lsn: Some(*lsn), detail: detail.clone() }
                 }

@@ -8,8 +8,10 @@
 //! ([`storage`]), replica recovery and bootstrap installation
 //! ([`replica`]), the replica metadata files ([`metadata`]), typed halts
 //! and blocking reasons ([`halt`]), the read-safety gate ([`gate`],
-//! [`reads`]), peer-supplied identifiers ([`ids`]) and the frames and
-//! messages on the replication port ([`wire`]).
+//! [`reads`]), the primary's fence ([`fence`], REPL-11: the pure rule that
+//! a handshake proves lost history, and the persisted fence state),
+//! peer-supplied identifiers ([`ids`]) and the frames and messages on the
+//! replication port ([`wire`]).
 //!
 //! It must never open a socket, spawn a thread or read a clock: time is
 //! passed in, files are reached only through the `Disk` trait, and no
@@ -19,6 +21,7 @@
 #![deny(missing_docs)]
 
 pub mod engine;
+pub mod fence;
 pub mod gate;
 pub mod halt;
 pub mod handshake;

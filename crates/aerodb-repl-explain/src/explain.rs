@@ -24,13 +24,15 @@ use serde_json::{json, Value};
 
 use aerodb_mvcc::store::visible_in;
 use aerodb_mvcc::{AppliedState, Version};
+use aerodb_repl_core::fence::Fence;
 use aerodb_repl_core::gate::{evaluate, GateDecision};
 use aerodb_repl_core::halt::{Reason, ReasonView};
 use aerodb_repl_core::state::StateKind;
 use aerodb_repl_core::status::ReplicaObserved;
+use aerodb_wal::mark_check::MarkViolation;
 use aerodb_wal::CommitId;
 
-use crate::facts::{PrimaryFacts, ReplicaFacts};
+use crate::facts::{FenceFacts, PrimaryFacts, ReplicaFacts};
 use crate::halts::{halt_code, operator_action, REBOOTSTRAP_COMMAND};
 use crate::rules;
 use crate::views::{default_read_inputs, replica_node_state};
@@ -275,6 +277,11 @@ pub fn primary_safety(f: &PrimaryFacts) -> Explanation {
         ),
         rule("MVCC-3", Some(true), json!({"history_horizon": f.history_horizon, "active_read_views": read_views(&f.active_read_views)})),
     ];
+    let mut rules_applied = rules_applied;
+    if let Some(fence) = &f.fence {
+        rules_applied.push(fence_rule(fence));
+    }
+    let fenced = f.fence.as_ref().and_then(|x| x.current.as_ref());
     Explanation {
         explanation_type: types::SAFETY,
         observed_snapshot: observed(Some(c)),
@@ -285,8 +292,39 @@ pub fn primary_safety(f: &PrimaryFacts) -> Explanation {
             "node_state": "PrimaryActive",
             "role": f.role,
             "readable_range": {"from_commit_id": f.history_horizon, "to_commit_id": c},
+            "accepts_writes": fenced.is_none(),
+            "write_refusal": fenced.map(|_| json!({"code": "PRIMARY_FENCED", "rule_id": "REPL-11", "operator_action": FENCE_ACTION})),
             "missing_evidence": Vec::<&str>::new(),
         }),
+    }
+}
+
+/// What an operator does about a fence (docs/operations.md, "Fencing").
+pub const FENCE_ACTION: &str = "find out how this primary lost the history the fencing replica holds (restored from an old backup, a damaged disk, `--accept-lost-history`); restore it with `aerodb repair-wal --data-dir DIR --from REPLICA_DIR` (both stopped) where possible; then restart it with `aerodb primary --lift-fence` and re-bootstrap replicas that hold the other history";
+
+/// REPL-11 on a primary: whether a replica proved lost history (the
+/// primary then refuses every write with PRIMARY_FENCED).
+fn fence_rule(f: &FenceFacts) -> RuleApplied {
+    match &f.current {
+        None => rule(
+            "REPL-11",
+            Some(true),
+            json!({"fenced": false, "proofs_since_start": f.proofs, "lifted_at_startup": f.lifted_at_startup.as_ref().map(Fence::evidence)}),
+        ),
+        Some(fence) => rule(
+            "REPL-11",
+            Some(false),
+            json!({
+                "fenced": true,
+                "code": fence.code,
+                "failure": fence.failure,
+                "detail": fence.detail,
+                "proof": fence.evidence(),
+                "proofs_since_start": f.proofs,
+                "consequence": "every write is refused with 503 PRIMARY_FENCED; reads and DX keep working",
+                "operator_action": FENCE_ACTION,
+            }),
+        ),
     }
 }
 
@@ -421,12 +459,34 @@ pub struct RecoveryInput<'a> {
     pub replica_state: Option<StateKind>,
     /// Applied CommitId now.
     pub commit_id: Option<CommitId>,
+    /// What startup did about the durable mark (a serialized
+    /// `StartupDurability`; primaries and standalone nodes), judged under
+    /// CORE-5.
+    pub durability: Option<&'a Value>,
+    /// The fence at startup: `{"at_startup": Fence|null, "lifted": Fence|null}`
+    /// (primaries only), judged under REPL-11.
+    pub fence: Option<&'a Value>,
 }
 
 /// `recovery.process` of a primary or standalone node.
 pub fn primary_recovery(f: &PrimaryFacts) -> Explanation {
     let report = f.recovery.as_ref().and_then(|r| serde_json::to_value(r).ok());
-    recovery_process(&RecoveryInput { role: f.role, report: report.as_ref(), halt: None, replica_state: None, commit_id: Some(f.applied.commit_id) })
+    let durability = f.durability.as_ref().and_then(|d| serde_json::to_value(&d.startup).ok());
+    let fence = f.fence.as_ref().map(|x| {
+        json!({
+            "in_force": x.current.as_ref().map(Fence::evidence),
+            "lifted_at_startup": x.lifted_at_startup.as_ref().map(Fence::evidence),
+        })
+    });
+    recovery_process(&RecoveryInput {
+        role: f.role,
+        report: report.as_ref(),
+        halt: None,
+        replica_state: None,
+        commit_id: Some(f.applied.commit_id),
+        durability: durability.as_ref(),
+        fence: fence.as_ref(),
+    })
 }
 
 /// `recovery.process` of a replica.
@@ -438,6 +498,8 @@ pub fn replica_recovery(f: &ReplicaFacts) -> Explanation {
         halt: halt.as_ref(),
         replica_state: Some(f.observed.kind()),
         commit_id: f.applied.map(|a| a.commit_id),
+        durability: None,
+        fence: None,
     })
 }
 
@@ -481,8 +543,10 @@ pub fn recovery_process(input: &RecoveryInput<'_>) -> Explanation {
     let p = |suffix: &str| format!("{store}{suffix}");
     let ids: &[&str] = if replica {
         &["F-RC2", "F-S1", "REPL-8", "CORE-2", "CORE-3", "P5-I9", "CORE-4", "REPL-4", "REPL-9"]
+    } else if input.role == "primary" {
+        &["F-S1", "REPL-8", "CORE-2", "CORE-3", "CORE-5", "P5-I9", "CORE-4", "REPL-4", "REPL-9", "REPL-11"]
     } else {
-        &["F-S1", "REPL-8", "CORE-2", "CORE-3", "P5-I9", "CORE-4", "REPL-4", "REPL-9"]
+        &["F-S1", "REPL-8", "CORE-2", "CORE-3", "CORE-5", "P5-I9", "CORE-4", "REPL-4", "REPL-9"]
     };
     let inputs = json!({"role": input.role, "report": if input.report.is_some() { "last recovery of this process" } else { "none" }});
     let Some(report) = input.report else {
@@ -536,6 +600,8 @@ pub fn recovery_process(input: &RecoveryInput<'_>) -> Explanation {
                 last == e["applied"]["commit_id"].as_u64()
             }),
             "REPL-4" => evidence_rule(id, report, &[("final_state", &p("/applied"))], |e| e["final_state"]["state_digest"].is_string()),
+            "CORE-5" => mark_rule(report, input.durability),
+            "REPL-11" => startup_fence_rule(input.fence),
             _ => evidence_rule(id, report, &[("removed_temp_files", &p("/wal/removed_temp_files"))], |_| true),
         };
         rules_applied.push(r);
@@ -575,6 +641,17 @@ pub fn recovery_process(input: &RecoveryInput<'_>) -> Explanation {
         "halt": input.halt.map(halt_summary),
         "missing_evidence": missing_rules(&rules_applied),
     });
+    let mut conclusion = conclusion;
+    if !replica {
+        let d = input.durability;
+        conclusion["durable_mark_found"] = d.and_then(|d| d.get("mark_found")).cloned().unwrap_or(Value::Null);
+        conclusion["durable_mark_written"] = d.and_then(|d| d.get("mark_written")).cloned().unwrap_or(Value::Null);
+        conclusion["history_lost_at_this_startup"] = d.and_then(|d| d.get("accepted_loss")).cloned().unwrap_or(Value::Null);
+        conclusion["history_losses"] = d.and_then(|d| d.pointer("/history_losses/losses")).cloned().unwrap_or(Value::Null);
+    }
+    if input.role == "primary" {
+        conclusion["fence"] = input.fence.cloned().unwrap_or(Value::Null);
+    }
     Explanation { explanation_type: types::RECOVERY, observed_snapshot: observed(input.commit_id), inputs, rules_applied, conclusion }
 }
 
@@ -608,6 +685,119 @@ fn recovery_without_report(input: &RecoveryInput<'_>, ids: &[&str], inputs: Valu
             "halt": input.halt.map(halt_summary),
             "operator_action": input.halt.map(|h| operator_action(&h.code)),
             "missing_evidence": missing_evidence,
+        }),
+    }
+}
+
+/// CORE-5 at a successful startup: what the WAL's end was judged against
+/// (the durable mark), what was dropped, and any loss the operator
+/// accepted. Null when the node gave no durability facts, or when the
+/// directory had no mark (it predates marks: only CORE-3 bounded the drop).
+fn mark_rule(report: &Value, durability: Option<&Value>) -> RuleApplied {
+    let tail = field(report, "/store/wal/tail");
+    let Some(d) = durability else {
+        return rule("CORE-5", None, json!({"tail": tail, "missing": "the node did not provide its durable-mark facts"}));
+    };
+    let mut evidence = json!({
+        "mark_file": d.get("mark_file"),
+        "mark_found": d.get("mark_found"),
+        "tail_rule": tail.and_then(|t| t.pointer("/rule/rule")),
+        "wal_end": tail.and_then(|t| t.get("wal_end")),
+        "file_end_lsn": tail.and_then(|t| t.get("file_end_lsn")),
+        "beyond_mark_bytes": tail.and_then(|t| t.get("beyond_mark_bytes")),
+        "window_bytes": tail.and_then(|t| t.get("window_bytes")),
+        "bytes_dropped": tail.and_then(|t| t.get("drop")).map(|x| x.get("bytes_dropped").cloned().unwrap_or(json!(0))),
+        "accept_lost_history": d.get("accept_lost_history"),
+        "accepted_loss": d.get("accepted_loss"),
+        "history_losses": d.pointer("/history_losses/losses"),
+        "mark_written": d.get("mark_written"),
+        "check": "the WAL reaches the mark with the mark's record; after a clean shutdown nothing is dropped; after a crash only a torn tail after the mark, within the window",
+    });
+    if tail.is_none() {
+        evidence["missing"] = json!("the recovery report lacks the tail verdict");
+        return rule("CORE-5", None, evidence);
+    }
+    if d.get("mark_file").and_then(Value::as_str) == Some("missing_legacy") {
+        evidence["missing"] =
+            json!("no durable mark: the data directory predates durable marks, so only CORE-3 bounded what recovery dropped; a mark was written now");
+        return rule("CORE-5", None, evidence);
+    }
+    rule("CORE-5", Some(true), evidence)
+}
+
+/// REPL-11 at startup: a fence in force (every write refused) or lifted by
+/// the operator's `--lift-fence`.
+fn startup_fence_rule(fence: Option<&Value>) -> RuleApplied {
+    match fence {
+        None => rule("REPL-11", None, json!({"missing": "the node did not provide its fence state"})),
+        Some(f) => {
+            let mut evidence = f.clone();
+            evidence["consequence"] = match (f.get("in_force").filter(|v| !v.is_null()), f.get("lifted_at_startup").filter(|v| !v.is_null())) {
+                (Some(_), _) => json!("a persisted fence holds: every write is refused with PRIMARY_FENCED until `aerodb primary --lift-fence`"),
+                (None, Some(_)) => json!("the operator lifted the fence with --lift-fence at this startup; writes are accepted"),
+                (None, None) => json!("not fenced"),
+            };
+            rule("REPL-11", Some(true), evidence)
+        }
+    }
+}
+
+/// What an operator does when recovery refuses under CORE-5 (F-P4).
+pub const MARK_REFUSAL_ACTION: &str = "keep this data directory as it is; restore the missing or damaged WAL tail from a replica that holds it with `aerodb repair-wal --data-dir DIR --from REPLICA_DIR` (both nodes stopped); if no copy exists, accept the loss explicitly with `aerodb primary --accept-lost-history` (the lost range is recorded; a replica that still holds the lost commits then fences this primary)";
+
+/// `recovery.process` of a startup that refused because the WAL ends, or
+/// is invalid, before the durable high-water mark (CORE-5, F-P4): the
+/// mark, the WAL end, the damaged range, and that nothing was truncated.
+pub fn recovery_refused(role: &str, v: &MarkViolation) -> Explanation {
+    let mark = v.mark();
+    let (from, to) = v.damaged_range();
+    let wal_end = v.wal_end();
+    let lost = wal_end.filter(|w| w.commit_id < mark.commit_id).map(|w| json!({"first_commit_id": w.commit_id + 1, "last_commit_id": mark.commit_id}));
+    let rules_applied = vec![
+        rule(
+            "CORE-5",
+            Some(false),
+            json!({
+                "code": v.code(),
+                "detail": v.to_string(),
+                "mark": mark,
+                "wal_end": wal_end,
+                "damaged_range": {"from_lsn": from, "to_lsn": to},
+                "acknowledged_commit_ids_missing": lost,
+                "violation": v,
+            }),
+        ),
+        rule(
+            "F-P4",
+            Some(true),
+            json!({"required_outcome": "refuse to start with the mark, the WAL end and the damaged range; aerodb verify fails; nothing is truncated; no CommitId is reused", "bytes_truncated": 0}),
+        ),
+        rule(
+            "CORE-3",
+            Some(true),
+            json!({"bytes_truncated": 0, "why": "bytes at or before the durable mark held acknowledged commits: dropping them is not a torn-tail truncation"}),
+        ),
+    ];
+    Explanation {
+        explanation_type: types::RECOVERY,
+        observed_snapshot: observed(None),
+        inputs: json!({"role": role, "report": "refused startup"}),
+        rules_applied,
+        conclusion: json!({
+            "outcome": "refused",
+            "code": v.code(),
+            "rule_id": v.rule_id(),
+            "failure": v.failure(),
+            "mark_lsn": mark.end_lsn,
+            "mark_commit_id": mark.commit_id,
+            "mark_clean_shutdown": mark.clean_shutdown,
+            "wal_end_lsn": wal_end.map(|w| w.end_lsn),
+            "wal_end_commit_id": wal_end.map(|w| w.commit_id),
+            "damaged_from_lsn": from,
+            "damaged_to_lsn": to,
+            "bytes_truncated": 0,
+            "operator_action": MARK_REFUSAL_ACTION,
+            "missing_evidence": Vec::<&str>::new(),
         }),
     }
 }
@@ -817,6 +1007,7 @@ mod tests {
             bootstrap_snapshot_bytes: None,
             refusals: Vec::new(),
             http: None,
+            scrub: None,
         }
     }
 
@@ -845,8 +1036,24 @@ mod tests {
             }
         }
         let report = json!({"bootstrap": {"method": "wal"}, "wal": {}});
-        out.push(recovery_process(&RecoveryInput { role: "replica", report: Some(&report), halt: None, replica_state: None, commit_id: None }));
-        out.push(recovery_process(&RecoveryInput { role: "primary", report: None, halt: None, replica_state: None, commit_id: None }));
+        out.push(recovery_process(&RecoveryInput {
+            role: "replica",
+            report: Some(&report),
+            halt: None,
+            replica_state: None,
+            commit_id: None,
+            durability: None,
+            fence: None,
+        }));
+        out.push(recovery_process(&RecoveryInput {
+            role: "primary",
+            report: None,
+            halt: None,
+            replica_state: None,
+            commit_id: None,
+            durability: None,
+            fence: None,
+        }));
         out
     }
 
@@ -875,7 +1082,15 @@ mod tests {
     #[test]
     fn f_o1_incomplete_recovery_report_is_undetermined() {
         let report = json!({"bootstrap": {"method": "wal"}, "wal": {}});
-        let e = recovery_process(&RecoveryInput { role: "replica", report: Some(&report), halt: None, replica_state: None, commit_id: None });
+        let e = recovery_process(&RecoveryInput {
+            role: "replica",
+            report: Some(&report),
+            halt: None,
+            replica_state: None,
+            commit_id: None,
+            durability: None,
+            fence: None,
+        });
         assert_eq!(e.conclusion["outcome"], "undetermined");
         assert!(e.rules_applied.iter().any(|r| r.evaluation.is_none() && r.evidence["missing"].is_string()));
     }

@@ -3,11 +3,38 @@
 //! explanation and metric in this crate is a pure function of them.
 
 use aerodb_mvcc::AppliedState;
+use aerodb_repl_core::fence::Fence;
 use aerodb_repl_core::status::{Positions, ReplicaObserved};
+use aerodb_snapshot::scrub::ScrubStatus;
 use aerodb_snapshot::{PrimaryRecoveryReport, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
 use aerodb_wal::durable::DurablePoint;
+use aerodb_wal::history::StartupDurability;
 use aerodb_wal::log::SegmentInfo;
+use aerodb_wal::mark_writer::{MarkPolicy, MarkStatus};
 use aerodb_wal::{CommitId, Lsn};
+
+/// A primary's fence (REPL-11): the one in force, the one the operator
+/// lifted at startup, and how many handshakes proved lost history.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FenceFacts {
+    /// The fence in force (every write is refused), if any.
+    pub current: Option<Fence>,
+    /// The fence `--lift-fence` removed at this startup, if any.
+    pub lifted_at_startup: Option<Fence>,
+    /// Handshakes that proved lost history since this process started.
+    pub proofs: u64,
+}
+
+/// The durable high-water mark (CORE-5) of a primary or standalone node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurabilityFacts {
+    /// What startup found and did (mark read and written, accepted losses).
+    pub startup: StartupDurability,
+    /// When marks are written.
+    pub policy: MarkPolicy,
+    /// The mark now (positions and counters).
+    pub live: MarkStatus,
+}
 
 /// One replica connected to a primary, as the primary last heard from it
 /// (observability only: never a write acknowledgement).
@@ -60,6 +87,12 @@ pub struct PrimaryFacts {
     pub wal_fsyncs: Option<u64>,
     /// The HTTP surfaces' bounds and usage (None if unknown to the caller).
     pub http: Option<HttpFacts>,
+    /// The durable high-water mark (None if unknown to the caller).
+    pub durability: Option<DurabilityFacts>,
+    /// The fence (None on a standalone node, which has no replicas).
+    pub fence: Option<FenceFacts>,
+    /// Background re-verification (None when the node runs no scrub).
+    pub scrub: Option<ScrubStatus>,
 }
 
 /// One WAL segment file held by a replica.
@@ -103,6 +136,8 @@ pub struct ReplicaFacts {
     pub bootstrap_snapshot_bytes: Option<u64>,
     /// Client requests refused since start.
     pub refusals: Vec<RefusalCount>,
+    /// Background re-verification (None when the node runs no scrub).
+    pub scrub: Option<ScrubStatus>,
     /// The HTTP surfaces' bounds and usage (None if unknown to the caller).
     pub http: Option<HttpFacts>,
 }

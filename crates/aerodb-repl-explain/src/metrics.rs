@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use aerodb_repl_core::gate::evaluate;
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
+use aerodb_snapshot::scrub::ScrubStatus;
 
 use crate::facts::{HttpFacts, PrimaryFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
@@ -98,6 +99,36 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
         e.single("aerodb_wal_segments_removed_total", "counter", "WAL segments removed by retention in this process.", Some(s.segments_removed));
     }
     e.single("aerodb_wal_shipped_bytes_total", "counter", "WAL bytes shipped to replicas by this process.", f.wal_shipped_bytes);
+    if let Some(d) = &f.durability {
+        let marked = d.live.marked;
+        e.single("aerodb_durable_mark_lsn", "gauge", "End LSN the durable high-water mark names (CORE-5).", marked.map(|m| m.end_lsn));
+        e.single("aerodb_durable_mark_commit_id", "gauge", "CommitId the durable high-water mark names.", marked.map(|m| m.commit_id));
+        e.single(
+            "aerodb_durable_unmarked_bytes",
+            "gauge",
+            "Durable WAL bytes beyond the mark (at most the crash window).",
+            marked.map(|m| f.durable.lsn.saturating_sub(m.end_lsn)),
+        );
+        e.single("aerodb_durable_mark_window_bytes", "gauge", "The crash window: the most WAL bytes allowed beyond the mark.", Some(d.live.window_bytes));
+        e.single("aerodb_durable_marks_written_total", "counter", "Durable marks written by this process.", Some(d.live.marks_written));
+        e.single("aerodb_durable_mark_waits_total", "counter", "Times the committer waited for a mark (window full).", Some(d.live.backpressure_waits));
+        e.single(
+            "aerodb_history_losses",
+            "gauge",
+            "History losses an operator accepted on this data directory (--accept-lost-history).",
+            Some(d.startup.history_losses.losses.len() as u64 + d.startup.history_losses.older_losses),
+        );
+    }
+    if let Some(fence) = &f.fence {
+        e.single(
+            "aerodb_primary_fenced",
+            "gauge",
+            "1 while a replica's proof of lost history fences this primary (REPL-11), else 0.",
+            Some(u64::from(fence.current.is_some())),
+        );
+        e.single("aerodb_fence_proofs_total", "counter", "Handshakes that proved lost history since start.", Some(fence.proofs));
+    }
+    scrub_metrics(&mut e, f.scrub.as_ref());
     if let Some(replicas) = &f.replicas {
         e.single("aerodb_replicas_connected", "gauge", "Replica connections open now.", Some(replicas.len() as u64));
         let reported: Vec<_> = replicas.iter().filter_map(|r| r.reported.map(|p| (r, p))).collect();
@@ -222,7 +253,24 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
     if let Some(http) = &f.http {
         http_metrics(&mut e, http);
     }
+    scrub_metrics(&mut e, f.scrub.as_ref());
     e.out
+}
+
+/// Scrub counters (CORE-6), when the node runs a scrub.
+fn scrub_metrics(e: &mut Exposition, scrub: Option<&ScrubStatus>) {
+    let Some(s) = scrub else { return };
+    e.single("aerodb_scrub_bytes_per_second", "gauge", "Scrub read-rate bound (0 = disabled).", Some(s.policy.bytes_per_second));
+    e.single("aerodb_scrub_passes_total", "counter", "Scrub passes completed by this process.", Some(s.passes_completed));
+    e.single("aerodb_scrub_bytes_total", "counter", "Bytes re-verified by the scrub in this process.", Some(s.bytes_verified_total));
+    e.single(
+        "aerodb_scrub_targets_verified_total",
+        "counter",
+        "Snapshots and sealed WAL segments verified clean by this process.",
+        Some(s.targets_verified_total),
+    );
+    e.single("aerodb_scrub_findings", "gauge", "Damaged files the scrub found since start (CORE-6).", Some(s.findings_total));
+    e.single("aerodb_scrub_pass_bytes_done", "gauge", "Bytes read by the pass in progress.", s.current_pass.as_ref().map(|p| p.bytes_done));
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use aerodb_repl_core::gate::{evaluate, GateInputs};
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
 use aerodb_repl_core::status::{BootstrapState, ReplicaObserved};
+use aerodb_snapshot::scrub::ScrubStatus;
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::explain::read_views;
@@ -308,6 +309,7 @@ pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "cluster_id": f.cluster_id,
         "replicas": replicas,
         "wal_shipped_bytes": f.wal_shipped_bytes,
+        "fence": fence_view(f),
     });
     (data, notes)
 }
@@ -321,7 +323,8 @@ pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
     let data = json!({
         "role": f.role,
         "node_state": "PrimaryActive",
-        "accepts_writes": true,
+        "accepts_writes": f.fence.as_ref().is_none_or(|x| x.current.is_none()),
+        "fenced": f.fence.as_ref().map(|x| x.current.is_some()),
         "commit_id": f.applied.commit_id,
         "durable_commit_id": f.durable.commit_id,
         "durable_lsn": f.durable.lsn,
@@ -332,6 +335,9 @@ pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
             "snapshot_every_bytes": f.snapshot_policy.map(|p| p.snapshot_every_bytes),
             "wal_retention": f.snapshot_policy.map(|p| if p.wal_retention_after_snapshot { "after-oldest-snapshot" } else { "all" }),
             "snapshots_kept": f.snapshot_policy.map(|p| p.keep),
+            "durable_mark_every_ms": f.durability.as_ref().map(|d| d.policy.every_ms),
+            "durable_mark_every_bytes": f.durability.as_ref().map(|d| d.policy.every_bytes),
+            "scrub_bytes_per_second": f.scrub.as_ref().map(|s| s.policy.bytes_per_second),
         },
     });
     (data, notes)
@@ -359,6 +365,64 @@ pub fn primary_wal(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "torn_tail": wal.map(|w| serde_json::to_value(&w.torn_tail).unwrap_or(Value::Null)),
         "removed_temp_files": wal.map(|w| &w.removed_temp_files),
         "records_verified_at_recovery": wal.map(|w| w.records_verified),
+        "tail_at_recovery": wal.map(|w| serde_json::to_value(&w.tail).unwrap_or(Value::Null)),
+        // The live mark moves on its own cadence: its position and counters are in /metrics
+        // (aerodb_durable_mark_*), so this view stays a function of what was persisted at startup.
+        "durable_mark": f.durability.as_ref().map(|d| {
+            json!({
+                "written_at_startup": d.startup.mark_written,
+                "window_bytes": d.live.window_bytes,
+                "every_ms": d.policy.every_ms,
+                "every_bytes": d.policy.every_bytes,
+                "failed": d.live.failed,
+            })
+        }),
+    });
+    (data, notes)
+}
+
+/// The fence of a primary (REPL-11), or null on a standalone node.
+fn fence_view(f: &PrimaryFacts) -> Value {
+    match &f.fence {
+        None => Value::Null,
+        Some(x) => json!({
+            "fenced": x.current.is_some(),
+            "code": x.current.as_ref().map(|c| c.code.clone()),
+            "rule_id": x.current.as_ref().map(|_| "REPL-11"),
+            "evidence": x.current.as_ref().map(|c| c.evidence()),
+            "proofs_since_start": x.proofs,
+            "lifted_at_startup": x.lifted_at_startup.as_ref().map(|c| c.evidence()),
+        }),
+    }
+}
+
+/// `GET /v1/scrub` (both roles): the scrub's policy, the pass in progress
+/// and the last one ("when" in CommitIds), totals and findings (file,
+/// offset, rule CORE-6).
+pub fn scrub_view(role: &str, scrub: Option<&ScrubStatus>) -> (Value, Vec<String>) {
+    let mut notes = Vec::new();
+    let Some(s) = scrub else {
+        notes.push("this node runs no scrub".to_string());
+        return (
+            json!({"role": role, "rule_id": "CORE-6", "enabled": false, "policy": null, "passes_completed": null, "current_pass": null, "last_pass": null, "bytes_verified_total": null, "targets_verified_total": null, "findings_total": null, "findings": null}),
+            notes,
+        );
+    };
+    if s.enabled && s.passes_completed == 0 {
+        notes.push("no scrub pass has completed since this process started".to_string());
+    }
+    let data = json!({
+        "role": role,
+        "rule_id": "CORE-6",
+        "enabled": s.enabled,
+        "policy": s.policy,
+        "passes_completed": s.passes_completed,
+        "current_pass": s.current_pass,
+        "last_pass": s.last_pass,
+        "bytes_verified_total": s.bytes_verified_total,
+        "targets_verified_total": s.targets_verified_total,
+        "findings_total": s.findings_total,
+        "findings": s.findings,
     });
     (data, notes)
 }

@@ -26,15 +26,19 @@ use aerodb_repl_core::state::{BootstrapPhase, BootstrapProgress, ReplicaState, S
 use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
-use aerodb_repl_explain::facts::{HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
 use aerodb_repl_explain::{metrics, rules};
-use aerodb_snapshot::{create_snapshot, list_snapshots, read_manifest, recover_primary, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
+use aerodb_snapshot::{create_snapshot, list_snapshots, read_manifest, recover_primary_with, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
 use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::OsDisk;
 use aerodb_wal::durable::DurablePoint;
+use aerodb_wal::history::{HistoryLossFile, StartupDurability};
 use aerodb_wal::log::{SegmentAppender, SegmentList, WalReader};
+use aerodb_wal::mark::{write_mark, DurableMark};
+use aerodb_wal::mark_check::TailRule;
+use aerodb_wal::mark_writer::{MarkPolicy, MarkStatus};
 use aerodb_wal::record::encode_record;
 use aerodb_wal::recovery::recover_wal;
 use aerodb_wal::segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
@@ -315,6 +319,7 @@ fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option
             RefusalCount { code: "WRITE_REJECTED".into(), rule_id: "REPL-1".into(), count: 1 },
         ],
         http: None,
+        scrub: None,
     }
 }
 
@@ -1293,8 +1298,15 @@ fn primary_with_snapshots() -> (PrimaryFacts, TempDir) {
 
 /// Recovers the primary in `root` for real and captures its facts.
 fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
-    let (store, appender, report) = recover_primary(OsDisk::shared(), &root.join("snapshots"), &root.join("wal"), CLUSTER).unwrap();
+    // A running mark at genesis (a crash after the first startup): recovery judges the tail against it (CORE-5).
+    let wal = root.join("wal");
+    let mark_found = DurableMark::at(ChainTip::GENESIS, false, MarkPolicy::default().window_bytes());
+    write_mark(&OsDisk, &wal, &mark_found).unwrap();
+    let (store, appender, report) =
+        recover_primary_with(OsDisk::shared(), &root.join("snapshots"), &wal, CLUSTER, TailRule::Mark { mark: mark_found }).unwrap();
     let applied = store.applied();
+    let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
+    let mark_written = DurableMark::at(tip, false, MarkPolicy::default().window_bytes());
     let held: Vec<SnapshotInfo> = list_snapshots(&OsDisk, &root.join("snapshots"))
         .unwrap()
         .into_iter()
@@ -1340,6 +1352,27 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
         wal_fsyncs: Some(0),
         http: None,
+        durability: Some(DurabilityFacts {
+            startup: StartupDurability {
+                mark_file: "present",
+                mark_found: Some(mark_found),
+                mark_written: Some(mark_written),
+                accept_lost_history: false,
+                accepted_loss: None,
+                history_losses: HistoryLossFile { format_version: 1, losses: Vec::new(), older_losses: 0 },
+            },
+            policy: MarkPolicy::default(),
+            live: MarkStatus {
+                marked: Some(tip),
+                durable: Some(tip),
+                marks_written: 1,
+                backpressure_waits: 0,
+                window_bytes: MarkPolicy::default().window_bytes(),
+                failed: false,
+            },
+        }),
+        fence: (role == "primary").then(FenceFacts::default),
+        scrub: None,
     }
 }
 
@@ -1372,6 +1405,8 @@ fn pin_replica_recovery(name: &str, paths: &ReplicaPaths, dir: &TempDir) {
         halt: None,
         replica_state: Some(StateKind::Connecting),
         commit_id: Some(6),
+        durability: None,
+        fence: None,
     });
     assert_eq!(e.conclusion["outcome"], "recovered");
     pin(name, &e, Some(dir.path()));
@@ -1400,8 +1435,15 @@ fn f_rc2_golden_recovery_replica_halted() {
     let paths = wal_replica(dir.path());
     std::fs::write(paths.metadata(), b"garbage").unwrap();
     let h = metadata_halt(&paths).view();
-    let e =
-        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: Some(&h), replica_state: Some(StateKind::Halted), commit_id: None });
+    let e = explain::recovery_process(&RecoveryInput {
+        role: "replica",
+        report: None,
+        halt: Some(&h),
+        replica_state: Some(StateKind::Halted),
+        commit_id: None,
+        durability: None,
+        fence: None,
+    });
     assert_eq!(e.conclusion["outcome"], "halted");
     pin("recovery_replica_halted", &e, Some(dir.path()));
 }
@@ -1409,8 +1451,15 @@ fn f_rc2_golden_recovery_replica_halted() {
 /// F-O1: recovery still running: undetermined, missing evidence stated.
 #[test]
 fn f_o1_golden_recovery_in_progress() {
-    let e =
-        explain::recovery_process(&RecoveryInput { role: "replica", report: None, halt: None, replica_state: Some(StateKind::Recovering), commit_id: None });
+    let e = explain::recovery_process(&RecoveryInput {
+        role: "replica",
+        report: None,
+        halt: None,
+        replica_state: Some(StateKind::Recovering),
+        commit_id: None,
+        durability: None,
+        fence: None,
+    });
     assert_eq!(e.conclusion["outcome"], "undetermined");
     pin("recovery_replica_in_progress", &e, None);
 }
@@ -1568,4 +1617,211 @@ fn repl_4_same_state_renders_identical_bytes() {
         (serde_json::to_string(&redact(e, dir.path())).unwrap(), metrics::primary_metrics(&f))
     };
     assert_eq!(render(), render());
+}
+
+// ---------------------------------------------------------------------------
+// Durable mark (CORE-5, F-P4), fencing (REPL-11, F-P5), scrub (CORE-6, F-SC1)
+// ---------------------------------------------------------------------------
+
+/// A real fence: the primary (six commits) answers REPLICA_AHEAD to a
+/// replica of its cluster that holds CommitIds up to 8.
+fn real_fence() -> aerodb_repl_core::fence::Fence {
+    let recs = history();
+    let mut h = hello(ChainTip { end_lsn: recs[5].end_lsn + 240, commit_id: 8, fingerprint: Fingerprint(0x0a0b_0c0d) });
+    h.name = Some(aerodb_repl_core::ids::ReplicaName::parse("replica-east").unwrap());
+    let primary = History(recs);
+    let Decision::Refuse(refuse) = decide(&primary, &h) else { panic!("expected a refusal") };
+    aerodb_repl_core::fence::fence_for(&cluster(), &h, &refuse).expect("REPLICA_AHEAD fences")
+}
+
+/// REPL-11, F-P5: a fenced primary explains the fence: REPL-11 fails in
+/// `replication.safety` (writes refused, reads safe), `/v1/replication`,
+/// `/v1/status` and `/metrics` show it, and the recovery explanation says a
+/// persisted fence holds.
+#[test]
+fn repl_11_golden_fenced_primary_explains_the_fence() {
+    let (mut f, dir) = primary_with_snapshots();
+    f.fence = Some(FenceFacts { current: Some(real_fence()), lifted_at_startup: None, proofs: 1 });
+    let e = explain::primary_safety(&f);
+    assert_eq!(e.first_failing_rule().map(|r| r.rule_id), Some("REPL-11"));
+    assert_eq!((e.conclusion["read_safety"].as_str(), e.conclusion["accepts_writes"].as_bool()), (Some("safe"), Some(false)));
+    pin("safety_primary_fenced", &e, None);
+    pin_value("view_primary_replication_fenced", redact(view(views::primary_replication(&f)), dir.path()));
+    pin_value("view_primary_status_fenced", redact(view(views::primary_status(&f)), dir.path()));
+    let m = metrics::primary_metrics(&f);
+    assert!(m.contains("aerodb_primary_fenced 1"), "{m}");
+    let r = explain::primary_recovery(&f);
+    assert_eq!(r.rules_applied.last().map(|x| x.rule_id), Some("REPL-11"));
+    pin("recovery_primary_fenced", &r, Some(dir.path()));
+}
+
+/// REPL-11: `--lift-fence` is recorded in the recovery explanation with
+/// the proof it lifted.
+#[test]
+fn repl_11_golden_recovery_records_the_lifted_fence() {
+    let (mut f, dir) = primary_with_snapshots();
+    f.fence = Some(FenceFacts { current: None, lifted_at_startup: Some(real_fence()), proofs: 0 });
+    let r = explain::primary_recovery(&f);
+    let lifted = r.rules_applied.iter().find(|x| x.rule_id == "REPL-11").unwrap();
+    assert_eq!(lifted.evaluation, Some(true));
+    assert!(lifted.evidence["lifted_at_startup"]["replica_id"].is_string(), "{}", lifted.evidence);
+    pin("recovery_primary_fence_lifted", &r, Some(dir.path()));
+}
+
+/// A clean-shutdown mark at the end of the six-commit WAL in `dir`, then `damage`.
+fn refused_recovery(damage: impl FnOnce(&Path, &[Rec])) -> (aerodb_wal::mark_check::MarkViolation, TempDir) {
+    let dir = TempDir::new().unwrap();
+    let wal = dir.path().join("wal");
+    let recs = history();
+    write_wal(&wal, ChainTip::GENESIS, &recs);
+    let mark = DurableMark::at(recs[5].tip(), true, MarkPolicy::default().window_bytes());
+    write_mark(&OsDisk, &wal, &mark).unwrap();
+    damage(&wal.join(segment_file_name(0)), &recs);
+    let err = match recover_primary_with(OsDisk::shared(), &dir.path().join("snapshots"), &wal, CLUSTER, TailRule::Mark { mark }) {
+        Ok(_) => panic!("recovery must refuse"),
+        Err(e) => e,
+    };
+    (err.mark_violation().cloned().unwrap_or_else(|| panic!("a mark violation: {err}")), dir)
+}
+
+/// F-P4, CORE-5: the refused startup's `recovery.process`: the mark, the
+/// WAL end, the damaged range, nothing truncated; for a missing last
+/// record, a flipped byte in it, and garbage after a clean shutdown.
+#[test]
+fn f_p4_golden_recovery_refused_before_the_mark() {
+    let (missing, _d1) = refused_recovery(|seg, recs| {
+        let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+        f.set_len(64 + recs[5].lsn).unwrap();
+    });
+    let (flipped, _d2) = refused_recovery(|seg, recs| {
+        let mut b = std::fs::read(seg).unwrap();
+        b[(64 + recs[5].lsn + 20) as usize] ^= 0x10;
+        std::fs::write(seg, b).unwrap();
+    });
+    let (garbage, _d3) = refused_recovery(|seg, _| {
+        let mut b = std::fs::read(seg).unwrap();
+        b.extend_from_slice(&[0xEE; 40]);
+        std::fs::write(seg, b).unwrap();
+    });
+    for (name, v, code) in [
+        ("recovery_refused_last_record_missing", missing, "WAL_BEFORE_MARK"),
+        ("recovery_refused_last_record_flipped", flipped, "WAL_BEFORE_MARK"),
+        ("recovery_refused_garbage_after_clean_shutdown", garbage, "WAL_DAMAGED_AFTER_CLEAN_SHUTDOWN"),
+    ] {
+        let e = explain::recovery_refused("primary", &v);
+        assert_eq!((e.conclusion["outcome"].as_str(), e.conclusion["code"].as_str()), (Some("refused"), Some(code)), "{name}");
+        assert_eq!(e.first_failing_rule().map(|r| r.rule_id), Some("CORE-5"));
+        assert_eq!(e.conclusion["bytes_truncated"], 0);
+        pin(name, &e, None);
+    }
+}
+
+/// CORE-5: an accepted loss (`--accept-lost-history`) is recovered by
+/// truncating to the last valid record and explained with the lost LSNs
+/// and CommitIds.
+#[test]
+fn core_5_golden_recovery_accepted_loss() {
+    let dir = TempDir::new().unwrap();
+    let wal = dir.path().join("wal");
+    let recs = history();
+    write_wal(&wal, ChainTip::GENESIS, &recs);
+    let mark = DurableMark::at(recs[5].tip(), true, MarkPolicy::default().window_bytes());
+    write_mark(&OsDisk, &wal, &mark).unwrap();
+    let seg = wal.join(segment_file_name(0));
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(64 + recs[4].lsn + 7).unwrap();
+    let (store, appender, report) =
+        recover_primary_with(OsDisk::shared(), &dir.path().join("snapshots"), &wal, CLUSTER, TailRule::AcceptLoss { mark: Some(mark) }).unwrap();
+    let loss = aerodb_wal::history::HistoryLossRecord::from_verdict(&report.store.wal.tail, Some(&mark), "").unwrap();
+    assert_eq!(loss.lost.map(|l| (l.first_commit_id, l.last_commit_id)), Some((5, 6)));
+    let applied = store.applied();
+    let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
+    let mut facts = primary_facts(dir.path(), "standalone");
+    facts.recovery = Some(report);
+    facts.segments = appender.segments().snapshot();
+    facts.durability = Some(DurabilityFacts {
+        startup: StartupDurability {
+            mark_file: "present",
+            mark_found: Some(mark),
+            mark_written: Some(DurableMark::at(tip, false, MarkPolicy::default().window_bytes())),
+            accept_lost_history: true,
+            accepted_loss: Some(loss.clone()),
+            history_losses: HistoryLossFile { format_version: 1, losses: vec![loss], older_losses: 0 },
+        },
+        policy: MarkPolicy::default(),
+        live: MarkStatus {
+            marked: Some(tip),
+            durable: Some(tip),
+            marks_written: 1,
+            backpressure_waits: 0,
+            window_bytes: MarkPolicy::default().window_bytes(),
+            failed: false,
+        },
+    });
+    let e = explain::primary_recovery(&facts);
+    assert_eq!(e.conclusion["history_lost_at_this_startup"]["lost"]["first_commit_id"], 5);
+    pin("recovery_primary_accepted_loss", &e, Some(dir.path()));
+}
+
+/// CORE-6, F-SC1: `/v1/scrub` after a pass that withdrew a damaged
+/// snapshot and found a damaged sealed segment ("when" in CommitIds), with
+/// its metrics; and on a node without a scrub.
+#[test]
+fn f_sc1_golden_scrub_view_and_metrics() {
+    use aerodb_snapshot::scrub::{Damage, FindingAction, ScrubPolicy, ScrubState, ScrubTarget, TargetKind, TargetOutcome};
+    let target = |kind: TargetKind, name: &str| ScrubTarget { kind, name: name.into(), path: PathBuf::from(name), expected_end: None, cluster_id: None };
+    let mut s = ScrubState::new(ScrubPolicy::default());
+    s.begin_pass(
+        vec![
+            target(TargetKind::Snapshot, "snapshots/00000000000000000006"),
+            target(TargetKind::Snapshot, "snapshots/00000000000000000003"),
+            target(TargetKind::WalSegment, "wal/00000000000000000000.seg"),
+        ],
+        Some(6),
+        0,
+    );
+    s.add_bytes(4096);
+    s.finish_target(TargetOutcome::Verified { bytes: 4096 }, Some(6), 10);
+    s.finish_target(
+        TargetOutcome::Damaged {
+            damage: Damage {
+                file: "snapshots/00000000000000000003/data-000000.bin".into(),
+                offset: 0,
+                length: Some(812),
+                lsn: None,
+                code: "SNAPSHOT_CHECKSUM",
+                check_rule: "F-S4",
+                detail: "snapshot 00000000000000000003: data-000000.bin crc32c mismatch (manifest 0x1badb002, computed 0x0defaced)".into(),
+            },
+            bytes: 812,
+            action: FindingAction::Withdrawn { to: "snapshots/.damaged-00000000000000000003".into() },
+        },
+        Some(7),
+        20,
+    );
+    s.finish_target(
+        TargetOutcome::Damaged {
+            damage: Damage {
+                file: "wal/00000000000000000000.seg".into(),
+                offset: 64 + 118,
+                length: None,
+                lsn: Some(118),
+                code: "CHECKSUM_MISMATCH",
+                check_rule: "CORE-2",
+                detail: "invalid record at LSN 118: crc32c mismatch: stored 0x00000001, computed 0x00000002".into(),
+            },
+            bytes: 300,
+            action: FindingAction::Reported,
+        },
+        Some(7),
+        30,
+    );
+    let status = s.status();
+    pin_value("view_scrub_findings", view(views::scrub_view("primary", Some(&status))));
+    pin_value("view_scrub_none", view(views::scrub_view("replica", None)));
+    let (mut f, _dir) = primary_with_snapshots();
+    f.scrub = Some(status);
+    let m = metrics::primary_metrics(&f);
+    let scrub_lines: Vec<&str> = m.lines().filter(|l| l.contains("aerodb_scrub")).collect();
+    insta::assert_snapshot!("metrics_scrub", scrub_lines.join("\n"));
 }

@@ -18,5 +18,5 @@ pub mod primary;
 pub mod replica;
 pub mod transport;
 
-pub use primary::{FenceSink, PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
+pub use primary::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
 pub use replica::{Replica, ReplicaOptions};

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 
 use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd, SessionView};
-use aerodb_repl_core::handshake::{Hello, Refuse};
+use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
@@ -27,12 +27,6 @@ use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::Lsn;
 
 use crate::clock::Clock;
-
-/// Raises the primary's fence when a replica proves lost history (REPL-11).
-pub trait FenceSink: Send + Sync {
-    /// Persists and activates the fence for this proof.
-    fn raise(&self, hello: &Hello, refuse: &Refuse);
-}
 
 /// What one connected replica reported (observability only: never a write
 /// acknowledgement).
@@ -132,8 +126,9 @@ pub struct PrimaryContext {
     pub disk: Arc<dyn Disk>,
     /// Snapshot source for bootstraps.
     pub snapshots: Arc<dyn SnapshotSource>,
-    /// Where a replica's proof of lost history raises the fence.
-    pub fence: Arc<dyn FenceSink>,
+    /// The primary's fence (REPL-11): a replica's proof of lost history
+    /// trips it (None on a node that is never fenced).
+    pub fence: Option<Arc<FenceLatch>>,
     /// Connected replicas.
     pub registry: Arc<ReplicaRegistry>,
 }
@@ -298,7 +293,11 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                     Some(Err(detail)) => session.handle_snapshot_failed(now, detail),
                     None => session.handle_snapshot_failed(now, "no snapshot is open".into()),
                 },
-                SessionAction::Fence { hello, refuse } => ctx.fence.raise(&hello, &refuse),
+                SessionAction::Fence(fence) => {
+                    if let Some(latch) = &ctx.fence {
+                        latch.trip(*fence);
+                    }
+                }
                 SessionAction::Close(e) => end = Some(e),
             }
         }

@@ -8,7 +8,7 @@ use aerodb_wal::CommitId;
 use serde::Serialize;
 
 use crate::error::SnapshotError;
-use crate::format::{parse_snapshot_dir_name, snapshot_dir_name, DEL_PREFIX, TMP_PREFIX};
+use crate::format::{parse_snapshot_dir_name, snapshot_dir_name, DAMAGED_PREFIX, DEL_PREFIX, TMP_PREFIX};
 
 /// A published snapshot directory (not yet validated).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -81,4 +81,24 @@ pub fn prune_snapshots(disk: &dyn Disk, snapshots_dir: &Path, keep: usize) -> Re
         deleted.push(old.commit_id);
     }
     Ok(deleted)
+}
+
+/// Withdraws a damaged snapshot (CORE-6, F-SC1): renames `<C>` out of the
+/// published namespace to `.damaged-<C>` (`.damaged-<C>-<n>` if that name
+/// is taken) and fsyncs `snapshots/`, so neither recovery nor a bootstrap
+/// ever uses it; its files are kept for forensics and never removed
+/// automatically. Returns the new directory name.
+pub fn withdraw_snapshot(disk: &dyn Disk, snapshots_dir: &Path, commit_id: CommitId) -> Result<String, SnapshotError> {
+    let name = snapshot_dir_name(commit_id);
+    let path = snapshots_dir.join(&name);
+    let mut target = format!("{DAMAGED_PREFIX}{name}");
+    let mut n = 0u32;
+    while disk.exists(&snapshots_dir.join(&target)) {
+        n += 1;
+        target = format!("{DAMAGED_PREFIX}{name}-{n}");
+    }
+    disk.rename(&path, &snapshots_dir.join(&target)).map_err(|e| SnapshotError::io("withdraw damaged snapshot", &path, e))?;
+    disk.sync_dir(snapshots_dir).map_err(|e| SnapshotError::io("sync snapshots dir", snapshots_dir, e))?;
+    tracing::error!(snapshot = %name, withdrawn_to = %target, "DAMAGED SNAPSHOT WITHDRAWN: it will never be used for recovery or bootstrap (CORE-6)");
+    Ok(target)
 }

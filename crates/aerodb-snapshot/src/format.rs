@@ -60,6 +60,9 @@ pub const DEFAULT_FILE_TARGET_BYTES: u64 = 64 * 1024 * 1024;
 pub const TMP_PREFIX: &str = ".tmp-";
 /// Prefix of a snapshot being deleted (removed at startup).
 pub const DEL_PREFIX: &str = ".del-";
+/// Prefix of a snapshot the scrub found damaged and withdrew (CORE-6):
+/// never used, never removed automatically, kept for forensics.
+pub const DAMAGED_PREFIX: &str = ".damaged-";
 
 const KIND_PUT: u8 = 1;
 const KIND_TOMBSTONE: u8 = 2;

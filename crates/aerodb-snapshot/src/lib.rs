@@ -7,7 +7,9 @@
 //! (REPL-8, F-S4), loading it back into a [`aerodb_mvcc::Store`] with the
 //! state digest verified, the primary's recovery policy (newest valid
 //! snapshot + WAL after it, falling back to older snapshots and finally the
-//! WAL from genesis), and the snapshot/retention scheduler.
+//! WAL from genesis), the snapshot/retention scheduler, and the scrub's
+//! pure core and checks (CORE-6: re-verifying retained snapshots and sealed
+//! WAL segments at a bounded rate, withdrawing damaged snapshots).
 //!
 //! It must never treat a snapshot as more authoritative than the WAL: a
 //! snapshot that fails validation is rejected (and reported), never
@@ -24,11 +26,12 @@ pub mod format;
 pub mod load;
 pub mod recovery;
 pub mod scheduler;
+pub mod scrub;
 
 pub use create::{create_snapshot, create_snapshot_with, SnapshotInfo, SnapshotOptions};
-pub use dir::{cleanup_incomplete, delete_snapshot, list_snapshots, prune_snapshots, SnapshotRef};
+pub use dir::{cleanup_incomplete, delete_snapshot, list_snapshots, prune_snapshots, withdraw_snapshot, SnapshotRef};
 pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};
-pub use load::{load_snapshot, read_manifest, validate_snapshot};
-pub use recovery::{recover_primary, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
+pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming};
+pub use recovery::{recover_primary, recover_primary_with, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
 pub use scheduler::{SchedulerStatus, SnapshotPolicy, SnapshotScheduler};

@@ -12,11 +12,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use aerodb_mvcc::store::{LoadError, StoreBuilder};
+use aerodb_mvcc::store::{LoadError, OwnedVersion, StoreBuilder};
 use aerodb_mvcc::Store;
 use aerodb_wal::checksummed::{read_checksummed, ChecksummedFileError};
 use aerodb_wal::disk::{Disk, DiskFile};
-use aerodb_wal::CommitId;
+use aerodb_wal::hash::version_hash_parts;
+use aerodb_wal::{CommitId, StateDigest};
 use bytes::Bytes;
 
 use crate::error::SnapshotError;
@@ -115,6 +116,78 @@ fn check_file_set(disk: &dyn Disk, dir: &Path, snapshot: &str, m: &Manifest) -> 
     Ok(())
 }
 
+/// Where the versions a data file holds go while it is streamed: a store
+/// being built (load), or only their digest (scrub, CORE-6).
+trait VersionSink {
+    fn add(&mut self, v: OwnedVersion) -> Result<(), String>;
+}
+
+impl VersionSink for StoreBuilder {
+    fn add(&mut self, v: OwnedVersion) -> Result<(), String> {
+        StoreBuilder::add(self, v).map_err(|e| e.to_string())
+    }
+}
+
+/// Checks the version order and sums the state digest without keeping any
+/// version: memory stays bounded whatever the snapshot's size.
+#[derive(Default)]
+struct DigestSink {
+    digest: StateDigest,
+    last: Option<(Bytes, Bytes, CommitId)>,
+    versions: u64,
+}
+
+impl VersionSink for DigestSink {
+    fn add(&mut self, v: OwnedVersion) -> Result<(), String> {
+        if let Some((c, k, id)) = &self.last {
+            if (c, k, *id) >= (&v.collection, &v.key, v.commit_id) {
+                return Err(LoadError::OutOfOrder { index: self.versions }.to_string());
+            }
+        }
+        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
+        self.versions += 1;
+        self.last = Some((v.collection, v.key, v.commit_id));
+        Ok(())
+    }
+}
+
+/// Verifies the snapshot in `dir` completely — manifest, cluster id (when
+/// given), exact file set, every file's size, header, crc32c and records,
+/// the version count, and the state digest — by streaming every data file
+/// once in bounded chunks, without building a store (scrub, CORE-6).
+/// `pace` is called with the byte count of each chunk before it is read,
+/// so the caller can bound the IO rate. Returns the manifest and the bytes
+/// read.
+pub fn verify_snapshot_streaming(
+    disk: &dyn Disk,
+    dir: &Path,
+    expected_cluster: Option<&str>,
+    pace: &mut dyn FnMut(u64),
+) -> Result<(Manifest, u64), SnapshotError> {
+    let snapshot = dir_label(dir);
+    let manifest = read_manifest(disk, dir)?;
+    check_cluster(&snapshot, &manifest, expected_cluster)?;
+    check_file_set(disk, dir, &snapshot, &manifest)?;
+    let mut sink = DigestSink::default();
+    let mut bytes = 0u64;
+    for (index, f) in manifest.files.iter().enumerate() {
+        stream_file(disk, dir, index, f, manifest.boundary_commit_id, Some(&mut sink), pace)?;
+        bytes += f.size;
+    }
+    if sink.versions != manifest.version_count {
+        return Err(SnapshotError::Corrupt {
+            snapshot,
+            file: MANIFEST_FILE.into(),
+            offset: 0,
+            detail: format!("manifest says {} versions, the data files hold {}", manifest.version_count, sink.versions),
+        });
+    }
+    if sink.digest != manifest.state_digest {
+        return Err(SnapshotError::Digest { snapshot, expected: manifest.state_digest, computed: sink.digest });
+    }
+    Ok((manifest, bytes))
+}
+
 /// Validates the snapshot in `dir` completely except for the state digest
 /// (which needs a load): manifest, cluster id (when `expected_cluster` is
 /// given), exact file set, every file's size, header and crc32c.
@@ -124,7 +197,7 @@ pub fn validate_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&
     check_cluster(&snapshot, &manifest, expected_cluster)?;
     check_file_set(disk, dir, &snapshot, &manifest)?;
     for (index, f) in manifest.files.iter().enumerate() {
-        stream_file(disk, dir, &snapshot, index, f, manifest.boundary_commit_id, None)?;
+        stream_file(disk, dir, index, f, manifest.boundary_commit_id, None, &mut |_| {})?;
     }
     Ok(manifest)
 }
@@ -143,7 +216,7 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
     let mut builder = Store::builder();
     let mut count = 0u64;
     for (index, f) in manifest.files.iter().enumerate() {
-        count += stream_file(disk, dir, &snapshot, index, f, manifest.boundary_commit_id, Some(&mut builder))?;
+        count += stream_file(disk, dir, index, f, manifest.boundary_commit_id, Some(&mut builder), &mut |_| {})?;
     }
     if count != manifest.version_count {
         return Err(SnapshotError::Corrupt {
@@ -161,18 +234,19 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
 }
 
 /// Reads one data file in chunks, verifying size, header and crc32c, and
-/// (with a builder) decoding its versions into it. Structural problems are
+/// (with a sink) decoding its versions into it. Structural problems are
 /// held back until the whole file was checksummed, so a flipped byte is
 /// reported as the checksum failure it is. Returns the versions decoded.
 fn stream_file(
     disk: &dyn Disk,
     dir: &Path,
-    snapshot: &str,
     index: usize,
     entry: &ManifestFile,
     boundary: CommitId,
-    mut builder: Option<&mut StoreBuilder>,
+    mut builder: Option<&mut dyn VersionSink>,
+    pace: &mut dyn FnMut(u64),
 ) -> Result<u64, SnapshotError> {
+    let snapshot = &dir_label(dir);
     let path = dir.join(&entry.name);
     let file = disk.open(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => SnapshotError::MissingFile { snapshot: snapshot.to_string(), file: entry.name.clone() },
@@ -184,6 +258,7 @@ fn stream_file(
     }
     let corrupt = |offset: u64, detail: String| SnapshotError::Corrupt { snapshot: snapshot.to_string(), file: entry.name.clone(), offset, detail };
     let mut header = [0u8; DATA_HEADER_LEN];
+    pace(DATA_HEADER_LEN as u64);
     read_at(&*file, &path, &mut header, 0)?;
     let mut crc = crc32c::crc32c(&header);
     let mut deferred: Option<SnapshotError> = match DataHeader::decode(&header) {
@@ -206,6 +281,7 @@ fn stream_file(
         let remaining = len - read_pos;
         let want = READ_CHUNK.max(need.saturating_sub(pending.len()));
         let n = usize::try_from(remaining).map_or(want, |r| r.min(want));
+        pace(n as u64);
         let parsing = builder.is_some() && deferred.is_none();
         let keep = if parsing { pending.len() } else { 0 };
         let mut buf = Vec::with_capacity(keep + n);

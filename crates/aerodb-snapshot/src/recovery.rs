@@ -9,9 +9,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use aerodb_mvcc::{recover_store, Store, StoreRecoveryError, StoreRecoveryReport};
+use aerodb_mvcc::{recover_store_with, Store, StoreRecoveryError, StoreRecoveryReport};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::segment::{parse_segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::{CommitId, Fingerprint, Lsn, StateDigest};
 use serde::Serialize;
@@ -115,6 +116,15 @@ impl PrimaryRecoveryError {
             PrimaryRecoveryError::NoBase { .. } => "RECOVERY_NO_BASE",
         }
     }
+    /// The durable-mark violation that refused recovery (CORE-5, F-P4), if
+    /// that was the failure.
+    pub fn mark_violation(&self) -> Option<&aerodb_wal::mark_check::MarkViolation> {
+        match self {
+            PrimaryRecoveryError::Store { source, .. } => source.mark_violation(),
+            _ => None,
+        }
+    }
+
     /// Rule enforced.
     pub fn rule_id(&self) -> &'static str {
         match self {
@@ -135,6 +145,20 @@ pub fn recover_primary(
     snapshots_dir: &Path,
     wal_dir: &Path,
     cluster_id: &str,
+) -> Result<(Store, SegmentAppender, PrimaryRecoveryReport), PrimaryRecoveryError> {
+    recover_primary_with(disk, snapshots_dir, wal_dir, cluster_id, TailRule::DropTornTail)
+}
+
+/// [`recover_primary`] judging the end of the WAL under `tail`: a node
+/// passes its durable high-water mark (CORE-5), so a WAL that ends or is
+/// invalid before the mark refuses recovery (F-P4) and nothing is
+/// truncated.
+pub fn recover_primary_with(
+    disk: Arc<dyn Disk>,
+    snapshots_dir: &Path,
+    wal_dir: &Path,
+    cluster_id: &str,
+    tail: TailRule,
 ) -> Result<(Store, SegmentAppender, PrimaryRecoveryReport), PrimaryRecoveryError> {
     let removed_incomplete = cleanup_incomplete(&*disk, snapshots_dir).map_err(PrimaryRecoveryError::Snapshots)?;
     let candidates = list_snapshots(&*disk, snapshots_dir).map_err(PrimaryRecoveryError::Snapshots)?;
@@ -188,7 +212,7 @@ pub fn recover_primary(
     };
     let base = snapshot_used.as_ref().map(|s| s.commit_id);
     let (appender, store_report) =
-        recover_store(disk, wal_dir, &store).map_err(|source| PrimaryRecoveryError::Store { snapshot: base, source: Box::new(source) })?;
+        recover_store_with(disk, wal_dir, &store, tail).map_err(|source| PrimaryRecoveryError::Store { snapshot: base, source: Box::new(source) })?;
     Ok((store, appender, PrimaryRecoveryReport { snapshot_used, rejected_snapshots: rejected, removed_incomplete, store: store_report }))
 }
 

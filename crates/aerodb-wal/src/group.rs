@@ -4,7 +4,9 @@
 //! queue, appends them in arrival order (assigning CommitIds), fsyncs once,
 //! hands the durable records to the [`DurableSink`] (which applies them to
 //! the store so they become visible, MVCC-2), publishes the durable point,
-//! and only then answers the committers (CORE-1).
+//! and only then answers the committers (CORE-1). With a [`MarkGate`] it
+//! never lets the WAL run more than the crash window beyond the last
+//! durable high-water mark (CORE-5).
 //!
 //! A committer's [`CommitTicket`] can be waited on by blocking
 //! ([`CommitTicket::wait`]) or awaited as a `Future` by any async runtime:
@@ -20,11 +22,11 @@ use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
-
 use thiserror::Error;
 
 use crate::durable::{DurablePoint, DurableWatch};
 use crate::hash::StateDigest;
+use crate::mark_writer::MarkGate;
 use crate::record::{Op, RecordEncodeError, RecordPosition};
 use crate::writer::{AppendError, WalWriter};
 
@@ -193,8 +195,8 @@ impl Future for CommitTicket {
 /// Handle to the group-commit thread. Dropping it stops the thread after
 /// the queued requests are handled.
 pub struct GroupCommitter {
-    tx: Option<SyncSender<Request>>,
-    thread: Option<JoinHandle<()>>,
+    tx: Mutex<Option<SyncSender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
     durable: Arc<DurableWatch>,
     fsyncs: Arc<AtomicU64>,
 }
@@ -202,18 +204,31 @@ pub struct GroupCommitter {
 impl GroupCommitter {
     /// Starts the commit thread owning `writer`.
     pub fn start(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>) -> std::io::Result<Self> {
+        Self::start_with(writer, sink, durable, None)
+    }
+
+    /// [`GroupCommitter::start`] bounded by a durable mark (CORE-5): before
+    /// each append the committer asks `gate` how far it may write; when the
+    /// crash window is full it makes what it appended durable, answers
+    /// those committers, and waits for the mark writer before appending
+    /// more. It publishes every durable tip to the gate.
+    pub fn start_with(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>, gate: Option<Arc<MarkGate>>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
         let watch = durable.clone();
         let fsyncs = Arc::new(AtomicU64::new(0));
         let counter = fsyncs.clone();
-        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(writer, sink, rx, watch, &counter))?;
-        Ok(GroupCommitter { tx: Some(tx), thread: Some(thread), durable, fsyncs })
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || {
+            let mut c = Committer { writer, sink, durable: watch, fsyncs: counter, gate, failed: None };
+            c.run(&rx);
+        })?;
+        Ok(GroupCommitter { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), durable, fsyncs })
     }
 
     /// Queues a write set. The CommitId is assigned when it is appended.
     pub fn submit(&self, ops: Vec<Op>) -> CommitTicket {
         let (ticket, reply) = CommitTicket::new();
-        if let Some(tx) = &self.tx {
+        let tx = self.tx.lock().clone();
+        if let Some(tx) = tx {
             // If the thread is gone the request (and its reply) is dropped,
             // which answers the ticket with ShuttingDown.
             let _ = tx.send(Request { ops, reply });
@@ -235,80 +250,151 @@ impl GroupCommitter {
     pub fn fsyncs(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
     }
-}
 
-impl Drop for GroupCommitter {
-    fn drop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Stops accepting writes, lets the thread answer every queued request,
+    /// and waits for it to exit. Later submissions report shutdown.
+    /// Idempotent.
+    pub fn close(&self) {
+        self.tx.lock().take();
+        let thread = self.thread.lock().take();
+        if let Some(t) = thread {
+            if t.join().is_err() {
+                tracing::error!("group commit thread panicked");
+            }
         }
     }
 }
 
-fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>, durable: Arc<DurableWatch>, fsyncs: &AtomicU64) {
-    let mut failed: Option<String> = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let mut bytes: usize = batch[0].ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum();
-        while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok(req) => {
-                    bytes += req.ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum::<usize>();
-                    batch.push(req);
+impl Drop for GroupCommitter {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Approximate payload bytes of a write set (bounds a batch).
+fn payload_bytes(ops: &[Op]) -> usize {
+    ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum()
+}
+
+/// Records appended but not yet durable, with their committers.
+#[derive(Default)]
+struct Pending {
+    appended: Vec<DurableRecord>,
+    replies: Vec<AckSender>,
+}
+
+/// The commit thread's state.
+struct Committer<S: DurableSink> {
+    writer: WalWriter,
+    sink: S,
+    durable: Arc<DurableWatch>,
+    fsyncs: Arc<AtomicU64>,
+    gate: Option<Arc<MarkGate>>,
+    failed: Option<String>,
+}
+
+impl<S: DurableSink> Committer<S> {
+    fn run(&mut self, rx: &Receiver<Request>) {
+        while let Ok(first) = rx.recv() {
+            let mut bytes = payload_bytes(&first.ops);
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        bytes += payload_bytes(&req.ops);
+                        batch.push(req);
+                    }
+                    Err(_) => break,
                 }
-                Err(_) => break,
             }
-        }
-        if let Some(reason) = &failed {
+            let mut pending = Pending::default();
             for req in batch {
-                req.reply.send(Err(CommitError::WalFailed(reason.clone())));
+                self.append(req, &mut pending);
             }
-            continue;
+            self.flush(pending);
         }
-        let mut appended = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
-        for req in batch {
-            match writer.append(&req.ops) {
-                Ok(rec) => {
-                    appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
-                    replies.push(req.reply);
+        self.durable.close();
+        if let Some(gate) = &self.gate {
+            gate.committer_closed(self.failed.is_some());
+        }
+    }
+
+    /// Appends one request to the batch. When the record would not fit in
+    /// the crash window after the last mark (CORE-5), the batch so far is
+    /// made durable first and the committer waits for a new mark.
+    fn append(&mut self, req: Request, pending: &mut Pending) {
+        if let Some(reason) = &self.failed {
+            req.reply.send(Err(CommitError::WalFailed(reason.clone())));
+            return;
+        }
+        let limit = self.gate.as_ref().and_then(|g| g.append_limit(self.writer.tip().end_lsn));
+        let mut result = self.writer.append_within(&req.ops, limit);
+        if let Err(AppendError::BeyondLimit { .. }) = result {
+            self.flush(std::mem::take(pending));
+            let waited = match (&self.gate, &self.failed) {
+                (_, Some(reason)) => Err(reason.clone()),
+                (Some(gate), None) => gate.wait_marked(self.writer.tip()),
+                (None, None) => Ok(()),
+            };
+            result = match waited {
+                Ok(()) => self.writer.append_within(&req.ops, None),
+                Err(reason) => {
+                    tracing::error!(%reason, "cannot bound the crash window: refusing all further writes (CORE-5)");
+                    self.failed = Some(reason.clone());
+                    req.reply.send(Err(CommitError::WalFailed(reason)));
+                    return;
                 }
-                Err(AppendError::Encode(e)) => {
-                    req.reply.send(Err(CommitError::Encode(e)));
-                }
-                Err(AppendError::Log(e)) => {
-                    failed = Some(e.to_string());
-                    req.reply.send(Err(CommitError::WalFailed(e.to_string())));
-                }
+            };
+        }
+        match result {
+            Ok(rec) => {
+                pending.appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
+                pending.replies.push(req.reply);
+            }
+            Err(AppendError::Encode(e)) => {
+                req.reply.send(Err(CommitError::Encode(e)));
+            }
+            Err(e) => {
+                self.failed = Some(e.to_string());
+                req.reply.send(Err(CommitError::WalFailed(e.to_string())));
             }
         }
-        if failed.is_none() && !appended.is_empty() {
-            match writer.sync() {
+    }
+
+    /// fsyncs what was appended, makes it visible, publishes the durable
+    /// point and only then answers the committers (CORE-1).
+    fn flush(&mut self, pending: Pending) {
+        let Pending { appended, replies } = pending;
+        if self.failed.is_none() && !appended.is_empty() {
+            match self.writer.sync() {
                 Ok(_) => {
-                    fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => failed = Some(e.to_string()),
+                Err(e) => self.failed = Some(e.to_string()),
             }
         }
-        if failed.is_none() && !appended.is_empty() {
-            if let Err(e) = sink.on_durable(&appended) {
-                failed = Some(e);
+        if self.failed.is_none() && !appended.is_empty() {
+            if let Err(e) = self.sink.on_durable(&appended) {
+                self.failed = Some(e);
             }
         }
-        if let Some(reason) = &failed {
-            tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
+        if let Some(reason) = &self.failed {
+            if !replies.is_empty() {
+                tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
+            }
             for reply in replies {
                 reply.send(Err(CommitError::WalFailed(reason.clone())));
             }
-            continue;
+            return;
         }
         if let Some(last) = appended.last() {
-            durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
+            self.durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
+            if let Some(gate) = &self.gate {
+                gate.durable(self.writer.tip());
+            }
         }
         for (reply, rec) in replies.into_iter().zip(&appended) {
             reply.send(Ok(CommitReceipt { position: rec.position }));
         }
     }
-    durable.close();
 }

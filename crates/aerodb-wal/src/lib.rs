@@ -7,17 +7,28 @@
 //! It knows nothing about documents' meaning, MVCC visibility or
 //! replication roles, and it must never skip, repair or re-encode a record:
 //! invalid bytes are either a torn tail (dropped and reported) or corruption
-//! (an error naming the LSN, the check and the rule).
+//! (an error naming the LSN, the check and the rule). It also owns the
+//! durable high-water mark (CORE-5): its file format, the writer that keeps
+//! it current off the commit path, the group committer's bound on how far
+//! durable WAL may run ahead of it, and the pure judgement of what recovery
+//! may drop given the mark; and re-verification of sealed segments (scrub,
+//! CORE-6) and the repair of a WAL tail from another node's copy.
 
 pub mod checksummed;
 pub mod disk;
 pub mod durable;
 pub mod group;
 pub mod hash;
+pub mod history;
 pub mod le;
 pub mod log;
+pub mod mark;
+pub mod mark_check;
+pub mod mark_writer;
 pub mod record;
 pub mod recovery;
+pub mod repair;
+pub mod seal_check;
 pub mod segment;
 pub mod validate;
 pub mod writer;

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use crate::disk::Disk;
 use crate::log::{LogError, SegmentAppender, SegmentInfo, SegmentList};
+use crate::mark_check::{judge_tail, MarkViolation, TailFindings, TailRule, TailVerdict};
 use crate::record::{decode_record, Record, RecordPosition};
 use crate::segment::{parse_segment_file_name, segment_file_name, SegmentHeader, SegmentHeaderError, SEGMENT_HEADER_LEN, SEGMENT_SUFFIX};
 use crate::validate::{ChainTip, ChainValidator, ChainViolation};
@@ -39,8 +40,12 @@ pub struct WalRecoveryReport {
     pub end: ChainTip,
     /// Records verified.
     pub records_verified: u64,
-    /// Torn tail dropped, if any (CORE-3).
+    /// Torn tail dropped, if any (CORE-3); in read-only mode, the torn
+    /// tail startup would drop.
     pub torn_tail: Option<TornTail>,
+    /// How the end of the WAL was judged: the rule (durable mark, CORE-5),
+    /// the WAL end, the mark comparison and what was dropped or lost.
+    pub tail: TailVerdict,
     /// Leftover temporary files removed (interrupted segment creation).
     pub removed_temp_files: Vec<String>,
 }
@@ -78,6 +83,10 @@ pub enum WalRecoveryError {
     /// The directory holds no segment at all.
     #[error("no WAL segments in {0}")]
     Empty(String),
+    /// The WAL ends, or is invalid, before the durable high-water mark, or
+    /// otherwise contradicts it (CORE-5, F-P4). Nothing was truncated.
+    #[error("{0} (CORE-5, F-P4)")]
+    Mark(#[from] Box<MarkViolation>),
     /// The caller's replay hook refused a record.
     #[error("replay stopped at LSN {lsn}: {detail}")]
     Replay {
@@ -101,6 +110,7 @@ impl WalRecoveryError {
             WalRecoveryError::SegmentLayout { .. } => "WAL_SEGMENT_LAYOUT",
             WalRecoveryError::Corruption { .. } => "WAL_CORRUPT",
             WalRecoveryError::Empty(_) => "WAL_EMPTY",
+            WalRecoveryError::Mark(v) => v.code(),
             WalRecoveryError::Replay { code, .. } => code,
         }
     }
@@ -109,6 +119,7 @@ impl WalRecoveryError {
         match self {
             WalRecoveryError::Corruption { violation, .. } => Some(violation.lsn()),
             WalRecoveryError::Replay { lsn, .. } => Some(*lsn),
+            WalRecoveryError::Mark(v) => Some(v.lsn()),
             _ => None,
         }
     }
@@ -119,6 +130,7 @@ impl WalRecoveryError {
             WalRecoveryError::Corruption { violation, .. } => violation.rule_id(),
             WalRecoveryError::Replay { rule_id, .. } => rule_id,
             WalRecoveryError::SegmentLayout { .. } => "REPL-7",
+            WalRecoveryError::Mark(v) => v.rule_id(),
             _ => "CORE-3",
         }
     }
@@ -144,30 +156,61 @@ pub enum RecoveryMode {
     ReadOnly,
 }
 
-/// Recovers the WAL in `dir` for appending ([`RecoveryMode::Repair`]) and
-/// returns the appender positioned at its end with the report.
+/// Recovers the WAL in `dir` for appending ([`RecoveryMode::Repair`]),
+/// dropping a torn tail wherever it is ([`TailRule::DropTornTail`]: a
+/// replica's own WAL), and returns the appender positioned at its end with
+/// the report.
 pub fn recover_wal(
     disk: Arc<dyn Disk>,
     dir: &Path,
     replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
 ) -> Result<(SegmentAppender, WalRecoveryReport), WalRecoveryError> {
-    let report = scan_wal(disk.clone(), dir, RecoveryMode::Repair, replay)?;
+    recover_wal_with(disk, dir, TailRule::DropTornTail, replay)
+}
+
+/// [`recover_wal`] judging the tail under `tail` (a primary passes its
+/// durable high-water mark, CORE-5): nothing is truncated unless the rule
+/// allows it.
+pub fn recover_wal_with(
+    disk: Arc<dyn Disk>,
+    dir: &Path,
+    tail: TailRule,
+    replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
+) -> Result<(SegmentAppender, WalRecoveryReport), WalRecoveryError> {
+    let report = scan_wal_with(disk.clone(), dir, RecoveryMode::Repair, tail, replay)?;
     let segments = SegmentList::new(dir.to_path_buf(), report.segments.clone());
     let appender = SegmentAppender::open_last(disk, segments)?;
     Ok((appender, report))
 }
 
-/// Verifies every segment header and record in `dir` (CORE-2, REPL-2,
-/// REPL-7) and hands each valid record to `replay` in LSN order. Invalid
-/// bytes at the very end of the last segment with no valid record after
-/// them are a torn tail (CORE-3): truncated in `Repair` mode, only reported
-/// in `ReadOnly` mode. Anything else invalid is an error.
+/// [`scan_wal_with`] under [`TailRule::DropTornTail`].
 pub fn scan_wal(
     disk: Arc<dyn Disk>,
     dir: &Path,
     mode: RecoveryMode,
+    replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
+) -> Result<WalRecoveryReport, WalRecoveryError> {
+    scan_wal_with(disk, dir, mode, TailRule::DropTornTail, replay)
+}
+
+/// Verifies every segment header and record in `dir` (CORE-2, REPL-2,
+/// REPL-7) and hands each valid record to `replay` in LSN order. Invalid
+/// bytes at the very end of the last segment with no valid record after
+/// them are a torn tail (CORE-3); whether they may be dropped is judged by
+/// `tail` ([`judge_tail`]: against the durable mark, CORE-5) before
+/// anything changes. An allowed torn tail is truncated in `Repair` mode and
+/// only reported in `ReadOnly` mode. Anything else invalid is an error.
+pub fn scan_wal_with(
+    disk: Arc<dyn Disk>,
+    dir: &Path,
+    mode: RecoveryMode,
+    tail: TailRule,
     mut replay: impl FnMut(&Record, RecordPosition) -> Result<(), ReplayRefusal>,
 ) -> Result<WalRecoveryReport, WalRecoveryError> {
+    let probe = tail.mark().map(|m| m.end_lsn);
+    let mut at_mark: Option<ChainTip> = None;
+    let mut file_end_lsn = 0;
+    let mut invalid: Option<(TornTail, std::path::PathBuf, u64)> = None;
     let names = disk.list(dir).map_err(|e| LogError::io("list WAL dir", dir, e))?;
     let mut removed_temp_files = Vec::new();
     let mut segment_names = Vec::new();
@@ -192,7 +235,6 @@ pub fn scan_wal(
     let mut validator: Option<ChainValidator> = None;
     let mut start = ChainTip::GENESIS;
     let mut records_verified = 0u64;
-    let mut torn_tail = None;
     for (index, (name_lsn, name)) in segment_names.into_iter().enumerate() {
         let is_last = index + 1 == count;
         let path = dir.join(&name);
@@ -220,7 +262,11 @@ pub fn scan_wal(
                 v
             }
         };
+        if probe == Some(header.start_lsn) {
+            at_mark = Some(ChainTip::of_segment(&header));
+        }
         let body = Bytes::from(contents).slice(SEGMENT_HEADER_LEN as usize..);
+        file_end_lsn = header.start_lsn + body.len() as u64;
         let mut offset = 0usize;
         while offset < body.len() {
             let lsn = header.start_lsn + offset as u64;
@@ -228,6 +274,9 @@ pub fn scan_wal(
                 Ok((record, position)) => {
                     replay(&record, position).map_err(|r| WalRecoveryError::Replay { lsn, detail: r.detail, code: r.code, rule_id: r.rule_id })?;
                     records_verified += 1;
+                    if probe == Some(position.end_lsn) {
+                        at_mark = Some(chain.tip());
+                    }
                     offset = (position.end_lsn - header.start_lsn) as usize;
                 }
                 Err(violation) => {
@@ -235,13 +284,8 @@ pub fn scan_wal(
                     if !torn {
                         return Err(WalRecoveryError::Corruption { segment: name, violation });
                     }
-                    let dropped = (body.len() - offset) as u64;
-                    tracing::warn!(segment = %name, lsn, bytes_dropped = dropped, %violation, "truncating torn WAL tail (CORE-3)");
-                    if mode == RecoveryMode::Repair {
-                        let mut file = disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
-                        file.truncate(SEGMENT_HEADER_LEN + offset as u64).map_err(|e| LogError::io("truncate torn tail", &path, e))?;
-                    }
-                    torn_tail = Some(TornTail { segment: name.clone(), lsn, bytes_dropped: dropped, reason: violation.to_string() });
+                    let found = TornTail { segment: name.clone(), lsn, bytes_dropped: (body.len() - offset) as u64, reason: violation.to_string() };
+                    invalid = Some((found, path.clone(), SEGMENT_HEADER_LEN + offset as u64));
                     break;
                 }
             }
@@ -249,7 +293,25 @@ pub fn scan_wal(
         infos.push(SegmentInfo { header, end_lsn: header.start_lsn + offset as u64 });
     }
     let end = validator.map_or(start, |v| v.tip());
-    Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, removed_temp_files })
+    let findings = TailFindings { start, end, file_end_lsn, invalid: invalid.as_ref().map(|i| i.0.clone()), at_mark };
+    let verdict = judge_tail(&tail, &findings)?;
+    if let (Some(drop), Some((_, path, file_len))) = (&verdict.drop, &invalid) {
+        match mode {
+            RecoveryMode::Repair => {
+                tracing::warn!(segment = %drop.segment, lsn = drop.lsn, bytes_dropped = drop.bytes_dropped, reason = %drop.reason, rule = ?tail, "truncating torn WAL tail (CORE-3, CORE-5)");
+                let mut file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
+                file.truncate(*file_len).map_err(|e| LogError::io("truncate torn tail", path, e))?;
+            }
+            RecoveryMode::ReadOnly => {
+                tracing::debug!(segment = %drop.segment, lsn = drop.lsn, bytes = drop.bytes_dropped, "torn WAL tail found (read-only: left in place)");
+            }
+        }
+    }
+    if let Some(lost) = &verdict.lost {
+        tracing::warn!(?lost, "history before the durable mark is lost and the operator accepted it (--accept-lost-history, CORE-5)");
+    }
+    let torn_tail = verdict.drop.clone();
+    Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files })
 }
 
 /// Whether any offset after `from` starts a checksum-valid record: if one

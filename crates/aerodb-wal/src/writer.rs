@@ -28,6 +28,15 @@ pub enum AppendError {
     /// The log failed; the writer is unusable.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The record would end beyond `limit` (the crash window after the last
+    /// durable mark, CORE-5); nothing was written and no CommitId used.
+    #[error("record would end at LSN {end_lsn}, beyond the limit {limit}")]
+    BeyondLimit {
+        /// Where the record would end.
+        end_lsn: Lsn,
+        /// The limit.
+        limit: Lsn,
+    },
 }
 
 /// Assigns CommitIds, chains fingerprints and digests, and appends records.
@@ -47,9 +56,21 @@ impl WalWriter {
 
     /// Encodes `ops` as the next commit and appends it.
     pub fn append(&mut self, ops: &[Op]) -> Result<AppendedRecord, AppendError> {
+        self.append_within(ops, None)
+    }
+
+    /// [`WalWriter::append`], refusing (with nothing written) a record that
+    /// would end beyond `limit`.
+    pub fn append_within(&mut self, ops: &[Op], limit: Option<Lsn>) -> Result<AppendedRecord, AppendError> {
         let commit_id = self.tip.commit_id + 1;
         let digest = self.digest.after_ops(commit_id, ops);
         let (bytes, fingerprint) = encode_record(commit_id, digest, self.tip.fingerprint, ops)?;
+        if let Some(limit) = limit {
+            let end_lsn = self.tip.end_lsn + bytes.len() as u64;
+            if end_lsn > limit {
+                return Err(AppendError::BeyondLimit { end_lsn, limit });
+            }
+        }
         if self.appender.current_segment_len() > 0 && self.appender.current_segment_len() + bytes.len() as u64 > self.segment_target_bytes {
             self.appender.start_segment(self.tip.segment_header())?;
         }

@@ -55,6 +55,15 @@ pub struct WriterFlags {
     /// Bounds of the HTTP surfaces.
     #[command(flatten)]
     pub http: HttpFlags,
+    /// Target size of one WAL segment file in bytes (a new segment starts when the next record would pass it).
+    #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..=(1u64 << 40)))]
+    pub wal_segment_bytes: u64,
+    /// Durability flags (CORE-5, REPL-11).
+    #[command(flatten)]
+    pub durability: DurabilityFlags,
+    /// Background re-verification (CORE-6).
+    #[command(flatten)]
+    pub scrub: ScrubFlags,
 }
 
 /// Bounds of the client and DX HTTP surfaces (RES-3; docs/operations.md, "Limits").
@@ -111,6 +120,36 @@ impl HttpFlags {
     }
 }
 
+/// The durable high-water mark and the explicit operator actions around
+/// lost history (CORE-5, REPL-11).
+#[derive(Args, Debug, Clone)]
+pub struct DurabilityFlags {
+    /// Write the durable high-water mark at least this often while writing (ms; CORE-5).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub durable_mark_every_ms: u64,
+    /// Write the durable high-water mark at least every this many WAL bytes; the crash window is twice this (CORE-5).
+    #[arg(long, default_value_t = 4 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..=(1u64 << 32)))]
+    pub durable_mark_every_bytes: u64,
+    /// Explicit operator action: start although the WAL ends before its durable high-water mark,
+    /// truncating to the last valid record; the loss is recorded and explained (CORE-5).
+    #[arg(long)]
+    pub accept_lost_history: bool,
+    /// Explicit operator action: lift a persisted fence (REPL-11); recorded in the recovery explanation.
+    #[arg(long)]
+    pub lift_fence: bool,
+}
+
+/// Scrub flags (CORE-6).
+#[derive(Args, Debug, Clone)]
+pub struct ScrubFlags {
+    /// Re-verify retained snapshots and sealed WAL segments at most this fast (bytes/s; 0 disables the scrub).
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    pub scrub_bytes_per_second: u64,
+    /// Pause between the end of one scrub pass and the start of the next (ms).
+    #[arg(long, default_value_t = 60_000)]
+    pub scrub_pass_interval_ms: u64,
+}
+
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -152,6 +191,9 @@ pub enum Command {
         /// Bounds of the HTTP surfaces.
         #[command(flatten)]
         http: HttpFlags,
+        /// Background re-verification (CORE-6).
+        #[command(flatten)]
+        scrub: ScrubFlags,
     },
     /// Put a document; prints the CommitId.
     Put {
@@ -217,6 +259,18 @@ pub enum Command {
         /// Data directory.
         #[arg(long)]
         data_dir: PathBuf,
+    },
+    /// Restore a primary's missing or damaged WAL tail from a stopped replica's verified copy (CORE-5).
+    ///
+    /// Exit codes: 0 repaired (or nothing to repair), 1 refused (nothing changed), 3 partial:
+    /// the replica's copy ends before the durable mark (what it holds was restored; startup still refuses).
+    RepairWal {
+        /// The primary's data directory (stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The replica's data directory (stopped).
+        #[arg(long)]
+        from: PathBuf,
     },
     /// One line per WAL record: LSN, CommitId, ops, fingerprint.
     WalDump {

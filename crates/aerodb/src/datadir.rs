@@ -42,6 +42,11 @@ pub struct Identity {
     pub role: Role,
     /// 128-bit cluster id as 32 hex digits (a replica's is its primary's).
     pub cluster_id: String,
+    /// Set on primary and standalone directories created (or upgraded) by
+    /// a version that keeps a durable high-water mark (CORE-5): a missing
+    /// mark then means it was removed, and startup refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub durable_mark: bool,
 }
 
 const IDENTITY_FORMAT: u32 = 1;
@@ -108,11 +113,17 @@ impl DataDir {
         Ok(Some(id))
     }
 
-    /// Records role and cluster id (once, at initialisation).
+    /// Records role and cluster id (once, at initialisation). Primary and
+    /// standalone directories are marked as keeping a durable mark.
     pub fn write_identity(&self, disk: &dyn Disk, role: Role, cluster_id: &str) -> Result<Identity, StartupError> {
-        let id = Identity { format_version: IDENTITY_FORMAT, role, cluster_id: cluster_id.to_string() };
-        write_checksummed(disk, &self.identity(), &id).map_err(|e| StartupError::io("write identity", &self.identity(), e))?;
+        let id = Identity { format_version: IDENTITY_FORMAT, role, cluster_id: cluster_id.to_string(), durable_mark: role != Role::Replica };
+        self.rewrite_identity(disk, &id)?;
         Ok(id)
+    }
+
+    /// Replaces the identity file (atomically, durably).
+    pub fn rewrite_identity(&self, disk: &dyn Disk, id: &Identity) -> Result<(), StartupError> {
+        write_checksummed(disk, &self.identity(), id).map_err(|e| StartupError::io("write identity", &self.identity(), e))
     }
 
     /// Checks that an initialised directory has `role` (REPL-1).

@@ -10,14 +10,17 @@ use std::sync::Arc;
 
 use aerodb_mvcc::input::validate_name;
 use aerodb_mvcc::PrimaryEngine;
+use aerodb_repl_core::fence::{Fence, FenceLatch};
 use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
-use aerodb_repl_explain::facts::{HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::ReplicaRegistry;
 use aerodb_snapshot::{PrimaryRecoveryReport, SnapshotScheduler};
+use aerodb_wal::history::StartupDurability;
+use aerodb_wal::mark_writer::{MarkGate, MarkPolicy};
 use aerodb_wal::segment::parse_segment_file_name;
 use aerodb_wal::CommitId;
 use axum::extract::rejection::QueryRejection;
@@ -34,6 +37,7 @@ use crate::http::refusal::LimitRefusal;
 use crate::http::server::RenderRefusal;
 use crate::http::stats::SurfaceStats;
 use crate::replica_node::RefusalCounters;
+use crate::scrub_task::ScrubHandle;
 use crate::serving::NodeHttp;
 
 /// What a primary's (or standalone's) DX API reads.
@@ -53,6 +57,39 @@ pub struct PrimaryDx {
     pub snapshots: Option<Arc<SnapshotScheduler>>,
     /// The node's HTTP bounds and counters (RES-3).
     pub http: Arc<NodeHttp>,
+    /// Durable mark, fence and scrub (CORE-5, REPL-11, CORE-6).
+    pub guards: Option<PrimaryGuards>,
+}
+
+/// What a primary's DX API reads about its guards of acknowledged history.
+#[derive(Clone)]
+pub struct PrimaryGuards {
+    /// What startup did about the durable mark.
+    pub startup: Arc<StartupDurability>,
+    /// The mark policy.
+    pub policy: MarkPolicy,
+    /// The mark's gate (live positions and counters).
+    pub gate: Arc<MarkGate>,
+    /// The fence (None on standalone).
+    pub fence: Option<Arc<FenceLatch>>,
+    /// The fence lifted at startup.
+    pub fence_lifted: Option<Fence>,
+    /// The scrub.
+    pub scrub: Arc<ScrubHandle>,
+}
+
+impl PrimaryGuards {
+    /// The guards of an opened primary.
+    pub fn of(opened: &crate::node::OpenedPrimary) -> Self {
+        PrimaryGuards {
+            startup: opened.startup_durability.clone(),
+            policy: opened.options.durability.mark,
+            gate: opened.mark_gate.clone(),
+            fence: opened.fence.clone(),
+            fence_lifted: opened.fence_lifted.clone(),
+            scrub: opened.scrub.clone(),
+        }
+    }
 }
 
 /// What a replica's DX API reads.
@@ -66,12 +103,14 @@ pub struct ReplicaDx {
     pub data_dir: PathBuf,
     /// The node's HTTP bounds and counters (RES-3).
     pub http: Arc<NodeHttp>,
+    /// The scrub (CORE-6).
+    pub scrub: Option<Arc<ScrubHandle>>,
 }
 
 /// Either role.
 #[derive(Clone)]
 enum DxNode {
-    Primary(PrimaryDx),
+    Primary(Box<PrimaryDx>),
     Replica(ReplicaDx),
 }
 
@@ -106,6 +145,11 @@ impl PrimaryDx {
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
             wal_fsyncs: Some(self.engine.fsyncs()),
             http: Some(http_facts(&self.http)),
+            durability: self.guards.as_ref().map(|g| DurabilityFacts { startup: (*g.startup).clone(), policy: g.policy, live: g.gate.status() }),
+            fence: self.guards.as_ref().and_then(|g| {
+                g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
+            }),
+            scrub: self.guards.as_ref().map(|g| g.scrub.status()),
         }
     }
 }
@@ -152,6 +196,7 @@ impl ReplicaDx {
             wal_files: if paths.wal.exists() { list_wal_files(&paths.wal) } else { Ok(Vec::new()) },
             bootstrap_snapshot_bytes: if snapshot_installed { dir_bytes(&paths.snapshot()) } else { None },
             refusals: self.refusals.snapshot(),
+            scrub: self.scrub.as_ref().map(|s| s.status()),
             observed,
             http: Some(http_facts(&self.http)),
         }
@@ -169,6 +214,7 @@ enum Endpoint {
     ExplainReplication,
     ExplainRecovery,
     ExplainRead,
+    Scrub,
     Metrics,
 }
 
@@ -182,6 +228,7 @@ pub const DX_PATHS: &[&str] = &[
     "/v1/explain/replication",
     "/v1/explain/recovery",
     "/v1/explain/read",
+    "/v1/scrub",
     "/metrics",
 ];
 
@@ -253,6 +300,7 @@ impl DxNode {
                         }
                         None => (Value::Null, Vec::new()),
                     },
+                    Endpoint::Scrub => views::scrub_view(f.role, f.scrub.as_ref()),
                     Endpoint::Metrics => return metrics_response(metrics::primary_metrics(&f)),
                 };
                 (c, data, notes)
@@ -284,6 +332,7 @@ impl DxNode {
                         }
                         None => (Value::Null, Vec::new()),
                     },
+                    Endpoint::Scrub => views::scrub_view("replica", f.scrub.as_ref()),
                     Endpoint::Metrics => return metrics_response(metrics::replica_metrics(&f)),
                 };
                 (c, data, notes)
@@ -326,6 +375,7 @@ handler!(replication, Endpoint::Replication);
 handler!(explain_replication, Endpoint::ExplainReplication);
 handler!(explain_recovery, Endpoint::ExplainRecovery);
 handler!(explain_read, Endpoint::ExplainRead);
+handler!(scrub, Endpoint::Scrub);
 handler!(metrics_text, Endpoint::Metrics);
 
 /// The DX API is read-only: any method other than GET is 405, on every path
@@ -352,6 +402,7 @@ fn router(node: DxNode) -> Router {
         .route("/v1/explain/replication", get(explain_replication))
         .route("/v1/explain/recovery", get(explain_recovery))
         .route("/v1/explain/read", get(explain_read))
+        .route("/v1/scrub", get(scrub))
         .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(node.clone(), only_get))
@@ -375,7 +426,7 @@ pub fn replica_router(dx: ReplicaDx) -> (Router, RenderRefusal) {
 
 /// A primary's (or standalone's) DX router and its refusal body.
 pub fn primary_router(dx: PrimaryDx) -> (Router, RenderRefusal) {
-    let node = DxNode::Primary(dx);
+    let node = DxNode::Primary(Box::new(dx));
     (router(node.clone()), refusal_body(node))
 }
 

@@ -107,6 +107,7 @@ fn primary_table(d: &Value) -> String {
         ("state digest".to_string(), cell(&d["state_digest"])),
         ("cluster id".to_string(), cell(&d["cluster_id"])),
         ("wal shipped bytes".to_string(), cell(&d["wal_shipped_bytes"])),
+        ("fence".to_string(), fence_cell(&d["fence"])),
         ("replicas connected".to_string(), replicas.len().to_string()),
     ];
     let mut out = rows_to_text(&rows);
@@ -137,6 +138,15 @@ fn primary_table(d: &Value) -> String {
         }
     }
     out
+}
+
+/// The fence row (REPL-11): who fenced the primary, or that it is not.
+fn fence_cell(f: &Value) -> String {
+    match f["fenced"].as_bool() {
+        Some(true) => format!("FENCED ({}, REPL-11) by replica {}: writes refused until --lift-fence", cell(&f["code"]), cell(&f["evidence"]["replica_id"])),
+        Some(false) => "not fenced".to_string(),
+        None => "none (no replicas)".to_string(),
+    }
 }
 
 /// Renders a `/v1/replication` envelope as a table (pure).

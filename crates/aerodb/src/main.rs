@@ -33,6 +33,7 @@ mod client_api;
 mod datadir;
 #[cfg(feature = "replication")]
 mod demo;
+mod durability;
 #[cfg(feature = "replication")]
 mod dx;
 mod dx_client;
@@ -42,7 +43,10 @@ mod node;
 #[cfg(feature = "replication")]
 mod primary_repl;
 #[cfg(feature = "replication")]
+mod repair;
+#[cfg(feature = "replication")]
 mod replica_node;
+mod scrub_task;
 mod service;
 mod serving;
 mod tools;
@@ -52,7 +56,7 @@ mod waiting;
 use clap::Parser;
 use serde_json::Value;
 
-use crate::cli::{Cli, Command, WalRetention, WriterFlags};
+use crate::cli::{Cli, Command, ScrubFlags, WalRetention, WriterFlags};
 use crate::datadir::Role;
 use crate::node::PrimaryOptions;
 
@@ -69,7 +73,19 @@ fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOp
     opts.snapshot_every_bytes = flags.snapshot_every_bytes;
     opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
     opts.http = flags.http.limits();
+    opts.segment_target_bytes = flags.wal_segment_bytes;
+    let d = &flags.durability;
+    opts.durability = durability::DurabilityOptions {
+        mark: aerodb_wal::mark_writer::MarkPolicy { every_ms: d.durable_mark_every_ms, every_bytes: d.durable_mark_every_bytes },
+        accept_lost_history: d.accept_lost_history,
+        lift_fence: d.lift_fence,
+    };
+    opts.scrub = scrub_policy(&flags.scrub);
     opts
+}
+
+fn scrub_policy(flags: &ScrubFlags) -> aerodb_snapshot::scrub::ScrubPolicy {
+    aerodb_snapshot::scrub::ScrubPolicy { bytes_per_second: flags.scrub_bytes_per_second, pass_interval_ms: flags.scrub_pass_interval_ms }
 }
 
 fn run_node(result: Result<(), error::StartupError>) -> i32 {
@@ -91,7 +107,7 @@ fn main() {
         Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
         Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
         #[cfg(feature = "replication")]
-        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap, http } => {
+        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap, http, scrub } => {
             let method = match bootstrap {
                 cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
                 cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
@@ -105,6 +121,7 @@ fn main() {
                 bootstrap: method,
                 rebootstrap,
                 http: http.limits(),
+                scrub: scrub_policy(&scrub),
             }))
         }
         #[cfg(not(feature = "replication"))]
@@ -142,6 +159,13 @@ fn main() {
         Command::Explain { what, collection, key, at, dx } => dx_client::explain(&dx, &what, collection.as_deref(), key.as_deref(), at),
         Command::Verify { data_dir } => tools::verify(&data_dir),
         Command::WalDump { data_dir, from, limit } => tools::wal_dump(&data_dir, from, limit),
+        #[cfg(feature = "replication")]
+        Command::RepairWal { data_dir, from } => repair::run(&data_dir, &from),
+        #[cfg(not(feature = "replication"))]
+        Command::RepairWal { .. } => {
+            eprintln!("aerodb: repair-wal needs replication (built without the `replication` feature, P5-I16)");
+            2
+        }
     };
     std::process::exit(code);
 }

@@ -8,17 +8,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aerodb_mvcc::{PrimaryEngine, WriteLimits};
-use aerodb_snapshot::{recover_primary, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
+use aerodb_snapshot::scrub::ScrubPolicy;
+use aerodb_snapshot::{recover_primary_with, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
+use aerodb_wal::history::StartupDurability;
 use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::mark::{write_mark, DurableMark};
+use aerodb_wal::mark_writer::{MarkGate, MarkWriter};
 use aerodb_wal::writer::DEFAULT_SEGMENT_TARGET_BYTES;
 use aerodb_wal::ChainTip;
 use tokio::net::TcpListener;
 
 use crate::client_api;
 use crate::datadir::{random_hex_id, DataDir, Identity, Role};
+use crate::durability::{choose_tail_rule, recovery_refusal, seal_startup, DurabilityOptions};
 use crate::error::StartupError;
 use crate::http::limits::HttpLimits;
+use crate::scrub_task::{primary_targets, withdraw_and_replace, ScrubHandle, ScrubSources};
 use crate::service::PrimaryService;
 use crate::serving::{serve_until_signal, Listening, NodeHttp};
 
@@ -43,6 +49,10 @@ pub struct PrimaryOptions {
     pub limits: WriteLimits,
     /// Bounds of the HTTP surfaces (RES-3).
     pub http: HttpLimits,
+    /// Durable mark, accepted loss and fence options (CORE-5, REPL-11).
+    pub durability: DurabilityOptions,
+    /// Scrub policy (CORE-6).
+    pub scrub: ScrubPolicy,
 }
 
 impl PrimaryOptions {
@@ -58,6 +68,8 @@ impl PrimaryOptions {
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
             http: HttpLimits::default(),
+            durability: DurabilityOptions::default(),
+            scrub: ScrubPolicy::default(),
         }
     }
 }
@@ -77,14 +89,50 @@ pub struct OpenedPrimary {
     /// retention). Declared before the lock: it stops before the lock is
     /// released; a holder of another `Arc` should call `stop()` at shutdown.
     pub snapshots: Arc<SnapshotScheduler>,
+    /// What startup did about the durable mark (CORE-5).
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub startup_durability: Arc<StartupDurability>,
+    /// The durable mark's gate (positions and counters).
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub mark_gate: Arc<MarkGate>,
+    /// The fence (REPL-11); None on a standalone node.
+    #[cfg(feature = "replication")]
+    pub fence: Option<Arc<aerodb_repl_core::fence::FenceLatch>>,
+    /// The fence `--lift-fence` removed at this startup.
+    #[cfg(feature = "replication")]
+    pub fence_lifted: Option<aerodb_repl_core::fence::Fence>,
+    /// Background re-verification (CORE-6).
+    pub scrub: Arc<ScrubHandle>,
+    /// The options it was opened with.
+    #[cfg_attr(not(feature = "replication"), allow(dead_code))]
+    pub options: PrimaryOptions,
+    marker: MarkWriter,
     _lock: std::fs::File,
+}
+
+impl OpenedPrimary {
+    /// Clean shutdown: stops the scrub and the snapshot scheduler, lets the
+    /// committer answer every queued write, then writes the clean-shutdown
+    /// mark at the exact end of the WAL (CORE-5) while the lock is held.
+    pub fn close(&self) {
+        self.scrub.stop();
+        self.snapshots.stop();
+        self.engine.close();
+        match self.marker.finish_clean() {
+            Ok(Some(_)) => {}
+            Ok(None) => tracing::warn!("the shutdown is not clean: the next startup treats it as a crash"),
+            Err(e) => tracing::error!(error = %e, "cannot write the clean-shutdown mark: the next startup treats this stop as a crash (CORE-5)"),
+        }
+    }
 }
 
 impl Drop for OpenedPrimary {
     fn drop(&mut self) {
-        // No snapshot may be written once the directory lock is released,
-        // even if another component still holds the scheduler.
+        // No snapshot or mark may be written once the directory lock is
+        // released, even if another component still holds them.
+        self.scrub.stop();
         self.snapshots.stop();
+        self.marker.stop();
     }
 }
 
@@ -96,15 +144,17 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let dir = DataDir::new(&opts.data_dir);
     let lock = dir.lock()?;
-    let identity = match dir.read_identity(&*disk)? {
+    let (mut identity, created) = match dir.read_identity(&*disk)? {
         Some(id) => {
             DataDir::check_role(&id, role)?;
-            id
+            (id, false)
         }
-        None => initialise(&*disk, &dir, role)?,
+        None => (initialise(&*disk, &dir, role)?, true),
     };
-    let (store, appender, primary_recovery) = recover_primary(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id)
-        .map_err(|e| StartupError::Recovery { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
+    let durability = opts.durability;
+    let choice = choose_tail_rule(&*disk, &dir, &identity, created, durability.accept_lost_history)?;
+    let (store, appender, primary_recovery) =
+        recover_primary_with(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id, choice.rule).map_err(|e| recovery_refusal(&e, role))?;
     let recovery = &primary_recovery.store;
     tracing::info!(
         snapshot = ?primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
@@ -118,14 +168,68 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         torn_tail = ?recovery.wal.torn_tail,
         "recovery complete"
     );
-    let engine = PrimaryEngine::start(Arc::new(store), appender, opts.limits, opts.segment_target_bytes)
+    #[cfg(feature = "replication")]
+    let (fence, fence_lifted) = match role {
+        Role::Primary => {
+            let (latch, lifted) = crate::durability::open_fence(disk.clone(), &dir, durability.lift_fence)?;
+            (Some(latch), lifted)
+        }
+        _ => {
+            if durability.lift_fence {
+                tracing::info!("--lift-fence: a standalone node serves no replicas and is never fenced");
+            }
+            (None, None)
+        }
+    };
+    // CORE-5: the running mark is on disk before any write is accepted.
+    let (startup_durability, mark_gate) = seal_startup(&*disk, &dir, &mut identity, &choice, &primary_recovery, &durability)?;
+    let marker = MarkWriter::start(disk.clone(), dir.wal(), mark_gate.clone(), durability.mark)
+        .map_err(|e| StartupError::Other(format!("cannot start the durable mark writer: {e}")))?;
+    let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()))
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
     let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
     let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();
-    let snapshots = SnapshotScheduler::start(disk, dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
+    let snapshots = SnapshotScheduler::start(disk.clone(), dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
         .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
     log_snapshots_held(&snapshots);
-    Ok(OpenedPrimary { identity, engine: Arc::new(engine), primary_recovery, snapshots: Arc::new(snapshots), _lock: lock })
+    let engine = Arc::new(engine);
+    let snapshots = Arc::new(snapshots);
+    let scrub = start_scrub(disk, &dir, &engine, &snapshots, &identity.cluster_id, opts.scrub)?;
+    Ok(OpenedPrimary {
+        identity,
+        engine,
+        primary_recovery,
+        snapshots,
+        startup_durability: Arc::new(startup_durability),
+        mark_gate,
+        #[cfg(feature = "replication")]
+        fence,
+        #[cfg(feature = "replication")]
+        fence_lifted,
+        scrub,
+        options: opts.clone(),
+        marker,
+        _lock: lock,
+    })
+}
+
+/// Starts the scrub over this node's snapshots and sealed WAL segments.
+fn start_scrub(
+    disk: Arc<dyn Disk>,
+    dir: &DataDir,
+    engine: &Arc<PrimaryEngine>,
+    snapshots: &Arc<SnapshotScheduler>,
+    cluster_id: &str,
+    policy: ScrubPolicy,
+) -> Result<Arc<ScrubHandle>, StartupError> {
+    let (list_disk, root, segments, cluster) = (disk.clone(), dir.root().to_path_buf(), engine.segments().clone(), cluster_id.to_string());
+    let store = engine.store().clone();
+    let sources = ScrubSources {
+        targets: Box::new(move || primary_targets(&*list_disk, &root, &segments, &cluster)),
+        commit_id: Box::new(move || Some(store.applied().commit_id)),
+        withdraw: Some(withdraw_and_replace(disk.clone(), dir.snapshots(), snapshots.clone())),
+    };
+    ScrubHandle::start(policy, disk, sources).map(Arc::new).map_err(|e| StartupError::Other(format!("cannot start the scrub: {e}")))
 }
 
 /// Logs every snapshot the node holds at startup.
@@ -153,6 +257,9 @@ fn initialise(disk: &dyn Disk, dir: &DataDir, role: Role) -> Result<Identity, St
     disk.sync_dir(dir.root()).map_err(|e| StartupError::io("sync", dir.root(), e))?;
     let shared: Arc<dyn Disk> = OsDisk::shared();
     SegmentAppender::create(shared, &wal, ChainTip::GENESIS.segment_header()).map_err(|e| StartupError::Other(e.to_string()))?;
+    // The mark exists before the identity, so every initialised directory has one (CORE-5).
+    let window = aerodb_wal::mark_writer::MarkPolicy::default().window_bytes();
+    write_mark(disk, &wal, &DurableMark::at(ChainTip::GENESIS, false, window)).map_err(|e| StartupError::io("write durable mark", &wal, e))?;
     let cluster_id = random_hex_id()?;
     let id = dir.write_identity(disk, role, &cluster_id)?;
     tracing::info!(role = role.as_str(), cluster_id, "initialised data directory");
@@ -250,6 +357,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
                     recovery: Some(Arc::new(opened.primary_recovery.clone())),
                     snapshots: Some(opened.snapshots.clone()),
                     http: http.clone(),
+                    guards: Some(crate::dx::PrimaryGuards::of(&opened)),
                 };
                 let (router, render) = crate::dx::primary_router(dx);
                 Some((Listening { listener, router }, render))
@@ -264,7 +372,11 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
             }
             None
         };
-        let router = http.client_router(Arc::new(PrimaryService::new(engine)), opts.limits);
+        #[cfg(feature = "replication")]
+        let fence = opened.fence.clone().map(crate::durability::fence_check);
+        #[cfg(not(feature = "replication"))]
+        let fence = None;
+        let router = http.client_router(Arc::new(PrimaryService::new(engine).with_fence(fence)), opts.limits);
         tracing::info!(role = role.as_str(), %cluster_id, "serving");
         serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
         Ok::<(), StartupError>(())
@@ -272,6 +384,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     // Stops accepting replicas and ends every session before the data directory is released.
     drop(replication);
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    opened.close();
     drop(opened);
     tracing::info!("stopped cleanly");
     Ok(())

@@ -5,23 +5,13 @@
 use std::net::TcpListener;
 use std::sync::Arc;
 
-use aerodb_repl_core::handshake::{Hello, Refuse};
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::PrimaryWal;
-use aerodb_repl_net::{FenceSink, PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
+use aerodb_repl_net::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
 use aerodb_wal::disk::{Disk, OsDisk};
 
 use crate::error::StartupError;
 use crate::node::{announce, OpenedPrimary};
-
-/// Records a replica's proof that this primary lost acknowledged history.
-struct LoggedFence;
-
-impl FenceSink for LoggedFence {
-    fn raise(&self, hello: &Hello, refuse: &Refuse) {
-        tracing::error!(replica_id = %hello.replica_id, code = refuse.code().as_str(), detail = %refuse.detail, "a replica proves this primary lost or rewrote acknowledged history (REPL-11)");
-    }
-}
 
 /// Binds the replication port (printing `listening repl ADDR`) and serves
 /// replicas on background threads.
@@ -38,7 +28,7 @@ pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, Startu
         // The scheduler serves the newest kept snapshot, creating one when none
         // exists, serialised with its own snapshotting and retention.
         snapshots: opened.snapshots.clone(),
-        fence: Arc::new(LoggedFence),
+        fence: opened.fence.clone(),
         registry: Arc::new(ReplicaRegistry::default()),
     };
     let server = PrimaryServer::serve(listener, ctx, PrimaryServerConfig::default())

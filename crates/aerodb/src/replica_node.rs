@@ -48,6 +48,8 @@ pub struct ReplicaOptions {
     pub rebootstrap: bool,
     /// Bounds of the HTTP surfaces (RES-3).
     pub http: HttpLimits,
+    /// Scrub policy (CORE-6).
+    pub scrub: aerodb_snapshot::scrub::ScrubPolicy,
 }
 
 /// Client requests a replica refused, by (code, rule): the counters behind
@@ -205,8 +207,19 @@ fn open_dir(disk: &dyn Disk, opts: &ReplicaOptions) -> Result<(std::fs::File, Op
     Ok((lock, metadata))
 }
 
-/// Runs a replica until a shutdown signal, then stops within the bounded
-/// shutdown time (RES-3, see [`crate::serving`]).
+/// Starts the scrub over the replica's bootstrap snapshot and sealed WAL
+/// segments (CORE-6): damage is reported, never repaired.
+fn start_scrub(disk: Arc<dyn Disk>, opts: &ReplicaOptions, handle: &Arc<ReplicaHandle>) -> Result<Arc<crate::scrub_task::ScrubHandle>, StartupError> {
+    let (list_disk, root, handle) = (disk.clone(), opts.data_dir.clone(), handle.clone());
+    let sources = crate::scrub_task::ScrubSources {
+        targets: Box::new(move || crate::scrub_task::replica_targets(&*list_disk, &root)),
+        commit_id: Box::new(move || handle.store().map(|s| s.applied().commit_id)),
+        withdraw: None,
+    };
+    crate::scrub_task::ScrubHandle::start(opts.scrub, disk, sources).map(Arc::new).map_err(|e| StartupError::Other(format!("cannot start the scrub: {e}")))
+}
+
+/// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &WriteLimits::default())?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
@@ -237,8 +250,15 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         // Waiting reads are woken by whichever store the replica installs.
         let _ = handle.set_applied_observer(http.applied.observer());
         let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
+        let scrub = start_scrub(disk.clone(), &opts, &handle)?;
         let dx = dx.map(|listener| {
-            let dx = crate::dx::ReplicaDx { handle: handle.clone(), refusals: refusals.clone(), data_dir: opts.data_dir.clone(), http: http.clone() };
+            let dx = crate::dx::ReplicaDx {
+                handle: handle.clone(),
+                refusals: refusals.clone(),
+                data_dir: opts.data_dir.clone(),
+                http: http.clone(),
+                scrub: Some(scrub.clone()),
+            };
             let (router, render) = crate::dx::replica_router(dx);
             (Listening { listener, router }, render)
         });
@@ -251,6 +271,7 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         if tokio::time::timeout(SHUTDOWN_CLEANUP_BOUND / 2, joined).await.is_err() {
             tracing::warn!("the replica did not stop in time; exiting without it");
         }
+        scrub.stop();
         Ok::<(), StartupError>(())
     });
     runtime.shutdown_timeout(Duration::from_millis(500));

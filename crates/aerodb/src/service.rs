@@ -52,22 +52,36 @@ pub async fn acknowledged(ticket: CommitTicket) -> Result<CommitId, ApiError> {
         Err(e) => Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), Some("CORE-1"), e.to_string(), json!({}))),
     }
 }
+/// Answers the refusal of a write while the primary is fenced (REPL-11),
+/// or `None` when writes are allowed.
+pub type FenceCheck = Arc<dyn Fn() -> Option<ApiError> + Send + Sync>;
 
 /// The primary (or standalone) node's service.
 pub struct PrimaryService {
     engine: Arc<PrimaryEngine>,
+    fence: Option<FenceCheck>,
 }
 
 impl PrimaryService {
     /// Wraps an engine.
     pub fn new(engine: Arc<PrimaryEngine>) -> Self {
-        PrimaryService { engine }
+        PrimaryService { engine, fence: None }
+    }
+
+    /// Refuses every write while `fence` answers a refusal (REPL-11).
+    pub fn with_fence(mut self, fence: Option<FenceCheck>) -> Self {
+        self.fence = fence;
+        self
     }
 }
 
 impl DocService for PrimaryService {
     fn check_writable(&self) -> Result<(), ApiError> {
-        Ok(())
+        // REPL-11: a fenced primary never builds new commits on top of lost history.
+        match self.fence.as_ref().and_then(|check| check()) {
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
+        }
     }
 
     fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, ApiError> {

@@ -2,18 +2,59 @@
 //! read-only: they never truncate, repair or create anything.
 
 use aerodb_wal::disk::{Disk, OsDisk};
-use aerodb_wal::recovery::{scan_wal, RecoveryMode, ReplayRefusal};
+use aerodb_wal::mark::read_mark;
+use aerodb_wal::mark_check::TailRule;
+use aerodb_wal::recovery::{scan_wal, scan_wal_with, RecoveryMode, ReplayRefusal};
 use aerodb_wal::Op;
 
-use crate::datadir::DataDir;
+use crate::datadir::{DataDir, Identity, Role};
+
+/// The rule `verify` judges the WAL's end under: the same as startup's
+/// (CORE-5), read-only. `Err(exit code)` after printing the failure.
+fn verify_tail_rule(disk: &dyn Disk, dir: &DataDir, id: &Identity) -> Result<TailRule, i32> {
+    if id.role == Role::Replica {
+        outln!("ok    durable mark: not kept by a replica (it drops its own torn tail and re-fetches it; it never acknowledged it) [CORE-3]");
+        return Ok(TailRule::DropTornTail);
+    }
+    match read_mark(disk, &dir.wal()) {
+        Ok(Some(m)) => {
+            outln!(
+                "ok    durable mark: LSN {} CommitId {} ({}), crash window {} byte(s)",
+                m.end_lsn,
+                m.commit_id,
+                if m.clean_shutdown { "clean shutdown: no byte may be dropped" } else { "written while running" },
+                m.window_bytes
+            );
+            Ok(TailRule::Mark { mark: m })
+        }
+        Ok(None) if id.durable_mark => {
+            outln!(
+                "FAIL  durable mark: {} is missing although this directory keeps one [MARK_MISSING, CORE-5]",
+                aerodb_wal::mark::mark_path(&dir.wal()).display()
+            );
+            Err(1)
+        }
+        Ok(None) => {
+            outln!("note  durable mark: none (the directory predates durable marks); only CORE-3 bounds a torn tail [CORE-5]");
+            Ok(TailRule::DropTornTail)
+        }
+        Err(e) => {
+            outln!("FAIL  durable mark: {e} [{}, CORE-5]", e.code());
+            Err(1)
+        }
+    }
+}
 
 /// `aerodb verify`: prints each check and the first failure with its rule
 /// ID. Exit code 0 only if everything checks.
 pub fn verify(data_dir: &std::path::Path) -> i32 {
     let disk = OsDisk::shared();
     let dir = DataDir::new(data_dir);
-    match dir.read_identity(&*disk) {
-        Ok(Some(id)) => outln!("ok    identity: role {} cluster {}", id.role.as_str(), id.cluster_id),
+    let id = match dir.read_identity(&*disk) {
+        Ok(Some(id)) => {
+            outln!("ok    identity: role {} cluster {}", id.role.as_str(), id.cluster_id);
+            id
+        }
         Ok(None) => {
             outln!("FAIL  identity: {} missing (not an AeroDB data directory?) [REPL-1]", dir.identity().display());
             return 1;
@@ -22,8 +63,12 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
             outln!("FAIL  identity: {e} [F-RC2]");
             return 1;
         }
-    }
-    match scan_wal(disk.clone(), &dir.wal(), RecoveryMode::ReadOnly, |_, _| Ok(())) {
+    };
+    let rule = match verify_tail_rule(&*disk, &dir, &id) {
+        Ok(rule) => rule,
+        Err(code) => return code,
+    };
+    match scan_wal_with(disk.clone(), &dir.wal(), RecoveryMode::ReadOnly, rule, |_, _| Ok(())) {
         Ok(report) => {
             outln!(
                 "ok    wal: {} segment(s), {} record(s), CommitIds {}..={}, LSN {}..{}",
@@ -35,8 +80,15 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
                 report.end.end_lsn
             );
             if let Some(t) = &report.torn_tail {
+                let why = match rule {
+                    TailRule::Mark { mark } => format!(
+                        "after the durable mark at LSN {}, within the crash window of a process that crashed: a torn write, which startup drops and reports",
+                        mark.end_lsn
+                    ),
+                    _ => "at the very end with no valid record after it: a torn write, which startup drops and reports".to_string(),
+                };
                 outln!(
-                    "note  wal: torn tail of {} byte(s) at LSN {} in {} ({}); startup will truncate it [CORE-3]",
+                    "note  wal: torn tail of {} byte(s) at LSN {} in {} ({}) {why}; verify changed nothing [CORE-3, CORE-5]",
                     t.bytes_dropped,
                     t.lsn,
                     t.segment,
@@ -45,16 +97,39 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
             }
         }
         Err(e) => {
-            outln!("FAIL  wal: {e} [{}]", e.rule_id());
+            outln!("FAIL  wal: {e} [{}, {}]", e.code(), e.rule_id());
             return 1;
         }
     }
+    note_guards(&*disk, &dir);
     let extra = crate::verify_ext::verify_more(&*disk, &dir);
     if extra != 0 {
         return extra;
     }
     outln!("all checks passed");
     0
+}
+
+/// Notes (never failures) about history losses an operator accepted and
+/// a fence in force.
+fn note_guards(disk: &dyn Disk, dir: &DataDir) {
+    match aerodb_wal::history::read_history_losses(disk, dir.root()) {
+        Ok(h) => {
+            for loss in &h.losses {
+                let lost = loss
+                    .lost
+                    .map(|l| format!("LSNs {}..{}, CommitIds {}..={}", l.from_lsn, l.to_lsn, l.first_commit_id, l.last_commit_id))
+                    .unwrap_or_else(|| "unbounded (no mark)".into());
+                outln!("note  history: the operator accepted a loss ({}): {lost}; the WAL continued at LSN {} [CORE-5]", loss.reason, loss.wal_end.end_lsn);
+            }
+        }
+        Err(e) => outln!("note  history: {e}"),
+    }
+    if disk.exists(&dir.root().join("fence.json")) {
+        outln!(
+            "note  fence: fence.json is present: this primary is fenced (a replica proved it lost acknowledged history); see /v1/explain/replication [REPL-11]"
+        );
+    }
 }
 
 /// `aerodb wal-dump`: one line per record from `from`, at most `limit`.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aerodb_snapshot::format::{DEL_PREFIX, TMP_PREFIX};
+use aerodb_snapshot::format::{DAMAGED_PREFIX, DEL_PREFIX, TMP_PREFIX};
 use aerodb_snapshot::{list_snapshots, load_snapshot, Manifest};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::recovery::{scan_wal, RecoveryMode, ReplayRefusal, WalRecoveryReport};
@@ -90,8 +90,12 @@ fn verify_snapshots(disk: &dyn Disk, dir: &DataDir) -> i32 {
     let snaps_dir = dir.snapshots();
     let cluster = dir.read_identity(disk).ok().flatten().map(|id| id.cluster_id);
     if disk.exists(&snaps_dir) {
-        for name in disk.list(&snaps_dir).unwrap_or_default().into_iter().filter(|n| n.starts_with(TMP_PREFIX) || n.starts_with(DEL_PREFIX)) {
-            outln!("note  snapshots: incomplete directory {name} (never visible); startup removes it [F-S1]");
+        for name in disk.list(&snaps_dir).unwrap_or_default() {
+            if name.starts_with(TMP_PREFIX) || name.starts_with(DEL_PREFIX) {
+                outln!("note  snapshots: incomplete directory {name} (never visible); startup removes it [F-S1]");
+            } else if name.starts_with(DAMAGED_PREFIX) {
+                outln!("note  snapshots: {name} was withdrawn by the scrub as damaged (never used; kept for forensics) [CORE-6]");
+            }
         }
     }
     let held = match list_snapshots(disk, &snaps_dir) {

@@ -32,6 +32,7 @@ const PATHS: &[&str] = &[
     "/v1/explain/replication",
     "/v1/explain/recovery",
     "/v1/explain/read?collection=users&key=alice",
+    "/v1/scrub",
     "/metrics",
 ];
 

@@ -476,7 +476,9 @@ fn assert_resume_halt(halt: &serde_json::Value, code: &str, rule: &str, row: &st
 /// another fingerprint than the primary's record 10, so the handshake
 /// answers DIVERGED and the replica halts — reads refused, writes
 /// rejected — with both sides' values in the halt, and stays halted
-/// across a restart. The primary is unaffected.
+/// across a restart. The primary, whose acknowledged history the replica
+/// proves was rewritten, is fenced (REPL-11, F-P5): its next write is
+/// refused with PRIMARY_FENCED.
 #[test]
 fn f_d1_primary_history_rolled_back_and_rewritten_halts_replica_diverged() {
     let RolledBack { tmp: _tmp, primary, replica_dir, replica_copy: _, tip } = rolled_back();
@@ -500,14 +502,15 @@ fn f_d1_primary_history_rolled_back_and_rewritten_halts_replica_diverged() {
     assert_eq!(v["replica_state"], "Halted", "a halt is never cleared automatically (REPL-5)");
     assert_eq!(wal_dump(&replica_dir).last().unwrap(), &tip, "the halted replica kept its history: nothing was healed or overwritten");
     let (status, body) = primary.put(COLL, "after", &json!(1));
-    assert_eq!((status, body["commit_id"].as_u64()), (200, Some(14)), "the primary is unaffected");
+    assert_eq!((status, body["error"]["code"].as_str(), body["error"]["rule_id"].as_str()), (503, Some("PRIMARY_FENCED"), Some("REPL-11")), "{body}");
 }
 
 /// F-D2, REPL-3, REPL-5: the primary lost history (its data directory
 /// was restored from CommitId 5); a replica that applied up to CommitId
 /// 10 is ahead of it: REPLICA_AHEAD, the replica halts with its resume
 /// point and the primary's durable LSN and CommitId in the halt, and stays
-/// halted across a restart even after the primary has written more.
+/// halted across a restart even after the primary has written more (once
+/// the operator lifted the fence the replica's proof put on it, REPL-11).
 #[test]
 fn f_d2_replica_ahead_of_rolled_back_primary_halts_replica_ahead() {
     let RolledBack { tmp: _tmp, primary, replica_dir: _, replica_copy, tip } = rolled_back();
@@ -521,6 +524,10 @@ fn f_d2_replica_ahead_of_rolled_back_primary_halts_replica_ahead() {
     let primary_side = assert_resume_halt(&halt, "REPLICA_AHEAD", "REPL-3", "F-D2", &tip);
     assert_eq!((primary_side["primary_durable_lsn"].as_u64(), primary_side["primary_commit_id"].as_u64()), (Some(durable), Some(5)), "{halt}");
 
+    assert_eq!(primary.put(COLL, "fenced", &json!(1)).0, 503, "the replica's proof fenced the primary (REPL-11)");
+    let pdir = primary.data_dir.clone();
+    assert_eq!(primary.stop(), Some(0));
+    let primary = repl_support::start_primary(&pdir, &["--lift-fence"], &[]);
     workload(&primary, "more", 8, 64);
     let replica = replica.restart(&[]);
     wait_halted(&replica, "REPLICA_AHEAD");

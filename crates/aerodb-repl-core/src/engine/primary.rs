@@ -18,7 +18,8 @@ use aerodb_wal::log::WalChunk;
 use aerodb_wal::Lsn;
 
 use super::Millis;
-use crate::handshake::{decide, Accept, Decision, Hello, PrimaryHistory, RefusalCode, Refuse};
+use crate::fence::{fence_for, Fence};
+use crate::handshake::{decide, Accept, Decision, Hello, PrimaryHistory, RefusalCode};
 use crate::ids::ClusterId;
 use crate::positions::{Positions, PrimaryProgress};
 use crate::wire::message::check_report;
@@ -104,21 +105,9 @@ pub enum SessionAction {
     },
     /// A replica proved the primary lost or rewrote durable history: fence
     /// (persist first, REPL-11) before the refusal is sent.
-    Fence {
-        /// The replica's hello (its id, name and resume point).
-        hello: Hello,
-        /// The refusal it proves.
-        refuse: Refuse,
-    },
+    Fence(Box<Fence>),
     /// Close the connection.
     Close(SessionEnd),
-}
-
-/// Whether a refusal proves the primary lost or rewrote history it had
-/// made durable (REPL-11): the replica holds history beyond it
-/// (REPLICA_AHEAD) or different from it within the same cluster (DIVERGED).
-pub fn refusal_fences(refuse: &Refuse) -> bool {
-    matches!(refuse.code(), RefusalCode::REPLICA_AHEAD | RefusalCode::DIVERGED)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,8 +272,8 @@ impl PrimarySession {
         let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn };
         match decision {
             Decision::Refuse(refuse) => {
-                if refusal_fences(&refuse) {
-                    self.actions.push_back(SessionAction::Fence { hello, refuse: refuse.clone() });
+                if let Some(fence) = fence_for(&self.cluster_id, &hello, &refuse) {
+                    self.actions.push_back(SessionAction::Fence(Box::new(fence)));
                 }
                 let code = refuse.code();
                 self.send(Message::Refuse(refuse));

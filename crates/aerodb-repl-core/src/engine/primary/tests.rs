@@ -40,7 +40,8 @@ fn session() -> PrimarySession {
 }
 
 fn hello(request: HelloRequest) -> Bytes {
-    Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: ReplicaId::parse("r").unwrap(), name: None, request }).to_frame()
+    let cluster_id = Some(ClusterId::parse(CLUSTER).unwrap());
+    Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id, replica_id: ReplicaId::parse("r").unwrap(), name: None, request }).to_frame()
 }
 
 fn drain(s: &mut PrimarySession) -> Vec<SessionAction> {
@@ -112,7 +113,7 @@ fn res_4_report_beyond_sent_is_refused_and_repl_11_ahead_fences() {
     let mut s = session();
     s.handle_bytes(1, &hello(HelloRequest::Resume { end_lsn: 500, commit_id: 9, fingerprint: Fingerprint(1) }), &history(100, 2));
     let actions = drain(&mut s);
-    assert!(matches!(&actions[0], SessionAction::Fence { refuse, .. } if refuse.code() == RefusalCode::REPLICA_AHEAD), "{actions:?}");
+    assert!(matches!(&actions[0], SessionAction::Fence(f) if f.code == "REPLICA_AHEAD"), "{actions:?}");
     assert!(matches!(&sent(&actions)[..], [Message::Refuse(_)]));
     assert_eq!(actions.last(), Some(&SessionAction::Close(SessionEnd::Refused { code: RefusalCode::REPLICA_AHEAD })));
 }
