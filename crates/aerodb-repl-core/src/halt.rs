@@ -78,17 +78,14 @@ impl HaltReason {
         HaltReason::new(code, rule, format!("primary cannot serve: {detail}"), None, None, serde_json::json!({}))
     }
 
-    /// From an apply failure (F-D3 digest mismatch, or out-of-order apply).
+    /// From an apply failure (F-D3 digest mismatch, out-of-order apply, or
+    /// a GC record whose horizon moves backwards).
     pub fn from_apply(e: &aerodb_mvcc::ApplyError, lsn: Lsn) -> Self {
-        let commit_id = match e {
-            aerodb_mvcc::ApplyError::NotNext { found, .. } => *found,
-            aerodb_mvcc::ApplyError::DigestMismatch { commit_id, .. } => *commit_id,
-        };
         let row = match e {
             aerodb_mvcc::ApplyError::NotNext { .. } => "F-V2",
-            aerodb_mvcc::ApplyError::DigestMismatch { .. } => "F-D3",
+            aerodb_mvcc::ApplyError::DigestMismatch { .. } | aerodb_mvcc::ApplyError::BadHorizon { .. } => "F-D3",
         };
-        HaltReason::new(e.code(), e.rule_id(), e.to_string(), Some(lsn), Some(commit_id), serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
+        HaltReason::new(e.code(), e.rule_id(), e.to_string(), Some(lsn), Some(e.commit_id()), serde_json::to_value(e).unwrap_or(serde_json::Value::Null))
             .with_failure(row)
     }
 }

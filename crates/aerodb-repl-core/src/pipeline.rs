@@ -168,8 +168,7 @@ impl ReplicaPipeline {
             if index == 1 {
                 aerodb_wal::crash_point!("replica.mid_apply");
             }
-            let input = ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops };
-            self.store.apply(input).map_err(|e| PipelineError::Halt(Box::new(HaltReason::from_apply(&e, position.lsn))))?;
+            self.store.apply(ApplyInput::of_record(*position, record)).map_err(|e| PipelineError::Halt(Box::new(HaltReason::from_apply(&e, position.lsn))))?;
         }
         Ok(())
     }

@@ -70,8 +70,16 @@ impl ReplicaHandle {
         let Some(store) = self.store() else { return Err(ReadRefusal { decision, halted }) };
         match store.read_view(Some(decision.read_upper_bound)) {
             Ok(view) => Ok(view),
-            // C_replica only grows and the horizon is fixed, so an admitted R is always openable.
-            Err(_) => Err(ReadRefusal { decision, halted }),
+            // C_replica only grows, but a GC record applied since the gate
+            // ran can have moved the horizon past R: judge again with the
+            // horizon that refused the view, so the refusal cites RS-4 with
+            // its numbers (P5-I12).
+            Err(_) => {
+                let mut again = self.gate_inputs(at, min_commit);
+                again.requested_at = Some(decision.read_upper_bound);
+                again.min_commit = None;
+                Err(ReadRefusal { decision: evaluate(&again), halted })
+            }
         }
     }
 }

@@ -773,6 +773,7 @@ mod tests {
             applied,
             history_horizon: applied.map(|_| 0),
             version_count: applied.map(|_| 0),
+            gc: None,
             active_read_views: Vec::new(),
             wal_files: Ok(Vec::new()),
             bootstrap_snapshot_bytes: None,

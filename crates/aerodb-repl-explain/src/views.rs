@@ -242,9 +242,23 @@ pub fn replica_mvcc(f: &ReplicaFacts) -> (Value, Vec<String>) {
         "state_digest": a.map(|a| a.state_digest.to_string()),
         "history_horizon": f.history_horizon,
         "versions": f.version_count,
+        "gc": gc_view(f.gc.as_ref(), None),
         "active_read_views": read_views(&f.active_read_views),
     });
     (data, notes)
+}
+
+/// The `gc` object of `/v1/mvcc` (MVCC-4, MVCC-5, RES-1). Replicas have no
+/// retention policy of their own: they apply the primary's GC records.
+fn gc_view(gc: Option<&aerodb_mvcc::GcStats>, retain_commits: Option<u64>) -> Value {
+    json!({
+        "history_retain_commits": retain_commits,
+        "gc_step_commits": retain_commits.map(|n| aerodb_mvcc::GcPolicy::new(n).step()),
+        "gc_records_applied": gc.map(|g| g.gc_records_applied),
+        "versions_held": gc.map(|g| g.versions_held),
+        "versions_awaiting_purge": gc.map(|g| g.versions_awaiting_purge),
+        "gc_candidates": gc.map(|g| g.gc_candidates),
+    })
 }
 
 /// `/v1/snapshots` on a replica: the installed bootstrap snapshot, if any.
@@ -316,6 +330,7 @@ pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "durable_lsn": f.durable.lsn,
         "durable_commit_id": f.durable.commit_id,
         "state_digest": applied.state_digest.to_string(),
+        "history_horizon": f.history_horizon,
         "cluster_id": f.cluster_id,
         "replicas": replicas,
         "wal_shipped_bytes": f.wal_shipped_bytes,
@@ -343,6 +358,7 @@ pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
             "snapshot_every_bytes": f.snapshot_policy.map(|p| p.snapshot_every_bytes),
             "wal_retention": f.snapshot_policy.map(|p| if p.wal_retention_after_snapshot { "after-oldest-snapshot" } else { "all" }),
             "snapshots_kept": f.snapshot_policy.map(|p| p.keep),
+            "history_retain_commits": f.history_retain_commits,
         },
     });
     (data, notes)
@@ -385,6 +401,7 @@ pub fn primary_mvcc(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "state_digest": a.state_digest.to_string(),
         "history_horizon": f.history_horizon,
         "versions": f.version_count,
+        "gc": gc_view(f.gc.as_ref(), f.history_retain_commits),
         "active_read_views": read_views(&f.active_read_views),
     });
     (data, Vec::new())

@@ -38,7 +38,7 @@ use aerodb_wal::log::{SegmentAppender, SegmentList, WalReader};
 use aerodb_wal::record::encode_record;
 use aerodb_wal::recovery::recover_wal;
 use aerodb_wal::segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
-use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
+use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordBody, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -72,6 +72,9 @@ impl Rec {
     }
     fn applied(&self) -> AppliedState {
         AppliedState { commit_id: self.commit_id, end_lsn: self.end_lsn, fingerprint: self.fingerprint, state_digest: self.digest }
+    }
+    fn body(&self) -> RecordBody {
+        RecordBody::Commit(self.ops.clone())
     }
 }
 
@@ -127,7 +130,7 @@ fn write_wal(dir: &Path, tip: ChainTip, recs: &[Rec]) {
 fn store_with(recs: &[Rec]) -> Arc<Store> {
     let store = Store::new();
     for r in recs {
-        store.apply(ApplyInput { position: r.position(), state_digest: r.digest, ops: &r.ops }).unwrap();
+        store.apply(ApplyInput { position: r.position(), state_digest: r.digest, body: &r.body() }).unwrap();
     }
     Arc::new(store)
 }
@@ -245,6 +248,7 @@ fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option
         applied: store.map(|s| s.applied()),
         history_horizon: store.map(|s| s.history_horizon()),
         version_count: store.map(|s| s.version_count()),
+        gc: store.map(|s| s.gc_stats()),
         active_read_views: store.map(|s| s.active_read_views()).unwrap_or_default(),
         wal_files: Ok(wal_dir.map(list_wal).unwrap_or_default()),
         bootstrap_snapshot_bytes: None,
@@ -374,7 +378,7 @@ fn repl_4_golden_halt_apply_diverged() {
     let recs = history();
     let store = store_with(&recs[..3]);
     let divergent = chain_after(recs[2].tip(), recs[2].digest, vec![vec![put("alice", r#"{"v":99}"#)]]);
-    let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, ops: &recs[3].ops }).unwrap_err();
+    let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, body: &recs[3].body() }).unwrap_err();
     pin_halt("APPLY_DIVERGED", HaltReason::from_apply(&e, recs[3].lsn), None);
 }
 
@@ -383,7 +387,7 @@ fn repl_4_golden_halt_apply_diverged() {
 fn repl_2_golden_halt_apply_out_of_order() {
     let recs = history();
     let store = store_with(&recs[..3]);
-    let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, ops: &recs[4].ops }).unwrap_err();
+    let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, body: &recs[4].body() }).unwrap_err();
     pin_halt("APPLY_OUT_OF_ORDER", HaltReason::from_apply(&e, recs[4].lsn), None);
 }
 
@@ -738,14 +742,14 @@ fn pin_snapshot_halt(code: &str, paths: &ReplicaPaths, dir: &Path) {
 }
 
 /// F-S4: the installed snapshot's data file header declares format_version
-/// 2 (header crc32c and the manifest's file crc32c rewritten to match), so
+/// 3 (header crc32c and the manifest's file crc32c rewritten to match), so
 /// only the format check refuses it.
 #[test]
 fn f_s4_golden_halt_snapshot_format() {
     let dir = TempDir::new().unwrap();
     let paths = snapshot_replica(dir.path());
     rewrite_data_file(&paths, |b| {
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
         let header_crc = crc32c(&b[0..28]);
         b[28..32].copy_from_slice(&header_crc.to_le_bytes());
     });
@@ -1282,6 +1286,8 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         durable: DurablePoint { lsn: applied.end_lsn, commit_id: applied.commit_id },
         history_horizon: store.history_horizon(),
         version_count: store.version_count(),
+        gc: Some(store.gc_stats()),
+        history_retain_commits: Some(aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS),
         active_read_views: vec![(4, 1), (6, 2)],
         segments: appender.segments().snapshot(),
         recovery: Some(report),

@@ -5,6 +5,12 @@
 //! hands the durable records to the [`DurableSink`] (which applies them to
 //! the store so they become visible, MVCC-2), publishes the durable point,
 //! and only then answers the committers (CORE-1).
+//!
+//! After each group it asks the sink whether a garbage-collection step is
+//! due ([`DurableSink::plan_gc`], a pure function of CommitIds, never of
+//! time). If so, the same thread — the WAL's single writer — appends a GC
+//! record (MVCC-4), fsyncs it and hands it to the sink like any record, so
+//! every node applies it at the same position in the log.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -15,8 +21,10 @@ use thiserror::Error;
 
 use crate::durable::{DurablePoint, DurableWatch};
 use crate::hash::StateDigest;
-use crate::record::{Op, RecordEncodeError, RecordPosition};
+use crate::record::{Op, RecordBody, RecordEncodeError, RecordPosition};
+use crate::validate::ChainTip;
 use crate::writer::{AppendError, WalWriter};
+use crate::CommitId;
 
 /// Most records in one group (bounds latency and memory of one batch).
 const MAX_BATCH_RECORDS: usize = 4096;
@@ -30,8 +38,17 @@ pub struct DurableRecord {
     pub position: RecordPosition,
     /// Digest after it.
     pub state_digest: StateDigest,
-    /// Its write set.
-    pub ops: Vec<Op>,
+    /// What it does (a write set, or a GC step).
+    pub body: RecordBody,
+}
+
+/// A garbage-collection step the sink wants written (MVCC-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcPlan {
+    /// The new history horizon H.
+    pub horizon: CommitId,
+    /// The state digest after removing every version no view >= H can see.
+    pub state_digest: StateDigest,
 }
 
 /// Receives each fsynced group, in order, before committers are answered.
@@ -39,6 +56,16 @@ pub trait DurableSink: Send + 'static {
     /// Makes `records` visible. An error here means the store no longer
     /// matches the WAL: the committer stops accepting writes.
     fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String>;
+
+    /// Called after every applied group with the WAL's tip (everything up
+    /// to it is applied): a GC step to write next, if one is due. The
+    /// decision must depend only on the log (CommitIds), never on time or
+    /// on how commits were grouped into fsyncs beyond the tip itself.
+    /// Default: never.
+    fn plan_gc(&mut self, tip: ChainTip) -> Option<GcPlan> {
+        let _ = tip;
+        None
+    }
 }
 
 /// What a committer gets back.
@@ -173,7 +200,7 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
         for req in batch {
             match writer.append(&req.ops) {
                 Ok(rec) => {
-                    appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
+                    appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Commit(req.ops) });
                     replies.push(req.reply);
                 }
                 Err(AppendError::Encode(e)) => {
@@ -211,6 +238,28 @@ fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>,
         for (reply, rec) in replies.into_iter().zip(&appended) {
             let _ = reply.send(Ok(CommitReceipt { position: rec.position }));
         }
+        if let Some(plan) = sink.plan_gc(writer.tip()) {
+            if let Err(reason) = write_gc(&mut writer, &mut sink, &durable, fsyncs, plan) {
+                tracing::error!(%reason, "WAL failure while writing a GC record: refusing all further writes (CORE-1)");
+                failed = Some(reason);
+            }
+        }
     }
     durable.close();
+}
+
+/// Appends, fsyncs and applies one GC record, then publishes it as durable.
+/// A crash anywhere in here leaves either no GC record or a whole one that
+/// recovery replays through the same apply function (F-G2).
+fn write_gc(writer: &mut WalWriter, sink: &mut impl DurableSink, durable: &DurableWatch, fsyncs: &AtomicU64, plan: GcPlan) -> Result<(), String> {
+    let rec = writer.append_gc(plan.horizon, plan.state_digest).map_err(|e| e.to_string())?;
+    crate::crash_point!("gc.before_fsync");
+    writer.sync().map_err(|e| e.to_string())?;
+    fsyncs.fetch_add(1, Ordering::Relaxed);
+    crate::crash_point!("gc.before_apply");
+    let record = DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Gc { horizon: plan.horizon } };
+    sink.on_durable(std::slice::from_ref(&record))?;
+    tracing::debug!(commit_id = rec.position.commit_id, horizon = plan.horizon, "GC record applied (MVCC-4)");
+    durable.advance(DurablePoint { lsn: rec.position.end_lsn, commit_id: rec.position.commit_id });
+    Ok(())
 }

@@ -49,6 +49,11 @@ pub struct WriterFlags {
     /// Whether WAL wholly before the oldest retained snapshot may be removed.
     #[arg(long, value_enum, default_value_t = WalRetention::All)]
     pub wal_retention: WalRetention,
+    /// MVCC history kept behind the newest commit: reads at C - N and later stay answerable;
+    /// older versions are removed by GC records in the WAL (horizon = C - N, written every N/10
+    /// commits). Replicas follow the primary's GC records.
+    #[arg(long, default_value_t = aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS)]
+    pub history_retain_commits: u64,
 }
 
 /// Subcommands.

@@ -66,6 +66,7 @@ fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOp
     opts.repl_listen = repl_listen;
     opts.snapshot_every_bytes = flags.snapshot_every_bytes;
     opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
+    opts.gc = aerodb_mvcc::GcPolicy::new(flags.history_retain_commits);
     opts
 }
 

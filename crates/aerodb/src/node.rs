@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aerodb_mvcc::{PrimaryEngine, WriteLimits};
+use aerodb_mvcc::{GcPolicy, PrimaryEngine, WriteLimits};
 use aerodb_snapshot::{recover_primary, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::log::SegmentAppender;
@@ -39,6 +39,8 @@ pub struct PrimaryOptions {
     pub segment_target_bytes: u64,
     /// Input limits.
     pub limits: WriteLimits,
+    /// MVCC history retention (`--history-retain-commits`, MVCC-4).
+    pub gc: GcPolicy,
 }
 
 impl PrimaryOptions {
@@ -53,6 +55,7 @@ impl PrimaryOptions {
             wal_retention_after_snapshot: false,
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
+            gc: GcPolicy::default(),
         }
     }
 }
@@ -108,12 +111,13 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         replayed = ?recovery.replayed,
         records_verified = recovery.wal.records_verified,
         commit_id = recovery.applied.commit_id,
+        history_horizon = store.history_horizon(),
         end_lsn = recovery.applied.end_lsn,
         state_digest = %recovery.applied.state_digest,
         torn_tail = ?recovery.wal.torn_tail,
         "recovery complete"
     );
-    let engine = PrimaryEngine::start(Arc::new(store), appender, opts.limits, opts.segment_target_bytes)
+    let engine = PrimaryEngine::start_with_gc(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, opts.gc)
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
     let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
     let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();

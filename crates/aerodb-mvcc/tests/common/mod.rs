@@ -102,7 +102,7 @@ pub fn next_input(store: &Store, ops: &[Op]) -> (RecordPosition, aerodb_wal::Sta
 /// Applies `ops` as the next commit through the one apply function.
 pub fn apply_next(store: &Store, ops: &[Op]) -> AppliedState {
     let (position, state_digest) = next_input(store, ops);
-    store.apply(ApplyInput { position, state_digest, ops }).expect("apply next record")
+    store.apply(ApplyInput { position, state_digest, body: &aerodb_wal::RecordBody::Commit(ops.to_vec()) }).expect("apply next record")
 }
 
 /// Every version the store holds, in (collection, key, CommitId) order.

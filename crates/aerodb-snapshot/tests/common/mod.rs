@@ -80,7 +80,7 @@ impl History {
     pub fn commit(&mut self, ops: &[Op]) {
         let rec = self.writer.append(ops).unwrap();
         self.writer.sync().unwrap();
-        self.store.apply(ApplyInput { position: rec.position, state_digest: rec.state_digest, ops }).unwrap();
+        self.store.apply(ApplyInput { position: rec.position, state_digest: rec.state_digest, body: &aerodb_wal::RecordBody::Commit(ops.to_vec()) }).unwrap();
     }
 
     pub fn commit_samples(&mut self, n: u64, salt: &str) {
