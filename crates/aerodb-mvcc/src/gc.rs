@@ -52,10 +52,12 @@ impl GcPolicy {
     }
 
     /// How far the target horizon must be ahead of the current one before
-    /// a GC record is written: N / 10, at least 1. Bounds the GC records to
+    /// a GC record is written: N / 10, at least 2. Bounds the GC records to
     /// about one per N/10 commits, and the history held to N + N/10 commits.
+    /// At least 2 because a GC record takes a CommitId itself: with a step
+    /// of 1 every GC record would make the next one due.
     pub fn step(&self) -> u64 {
-        (self.retain_commits / 10).max(1)
+        (self.retain_commits / 10).max(2)
     }
 
     /// The horizon a GC record should state after the record with CommitId
@@ -208,10 +210,19 @@ mod tests {
         assert_eq!(p.due(119, 10), None);
         assert_eq!(p.due(120, 10), Some(20));
         let zero = GcPolicy::new(0);
-        assert_eq!(zero.step(), 1);
-        assert_eq!(zero.due(5, 4), Some(5));
-        assert_eq!(zero.due(5, 5), None);
-        assert_eq!(GcPolicy::new(5).due(3, 0), None);
+        assert_eq!(zero.step(), 2);
+        assert_eq!(zero.due(6, 4), Some(6));
+        assert_eq!(zero.due(5, 4), None);
+        assert_eq!(GcPolicy::new(5).due(6, 0), None);
+        assert_eq!(GcPolicy::new(5).due(7, 0), Some(2));
+        // A GC record never makes the next one due by itself: after the GC
+        // record G = tip + 1 stating tip - N, nothing is due at G.
+        for n in [0, 1, 5, 20, 10_000] {
+            let p = GcPolicy::new(n);
+            let tip = n + 100;
+            let h = p.due(tip, 0).unwrap();
+            assert_eq!(p.due(tip + 1, h), None, "N = {n}");
+        }
         assert_eq!(GcPolicy::default().retain_commits, GcPolicy::DEFAULT_RETAIN_COMMITS);
     }
 }

@@ -1502,3 +1502,95 @@ fn repl_4_same_state_renders_identical_bytes() {
     };
     assert_eq!(render(), render());
 }
+
+// ---------------------------------------------------------------------------
+// Garbage collection: real GC records (MVCC-4, RS-4)
+// ---------------------------------------------------------------------------
+
+/// A real GC record after `last` stating `horizon` (the WAL's own encoder,
+/// the digest the store predicts), applied to `store` through the one
+/// apply function. Returns its bytes.
+fn apply_real_gc(store: &Store, last: &Rec, horizon: CommitId) -> Vec<u8> {
+    let digest = store.gc_digest(horizon).unwrap();
+    let (bytes, fp) = aerodb_wal::record::encode_gc_record(last.commit_id + 1, digest, last.fingerprint, horizon).unwrap();
+    let position = RecordPosition { lsn: last.end_lsn, end_lsn: last.end_lsn + bytes.len() as u64, commit_id: last.commit_id + 1, fingerprint: fp };
+    store.apply(ApplyInput { position, state_digest: digest, body: &RecordBody::Gc { horizon } }).unwrap();
+    bytes
+}
+
+/// A streaming replica that applied the six commits and then a GC record
+/// (CommitId 7) stating horizon 3.
+fn replica_after_gc() -> (ReplicaShared, Arc<Store>) {
+    let (s, store) = replica_at(STREAMING, 6);
+    apply_real_gc(&store, &history()[5], 3);
+    let a = store.applied();
+    s.update(|o| {
+        o.positions =
+            aerodb_repl_core::status::Positions { received_lsn: a.end_lsn, validated_lsn: a.end_lsn, applied_lsn: a.end_lsn, applied_commit_id: a.commit_id };
+        o.primary = Some(PrimaryProgress { commit_id: a.commit_id, durable_lsn: a.end_lsn });
+    });
+    (s, store)
+}
+
+/// RS-4, MVCC-4 on a replica: after a real GC record at horizon 3, a read
+/// at 2 is refused under RS-4 with the numbers (safety and read
+/// explanations), and a read at 3 is admitted over the retained chain
+/// (alice@1 is gone; alice@2 is the newest version at or below 3).
+#[test]
+fn rs_4_golden_replica_refusal_after_a_real_gc_record() {
+    let (s, store) = replica_after_gc();
+    assert_eq!((store.history_horizon(), store.applied().commit_id), (3, 7));
+    let o = s.observe();
+    let e = safety_for(&o, Some(&store), ReadBound { at: Some(2), min_commit: None }, None);
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-4");
+    pin("safety_rs_4_after_gc_record", &e, None);
+    let f = replica_facts(o, Some(&store), None);
+    let chain = store.version_chain(b"users", b"alice");
+    assert_eq!(chain.iter().map(|v| v.commit_id).collect::<Vec<_>>(), [3, 4, 5]);
+    for (name, at) in [("below", 2), ("at", 3)] {
+        let e = explain::replica_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(at) }, Some(&chain));
+        pin(&format!("read_replica_{name}_gc_horizon"), &e, None);
+    }
+    pin_value("view_replica_mvcc_after_gc", view(views::replica_mvcc(&f)));
+}
+
+/// RS-4, MVCC-4 on a primary recovered for real from a WAL holding six
+/// commits and a GC record at horizon 3: its read explanation refuses R = 2
+/// under RS-4 and answers R = 3 from the retained chain; `/v1/mvcc` shows
+/// the horizon and GC counters.
+#[test]
+fn rs_4_golden_primary_refusal_after_a_real_gc_record() {
+    let dir = TempDir::new().unwrap();
+    let recs = history();
+    let store = store_with(&recs);
+    let gc = apply_real_gc(&store, &recs[5], 3);
+    let mut app = SegmentAppender::create(OsDisk::shared(), &dir.path().join("wal"), ChainTip::GENESIS.segment_header()).unwrap();
+    for r in &recs {
+        app.append(r.lsn, &r.bytes).unwrap();
+    }
+    app.append(recs[5].end_lsn, &gc).unwrap();
+    app.sync().unwrap();
+    drop(app);
+    let f = primary_facts(dir.path(), "primary");
+    assert_eq!((f.history_horizon, f.applied), (3, store.applied()));
+    let chain = store.version_chain(b"users", b"alice");
+    for (name, at) in [("below", 2), ("at", 3)] {
+        let e = explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(at) }, &chain);
+        pin(&format!("read_primary_{name}_gc_horizon"), &e, None);
+    }
+    assert_eq!(explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(2) }, &chain).conclusion["refused_by"], "RS-4");
+    pin_value("view_primary_mvcc_after_gc", view(views::primary_mvcc(&f)));
+}
+
+/// MVCC-4 / F-D3: a GC record whose horizon moves backwards is refused by
+/// the apply function and halts the replica with GC_BAD_HORIZON.
+#[test]
+fn mvcc_4_golden_halt_gc_bad_horizon() {
+    let (_, store) = replica_after_gc();
+    let a = store.applied();
+    let (bytes, fp) = aerodb_wal::record::encode_gc_record(a.commit_id + 1, a.state_digest, a.fingerprint, 2).unwrap();
+    let position = RecordPosition { lsn: a.end_lsn, end_lsn: a.end_lsn + bytes.len() as u64, commit_id: a.commit_id + 1, fingerprint: fp };
+    let e = store.apply(ApplyInput { position, state_digest: a.state_digest, body: &RecordBody::Gc { horizon: 2 } }).unwrap_err();
+    assert_eq!(store.applied(), a, "nothing applied");
+    pin_halt("GC_BAD_HORIZON", HaltReason::from_apply(&e, position.lsn), None);
+}

@@ -118,8 +118,14 @@ pub fn text(doc: &Bytes) -> &str {
 /// A primary engine over a brand-new WAL that keeps `retain_commits` of history.
 pub fn fresh_engine_gc(root: &Path, retain_commits: u64) -> PrimaryEngine {
     let appender = SegmentAppender::create(OsDisk::shared(), &wal_dir(root), ChainTip::GENESIS.segment_header()).expect("create WAL");
-    PrimaryEngine::start_with_gc(Arc::new(Store::new()), appender, WriteLimits::default(), DEFAULT_SEGMENT_TARGET_BYTES, aerodb_mvcc::GcPolicy::new(retain_commits))
-        .expect("start engine")
+    PrimaryEngine::start_with_gc(
+        Arc::new(Store::new()),
+        appender,
+        WriteLimits::default(),
+        DEFAULT_SEGMENT_TARGET_BYTES,
+        aerodb_mvcc::GcPolicy::new(retain_commits),
+    )
+    .expect("start engine")
 }
 
 /// The next record for `store` as a GC record stating `horizon` and
