@@ -219,7 +219,7 @@ mod tests {
         // record G = tip + 1 stating tip - N, nothing is due at G.
         for n in [0, 1, 5, 20, 10_000] {
             let p = GcPolicy::new(n);
-            let tip = n + 100;
+            let tip = n + p.step() + 100;
             let h = p.due(tip, 0).unwrap();
             assert_eq!(p.due(tip + 1, h), None, "N = {n}");
         }
