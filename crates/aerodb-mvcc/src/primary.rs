@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
-use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GroupCommitter};
+use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GcPlan, GroupCommitter};
 use aerodb_wal::log::{SegmentAppender, SegmentList};
 use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::mark_writer::MarkGate;
@@ -16,6 +16,7 @@ use aerodb_wal::{ChainTip, CommitId};
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::gc::GcPolicy;
 use crate::input::{validate_write_set, ClientOp, InputError, WriteLimits};
 use crate::store::{AppliedState, ApplyInput, Store};
 
@@ -118,8 +119,7 @@ pub fn recover_store_with(
             base_seen = true;
             return Ok(());
         }
-        let input = ApplyInput { position, state_digest: record.state_digest, ops: &record.ops };
-        store.apply(input).map_err(|e| ReplayRefusal { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
+        store.apply(ApplyInput::of_record(position, record)).map_err(|e| ReplayRefusal { code: e.code(), rule_id: e.rule_id(), detail: e.to_string() })?;
         replayed = Some((replayed.map_or(position.commit_id, |r| r.0), position.commit_id));
         Ok(())
     })?;
@@ -144,18 +144,29 @@ pub fn recover_store_with(
     Ok((appender, StoreRecoveryReport { wal, base, replayed, applied }))
 }
 
-/// Applies durable groups to the store; the group committer's sink.
+/// Applies durable groups to the store; the group committer's sink. It
+/// also decides, from CommitIds alone, when the writer logs a GC record.
 struct StoreSink {
     store: Arc<Store>,
+    gc: GcPolicy,
 }
 
 impl DurableSink for StoreSink {
     fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String> {
         for r in records {
-            let input = ApplyInput { position: r.position, state_digest: r.state_digest, ops: &r.ops };
+            let input = ApplyInput { position: r.position, state_digest: r.state_digest, body: &r.body };
             self.store.apply(input).map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    fn plan_gc(&mut self, tip: ChainTip) -> Option<GcPlan> {
+        if self.store.applied().commit_id != tip.commit_id {
+            return None;
+        }
+        let horizon = self.gc.due(tip.commit_id, self.store.history_horizon())?;
+        let state_digest = self.store.gc_digest(horizon)?;
+        Some(GcPlan { horizon, state_digest })
     }
 }
 
@@ -165,23 +176,33 @@ pub struct PrimaryEngine {
     committer: GroupCommitter,
     segments: SegmentList,
     limits: WriteLimits,
+    gc: GcPolicy,
 }
 
 impl PrimaryEngine {
-    /// Starts the commit thread. `appender` and `store` must come from the
+    /// Starts the commit thread with the default history retention
+    /// ([`GcPolicy::default`]). `appender` and `store` must come from the
     /// same [`recover_store`] call.
     pub fn start(store: Arc<Store>, appender: SegmentAppender, limits: WriteLimits, segment_target_bytes: u64) -> std::io::Result<Self> {
-        Self::start_with(store, appender, limits, segment_target_bytes, None)
+        Self::start_with_gc(store, appender, limits, segment_target_bytes, GcPolicy::default())
     }
 
-    /// [`PrimaryEngine::start`] with the group committer bounded by a
-    /// durable mark gate (CORE-5).
+    /// [`PrimaryEngine::start`] with an explicit history retention: the
+    /// commit thread writes a GC record whenever `gc` says one is due
+    /// (MVCC-4).
+    pub fn start_with_gc(store: Arc<Store>, appender: SegmentAppender, limits: WriteLimits, segment_target_bytes: u64, gc: GcPolicy) -> std::io::Result<Self> {
+        Self::start_with(store, appender, limits, segment_target_bytes, None, gc)
+    }
+
+    /// [`PrimaryEngine::start_with_gc`] with the group committer also
+    /// bounded by a durable mark gate (CORE-5).
     pub fn start_with(
         store: Arc<Store>,
         appender: SegmentAppender,
         limits: WriteLimits,
         segment_target_bytes: u64,
         mark: Option<Arc<MarkGate>>,
+        gc: GcPolicy,
     ) -> std::io::Result<Self> {
         let applied = store.applied();
         let tip = ChainTip { end_lsn: applied.end_lsn, commit_id: applied.commit_id, fingerprint: applied.fingerprint };
@@ -191,8 +212,8 @@ impl PrimaryEngine {
         let segments = appender.segments().clone();
         let writer = WalWriter::new(appender, tip, applied.state_digest, segment_target_bytes);
         let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
-        let committer = GroupCommitter::start_with(writer, StoreSink { store: store.clone() }, durable, mark)?;
-        Ok(PrimaryEngine { store, committer, segments, limits })
+        let committer = GroupCommitter::start_with(writer, StoreSink { store: store.clone(), gc }, durable, mark)?;
+        Ok(PrimaryEngine { store, committer, segments, limits, gc })
     }
 
     /// Validates a write set and queues it for group commit. The returned
@@ -232,5 +253,10 @@ impl PrimaryEngine {
     /// shutdown. Idempotent.
     pub fn close(&self) {
         self.committer.close();
+    }
+
+    /// History retention in force.
+    pub fn gc_policy(&self) -> GcPolicy {
+        self.gc
     }
 }

@@ -1,15 +1,19 @@
 //! Version chains, read views and the one apply function (CORE-4).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use aerodb_wal::record::Op;
+use aerodb_wal::hash::version_hash_parts;
+use aerodb_wal::record::{Op, Record, RecordBody};
 use aerodb_wal::{CommitId, Fingerprint, Lsn, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use thiserror::Error;
+
+use crate::gc::{retained, retained_versions, Candidate, GcQueue};
 
 /// One version of a document: the commit that created it and its body,
 /// or `None` for a tombstone.
@@ -48,8 +52,15 @@ pub struct ApplyInput<'a> {
     pub position: RecordPosition,
     /// Digest the record carries (state after it).
     pub state_digest: StateDigest,
-    /// Its write set.
-    pub ops: &'a [Op],
+    /// What the record does: a write set or a GC step.
+    pub body: &'a RecordBody,
+}
+
+impl<'a> ApplyInput<'a> {
+    /// The input for a decoded record at `position`.
+    pub fn of_record(position: RecordPosition, record: &'a Record) -> Self {
+        ApplyInput { position, state_digest: record.state_digest, body: &record.body }
+    }
 }
 
 /// Why a record could not be applied. Nothing of it became visible.
@@ -78,6 +89,20 @@ pub enum ApplyError {
         /// Digest this node computed.
         recomputed: StateDigest,
     },
+    /// A GC record's horizon moves backwards, or is not below its own
+    /// CommitId (MVCC-4): applying it would admit reads whose versions are
+    /// gone.
+    #[error(
+        "GC record {commit_id} states horizon {horizon}, but the horizon is already {current} (it may only move forward and stay below the record's CommitId)"
+    )]
+    BadHorizon {
+        /// The GC record's CommitId.
+        commit_id: CommitId,
+        /// Horizon it states.
+        horizon: CommitId,
+        /// The store's horizon before it.
+        current: CommitId,
+    },
 }
 
 impl ApplyError {
@@ -86,6 +111,7 @@ impl ApplyError {
         match self {
             ApplyError::NotNext { .. } => "APPLY_OUT_OF_ORDER",
             ApplyError::DigestMismatch { .. } => "APPLY_DIVERGED",
+            ApplyError::BadHorizon { .. } => "GC_BAD_HORIZON",
         }
     }
     /// Rule enforced.
@@ -93,6 +119,14 @@ impl ApplyError {
         match self {
             ApplyError::NotNext { .. } => "REPL-2",
             ApplyError::DigestMismatch { .. } => "REPL-4",
+            ApplyError::BadHorizon { .. } => "MVCC-4",
+        }
+    }
+    /// CommitId of the record that was refused.
+    pub fn commit_id(&self) -> CommitId {
+        match self {
+            ApplyError::NotNext { found, .. } => *found,
+            ApplyError::DigestMismatch { commit_id, .. } | ApplyError::BadHorizon { commit_id, .. } => *commit_id,
         }
     }
 }
@@ -131,15 +165,62 @@ pub type AppliedObserver = Arc<dyn Fn(CommitId) + Send + Sync>;
 struct Inner {
     collections: Chains,
     applied: AppliedState,
+    /// Versions retained at the horizon (in the digest).
     versions: u64,
+    /// Versions physically held (retained + removed but not yet purged).
+    held: u64,
+    /// The history horizon (MVCC-4).
+    horizon: CommitId,
+    /// GC records applied by this store since it was built.
+    gc_records: u64,
+    gc: GcQueue,
+}
+
+/// Open read views and the horizon they are checked against, under one
+/// lock so a view is never registered below a horizon that was already
+/// applied.
+#[derive(Default)]
+struct Pins {
+    views: BTreeMap<CommitId, u64>,
+    horizon: CommitId,
+}
+
+impl Pins {
+    /// Everything a pinned view or the horizon may still need is removable
+    /// only at or below this CommitId.
+    fn purge_limit(&self) -> CommitId {
+        self.views.keys().next().map_or(self.horizon, |min| (*min).min(self.horizon))
+    }
+}
+
+/// What garbage collection has done to a store (observability).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcStats {
+    /// The history horizon.
+    pub history_horizon: CommitId,
+    /// Versions retained at the horizon (the ones in the state digest).
+    pub versions: u64,
+    /// Versions physically held in memory (retained plus removed ones a
+    /// pinned read still needs).
+    pub versions_held: u64,
+    /// Versions removed by GC records but kept for pinned reads (MVCC-5).
+    pub versions_awaiting_purge: u64,
+    /// Superseded versions queued to be removed by a future GC record.
+    pub gc_candidates: u64,
+    /// GC records applied since this store was built (recovery included).
+    pub gc_records_applied: u64,
 }
 
 /// The MVCC store. Versions at or below the applied CommitId are immutable,
-/// so a read view at R never sees anything change underneath it (MVCC-3).
+/// so a read view at R never sees anything change underneath it (MVCC-3);
+/// a GC record removes versions only once no pinned view needs them
+/// (MVCC-5).
 pub struct Store {
     inner: RwLock<Inner>,
-    views: Mutex<BTreeMap<CommitId, u64>>,
-    history_horizon: CommitId,
+    pins: Mutex<Pins>,
+    /// Mirrors `inner.gc.unpurged()` so dropping a view can tell cheaply
+    /// whether a purge may be due.
+    unpurged: AtomicUsize,
     applied_signal: Mutex<CommitId>,
     applied_changed: Condvar,
     observer: std::sync::OnceLock<AppliedObserver>,
@@ -185,14 +266,14 @@ pub struct OwnedVersion {
 impl Store {
     /// An empty store at genesis with full history.
     pub fn new() -> Store {
-        Store::with_state(Chains::new(), AppliedState::GENESIS, 0)
+        Store::with_state(Chains::new(), AppliedState::GENESIS, 0, 0, GcQueue::default())
     }
 
-    fn with_state(collections: Chains, applied: AppliedState, versions: u64) -> Store {
+    fn with_state(collections: Chains, applied: AppliedState, versions: u64, horizon: CommitId, gc: GcQueue) -> Store {
         Store {
-            inner: RwLock::new(Inner { collections, applied, versions }),
-            views: Mutex::new(BTreeMap::new()),
-            history_horizon: 0,
+            inner: RwLock::new(Inner { collections, applied, versions, held: versions, horizon, gc_records: 0, gc }),
+            pins: Mutex::new(Pins { views: BTreeMap::new(), horizon }),
+            unpurged: AtomicUsize::new(0),
             applied_signal: Mutex::new(applied.commit_id),
             applied_changed: Condvar::new(),
             observer: std::sync::OnceLock::new(),
@@ -204,23 +285,57 @@ impl Store {
         self.inner.read().applied
     }
 
-    /// Number of versions held.
+    /// Number of versions retained at the history horizon: the versions the
+    /// state digest covers (identical on every node at the same CommitId).
     pub fn version_count(&self) -> u64 {
         self.inner.read().versions
     }
 
-    /// Oldest CommitId whose read view this store answers exactly. Every
-    /// version is retained (no garbage collection yet), so this is 0.
+    /// Oldest CommitId whose read view this store answers exactly
+    /// (MVCC-4): 0 until the first GC record is applied.
     pub fn history_horizon(&self) -> CommitId {
-        self.history_horizon
+        self.pins.lock().horizon
+    }
+
+    /// Garbage-collection counters (observability).
+    pub fn gc_stats(&self) -> GcStats {
+        let inner = self.inner.read();
+        GcStats {
+            history_horizon: inner.horizon,
+            versions: inner.versions,
+            versions_held: inner.held,
+            versions_awaiting_purge: inner.gc.unpurged() as u64,
+            gc_candidates: (inner.gc.len() - inner.gc.unpurged()) as u64,
+            gc_records_applied: inner.gc_records,
+        }
+    }
+
+    /// The state digest a GC record stating `horizon` must carry if it is
+    /// applied right after the current applied state, or `None` when such a
+    /// record would be refused (horizon behind the current one). The
+    /// primary's writer uses this to write GC records (MVCC-4); it reads
+    /// the queue of candidates only, never the whole store.
+    pub fn gc_digest(&self, horizon: CommitId) -> Option<StateDigest> {
+        let inner = self.inner.read();
+        if horizon < inner.horizon || horizon > inner.applied.commit_id {
+            return None;
+        }
+        let removal = inner.gc.removal_at(horizon);
+        Some(inner.applied.state_digest.minus_hashes(removal.hash_sum))
     }
 
     /// Applies one record: the single apply function every path uses
-    /// (CORE-4). Checks that it is the next commit and that the recomputed
-    /// state digest equals the one the record carries (REPL-4) before any
-    /// version is inserted, then inserts all of them and advances the
-    /// applied state under one write lock, so readers see the whole commit
-    /// or none of it (MVCC-2).
+    /// (CORE-4). Checks that it is the next record and that the recomputed
+    /// state digest equals the one the record carries (REPL-4) before
+    /// anything changes, then applies it and advances the applied state
+    /// under one write lock, so readers see the whole record or none of it
+    /// (MVCC-2).
+    ///
+    /// A commit inserts its versions (copied into right-sized allocations,
+    /// so a version never pins a WAL read buffer: RES-1). A GC record
+    /// removes exactly the versions no view at or above its horizon can see
+    /// and advances the horizon (MVCC-4); removed versions a pinned view
+    /// still needs stay in memory until it is dropped (MVCC-5).
     pub fn apply(&self, input: ApplyInput<'_>) -> Result<AppliedState, ApplyError> {
         let mut inner = self.inner.write();
         let applied = inner.applied;
@@ -228,22 +343,15 @@ impl Store {
         if position.commit_id != applied.commit_id + 1 || position.lsn != applied.end_lsn {
             return Err(ApplyError::NotNext { found: position.commit_id, lsn: position.lsn, applied: applied.commit_id, applied_end_lsn: applied.end_lsn });
         }
-        let recomputed = applied.state_digest.after_ops(position.commit_id, input.ops);
-        if recomputed != input.state_digest {
-            return Err(ApplyError::DigestMismatch { commit_id: position.commit_id, carried: input.state_digest, recomputed });
-        }
-        for op in input.ops {
-            // The op's names are refcounted slices of the record: cloning them allocates nothing.
-            let (collection, key, doc) = match op {
-                Op::Put { collection, key, doc } => (collection, key, Some(doc.clone())),
-                Op::Delete { collection, key } => (collection, key, None),
-            };
-            let chain = inner.collections.entry(collection.clone()).or_default().entry(key.clone()).or_default();
-            chain.push(Version { commit_id: position.commit_id, doc });
-        }
-        inner.versions += input.ops.len() as u64;
-        inner.applied = AppliedState { commit_id: position.commit_id, end_lsn: position.end_lsn, fingerprint: position.fingerprint, state_digest: recomputed };
-        let applied = inner.applied;
+        let applied = match input.body {
+            RecordBody::Commit(ops) => inner.apply_commit(position, input.state_digest, ops)?,
+            RecordBody::Gc { horizon } => {
+                let applied = inner.apply_gc(position, input.state_digest, *horizon)?;
+                self.pins.lock().horizon = *horizon;
+                applied
+            }
+        };
+        self.purge_locked(&mut inner);
         drop(inner);
         *self.applied_signal.lock() = applied.commit_id;
         self.applied_changed.notify_all();
@@ -263,6 +371,62 @@ impl Store {
         Ok(())
     }
 
+    /// Physically removes the versions GC records removed that no pinned
+    /// view needs any more. Runs after every apply and when the last view
+    /// below the horizon is dropped.
+    fn purge_locked(&self, inner: &mut Inner) {
+        if inner.gc.unpurged() > 0 {
+            let limit = self.pins.lock().purge_limit();
+            inner.purge(limit);
+            self.unpurged.store(inner.gc.unpurged(), Ordering::Relaxed);
+        }
+    }
+
+    fn purge(&self) {
+        let mut inner = self.inner.write();
+        self.purge_locked(&mut inner);
+    }
+
+    /// Registers a view at `r` unless `r` is below the horizon.
+    fn pin(&self, r: CommitId) -> Result<(), ViewError> {
+        let mut pins = self.pins.lock();
+        if r < pins.horizon {
+            return Err(ViewError::BelowHorizon { requested: r, horizon: pins.horizon });
+        }
+        *pins.views.entry(r).or_insert(0) += 1;
+        Ok(())
+    }
+
+    /// Unregisters a view at `r`; purges if it was the last one holding
+    /// back removed versions.
+    fn unpin(&self, r: CommitId) {
+        let held_back = {
+            let mut pins = self.pins.lock();
+            if let Some(n) = pins.views.get_mut(&r) {
+                *n -= 1;
+                if *n == 0 {
+                    pins.views.remove(&r);
+                }
+            }
+            r < pins.horizon
+        };
+        if held_back && self.unpurged.load(Ordering::Relaxed) > 0 {
+            self.purge();
+        }
+    }
+
+    /// Pins the current applied state and horizon together for a snapshot
+    /// (§7, MVCC-5): until the pin is dropped, no version retained at the
+    /// pinned horizon is purged, whatever GC records are applied meanwhile.
+    pub fn pin_cut(&self) -> CutPin<'_> {
+        let inner = self.inner.read();
+        let (cut, horizon) = (inner.applied, inner.horizon);
+        // The horizon cannot move while the read lock is held, so this pin is never refused.
+        *self.pins.lock().views.entry(horizon).or_insert(0) += 1;
+        drop(inner);
+        CutPin { store: self, cut, horizon }
+    }
+
     /// Blocks until the applied CommitId reaches `target` or `max_wait`
     /// passes; returns the applied CommitId seen last. Waiting never changes
     /// what a read is admitted to see: callers re-check afterwards.
@@ -275,36 +439,49 @@ impl Store {
     }
 
     /// Opens a read view at `at` (default: the applied CommitId). The view
-    /// is fixed for its whole life (MVCC-3).
+    /// is fixed for its whole life (MVCC-3), GC records applied meanwhile
+    /// included (MVCC-5). A view below the history horizon is refused
+    /// (RS-4): the versions it needs may be gone.
     pub fn read_view(self: &Arc<Self>, at: Option<CommitId>) -> Result<ReadView, ViewError> {
         let applied = self.applied().commit_id;
         let r = at.unwrap_or(applied);
         if r > applied {
             return Err(ViewError::BeyondApplied { requested: r, applied });
         }
-        if r < self.history_horizon {
-            return Err(ViewError::BelowHorizon { requested: r, horizon: self.history_horizon });
-        }
-        *self.views.lock().entry(r).or_insert(0) += 1;
+        self.pin(r)?;
         Ok(ReadView { store: self.clone(), read_upper_bound: r })
     }
 
     /// Read views currently open: `(R, how many)`, ascending.
     pub fn active_read_views(&self) -> Vec<(CommitId, u64)> {
-        self.views.lock().iter().map(|(r, n)| (*r, *n)).collect()
+        self.pins.lock().views.iter().map(|(r, n)| (*r, *n)).collect()
     }
 
-    /// Every version of one key, oldest first (for explanations).
+    /// The versions of one key retained at the history horizon, oldest
+    /// first (for explanations; never depends on when the purge ran).
     pub fn version_chain(&self, collection: &[u8], key: &[u8]) -> Vec<Version> {
         let inner = self.inner.read();
-        inner.collections.get(collection).and_then(|c| c.get(key)).cloned().unwrap_or_default()
+        let chain = inner.collections.get(collection).and_then(|c| c.get(key)).map_or(&[][..], Vec::as_slice);
+        retained_versions(chain, inner.horizon).cloned().collect()
     }
 
-    /// Up to `max` versions with CommitId <= `upto`, in (collection, key,
-    /// CommitId) order, starting strictly after `after` (a (collection, key)
-    /// pair). Returns the versions and where to resume. Snapshot creation
-    /// uses this to stream a cut without holding the lock for long.
+    /// Up to `max_keys` keys' versions with CommitId <= `upto` retained at
+    /// the current history horizon, in (collection, key, CommitId) order,
+    /// starting strictly after `after` (a (collection, key) pair). Returns
+    /// the versions and where to resume.
     pub fn versions_upto(&self, upto: CommitId, after: Option<&(Bytes, Bytes)>, max_keys: usize) -> (Vec<OwnedVersion>, Option<(Bytes, Bytes)>) {
+        let horizon = self.inner.read().horizon;
+        self.versions_in(upto, horizon, after, max_keys)
+    }
+
+    /// [`Store::versions_upto`] for the cut of a [`CutPin`]: the versions
+    /// of the pinned state, retained at the pinned horizon. Snapshot
+    /// creation streams a cut with this without holding the lock for long.
+    pub fn versions_of_cut(&self, pin: &CutPin<'_>, after: Option<&(Bytes, Bytes)>, max_keys: usize) -> (Vec<OwnedVersion>, Option<(Bytes, Bytes)>) {
+        self.versions_in(pin.cut.commit_id, pin.horizon, after, max_keys)
+    }
+
+    fn versions_in(&self, upto: CommitId, horizon: CommitId, after: Option<&(Bytes, Bytes)>, max_keys: usize) -> (Vec<OwnedVersion>, Option<(Bytes, Bytes)>) {
         let inner = self.inner.read();
         let mut out = Vec::new();
         let mut keys = 0usize;
@@ -323,8 +500,10 @@ impl Store {
                     return (out, last);
                 }
                 keys += 1;
-                for v in chain.iter().take_while(|v| v.commit_id <= upto) {
-                    out.push(OwnedVersion { collection: coll.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc.clone() });
+                for (i, v) in chain.iter().enumerate().take_while(|(_, v)| v.commit_id <= upto) {
+                    if retained(chain, i, horizon) {
+                        out.push(OwnedVersion { collection: coll.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc.clone() });
+                    }
                 }
                 last = Some((coll.clone(), key.clone()));
             }
@@ -336,6 +515,146 @@ impl Store {
     /// arrive in strictly increasing (collection, key, CommitId) order.
     pub fn builder() -> StoreBuilder {
         StoreBuilder { collections: Chains::new(), digest: StateDigest::EMPTY, versions: 0, last: None }
+    }
+}
+
+/// A pinned applied state and horizon (see [`Store::pin_cut`]).
+pub struct CutPin<'a> {
+    store: &'a Store,
+    cut: AppliedState,
+    horizon: CommitId,
+}
+
+impl CutPin<'_> {
+    /// The pinned applied state (the snapshot's boundary).
+    pub fn cut(&self) -> AppliedState {
+        self.cut
+    }
+    /// The history horizon at that state.
+    pub fn horizon(&self) -> CommitId {
+        self.horizon
+    }
+}
+
+impl Drop for CutPin<'_> {
+    fn drop(&mut self) {
+        self.store.unpin(self.horizon);
+    }
+}
+
+impl Inner {
+    /// Applies a commit: digest check first, then every version.
+    fn apply_commit(&mut self, position: RecordPosition, carried: StateDigest, ops: &[Op]) -> Result<AppliedState, ApplyError> {
+        let commit_id = position.commit_id;
+        let recomputed = self.applied.state_digest.after_ops(commit_id, ops);
+        if recomputed != carried {
+            return Err(ApplyError::DigestMismatch { commit_id, carried, recomputed });
+        }
+        for op in ops {
+            self.insert(commit_id, op);
+        }
+        self.versions += ops.len() as u64;
+        self.held += ops.len() as u64;
+        self.applied = AppliedState { commit_id, end_lsn: position.end_lsn, fingerprint: position.fingerprint, state_digest: recomputed };
+        Ok(self.applied)
+    }
+
+    /// Inserts one version, copying names and body into allocations of
+    /// their own (RES-1: a decoded op is a slice of a whole WAL segment or
+    /// network chunk), and queues what it makes removable.
+    fn insert(&mut self, commit_id: CommitId, op: &Op) {
+        let (collection, key) = (op.collection(), op.key());
+        let doc = op.doc().map(Bytes::copy_from_slice);
+        let tombstone = doc.is_none();
+        let coll_name = match self.collections.get_key_value(collection) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name = Bytes::copy_from_slice(collection);
+                self.collections.insert(name.clone(), BTreeMap::new());
+                name
+            }
+        };
+        let Some(chains) = self.collections.get_mut(collection) else { return };
+        let key_name = match chains.get_key_value(key) {
+            Some((name, _)) => name.clone(),
+            None => {
+                let name = Bytes::copy_from_slice(key);
+                chains.insert(name.clone(), Vec::new());
+                name
+            }
+        };
+        let Some(chain) = chains.get_mut(key) else { return };
+        // The version this one shadows becomes removable once the horizon
+        // reaches this commit (a tombstone is queued already, at its own).
+        if let Some(prev) = chain.last().filter(|v| v.doc.is_some()) {
+            let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
+            self.gc.push(Candidate { removable_at: commit_id, collection: coll_name.clone(), key: key_name.clone(), commit_id: prev.commit_id, hash });
+        }
+        chain.push(Version { commit_id, doc });
+        if tombstone {
+            let hash = version_hash_parts(commit_id, collection, key, None);
+            self.gc.push(Candidate { removable_at: commit_id, collection: coll_name, key: key_name, commit_id, hash });
+        }
+    }
+
+    /// Applies a GC record: removes (logically) every queued candidate
+    /// removable at `horizon`, after checking the horizon and the digest.
+    fn apply_gc(&mut self, position: RecordPosition, carried: StateDigest, horizon: CommitId) -> Result<AppliedState, ApplyError> {
+        let commit_id = position.commit_id;
+        if horizon < self.horizon || horizon >= commit_id {
+            return Err(ApplyError::BadHorizon { commit_id, horizon, current: self.horizon });
+        }
+        let removal = self.gc.removal_at(horizon);
+        let recomputed = self.applied.state_digest.minus_hashes(removal.hash_sum);
+        if recomputed != carried {
+            return Err(ApplyError::DigestMismatch { commit_id, carried, recomputed });
+        }
+        self.gc.mark_removed(removal.versions);
+        self.versions -= removal.versions as u64;
+        self.horizon = horizon;
+        self.gc_records += 1;
+        self.applied = AppliedState { commit_id, end_lsn: position.end_lsn, fingerprint: position.fingerprint, state_digest: recomputed };
+        Ok(self.applied)
+    }
+
+    /// Physically removes the logically removed versions that are
+    /// removable at or below `limit`. Per key they are the oldest versions
+    /// of the chain, so each chain loses a prefix.
+    fn purge(&mut self, limit: CommitId) {
+        let taken = self.gc.take_purgeable(limit);
+        if taken.is_empty() {
+            return;
+        }
+        let mut per_key: HashMap<(Bytes, Bytes), Vec<CommitId>> = HashMap::new();
+        for c in taken {
+            per_key.entry((c.collection, c.key)).or_default().push(c.commit_id);
+        }
+        for ((collection, key), commits) in per_key {
+            let Some(chains) = self.collections.get_mut(&collection) else { continue };
+            let Some(chain) = chains.get_mut(&key) else { continue };
+            let before = chain.len();
+            let prefix = chain.len() >= commits.len() && chain.iter().zip(&commits).all(|(v, c)| v.commit_id == *c);
+            if prefix {
+                chain.drain(..commits.len());
+            } else {
+                // Not expected (candidates are queued in chain order); stay exact anyway.
+                debug_assert!(false, "GC candidates are not a prefix of their chain");
+                for c in &commits {
+                    if let Some(i) = chain.iter().position(|v| v.commit_id == *c) {
+                        chain.remove(i);
+                    }
+                }
+            }
+            self.held -= (before - chain.len()) as u64;
+            if chain.is_empty() {
+                chains.remove(&key);
+                if chains.is_empty() {
+                    self.collections.remove(&collection);
+                }
+            } else if chain.capacity() > 2 * chain.len() + 4 {
+                chain.shrink_to_fit();
+            }
+        }
     }
 }
 
@@ -365,6 +684,27 @@ pub enum LoadError {
         /// Digest of what was loaded.
         computed: StateDigest,
     },
+    /// The history horizon is not below the cut (MVCC-4).
+    #[error("history horizon {horizon} is not below the cut {cut}")]
+    HorizonBeyondCut {
+        /// The horizon.
+        horizon: CommitId,
+        /// The cut.
+        cut: CommitId,
+    },
+    /// A version no view at or above the horizon can see: a snapshot holds
+    /// only retained versions (MVCC-4).
+    #[error("version {collection}/{key}@{commit_id} is not retained at the history horizon {horizon}")]
+    NotRetained {
+        /// Collection (lossy UTF-8).
+        collection: String,
+        /// Key (lossy UTF-8).
+        key: String,
+        /// The version's CommitId.
+        commit_id: CommitId,
+        /// The horizon.
+        horizon: CommitId,
+    },
 }
 
 /// Accumulates snapshot versions, recomputing the state digest.
@@ -376,7 +716,8 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
-    /// Adds the next version.
+    /// Adds the next version. Names and body are copied into allocations
+    /// of their own (RES-1: decoded versions are slices of a read chunk).
     pub fn add(&mut self, v: OwnedVersion) -> Result<(), LoadError> {
         if let Some((c, k, id)) = &self.last {
             let ordered = (c, k, *id) < (&v.collection, &v.key, v.commit_id);
@@ -384,9 +725,17 @@ impl StoreBuilder {
                 return Err(LoadError::OutOfOrder { index: self.versions });
             }
         }
-        self.digest = self.digest.plus_version(aerodb_wal::hash::version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-        self.last = Some((v.collection.clone(), v.key.clone(), v.commit_id));
-        self.collections.entry(v.collection).or_default().entry(v.key).or_default().push(Version { commit_id: v.commit_id, doc: v.doc });
+        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
+        let doc = v.doc.as_deref().map(Bytes::copy_from_slice);
+        let same_key = self.last.as_ref().is_some_and(|(c, k, _)| *c == v.collection && *k == v.key);
+        let (collection, key) = match &self.last {
+            // Share the allocation of the previous version's names.
+            Some((c, k, _)) if same_key => (c.clone(), k.clone()),
+            Some((c, _, _)) if *c == v.collection => (c.clone(), Bytes::copy_from_slice(&v.key)),
+            _ => (Bytes::copy_from_slice(&v.collection), Bytes::copy_from_slice(&v.key)),
+        };
+        self.last = Some((collection.clone(), key.clone(), v.commit_id));
+        self.collections.entry(collection).or_default().entry(key).or_default().push(Version { commit_id: v.commit_id, doc });
         self.versions += 1;
         Ok(())
     }
@@ -396,25 +745,56 @@ impl StoreBuilder {
         self.digest
     }
 
-    /// Finishes the store at the snapshot cut, verifying the digest and
-    /// that no version is beyond the cut.
+    /// Finishes the store at the snapshot cut with full history (horizon
+    /// 0), verifying the digest and that no version is beyond the cut.
     pub fn finish(self, cut: AppliedState) -> Result<Store, LoadError> {
+        self.finish_at(cut, 0)
+    }
+
+    /// Finishes the store at the snapshot cut and history horizon,
+    /// verifying the digest, that no version is beyond the cut, and that
+    /// every version is retained at the horizon (a snapshot holds nothing
+    /// else). Rebuilds the queue of GC candidates from the chains.
+    pub fn finish_at(self, cut: AppliedState, horizon: CommitId) -> Result<Store, LoadError> {
         if self.digest != cut.state_digest {
             return Err(LoadError::DigestMismatch { expected: cut.state_digest, computed: self.digest });
         }
-        for chains in self.collections.values() {
-            for chain in chains.values() {
+        if horizon > 0 && horizon >= cut.commit_id {
+            return Err(LoadError::HorizonBeyondCut { horizon, cut: cut.commit_id });
+        }
+        let mut candidates = Vec::new();
+        for (collection, chains) in &self.collections {
+            for (key, chain) in chains {
                 if let Some(v) = chain.last().filter(|v| v.commit_id > cut.commit_id) {
                     return Err(LoadError::BeyondCut { commit_id: v.commit_id, cut: cut.commit_id });
                 }
+                for (i, v) in chain.iter().enumerate() {
+                    if !retained(chain, i, horizon) {
+                        return Err(LoadError::NotRetained {
+                            collection: String::from_utf8_lossy(collection).into_owned(),
+                            key: String::from_utf8_lossy(key).into_owned(),
+                            commit_id: v.commit_id,
+                            horizon,
+                        });
+                    }
+                    // A tombstone is removable from its own CommitId on, any
+                    // other version once the next one exists.
+                    let removable_at = match (&v.doc, chain.get(i + 1)) {
+                        (None, _) => v.commit_id,
+                        (Some(_), Some(next)) => next.commit_id,
+                        (Some(_), None) => continue,
+                    };
+                    let hash = version_hash_parts(v.commit_id, collection, key, v.doc.as_deref());
+                    candidates.push(Candidate { removable_at, collection: collection.clone(), key: key.clone(), commit_id: v.commit_id, hash });
+                }
             }
         }
-        Ok(Store::with_state(self.collections, cut, self.versions))
+        Ok(Store::with_state(self.collections, cut, self.versions, horizon, GcQueue::from_unordered(candidates)))
     }
 }
 
-/// A pinned read view at `read_upper_bound` (MVCC-1, MVCC-3). Dropping it
-/// unregisters it from the store's active views.
+/// A pinned read view at `read_upper_bound` (MVCC-1, MVCC-3, MVCC-5).
+/// Dropping it unregisters it from the store's active views.
 pub struct ReadView {
     store: Arc<Store>,
     read_upper_bound: CommitId,
@@ -427,16 +807,22 @@ impl ReadView {
     }
 
     /// The visible version of a key (MVCC-1): the largest CommitId <= R.
-    /// `None` when no version exists at or below R.
+    /// `None` when no version exists at or below R, or when the visible
+    /// version is a tombstone at or below the history horizon (GC removes
+    /// those, so whether one is still held never shows: both mean "not
+    /// found").
     pub fn get(&self, collection: &[u8], key: &[u8]) -> Option<Visible> {
         let inner = self.store.inner.read();
         let chain = inner.collections.get(collection)?.get(key)?;
-        visible_in(chain, self.read_upper_bound).map(|v| Visible { commit_id: v.commit_id, doc: v.doc.clone() })
+        visible_in(chain, self.read_upper_bound)
+            .filter(|v| v.doc.is_some() || v.commit_id > inner.horizon)
+            .map(|v| Visible { commit_id: v.commit_id, doc: v.doc.clone() })
     }
 
     /// Visible, non-deleted documents with `start <= key < end`, at most
     /// `limit` of them. Every page of a paginated scan using this view sees
-    /// the same state (MVCC-3).
+    /// the same state (MVCC-3), GC records applied meanwhile included
+    /// (MVCC-5).
     pub fn scan(&self, collection: &[u8], start: Option<&[u8]>, end: Option<&[u8]>, limit: usize) -> ScanPage {
         let inner = self.store.inner.read();
         let mut items = Vec::new();
@@ -464,13 +850,7 @@ impl ReadView {
 
 impl Drop for ReadView {
     fn drop(&mut self) {
-        let mut views = self.store.views.lock();
-        if let Some(n) = views.get_mut(&self.read_upper_bound) {
-            *n -= 1;
-            if *n == 0 {
-                views.remove(&self.read_upper_bound);
-            }
-        }
+        self.store.unpin(self.read_upper_bound);
     }
 }
 

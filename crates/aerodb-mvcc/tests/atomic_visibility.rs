@@ -117,7 +117,7 @@ fn mvcc_2_reader_never_sees_half_a_write_set_during_concurrent_commits() {
     // Every record is in the WAL with all 8 ops.
     let records = wal_records(dir.path());
     assert_eq!(records.len() as u64, total);
-    assert!(records.iter().all(|(r, _)| r.ops.len() == KEYS));
+    assert!(records.iter().all(|(r, _)| r.ops().len() == KEYS));
 }
 
 /// MVCC-2: a multi-op write set mixing puts and deletes across collections
@@ -153,7 +153,7 @@ fn mvcc_2_refused_record_makes_none_of_its_versions_visible() {
     let (position, digest) = next_input(&store, &ops);
     let wrong = StateDigest(digest.0 ^ 1);
     let before = store.applied();
-    assert!(store.apply(aerodb_mvcc::ApplyInput { position, state_digest: wrong, ops: &ops }).is_err());
+    assert!(store.apply(aerodb_mvcc::ApplyInput { position, state_digest: wrong, body: &aerodb_wal::RecordBody::Commit(ops.clone()) }).is_err());
     assert_eq!(store.applied(), before);
     assert_eq!(store.version_count(), 1);
     assert!(store.version_chain(b"c", b"b").is_empty());

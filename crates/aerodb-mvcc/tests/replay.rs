@@ -33,7 +33,7 @@ fn workload(engine: &aerodb_mvcc::PrimaryEngine, n: u64) {
 /// Applies every record of `records` to `store` through the one apply function.
 fn apply_all(store: &Store, records: &[(Record, RecordPosition)]) {
     for (record, position) in records {
-        store.apply(ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops }).unwrap();
+        store.apply(ApplyInput { position: *position, state_digest: record.state_digest, body: &record.body }).unwrap();
     }
 }
 
@@ -117,7 +117,7 @@ fn core_4_applying_a_record_twice_is_refused_and_changes_nothing() {
     let before_count = store.version_count();
 
     for (record, position) in [&records[9], &records[0], &records[4]] {
-        let err = store.apply(ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops }).unwrap_err();
+        let err = store.apply(ApplyInput { position: *position, state_digest: record.state_digest, body: &record.body }).unwrap_err();
         assert_eq!(err, ApplyError::NotNext { found: position.commit_id, lsn: position.lsn, applied: 10, applied_end_lsn: before_state.end_lsn });
         assert_eq!(err.code(), "APPLY_OUT_OF_ORDER");
         assert_eq!(err.rule_id(), "REPL-2");
@@ -130,14 +130,14 @@ fn core_4_applying_a_record_twice_is_refused_and_changes_nothing() {
     let fresh = Store::new();
     let (record, position) = &records[1];
     assert!(matches!(
-        fresh.apply(ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops }),
+        fresh.apply(ApplyInput { position: *position, state_digest: record.state_digest, body: &record.body }),
         Err(ApplyError::NotNext { found: 2, applied: 0, .. })
     ));
     // Right CommitId at the wrong LSN is refused as well.
     let (record, position) = &records[0];
     let shifted = RecordPosition { lsn: position.lsn + 1, end_lsn: position.end_lsn + 1, ..*position };
     assert!(matches!(
-        fresh.apply(ApplyInput { position: shifted, state_digest: record.state_digest, ops: &record.ops }),
+        fresh.apply(ApplyInput { position: shifted, state_digest: record.state_digest, body: &record.body }),
         Err(ApplyError::NotNext { found: 1, .. })
     ));
     assert_eq!(fresh.applied(), aerodb_mvcc::AppliedState::GENESIS);
@@ -185,7 +185,7 @@ fn repl_4_wrong_state_digest_is_refused_and_nothing_becomes_visible() {
 
     let (record, position) = &records[4];
     let wrong = StateDigest(record.state_digest.0.wrapping_add(1));
-    let err = store.apply(ApplyInput { position: *position, state_digest: wrong, ops: &record.ops }).unwrap_err();
+    let err = store.apply(ApplyInput { position: *position, state_digest: wrong, body: &record.body }).unwrap_err();
     assert_eq!(err, ApplyError::DigestMismatch { commit_id: 5, carried: wrong, recomputed: record.state_digest });
     assert_eq!(err.code(), "APPLY_DIVERGED");
     assert_eq!(err.rule_id(), "REPL-4");
@@ -194,15 +194,15 @@ fn repl_4_wrong_state_digest_is_refused_and_nothing_becomes_visible() {
     assert!(store.read_view(Some(5)).is_err(), "CommitId 5 is not visible");
 
     // Same digest but different ops (a replica whose apply would diverge).
-    let mut tampered = record.ops.clone();
+    let mut tampered = record.ops().to_vec();
     tampered.push(aerodb_wal::Op::Delete { collection: Bytes::from_static(b"users"), key: Bytes::from_static(b"ghost") });
     assert!(matches!(
-        store.apply(ApplyInput { position: *position, state_digest: record.state_digest, ops: &tampered }),
+        store.apply(ApplyInput { position: *position, state_digest: record.state_digest, body: &aerodb_wal::RecordBody::Commit(tampered.clone()) }),
         Err(ApplyError::DigestMismatch { commit_id: 5, .. })
     ));
     assert_eq!(store.applied(), before);
 
-    store.apply(ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops }).unwrap();
+    store.apply(ApplyInput { position: *position, state_digest: record.state_digest, body: &record.body }).unwrap();
     assert_eq!(store.applied().commit_id, 5);
 }
 

@@ -228,6 +228,7 @@ impl LocalWalFailure {
             LocalWalFailure::SnapshotWalMismatch { .. } => "SNAPSHOT_WAL_MISMATCH",
             LocalWalFailure::BeforeMark { .. } => "WAL_BEFORE_MARK",
             LocalWalFailure::Replay { code, .. } if code == "APPLY_DIVERGED" => "APPLY_DIVERGED",
+            LocalWalFailure::Replay { code, .. } if code == "GC_BAD_HORIZON" => "GC_BAD_HORIZON",
             LocalWalFailure::Replay { .. } => "APPLY_OUT_OF_ORDER",
         }
     }
@@ -238,6 +239,7 @@ impl LocalWalFailure {
             LocalWalFailure::SnapshotWalMismatch { .. } => "F-S3",
             LocalWalFailure::BeforeMark { .. } => "CORE-5",
             LocalWalFailure::Replay { code, .. } if code == "APPLY_DIVERGED" => "REPL-4",
+            LocalWalFailure::Replay { code, .. } if code == "GC_BAD_HORIZON" => "MVCC-4",
             LocalWalFailure::Replay { .. } => "REPL-2",
             _ => "CORE-3",
         }
@@ -455,7 +457,7 @@ impl Reason for Halt {
             Halt::Chain { violation: ChainViolation::InvalidRecord { .. } } => Some("F-V1"),
             Halt::Chain { violation: ChainViolation::FingerprintMismatch { .. } } => Some("F-D1"),
             Halt::Chain { .. } => Some("F-V2"),
-            Halt::Apply { error: ApplyError::DigestMismatch { .. }, .. } => Some("F-D3"),
+            Halt::Apply { error: ApplyError::DigestMismatch { .. } | ApplyError::BadHorizon { .. }, .. } => Some("F-D3"),
             Halt::Apply { .. } => Some("F-V2"),
             Halt::Refused { refuse, .. } => refuse.code().failure_row(),
             Halt::ClusterMismatchAtAccept { .. } | Halt::PeerNotAerodb { .. } => Some("F-C1"),
@@ -480,8 +482,7 @@ impl Reason for Halt {
         match self {
             Halt::Chain { violation: ChainViolation::CommitIdDiscontinuity { found, .. } } => Some(*found),
             Halt::Chain { violation: ChainViolation::FingerprintMismatch { commit_id, .. } } => Some(*commit_id),
-            Halt::Apply { error: ApplyError::NotNext { found, .. }, .. } => Some(*found),
-            Halt::Apply { error: ApplyError::DigestMismatch { commit_id, .. }, .. } => Some(*commit_id),
+            Halt::Apply { error, .. } => Some(error.commit_id()),
             Halt::Refused { request: HelloRequest::Resume { commit_id, .. }, .. } => Some(*commit_id),
             Halt::InstalledSnapshotMismatch { snapshot_cut, .. } => Some(snapshot_cut.commit_id),
             _ => None,

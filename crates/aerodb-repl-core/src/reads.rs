@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use aerodb_mvcc::{AppliedObserver, ReadView, Store};
+use aerodb_mvcc::{AppliedObserver, ReadView, Store, ViewError};
 use aerodb_wal::CommitId;
 
 use crate::gate::{evaluate, GateDecision, GateInputs};
@@ -78,8 +78,11 @@ impl ReplicaHandle {
             return Err(ReadRefusal { decision, halted });
         }
         let pinned = match self.store() {
-            Some(store) => store.read_view(Some(decision.read_upper_bound)).map_err(|e| e.to_string()),
-            None => Err("the replica has no store".to_string()),
+            Some(store) => store.read_view(Some(decision.read_upper_bound)),
+            None => {
+                decision.pinned(Err("the replica has no store".to_string()));
+                return Err(ReadRefusal { decision, halted });
+            }
         };
         match pinned {
             Ok(view) => {
@@ -90,8 +93,20 @@ impl ReplicaHandle {
                     Err(ReadRefusal { decision, halted })
                 }
             }
-            Err(reason) => {
-                decision.pinned(Err(reason));
+            // C_replica only grows, but a GC record applied since the gate
+            // ran can have moved the horizon past R: judge again with the
+            // horizon that refused the view, so the refusal cites RS-4 with
+            // its numbers (P5-I12), and RS-5 records the failed pin.
+            Err(e @ ViewError::BelowHorizon { .. }) => {
+                let mut again = self.gate_inputs(at, min_commit);
+                again.requested_at = Some(decision.read_upper_bound);
+                again.min_commit = None;
+                let mut decision = evaluate(&again);
+                decision.pinned(Err(e.to_string()));
+                Err(ReadRefusal { decision, halted })
+            }
+            Err(e) => {
+                decision.pinned(Err(e.to_string()));
                 Err(ReadRefusal { decision, halted })
             }
         }

@@ -76,7 +76,7 @@ impl Applier {
             if index == 1 {
                 aerodb_wal::crash_point!("replica.mid_apply");
             }
-            let input = ApplyInput { position: *position, state_digest: record.state_digest, ops: &record.ops };
+            let input = ApplyInput::of_record(*position, record);
             state = self.store.apply(input).map_err(|e| (position.lsn, e))?;
         }
         Ok(state)

@@ -884,9 +884,9 @@ pub fn primary_read_visibility(f: &PrimaryFacts, q: &ReadQuery<'_>, chain: &[Ver
             json!({"read_upper_bound": r, "commit_id": c, "check": "R <= C_primary: only durable, fully applied commits are visible"}),
         ),
         rule(
-            "MVCC-3",
+            "RS-4",
             Some(above_horizon),
-            json!({"read_upper_bound": r, "history_horizon": f.history_horizon, "check": "R >= history horizon: one view pinned at R, every version it needs is retained"}),
+            json!({"read_upper_bound": r, "history_horizon": f.history_horizon, "check": "R >= history horizon: every version R needs is retained (GC records removed only versions no view at or above the horizon sees, MVCC-4); below it the read is refused"}),
         ),
     ];
     let (mvcc1, outcome) =
@@ -1002,6 +1002,7 @@ mod tests {
             applied,
             history_horizon: applied.map(|_| 0),
             version_count: applied.map(|_| 0),
+            gc: None,
             active_read_views: Vec::new(),
             wal_files: Ok(Vec::new()),
             bootstrap_snapshot_bytes: None,

@@ -2,7 +2,7 @@
 //! The server (which does the IO) fills these once per request; every view,
 //! explanation and metric in this crate is a pure function of them.
 
-use aerodb_mvcc::AppliedState;
+use aerodb_mvcc::{AppliedState, GcStats};
 use aerodb_repl_core::fence::Fence;
 use aerodb_repl_core::status::{Positions, ReplicaObserved};
 use aerodb_snapshot::scrub::ScrubStatus;
@@ -65,8 +65,12 @@ pub struct PrimaryFacts {
     pub durable: DurablePoint,
     /// Oldest answerable read view.
     pub history_horizon: CommitId,
-    /// Versions held.
+    /// Versions retained at the history horizon.
     pub version_count: u64,
+    /// Garbage-collection counters (None if unknown to the caller).
+    pub gc: Option<GcStats>,
+    /// `--history-retain-commits` in force (None if unknown to the caller).
+    pub history_retain_commits: Option<u64>,
     /// Read views open now: `(R, how many)`, ascending.
     pub active_read_views: Vec<(CommitId, u64)>,
     /// WAL segments held, oldest first.
@@ -126,8 +130,10 @@ pub struct ReplicaFacts {
     pub applied: Option<AppliedState>,
     /// History horizon of its store (None without a store).
     pub history_horizon: Option<CommitId>,
-    /// Versions held (None without a store).
+    /// Versions retained at the history horizon (None without a store).
     pub version_count: Option<u64>,
+    /// Garbage-collection counters (None without a store).
+    pub gc: Option<GcStats>,
     /// Read views open now: `(R, how many)`, ascending.
     pub active_read_views: Vec<(CommitId, u64)>,
     /// Its WAL segment files, oldest first, or why they could not be listed.

@@ -94,6 +94,14 @@ pub const HALT_CODES: &[HaltCode] = &[
         action: "keep a copy of the replica's data directory for diagnosis, then re-bootstrap the replica with `aerodb replica --rebootstrap`",
     },
     HaltCode {
+        code: "GC_BAD_HORIZON",
+        rule_id: "MVCC-4",
+        failure: Some("F-D3"),
+        halts: true,
+        meaning: "a GC record states a history horizon behind the replica's (or not below its own CommitId): applying it would admit reads whose versions are gone",
+        action: "keep a copy of the replica's data directory for diagnosis (the primary wrote a GC record no correct primary writes: a bug or corruption), run `aerodb verify --data-dir` on the primary's data directory (read-only), then re-bootstrap the replica with `aerodb replica --rebootstrap`",
+    },
+    HaltCode {
         code: "DIVERGED",
         rule_id: "REPL-5",
         failure: Some("F-D1"),

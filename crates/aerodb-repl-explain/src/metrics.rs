@@ -59,6 +59,26 @@ impl Exposition {
     }
 }
 
+const VERSIONS_HELP: &str = "Document versions retained at the history horizon (the ones the state digest covers).";
+
+/// Garbage-collection series (MVCC-4, MVCC-5, RES-1), omitted when unknown.
+fn gc_metrics(e: &mut Exposition, gc: Option<&aerodb_mvcc::GcStats>) {
+    e.single(
+        "aerodb_versions_held",
+        "gauge",
+        "Document versions held in memory (retained plus removed ones a pinned read still needs).",
+        gc.map(|g| g.versions_held),
+    );
+    e.single(
+        "aerodb_versions_awaiting_purge",
+        "gauge",
+        "Versions removed by GC records, kept until the pinned reads that need them finish (MVCC-5).",
+        gc.map(|g| g.versions_awaiting_purge),
+    );
+    e.single("aerodb_gc_candidates", "gauge", "Superseded versions a future GC record will remove.", gc.map(|g| g.gc_candidates));
+    e.single("aerodb_gc_records_applied_total", "counter", "GC records applied since start (recovery included).", gc.map(|g| g.gc_records_applied));
+}
+
 /// The exposition of a primary or standalone node.
 pub fn primary_metrics(f: &PrimaryFacts) -> String {
     let mut e = Exposition::default();
@@ -87,7 +107,9 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
         f.recovery.as_ref().map(|r| r.store.wal.torn_tail.as_ref().map_or(0, |t| t.bytes_dropped)),
     );
     e.single("aerodb_history_horizon", "gauge", "Oldest CommitId whose read view is answerable.", Some(f.history_horizon));
-    e.single("aerodb_versions", "gauge", "Document versions held.", Some(f.version_count));
+    e.single("aerodb_history_retain_commits", "gauge", "MVCC history kept behind the newest commit (--history-retain-commits).", f.history_retain_commits);
+    e.single("aerodb_versions", "gauge", VERSIONS_HELP, Some(f.version_count));
+    gc_metrics(&mut e, f.gc.as_ref());
     e.single("aerodb_active_read_views", "gauge", "Read views open now.", Some(f.active_read_views.iter().map(|(_, n)| n).sum()));
     if let Ok(held) = &f.snapshots {
         e.single("aerodb_snapshots_held", "gauge", "Snapshots held.", Some(held.len() as u64));
@@ -224,7 +246,8 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
     e.single("aerodb_replica_reconnects_total", "counter", "Reconnections since start.", Some(o.reconnects));
     e.single("aerodb_replica_handshakes_total", "counter", "Successful handshakes since start.", Some(o.handshakes));
     e.single("aerodb_history_horizon", "gauge", "Oldest CommitId whose read view is answerable.", f.history_horizon);
-    e.single("aerodb_versions", "gauge", "Document versions held.", f.version_count);
+    e.single("aerodb_versions", "gauge", VERSIONS_HELP, f.version_count);
+    gc_metrics(&mut e, f.gc.as_ref());
     e.single("aerodb_active_read_views", "gauge", "Read views open now.", Some(f.active_read_views.iter().map(|(_, n)| n).sum()));
     let gate = evaluate(&default_read_inputs(o, f.applied.as_ref(), f.history_horizon.unwrap_or(0)));
     e.single("aerodb_read_admitted", "gauge", "1 when the read-safety gate admits a read at C_replica now, else 0.", Some(u64::from(gate.admitted)));

@@ -232,9 +232,23 @@ pub fn replica_mvcc(f: &ReplicaFacts) -> (Value, Vec<String>) {
         "state_digest": a.map(|a| a.state_digest.to_string()),
         "history_horizon": f.history_horizon,
         "versions": f.version_count,
+        "gc": gc_view(f.gc.as_ref(), None),
         "active_read_views": read_views(&f.active_read_views),
     });
     (data, notes)
+}
+
+/// The `gc` object of `/v1/mvcc` (MVCC-4, MVCC-5, RES-1). Replicas have no
+/// retention policy of their own: they apply the primary's GC records.
+fn gc_view(gc: Option<&aerodb_mvcc::GcStats>, retain_commits: Option<u64>) -> Value {
+    json!({
+        "history_retain_commits": retain_commits,
+        "gc_step_commits": retain_commits.map(|n| aerodb_mvcc::GcPolicy::new(n).step()),
+        "gc_records_applied": gc.map(|g| g.gc_records_applied),
+        "versions_held": gc.map(|g| g.versions_held),
+        "versions_awaiting_purge": gc.map(|g| g.versions_awaiting_purge),
+        "gc_candidates": gc.map(|g| g.gc_candidates),
+    })
 }
 
 /// `/v1/snapshots` on a replica: the installed bootstrap snapshot, if any.
@@ -306,6 +320,7 @@ pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "durable_lsn": f.durable.lsn,
         "durable_commit_id": f.durable.commit_id,
         "state_digest": applied.state_digest.to_string(),
+        "history_horizon": f.history_horizon,
         "cluster_id": f.cluster_id,
         "replicas": replicas,
         "wal_shipped_bytes": f.wal_shipped_bytes,
@@ -338,6 +353,7 @@ pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
             "durable_mark_every_ms": f.durability.as_ref().map(|d| d.policy.every_ms),
             "durable_mark_every_bytes": f.durability.as_ref().map(|d| d.policy.every_bytes),
             "scrub_bytes_per_second": f.scrub.as_ref().map(|s| s.policy.bytes_per_second),
+            "history_retain_commits": f.history_retain_commits,
         },
     });
     (data, notes)
@@ -438,6 +454,7 @@ pub fn primary_mvcc(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "state_digest": a.state_digest.to_string(),
         "history_horizon": f.history_horizon,
         "versions": f.version_count,
+        "gc": gc_view(f.gc.as_ref(), f.history_retain_commits),
         "active_read_views": read_views(&f.active_read_views),
     });
     (data, Vec::new())

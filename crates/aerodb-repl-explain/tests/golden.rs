@@ -42,7 +42,7 @@ use aerodb_wal::mark_writer::{MarkPolicy, MarkStatus};
 use aerodb_wal::record::encode_record;
 use aerodb_wal::recovery::recover_wal;
 use aerodb_wal::segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
-use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
+use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, CommitId, Fingerprint, Lsn, Op, RecordBody, RecordPosition, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -76,6 +76,9 @@ impl Rec {
     }
     fn applied(&self) -> AppliedState {
         AppliedState { commit_id: self.commit_id, end_lsn: self.end_lsn, fingerprint: self.fingerprint, state_digest: self.digest }
+    }
+    fn body(&self) -> RecordBody {
+        RecordBody::Commit(self.ops.clone())
     }
 }
 
@@ -131,7 +134,7 @@ fn write_wal(dir: &Path, tip: ChainTip, recs: &[Rec]) {
 fn store_with(recs: &[Rec]) -> Arc<Store> {
     let store = Store::new();
     for r in recs {
-        store.apply(ApplyInput { position: r.position(), state_digest: r.digest, ops: &r.ops }).unwrap();
+        store.apply(ApplyInput { position: r.position(), state_digest: r.digest, body: &r.body() }).unwrap();
     }
     Arc::new(store)
 }
@@ -311,6 +314,7 @@ fn replica_facts(o: ReplicaObserved, store: Option<&Arc<Store>>, wal_dir: Option
         applied: store.map(|s| s.applied()),
         history_horizon: store.map(|s| s.history_horizon()),
         version_count: store.map(|s| s.version_count()),
+        gc: store.map(|s| s.gc_stats()),
         active_read_views: store.map(|s| s.active_read_views()).unwrap_or_default(),
         wal_files: Ok(wal_dir.map(list_wal).unwrap_or_default()),
         bootstrap_snapshot_bytes: None,
@@ -442,7 +446,7 @@ fn repl_4_golden_halt_apply_diverged() {
     let recs = history();
     let store = store_with(&recs[..3]);
     let divergent = chain_after(recs[2].tip(), recs[2].digest, vec![vec![put("alice", r#"{"v":99}"#)]]);
-    let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, ops: &recs[3].ops }).unwrap_err();
+    let e = store.apply(ApplyInput { position: recs[3].position(), state_digest: divergent[0].digest, body: &recs[3].body() }).unwrap_err();
     pin_halt("APPLY_DIVERGED", Halt::from_apply(&e, recs[3].lsn), None);
 }
 
@@ -451,7 +455,7 @@ fn repl_4_golden_halt_apply_diverged() {
 fn repl_2_golden_halt_apply_out_of_order() {
     let recs = history();
     let store = store_with(&recs[..3]);
-    let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, ops: &recs[4].ops }).unwrap_err();
+    let e = store.apply(ApplyInput { position: recs[4].position(), state_digest: recs[4].digest, body: &recs[4].body() }).unwrap_err();
     pin_halt("APPLY_OUT_OF_ORDER", Halt::from_apply(&e, recs[4].lsn), None);
 }
 
@@ -778,14 +782,14 @@ fn pin_snapshot_halt(code: &str, paths: &ReplicaPaths, dir: &Path) {
 }
 
 /// F-S4: the installed snapshot's data file header declares format_version
-/// 2 (header crc32c and the manifest's file crc32c rewritten to match), so
+/// 3 (header crc32c and the manifest's file crc32c rewritten to match), so
 /// only the format check refuses it.
 #[test]
 fn f_s4_golden_halt_snapshot_format() {
     let dir = TempDir::new().unwrap();
     let paths = snapshot_replica(dir.path());
     rewrite_data_file(&paths, |b| {
-        b[8..12].copy_from_slice(&2u32.to_le_bytes());
+        b[8..12].copy_from_slice(&3u32.to_le_bytes());
         let header_crc = crc32c(&b[0..28]);
         b[28..32].copy_from_slice(&header_crc.to_le_bytes());
     });
@@ -1320,6 +1324,8 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         durable: DurablePoint { lsn: applied.end_lsn, commit_id: applied.commit_id },
         history_horizon: store.history_horizon(),
         version_count: store.version_count(),
+        gc: Some(store.gc_stats()),
+        history_retain_commits: Some(aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS),
         active_read_views: vec![(4, 1), (6, 2)],
         segments: appender.segments().snapshot(),
         recovery: Some(report),
@@ -1824,4 +1830,96 @@ fn f_sc1_golden_scrub_view_and_metrics() {
     let m = metrics::primary_metrics(&f);
     let scrub_lines: Vec<&str> = m.lines().filter(|l| l.contains("aerodb_scrub")).collect();
     insta::assert_snapshot!("metrics_scrub", scrub_lines.join("\n"));
+}
+
+// ---------------------------------------------------------------------------
+// Garbage collection: real GC records (MVCC-4, RS-4)
+// ---------------------------------------------------------------------------
+
+/// A real GC record after `last` stating `horizon` (the WAL's own encoder,
+/// the digest the store predicts), applied to `store` through the one
+/// apply function. Returns its bytes.
+fn apply_real_gc(store: &Store, last: &Rec, horizon: CommitId) -> Vec<u8> {
+    let digest = store.gc_digest(horizon).unwrap();
+    let (bytes, fp) = aerodb_wal::record::encode_gc_record(last.commit_id + 1, digest, last.fingerprint, horizon).unwrap();
+    let position = RecordPosition { lsn: last.end_lsn, end_lsn: last.end_lsn + bytes.len() as u64, commit_id: last.commit_id + 1, fingerprint: fp };
+    store.apply(ApplyInput { position, state_digest: digest, body: &RecordBody::Gc { horizon } }).unwrap();
+    bytes
+}
+
+/// A streaming replica that applied the six commits and then a GC record
+/// (CommitId 7) stating horizon 3.
+fn replica_after_gc() -> (Obs, Arc<Store>) {
+    let (mut s, store) = replica_at(STREAMING, 6);
+    apply_real_gc(&store, &history()[5], 3);
+    let a = store.applied();
+    s.update(|o| {
+        o.positions =
+            aerodb_repl_core::status::Positions { received_lsn: a.end_lsn, validated_lsn: a.end_lsn, applied_lsn: a.end_lsn, applied_commit_id: a.commit_id };
+        o.primary = Some(PrimaryProgress { commit_id: a.commit_id, durable_lsn: a.end_lsn });
+    });
+    (s, store)
+}
+
+/// RS-4, MVCC-4 on a replica: after a real GC record at horizon 3, a read
+/// at 2 is refused under RS-4 with the numbers (safety and read
+/// explanations), and a read at 3 is admitted over the retained chain
+/// (alice@1 is gone; alice@2 is the newest version at or below 3).
+#[test]
+fn rs_4_golden_replica_refusal_after_a_real_gc_record() {
+    let (s, store) = replica_after_gc();
+    assert_eq!((store.history_horizon(), store.applied().commit_id), (3, 7));
+    let o = s.observe();
+    let e = safety_for(&o, Some(&store), ReadBound { at: Some(2), min_commit: None }, None);
+    assert_eq!(e.conclusion["first_failing_rule"], "RS-4");
+    pin("safety_rs_4_after_gc_record", &e, None);
+    let f = replica_facts(o, Some(&store), None);
+    let chain = store.version_chain(b"users", b"alice");
+    assert_eq!(chain.iter().map(|v| v.commit_id).collect::<Vec<_>>(), [3, 4, 5]);
+    for (name, at) in [("below", 2), ("at", 3)] {
+        let e = explain::replica_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(at) }, Some(&chain));
+        pin(&format!("read_replica_{name}_gc_horizon"), &e, None);
+    }
+    pin_value("view_replica_mvcc_after_gc", view(views::replica_mvcc(&f)));
+}
+
+/// RS-4, MVCC-4 on a primary recovered for real from a WAL holding six
+/// commits and a GC record at horizon 3: its read explanation refuses R = 2
+/// under RS-4 and answers R = 3 from the retained chain; `/v1/mvcc` shows
+/// the horizon and GC counters.
+#[test]
+fn rs_4_golden_primary_refusal_after_a_real_gc_record() {
+    let dir = TempDir::new().unwrap();
+    let recs = history();
+    let store = store_with(&recs);
+    let gc = apply_real_gc(&store, &recs[5], 3);
+    let mut app = SegmentAppender::create(OsDisk::shared(), &dir.path().join("wal"), ChainTip::GENESIS.segment_header()).unwrap();
+    for r in &recs {
+        app.append(r.lsn, &r.bytes).unwrap();
+    }
+    app.append(recs[5].end_lsn, &gc).unwrap();
+    app.sync().unwrap();
+    drop(app);
+    let f = primary_facts(dir.path(), "primary");
+    assert_eq!((f.history_horizon, f.applied), (3, store.applied()));
+    let chain = store.version_chain(b"users", b"alice");
+    for (name, at) in [("below", 2), ("at", 3)] {
+        let e = explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(at) }, &chain);
+        pin(&format!("read_primary_{name}_gc_horizon"), &e, None);
+    }
+    assert_eq!(explain::primary_read_visibility(&f, &ReadQuery { collection: "users", key: "alice", at: Some(2) }, &chain).conclusion["refused_by"], "RS-4");
+    pin_value("view_primary_mvcc_after_gc", view(views::primary_mvcc(&f)));
+}
+
+/// MVCC-4 / F-D3: a GC record whose horizon moves backwards is refused by
+/// the apply function and halts the replica with GC_BAD_HORIZON.
+#[test]
+fn mvcc_4_golden_halt_gc_bad_horizon() {
+    let (_, store) = replica_after_gc();
+    let a = store.applied();
+    let (bytes, fp) = aerodb_wal::record::encode_gc_record(a.commit_id + 1, a.state_digest, a.fingerprint, 2).unwrap();
+    let position = RecordPosition { lsn: a.end_lsn, end_lsn: a.end_lsn + bytes.len() as u64, commit_id: a.commit_id + 1, fingerprint: fp };
+    let e = store.apply(ApplyInput { position, state_digest: a.state_digest, body: &RecordBody::Gc { horizon: 2 } }).unwrap_err();
+    assert_eq!(store.applied(), a, "nothing applied");
+    pin_halt("GC_BAD_HORIZON", Halt::from_apply(&e, position.lsn), None);
 }

@@ -1,8 +1,12 @@
 //! Writing a snapshot of the store's current applied state (§7).
 //!
-//! The cut is `store.applied()` when creation starts. Versions at or below
-//! it are immutable, so they are streamed in batches (each batch takes the
-//! store's read lock briefly) while commits continue. Everything is written
+//! The cut is the store's applied state and history horizon when creation
+//! starts, pinned together ([`Store::pin_cut`]): versions at or below the
+//! cut are immutable and, while the pin is held, none retained at the
+//! pinned horizon is purged by a GC record applied meanwhile (MVCC-5). So
+//! they are streamed in batches (each batch takes the store's read lock
+//! briefly) while commits and GC continue, and the snapshot holds exactly
+//! the versions retained at its horizon (MVCC-4). Everything is written
 //! into `snapshots/.tmp-<C_snap>/`, fsynced (files, then the directory),
 //! and only then renamed to `snapshots/<C_snap>/` (REPL-9): a crash at any
 //! point leaves either no snapshot or a complete one.
@@ -12,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use aerodb_mvcc::store::OwnedVersion;
-use aerodb_mvcc::{AppliedState, Store};
+use aerodb_mvcc::{CutPin, Store};
 use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::{Disk, DiskFile};
 use aerodb_wal::hash::version_hash_parts;
@@ -60,6 +64,8 @@ pub struct SnapshotInfo {
     pub fingerprint: Fingerprint,
     /// State digest at C_snap.
     pub state_digest: StateDigest,
+    /// History horizon at C_snap.
+    pub history_horizon: CommitId,
     /// Number of versions held.
     pub version_count: u64,
     /// Number of data files.
@@ -80,6 +86,7 @@ impl SnapshotInfo {
             lsn: manifest.boundary_lsn,
             fingerprint: manifest.boundary_fingerprint,
             state_digest: manifest.state_digest,
+            history_horizon: manifest.history_horizon,
             version_count: manifest.version_count,
             files: manifest.files.len(),
             data_bytes: manifest.data_bytes(),
@@ -111,7 +118,8 @@ pub fn create_snapshot_with(
     // One creation at a time in this process: two creators of the same
     // boundary would otherwise share one temporary directory.
     let _one_at_a_time = CREATE_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let cut = store.applied();
+    let pin = store.pin_cut();
+    let cut = pin.cut();
     ensure_dir(disk, snapshots_dir)?;
     let final_dir = snapshots_dir.join(snapshot_dir_name(cut.commit_id));
     if disk.exists(&final_dir) {
@@ -124,7 +132,7 @@ pub fn create_snapshot_with(
         disk.remove_dir_all(&tmp_dir).map_err(|e| SnapshotError::io("remove stale temporary snapshot", &tmp_dir, e))?;
     }
     disk.create_dir_all(&tmp_dir).map_err(|e| SnapshotError::io("create temporary snapshot dir", &tmp_dir, e))?;
-    match write_contents(disk, &tmp_dir, store, cut, cluster_id, options, cancel) {
+    match write_contents(disk, &tmp_dir, store, &pin, cluster_id, options, cancel) {
         Ok(manifest) => {
             aerodb_wal::crash_point!("snapshot.before_rename");
             disk.rename(&tmp_dir, &final_dir).map_err(|e| SnapshotError::io("publish snapshot", &final_dir, e))?;
@@ -168,11 +176,12 @@ fn write_contents(
     disk: &dyn Disk,
     tmp_dir: &Path,
     store: &Store,
-    cut: AppliedState,
+    pin: &CutPin<'_>,
     cluster_id: &str,
     options: &SnapshotOptions,
     cancel: Option<&AtomicBool>,
 ) -> Result<Manifest, SnapshotError> {
+    let cut = pin.cut();
     let mut files = DataFilesWriter::new(disk, tmp_dir, cut.commit_id, options.file_target_bytes)?;
     let mut digest = StateDigest::EMPTY;
     let mut count = 0u64;
@@ -181,7 +190,7 @@ fn write_contents(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(SnapshotError::Cancelled);
         }
-        let (batch, next) = store.versions_upto(cut.commit_id, after.as_ref(), options.batch_keys.max(1));
+        let (batch, next) = store.versions_of_cut(pin, after.as_ref(), options.batch_keys.max(1));
         for v in &batch {
             digest = digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
             files.add(v)?;
@@ -205,6 +214,7 @@ fn write_contents(
         boundary_lsn: cut.end_lsn,
         boundary_fingerprint: cut.fingerprint,
         state_digest: cut.state_digest,
+        history_horizon: pin.horizon(),
         version_count: count,
         files: file_list,
     };
@@ -246,7 +256,7 @@ impl<'a> DataFilesWriter<'a> {
         let name = data_file_name(index);
         let path = self.dir.join(&name);
         let file = self.disk.create(&path).map_err(|e| SnapshotError::io("create data file", &path, e))?;
-        let header = DataHeader { boundary_commit_id: self.boundary, file_index: index }.encode();
+        let header = DataHeader { format_version: SNAPSHOT_FORMAT_VERSION, boundary_commit_id: self.boundary, file_index: index }.encode();
         let mut buf = Vec::with_capacity(WRITE_BUFFER);
         buf.extend_from_slice(&header);
         self.current = Some(OpenDataFile { name, file, size: DATA_HEADER_LEN as u64, crc: crc32c::crc32c(&header), buf });

@@ -8,7 +8,7 @@
 //! ```text
 //! off size field
 //!   0    8 magic              b"AERODBSN"
-//!   8    4 format_version     u32 LE = 1
+//!   8    4 format_version     u32 LE = 2 (1 still read), equal to the manifest's
 //!  12    4 header_len         u32 LE = 32
 //!  16    8 boundary_commit_id u64 LE, C_snap of the snapshot this file belongs to
 //!  24    4 file_index         u32 LE, N of data-N.bin
@@ -30,6 +30,11 @@
 //! manifest, and its size is stated there too. The manifest is a
 //! checksummed envelope (`aerodb_wal::checksummed`) whose body is
 //! [`Manifest`].
+//!
+//! Format version 2 (this build) adds the manifest's `history_horizon`: the
+//! snapshot holds exactly the versions retained at that horizon (MVCC-4).
+//! Version 1 snapshots (written before garbage collection existed) are
+//! still read, as horizon 0 with full history; nothing else changed.
 
 use aerodb_mvcc::store::OwnedVersion;
 use aerodb_mvcc::AppliedState;
@@ -40,7 +45,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Format version of the manifest and of data files written by this build.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Every format version this build reads: 1 (no `history_horizon`, read as
+/// horizon 0) and 2.
+pub const READABLE_SNAPSHOT_FORMATS: &[u32] = &[1, 2];
 /// Name of the manifest file inside a snapshot directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// Largest manifest accepted (bounded read).
@@ -121,6 +129,11 @@ pub struct Manifest {
     /// State digest over every version in the snapshot.
     #[serde(deserialize_with = "de_digest")]
     pub state_digest: StateDigest,
+    /// History horizon at C_snap (format 2; a format 1 manifest has none
+    /// and is read as 0): the snapshot holds exactly the versions retained
+    /// at it, and a node restored from it answers no read view below it.
+    #[serde(default)]
+    pub history_horizon: CommitId,
     /// Number of version records across all data files.
     pub version_count: u64,
     /// Data files, in order.
@@ -152,6 +165,9 @@ fn de_digest<'de, D: Deserializer<'de>>(d: D) -> Result<StateDigest, D::Error> {
 /// The header of a data file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataHeader {
+    /// Format version (one of [`READABLE_SNAPSHOT_FORMATS`]; written as
+    /// [`SNAPSHOT_FORMAT_VERSION`]).
+    pub format_version: u32,
     /// C_snap of the snapshot.
     pub boundary_commit_id: CommitId,
     /// Index of the file.
@@ -174,7 +190,7 @@ impl DataHeader {
     pub fn encode(&self) -> [u8; DATA_HEADER_LEN] {
         let mut b = [0u8; DATA_HEADER_LEN];
         b[0..8].copy_from_slice(DATA_MAGIC);
-        b[8..12].copy_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.format_version.to_le_bytes());
         b[12..16].copy_from_slice(&(DATA_HEADER_LEN as u32).to_le_bytes());
         b[16..24].copy_from_slice(&self.boundary_commit_id.to_le_bytes());
         b[24..28].copy_from_slice(&self.file_index.to_le_bytes());
@@ -195,13 +211,13 @@ impl DataHeader {
             return Err(DataHeaderError::Checksum);
         }
         let version = le_u32(b, 8);
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !READABLE_SNAPSHOT_FORMATS.contains(&version) {
             return Err(DataHeaderError::Format(format!("data file format version {version}")));
         }
         if le_u32(b, 12) as usize != DATA_HEADER_LEN {
             return Err(DataHeaderError::Format(format!("header length {}", le_u32(b, 12))));
         }
-        Ok(DataHeader { boundary_commit_id: le_u64(b, 16), file_index: le_u32(b, 24) })
+        Ok(DataHeader { format_version: version, boundary_commit_id: le_u64(b, 16), file_index: le_u32(b, 24) })
     }
 }
 
@@ -328,7 +344,7 @@ mod tests {
     /// F-S4: data file headers reject a flipped byte.
     #[test]
     fn f_s4_data_header_roundtrip_and_flip() {
-        let h = DataHeader { boundary_commit_id: 42, file_index: 3 };
+        let h = DataHeader { format_version: SNAPSHOT_FORMAT_VERSION, boundary_commit_id: 42, file_index: 3 };
         let b = h.encode();
         assert_eq!(DataHeader::decode(&b), Ok(h));
         for i in 0..b.len() {

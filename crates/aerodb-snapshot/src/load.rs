@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::error::SnapshotError;
 use crate::format::{
     data_file_name, decode_version, parse_snapshot_dir_name, DataHeader, DataHeaderError, Decoded, Manifest, ManifestFile, DATA_HEADER_LEN, MANIFEST_FILE,
-    SNAPSHOT_FORMAT_VERSION, TMP_PREFIX,
+    READABLE_SNAPSHOT_FORMATS, TMP_PREFIX,
 };
 
 /// Bytes read from a data file at a time.
@@ -53,13 +53,20 @@ pub fn read_manifest(disk: &dyn Disk, dir: &Path) -> Result<Manifest, SnapshotEr
         other => SnapshotError::Manifest { snapshot: snapshot.clone(), detail: other.to_string() },
     })?;
     let version = body.get("format_version").and_then(serde_json::Value::as_u64);
-    if version != Some(u64::from(SNAPSHOT_FORMAT_VERSION)) {
+    if !version.is_some_and(|v| READABLE_SNAPSHOT_FORMATS.iter().any(|r| u64::from(*r) == v)) {
         let shown = body.get("format_version").map_or_else(|| "none".to_string(), ToString::to_string);
         return Err(SnapshotError::Format {
             snapshot,
             file: MANIFEST_FILE.into(),
-            detail: format!("manifest format_version {shown}, this build reads {SNAPSHOT_FORMAT_VERSION}"),
+            detail: format!("manifest format_version {shown}, this build reads {READABLE_SNAPSHOT_FORMATS:?}"),
         });
+    }
+    // Format 2 states its horizon; format 1 predates garbage collection and
+    // must not claim one (it is read as horizon 0).
+    let has_horizon = body.get("history_horizon").is_some();
+    if has_horizon != (version != Some(1)) {
+        let detail = if has_horizon { "a format 1 manifest has no history_horizon" } else { "history_horizon is missing" };
+        return Err(SnapshotError::Manifest { snapshot, detail: detail.into() });
     }
     let manifest: Manifest = serde_json::from_value(body).map_err(|e| SnapshotError::Manifest { snapshot: snapshot.clone(), detail: e.to_string() })?;
     check_manifest(&snapshot, &manifest)?;
@@ -89,6 +96,9 @@ fn check_manifest(snapshot: &str, m: &Manifest) -> Result<(), SnapshotError> {
     }
     if m.boundary_commit_id == 0 && (m.version_count != 0 || m.boundary_lsn != 0) {
         return bad("a snapshot at CommitId 0 must be empty and start at LSN 0".into());
+    }
+    if m.history_horizon > 0 && m.history_horizon >= m.boundary_commit_id {
+        return bad(format!("history_horizon {} is not below boundary_commit_id {}", m.history_horizon, m.boundary_commit_id));
     }
     Ok(())
 }
@@ -171,7 +181,7 @@ pub fn verify_snapshot_streaming(
     let mut sink = DigestSink::default();
     let mut bytes = 0u64;
     for (index, f) in manifest.files.iter().enumerate() {
-        stream_file(disk, dir, index, f, manifest.boundary_commit_id, Some(&mut sink), pace)?;
+        stream_file(disk, dir, index, f, &manifest, Some(&mut sink), pace)?;
         bytes += f.size;
     }
     if sink.versions != manifest.version_count {
@@ -197,7 +207,7 @@ pub fn validate_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&
     check_cluster(&snapshot, &manifest, expected_cluster)?;
     check_file_set(disk, dir, &snapshot, &manifest)?;
     for (index, f) in manifest.files.iter().enumerate() {
-        stream_file(disk, dir, index, f, manifest.boundary_commit_id, None, &mut |_| {})?;
+        stream_file(disk, dir, index, f, &manifest, None, &mut |_| {})?;
     }
     Ok(manifest)
 }
@@ -216,7 +226,7 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
     let mut builder = Store::builder();
     let mut count = 0u64;
     for (index, f) in manifest.files.iter().enumerate() {
-        count += stream_file(disk, dir, index, f, manifest.boundary_commit_id, Some(&mut builder), &mut |_| {})?;
+        count += stream_file(disk, dir, index, f, &manifest, Some(&mut builder), &mut |_| {})?;
     }
     if count != manifest.version_count {
         return Err(SnapshotError::Corrupt {
@@ -226,7 +236,7 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
             detail: format!("manifest says {} versions, the data files hold {count}", manifest.version_count),
         });
     }
-    let store = builder.finish(manifest.cut()).map_err(|e| match e {
+    let store = builder.finish_at(manifest.cut(), manifest.history_horizon).map_err(|e| match e {
         LoadError::DigestMismatch { expected, computed } => SnapshotError::Digest { snapshot: snapshot.clone(), expected, computed },
         other => SnapshotError::Corrupt { snapshot: snapshot.clone(), file: MANIFEST_FILE.into(), offset: 0, detail: other.to_string() },
     })?;
@@ -242,11 +252,12 @@ fn stream_file(
     dir: &Path,
     index: usize,
     entry: &ManifestFile,
-    boundary: CommitId,
+    manifest: &Manifest,
     mut builder: Option<&mut dyn VersionSink>,
     pace: &mut dyn FnMut(u64),
 ) -> Result<u64, SnapshotError> {
     let snapshot = &dir_label(dir);
+    let boundary: CommitId = manifest.boundary_commit_id;
     let path = dir.join(&entry.name);
     let file = disk.open(&path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => SnapshotError::MissingFile { snapshot: snapshot.to_string(), file: entry.name.clone() },
@@ -265,6 +276,11 @@ fn stream_file(
         Ok(h) if h.boundary_commit_id != boundary || h.file_index as usize != index => {
             Some(corrupt(0, format!("header belongs to snapshot {} file #{}, expected {boundary} #{index}", h.boundary_commit_id, h.file_index)))
         }
+        Ok(h) if h.format_version != manifest.format_version => Some(SnapshotError::Format {
+            snapshot: snapshot.to_string(),
+            file: entry.name.clone(),
+            detail: format!("data file format version {} in a format {} snapshot", h.format_version, manifest.format_version),
+        }),
         Ok(_) => None,
         Err(DataHeaderError::Format(detail)) => Some(SnapshotError::Format { snapshot: snapshot.to_string(), file: entry.name.clone(), detail }),
         Err(DataHeaderError::Checksum) => Some(corrupt(0, "header crc32c mismatch".into())),

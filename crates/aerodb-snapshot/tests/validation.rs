@@ -124,7 +124,41 @@ fn breakages() -> Vec<Breakage> {
         ("manifest is not JSON", |d| fs::write(d.join("manifest.json"), b"{\"crc32c\":1,").unwrap(), "SNAPSHOT_MANIFEST", Some("SNAPSHOT_MANIFEST")),
         ("manifest above 1 MiB", |d| fs::write(d.join("manifest.json"), vec![b' '; 1024 * 1024 + 1]).unwrap(), "SNAPSHOT_MANIFEST", Some("SNAPSHOT_MANIFEST")),
         ("manifest: wrong state digest", |d| edit_manifest(d, |m| m["state_digest"] = "0000000000000000000000000000abcd".into()), "SNAPSHOT_DIGEST", None),
-        ("manifest: wrong format version", |d| edit_manifest(d, |m| m["format_version"] = 2.into()), "SNAPSHOT_FORMAT", Some("SNAPSHOT_FORMAT")),
+        ("manifest: wrong format version", |d| edit_manifest(d, |m| m["format_version"] = 3.into()), "SNAPSHOT_FORMAT", Some("SNAPSHOT_FORMAT")),
+        (
+            "manifest: format 2 without its history horizon",
+            |d| {
+                edit_manifest(d, |m| {
+                    m.as_object_mut().unwrap().remove("history_horizon");
+                })
+            },
+            "SNAPSHOT_MANIFEST",
+            Some("SNAPSHOT_MANIFEST"),
+        ),
+        (
+            "manifest: history horizon at the boundary",
+            |d| edit_manifest(d, |m| m["history_horizon"] = m["boundary_commit_id"].clone()),
+            "SNAPSHOT_MANIFEST",
+            Some("SNAPSHOT_MANIFEST"),
+        ),
+        (
+            "manifest: history horizon the versions held contradict (MVCC-4)",
+            |d| edit_manifest(d, |m| m["history_horizon"] = (m["boundary_commit_id"].as_u64().unwrap() - 1).into()),
+            "SNAPSHOT_CORRUPT",
+            None,
+        ),
+        (
+            "data file of format 1 in a format 2 snapshot",
+            |d| {
+                rewrite_data_consistently(d, 0, |b| {
+                    b[8..12].copy_from_slice(&1u32.to_le_bytes());
+                    let crc = crc32c::crc32c(&b[0..28]);
+                    b[28..32].copy_from_slice(&crc.to_le_bytes());
+                })
+            },
+            "SNAPSHOT_FORMAT",
+            Some("SNAPSHOT_FORMAT"),
+        ),
         (
             "manifest: boundary differs from the directory name",
             |d| edit_manifest(d, |m| m["boundary_commit_id"] = 7.into()),

@@ -12,6 +12,12 @@
 //! ([`CommitTicket::wait`]) or awaited as a `Future` by any async runtime:
 //! the acknowledgement slot wakes either kind of waiter, so an async server
 //! never parks a thread per pending commit. The crate stays runtime-agnostic.
+//!
+//! After each group it asks the sink whether a garbage-collection step is
+//! due ([`DurableSink::plan_gc`], a pure function of CommitIds, never of
+//! time). If so, the same thread — the WAL's single writer — appends a GC
+//! record (MVCC-4), fsyncs it and hands it to the sink like any record, so
+//! every node applies it at the same position in the log.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -27,8 +33,10 @@ use thiserror::Error;
 use crate::durable::{DurablePoint, DurableWatch};
 use crate::hash::StateDigest;
 use crate::mark_writer::MarkGate;
-use crate::record::{Op, RecordEncodeError, RecordPosition};
+use crate::record::{Op, RecordBody, RecordEncodeError, RecordPosition};
+use crate::validate::ChainTip;
 use crate::writer::{AppendError, WalWriter};
+use crate::CommitId;
 
 /// Most records in one group (bounds latency and memory of one batch).
 const MAX_BATCH_RECORDS: usize = 4096;
@@ -42,8 +50,17 @@ pub struct DurableRecord {
     pub position: RecordPosition,
     /// Digest after it.
     pub state_digest: StateDigest,
-    /// Its write set.
-    pub ops: Vec<Op>,
+    /// What it does (a write set, or a GC step).
+    pub body: RecordBody,
+}
+
+/// A garbage-collection step the sink wants written (MVCC-4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcPlan {
+    /// The new history horizon H.
+    pub horizon: CommitId,
+    /// The state digest after removing every version no view >= H can see.
+    pub state_digest: StateDigest,
 }
 
 /// Receives each fsynced group, in order, before committers are answered.
@@ -51,6 +68,16 @@ pub trait DurableSink: Send + 'static {
     /// Makes `records` visible. An error here means the store no longer
     /// matches the WAL: the committer stops accepting writes.
     fn on_durable(&mut self, records: &[DurableRecord]) -> Result<(), String>;
+
+    /// Called after every applied group with the WAL's tip (everything up
+    /// to it is applied): a GC step to write next, if one is due. The
+    /// decision must depend only on the log (CommitIds), never on time or
+    /// on how commits were grouped into fsyncs beyond the tip itself.
+    /// Default: never.
+    fn plan_gc(&mut self, tip: ChainTip) -> Option<GcPlan> {
+        let _ = tip;
+        None
+    }
 }
 
 /// What a committer gets back.
@@ -312,6 +339,7 @@ impl<S: DurableSink> Committer<S> {
                 self.append(req, &mut pending);
             }
             self.flush(pending);
+            self.gc_step();
         }
         self.durable.close();
         if let Some(gate) = &self.gate {
@@ -348,7 +376,7 @@ impl<S: DurableSink> Committer<S> {
         }
         match result {
             Ok(rec) => {
-                pending.appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
+                pending.appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Commit(req.ops) });
                 pending.replies.push(req.reply);
             }
             Err(AppendError::Encode(e)) => {
@@ -397,4 +425,53 @@ impl<S: DurableSink> Committer<S> {
             reply.send(Ok(CommitReceipt { position: rec.position }));
         }
     }
+
+    /// Writes the GC step the sink asks for, if any (MVCC-4). A record that
+    /// would not fit in the crash window is simply left for a later group:
+    /// GC is never urgent enough to wait for a mark.
+    fn gc_step(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(plan) = self.sink.plan_gc(self.writer.tip()) else { return };
+        let limit = self.gate.as_ref().and_then(|g| g.append_limit(self.writer.tip().end_lsn));
+        match self.write_gc(plan, limit) {
+            // Beyond the crash window: the next mark advance lets it through.
+            Ok(()) | Err(GcWriteError::Append(AppendError::BeyondLimit { .. })) => {}
+            Err(e) => {
+                tracing::error!(reason = %e, "WAL failure while writing a GC record: refusing all further writes (CORE-1)");
+                self.failed = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Appends, fsyncs and applies one GC record, then publishes it as
+    /// durable. A crash anywhere in here leaves either no GC record or a
+    /// whole one that recovery replays through the same apply function (F-G2).
+    fn write_gc(&mut self, plan: GcPlan, limit: Option<crate::Lsn>) -> Result<(), GcWriteError> {
+        let rec = self.writer.append_gc(plan.horizon, plan.state_digest, limit)?;
+        crate::crash_point!("gc.before_fsync");
+        self.writer.sync().map_err(AppendError::Log)?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        crate::crash_point!("gc.before_apply");
+        let record = DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Gc { horizon: plan.horizon } };
+        self.sink.on_durable(std::slice::from_ref(&record)).map_err(GcWriteError::Apply)?;
+        tracing::debug!(commit_id = rec.position.commit_id, horizon = plan.horizon, "GC record applied (MVCC-4)");
+        self.durable.advance(DurablePoint { lsn: rec.position.end_lsn, commit_id: rec.position.commit_id });
+        if let Some(gate) = &self.gate {
+            gate.durable(self.writer.tip());
+        }
+        Ok(())
+    }
+}
+
+/// Why a GC step failed.
+#[derive(Debug, thiserror::Error)]
+enum GcWriteError {
+    /// Appending or syncing the GC record failed.
+    #[error(transparent)]
+    Append(#[from] AppendError),
+    /// The store refused the GC record.
+    #[error("the store refused the GC record: {0}")]
+    Apply(String),
 }

@@ -20,8 +20,8 @@ pub const GENESIS_FINGERPRINT: Fingerprint = Fingerprint(0x4145_524f_4442_2d47_4
 
 /// Order-independent digest over every version with CommitId <= C.
 ///
-/// It is a wrapping sum of per-version hashes, so applying a record adds and
-/// a future garbage collection could subtract, in any order.
+/// It is a wrapping sum of per-version hashes, so applying a commit adds
+/// and applying a GC record subtracts (MVCC-4), in any order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct StateDigest(pub u128);
 
@@ -33,6 +33,19 @@ impl StateDigest {
     #[must_use]
     pub fn plus_version(self, version_hash: u128) -> StateDigest {
         StateDigest(self.0.wrapping_add(version_hash))
+    }
+
+    /// Removes one version's hash (a GC record removing that version).
+    #[must_use]
+    pub fn minus_version(self, version_hash: u128) -> StateDigest {
+        StateDigest(self.0.wrapping_sub(version_hash))
+    }
+
+    /// Removes a wrapping sum of version hashes at once (a GC record
+    /// removing all of those versions).
+    #[must_use]
+    pub fn minus_hashes(self, hash_sum: u128) -> StateDigest {
+        self.minus_version(hash_sum)
     }
 
     /// The digest after adding every version that `ops` creates at `commit_id`.

@@ -39,7 +39,7 @@ pub type Lsn = u64;
 pub type CommitId = u64;
 
 pub use hash::{Fingerprint, StateDigest, GENESIS_FINGERPRINT};
-pub use record::{Op, Record, RecordPosition};
+pub use record::{Op, Record, RecordBody, RecordPosition};
 pub use validate::{ChainTip, ChainValidator, ChainViolation};
 
 /// Aborts the process at a named crash point when armed through the

@@ -3,7 +3,7 @@
 
 use crate::hash::StateDigest;
 use crate::log::{LogError, SegmentAppender, SegmentList};
-use crate::record::{encode_record, Op, RecordEncodeError, RecordPosition};
+use crate::record::{encode_gc_record, encode_record, Op, RecordEncodeError, RecordPosition};
 use crate::validate::ChainTip;
 use crate::Lsn;
 
@@ -65,6 +65,28 @@ impl WalWriter {
         let commit_id = self.tip.commit_id + 1;
         let digest = self.digest.after_ops(commit_id, ops);
         let (bytes, fingerprint) = encode_record(commit_id, digest, self.tip.fingerprint, ops)?;
+        self.append_encoded(commit_id, digest, bytes, fingerprint, limit)
+    }
+
+    /// Appends a GC record (MVCC-4) as the next record: it takes the next
+    /// CommitId like a commit and states the new history `horizon` and the
+    /// state digest after it, which the caller computed from the store
+    /// (the writer knows no versions). Nothing is written on error,
+    /// including when it would end beyond `limit` (the crash window, CORE-5).
+    pub fn append_gc(&mut self, horizon: crate::CommitId, digest_after: StateDigest, limit: Option<Lsn>) -> Result<AppendedRecord, AppendError> {
+        let commit_id = self.tip.commit_id + 1;
+        let (bytes, fingerprint) = encode_gc_record(commit_id, digest_after, self.tip.fingerprint, horizon)?;
+        self.append_encoded(commit_id, digest_after, bytes, fingerprint, limit)
+    }
+
+    fn append_encoded(
+        &mut self,
+        commit_id: crate::CommitId,
+        digest: StateDigest,
+        bytes: Vec<u8>,
+        fingerprint: crate::Fingerprint,
+        limit: Option<Lsn>,
+    ) -> Result<AppendedRecord, AppendError> {
         if let Some(limit) = limit {
             let end_lsn = self.tip.end_lsn + bytes.len() as u64;
             if end_lsn > limit {
@@ -90,6 +112,11 @@ impl WalWriter {
     /// The last appended record's chain state.
     pub fn tip(&self) -> ChainTip {
         self.tip
+    }
+
+    /// The state digest after the last appended record.
+    pub fn digest(&self) -> StateDigest {
+        self.digest
     }
 
     /// Segment list for readers.

@@ -127,7 +127,7 @@ fn repl_7_validator_rejects_lsn_gaps_and_overlaps() {
     let mut v = ChainValidator::new(ChainTip::GENESIS);
     let (record, p1) = v.validate(0, &Bytes::from(r1.clone())).unwrap();
     assert_eq!(record.commit_id, 1);
-    assert_eq!(record.ops, sample_ops(1));
+    assert_eq!(record.ops(), &sample_ops(1)[..]);
     assert_eq!((p1.lsn, p1.end_lsn, p1.commit_id, p1.fingerprint), (0, r1.len() as u64, 1, f1));
     let end = p1.end_lsn;
     for wrong in [end + 1, end - 1, 0] {

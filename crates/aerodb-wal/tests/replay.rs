@@ -33,8 +33,8 @@ fn core_4_replay_sees_every_record_in_order_with_writer_positions() {
         assert_eq!(*pos, appended.position);
         assert_eq!(pos.lsn, prev_end, "LSNs are contiguous across segments");
         assert_eq!(record.fingerprint, pos.fingerprint);
-        assert_eq!(record.ops, sample_ops(cid));
-        digest = digest.after_ops(cid, &record.ops);
+        assert_eq!(record.ops(), &sample_ops(cid)[..]);
+        digest = digest.after_ops(cid, record.ops());
         assert_eq!(record.state_digest, digest);
         assert_eq!(record.state_digest, appended.state_digest);
         prev_end = pos.end_lsn;

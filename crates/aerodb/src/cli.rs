@@ -64,6 +64,11 @@ pub struct WriterFlags {
     /// Background re-verification (CORE-6).
     #[command(flatten)]
     pub scrub: ScrubFlags,
+    /// MVCC history kept behind the newest commit: reads at C - N and later stay answerable;
+    /// older versions are removed by GC records in the WAL (horizon = C - N, written every N/10
+    /// commits). Replicas follow the primary's GC records.
+    #[arg(long, default_value_t = aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS)]
+    pub history_retain_commits: u64,
 }
 
 /// Bounds of the client and DX HTTP surfaces (RES-3; docs/operations.md, "Limits").

@@ -118,6 +118,7 @@ impl PrimaryDx {
     fn facts(&self) -> PrimaryFacts {
         let store = self.engine.store();
         let applied = store.applied();
+        let gc = store.gc_stats();
         let durable = self.engine.durable().current();
         let replicas = self.replicas.as_ref().map(|r| {
             r.list()
@@ -130,8 +131,10 @@ impl PrimaryDx {
             cluster_id: self.cluster_id.clone(),
             applied,
             durable,
-            history_horizon: store.history_horizon(),
-            version_count: store.version_count(),
+            history_horizon: gc.history_horizon,
+            version_count: gc.versions,
+            gc: Some(gc),
+            history_retain_commits: Some(self.engine.gc_policy().retain_commits),
             active_read_views: store.active_read_views(),
             segments: self.engine.segments().snapshot(),
             recovery: self.recovery.as_deref().cloned(),
@@ -187,11 +190,13 @@ impl ReplicaDx {
         let observed = self.handle.shared.observe();
         let store = self.handle.store();
         let paths = ReplicaPaths::new(&self.data_dir);
+        let gc = store.as_ref().map(|s| s.gc_stats());
         let snapshot_installed = observed.bootstrap().is_some_and(|b| b.method == aerodb_repl_core::metadata::BootstrapMethod::Snapshot);
         ReplicaFacts {
             applied: store.as_ref().map(|s| s.applied()),
-            history_horizon: store.as_ref().map(|s| s.history_horizon()),
-            version_count: store.as_ref().map(|s| s.version_count()),
+            history_horizon: gc.map(|g| g.history_horizon),
+            version_count: gc.map(|g| g.versions),
+            gc,
             active_read_views: store.as_ref().map(|s| s.active_read_views()).unwrap_or_default(),
             wal_files: if paths.wal.exists() { list_wal_files(&paths.wal) } else { Ok(Vec::new()) },
             bootstrap_snapshot_bytes: if snapshot_installed { dir_bytes(&paths.snapshot()) } else { None },

@@ -81,6 +81,7 @@ fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOp
         lift_fence: d.lift_fence,
     };
     opts.scrub = scrub_policy(&flags.scrub);
+    opts.gc = aerodb_mvcc::GcPolicy::new(flags.history_retain_commits);
     opts
 }
 

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use aerodb_mvcc::{PrimaryEngine, WriteLimits};
+use aerodb_mvcc::{GcPolicy, PrimaryEngine, WriteLimits};
 use aerodb_snapshot::scrub::ScrubPolicy;
 use aerodb_snapshot::{recover_primary_with, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
@@ -53,6 +53,8 @@ pub struct PrimaryOptions {
     pub durability: DurabilityOptions,
     /// Scrub policy (CORE-6).
     pub scrub: ScrubPolicy,
+    /// MVCC history retention (`--history-retain-commits`, MVCC-4).
+    pub gc: GcPolicy,
 }
 
 impl PrimaryOptions {
@@ -70,6 +72,7 @@ impl PrimaryOptions {
             http: HttpLimits::default(),
             durability: DurabilityOptions::default(),
             scrub: ScrubPolicy::default(),
+            gc: GcPolicy::default(),
         }
     }
 }
@@ -163,6 +166,7 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         replayed = ?recovery.replayed,
         records_verified = recovery.wal.records_verified,
         commit_id = recovery.applied.commit_id,
+        history_horizon = store.history_horizon(),
         end_lsn = recovery.applied.end_lsn,
         state_digest = %recovery.applied.state_digest,
         torn_tail = ?recovery.wal.torn_tail,
@@ -185,7 +189,7 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
     let (startup_durability, mark_gate) = seal_startup(&*disk, &dir, &mut identity, &choice, &primary_recovery, &durability)?;
     let marker = MarkWriter::start(disk.clone(), dir.wal(), mark_gate.clone(), durability.mark)
         .map_err(|e| StartupError::Other(format!("cannot start the durable mark writer: {e}")))?;
-    let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()))
+    let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()), opts.gc)
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
     let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
     let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();

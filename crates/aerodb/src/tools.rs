@@ -5,7 +5,7 @@ use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::mark::read_mark;
 use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::recovery::{scan_wal, scan_wal_with, RecoveryMode, ReplayRefusal};
-use aerodb_wal::Op;
+use aerodb_wal::{Op, RecordBody};
 
 use crate::datadir::{DataDir, Identity, Role};
 
@@ -68,7 +68,8 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
         Ok(rule) => rule,
         Err(code) => return code,
     };
-    match scan_wal_with(disk.clone(), &dir.wal(), RecoveryMode::ReadOnly, rule, |_, _| Ok(())) {
+    let mut gc = GcSeen::default();
+    match scan_wal_with(disk.clone(), &dir.wal(), RecoveryMode::ReadOnly, rule, |record, _| gc.see(record)) {
         Ok(report) => {
             outln!(
                 "ok    wal: {} segment(s), {} record(s), CommitIds {}..={}, LSN {}..{}",
@@ -79,6 +80,13 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
                 report.start.end_lsn,
                 report.end.end_lsn
             );
+            match gc.last {
+                Some((commit_id, horizon)) => outln!(
+                    "ok    gc: {} GC record(s), horizons non-decreasing, last at CommitId {commit_id} with history horizon {horizon} [MVCC-4]",
+                    gc.records
+                ),
+                None => outln!("ok    gc: no GC record in the WAL held (history horizon unchanged) [MVCC-4]"),
+            }
             if let Some(t) = &report.torn_tail {
                 let why = match rule {
                     TailRule::Mark { mark } => format!(
@@ -132,6 +140,30 @@ fn note_guards(disk: &dyn Disk, dir: &DataDir) {
     }
 }
 
+/// GC records seen while verifying: horizons must never move backwards
+/// (MVCC-4; each is also below its own CommitId, checked by the decoder).
+#[derive(Default)]
+struct GcSeen {
+    records: u64,
+    last: Option<(u64, u64)>,
+}
+
+impl GcSeen {
+    fn see(&mut self, record: &aerodb_wal::Record) -> Result<(), ReplayRefusal> {
+        let Some(horizon) = record.body.gc_horizon() else { return Ok(()) };
+        if let Some((at, previous)) = self.last.filter(|(_, previous)| horizon < *previous) {
+            return Err(ReplayRefusal {
+                code: "GC_BAD_HORIZON",
+                rule_id: "MVCC-4",
+                detail: format!("GC record {} states horizon {horizon}, below horizon {previous} of GC record {at}", record.commit_id),
+            });
+        }
+        self.records += 1;
+        self.last = Some((record.commit_id, horizon));
+        Ok(())
+    }
+}
+
 /// `aerodb wal-dump`: one line per record from `from`, at most `limit`.
 pub fn wal_dump(data_dir: &std::path::Path, from: u64, limit: Option<u64>) -> i32 {
     let disk: std::sync::Arc<dyn Disk> = OsDisk::shared();
@@ -141,23 +173,26 @@ pub fn wal_dump(data_dir: &std::path::Path, from: u64, limit: Option<u64>) -> i3
         if pos.lsn < from || limit.is_some_and(|l| printed >= l) {
             return Ok(());
         }
-        let ops: Vec<String> = record
-            .ops
-            .iter()
-            .map(|op| {
-                let kind = match op {
-                    Op::Put { .. } => "put",
-                    Op::Delete { .. } => "delete",
-                };
-                format!("{kind} {}/{}", String::from_utf8_lossy(op.collection()), String::from_utf8_lossy(op.key()))
-            })
-            .collect();
+        let ops: Vec<String> = match &record.body {
+            RecordBody::Commit(ops) => ops
+                .iter()
+                .map(|op| {
+                    let kind = match op {
+                        Op::Put { .. } => "put",
+                        Op::Delete { .. } => "delete",
+                    };
+                    format!("{kind} {}/{}", String::from_utf8_lossy(op.collection()), String::from_utf8_lossy(op.key()))
+                })
+                .collect(),
+            // A GC record creates no version: it states the new history horizon (MVCC-4).
+            RecordBody::Gc { horizon } => vec![format!("gc horizon={horizon}")],
+        };
         outln!(
             "lsn={} end={} commit_id={} ops={} fingerprint={} digest={} [{}]",
             pos.lsn,
             pos.end_lsn,
             pos.commit_id,
-            record.ops.len(),
+            record.ops().len(),
             pos.fingerprint,
             record.state_digest,
             ops.join(", ")

@@ -102,7 +102,7 @@ pub fn next_input(store: &Store, ops: &[Op]) -> (RecordPosition, aerodb_wal::Sta
 /// Applies `ops` as the next commit through the one apply function.
 pub fn apply_next(store: &Store, ops: &[Op]) -> AppliedState {
     let (position, state_digest) = next_input(store, ops);
-    store.apply(ApplyInput { position, state_digest, ops }).expect("apply next record")
+    store.apply(ApplyInput { position, state_digest, body: &aerodb_wal::RecordBody::Commit(ops.to_vec()) }).expect("apply next record")
 }
 
 /// Every version the store holds, in (collection, key, CommitId) order.
@@ -113,4 +113,39 @@ pub fn all_versions(store: &Store) -> Vec<OwnedVersion> {
 /// Text of a document body.
 pub fn text(doc: &Bytes) -> &str {
     std::str::from_utf8(doc).expect("UTF-8 document")
+}
+
+/// A primary engine over a brand-new WAL that keeps `retain_commits` of history.
+pub fn fresh_engine_gc(root: &Path, retain_commits: u64) -> PrimaryEngine {
+    let appender = SegmentAppender::create(OsDisk::shared(), &wal_dir(root), ChainTip::GENESIS.segment_header()).expect("create WAL");
+    PrimaryEngine::start_with_gc(
+        Arc::new(Store::new()),
+        appender,
+        WriteLimits::default(),
+        DEFAULT_SEGMENT_TARGET_BYTES,
+        aerodb_mvcc::GcPolicy::new(retain_commits),
+    )
+    .expect("start engine")
+}
+
+/// The next record for `store` as a GC record stating `horizon` and
+/// carrying `digest` (hand-built like [`next_input`]).
+pub fn next_gc_input(store: &Store) -> RecordPosition {
+    let applied = store.applied();
+    let commit_id = applied.commit_id + 1;
+    let len = aerodb_wal::record::GC_RECORD_LEN as u64;
+    RecordPosition { lsn: applied.end_lsn, end_lsn: applied.end_lsn + len, commit_id, fingerprint: Fingerprint(u128::from(commit_id) * 0x9E37_79B9) }
+}
+
+/// Applies a GC record stating `horizon` with the digest the store itself
+/// predicts (what the primary's writer does).
+pub fn apply_gc(store: &Store, horizon: CommitId) -> Result<AppliedState, aerodb_mvcc::ApplyError> {
+    let digest = store.gc_digest(horizon).expect("a horizon the store can reach");
+    apply_gc_with(store, horizon, digest)
+}
+
+/// Applies a GC record stating `horizon` and carrying `digest`.
+pub fn apply_gc_with(store: &Store, horizon: CommitId, digest: aerodb_wal::StateDigest) -> Result<AppliedState, aerodb_mvcc::ApplyError> {
+    let body = aerodb_wal::RecordBody::Gc { horizon };
+    store.apply(ApplyInput { position: next_gc_input(store), state_digest: digest, body: &body })
 }

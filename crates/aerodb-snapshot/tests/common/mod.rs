@@ -80,7 +80,7 @@ impl History {
     pub fn commit(&mut self, ops: &[Op]) {
         let rec = self.writer.append(ops).unwrap();
         self.writer.sync().unwrap();
-        self.store.apply(ApplyInput { position: rec.position, state_digest: rec.state_digest, ops }).unwrap();
+        self.store.apply(ApplyInput { position: rec.position, state_digest: rec.state_digest, body: &aerodb_wal::RecordBody::Commit(ops.to_vec()) }).unwrap();
     }
 
     pub fn commit_samples(&mut self, n: u64, salt: &str) {
@@ -152,4 +152,35 @@ pub fn client_put(c: &str, k: &str, d: &str) -> ClientOp {
 /// Commits one put through the engine and returns its CommitId.
 pub fn engine_put(engine: &PrimaryEngine, c: &str, k: &str, d: &str) -> u64 {
     engine.submit(vec![client_put(c, k, d)]).unwrap().wait().unwrap().position.commit_id
+}
+
+impl History {
+    /// Appends, fsyncs and applies a GC record stating `horizon`, with the
+    /// digest the store predicts (what the primary's writer does).
+    pub fn gc(&mut self, horizon: u64) {
+        let digest = self.store.gc_digest(horizon).unwrap();
+        let rec = self.writer.append_gc(horizon, digest, None).unwrap();
+        self.writer.sync().unwrap();
+        self.store.apply(ApplyInput { position: rec.position, state_digest: rec.state_digest, body: &aerodb_wal::RecordBody::Gc { horizon } }).unwrap();
+    }
+}
+
+/// A primary engine over a (possibly new) WAL directory that keeps
+/// `retain_commits` commits of history.
+pub fn start_engine_gc(wal_dir: &Path, segment_target: u64, retain_commits: u64) -> PrimaryEngine {
+    if !wal_dir.exists() {
+        SegmentAppender::create(disk(), wal_dir, ChainTip::GENESIS.segment_header()).unwrap();
+    }
+    let store = Store::new();
+    let (appender, _) = recover_store(disk(), wal_dir, &store).unwrap();
+    PrimaryEngine::start_with_gc(Arc::new(store), appender, WriteLimits::default(), segment_target, aerodb_mvcc::GcPolicy::new(retain_commits)).unwrap()
+}
+
+/// Rewrites the manifest body and re-checksums it.
+pub fn edit_manifest_body(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let path = dir.join("manifest.json");
+    let env: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let mut body = env["body"].clone();
+    f(&mut body);
+    aerodb_wal::checksummed::write_checksummed(&*disk(), &path, &body).unwrap();
 }

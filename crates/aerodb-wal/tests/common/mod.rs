@@ -129,5 +129,5 @@ pub fn truncate_file(path: &Path, len: u64) {
 
 /// The ops of every replayed record.
 pub fn replayed_ops(r: &Recovered) -> Vec<Vec<Op>> {
-    r.replayed.iter().map(|(rec, _)| rec.ops.clone()).collect()
+    r.replayed.iter().map(|(rec, _)| rec.ops().to_vec()).collect()
 }

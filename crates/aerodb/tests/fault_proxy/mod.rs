@@ -29,7 +29,7 @@ use std::thread;
 use aerodb_repl_core::pipeline::ReceivedChunk;
 use aerodb_repl_core::wire::Message;
 use aerodb_repl_core::wire::{frame, Frame, FrameType, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
-use aerodb_wal::record::{decode_record, encode_record, peek_record_len, record_identity};
+use aerodb_wal::record::{decode_record, encode_body, peek_record_len, record_identity};
 use aerodb_wal::{CommitId, Fingerprint, Lsn, StateDigest, GENESIS_FINGERPRINT};
 use bytes::Bytes;
 
@@ -409,7 +409,7 @@ fn split_records(bytes: &[u8]) -> Option<Vec<(usize, usize, CommitId, Fingerprin
 fn reencode(bytes: &[u8], digest: Option<StateDigest>, previous: Fingerprint) -> (Vec<u8>, Fingerprint, StateDigest) {
     let (record, _) = decode_record(&Bytes::copy_from_slice(bytes)).expect("the primary ships valid records");
     let original = record.state_digest;
-    let (out, fp) = encode_record(record.commit_id, digest.unwrap_or(original), previous, &record.ops).expect("re-encode a record");
+    let (out, fp) = encode_body(record.commit_id, digest.unwrap_or(original), previous, &record.body).expect("re-encode a record");
     (out, fp, original)
 }
 
