@@ -24,6 +24,15 @@ pub(crate) enum Stop {
     For(Duration),
 }
 
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Ops(n) => write!(f, "{n} operations"),
+            Stop::For(d) => write!(f, "{} s", d.as_secs_f64()),
+        }
+    }
+}
+
 /// What each operation does. Operation `n` is deterministic.
 #[derive(Debug)]
 pub(crate) enum Work {

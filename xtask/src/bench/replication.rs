@@ -105,10 +105,8 @@ pub(crate) fn standalone_commits(ctx: &Ctx, c1: Stop, c16: Stop) -> Result<(RunS
 pub(crate) struct LagFigures {
     /// 16-client commits with the replica attached.
     pub commits: RunStats,
-    /// Sampled lag in commits.
-    pub lag_commits: Vec<u64>,
-    /// Sampled lag in bytes.
-    pub lag_bytes: Vec<u64>,
+    /// Lag samples taken every 10 ms during the commit run.
+    pub lag: Vec<LagSample>,
     /// 8-client point reads on the primary.
     pub primary_reads: Option<RunStats>,
     /// 8-client point reads on the replica.
@@ -120,13 +118,13 @@ impl LagFigures {
     /// `primary_reads_per_s`, `replica_reads_per_s`) and their companions.
     pub(crate) fn record(&self, out: &mut Map<String, Value>) {
         self.commits.record(out, "commit_c16_with_replica");
-        let (cm, cx) = median_max(self.lag_commits.clone());
-        let (bm, bx) = median_max(self.lag_bytes.clone());
+        let (cm, cx) = median_max(self.lag.iter().map(|s| s.commits).collect());
+        let (bm, bx) = median_max(self.lag.iter().map(|s| s.bytes).collect());
         out.insert("lag_commits_median".into(), Value::from(cm));
         out.insert("lag_commits_max".into(), Value::from(cx));
         out.insert("lag_bytes_median".into(), Value::from(bm));
         out.insert("lag_bytes_max".into(), Value::from(bx));
-        out.insert("lag_samples".into(), Value::from(self.lag_commits.len() as u64));
+        out.insert("lag_samples".into(), Value::from(self.lag.len() as u64));
         if let Some(r) = &self.primary_reads {
             r.record(out, "primary_reads");
         }
@@ -136,26 +134,43 @@ impl LagFigures {
     }
 }
 
+/// One lag sample: seconds since the run started, commits and bytes behind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct LagSample {
+    /// Seconds since the sampler started.
+    pub at_s: f64,
+    /// Commits behind.
+    pub commits: u64,
+    /// WAL bytes behind (primary durable LSN - replica applied LSN).
+    pub bytes: u64,
+}
+
+/// The samples at PostgreSQL's cadence (`05_lag.sh`): the first sample at
+/// or after each whole second t = 1 ..= duration - 2.
+pub(crate) fn once_per_second(samples: &[LagSample], duration_s: u64) -> Vec<LagSample> {
+    (1..=duration_s.saturating_sub(2)).filter_map(|t| samples.iter().find(|s| s.at_s >= t as f64).copied()).collect()
+}
+
 /// Samples the first replica's lag on the primary's DX API every 10 ms
 /// until `done`.
-fn lag_sampler(dx_addr: String, done: Arc<AtomicBool>) -> std::thread::JoinHandle<(Vec<u64>, Vec<u64>)> {
+fn lag_sampler(dx_addr: String, done: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<LagSample>> {
     std::thread::spawn(move || {
-        let (mut commits, mut bytes) = (Vec::new(), Vec::new());
-        let Ok(dx) = blocking::DxClient::new(&dx_addr) else { return (commits, bytes) };
+        let mut samples = Vec::new();
+        let Ok(dx) = blocking::DxClient::new(&dx_addr) else { return samples };
+        let start = Instant::now();
         while !done.load(Ordering::Relaxed) {
             if let Ok(env) = dx.replication() {
                 if let ReplicationView::Primary(p) = env.data {
                     if let Some(lag) = p.replicas.first().and_then(|r| r.lag) {
-                        if let (Some(c), Some(b)) = (lag.commits, lag.bytes) {
-                            commits.push(c);
-                            bytes.push(b);
+                        if let (Some(commits), Some(bytes)) = (lag.commits, lag.bytes) {
+                            samples.push(LagSample { at_s: start.elapsed().as_secs_f64(), commits, bytes });
                         }
                     }
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        (commits, bytes)
+        samples
     })
 }
 
@@ -167,19 +182,19 @@ pub(crate) fn with_replica(ctx: &Ctx, writes: Stop, reads: Option<Stop>) -> Resu
     let r = replica(&ctx.binary, &ctx.fresh("lag-replica"), &p, "wal")?;
     wait_caught_up(&r, 0)?;
     let pids = [p.pid(), r.pid()];
-    eprintln!("bench: 16 clients ({writes:?}) with one replica streaming; sampling lag on the primary");
+    eprintln!("bench: 16 clients, {writes}, with one replica streaming; sampling lag on the primary");
     let done = Arc::new(AtomicBool::new(false));
     let sampler = lag_sampler(p.addr("dx")?.to_string(), done.clone());
     let client = p.client(WRITE_CLIENTS as usize)?;
     let commits = load::run(&ctx.rt, &client, Work::Put { run: "lag".into() }, WRITE_CLIENTS, writes, &pids);
     done.store(true, Ordering::Relaxed);
-    let (lag_commits, lag_bytes) = sampler.join().map_err(|_| "lag sampler panicked")?;
+    let lag = sampler.join().map_err(|_| "lag sampler panicked")?;
     let commits = commits?;
-    let mut figures = LagFigures { lag_commits, lag_bytes, primary_reads: None, replica_reads: None, commits };
+    let mut figures = LagFigures { lag, primary_reads: None, replica_reads: None, commits };
     let written = primary_commit_id(&p)?;
     wait_caught_up(&r, written)?;
     if let Some(stop) = reads {
-        eprintln!("bench: point reads ({stop:?}) by 8 clients on the primary, then on the replica");
+        eprintln!("bench: point reads for {stop} by 8 clients on the primary, then on the replica");
         let keys = Arc::new((0..figures.commits.ops).map(|n| key("lag", n)).collect::<Vec<_>>());
         let on_primary = p.client(READ_CLIENTS as usize)?;
         figures.primary_reads = Some(load::run(&ctx.rt, &on_primary, Work::Get { keys: keys.clone() }, READ_CLIENTS, stop, &pids)?);
@@ -334,4 +349,18 @@ fn library_snapshot(ctx: &Ctx, pdir: &Path, records: u64) -> Result<(f64, f64), 
         return Err(format!("loaded snapshot is at CommitId {}, expected {records}", loaded.applied().commit_id));
     }
     Ok((create, load))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_resampled_at_postgres_cadence() {
+        let samples: Vec<LagSample> = (0..600).map(|i| LagSample { at_s: i as f64 * 0.01, commits: i, bytes: 10 * i }).collect();
+        let picked = once_per_second(&samples, 5);
+        assert_eq!(picked.iter().map(|s| s.commits).collect::<Vec<_>>(), vec![100, 200, 300]);
+        assert!(once_per_second(&samples, 2).is_empty());
+        assert_eq!(median_max(vec![5, 1, 9]), (5, 9));
+    }
 }

@@ -69,11 +69,25 @@ const FIGURES: &[(&str, &str, &str, &str)] = &[
     ("ratio_catchup_rows_per_s", "aerodb_catchup_ops_per_s", "postgres_bulk_catchup_rows_rate", "higher"),
     ("ratio_catchup_mb_per_s", "aerodb_catchup_wal_mb_per_s", "postgres_bulk_catchup_wal_rate", "higher"),
     ("ratio_bootstrap_s", "aerodb_bootstrap_s", "postgres_basebackup_plus_standby_ready_s", "lower"),
+    ("ratio_bootstrap_mb_per_s", "aerodb_bootstrap_mb_per_s", "postgres_bootstrap_mb_per_s", "higher"),
     ("ratio_replica_reads", "aerodb_replica_reads_per_s", "postgres_kv_pointread_standby_c8_tps", "higher"),
     ("ratio_primary_reads", "aerodb_primary_reads_per_s", "postgres_kv_pointread_primary_c8_tps", "higher"),
     ("ratio_lag_bytes_median", "aerodb_lag_bytes_median", "postgres_current_minus_replay_bytes_median", "lower"),
     ("ratio_lag_bytes_max", "aerodb_lag_bytes_max", "postgres_current_minus_replay_bytes_max", "lower"),
 ];
+
+// Indices into FIGURES (and the per-figure series), in FIGURES' order.
+const COMMIT_C1: usize = 0;
+const COMMIT_C16: usize = 1;
+const COMMIT_C16_REPLICA: usize = 2;
+const CATCHUP_ROWS: usize = 3;
+const CATCHUP_MB: usize = 4;
+const BOOTSTRAP_S: usize = 5;
+const BOOTSTRAP_MB: usize = 6;
+const REPLICA_READS: usize = 7;
+const PRIMARY_READS: usize = 8;
+const LAG_MEDIAN: usize = 9;
+const LAG_MAX: usize = 10;
 
 /// Stated in the output: how the two sides' workloads differ.
 const NOTES: &[&str] = &[
@@ -83,7 +97,8 @@ const NOTES: &[&str] = &[
     "catch-up: AeroDB replays a backlog written through the library with 10 puts of 200 bytes per record (rows = puts); PostgreSQL replays its bulk workload (INSERT..SELECT of 100,000 200-byte rows per transaction); both from replica start to replayed everything",
     "bootstrap: AeroDB from replica process start (empty data directory) to the first read admitted by the gate at the primary's CommitId, over a snapshot of the catch-up state; PostgreSQL pg_basebackup -X stream of a database of about the same size plus pg_ctl start to the first successful SELECT (warm page cache, COLD=0)",
     "reads: 8 concurrent clients, point reads by key of 200-byte documents; AeroDB over HTTP (GET, JSON answer), PostgreSQL select_kv.sql via pgbench -M prepared; same number of rows/keys on both",
-    "lag: AeroDB primary durable LSN minus the replica's applied LSN, sampled every 10 ms during the 16-client commit run with a replica; PostgreSQL pg_current_wal_lsn() - replay_lsn sampled once a second by 05_lag.sh during its own 16-client run",
+    "bootstrap sizes differ: 04_bootstrap.sh grows its table in 500k-row batches until pg_database_size >= --size-mb (it overshoots by up to ~130 MB), while AeroDB's snapshot holds the catch-up state; ratio_bootstrap_mb_per_s (AeroDB snapshot bytes / PostgreSQL database bytes, per second) corrects for that; compare aerodb_snapshot_bytes with postgres_db_size_bytes",
+    "lag: AeroDB primary durable LSN minus the replica's applied LSN, during the 16-client commit run with a replica, taken once a second (t = 1 .. duration-2, like 05_lag.sh) for the ratio; aerodb_lag_bytes_*_10ms use every 10 ms sample; PostgreSQL pg_current_wal_lsn() - replay_lsn sampled once a second by 05_lag.sh during its own 16-client run",
     "CPU: *_client_cpu_pct is the bench process (load generator) and *_server_cpu_pct the AeroDB nodes, as % of one core; postgres_*_cpu_busy is whole-machine busy % from the scripts",
 ];
 
@@ -118,12 +133,16 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
         eprintln!("bench: --vs-postgres round {r}/{rounds}: commits and lag, AeroDB then PostgreSQL");
         let (c1, c16) = replication::standalone_commits(ctx, Stop::For(d), Stop::For(d))?;
         let lag = replication::with_replica(ctx, Stop::For(d), None)?;
-        series[0].aerodb.push(c1.per_s());
-        series[1].aerodb.push(c16.per_s());
-        series[2].aerodb.push(lag.commits.per_s());
-        let (bm, bx) = median_max(lag.lag_bytes.clone());
-        series[8].aerodb.push(bm as f64);
-        series[9].aerodb.push(bx as f64);
+        series[COMMIT_C1].aerodb.push(c1.per_s());
+        series[COMMIT_C16].aerodb.push(c16.per_s());
+        series[COMMIT_C16_REPLICA].aerodb.push(lag.commits.per_s());
+        // Compared at PostgreSQL's cadence (one sample a second); the 10 ms series is kept too.
+        let (bm, bx) = median_max(replication::once_per_second(&lag.lag, duration).iter().map(|s| s.bytes).collect());
+        series[LAG_MEDIAN].aerodb.push(bm as f64);
+        series[LAG_MAX].aerodb.push(bx as f64);
+        let (bm10, bx10) = median_max(lag.lag.iter().map(|s| s.bytes).collect());
+        push_extra("aerodb_lag_bytes_median_10ms".into(), bm10 as f64);
+        push_extra("aerodb_lag_bytes_max_10ms".into(), bx10 as f64);
         for (name, stats) in [("commit_c1", &c1), ("commit_c16", &c16), ("commit_c16_with_replica", &lag.commits)] {
             push_extra(format!("aerodb_{name}_p99_ms"), stats.quantile_ms(0.99));
             if let Some(cpu) = stats.cpu {
@@ -133,40 +152,42 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
         }
 
         let commits = pg.run("02_commit_throughput.sh", &[("REPS", "1".into()), ("DURATION", duration.to_string())], &res)?;
-        series[0].postgres.push(value(&commits, "commit", "insert_noreplica_c1_tps")?);
-        series[1].postgres.push(value(&commits, "commit", "insert_noreplica_c16_tps")?);
-        series[2].postgres.push(value(&commits, "commit", "insert_replica_c16_tps")?);
+        series[COMMIT_C1].postgres.push(value(&commits, "commit", "insert_noreplica_c1_tps")?);
+        series[COMMIT_C16].postgres.push(value(&commits, "commit", "insert_noreplica_c16_tps")?);
+        series[COMMIT_C16_REPLICA].postgres.push(value(&commits, "commit", "insert_replica_c16_tps")?);
         for name in ["insert_noreplica_c1", "insert_noreplica_c16", "insert_replica_c16"] {
             if let Ok(v) = value(&commits, "commit", &format!("{name}_cpu_busy")) {
                 push_extra(format!("postgres_{name}_cpu_busy"), v);
             }
         }
         let lag_pg = pg.run("05_lag.sh", &[("REPS", "1".into()), ("DURATION", duration.max(5).to_string())], &res)?;
-        series[8].postgres.push(value(&lag_pg, "lag", "current_minus_replay_bytes_median")?);
-        series[9].postgres.push(value(&lag_pg, "lag", "current_minus_replay_bytes_max")?);
+        series[LAG_MEDIAN].postgres.push(value(&lag_pg, "lag", "current_minus_replay_bytes_median")?);
+        series[LAG_MAX].postgres.push(value(&lag_pg, "lag", "current_minus_replay_bytes_max")?);
     }
 
     eprintln!("bench: --vs-postgres: catch-up and bootstrap over {size_mb} MiB, AeroDB then PostgreSQL");
     let cb = replication::catch_up_and_bootstrap(ctx, size_mb << 20, false)?;
-    series[3].aerodb.push(cb.ops_per_s());
-    series[4].aerodb.push(cb.wal_mb_per_s());
-    series[5].aerodb.push(cb.bootstrap_s);
+    series[CATCHUP_ROWS].aerodb.push(cb.ops_per_s());
+    series[CATCHUP_MB].aerodb.push(cb.wal_mb_per_s());
+    series[BOOTSTRAP_S].aerodb.push(cb.bootstrap_s);
+    series[BOOTSTRAP_MB].aerodb.push(cb.snapshot_bytes as f64 / 1e6 / cb.bootstrap_s.max(1e-9));
     push_extra("aerodb_snapshot_bytes".into(), cb.snapshot_bytes as f64);
     push_extra("aerodb_backlog_wal_bytes".into(), cb.wal_bytes as f64);
     let catchup = pg.run("03_catchup.sh", &[("REPS", "1".into()), ("WAL_TARGET_MB", size_mb.to_string()), ("WORKLOADS", "bulk".into())], &res)?;
-    series[3].postgres.push(value(&catchup, "catchup", "bulk_catchup_rows_rate")?);
-    series[4].postgres.push(value(&catchup, "catchup", "bulk_catchup_wal_rate")?);
+    series[CATCHUP_ROWS].postgres.push(value(&catchup, "catchup", "bulk_catchup_rows_rate")?);
+    series[CATCHUP_MB].postgres.push(value(&catchup, "catchup", "bulk_catchup_wal_rate")?);
     let boot = pg.run("04_bootstrap.sh", &[("REPS", "1".into()), ("SIZES_MB", size_mb.to_string()), ("COLD", "0".into())], &res)?;
-    series[5].postgres.push(bootstrap_s(&boot, size_mb)?);
-    if let Ok(gib) = value(&boot, "bootstrap", &format!("db_{size_mb}MiB_size")) {
-        push_extra("postgres_db_size_bytes".into(), gib * (1u64 << 30) as f64);
-    }
+    let pg_boot_s = bootstrap_s(&boot, size_mb)?;
+    series[BOOTSTRAP_S].postgres.push(pg_boot_s);
+    let db_bytes = value(&boot, "bootstrap", &format!("db_{size_mb}MiB_size"))? * (1u64 << 30) as f64;
+    series[BOOTSTRAP_MB].postgres.push(db_bytes / 1e6 / pg_boot_s.max(1e-9));
+    push_extra("postgres_db_size_bytes".into(), db_bytes);
 
     eprintln!("bench: --vs-postgres: point reads over {read_rows} keys, AeroDB then PostgreSQL");
     let reads = replication::with_replica(ctx, Stop::Ops(read_rows), Some(Stop::For(d)))?;
     if let (Some(p), Some(rr)) = (&reads.primary_reads, &reads.replica_reads) {
-        series[6].aerodb.push(rr.per_s());
-        series[7].aerodb.push(p.per_s());
+        series[REPLICA_READS].aerodb.push(rr.per_s());
+        series[PRIMARY_READS].aerodb.push(p.per_s());
         for (name, stats) in [("replica_reads", rr), ("primary_reads", p)] {
             if let Some(cpu) = stats.cpu {
                 push_extra(format!("aerodb_{name}_client_cpu_pct"), cpu.client_pct);
@@ -175,8 +196,8 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
         }
     }
     let reads_pg = pg.run("06_reads.sh", &[("REPS", "1".into()), ("DURATION", duration.to_string()), ("NROWS", read_rows.to_string())], &res)?;
-    series[6].postgres.push(value(&reads_pg, "reads", "kv_pointread_standby_c8_tps")?);
-    series[7].postgres.push(value(&reads_pg, "reads", "kv_pointread_primary_c8_tps")?);
+    series[REPLICA_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_standby_c8_tps")?);
+    series[PRIMARY_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_primary_c8_tps")?);
 
     for ((ratio_key, a_key, p_key, better), s) in FIGURES.iter().zip(&series) {
         out.insert((*ratio_key).into(), ratio(&s.aerodb, &s.postgres, better));
@@ -209,6 +230,21 @@ mod tests {
         let r = ratio(&[], &[], "higher");
         assert_eq!(r["median"], Value::Null);
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn figure_indices_name_their_figures() {
+        assert_eq!(FIGURES[COMMIT_C1].0, "ratio_commit_c1");
+        assert_eq!(FIGURES[COMMIT_C16_REPLICA].0, "ratio_commit_c16_with_replica");
+        assert_eq!(FIGURES[CATCHUP_ROWS].0, "ratio_catchup_rows_per_s");
+        assert_eq!(FIGURES[BOOTSTRAP_MB].0, "ratio_bootstrap_mb_per_s");
+        assert_eq!(FIGURES[REPLICA_READS].0, "ratio_replica_reads");
+        assert_eq!(FIGURES[PRIMARY_READS].0, "ratio_primary_reads");
+        assert_eq!(FIGURES[LAG_MAX].0, "ratio_lag_bytes_max");
+        assert_eq!(
+            (FIGURES.len(), FIGURES[COMMIT_C16].0, FIGURES[CATCHUP_MB].0, FIGURES[BOOTSTRAP_S].0, FIGURES[LAG_MEDIAN].0),
+            (11, "ratio_commit_c16", "ratio_catchup_mb_per_s", "ratio_bootstrap_s", "ratio_lag_bytes_median")
+        );
     }
 
     #[test]
