@@ -29,8 +29,10 @@ fn aerodb_bin() -> PathBuf {
         let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap().to_path_buf();
         let candidate = profile_dir.join("aerodb");
         if !candidate.exists() {
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let status = Command::new(env!("CARGO"))
                 .args(["build", "-p", "aerodb", "--bin", "aerodb"])
+                .args(release.then_some("--release"))
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()
                 .expect("run cargo build -p aerodb");
