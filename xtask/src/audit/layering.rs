@@ -15,6 +15,9 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ("aerodb-repl-core", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot"])),
     ("aerodb-repl-net", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
     ("aerodb-repl-explain", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
+    // The typed HTTP client: a leaf (no workspace crate) that the binary
+    // (CLI, demo) and xtask (bench) may depend on.
+    ("aerodb-client", Some(&[])),
     ("aerodb", None),
     ("xtask", None),
 ];
@@ -136,8 +139,9 @@ mod tests {
             ("aerodb-repl-core", &[("aerodb-snapshot", None)]),
             ("aerodb-repl-net", &[("aerodb-repl-core", None)]),
             ("aerodb-repl-explain", &[("aerodb-repl-core", None)]),
-            ("aerodb", &[("aerodb-repl-net", None), ("aerodb-repl-explain", None)]),
-            ("xtask", &[("aerodb-wal", None)]),
+            ("aerodb-client", &[("hyper", None)]),
+            ("aerodb", &[("aerodb-repl-net", None), ("aerodb-repl-explain", None), ("aerodb-client", None)]),
+            ("xtask", &[("aerodb-wal", None), ("aerodb-client", None)]),
         ]
     }
 
@@ -169,6 +173,15 @@ mod tests {
         assert_eq!(findings.len(), 2, "{findings:?}");
         assert!(findings[0].message.contains("`aerodb-repl-explain` depends on `aerodb-repl-net`"));
         assert!(findings[1].message.contains("`aerodb-new` has no entry"));
+    }
+
+    #[test]
+    fn audit_layering_keeps_the_client_crate_a_leaf() {
+        let mut ws = good_workspace();
+        ws[6] = ("aerodb-client", &[("aerodb-wal", None), ("aerodb-mvcc", Some("dev"))]);
+        let findings = check_layering(&metadata(&ws), &|_| None);
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(findings[0].message.contains("`aerodb-client` depends on `aerodb-wal`, but it may depend only on: no workspace crate"), "{findings:?}");
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The HTTP side of the bench: build the release binary, run a standalone
-//! node on port 0, and drive it with concurrent ureq clients.
+//! Node processes for the bench: build the release binary, run nodes on
+//! port 0, read their `listening` lines, and reach them through
+//! `aerodb-client`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use super::{doc_json, key, run_clients, RunStats, COLLECTION};
+use aerodb_client::{blocking, ClientConfig, ReplicationView};
+
+use super::COLLECTION;
 
 /// `cargo build --release -p aerodb`; returns the built executable's path
 /// (read from cargo's JSON messages, so CARGO_TARGET_DIR is honoured).
@@ -97,24 +99,40 @@ impl Node {
         self.addrs.get(surface).map(String::as_str).ok_or_else(|| format!("the node has no {surface} address"))
     }
 
-    /// GET on the DX API; returns the envelope's `data`.
-    pub(crate) fn dx(&self, path: &str) -> Result<serde_json::Value, String> {
-        let url = format!("http://{}{path}", self.addr("dx")?);
-        let body: serde_json::Value = ureq::get(&url).call().map_err(|e| format!("GET {url}: {e}"))?.into_json().map_err(|e| format!("GET {url}: {e}"))?;
-        Ok(body["data"].clone())
+    /// `/v1/replication` of this node's DX API.
+    pub(crate) fn replication(&self) -> Result<ReplicationView, String> {
+        let dx = blocking::DxClient::new(self.addr("dx")?).map_err(|e| e.to_string())?;
+        dx.replication().map(|env| env.data).map_err(|e| e.to_string())
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR` of the client API.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.client_addr)
     }
 
+    /// An async client of the client API, pooled for `clients` concurrent tasks.
+    pub(crate) fn client(&self, clients: usize) -> Result<aerodb_client::Client, String> {
+        let config = ClientConfig { max_idle_connections: clients.max(1), request_timeout: std::time::Duration::from_secs(120), ..ClientConfig::default() };
+        aerodb_client::Client::with_config(&self.url(), config).map_err(|e| e.to_string())
+    }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident set size in bytes.
+    pub(crate) fn rss_bytes(&self) -> Result<u64, String> {
+        super::cpu::rss_bytes(self.pid()).ok_or_else(|| format!("cannot read the RSS of process {}", self.pid()))
+    }
+
     /// One served request: the server loop (and its SIGINT handler) is up.
     fn wait_ready(&self) -> Result<(), String> {
-        match ureq::get(&format!("{}/v1/docs/{COLLECTION}/ready", self.url())).call() {
-            // Any HTTP answer proves the server loop is up (a replica that is not
-            // caught up yet answers 503 READ_REFUSED, which is fine here).
-            Ok(_) | Err(ureq::Error::Status(_, _)) => Ok(()),
+        let client = blocking::Client::new(&self.url()).map_err(|e| e.to_string())?;
+        match client.get(COLLECTION, "ready", &aerodb_client::ReadOptions::default()) {
+            // Any answer from the node proves the server loop is up (a replica
+            // that is not caught up yet answers 503 READ_REFUSED, which is fine here).
+            Ok(_) | Err(aerodb_client::ClientError::Api { .. }) => Ok(()),
             Err(e) => Err(format!("the node does not answer: {e}")),
         }
     }
@@ -142,19 +160,4 @@ impl Drop for Node {
             let _ = self.child.wait();
         }
     }
-}
-
-/// `total` durable commits (one 200-byte put each) from `clients`
-/// concurrent HTTP clients, each with its own connection.
-pub(crate) fn http_load(url: &str, run: &str, clients: u64, total: u64) -> Result<RunStats, String> {
-    let agents: Vec<ureq::Agent> = (0..clients).map(|_| ureq::AgentBuilder::new().timeout(Duration::from_secs(120)).build()).collect();
-    run_clients(clients, total, |client, n| {
-        let agent = agents.get(client as usize).ok_or("no agent for client")?;
-        let url = format!("{url}/v1/docs/{COLLECTION}/{}", key(run, n));
-        match agent.put(&url).set("content-type", "application/json").send_string(&doc_json(n)) {
-            Ok(resp) if resp.status() == 200 => Ok(()),
-            Ok(resp) => Err(format!("PUT {url}: status {}", resp.status())),
-            Err(e) => Err(format!("PUT {url}: {e}")),
-        }
-    })
 }

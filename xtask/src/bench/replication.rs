@@ -1,30 +1,35 @@
-//! The replication side of the bench: commit throughput with a replica
-//! attached, replication lag under sustained 16-client load, point reads on
-//! a replica versus the primary, catch-up over a large WAL backlog, and
-//! snapshot creation and bootstrap of about 1 GiB.
+//! The node phases of the bench: commits on a standalone node; commits with
+//! a replica streaming while lag is sampled, then point reads on the primary
+//! and the replica; catch-up over a large WAL backlog and snapshot bootstrap
+//! to the first admitted read.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aerodb_client::{blocking, ErrorKind, ReadOptions, ReplicationView};
 use aerodb_mvcc::{recover_store, ClientOp, PrimaryEngine, Store, WriteLimits};
 use aerodb_wal::disk::OsDisk;
 use aerodb_wal::writer::DEFAULT_SEGMENT_TARGET_BYTES;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::node::{http_load, Node};
-use super::{doc_json, key, round, run_clients, COLLECTION};
+use super::load::{self, Stop, Work};
+use super::node::Node;
+use super::{doc_json, key, round, run_clients, Ctx, RunStats, COLLECTION, WARMUP_PER_CLIENT};
 
 /// Ops per record in the catch-up backlog: large enough to write about
 /// 1 GiB of WAL quickly through the library, small enough to stay a
 /// realistic write set.
-const BACKLOG_OPS_PER_RECORD: usize = 10;
-const READ_CLIENTS: u64 = 8;
+pub(crate) const BACKLOG_OPS_PER_RECORD: usize = 10;
+/// Concurrent readers.
+pub(crate) const READ_CLIENTS: u64 = 8;
+/// Concurrent writers.
+pub(crate) const WRITE_CLIENTS: u64 = 16;
 const DEADLINE: Duration = Duration::from_secs(1800);
 
-fn primary(binary: &Path, dir: &Path) -> Result<Node, String> {
+pub(crate) fn primary(binary: &Path, dir: &Path) -> Result<Node, String> {
     let d = dir.display().to_string();
     Node::start_with(
         binary,
@@ -33,7 +38,7 @@ fn primary(binary: &Path, dir: &Path) -> Result<Node, String> {
     )
 }
 
-fn replica(binary: &Path, dir: &Path, primary: &Node, bootstrap: &str) -> Result<Node, String> {
+pub(crate) fn replica(binary: &Path, dir: &Path, primary: &Node, bootstrap: &str) -> Result<Node, String> {
     let d = dir.display().to_string();
     let repl = primary.addr("repl")?.to_string();
     Node::start_with(
@@ -43,93 +48,163 @@ fn replica(binary: &Path, dir: &Path, primary: &Node, bootstrap: &str) -> Result
     )
 }
 
+/// The primary's current CommitId.
+pub(crate) fn primary_commit_id(primary: &Node) -> Result<u64, String> {
+    match primary.replication()? {
+        ReplicationView::Primary(p) | ReplicationView::Standalone(p) => Ok(p.commit_id),
+        ReplicationView::Replica(_) => Err("expected a primary, found a replica".into()),
+    }
+}
+
 /// Waits (polling the DX API) until the replica streams at `commit_id` or
 /// later (the primary may append a GC record after the last write).
-fn wait_caught_up(replica: &Node, commit_id: u64) -> Result<(), String> {
+pub(crate) fn wait_caught_up(replica: &Node, commit_id: u64) -> Result<(), String> {
     let start = Instant::now();
     loop {
-        let v = replica.dx("/v1/replication")?;
-        if v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() >= Some(commit_id) {
-            return Ok(());
-        }
-        if v["replica_state"] == "Halted" {
-            return Err(format!("replica halted: {}", v["blocking_reason"]));
-        }
-        if start.elapsed() > DEADLINE {
-            return Err(format!("replica did not reach CommitId {commit_id}: {v}"));
+        match replica.replication()? {
+            ReplicationView::Replica(r) => {
+                if r.replica_state == "Streaming" && r.replica_commit_id >= Some(commit_id) {
+                    return Ok(());
+                }
+                if r.replica_state == "Halted" {
+                    return Err(format!("replica halted: {:?}", r.blocking_reason));
+                }
+                if start.elapsed() > DEADLINE {
+                    return Err(format!("replica did not reach CommitId {commit_id}: {r:?}"));
+                }
+            }
+            other => return Err(format!("expected a replica view, got {other:?}")),
         }
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
-fn median_max(mut xs: Vec<u64>) -> (u64, u64) {
+pub(crate) fn median_max(mut xs: Vec<u64>) -> (u64, u64) {
     xs.sort_unstable();
     let median = xs.get(xs.len() / 2).copied().unwrap_or(0);
     (median, xs.last().copied().unwrap_or(0))
 }
 
-/// Point reads of `keys` by 8 clients; returns reads/s.
-fn read_load(url: &str, keys: &[String], total: u64) -> Result<f64, String> {
-    let agents: Vec<ureq::Agent> = (0..READ_CLIENTS).map(|_| ureq::AgentBuilder::new().timeout(Duration::from_secs(60)).build()).collect();
-    let stats = run_clients(READ_CLIENTS, total, |client, n| {
-        let agent = agents.get(client as usize).ok_or("no agent")?;
-        let k = &keys[(n.wrapping_mul(2_654_435_761) % keys.len() as u64) as usize];
-        let url = format!("{url}/v1/docs/{COLLECTION}/{k}");
-        match agent.get(&url).call() {
-            Ok(r) if r.status() == 200 => Ok(()),
-            Ok(r) => Err(format!("GET {url}: {}", r.status())),
-            Err(e) => Err(format!("GET {url}: {e}")),
-        }
-    })?;
-    Ok(stats.ops as f64 / stats.wall.as_secs_f64().max(1e-9))
+/// Durable commits on a standalone node at 1 and 16 clients (after a warm-up).
+pub(crate) fn standalone_commits(ctx: &Ctx, c1: Stop, c16: Stop) -> Result<(RunStats, RunStats), String> {
+    let server = Node::start(&ctx.binary, &ctx.fresh("http"))?;
+    let pids = [server.pid()];
+    let result = (|| -> Result<(RunStats, RunStats), String> {
+        let client = server.client(WRITE_CLIENTS as usize)?;
+        load::run(&ctx.rt, &client, Work::Put { run: "warm".into() }, WRITE_CLIENTS, Stop::Ops(WRITE_CLIENTS * WARMUP_PER_CLIENT), &pids)?;
+        let c1 = load::run(&ctx.rt, &client, Work::Put { run: "c1".into() }, 1, c1, &pids)?;
+        let c16 = load::run(&ctx.rt, &client, Work::Put { run: "c16".into() }, WRITE_CLIENTS, c16, &pids)?;
+        Ok((c1, c16))
+    })();
+    let stopped = server.stop();
+    let runs = result?;
+    stopped?;
+    Ok(runs)
 }
 
-/// Lag, throughput with a replica, and reads.
-pub(crate) fn lag_and_reads(binary: &Path, dir: &Path, commits: u64, reads: u64, out: &mut Map<String, Value>) -> Result<(), String> {
-    let p = primary(binary, &dir.join("lag-primary"))?;
-    let r = replica(binary, &dir.join("lag-replica"), &p, "wal")?;
-    wait_caught_up(&r, 0)?;
-    eprintln!("bench: 16 clients x {commits} commits with one replica streaming; sampling lag on the primary");
-    let done = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let (done, dx) = (done.clone(), p.addr("dx")?.to_string());
-        std::thread::spawn(move || -> (Vec<u64>, Vec<u64>) {
-            let (mut commits, mut bytes) = (Vec::new(), Vec::new());
-            while !done.load(Ordering::Relaxed) {
-                if let Ok(resp) = ureq::get(&format!("http://{dx}/v1/replication")).call() {
-                    if let Ok(v) = resp.into_json::<Value>() {
-                        if let Some(lag) = v["data"]["replicas"].get(0).map(|r| r["lag"].clone()) {
-                            if let (Some(c), Some(b)) = (lag["commits"].as_u64(), lag["bytes"].as_u64()) {
-                                commits.push(c);
-                                bytes.push(b);
-                            }
+/// Figures of a primary with one replica streaming.
+pub(crate) struct LagFigures {
+    /// 16-client commits with the replica attached.
+    pub commits: RunStats,
+    /// Lag samples taken every 10 ms during the commit run.
+    pub lag: Vec<LagSample>,
+    /// 8-client point reads on the primary.
+    pub primary_reads: Option<RunStats>,
+    /// 8-client point reads on the replica.
+    pub replica_reads: Option<RunStats>,
+}
+
+impl LagFigures {
+    /// Adds the stable keys (`commit_c16_with_replica_per_s`, `lag_*`,
+    /// `primary_reads_per_s`, `replica_reads_per_s`) and their companions.
+    pub(crate) fn record(&self, out: &mut Map<String, Value>) {
+        self.commits.record(out, "commit_c16_with_replica");
+        let (cm, cx) = median_max(self.lag.iter().map(|s| s.commits).collect());
+        let (bm, bx) = median_max(self.lag.iter().map(|s| s.bytes).collect());
+        out.insert("lag_commits_median".into(), Value::from(cm));
+        out.insert("lag_commits_max".into(), Value::from(cx));
+        out.insert("lag_bytes_median".into(), Value::from(bm));
+        out.insert("lag_bytes_max".into(), Value::from(bx));
+        out.insert("lag_samples".into(), Value::from(self.lag.len() as u64));
+        if let Some(r) = &self.primary_reads {
+            r.record(out, "primary_reads");
+        }
+        if let Some(r) = &self.replica_reads {
+            r.record(out, "replica_reads");
+        }
+    }
+}
+
+/// One lag sample: seconds since the run started, commits and bytes behind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct LagSample {
+    /// Seconds since the sampler started.
+    pub at_s: f64,
+    /// Commits behind.
+    pub commits: u64,
+    /// WAL bytes behind (primary durable LSN - replica applied LSN).
+    pub bytes: u64,
+}
+
+/// The samples at PostgreSQL's cadence (`05_lag.sh`): the first sample at
+/// or after each whole second t = 1 ..= duration - 2.
+pub(crate) fn once_per_second(samples: &[LagSample], duration_s: u64) -> Vec<LagSample> {
+    (1..=duration_s.saturating_sub(2)).filter_map(|t| samples.iter().find(|s| s.at_s >= t as f64).copied()).collect()
+}
+
+/// Samples the first replica's lag on the primary's DX API every 10 ms
+/// until `done`.
+fn lag_sampler(dx_addr: String, done: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<LagSample>> {
+    std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        let Ok(dx) = blocking::DxClient::new(&dx_addr) else { return samples };
+        let start = Instant::now();
+        while !done.load(Ordering::Relaxed) {
+            if let Ok(env) = dx.replication() {
+                if let ReplicationView::Primary(p) = env.data {
+                    if let Some(lag) = p.replicas.first().and_then(|r| r.lag) {
+                        if let (Some(commits), Some(bytes)) = (lag.commits, lag.bytes) {
+                            samples.push(LagSample { at_s: start.elapsed().as_secs_f64(), commits, bytes });
                         }
                     }
                 }
-                std::thread::sleep(Duration::from_millis(10));
             }
-            (commits, bytes)
-        })
-    };
-    let load = http_load(&p.url(), "lag", 16, commits);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        samples
+    })
+}
+
+/// 16-client commits with one replica streaming (lag sampled on the
+/// primary), then, if `reads` is given, 8-client point reads of the written
+/// keys on the primary and then on the replica.
+pub(crate) fn with_replica(ctx: &Ctx, writes: Stop, reads: Option<Stop>) -> Result<LagFigures, String> {
+    let p = primary(&ctx.binary, &ctx.fresh("lag-primary"))?;
+    let r = replica(&ctx.binary, &ctx.fresh("lag-replica"), &p, "wal")?;
+    wait_caught_up(&r, 0)?;
+    let pids = [p.pid(), r.pid()];
+    eprintln!("bench: 16 clients, {writes}, with one replica streaming; sampling lag on the primary");
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = lag_sampler(p.addr("dx")?.to_string(), done.clone());
+    let client = p.client(WRITE_CLIENTS as usize)?;
+    let commits = load::run(&ctx.rt, &client, Work::Put { run: "lag".into() }, WRITE_CLIENTS, writes, &pids);
     done.store(true, Ordering::Relaxed);
-    let (lag_commits, lag_bytes) = sampler.join().map_err(|_| "lag sampler panicked")?;
-    let stats = load?;
-    out.insert("commit_c16_with_replica_per_s".into(), round(stats.ops as f64 / stats.wall.as_secs_f64().max(1e-9), 1));
-    let (cm, cx) = median_max(lag_commits.clone());
-    let (bm, bx) = median_max(lag_bytes);
-    out.insert("lag_commits_median".into(), Value::from(cm));
-    out.insert("lag_commits_max".into(), Value::from(cx));
-    out.insert("lag_bytes_median".into(), Value::from(bm));
-    out.insert("lag_bytes_max".into(), Value::from(bx));
-    out.insert("lag_samples".into(), Value::from(lag_commits.len() as u64));
-    wait_caught_up(&r, commits)?;
-    eprintln!("bench: {reads} point reads by 8 clients on the primary, then on the replica");
-    let keys: Vec<String> = (0..commits).map(|n| key("lag", n)).collect();
-    out.insert("primary_reads_per_s".into(), round(read_load(&p.url(), &keys, reads)?, 1));
-    out.insert("replica_reads_per_s".into(), round(read_load(&r.url(), &keys, reads)?, 1));
+    let lag = sampler.join().map_err(|_| "lag sampler panicked")?;
+    let commits = commits?;
+    let mut figures = LagFigures { lag, primary_reads: None, replica_reads: None, commits };
+    let written = primary_commit_id(&p)?;
+    wait_caught_up(&r, written)?;
+    if let Some(stop) = reads {
+        eprintln!("bench: point reads for {stop} by 8 clients on the primary, then on the replica");
+        let keys = Arc::new((0..figures.commits.ops).map(|n| key("lag", n)).collect::<Vec<_>>());
+        let on_primary = p.client(READ_CLIENTS as usize)?;
+        figures.primary_reads = Some(load::run(&ctx.rt, &on_primary, Work::Get { keys: keys.clone() }, READ_CLIENTS, stop, &pids)?);
+        let on_replica = r.client(READ_CLIENTS as usize)?;
+        figures.replica_reads = Some(load::run(&ctx.rt, &on_replica, Work::Get { keys }, READ_CLIENTS, stop, &pids)?);
+    }
     r.stop()?;
-    p.stop()
+    p.stop()?;
+    Ok(figures)
 }
 
 /// Writes a WAL backlog of at least `bytes` into an initialised primary
@@ -156,57 +231,140 @@ fn write_backlog(dir: &Path, bytes: u64) -> Result<(u64, u64), String> {
     Ok((end.commit_id, end.lsn))
 }
 
-/// Catch-up over a backlog and snapshot creation/bootstrap.
-pub(crate) fn catch_up_and_bootstrap(binary: &Path, dir: &Path, backlog_bytes: u64, out: &mut Map<String, Value>) -> Result<(), String> {
-    let pdir = dir.join("backlog-primary");
-    primary(binary, &pdir)?.stop()?;
+/// Catch-up and bootstrap figures.
+pub(crate) struct CatchUpFigures {
+    /// WAL bytes of the backlog.
+    pub wal_bytes: u64,
+    /// Records (commits) of the backlog.
+    pub records: u64,
+    /// Primary restart over the backlog.
+    pub primary_recovery_s: f64,
+    /// Replica from genesis to streaming at the last CommitId.
+    pub catchup_s: f64,
+    /// Replica start to its first admitted read at the last CommitId.
+    pub bootstrap_s: f64,
+    /// Snapshot data bytes.
+    pub snapshot_bytes: u64,
+    /// Library snapshot creation and load rates (MB/s), when measured.
+    pub snapshot_lib: Option<(f64, f64)>,
+}
+
+impl CatchUpFigures {
+    /// Ops (puts) per second of catch-up.
+    pub(crate) fn ops_per_s(&self) -> f64 {
+        (self.records * BACKLOG_OPS_PER_RECORD as u64) as f64 / self.catchup_s.max(1e-9)
+    }
+
+    /// WAL MB/s of catch-up.
+    pub(crate) fn wal_mb_per_s(&self) -> f64 {
+        self.wal_bytes as f64 / 1e6 / self.catchup_s.max(1e-9)
+    }
+
+    /// Adds the stable keys and their companions.
+    pub(crate) fn record(&self, out: &mut Map<String, Value>) {
+        out.insert("backlog_wal_bytes".into(), Value::from(self.wal_bytes));
+        out.insert("backlog_records".into(), Value::from(self.records));
+        out.insert("catchup_ops_per_record".into(), Value::from(BACKLOG_OPS_PER_RECORD as u64));
+        out.insert("primary_recovery_s".into(), round(self.primary_recovery_s, 3));
+        out.insert("catchup_s".into(), round(self.catchup_s, 3));
+        out.insert("catchup_wal_mb_per_s".into(), round(self.wal_mb_per_s(), 1));
+        out.insert("catchup_records_per_s".into(), round(self.records as f64 / self.catchup_s.max(1e-9), 1));
+        out.insert("catchup_ops_per_s".into(), round(self.ops_per_s(), 1));
+        out.insert("snapshot_bytes".into(), Value::from(self.snapshot_bytes));
+        out.insert("bootstrap_1gib_s".into(), round(self.bootstrap_s, 3));
+        out.insert("bootstrap_mb_per_s".into(), round(self.snapshot_bytes as f64 / 1e6 / self.bootstrap_s.max(1e-9), 1));
+        if let Some((create, load)) = self.snapshot_lib {
+            out.insert("snapshot_create_mb_per_s".into(), round(create, 1));
+            out.insert("snapshot_load_mb_per_s".into(), round(load, 1));
+        }
+    }
+}
+
+/// Polls `key` on the replica with `min_commit` until the gate admits the
+/// read (READ_REFUSED and other 503s while bootstrapping mean "not yet").
+fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64) -> Result<(), String> {
+    let client = blocking::Client::new(&replica.url()).map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let opts = ReadOptions { min_commit: Some(min_commit), ..ReadOptions::default() };
+    loop {
+        match client.get(COLLECTION, key, &opts) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == Some(ErrorKind::ReplicationHalted) => return Err(format!("replica halted while bootstrapping: {e}")),
+            Err(e @ aerodb_client::ClientError::Api { status: 503, .. }) => {
+                if started.elapsed() > DEADLINE {
+                    return Err(format!("no admitted read within {DEADLINE:?}: {e}"));
+                }
+            }
+            Err(e) => return Err(format!("bootstrap read failed: {e}")),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Catch-up over a backlog of at least `backlog_bytes`, then snapshot
+/// bootstrap of the same state; with `snapshot_lib`, also snapshot creation
+/// and load through the library.
+pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib: bool) -> Result<CatchUpFigures, String> {
+    let pdir = ctx.fresh("backlog-primary");
+    primary(&ctx.binary, &pdir)?.stop()?;
     eprintln!("bench: writing a WAL backlog of {} MiB ({BACKLOG_OPS_PER_RECORD} puts per record)", backlog_bytes >> 20);
     let (records, wal_bytes) = write_backlog(&pdir, backlog_bytes)?;
-    out.insert("backlog_wal_bytes".into(), Value::from(wal_bytes));
-    out.insert("backlog_records".into(), Value::from(records));
-    out.insert("catchup_ops_per_record".into(), Value::from(BACKLOG_OPS_PER_RECORD as u64));
 
     let started = Instant::now();
-    let p = primary(binary, &pdir)?;
-    out.insert("primary_recovery_s".into(), round(started.elapsed().as_secs_f64(), 3));
+    let p = primary(&ctx.binary, &pdir)?;
+    let primary_recovery_s = started.elapsed().as_secs_f64();
     eprintln!("bench: replica catch-up from genesis over the backlog");
     let started = Instant::now();
-    let r = replica(binary, &dir.join("catchup-replica"), &p, "wal")?;
+    let r = replica(&ctx.binary, &ctx.fresh("catchup-replica"), &p, "wal")?;
     wait_caught_up(&r, records)?;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    out.insert("catchup_s".into(), round(secs, 3));
-    out.insert("catchup_wal_mb_per_s".into(), round(wal_bytes as f64 / 1e6 / secs, 1));
-    out.insert("catchup_records_per_s".into(), round(records as f64 / secs, 1));
+    let catchup_s = started.elapsed().as_secs_f64().max(1e-9);
     r.stop()?;
 
-    eprintln!("bench: snapshot bootstrap of the same state (snapshot created on demand by the primary)");
+    eprintln!("bench: snapshot bootstrap of the same state, timed to the first admitted read");
+    let last_key = key("backlog", records * BACKLOG_OPS_PER_RECORD as u64 - 1);
     let started = Instant::now();
-    let r = replica(binary, &dir.join("snapshot-replica"), &p, "snapshot")?;
-    wait_caught_up(&r, records)?;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let r = replica(&ctx.binary, &ctx.fresh("snapshot-replica"), &p, "snapshot")?;
+    wait_first_admitted_read(&r, &last_key, records)?;
+    let bootstrap_s = started.elapsed().as_secs_f64().max(1e-9);
     let snaps = aerodb_snapshot::list_snapshots(&OsDisk, &pdir.join("snapshots")).map_err(|e| e.to_string())?;
-    let data_bytes = snaps.first().and_then(|s| aerodb_snapshot::read_manifest(&OsDisk, &s.path).ok()).map_or(0, |m| m.data_bytes());
-    out.insert("snapshot_bytes".into(), Value::from(data_bytes));
-    out.insert("bootstrap_1gib_s".into(), round(secs, 3));
-    out.insert("bootstrap_mb_per_s".into(), round(data_bytes as f64 / 1e6 / secs, 1));
+    let snapshot_bytes = snaps.first().and_then(|s| aerodb_snapshot::read_manifest(&OsDisk, &s.path).ok()).map_or(0, |m| m.data_bytes());
     r.stop()?;
     p.stop()?;
 
+    let snapshot_lib = if snapshot_lib { Some(library_snapshot(ctx, &pdir, records)?) } else { None };
+    Ok(CatchUpFigures { wal_bytes, records, primary_recovery_s, catchup_s, bootstrap_s, snapshot_bytes, snapshot_lib })
+}
+
+/// Snapshot creation and load through the library on the recovered state
+/// of `pdir`; returns (create MB/s, load MB/s).
+fn library_snapshot(ctx: &Ctx, pdir: &Path, records: u64) -> Result<(f64, f64), String> {
     eprintln!("bench: snapshot creation through the library on the recovered state");
     let store = Store::new();
     recover_store(OsDisk::shared(), &pdir.join("wal"), &store).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let info =
-        aerodb_snapshot::create_snapshot(&OsDisk, &dir.join("bench-snapshots"), &store, "00000000000000000000000000000000").map_err(|e| e.to_string())?;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
-    out.insert("snapshot_create_mb_per_s".into(), round(info.data_bytes as f64 / 1e6 / secs, 1));
+    let info = aerodb_snapshot::create_snapshot(&OsDisk, &ctx.root().join("bench-snapshots"), &store, "00000000000000000000000000000000")
+        .map_err(|e| e.to_string())?;
+    let create = info.data_bytes as f64 / 1e6 / started.elapsed().as_secs_f64().max(1e-9);
     drop(store);
     let started = Instant::now();
     let (loaded, _) = aerodb_snapshot::load_snapshot(&OsDisk, &info.path, None).map_err(|e| e.to_string())?;
-    let secs = started.elapsed().as_secs_f64().max(1e-9);
+    let load = info.data_bytes as f64 / 1e6 / started.elapsed().as_secs_f64().max(1e-9);
     if loaded.applied().commit_id != records {
         return Err(format!("loaded snapshot is at CommitId {}, expected {records}", loaded.applied().commit_id));
     }
-    out.insert("snapshot_load_mb_per_s".into(), round(info.data_bytes as f64 / 1e6 / secs, 1));
-    Ok(())
+    Ok((create, load))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_resampled_at_postgres_cadence() {
+        let samples: Vec<LagSample> = (0..600).map(|i| LagSample { at_s: i as f64 * 0.01, commits: i, bytes: 10 * i }).collect();
+        let picked = once_per_second(&samples, 5);
+        assert_eq!(picked.iter().map(|s| s.commits).collect::<Vec<_>>(), vec![100, 200, 300]);
+        assert!(once_per_second(&samples, 2).is_empty());
+        assert_eq!(median_max(vec![5, 1, 9]), (5, 9));
+    }
 }

@@ -159,6 +159,18 @@ impl Node {
     pub fn wait_state(&self, state: &str) -> Value {
         self.wait_replication(&format!("replica_state {state}"), |v| v["replica_state"] == state)
     }
+    /// Waits until a replica that lost its primary has settled: it retried
+    /// at least once since `reconnects_before` (a retry waits for every
+    /// received byte to be persisted and drops an unvalidated tail first),
+    /// is Disconnected again, and has applied everything it validated.
+    pub fn wait_disconnected_settled(&self, reconnects_before: u64) -> Value {
+        self.wait_replication("replica disconnected, retried and settled", |v| {
+            v["replica_state"] == "Disconnected"
+                && v["connection"]["reconnects"].as_u64().is_some_and(|r| r > reconnects_before)
+                && v["wal_received_lsn"] == v["wal_validated_lsn"]
+                && v["wal_validated_lsn"] == v["wal_applied_lsn"]
+        })
+    }
     /// Waits until the replica is Halted and every record it validated
     /// before the halt has drained into its store (a pipelined replica
     /// halts at once; its applier finishes the valid work already queued,
