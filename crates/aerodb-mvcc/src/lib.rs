@@ -14,5 +14,5 @@ pub mod primary;
 pub mod store;
 
 pub use input::{ClientOp, InputError, WriteLimits};
-pub use primary::{recover_store, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport};
+pub use primary::{recover_store, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport, StoreSink};
 pub use store::{AppliedState, ApplyError, ApplyInput, ReadView, ScanPage, Store, Version, ViewError, Visible};

@@ -122,9 +122,17 @@ pub fn recover_store(disk: Arc<dyn Disk>, wal_dir: &Path, store: &Store) -> Resu
     Ok((appender, StoreRecoveryReport { wal, base, replayed, applied }))
 }
 
-/// Applies durable groups to the store; the group committer's sink.
-struct StoreSink {
+/// Applies durable groups to the store; the group committer's sink (the
+/// node's commit thread and the simulator use this same sink).
+pub struct StoreSink {
     store: Arc<Store>,
+}
+
+impl StoreSink {
+    /// A sink applying to `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        StoreSink { store }
+    }
 }
 
 impl DurableSink for StoreSink {

@@ -106,10 +106,9 @@ impl GroupCommitter {
     /// Starts the commit thread owning `writer`.
     pub fn start(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
-        let watch = durable.clone();
-        let fsyncs = Arc::new(AtomicU64::new(0));
-        let counter = fsyncs.clone();
-        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(writer, sink, rx, watch, &counter))?;
+        let core = GroupCommitCore::new(writer, sink, durable.clone());
+        let fsyncs = core.fsync_counter();
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(core, rx))?;
         Ok(GroupCommitter { tx: Some(tx), thread: Some(thread), durable, fsyncs })
     }
 
@@ -148,69 +147,183 @@ impl Drop for GroupCommitter {
     }
 }
 
-fn run(mut writer: WalWriter, mut sink: impl DurableSink, rx: Receiver<Request>, durable: Arc<DurableWatch>, fsyncs: &AtomicU64) {
-    let mut failed: Option<String> = None;
+/// Encoded size estimate of a write set, for bounding a batch.
+fn ops_bytes(ops: &[Op]) -> usize {
+    ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum()
+}
+
+/// The commit thread: gathers whatever is queued into one group and runs
+/// the group step on it.
+fn run<S: DurableSink>(mut core: GroupCommitCore<S>, rx: Receiver<Request>) {
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        let mut bytes: usize = batch[0].ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum();
+        let mut bytes = ops_bytes(&first.ops);
+        let mut batch = vec![GroupRequest { ops: first.ops, reply: first.reply }];
         while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
                 Ok(req) => {
-                    bytes += req.ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum::<usize>();
-                    batch.push(req);
+                    bytes += ops_bytes(&req.ops);
+                    batch.push(GroupRequest { ops: req.ops, reply: req.reply });
                 }
                 Err(_) => break,
             }
         }
-        if let Some(reason) = &failed {
-            for req in batch {
-                let _ = req.reply.send(Err(CommitError::WalFailed(reason.clone())));
-            }
-            continue;
-        }
-        let mut appended = Vec::with_capacity(batch.len());
-        let mut replies = Vec::with_capacity(batch.len());
+        core.commit_group(batch, &mut |reply: SyncSender<Result<CommitReceipt, CommitError>>, result| {
+            let _ = reply.send(result);
+        });
+    }
+    core.durable().close();
+}
+
+/// One commit request of a group: a write set and the caller's reply
+/// token (a channel in the node, a request id in the simulator).
+#[derive(Debug)]
+pub struct GroupRequest<R> {
+    /// The write set.
+    pub ops: Vec<Op>,
+    /// Handed back with the outcome.
+    pub reply: R,
+}
+
+/// A group whose records are appended but not yet durable: the state
+/// between the two halves of the group step.
+#[must_use = "a group must be completed, or its committers are never answered"]
+#[derive(Debug)]
+pub struct AppendedGroup<R> {
+    records: Vec<DurableRecord>,
+    /// `None` where the committer was already answered.
+    replies: Vec<Option<R>>,
+}
+
+impl<R> AppendedGroup<R> {
+    /// The records appended, in WAL order.
+    pub fn records(&self) -> &[DurableRecord] {
+        &self.records
+    }
+    /// Whether nothing was appended (no fsync is needed).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+/// The synchronous group-commit step, shared by the node's commit thread
+/// ([`GroupCommitter`]) and the deterministic simulator, which runs the two
+/// halves at different simulated times so a crash can fall between them.
+///
+/// 1. [`GroupCommitCore::append_group`] appends every request in order,
+///    assigning CommitIds (REPL-2); nothing is acknowledged.
+/// 2. [`GroupCommitCore::complete_group`] fsyncs once, hands the durable
+///    records to the sink (MVCC-2), publishes the durable point and only
+///    then acknowledges (CORE-1).
+///
+/// After any WAL or sink failure the core refuses every later request
+/// (`WAL_FAILED`) until the process restarts and recovery decides what is
+/// on disk.
+pub struct GroupCommitCore<S> {
+    writer: WalWriter,
+    sink: S,
+    durable: Arc<DurableWatch>,
+    fsyncs: Arc<AtomicU64>,
+    failed: Option<String>,
+}
+
+impl<S: DurableSink> GroupCommitCore<S> {
+    /// A core owning `writer`, applying through `sink`, publishing to `durable`.
+    pub fn new(writer: WalWriter, sink: S, durable: Arc<DurableWatch>) -> Self {
+        GroupCommitCore { writer, sink, durable, fsyncs: Arc::new(AtomicU64::new(0)), failed: None }
+    }
+
+    /// The durable point watch.
+    pub fn durable(&self) -> &Arc<DurableWatch> {
+        &self.durable
+    }
+
+    /// Successful WAL fsyncs so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    fn fsync_counter(&self) -> Arc<AtomicU64> {
+        self.fsyncs.clone()
+    }
+
+    /// Why writes stopped, if they did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The writer (for its tip and segment list).
+    pub fn writer(&self) -> &WalWriter {
+        &self.writer
+    }
+
+    /// First half of the step: appends each request in order. Requests that
+    /// fail here (unencodable, WAL failure) are answered through `answer` at
+    /// once; the others wait in the returned group.
+    pub fn append_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) -> AppendedGroup<R> {
+        let mut group = AppendedGroup { records: Vec::with_capacity(batch.len()), replies: Vec::with_capacity(batch.len()) };
         for req in batch {
-            match writer.append(&req.ops) {
+            if let Some(reason) = &self.failed {
+                answer(req.reply, Err(CommitError::WalFailed(reason.clone())));
+                continue;
+            }
+            match self.writer.append(&req.ops) {
                 Ok(rec) => {
-                    appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
-                    replies.push(req.reply);
+                    let mut reply = Some(req.reply);
+                    if crate::plant::is_active(crate::plant::Plant::AckBeforeFsync) {
+                        if let Some(r) = reply.take() {
+                            answer(r, Ok(CommitReceipt { position: rec.position }));
+                        }
+                    }
+                    group.records.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, ops: req.ops });
+                    group.replies.push(reply);
                 }
-                Err(AppendError::Encode(e)) => {
-                    let _ = req.reply.send(Err(CommitError::Encode(e)));
-                }
+                Err(AppendError::Encode(e)) => answer(req.reply, Err(CommitError::Encode(e))),
                 Err(AppendError::Log(e)) => {
-                    failed = Some(e.to_string());
-                    let _ = req.reply.send(Err(CommitError::WalFailed(e.to_string())));
+                    self.failed = Some(e.to_string());
+                    answer(req.reply, Err(CommitError::WalFailed(e.to_string())));
                 }
             }
         }
-        if failed.is_none() && !appended.is_empty() {
-            match writer.sync() {
+        group
+    }
+
+    /// Second half of the step: fsync, sink, publish, acknowledge (in WAL
+    /// order). Any failure answers every waiting committer `WAL_FAILED`.
+    pub fn complete_group<R>(&mut self, group: AppendedGroup<R>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) {
+        let AppendedGroup { records, replies } = group;
+        if self.failed.is_none() && !records.is_empty() {
+            match self.writer.sync() {
                 Ok(_) => {
-                    fsyncs.fetch_add(1, Ordering::Relaxed);
+                    self.fsyncs.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => failed = Some(e.to_string()),
+                Err(e) => self.failed = Some(e.to_string()),
             }
         }
-        if failed.is_none() && !appended.is_empty() {
-            if let Err(e) = sink.on_durable(&appended) {
-                failed = Some(e);
+        if self.failed.is_none() && !records.is_empty() {
+            if let Err(e) = self.sink.on_durable(&records) {
+                self.failed = Some(e);
             }
         }
-        if let Some(reason) = &failed {
+        if let Some(reason) = &self.failed {
             tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
-            for reply in replies {
-                let _ = reply.send(Err(CommitError::WalFailed(reason.clone())));
+            for reply in replies.into_iter().flatten() {
+                answer(reply, Err(CommitError::WalFailed(reason.clone())));
             }
-            continue;
+            return;
         }
-        if let Some(last) = appended.last() {
-            durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
+        if let Some(last) = records.last() {
+            self.durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
         }
-        for (reply, rec) in replies.into_iter().zip(&appended) {
-            let _ = reply.send(Ok(CommitReceipt { position: rec.position }));
+        for (reply, rec) in replies.into_iter().zip(&records) {
+            if let Some(reply) = reply {
+                answer(reply, Ok(CommitReceipt { position: rec.position }));
+            }
         }
     }
-    durable.close();
+
+    /// The whole step at once (the node's commit thread).
+    pub fn commit_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) {
+        let group = self.append_group(batch, answer);
+        self.complete_group(group, answer);
+    }
 }

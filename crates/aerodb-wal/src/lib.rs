@@ -16,6 +16,7 @@ pub mod group;
 pub mod hash;
 pub mod le;
 pub mod log;
+pub mod plant;
 pub mod record;
 pub mod recovery;
 pub mod segment;
