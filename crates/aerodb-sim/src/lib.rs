@@ -18,10 +18,15 @@
 
 pub mod disk;
 pub mod faults;
+pub mod model;
 pub mod net;
+pub mod plan;
+pub mod primary;
 
 pub mod rng;
+pub mod run;
 
 pub mod sched;
 pub mod time;
 pub mod trace;
+pub mod world;

@@ -31,4 +31,4 @@ pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};
 pub use load::{load_snapshot, read_manifest, validate_snapshot};
 pub use recovery::{recover_primary, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
-pub use scheduler::{SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
+pub use scheduler::{retire, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
