@@ -1,0 +1,55 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+//! Regression tests for bugs the simulator found, reduced to production
+//! calls over the simulated disk.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use aerodb_sim::disk::{IoClass, SimDisk};
+use aerodb_sim::rng::SimRng;
+use aerodb_wal::disk::Disk;
+use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::recovery::recover_wal;
+use aerodb_wal::segment::segment_file_name;
+use aerodb_wal::writer::WalWriter;
+use aerodb_wal::{ChainTip, Op, StateDigest};
+use bytes::Bytes;
+
+fn op(i: u64) -> Vec<Op> {
+    vec![Op::Put { collection: Bytes::from_static(b"c"), key: Bytes::from(format!("k{i}")), doc: Bytes::from(vec![b'x'; 100]) }]
+}
+
+/// REPL-7 (simulator seed 501): WAL retention forgot every segment it meant
+/// to remove before removing them; when removing the oldest failed (EIO),
+/// that file stayed on disk but out of the list, and the next retention
+/// pass removed the segments after it, leaving a gap that made recovery
+/// refuse to start. Retention must keep the list equal to the files.
+#[test]
+fn repl_7_failed_segment_removal_never_leaves_a_gap() {
+    let disk = SimDisk::new(SimRng::new(1, 1));
+    let wal = Path::new("/n/wal");
+    disk.mkdir_durable(wal).unwrap();
+    let shared: Arc<dyn Disk> = disk.shared();
+    let appender = SegmentAppender::create(shared.clone(), wal, ChainTip::GENESIS.segment_header()).unwrap();
+    let mut writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, 300);
+    for i in 0..12 {
+        writer.append(&op(i)).unwrap();
+        writer.sync().unwrap();
+    }
+    let segments = writer.segments().clone();
+    let list = segments.snapshot();
+    assert!(list.len() >= 5, "{} segments", list.len());
+    let cut = list[3].header.start_lsn;
+    let oldest = wal.join(segment_file_name(list[0].header.start_lsn));
+    disk.fail_next(IoClass::Write, Some(&oldest), 1);
+    assert!(segments.remove_segments_before(&*shared, cut).is_err());
+    // A later pass (after the next snapshot) retires further.
+    let _ = segments.remove_segments_before(&*shared, list[5].header.start_lsn);
+    // Whatever was removed, what is left on disk is a contiguous WAL and
+    // the list names exactly the files present.
+    let (_, report) = recover_wal(shared.clone(), wal, |_, _| Ok(())).unwrap();
+    assert_eq!(report.end.commit_id, 12);
+    let files: Vec<String> = shared.list(wal).unwrap();
+    let listed: Vec<String> = segments.snapshot().iter().map(|s| segment_file_name(s.header.start_lsn)).collect();
+    assert_eq!(files, listed);
+}
