@@ -53,3 +53,26 @@ fn repl_7_failed_segment_removal_never_leaves_a_gap() {
     let listed: Vec<String> = segments.snapshot().iter().map(|s| segment_file_name(s.header.start_lsn)).collect();
     assert_eq!(files, listed);
 }
+
+/// REPL-9 / F-S4 (simulator seed 660): when fsyncing the data directory
+/// after creating `snapshots/` failed, the next snapshot saw the directory
+/// existing and never synced its entry; WAL retention then removed the WAL
+/// before it, and a power loss took the whole `snapshots/` directory, so
+/// recovery had no base. A published snapshot must survive power loss.
+#[test]
+fn repl_9_published_snapshot_survives_power_loss_after_a_failed_dir_sync() {
+    use aerodb_sim::disk::CrashKind;
+    use aerodb_snapshot::{create_snapshot, list_snapshots, load_snapshot};
+    let disk = SimDisk::new(SimRng::new(2, 1));
+    let root = Path::new("/n");
+    disk.mkdir_durable(root).unwrap();
+    let snapshots = root.join("snapshots");
+    let store = aerodb_mvcc::Store::new();
+    disk.fail_next(IoClass::Sync, Some(root), 1);
+    assert!(create_snapshot(&disk, &snapshots, &store, "cluster").is_err());
+    let info = create_snapshot(&disk, &snapshots, &store, "cluster").unwrap();
+    disk.crash(CrashKind::PowerLoss { torn: true });
+    let held = list_snapshots(&disk, &snapshots).unwrap();
+    assert_eq!(held.iter().map(|s| s.commit_id).collect::<Vec<_>>(), vec![info.commit_id]);
+    load_snapshot(&disk, &held[0].path, Some("cluster")).unwrap();
+}
