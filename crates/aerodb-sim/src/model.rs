@@ -166,8 +166,18 @@ impl Model {
         i.checked_sub(1).and_then(|i| chain.get(i)).cloned()
     }
 
-    /// Every (collection, key) ever written in the lineage.
-    pub fn keys(&self) -> Vec<(Bytes, Bytes)> {
-        self.versions.keys().cloned().collect()
+    /// Number of keys ever written in the lineage.
+    pub fn key_count(&self) -> usize {
+        self.versions.len()
+    }
+
+    /// The `i`-th key in (collection, key) order.
+    pub fn key_at(&self, i: usize) -> Option<&(Bytes, Bytes)> {
+        self.versions.keys().nth(i)
+    }
+
+    /// Every key with its chain, in order.
+    pub fn chains(&self) -> impl Iterator<Item = (&(Bytes, Bytes), &Chain)> {
+        self.versions.iter()
     }
 }

@@ -647,6 +647,9 @@ impl World {
             self.env.replies.push((request, ClientOutcome::Failed("CONNECTION_LOST")));
         }
         slot.disk.crash(kind);
+        if self.options.verbose {
+            eprintln!("{} node {node} crashed: {kind:?}", self.sched.now());
+        }
         slot.incarnation += 1;
         slot.status = Status::Down;
         slot.paused = false;

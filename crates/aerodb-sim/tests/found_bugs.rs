@@ -76,3 +76,41 @@ fn repl_9_published_snapshot_survives_power_loss_after_a_failed_dir_sync() {
     assert_eq!(held.iter().map(|s| s.commit_id).collect::<Vec<_>>(), vec![info.commit_id]);
     load_snapshot(&disk, &held[0].path, Some("cluster")).unwrap();
 }
+
+/// CORE-1 (simulator seed 9): a process died while rolling to a new WAL
+/// segment, after the rename but before the directory fsync; the page
+/// cache kept the new segment's entry, recovery continued in it, fsynced
+/// the data of new commits and acknowledged them, and a later power loss
+/// removed the never-durable entry with every acknowledged commit in it.
+/// Recovery must make the directory entries it continues from durable.
+#[test]
+fn core_1_commits_in_a_segment_whose_entry_was_not_durable_survive_power_loss() {
+    use aerodb_sim::disk::CrashKind;
+    let disk = SimDisk::new(SimRng::new(3, 1));
+    let wal = Path::new("/n/wal");
+    disk.mkdir_durable(wal).unwrap();
+    let shared: Arc<dyn Disk> = disk.shared();
+    let appender = SegmentAppender::create(shared.clone(), wal, ChainTip::GENESIS.segment_header()).unwrap();
+    let mut writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, 300);
+    writer.append(&op(0)).unwrap();
+    writer.append(&op(1)).unwrap();
+    writer.sync().unwrap();
+    // The next append rolls: create tmp, write header, fsync, rename — and
+    // the process dies at the directory fsync.
+    disk.die_after(4);
+    assert!(writer.append(&op(2)).is_err());
+    drop(writer);
+    disk.crash(CrashKind::Process);
+
+    let (appender, report) = recover_wal(shared.clone(), wal, |_, _| Ok(())).unwrap();
+    assert_eq!(report.end.commit_id, 2);
+    let digest = StateDigest::EMPTY.after_ops(1, &op(0)).after_ops(2, &op(1));
+    let mut writer = WalWriter::new(appender, report.end, digest, 1 << 20);
+    let acked = writer.append(&op(2)).unwrap();
+    writer.sync().unwrap();
+    assert_eq!(acked.position.commit_id, 3);
+    // Acknowledged now. Power loss:
+    disk.crash(CrashKind::PowerLoss { torn: false });
+    let (_, report) = recover_wal(shared, wal, |_, _| Ok(())).unwrap();
+    assert_eq!(report.end.commit_id, 3, "the acknowledged commit survives");
+}
