@@ -68,8 +68,8 @@ impl PrimaryConfig {
         let mut rng = SimRng::new(seed, stream::OPTIONS);
         PrimaryConfig {
             segment_target_bytes: *rng.pick(&[1_024, 4_096, 65_536]).unwrap_or(&4_096),
-            snapshot_every_ms: *rng.pick(&[0, 400, 1_500, 5_000]).unwrap_or(&0),
-            snapshot_file_bytes: *rng.pick(&[256, 4_096, 1 << 20]).unwrap_or(&4_096),
+            snapshot_every_ms: *rng.pick(&[0, 1_000, 3_000, 8_000]).unwrap_or(&0),
+            snapshot_file_bytes: *rng.pick(&[2_048, 65_536, 1 << 20]).unwrap_or(&4_096),
             wal_retention: rng.ratio(1, 2),
         }
     }

@@ -315,7 +315,7 @@ impl Workload {
         let clients = rng.range(1, 4) as u32;
         let keys = *rng.pick(&[4u64, 16, 64]).unwrap_or(&16);
         let collections = rng.range(1, 2);
-        let think_ms = *rng.pick(&[2u64, 10, 40]).unwrap_or(&10);
+        let think_ms = *rng.pick(&[5u64, 20, 60]).unwrap_or(&10);
         Workload { rng, clients, keys, collections, think_ms, seq: BTreeMap::new(), stats: (0, 0, 0) }
     }
 
