@@ -771,7 +771,7 @@ impl Disk for SimDisk {
         while let Some(d) = stack.pop() {
             if let Some(dir) = s.dir_mut(d) {
                 let children: Vec<InodeId> = std::mem::take(&mut dir.current).into_values().collect();
-                stack.extend(children.into_iter());
+                stack.extend(children);
             }
         }
         if let Some(d) = s.dir_mut(parent) {

@@ -7,8 +7,8 @@
 //!   replay through `aerodb_mvcc::recover_store`).
 //! - Commits: [`GroupCommitCore`] (the group step the node's commit thread
 //!   runs) with the production [`StoreSink`]. The two halves run at
-//!   different simulated times: append when a group starts, fsync + apply
-//!   + publish + acknowledge when the simulated fsync completes, so a slow
+//!   different simulated times: append when a group starts; fsync, apply,
+//!   publish and acknowledge when the simulated fsync completes, so a slow
 //!   fsync and a crash before it completes are real.
 //! - Snapshots: [`aerodb_snapshot::create_snapshot_with`] and the
 //!   scheduler's retention pass [`aerodb_snapshot::retire`].
@@ -369,7 +369,7 @@ impl PrimaryNode {
             io.violation("MVCC-1", format!("no read view at {at} although {c} is applied"));
             return;
         };
-        if self.checks % 64 == 0 {
+        if self.checks.is_multiple_of(64) {
             // Every key at once, against the oracle.
             for ((coll, key), _) in self.model.chains() {
                 let got = view.get(coll, key).map(|v| (v.commit_id, v.doc));

@@ -15,6 +15,7 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     ("aerodb-repl-core", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot"])),
     ("aerodb-repl-net", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
     ("aerodb-repl-explain", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core"])),
+    ("aerodb-sim", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core", "aerodb-repl-net", "aerodb-repl-explain"])),
     ("aerodb", None),
     ("xtask", None),
 ];
