@@ -57,6 +57,17 @@ struct FileData {
 struct DirData {
     current: BTreeMap<String, InodeId>,
     durable: BTreeMap<String, InodeId>,
+    /// Metadata journal sequence number made durable by the last `sync_dir`.
+    synced_seq: u64,
+}
+
+/// One directory-entry change, in the order the file system journals them.
+#[derive(Clone, Debug)]
+struct MetaOp {
+    seq: u64,
+    dir: InodeId,
+    name: String,
+    target: Option<InodeId>,
 }
 
 #[derive(Clone, Debug)]
@@ -128,6 +139,10 @@ struct State {
     counters: FaultCounters,
     injected_errors: u64,
     mutating_ops: u64,
+    /// Directory changes not yet known durable, in order (a journaling file
+    /// system commits metadata in order, so a crash may keep a prefix).
+    meta_log: Vec<MetaOp>,
+    meta_seq: u64,
     rng: SimRng,
 }
 
@@ -199,6 +214,24 @@ impl State {
             return Err(err(io::ErrorKind::NotFound, format!("{}: parent is not a directory", path.display())));
         }
         Ok((at, name))
+    }
+
+    /// Sets (or with `None` removes) entry `name` of directory `dir` in the
+    /// current namespace and journals the change under sequence `seq`.
+    fn set_entry(&mut self, seq: u64, dir: InodeId, name: &str, target: Option<InodeId>) {
+        if let Some(d) = self.dir_mut(dir) {
+            match target {
+                Some(id) => d.current.insert(name.to_string(), id),
+                None => d.current.remove(name),
+            };
+            self.meta_log.push(MetaOp { seq, dir, name: name.to_string(), target });
+        }
+    }
+
+    /// A new journal sequence number (one per metadata operation).
+    fn next_seq(&mut self) -> u64 {
+        self.meta_seq += 1;
+        self.meta_seq
     }
 
     fn new_inode(&mut self, inode: Inode) -> InodeId {
@@ -400,6 +433,8 @@ impl SimDisk {
             counters: FaultCounters::default(),
             injected_errors: 0,
             mutating_ops: 0,
+            meta_log: Vec::new(),
+            meta_seq: 0,
             rng,
         };
         SimDisk { state: Arc::new(Mutex::new(state)) }
@@ -480,6 +515,36 @@ impl SimDisk {
                 }
                 Some(Inode::Dir(d)) => d.current = d.durable.clone(),
                 None => {}
+            }
+        }
+        // The journal may have committed a prefix of the unsynced directory
+        // changes on its own (write-back): replay that prefix, in order.
+        let log = std::mem::take(&mut s.meta_log);
+        let pending: Vec<u64> = log.iter().filter(|op| s.dir(op.dir).is_some_and(|d| op.seq > d.synced_seq)).map(|op| op.seq).collect();
+        if let (Some(first), Some(last)) = (pending.first().copied(), pending.last().copied()) {
+            if torn && s.rng.ratio(1, 3) {
+                let upto = s.rng.range(first, last);
+                let mut kept = false;
+                for op in log.iter().filter(|op| op.seq <= upto) {
+                    let Some(d) = s.dir_mut(op.dir) else { continue };
+                    if op.seq <= d.synced_seq {
+                        continue;
+                    }
+                    match op.target {
+                        Some(id) => d.current.insert(op.name.clone(), id),
+                        None => d.current.remove(&op.name),
+                    };
+                    kept = true;
+                }
+                if kept {
+                    injected.push(FaultClass::UnsyncedMetadataKept);
+                }
+            }
+        }
+        // What survived is on disk now.
+        for inode in s.inodes.values_mut() {
+            if let Inode::Dir(d) = inode {
+                d.durable = d.current.clone();
             }
         }
         for c in &injected {
@@ -653,9 +718,8 @@ impl Disk for SimDisk {
             }
             None => {
                 let id = s.new_inode(Inode::File(FileData::default()));
-                if let Some(d) = s.dir_mut(parent) {
-                    d.current.insert(name, id);
-                }
+                let seq = s.next_seq();
+                s.set_entry(seq, parent, &name, Some(id));
                 id
             }
         };
@@ -693,9 +757,8 @@ impl Disk for SimDisk {
                 Some(_) => return Err(err(io::ErrorKind::AlreadyExists, format!("{} exists and is not a directory", dir.display()))),
                 None => {
                     let id = s.new_inode(Inode::Dir(DirData::default()));
-                    if let Some(d) = s.dir_mut(at) {
-                        d.current.insert(name, id);
-                    }
+                    let seq = s.next_seq();
+                    s.set_entry(seq, at, &name, Some(id));
                     id
                 }
             };
@@ -724,12 +787,10 @@ impl Disk for SimDisk {
                 _ => {}
             }
         }
-        if let Some(d) = s.dir_mut(src_parent) {
-            d.current.remove(&src_name);
-        }
-        if let Some(d) = s.dir_mut(dst_parent) {
-            d.current.insert(dst_name, id);
-        }
+        // One journal transaction: both entries change or neither.
+        let seq = s.next_seq();
+        s.set_entry(seq, src_parent, &src_name, None);
+        s.set_entry(seq, dst_parent, &dst_name, Some(id));
         Ok(())
     }
 
@@ -737,8 +798,10 @@ impl Disk for SimDisk {
         let mut s = self.state.lock();
         s.gate(IoClass::Sync, dir)?;
         let id = s.resolve(dir).ok_or_else(|| err(io::ErrorKind::NotFound, format!("{} not found", dir.display())))?;
+        let seq = s.meta_seq;
         let d = s.dir_mut(id).ok_or_else(|| err(io::ErrorKind::Other, format!("{} is not a directory", dir.display())))?;
         d.durable = d.current.clone();
+        d.synced_seq = seq;
         Ok(())
     }
 
@@ -751,9 +814,8 @@ impl Disk for SimDisk {
         if s.file(id).is_none() {
             return Err(err(io::ErrorKind::Other, format!("{} is a directory", path.display())));
         }
-        if let Some(d) = s.dir_mut(parent) {
-            d.current.remove(&name);
-        }
+        let seq = s.next_seq();
+        s.set_entry(seq, parent, &name, None);
         Ok(())
     }
 
@@ -769,14 +831,15 @@ impl Disk for SimDisk {
         // rm -rf unlinks every entry below, then the directory itself.
         let mut stack = vec![id];
         while let Some(d) = stack.pop() {
-            if let Some(dir) = s.dir_mut(d) {
-                let children: Vec<InodeId> = std::mem::take(&mut dir.current).into_values().collect();
-                stack.extend(children);
+            let names: Vec<(String, InodeId)> = s.dir(d).map(|dir| dir.current.iter().map(|(n, c)| (n.clone(), *c)).collect()).unwrap_or_default();
+            for (n, child) in names {
+                let seq = s.next_seq();
+                s.set_entry(seq, d, &n, None);
+                stack.push(child);
             }
         }
-        if let Some(d) = s.dir_mut(parent) {
-            d.current.remove(&name);
-        }
+        let seq = s.next_seq();
+        s.set_entry(seq, parent, &name, None);
         Ok(())
     }
 

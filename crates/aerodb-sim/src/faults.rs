@@ -19,6 +19,9 @@ pub enum FaultClass {
     TornWrite,
     /// A garbage partial last sector at a torn write.
     TornGarbage,
+    /// At power loss, a prefix of the unsynced directory changes survived
+    /// (the file system's journal committed them on its own).
+    UnsyncedMetadataKept,
     /// A bit flipped in synced data (latent sector error).
     BitFlip,
     /// A zeroed block in synced data.
@@ -56,13 +59,14 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FaultClass; 22] = [
+    pub const ALL: [FaultClass; 23] = [
         FaultClass::CrashPowerLoss,
         FaultClass::CrashProcess,
         FaultClass::CrashMidOperation,
         FaultClass::Pause,
         FaultClass::TornWrite,
         FaultClass::TornGarbage,
+        FaultClass::UnsyncedMetadataKept,
         FaultClass::BitFlip,
         FaultClass::ZeroedBlock,
         FaultClass::MisdirectedWrite,
@@ -90,6 +94,7 @@ impl FaultClass {
             FaultClass::Pause => "pause",
             FaultClass::TornWrite => "torn_write",
             FaultClass::TornGarbage => "torn_garbage_sector",
+            FaultClass::UnsyncedMetadataKept => "unsynced_dir_ops_kept",
             FaultClass::BitFlip => "bit_flip",
             FaultClass::ZeroedBlock => "zeroed_block",
             FaultClass::MisdirectedWrite => "misdirected_write",

@@ -258,3 +258,37 @@ fn repl_9_sim_disk_directory_rename_moves_the_subtree() {
     d.crash(CrashKind::PowerLoss { torn: false });
     assert_eq!(d.read_bounded(p("/n/snap/1/m"), 100).unwrap(), b"manifest", "unsynced removal undone");
 }
+
+/// REPL-9: at power loss the file system may have committed some unsynced
+/// directory changes on its own, but only in order: the survivors are a
+/// prefix of the changes, and a rename is all or nothing.
+#[test]
+fn repl_9_sim_disk_unsynced_directory_changes_survive_only_as_an_ordered_prefix() {
+    let mut kept_some = 0;
+    for seed in 0..60 {
+        let d = disk(seed);
+        write_atomic(&d, p("/n/old"), b"x").unwrap();
+        for name in ["a", "b", "c", "d"] {
+            d.create(&Path::new("/n").join(name)).unwrap();
+        }
+        d.rename(p("/n/old"), p("/n/new")).unwrap();
+        let injected = d.crash(CrashKind::PowerLoss { torn: true });
+        let names = d.list(p("/n")).unwrap();
+        let created: Vec<&str> = ["a", "b", "c", "d"].into_iter().filter(|n| names.iter().any(|x| x == n)).collect();
+        assert_eq!(created, ["a", "b", "c", "d"][..created.len()].to_vec(), "seed {seed}: {names:?}");
+        let renamed = names.iter().any(|n| n == "new");
+        assert_ne!(renamed, names.iter().any(|n| n == "old"), "seed {seed}: a rename is atomic: {names:?}");
+        if renamed {
+            assert_eq!(created.len(), 4, "the rename came last");
+        }
+        if injected.contains(&FaultClass::UnsyncedMetadataKept) {
+            kept_some += 1;
+        } else {
+            assert!(created.is_empty() && !renamed);
+        }
+        // Whatever survived is durable now: another power loss changes nothing.
+        d.crash(CrashKind::PowerLoss { torn: false });
+        assert_eq!(d.list(p("/n")).unwrap(), names);
+    }
+    assert!(kept_some > 3, "{kept_some}");
+}
