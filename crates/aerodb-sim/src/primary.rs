@@ -117,6 +117,31 @@ impl PrimaryNode {
     fn wal(&self) -> PathBuf {
         self.root.join("wal")
     }
+    /// The model of what was written and acknowledged.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The running store, if the process is up.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.running.as_ref().map(|r| &r.store)
+    }
+
+    /// The running WAL's segment list (for readers and prefix checks).
+    pub fn segments(&self) -> Option<&aerodb_wal::log::SegmentList> {
+        self.running.as_ref().map(|r| r.core.writer().segments())
+    }
+
+    /// The durable point published by the group committer.
+    pub fn durable(&self) -> Option<DurablePoint> {
+        self.running.as_ref().map(|r| r.core.durable().current())
+    }
+
+    /// The WAL directory.
+    pub fn wal_dir(&self) -> PathBuf {
+        self.wal()
+    }
+
     fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
     }
@@ -494,6 +519,10 @@ impl SimNode for PrimaryNode {
 
     fn needs_restart(&self) -> bool {
         self.running.as_ref().is_some_and(|r| r.failed)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 
     fn check_liveness(&mut self, io: &mut Io<'_>) {

@@ -275,6 +275,32 @@ pub trait SimNode {
     fn needs_restart(&self) -> bool;
     /// Liveness at the end of the run (after the heal phase).
     fn check_liveness(&mut self, io: &mut Io<'_>);
+    /// The concrete node, for cross-node checks ([`WorldCheck`]) to downcast.
+    fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// What a cross-node check sees of one node.
+pub struct NodeView<'a> {
+    /// Node id.
+    pub id: NodeId,
+    /// Whether its process runs (and is not paused).
+    pub running: bool,
+    /// Whether it refused to start for a legitimate reason (stays down).
+    pub refused: bool,
+    /// Its disk (current and synced bytes of any file).
+    pub disk: &'a SimDisk,
+    /// The node (downcast with `as_any()`).
+    pub node: &'a dyn SimNode,
+}
+
+/// An invariant over several nodes (e.g. "every replica's WAL is a byte
+/// prefix of the primary's", "equal digests at equal CommitIds"), checked
+/// after every event next to each node's own [`SimNode::check`].
+pub trait WorldCheck {
+    /// Reports violations into `out`.
+    fn check(&mut self, now: SimTime, nodes: &[NodeView<'_>], out: &mut Vec<Violation>);
+    /// Liveness after the heal phase (default: nothing).
+    fn check_liveness(&mut self, _now: SimTime, _nodes: &[NodeView<'_>], _out: &mut Vec<Violation>) {}
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -388,9 +414,53 @@ pub struct World {
     env: Env,
     workload: Workload,
     options: RunOptions,
+    checks: Vec<Box<dyn WorldCheck>>,
 }
 
 impl World {
+    /// Adds a cross-node invariant, checked after every event.
+    pub fn add_check(&mut self, check: Box<dyn WorldCheck>) {
+        self.checks.push(check);
+    }
+
+    fn views(&self) -> Vec<NodeView<'_>> {
+        self.slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| NodeView {
+                id: i as NodeId,
+                running: s.status == Status::Up && !s.paused,
+                refused: s.status == Status::Refused,
+                disk: &s.disk,
+                node: &*s.node,
+            })
+            .collect()
+    }
+
+    fn run_world_checks(&mut self, liveness: bool) {
+        if self.checks.is_empty() {
+            return;
+        }
+        let mut checks = std::mem::take(&mut self.checks);
+        let mut out = Vec::new();
+        let now = self.sched.now();
+        {
+            let views = self.views();
+            for c in &mut checks {
+                if liveness {
+                    c.check_liveness(now, &views, &mut out);
+                } else {
+                    c.check(now, &views, &mut out);
+                }
+            }
+        }
+        self.checks = checks;
+        for v in out {
+            self.sched.trace().entry("violation").u64(u64::from(v.node)).str(v.rule).str(&v.what);
+            self.env.violations.push(v);
+        }
+    }
+
     /// A world running `nodes` (node `i` gets its own disk with `/node<i>`
     /// created durably). Node 0 takes the client writes.
     pub fn new(seed: u64, nodes: Vec<Box<dyn SimNode>>, options: RunOptions) -> World {
@@ -423,6 +493,7 @@ impl World {
             env: Env::default(),
             workload: Workload::new(seed),
             options,
+            checks: Vec::new(),
         }
     }
 
@@ -752,6 +823,7 @@ impl World {
                 n.check(&mut io);
             }
         }
+        self.run_world_checks(false);
         // Clients hear back and go on.
         let replies = std::mem::take(&mut self.env.replies);
         for (request, outcome) in replies {
@@ -783,6 +855,7 @@ impl World {
                 Status::Down => io.violation("REPL-9", format!("node {node} is still down {} ms after the heal", self.options.heal_phase_ms)),
             }
         }
+        self.run_world_checks(true);
         if self.workload.clients > 0 && self.env.acks_after_heal == 0 && self.slots.first().is_some_and(|s| s.status == Status::Up) {
             let at_ms = self.sched.now().ms();
             self.env.violations.push(Violation { at_ms, node: 0, rule: "CORE-1", what: "no client write was acknowledged after the heal (liveness)".into() });

@@ -102,3 +102,44 @@ fn repl_10_cli_prints_a_json_summary_and_replays_identically() {
         assert!(lines[0].contains("replay: cargo xtask sim --seed") && lines[0].contains("--plant ack-before-fsync"), "{lines:?}");
     }
 }
+
+/// REPL-3 (the hook the replica harness's prefix check uses): a cross-node
+/// check runs after every event, sees every node, can downcast it and read
+/// its disk, and its violations fail the seed like a node's own.
+#[test]
+fn repl_3_world_checks_see_every_node_after_every_event() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    use aerodb_sim::primary::{PrimaryConfig, PrimaryNode};
+    use aerodb_sim::time::SimTime;
+    use aerodb_sim::world::{NodeView, SimNode, Violation, World, WorldCheck};
+
+    struct Probe {
+        calls: Rc<Cell<u64>>,
+        fail_at: u64,
+    }
+    impl WorldCheck for Probe {
+        fn check(&mut self, now: SimTime, nodes: &[NodeView<'_>], out: &mut Vec<Violation>) {
+            self.calls.set(self.calls.get() + 1);
+            assert_eq!(nodes.len(), 1);
+            let primary = nodes[0].node.as_any().downcast_ref::<PrimaryNode>().unwrap();
+            if nodes[0].running {
+                let store = primary.store().unwrap();
+                assert!(store.applied().commit_id >= primary.model().max_acked());
+                assert!(aerodb_wal::disk::Disk::exists(nodes[0].disk, &primary.wal_dir()));
+            }
+            if self.calls.get() == self.fail_at {
+                out.push(Violation { at_ms: now.ms(), node: 0, rule: "REPL-3", what: "probe".into() });
+            }
+        }
+    }
+    let calls = Rc::new(Cell::new(0));
+    let nodes: Vec<Box<dyn SimNode>> = vec![Box::new(PrimaryNode::new(0, PrimaryConfig::for_seed(3)))];
+    let mut world = World::new(3, nodes, short());
+    world.add_check(Box::new(Probe { calls: calls.clone(), fail_at: 500 }));
+    let report = world.run();
+    assert_eq!(calls.get(), 500, "stopped at the first violation");
+    assert_eq!(report.violations.len(), 1);
+    assert_eq!(report.violations[0].rule, "REPL-3");
+}
