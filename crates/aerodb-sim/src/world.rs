@@ -33,6 +33,8 @@ pub type RequestId = u64;
 pub enum Event {
     /// Something from the network for a node.
     Net(NetEvent),
+    /// A network event already admitted, held while its node was paused.
+    NetHeld(NetEvent),
     /// A timer a node armed.
     Timer {
         /// Node.
@@ -89,6 +91,10 @@ impl TraceEncode for Event {
     fn encode(&self, t: &mut Trace) {
         match self {
             Event::Net(e) => e.encode(t),
+            Event::NetHeld(e) => {
+                t.entry("held");
+                e.encode(t);
+            }
             Event::Timer { node, incarnation, token } => {
                 t.entry("timer").u64(u64::from(*node)).u64(*incarnation).u64(*token);
             }
@@ -116,6 +122,13 @@ impl TraceEncode for Event {
             }
         }
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventKind {
+    Net,
+    NetHeld,
+    Other,
 }
 
 /// A broken invariant.
@@ -553,10 +566,15 @@ impl World {
     }
 
     fn dispatch(&mut self, event: Event) {
+        let event_kind = match &event {
+            Event::Net(_) => EventKind::Net,
+            Event::NetHeld(_) => EventKind::NetHeld,
+            _ => EventKind::Other,
+        };
         match event {
-            Event::Net(e) => {
+            Event::Net(e) | Event::NetHeld(e) => {
                 let node = e.node();
-                if !self.net.admit(&e) {
+                if event_kind == EventKind::Net && !self.net.admit(&e) {
                     return;
                 }
                 let Some(slot) = self.slots.get_mut(node as usize) else { return };
@@ -564,7 +582,7 @@ impl World {
                     return;
                 }
                 if slot.paused {
-                    slot.deferred.push_back(Event::Net(e));
+                    slot.deferred.push_back(Event::NetHeld(e));
                     return;
                 }
                 let (n, mut io) = Self::io(slot, node, &mut self.sched, &mut self.net, &mut self.env);
