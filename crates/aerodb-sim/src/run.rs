@@ -70,11 +70,15 @@ pub fn failure_lines(reports: &[RunReport], plant: Option<Plant>) -> Vec<String>
 /// The summary JSON object (the CLI's last stdout line).
 pub fn summary(reports: &[RunReport], plant: Option<Plant>, single: bool) -> serde_json::Value {
     let mut faults = FaultCounters::default();
+    let mut outcomes: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     let mut simulated_ms = 0u64;
     let mut events = 0u64;
     let (mut sent, mut acked, mut failed) = (0u64, 0u64, 0u64);
     for r in reports {
         faults.merge(&r.faults);
+        for (k, v) in &r.outcomes {
+            *outcomes.entry(k).or_insert(0) += v;
+        }
         simulated_ms += r.simulated_ms;
         events += r.events;
         sent += r.requests.0;
@@ -94,6 +98,7 @@ pub fn summary(reports: &[RunReport], plant: Option<Plant>, single: bool) -> ser
         "simulated_seconds": simulated_ms as f64 / 1000.0,
         "events": events,
         "requests": { "sent": sent, "acked": acked, "failed": failed },
+        "outcomes": outcomes,
     });
     if single {
         if let (Some(r), Some(obj)) = (reports.first(), out.as_object_mut()) {

@@ -190,6 +190,7 @@ pub struct Env {
     counters: FaultCounters,
     acks_after_heal: u64,
     healed: bool,
+    outcomes: BTreeMap<&'static str, u64>,
 }
 
 impl Io<'_> {
@@ -258,6 +259,10 @@ impl Io<'_> {
     /// The trace, to record outcomes.
     pub fn trace(&mut self) -> &mut Trace {
         self.sched.trace()
+    }
+    /// Counts a notable outcome (reported in the summary's `outcomes`).
+    pub fn count(&mut self, outcome: &'static str) {
+        *self.env.outcomes.entry(outcome).or_insert(0) += 1;
     }
     /// Whether the heal phase has begun.
     pub fn healed(&self) -> bool {
@@ -416,6 +421,8 @@ pub struct RunReport {
     pub trace_hash: String,
     /// Client requests (sent, acknowledged, failed).
     pub requests: (u64, u64, u64),
+    /// Notable outcomes counted by nodes (recoveries, refusals, ...).
+    pub outcomes: BTreeMap<&'static str, u64>,
 }
 
 /// The world of one seed.
@@ -562,6 +569,7 @@ impl World {
             events: self.sched.processed(),
             trace_hash,
             requests: self.workload.stats,
+            outcomes: self.env.outcomes,
         }
     }
 
