@@ -6,13 +6,14 @@
 
 mod audit;
 mod bench;
+mod sim;
 
 const USAGE: &str = "usage: cargo xtask <command> [args]
 
 commands:
   audit   check layering, rule coverage and test hygiene (see `audit --help`)
   bench   run the benchmarks and print JSON
-  sim     run the deterministic simulation";
+  sim     run the deterministic simulator: --seeds N [--start-seed S] [--plant NAME] | --seed S [--plant NAME]";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -20,10 +21,7 @@ fn main() {
     let code = match args.first().map(String::as_str) {
         Some("audit") => audit::run(rest),
         Some("bench") => bench::run(rest),
-        Some("sim") => {
-            eprintln!("cargo xtask sim: not implemented yet");
-            2
-        }
+        Some("sim") => sim::run(rest),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             0

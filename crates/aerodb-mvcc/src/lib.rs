@@ -19,5 +19,5 @@ pub mod store;
 
 pub use gc::GcPolicy;
 pub use input::{ClientOp, InputError, WriteLimits};
-pub use primary::{recover_store, recover_store_with, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport};
+pub use primary::{recover_store, recover_store_with, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport, StoreSink};
 pub use store::{AppliedObserver, AppliedState, ApplyError, ApplyInput, CutPin, GcStats, ReadView, ScanPage, Store, Version, ViewError, Visible};

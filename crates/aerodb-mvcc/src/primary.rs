@@ -144,11 +144,19 @@ pub fn recover_store_with(
     Ok((appender, StoreRecoveryReport { wal, base, replayed, applied }))
 }
 
-/// Applies durable groups to the store; the group committer's sink. It
-/// also decides, from CommitIds alone, when the writer logs a GC record.
-struct StoreSink {
+/// Applies durable groups to the store; the group committer's sink (the
+/// node's commit thread and the simulator use this same sink). It also
+/// decides, from CommitIds alone, when the writer logs a GC record.
+pub struct StoreSink {
     store: Arc<Store>,
     gc: GcPolicy,
+}
+
+impl StoreSink {
+    /// A sink applying to `store` that plans GC records by `gc`.
+    pub fn new(store: Arc<Store>, gc: GcPolicy) -> Self {
+        StoreSink { store, gc }
+    }
 }
 
 impl DurableSink for StoreSink {

@@ -158,12 +158,15 @@ pub fn create_snapshot_with(
     }
 }
 
-/// Creates `dir` if needed, making its entry in the parent durable.
+/// Creates `dir` if needed and makes its entry in the parent durable. The
+/// parent is synced even when `dir` already exists: an earlier attempt may
+/// have created it and then failed to sync (found by the simulator), and a
+/// snapshot that WAL retention relies on must not sit in a directory that
+/// a power loss can take away.
 fn ensure_dir(disk: &dyn Disk, dir: &Path) -> Result<(), SnapshotError> {
-    if disk.exists(dir) {
-        return Ok(());
+    if !disk.exists(dir) {
+        disk.create_dir_all(dir).map_err(|e| SnapshotError::io("create snapshots dir", dir, e))?;
     }
-    disk.create_dir_all(dir).map_err(|e| SnapshotError::io("create snapshots dir", dir, e))?;
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         disk.sync_dir(parent).map_err(|e| SnapshotError::io("sync data dir", parent, e))?;
     }

@@ -289,34 +289,14 @@ impl Shared {
         Ok(info)
     }
 
-    /// Keeps the newest snapshots (those rejected at recovery never count
-    /// and are deleted) and removes WAL wholly before the oldest kept.
+    /// Keeps the newest snapshots and retires WAL ([`retire`]).
     fn retire(&self) -> Result<(), SnapshotError> {
-        let (rejected, usable): (Vec<_>, Vec<_>) = list_snapshots(&*self.disk, &self.dir)?.into_iter().partition(|s| self.rejected.contains(&s.commit_id));
-        for old in rejected.iter().chain(usable.iter().skip(self.policy.keep)) {
-            delete_snapshot(&*self.disk, &self.dir, old.commit_id)?;
-            tracing::info!(commit_id = old.commit_id, rejected_at_recovery = self.rejected.contains(&old.commit_id), "deleted old snapshot");
-            self.record(|s| s.snapshots_deleted += 1);
-        }
-        if !self.policy.wal_retention_after_snapshot {
-            return Ok(());
-        }
-        // The WAL must still continue the oldest snapshot kept, so only
-        // segments wholly before its L_snap may go.
-        let Some(oldest) = usable.get(self.policy.keep.min(usable.len()).saturating_sub(1)) else {
-            return Ok(());
-        };
-        let lsn: Lsn = read_manifest(&*self.disk, &oldest.path)?.boundary_lsn;
-        let removed = self.segments.remove_segments_before(&*self.disk, lsn).map_err(|e| SnapshotError::Io {
-            op: "remove WAL segments",
-            path: self.segments.dir().display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        if !removed.is_empty() {
-            tracing::info!(before_lsn = lsn, segments = ?removed, "removed WAL segments wholly before the oldest snapshot");
-            self.record(|s| s.segments_removed += removed.len() as u64);
-        }
-        Ok(())
+        let outcome = retire(&*self.disk, &self.dir, &self.segments, &self.policy, &self.rejected);
+        self.record(|s| {
+            s.snapshots_deleted += outcome.deleted.len() as u64;
+            s.segments_removed += outcome.segments_removed.len() as u64;
+        });
+        outcome.result
     }
 
     fn record(&self, f: impl FnOnce(&mut SchedulerStatus)) {
@@ -325,4 +305,63 @@ impl Shared {
         drop(status);
         self.status_changed.notify_all();
     }
+}
+
+/// What one retention pass removed, and how it ended.
+#[derive(Debug)]
+pub struct RetireOutcome {
+    /// Snapshots deleted (C_snap), oldest last.
+    pub deleted: Vec<CommitId>,
+    /// WAL segment files removed.
+    pub segments_removed: Vec<String>,
+    /// The first failure, if any (nothing unsafe was removed).
+    pub result: Result<(), SnapshotError>,
+}
+
+/// One retention pass, run after each snapshot by the scheduler (and by the
+/// simulator): keeps the newest `policy.keep` snapshots (those in
+/// `rejected`, which recovery refused, never count and are deleted) and,
+/// with WAL retention on, removes WAL segments wholly before the oldest kept
+/// snapshot's L_snap, so the WAL still continues every kept snapshot (P5-I9).
+pub fn retire(disk: &dyn Disk, dir: &std::path::Path, segments: &SegmentList, policy: &SnapshotPolicy, rejected: &BTreeSet<CommitId>) -> RetireOutcome {
+    let mut outcome = RetireOutcome { deleted: Vec::new(), segments_removed: Vec::new(), result: Ok(()) };
+    outcome.result = retire_into(disk, dir, segments, policy, rejected, &mut outcome.deleted, &mut outcome.segments_removed);
+    outcome
+}
+
+fn retire_into(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    segments: &SegmentList,
+    policy: &SnapshotPolicy,
+    rejected: &BTreeSet<CommitId>,
+    deleted: &mut Vec<CommitId>,
+    removed: &mut Vec<String>,
+) -> Result<(), SnapshotError> {
+    let keep = policy.keep.max(1);
+    let (refused, usable): (Vec<_>, Vec<_>) = list_snapshots(disk, dir)?.into_iter().partition(|s| rejected.contains(&s.commit_id));
+    for old in refused.iter().chain(usable.iter().skip(keep)) {
+        delete_snapshot(disk, dir, old.commit_id)?;
+        tracing::info!(commit_id = old.commit_id, rejected_at_recovery = rejected.contains(&old.commit_id), "deleted old snapshot");
+        deleted.push(old.commit_id);
+    }
+    if !policy.wal_retention_after_snapshot {
+        return Ok(());
+    }
+    // The WAL must still continue the oldest snapshot kept, so only
+    // segments wholly before its L_snap may go.
+    let Some(oldest) = usable.get(keep.min(usable.len()).saturating_sub(1)) else {
+        return Ok(());
+    };
+    let lsn: Lsn = read_manifest(disk, &oldest.path)?.boundary_lsn;
+    let gone = segments.remove_segments_before(disk, lsn).map_err(|e| SnapshotError::Io {
+        op: "remove WAL segments",
+        path: segments.dir().display().to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    if !gone.is_empty() {
+        tracing::info!(before_lsn = lsn, segments = ?gone, "removed WAL segments wholly before the oldest snapshot");
+        removed.extend(gone);
+    }
+    Ok(())
 }

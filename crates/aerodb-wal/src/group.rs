@@ -241,13 +241,9 @@ impl GroupCommitter {
     /// more. It publishes every durable tip to the gate.
     pub fn start_with(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>, gate: Option<Arc<MarkGate>>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
-        let watch = durable.clone();
-        let fsyncs = Arc::new(AtomicU64::new(0));
-        let counter = fsyncs.clone();
-        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || {
-            let mut c = Committer { writer, sink, durable: watch, fsyncs: counter, gate, failed: None };
-            c.run(&rx);
-        })?;
+        let core = GroupCommitCore::new(writer, sink, durable.clone(), gate);
+        let fsyncs = core.fsync_counter();
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(core, rx))?;
         Ok(GroupCommitter { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), durable, fsyncs })
     }
 
@@ -298,20 +294,103 @@ impl Drop for GroupCommitter {
     }
 }
 
-/// Approximate payload bytes of a write set (bounds a batch).
-fn payload_bytes(ops: &[Op]) -> usize {
+/// Encoded size estimate of a write set, for bounding a batch.
+fn ops_bytes(ops: &[Op]) -> usize {
     ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum()
 }
 
-/// Records appended but not yet durable, with their committers.
-#[derive(Default)]
-struct Pending {
-    appended: Vec<DurableRecord>,
-    replies: Vec<AckSender>,
+/// The commit thread: gathers whatever is queued into one group, runs the
+/// group step on it (waiting for the mark writer whenever the crash window
+/// is full), then lets the sink's GC step run.
+fn run<S: DurableSink>(mut core: GroupCommitCore<S>, rx: Receiver<Request>) {
+    let mut answer = |reply: AckSender, result: Ack| reply.send(result);
+    while let Ok(first) = rx.recv() {
+        let mut bytes = ops_bytes(&first.ops);
+        let mut batch = vec![GroupRequest { ops: first.ops, reply: first.reply }];
+        while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += ops_bytes(&req.ops);
+                    batch.push(GroupRequest { ops: req.ops, reply: req.reply });
+                }
+                Err(_) => break,
+            }
+        }
+        loop {
+            let mut group = core.append_group(batch, &mut answer);
+            let blocked = group.take_blocked();
+            core.complete_group(group, &mut answer);
+            if blocked.is_empty() {
+                break;
+            }
+            core.wait_for_mark();
+            batch = blocked;
+        }
+        core.gc_step();
+    }
+    core.close();
 }
 
-/// The commit thread's state.
-struct Committer<S: DurableSink> {
+/// One commit request of a group: a write set and the caller's reply
+/// token (an acknowledgement slot in the node, a request id in the
+/// simulator).
+#[derive(Debug)]
+pub struct GroupRequest<R> {
+    /// The write set.
+    pub ops: Vec<Op>,
+    /// Handed back with the outcome.
+    pub reply: R,
+}
+
+/// A group whose records are appended but not yet durable: the state
+/// between the two halves of the group step.
+#[must_use = "a group must be completed, or its committers are never answered"]
+#[derive(Debug)]
+pub struct AppendedGroup<R> {
+    records: Vec<DurableRecord>,
+    /// `None` where the committer was already answered.
+    replies: Vec<Option<R>>,
+    /// Requests not appended because the crash window after the last
+    /// durable mark is full (CORE-5), in arrival order.
+    blocked: Vec<GroupRequest<R>>,
+}
+
+impl<R> AppendedGroup<R> {
+    /// The records appended, in WAL order.
+    pub fn records(&self) -> &[DurableRecord] {
+        &self.records
+    }
+    /// Whether nothing was appended (no fsync is needed).
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+    /// Takes the requests that did not fit in the crash window. Complete
+    /// this group, wait until a mark covers the tip
+    /// ([`GroupCommitCore::wait_for_mark`] or the simulator's own mark
+    /// step), then append them as the next group.
+    pub fn take_blocked(&mut self) -> Vec<GroupRequest<R>> {
+        std::mem::take(&mut self.blocked)
+    }
+}
+
+/// The synchronous group-commit step, shared by the node's commit thread
+/// ([`GroupCommitter`]) and the deterministic simulator, which runs the two
+/// halves at different simulated times so a crash can fall between them.
+///
+/// 1. [`GroupCommitCore::append_group`] appends every request in order,
+///    assigning CommitIds (REPL-2), as long as each record fits in the
+///    crash window after the last durable mark (CORE-5); nothing is
+///    acknowledged.
+/// 2. [`GroupCommitCore::complete_group`] fsyncs once, hands the durable
+///    records to the sink (MVCC-2), publishes the durable point and only
+///    then acknowledges (CORE-1).
+/// 3. [`GroupCommitCore::gc_step`] writes the GC record the sink asks for,
+///    if any (MVCC-4).
+///
+/// After any WAL or sink failure the core refuses every later request
+/// (`WAL_FAILED`) until the process restarts and recovery decides what is
+/// on disk.
+pub struct GroupCommitCore<S> {
     writer: WalWriter,
     sink: S,
     durable: Arc<DurableWatch>,
@@ -320,80 +399,89 @@ struct Committer<S: DurableSink> {
     failed: Option<String>,
 }
 
-impl<S: DurableSink> Committer<S> {
-    fn run(&mut self, rx: &Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            let mut bytes = payload_bytes(&first.ops);
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        bytes += payload_bytes(&req.ops);
-                        batch.push(req);
+impl<S: DurableSink> GroupCommitCore<S> {
+    /// A core owning `writer`, applying through `sink`, publishing to
+    /// `durable`, bounded by the durable mark `gate` when there is one.
+    pub fn new(writer: WalWriter, sink: S, durable: Arc<DurableWatch>, gate: Option<Arc<MarkGate>>) -> Self {
+        GroupCommitCore { writer, sink, durable, fsyncs: Arc::new(AtomicU64::new(0)), gate, failed: None }
+    }
+
+    /// The durable point watch.
+    pub fn durable(&self) -> &Arc<DurableWatch> {
+        &self.durable
+    }
+
+    /// Successful WAL fsyncs so far.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    fn fsync_counter(&self) -> Arc<AtomicU64> {
+        self.fsyncs.clone()
+    }
+
+    /// Why writes stopped, if they did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// The writer (for its tip and segment list).
+    pub fn writer(&self) -> &WalWriter {
+        &self.writer
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &S {
+        &self.sink
+    }
+
+    fn append_limit(&self) -> Option<crate::Lsn> {
+        self.gate.as_ref().and_then(|g| g.append_limit(self.writer.tip().end_lsn))
+    }
+
+    /// First half of the step: appends each request in order. Requests that
+    /// fail here (unencodable, WAL failure) are answered through `answer` at
+    /// once; the others wait in the returned group. From the first request
+    /// whose record would end beyond the crash window on, requests are
+    /// handed back unappended ([`AppendedGroup::take_blocked`]).
+    pub fn append_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) -> AppendedGroup<R> {
+        let mut group = AppendedGroup { records: Vec::with_capacity(batch.len()), replies: Vec::with_capacity(batch.len()), blocked: Vec::new() };
+        for req in batch {
+            if let Some(reason) = &self.failed {
+                answer(req.reply, Err(CommitError::WalFailed(reason.clone())));
+                continue;
+            }
+            if !group.blocked.is_empty() {
+                group.blocked.push(req);
+                continue;
+            }
+            match self.writer.append_within(&req.ops, self.append_limit()) {
+                Ok(rec) => {
+                    let mut reply = Some(req.reply);
+                    if crate::plant::is_active(crate::plant::Plant::AckBeforeFsync) {
+                        if let Some(r) = reply.take() {
+                            answer(r, Ok(CommitReceipt { position: rec.position }));
+                        }
                     }
-                    Err(_) => break,
+                    group.records.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Commit(req.ops) });
+                    group.replies.push(reply);
+                }
+                Err(AppendError::BeyondLimit { .. }) => group.blocked.push(req),
+                Err(AppendError::Encode(e)) => answer(req.reply, Err(CommitError::Encode(e))),
+                Err(AppendError::Log(e)) => {
+                    self.failed = Some(e.to_string());
+                    answer(req.reply, Err(CommitError::WalFailed(e.to_string())));
                 }
             }
-            let mut pending = Pending::default();
-            for req in batch {
-                self.append(req, &mut pending);
-            }
-            self.flush(pending);
-            self.gc_step();
         }
-        self.durable.close();
-        if let Some(gate) = &self.gate {
-            gate.committer_closed(self.failed.is_some());
-        }
+        group
     }
 
-    /// Appends one request to the batch. When the record would not fit in
-    /// the crash window after the last mark (CORE-5), the batch so far is
-    /// made durable first and the committer waits for a new mark.
-    fn append(&mut self, req: Request, pending: &mut Pending) {
-        if let Some(reason) = &self.failed {
-            req.reply.send(Err(CommitError::WalFailed(reason.clone())));
-            return;
-        }
-        let limit = self.gate.as_ref().and_then(|g| g.append_limit(self.writer.tip().end_lsn));
-        let mut result = self.writer.append_within(&req.ops, limit);
-        if let Err(AppendError::BeyondLimit { .. }) = result {
-            self.flush(std::mem::take(pending));
-            let waited = match (&self.gate, &self.failed) {
-                (_, Some(reason)) => Err(reason.clone()),
-                (Some(gate), None) => gate.wait_marked(self.writer.tip()),
-                (None, None) => Ok(()),
-            };
-            result = match waited {
-                Ok(()) => self.writer.append_within(&req.ops, None),
-                Err(reason) => {
-                    tracing::error!(%reason, "cannot bound the crash window: refusing all further writes (CORE-5)");
-                    self.failed = Some(reason.clone());
-                    req.reply.send(Err(CommitError::WalFailed(reason)));
-                    return;
-                }
-            };
-        }
-        match result {
-            Ok(rec) => {
-                pending.appended.push(DurableRecord { position: rec.position, state_digest: rec.state_digest, body: RecordBody::Commit(req.ops) });
-                pending.replies.push(req.reply);
-            }
-            Err(AppendError::Encode(e)) => {
-                req.reply.send(Err(CommitError::Encode(e)));
-            }
-            Err(e) => {
-                self.failed = Some(e.to_string());
-                req.reply.send(Err(CommitError::WalFailed(e.to_string())));
-            }
-        }
-    }
-
-    /// fsyncs what was appended, makes it visible, publishes the durable
-    /// point and only then answers the committers (CORE-1).
-    fn flush(&mut self, pending: Pending) {
-        let Pending { appended, replies } = pending;
-        if self.failed.is_none() && !appended.is_empty() {
+    /// Second half of the step: fsync, sink, publish, acknowledge (in WAL
+    /// order). Any failure answers every waiting committer `WAL_FAILED`.
+    pub fn complete_group<R>(&mut self, group: AppendedGroup<R>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) {
+        let AppendedGroup { records, replies, blocked } = group;
+        if self.failed.is_none() && !records.is_empty() {
             match self.writer.sync() {
                 Ok(_) => {
                     self.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -401,40 +489,69 @@ impl<S: DurableSink> Committer<S> {
                 Err(e) => self.failed = Some(e.to_string()),
             }
         }
-        if self.failed.is_none() && !appended.is_empty() {
-            if let Err(e) = self.sink.on_durable(&appended) {
+        if self.failed.is_none() && !records.is_empty() {
+            if let Err(e) = self.sink.on_durable(&records) {
                 self.failed = Some(e);
             }
         }
         if let Some(reason) = &self.failed {
-            if !replies.is_empty() {
+            let waiting: Vec<R> = replies.into_iter().flatten().chain(blocked.into_iter().map(|b| b.reply)).collect();
+            if !waiting.is_empty() {
                 tracing::error!(%reason, "WAL failure: refusing all further writes (CORE-1)");
             }
-            for reply in replies {
-                reply.send(Err(CommitError::WalFailed(reason.clone())));
+            for reply in waiting {
+                answer(reply, Err(CommitError::WalFailed(reason.clone())));
             }
             return;
         }
-        if let Some(last) = appended.last() {
+        debug_assert!(blocked.is_empty(), "blocked requests are taken before the group completes");
+        if let Some(last) = records.last() {
             self.durable.advance(DurablePoint { lsn: last.position.end_lsn, commit_id: last.position.commit_id });
             if let Some(gate) = &self.gate {
                 gate.durable(self.writer.tip());
             }
         }
-        for (reply, rec) in replies.into_iter().zip(&appended) {
-            reply.send(Ok(CommitReceipt { position: rec.position }));
+        for (reply, rec) in replies.into_iter().zip(&records) {
+            if let Some(reply) = reply {
+                answer(reply, Ok(CommitReceipt { position: rec.position }));
+            }
+        }
+    }
+
+    /// The whole step at once, without a mark gate (tests, tools).
+    pub fn commit_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) {
+        let mut group = self.append_group(batch, answer);
+        let blocked = group.take_blocked();
+        self.complete_group(group, answer);
+        for req in blocked {
+            answer(req.reply, Err(CommitError::WalFailed("the crash window is full and this caller cannot wait for a mark".into())));
+        }
+    }
+
+    /// Blocks until the mark writer has marked everything durable (the
+    /// crash window is empty again). If marks can no longer be written,
+    /// writes stop: the committer could no longer bound what a crash may
+    /// lose (CORE-5).
+    pub fn wait_for_mark(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(gate) = &self.gate else { return };
+        if let Err(reason) = gate.wait_marked(self.writer.tip()) {
+            tracing::error!(%reason, "cannot bound the crash window: refusing all further writes (CORE-5)");
+            self.failed = Some(reason);
         }
     }
 
     /// Writes the GC step the sink asks for, if any (MVCC-4). A record that
     /// would not fit in the crash window is simply left for a later group:
     /// GC is never urgent enough to wait for a mark.
-    fn gc_step(&mut self) {
+    pub fn gc_step(&mut self) {
         if self.failed.is_some() {
             return;
         }
         let Some(plan) = self.sink.plan_gc(self.writer.tip()) else { return };
-        let limit = self.gate.as_ref().and_then(|g| g.append_limit(self.writer.tip().end_lsn));
+        let limit = self.append_limit();
         match self.write_gc(plan, limit) {
             // Beyond the crash window: the next mark advance lets it through.
             Ok(()) | Err(GcWriteError::Append(AppendError::BeyondLimit { .. })) => {}
@@ -462,6 +579,16 @@ impl<S: DurableSink> Committer<S> {
             gate.durable(self.writer.tip());
         }
         Ok(())
+    }
+
+    /// The commit thread is ending: closes the durable watch and tells the
+    /// mark gate whether it ended cleanly (a clean mark is written only if
+    /// no write failed).
+    pub fn close(&mut self) {
+        self.durable.close();
+        if let Some(gate) = &self.gate {
+            gate.committer_closed(self.failed.is_some());
+        }
     }
 }
 

@@ -25,6 +25,7 @@ pub mod log;
 pub mod mark;
 pub mod mark_check;
 pub mod mark_writer;
+pub mod plant;
 pub mod record;
 pub mod recovery;
 pub mod repair;

@@ -71,6 +71,14 @@ impl SegmentList {
         self.inner.write().retain(keep);
     }
 
+    /// Puts `segments` (older than every listed one) back at the front.
+    fn restore_front(&self, segments: &[SegmentInfo]) {
+        let mut list = self.inner.write();
+        let rest = std::mem::take(&mut *list);
+        list.extend_from_slice(segments);
+        list.extend(rest);
+    }
+
     /// WAL retention: removes the files of the segments wholly before `lsn`
     /// (every byte, and the end of their last record, at or below `lsn`),
     /// oldest first, and returns their names. Never removes the segment
@@ -78,8 +86,8 @@ impl SegmentList {
     /// from `lsn`: either the record ending at `lsn` is kept, or the first
     /// kept segment starts exactly at `lsn` and its header states that
     /// record's identity. The list is updated before any file is removed
-    /// (readers then get `WAL_UNAVAILABLE` for those LSNs) and the directory
-    /// is fsynced afterwards.
+    /// (readers then get `WAL_UNAVAILABLE` for those LSNs), segments whose
+    /// removal failed are put back, and the directory is fsynced afterwards.
     pub fn remove_segments_before(&self, disk: &dyn Disk, lsn: Lsn) -> Result<Vec<String>, LogError> {
         let list = self.snapshot();
         let removable: Vec<SegmentInfo> = list.iter().take(list.len().saturating_sub(1)).take_while(|s| s.end_lsn <= lsn).copied().collect();
@@ -97,6 +105,12 @@ impl SegmentList {
                 break;
             }
             removed.push(name);
+        }
+        if removed.len() < removable.len() {
+            // The files that could not be removed are still held: the list
+            // must keep naming them, or a later pass would remove the
+            // segments after them and leave a gap (found by the simulator).
+            self.restore_front(&removable[removed.len()..]);
         }
         if !removed.is_empty() {
             disk.sync_dir(&self.dir).map_err(|e| LogError::io("sync WAL dir", &self.dir, e))?;

@@ -224,7 +224,12 @@ pub fn scan_wal_with(
             segment_names.push((lsn, name));
         }
     }
-    if !removed_temp_files.is_empty() {
+    if mode == RecoveryMode::Repair {
+        // After a process crash the directory may hold entries that reached
+        // the page cache but were never fsynced (a segment created just
+        // before the crash). Everything recovered is built on as durable,
+        // so make the entries durable too, not only the data (CORE-1; found
+        // by the simulator).
         disk.sync_dir(dir).map_err(|e| LogError::io("sync WAL dir", dir, e))?;
     }
     if segment_names.is_empty() {

@@ -45,13 +45,15 @@ pub struct WalWriter {
     tip: ChainTip,
     digest: StateDigest,
     segment_target_bytes: u64,
+    /// Nothing appended since construction (i.e. since recovery).
+    fresh: bool,
 }
 
 impl WalWriter {
     /// Continues after a recovered history whose last record is `tip` with
     /// state digest `digest`.
     pub fn new(appender: SegmentAppender, tip: ChainTip, digest: StateDigest, segment_target_bytes: u64) -> Self {
-        WalWriter { appender, tip, digest, segment_target_bytes: segment_target_bytes.max(1) }
+        WalWriter { appender, tip, digest, segment_target_bytes: segment_target_bytes.max(1), fresh: true }
     }
 
     /// Encodes `ops` as the next commit and appends it.
@@ -62,7 +64,10 @@ impl WalWriter {
     /// [`WalWriter::append`], refusing (with nothing written) a record that
     /// would end beyond `limit`.
     pub fn append_within(&mut self, ops: &[Op], limit: Option<Lsn>) -> Result<AppendedRecord, AppendError> {
-        let commit_id = self.tip.commit_id + 1;
+        let mut commit_id = self.tip.commit_id + 1;
+        if self.fresh && self.tip.commit_id > 0 && crate::plant::is_active(crate::plant::Plant::ReuseCommitId) {
+            commit_id = self.tip.commit_id;
+        }
         let digest = self.digest.after_ops(commit_id, ops);
         let (bytes, fingerprint) = encode_record(commit_id, digest, self.tip.fingerprint, ops)?;
         self.append_encoded(commit_id, digest, bytes, fingerprint, limit)
@@ -100,6 +105,7 @@ impl WalWriter {
         self.appender.append(lsn, &bytes)?;
         let end_lsn = lsn + bytes.len() as u64;
         self.tip = ChainTip { end_lsn, commit_id, fingerprint };
+        self.fresh = false;
         self.digest = digest;
         Ok(AppendedRecord { position: RecordPosition { lsn, end_lsn, commit_id, fingerprint }, state_digest: digest })
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use aerodb_wal::disk::{Disk, DiskFile, OsDisk};
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
-use aerodb_wal::group::{CommitError, CommitReceipt, DurableRecord, DurableSink, GroupCommitter};
+use aerodb_wal::group::{CommitError, CommitReceipt, DurableRecord, DurableSink, GroupCommitCore, GroupCommitter, GroupRequest};
 use aerodb_wal::log::{SegmentAppender, SegmentList};
 use aerodb_wal::record::{RecordEncodeError, MAX_RECORD_LEN};
 use aerodb_wal::segment::{segment_file_name, SEGMENT_HEADER_LEN};
@@ -506,4 +506,88 @@ fn core_1_awaited_ticket_resolves_only_after_fsync_and_apply() {
     assert!(matches!(refused, CommitError::WalFailed(_)), "{refused:?}");
     drop(committer);
     assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+}
+
+fn core_over(dir: &Path, disk: Arc<dyn Disk>, sink: RecordingSink) -> GroupCommitCore<RecordingSink> {
+    let appender = SegmentAppender::create(disk, dir, ChainTip::GENESIS.segment_header()).unwrap();
+    let writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, NO_ROLL);
+    GroupCommitCore::new(writer, sink, Arc::new(DurableWatch::new(DurablePoint::default())), None)
+}
+
+type Answers = Vec<(u64, Result<CommitReceipt, CommitError>)>;
+
+/// CORE-1 / MVCC-2: the factored group step answers nobody when appending;
+/// only completing it (fsync, sink, publish) acknowledges, in WAL order,
+/// with contiguous CommitIds; the bytes were fsynced before the answer.
+#[test]
+fn core_1_group_step_acknowledges_only_when_completed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = TrackingDisk::default();
+    let sink = RecordingSink::default();
+    let mut core = core_over(tmp.path(), Arc::new(disk.clone()), sink.clone());
+    let mut answers: Answers = Vec::new();
+    let batch = (1..=3).map(|i| GroupRequest { ops: sample_ops(i), reply: i }).collect();
+    let group = core.append_group(batch, &mut |r, res| answers.push((r, res)));
+    assert!(answers.is_empty(), "nothing is acknowledged before the fsync");
+    assert_eq!(group.records().iter().map(|r| r.position.commit_id).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(core.durable().current(), DurablePoint::default());
+    assert!(sink.seen.lock().unwrap().is_empty());
+    let path = tmp.path().join(segment_file_name(0));
+    assert_eq!(disk.synced_len(&path), SEGMENT_HEADER_LEN, "appended bytes are not yet durable");
+
+    core.complete_group(group, &mut |r, res| answers.push((r, res)));
+    let ids: Vec<(u64, u64)> = answers.iter().map(|(r, res)| (*r, res.as_ref().unwrap().position.commit_id)).collect();
+    assert_eq!(ids, vec![(1, 1), (2, 2), (3, 3)]);
+    let last = answers.last().unwrap().1.as_ref().unwrap().position;
+    assert_eq!(disk.synced_len(&path), SEGMENT_HEADER_LEN + last.end_lsn);
+    assert_eq!(core.durable().current(), DurablePoint { lsn: last.end_lsn, commit_id: 3 });
+    assert_eq!(sink.seen.lock().unwrap().len(), 3);
+    assert_eq!(core.fsyncs(), 1);
+    assert!(core.failure().is_none());
+}
+
+/// CORE-1: an fsync failure while completing a group answers every waiting
+/// committer `WAL_FAILED`, publishes nothing, and every later group is
+/// refused without touching the WAL.
+#[test]
+fn core_1_group_step_fsync_failure_answers_wal_failed_and_stops_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = TrackingDisk::default();
+    let sink = RecordingSink::default();
+    let mut core = core_over(tmp.path(), Arc::new(disk.clone()), sink.clone());
+    let mut answers: Answers = Vec::new();
+    core.commit_group(vec![GroupRequest { ops: sample_ops(1), reply: 1 }], &mut |r, res| answers.push((r, res)));
+    assert!(answers[0].1.is_ok());
+    let before = core.durable().current();
+
+    let group = core.append_group((2..=3).map(|i| GroupRequest { ops: sample_ops(i), reply: i }).collect(), &mut |r, res| answers.push((r, res)));
+    disk.fail_sync.store(true, Ordering::SeqCst);
+    core.complete_group(group, &mut |r, res| answers.push((r, res)));
+    disk.fail_sync.store(false, Ordering::SeqCst);
+    assert!(answers[1..].iter().all(|(_, res)| matches!(res, Err(CommitError::WalFailed(_)))));
+    assert_eq!(answers.len(), 3);
+    assert!(core.failure().is_some());
+    assert_eq!(core.durable().current(), before);
+
+    let tip = core.writer().tip();
+    core.commit_group(vec![GroupRequest { ops: sample_ops(4), reply: 4 }], &mut |r, res| answers.push((r, res)));
+    assert!(matches!(answers[3], (4, Err(CommitError::WalFailed(_)))));
+    assert_eq!(core.writer().tip(), tip, "a failed core appends nothing more");
+    assert_eq!(sink.seen.lock().unwrap().len(), 1);
+}
+
+/// REPL-2: a write set that cannot be encoded is answered at once while
+/// appending and uses no CommitId; the rest of the group is unaffected.
+#[test]
+fn repl_2_group_step_unencodable_request_is_answered_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut core = core_over(tmp.path(), OsDisk::shared(), RecordingSink::default());
+    let mut answers: Answers = Vec::new();
+    let huge = vec![put("c", "", "{}")];
+    let batch = vec![GroupRequest { ops: sample_ops(1), reply: 1 }, GroupRequest { ops: huge, reply: 2 }, GroupRequest { ops: sample_ops(3), reply: 3 }];
+    let group = core.append_group(batch, &mut |r, res| answers.push((r, res)));
+    assert!(matches!(answers.as_slice(), [(2, Err(CommitError::Encode(RecordEncodeError::BadName)))]));
+    core.complete_group(group, &mut |r, res| answers.push((r, res)));
+    let ids: Vec<(u64, u64)> = answers[1..].iter().map(|(r, res)| (*r, res.as_ref().unwrap().position.commit_id)).collect();
+    assert_eq!(ids, vec![(1, 1), (3, 2)]);
 }

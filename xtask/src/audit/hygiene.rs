@@ -6,6 +6,8 @@ use super::Finding;
 
 /// Where repl-core's non-test sources live (check e).
 pub(crate) const REPL_CORE_SRC: &str = "crates/aerodb-repl-core/src/";
+/// The simulator's sources: simulated time only, or seeds would not replay.
+pub(crate) const SIM_SRC: &str = "crates/aerodb-sim/src/";
 
 /// Check (c): no `#[ignore]` on any test.
 pub(crate) fn check_ignored(ws: &Workspace) -> Vec<Finding> {
@@ -175,11 +177,11 @@ fn clock_uses(code: &str) -> Vec<&'static str> {
     uses
 }
 
-/// Check (e): no wall clock in repl-core's non-test code, unless marked
+/// Check (e): no wall clock in repl-core's or the simulator's non-test code, unless marked
 /// `// audit: allow-clock(<reason>)` on the same or the previous line.
 pub(crate) fn check_wall_clock(ws: &Workspace) -> Vec<Finding> {
     let mut findings = Vec::new();
-    for f in ws.files.iter().filter(|f| f.path.starts_with(REPL_CORE_SRC)) {
+    for f in ws.files.iter().filter(|f| f.path.starts_with(REPL_CORE_SRC) || f.path.starts_with(SIM_SRC)) {
         if f.is_test_file {
             continue;
         }
@@ -311,6 +313,7 @@ fn decide(x: u64) -> bool {
 
         // Same code elsewhere, in tests, or marked is fine.
         assert_eq!(check_wall_clock(&ws("crates/aerodb-repl-net/src/x.rs", bad)), vec![]);
+        assert_eq!(check_wall_clock(&ws("crates/aerodb-sim/src/world.rs", bad)).len(), 4, "the simulator runs on simulated time only");
         assert_eq!(check_wall_clock(&ws("crates/aerodb-repl-core/tests/x.rs", bad)), vec![]);
         let good = r#"
 /// Time is an input: `now` comes from the caller.

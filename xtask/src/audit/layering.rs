@@ -18,6 +18,7 @@ const LAYERS: &[(&str, Option<&[&str]>)] = &[
     // The typed HTTP client: a leaf (no workspace crate) that the binary
     // (CLI, demo) and xtask (bench) may depend on.
     ("aerodb-client", Some(&[])),
+    ("aerodb-sim", Some(&["aerodb-wal", "aerodb-mvcc", "aerodb-snapshot", "aerodb-repl-core", "aerodb-repl-net", "aerodb-repl-explain"])),
     ("aerodb", None),
     ("xtask", None),
 ];
