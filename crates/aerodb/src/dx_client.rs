@@ -67,7 +67,7 @@ fn replica_table(d: &Value) -> String {
         ("wal validated lsn".to_string(), cell(&d["wal_validated_lsn"])),
         ("wal applied lsn".to_string(), cell(&d["wal_applied_lsn"])),
         ("primary durable lsn".to_string(), cell(&d["primary_durable_lsn"])),
-        ("lag".to_string(), format!("{} commits, {} bytes", cell(&lag["commits"]), cell(&lag["bytes"]))),
+        ("lag".to_string(), lag_text(lag)),
         ("history horizon".to_string(), cell(&d["history_horizon"])),
         (
             "bootstrap".to_string(),
@@ -93,8 +93,41 @@ fn replica_table(d: &Value) -> String {
         ("state digest".to_string(), cell(&d["state_digest"])),
         ("cluster id".to_string(), cell(&d["cluster_id"])),
         ("replica id".to_string(), cell(&d["replica_id"])),
+        ("name".to_string(), cell(&d["name"])),
     ];
     rows_to_text(&rows)
+}
+
+/// `5 commits, 812 bytes, 1.2 s (live)`; `(last known)` when the numbers
+/// are not live.
+fn lag_text(lag: &Value) -> String {
+    let seconds = lag["seconds"].as_f64().map_or("unknown".to_string(), |s| format!("{s:.3} s"));
+    let as_of = match lag["as_of"].as_str() {
+        Some("live") => " (live)",
+        Some("last_known") => " (last known)",
+        _ => "",
+    };
+    format!("{} commits, {} bytes, {seconds}{as_of}", cell(&lag["commits"]), cell(&lag["bytes"]))
+}
+
+fn retention_text(r: &Value) -> String {
+    if r.is_null() {
+        return "unknown".to_string();
+    }
+    format!("{} ({} bytes / {} commits left)", cell(&r["state"]), cell(&r["bytes_remaining"]), cell(&r["commits_remaining"]))
+}
+
+fn wal_retention_text(w: &Value) -> String {
+    if w.is_null() {
+        return "unknown".to_string();
+    }
+    format!(
+        "{} (keep {} bytes for replicas; {} bytes held from LSN {})",
+        cell(&w["mode"]),
+        cell(&w["wal_keep_bytes"]),
+        cell(&w["retained_bytes"]),
+        cell(&w["oldest_retained_lsn"])
+    )
 }
 
 fn primary_table(d: &Value) -> String {
@@ -108,25 +141,32 @@ fn primary_table(d: &Value) -> String {
         ("cluster id".to_string(), cell(&d["cluster_id"])),
         ("wal shipped bytes".to_string(), cell(&d["wal_shipped_bytes"])),
         ("fence".to_string(), fence_cell(&d["fence"])),
-        ("replicas connected".to_string(), replicas.len().to_string()),
+        ("wal retention".to_string(), wal_retention_text(&d["wal_retention"])),
+        ("replicas known".to_string(), replicas.len().to_string()),
+        ("replicas connected".to_string(), replicas.iter().filter(|r| r["state"] != "disconnected").count().to_string()),
     ];
     let mut out = rows_to_text(&rows);
     if !replicas.is_empty() {
-        let header = ["REPLICA", "PEER", "SESSION", "SENT LSN", "RECEIVED LSN", "VALIDATED LSN", "APPLIED LSN", "APPLIED COMMIT", "LAG COMMITS", "LAG BYTES"];
+        let header = ["NAME", "REPLICA", "ADDRESS", "STATE", "APPLIED LSN", "APPLIED COMMIT", "LAG", "LAST SEEN", "RETENTION"];
         let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_string()).collect()];
         for r in &replicas {
             let rep = &r["reported"];
+            let seen = &r["last_seen"];
+            let last_seen = match seen["seconds_ago"].as_f64() {
+                Some(_) if r["state"] != "disconnected" => format!("now (CommitId {})", cell(&seen["commit_id"])),
+                Some(s) => format!("{s:.0} s ago (CommitId {})", cell(&seen["commit_id"])),
+                None => format!("CommitId {}", cell(&seen["commit_id"])),
+            };
             table.push(vec![
+                cell(&r["name"]),
                 cell(&r["replica_id"]),
-                cell(&r["peer"]),
-                cell(&r["session"]),
-                cell(&r["sent_lsn"]),
-                cell(&rep["received_lsn"]),
-                cell(&rep["validated_lsn"]),
+                cell(&r["address"]),
+                cell(&r["state"]),
                 cell(&rep["applied_lsn"]),
                 cell(&rep["applied_commit_id"]),
-                cell(&r["lag"]["commits"]),
-                cell(&r["lag"]["bytes"]),
+                lag_text(&r["lag"]),
+                last_seen,
+                retention_text(&r["retention"]),
             ]);
         }
         let widths: Vec<usize> = (0..header.len()).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
