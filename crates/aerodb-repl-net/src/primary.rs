@@ -219,6 +219,8 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                 SessionAction::PrepareSnapshot => match ctx.snapshots.snapshot_dir().and_then(|dir| open_served_snapshot(&*ctx.disk, &dir)) {
                     Ok(s) => {
                         let (manifest, sizes) = (s.manifest.clone(), s.sizes());
+                        // Registered first (the hello was accepted), then the cut it will resume from.
+                        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
                         ctx.registry.snapshot_served(id, WalPoint { lsn: s.boundary_lsn, commit_id: s.boundary_commit_id });
                         served = Some(s);
                         session.handle_snapshot_ready(now, manifest, sizes);

@@ -263,10 +263,13 @@ impl ReplicaRegistry {
             }
             self.shipped_bytes.fetch_add(view.shipped_bytes.saturating_sub(r.shipped_bytes), Ordering::Relaxed);
             r.shipped_bytes = view.shipped_bytes;
-            r.session = view.session;
+            // A session that closed shows its last open state (what the disconnect log reports).
+            if !(r.accepted && view.session == "handshake") {
+                r.session = view.session;
+                r.sent_lsn = view.sent_lsn;
+            }
             let report = (view.reported != r.reported).then_some(view.reported).flatten();
             r.reported = view.reported;
-            r.sent_lsn = view.sent_lsn;
             let accepted_now = !r.accepted && view.session != "handshake";
             r.accepted |= accepted_now;
             (accepted_now.then(|| r.clone()), report)
@@ -313,7 +316,7 @@ impl ReplicaRegistry {
         let Some(conn) = self.inner.lock().remove(&id) else { return };
         let code = end.map_or("PRIMARY_STOPPING", SessionEnd::code);
         let Ok(replica) = ReplicaId::parse(&conn.replica_id) else {
-            tracing::info!(address = %conn.peer, reason = code, "replication connection closed before a handshake");
+            tracing::debug!(address = %conn.peer, reason = code, "replication connection closed before a handshake");
             return;
         };
         let name = conn.name.as_deref().unwrap_or(replica.as_str());

@@ -290,7 +290,7 @@ mod tests {
             ("wal applied lsn", "200"),
             ("primary commit id", "unknown"),
             ("replica commit id", "7"),
-            ("lag", "unknown commits, unknown bytes"),
+            ("lag", "unknown commits, unknown bytes, unknown"),
             ("blocking reason", "CONNECTION_LOST (F-N1): closed"),
             ("connection", "disconnected to 127.0.0.1:1 (reconnects 2, handshakes 1)"),
         ] {
@@ -307,13 +307,24 @@ mod tests {
     #[test]
     fn status_table_for_a_primary_has_one_row_per_replica() {
         let env = json!({"api_version": "v1", "notes": [], "data": {"role": "primary", "node_state": "PrimaryActive", "commit_id": 9, "durable_lsn": 900,
-            "replicas": [{"replica_id": "r1", "peer": "p", "session": "streaming", "sent_lsn": 900, "reported": {"received_lsn": 900, "validated_lsn": 900, "applied_lsn": 800, "applied_commit_id": 8}, "lag": {"commits": 1, "bytes": 100}},
-                         {"replica_id": "r2", "peer": "q", "session": "snapshot", "sent_lsn": 0, "reported": null, "lag": null}]}});
+            "replicas": [{"replica_id": "r1", "name": "east", "address": "p", "state": "streaming", "sent_lsn": 900,
+                          "reported": {"received_lsn": 900, "validated_lsn": 900, "applied_lsn": 800, "applied_commit_id": 8},
+                          "lag": {"commits": 1, "bytes": 100, "seconds": 0.25, "as_of": "live"}, "last_seen": {"commit_id": 9, "seconds_ago": 0.0},
+                          "retention": {"state": "reserved", "bytes_remaining": 5000, "commits_remaining": 50}},
+                         {"replica_id": "r2", "name": "west", "address": "q", "state": "disconnected", "sent_lsn": null, "reported": null,
+                          "lag": {"commits": 4, "bytes": 400, "seconds": null, "as_of": "last_known"}, "last_seen": {"commit_id": 5, "seconds_ago": 61.0},
+                          "retention": {"state": "beyond_cap", "bytes_remaining": 0, "commits_remaining": 0}}]}});
         let t = status_text(&env);
         assert_eq!(row(&t, "commit id"), Some("9"), "{t}");
         assert_eq!(row(&t, "durable lsn"), Some("900"), "{t}");
-        assert_eq!(t.lines().filter(|l| l.starts_with("r1 ") || l.starts_with("r2 ")).count(), 2, "{t}");
-        assert!(t.lines().any(|l| l.starts_with("r2") && l.contains("unknown")), "{t}");
+        assert_eq!((row(&t, "replicas known"), row(&t, "replicas connected")), (Some("2"), Some("1")), "{t}");
+        let east = t.lines().find(|l| l.starts_with("east ")).unwrap();
+        assert!(
+            east.contains("r1") && east.contains("1 commits, 100 bytes, 0.250 s (live)") && east.contains("reserved (5000 bytes / 50 commits left)"),
+            "{t}"
+        );
+        let west = t.lines().find(|l| l.starts_with("west ")).unwrap();
+        assert!(west.contains("disconnected") && west.contains("(last known)") && west.contains("61 s ago (CommitId 5)") && west.contains("beyond_cap"), "{t}");
     }
 
     #[test]

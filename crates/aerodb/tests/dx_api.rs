@@ -123,9 +123,9 @@ fn redact(v: &Value, subs: &[(String, &str)]) -> Value {
             Value::String(s)
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| redact(x, subs)).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, x)| (k.clone(), if (k == "peer" || k == "address") && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect())
-        }
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, x)| (k.clone(), if (k == "peer" || k == "address") && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect(),
+        ),
         other => other.clone(),
     }
 }

@@ -179,12 +179,14 @@ fn res_2_registry_survives_a_primary_restart_and_forget_replica_removes_it() {
     assert_eq!(e["state"], "disconnected");
     assert_eq!(e["replica_id"], first["replica_id"]);
     assert_eq!(e["reported"], first["reported"]);
-    assert_eq!(e["connections"], 1);
+    let connections = first["connections"].as_u64().unwrap();
+    assert_eq!(connections, 2, "the snapshot bootstrap, then streaming from its cut");
+    assert_eq!(e["connections"], connections);
     assert_eq!(e["lag"]["as_of"], "last_known");
     assert_eq!(primary.replication()["registry"]["loaded_at_startup"], 1);
     let replica = start_replica(rdir.path(), primary.repl.as_ref().unwrap(), &["--name", "north"], &[]);
     replica.wait_caught_up(c);
-    let back = wait_entry(&primary, "north back", "north", |e| e["state"] == "streaming" && e["connections"] == 2);
+    let back = wait_entry(&primary, "north back", "north", |e| e["state"] == "streaming" && e["connections"] == connections + 1);
     assert_eq!(back["replica_id"], first["replica_id"]);
     assert_eq!(replica.stop(), Some(0));
     wait_entry(&primary, "north disconnected again", "north", |e| e["state"] == "disconnected");
@@ -255,4 +257,23 @@ fn repl_1_protocol_1_replica_is_refused_with_protocol_version() {
     assert!(primary.replication()["replicas"].as_array().unwrap().is_empty(), "a refused replica is not remembered");
     let (status, _) = http("GET", &format!("http://{}/v1/status", primary.dx.as_ref().unwrap()), None);
     assert_eq!(status, 200);
+}
+
+/// RES-4: a `--name` outside its documented format is refused with
+/// `BAD_FLAGS` before anything touches the data directory.
+#[test]
+fn res_4_bad_replica_name_is_refused_before_the_data_directory_is_touched() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("replica");
+    for bad in ["two words", "x".repeat(65).as_str(), "\u{1b}[31mred", "../up"] {
+        let out = std::process::Command::new(repl_support::bin())
+            .args(["replica", "--data-dir", data.to_str().unwrap(), "--primary", "127.0.0.1:1", "--name", bad, "--listen", "127.0.0.1:0", "--dx-listen", "off"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{bad:?}: {stderr}");
+        assert!(stderr.contains("BAD_FLAGS") && stderr.contains("--name"), "{bad:?}: {stderr}");
+        assert!(!stderr.contains("\u{1b}[31mred"), "the bad value is shown escaped: {stderr}");
+        assert!(!data.exists(), "nothing was created for {bad:?}");
+    }
 }
