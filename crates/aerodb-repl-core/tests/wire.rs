@@ -7,7 +7,7 @@
 use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refusal, Refuse, PROTOCOL_VERSION};
 use aerodb_repl_core::ids::{ClusterId, ReplicaId, ReplicaName};
 use aerodb_repl_core::pipeline::ReceivedChunk;
-use aerodb_repl_core::status::{Positions, PrimaryProgress};
+use aerodb_repl_core::status::{Positions, PrimaryProgress, ProgressTimes};
 use aerodb_repl_core::wire::{frame, Frame, FrameDecoder, FrameType, Message, ServeCode, ServeError, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
 use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::Fingerprint;
@@ -49,7 +49,11 @@ fn samples() -> Vec<Message> {
         Message::Wal(ReceivedChunk { start_lsn: 4096, segment_start: Some(header), bytes: Bytes::from_static(b"verbatim wal bytes") }),
         Message::Wal(ReceivedChunk { start_lsn: 5000, segment_start: None, bytes: Bytes::from_static(b"more") }),
         Message::Wal(ReceivedChunk { start_lsn: 0, segment_start: None, bytes: Bytes::new() }),
-        Message::Progress(PrimaryProgress { commit_id: 12, durable_lsn: 3456 }),
+        Message::Progress(PrimaryProgress { commit_id: 12, durable_lsn: 3456 }, ProgressTimes::default()),
+        Message::Progress(
+            PrimaryProgress { commit_id: 12, durable_lsn: 3456 },
+            ProgressTimes { primary_time_ms: 1_700_000_000_500, commit_time_ms: 1_700_000_000_400, next_commit_id: 11, next_commit_time_ms: 1_700_000_000_300 },
+        ),
         Message::Report(Positions { received_lsn: 30, validated_lsn: 20, applied_lsn: 10, applied_commit_id: 2 }),
         Message::SnapshotBegin(Bytes::from_static(b"{\"manifest\":1}")),
         Message::SnapshotChunk { file_index: 3, offset: 1 << 20, bytes: Bytes::from_static(b"piece") },
@@ -86,7 +90,7 @@ fn f_n2_every_message_round_trips_through_a_frame() {
                 assert_eq!(a.segment_start, b.segment_start);
                 assert_eq!(a.bytes, b.bytes);
             }
-            (Message::Progress(a), Message::Progress(b)) => assert_eq!(a, b),
+            (Message::Progress(a, x), Message::Progress(b, y)) => assert_eq!((a, x), (b, y)),
             (Message::Report(a), Message::Report(b)) => assert_eq!(a, b),
             (Message::SnapshotBegin(a), Message::SnapshotBegin(b)) => assert_eq!(a, b),
             (Message::SnapshotChunk { file_index: i1, offset: o1, bytes: b1 }, Message::SnapshotChunk { file_index: i2, offset: o2, bytes: b2 }) => {
@@ -142,7 +146,7 @@ fn f_n2_stream_of_frames_reads_back_in_order_and_truncation_is_an_error() {
 /// reserved byte, an oversize length and a damaged crc are each reported.
 #[test]
 fn f_n2_frame_errors_have_stable_codes() {
-    let good = frame::encode(FrameType::Progress, &[0u8; 16]);
+    let good = frame::encode(FrameType::Progress, &[0u8; 48]);
     let code = |b: &[u8], max: usize| frame::decode(b, max).unwrap_err().code();
     assert_eq!(code(b"GET / HTTP/1.1\r\n\r\n", DEFAULT_MAX_PAYLOAD), "PEER_NOT_AERODB");
     let mut t = good.clone();
@@ -151,7 +155,7 @@ fn f_n2_frame_errors_have_stable_codes() {
     let mut t = good.clone();
     t[3] = 1;
     assert_eq!(code(&t, DEFAULT_MAX_PAYLOAD), "PROTOCOL_ERROR");
-    assert_eq!(code(&good, 15), "FRAME_TOO_LARGE");
+    assert_eq!(code(&good, 47), "FRAME_TOO_LARGE");
     let mut t = good.clone();
     t[FRAME_HEADER_LEN + 3] ^= 1;
     assert_eq!(code(&t, DEFAULT_MAX_PAYLOAD), "FRAME_CHECKSUM");
@@ -188,10 +192,29 @@ fn f_n2_malformed_payloads_are_rejected() {
     p.extend_from_slice(&damaged);
     bad(FrameType::Wal, &p);
     bad(FrameType::Progress, &[0u8; 15]);
-    bad(FrameType::Progress, &[0u8; 17]);
+    bad(FrameType::Progress, &[0u8; 16]); // a protocol-1 PROGRESS
+    bad(FrameType::Progress, &[0u8; 47]);
+    bad(FrameType::Progress, &[0u8; 49]);
     bad(FrameType::Report, &[0u8; 31]);
     bad(FrameType::SnapshotChunk, &[0u8; 11]);
     bad(FrameType::SnapshotEnd, b"x");
+}
+
+/// RES-4: a PROGRESS (protocol version 2) is exactly six u64; its times
+/// are bounded and its next CommitId never beyond its CommitId.
+#[test]
+fn res_4_progress_times_are_validated() {
+    let payload = |fields: [u64; 6]| -> Vec<u8> { fields.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let decode = |fields: [u64; 6]| Message::decode(&Frame { kind: FrameType::Progress, payload: Bytes::from(payload(fields)) });
+    let ok = decode([9, 900, 1_700_000_000_000, 1_699_999_999_000, 7, 1_699_999_998_000]).unwrap();
+    let times =
+        ProgressTimes { primary_time_ms: 1_700_000_000_000, commit_time_ms: 1_699_999_999_000, next_commit_id: 7, next_commit_time_ms: 1_699_999_998_000 };
+    assert_eq!(ok, Message::Progress(PrimaryProgress { commit_id: 9, durable_lsn: 900 }, times));
+    assert!(decode([9, 900, 1 << 54, 0, 0, 0]).is_err(), "primary time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, u64::MAX, 0, 0]).is_err(), "commit time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, 0, 0, (1 << 53) + 1]).is_err(), "next commit time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, 0, 10, 0]).is_err(), "next commit beyond the durable commit");
+    assert!(decode([9, 900, 0, 0, 9, 0]).is_ok());
 }
 
 fn frame_type() -> impl Strategy<Value = FrameType> {

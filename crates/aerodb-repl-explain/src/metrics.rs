@@ -11,7 +11,7 @@ use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
 use aerodb_snapshot::scrub::ScrubStatus;
 
-use crate::facts::{HttpFacts, PrimaryFacts, ReplicaFacts};
+use crate::facts::{HttpFacts, KnownReplicaFacts, PrimaryFacts, RegistryFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
 use crate::views::default_read_inputs;
 
@@ -42,6 +42,15 @@ impl Exposition {
     }
 
     fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.sample_text(name, labels, &value.to_string());
+    }
+
+    /// A sample with a fractional value (seconds).
+    fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.sample_text(name, labels, &value.to_string());
+    }
+
+    fn sample_text(&mut self, name: &str, labels: &[(&str, &str)], value: &str) {
         if labels.is_empty() {
             let _ = writeln!(self.out, "{name} {value}");
         } else {
@@ -153,40 +162,122 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
     scrub_metrics(&mut e, f.scrub.as_ref());
     if let Some(replicas) = &f.replicas {
         e.single("aerodb_replicas_connected", "gauge", "Replica connections open now.", Some(replicas.len() as u64));
-        let reported: Vec<_> = replicas.iter().filter_map(|r| r.reported.map(|p| (r, p))).collect();
-        e.family("aerodb_replica_sent_lsn", "gauge", "LSN the primary has sent a replica up to.");
-        for r in replicas {
-            e.sample("aerodb_replica_sent_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("session", &r.session)], r.sent_lsn);
-        }
-        if !reported.is_empty() {
-            e.family("aerodb_replica_reported_lsn", "gauge", "Positions a replica last reported, per stage (LSN).");
-            for (r, p) in &reported {
-                for (stage, v) in [("received", p.received_lsn), ("validated", p.validated_lsn), ("applied", p.applied_lsn)] {
-                    e.sample("aerodb_replica_reported_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("stage", stage)], v);
-                }
-            }
-            e.family("aerodb_replica_reported_commit_id", "gauge", "CommitId a replica last reported as applied.");
-            for (r, p) in &reported {
-                e.sample("aerodb_replica_reported_commit_id", &[("replica_id", &r.replica_id), ("peer", &r.peer)], p.applied_commit_id);
-            }
-            e.family("aerodb_replica_lag_commits", "gauge", "C_primary minus the replica's reported CommitId.");
-            for (r, p) in &reported {
-                e.sample(
-                    "aerodb_replica_lag_commits",
-                    &[("replica_id", &r.replica_id), ("peer", &r.peer)],
-                    f.applied.commit_id.saturating_sub(p.applied_commit_id),
-                );
-            }
-            e.family("aerodb_replica_lag_bytes", "gauge", "Durable LSN minus the replica's reported applied LSN.");
-            for (r, p) in &reported {
-                e.sample("aerodb_replica_lag_bytes", &[("replica_id", &r.replica_id), ("peer", &r.peer)], f.durable.lsn.saturating_sub(p.applied_lsn));
-            }
-        }
+    }
+    if let Some(policy) = &f.snapshot_policy {
+        e.single("aerodb_wal_keep_bytes", "gauge", "WAL kept for replicas beyond what snapshots need (--wal-keep-bytes, RES-2).", Some(policy.wal_keep_bytes));
+    }
+    e.single(
+        "aerodb_wal_retained_bytes",
+        "gauge",
+        "WAL bytes held: durable LSN minus the first LSN held.",
+        f.segments.first().map(|s| f.durable.lsn.saturating_sub(s.header.start_lsn)),
+    );
+    if let Some(registry) = &f.registry {
+        replica_registry_metrics(&mut e, f, registry);
     }
     if let Some(http) = &f.http {
         http_metrics(&mut e, http);
     }
     e.out
+}
+
+/// Per-replica series of a primary, one set per replica it knows (connected
+/// or not). Labels: `replica_id` and `peer` = the replica's name (its id
+/// when it has none), never its ephemeral address, so a reconnect continues
+/// the same series.
+fn replica_registry_metrics(e: &mut Exposition, f: &PrimaryFacts, registry: &RegistryFacts) {
+    use crate::replicas::{metric_peer, replica_forecast, replica_lag, retention_state_name, seconds, RETENTION_STATES};
+    let rs = &registry.replicas;
+    e.single("aerodb_replicas_known", "gauge", "Replicas this primary remembers (connected or not; at most 128).", Some(rs.len() as u64));
+    if rs.is_empty() {
+        return;
+    }
+    fn labels(r: &KnownReplicaFacts) -> [(&'static str, &str); 2] {
+        [("replica_id", r.known.replica_id.as_str()), ("peer", metric_peer(r))]
+    }
+    let family = |e: &mut Exposition, name: &str, kind: &str, help: &str, value: &dyn Fn(&KnownReplicaFacts) -> Option<u64>| {
+        let rows: Vec<_> = rs.iter().filter_map(|r| value(r).map(|v| (labels(r), v))).collect();
+        if rows.is_empty() {
+            return;
+        }
+        e.family(name, kind, help);
+        for (l, v) in rows {
+            e.sample(name, &l, v);
+        }
+    };
+    family(e, "aerodb_replica_connected", "gauge", "1 while the replica has a connection past its handshake, else 0.", &|r| {
+        Some(u64::from(r.connection.is_some()))
+    });
+    family(e, "aerodb_replica_connections_total", "counter", "Connections accepted from the replica (kept across restarts).", &|r| Some(r.known.connections));
+    family(e, "aerodb_replica_sent_lsn", "gauge", "LSN the primary has sent the replica up to (connected replicas).", &|r| {
+        r.connection.as_ref().map(|c| c.sent_lsn)
+    });
+    family(e, "aerodb_replica_reported_commit_id", "gauge", "CommitId the replica last reported as applied.", &|r| {
+        r.known.reported.map(|p| p.applied_commit_id)
+    });
+    family(
+        e,
+        "aerodb_replica_lag_commits",
+        "gauge",
+        "C_primary minus the CommitId the replica last stated (live while connected, last-known otherwise).",
+        &|r| replica_lag(f, r).0,
+    );
+    family(e, "aerodb_replica_lag_bytes", "gauge", "Durable LSN minus the LSN the replica last stated.", &|r| replica_lag(f, r).1);
+    family(e, "aerodb_replica_last_seen_commit_id", "gauge", "C_primary when the replica was last heard from.", &|r| Some(r.known.last_seen_commit_id));
+    family(
+        e,
+        "aerodb_replica_retention_bytes_remaining",
+        "gauge",
+        "WAL bytes the primary may still write before the replica falls behind --wal-keep-bytes (RES-2).",
+        &|r| replica_forecast(f, r).and_then(|x| x.bytes_remaining),
+    );
+    family(
+        e,
+        "aerodb_replica_retention_commits_remaining",
+        "gauge",
+        "The same in commits (estimated at the average record size since the replica's position).",
+        &|r| replica_forecast(f, r).and_then(|x| x.commits_remaining),
+    );
+    let reported: Vec<_> = rs.iter().filter_map(|r| r.known.reported.map(|p| (labels(r), p))).collect();
+    if !reported.is_empty() {
+        e.family("aerodb_replica_reported_lsn", "gauge", "Positions the replica last reported, per stage (LSN).");
+        for ([l1, l2], p) in &reported {
+            for (stage, v) in [("received", p.received_lsn), ("validated", p.validated_lsn), ("applied", p.applied_lsn)] {
+                e.sample("aerodb_replica_reported_lsn", &[*l1, *l2, ("stage", stage)], v);
+            }
+        }
+    }
+    let lag_s: Vec<_> = rs.iter().filter_map(|r| replica_lag(f, r).2.map(|ms| (labels(r), ms))).collect();
+    if !lag_s.is_empty() {
+        e.family(
+            "aerodb_replica_lag_seconds",
+            "gauge",
+            "Age of the oldest commit the replica has not applied, on the primary's clock (0 when caught up; observability only, REPL-10).",
+        );
+        for (l, ms) in &lag_s {
+            e.sample_f64("aerodb_replica_lag_seconds", l, seconds(*ms));
+        }
+    }
+    if let Some(now) = f.now_ms {
+        e.family("aerodb_replica_last_seen_seconds", "gauge", "Seconds since the replica was last heard from (0 while connected).");
+        for r in rs {
+            let ms = if r.connection.is_some() { 0 } else { now.saturating_sub(r.known.last_seen_ms) };
+            e.sample_f64("aerodb_replica_last_seen_seconds", &labels(r), seconds(ms));
+        }
+    }
+    let states: Vec<_> = rs.iter().filter_map(|r| replica_forecast(f, r).map(|x| (labels(r), x.state))).collect();
+    if !states.is_empty() {
+        e.family(
+            "aerodb_replica_retention_state",
+            "gauge",
+            "1 for where the replica stands against WAL retention (reserved, beyond_cap, lost, unknown), 0 for the others.",
+        );
+        for ([l1, l2], state) in &states {
+            for s in RETENTION_STATES {
+                e.sample("aerodb_replica_retention_state", &[*l1, *l2, ("state", retention_state_name(s))], u64::from(*state == s));
+            }
+        }
+    }
 }
 
 /// The HTTP surfaces' bounds and usage (RES-3), same on every role.
@@ -242,6 +333,20 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
         "gauge",
         "Reported primary durable LSN minus the applied LSN.",
         o.primary.filter(|_| known).map(|p| p.durable_lsn.saturating_sub(o.positions.applied_lsn)),
+    );
+    if let Some(ms) = o.lag_ms.filter(|_| known) {
+        e.family(
+            "aerodb_replication_lag_seconds",
+            "gauge",
+            "Age of the oldest commit not applied yet, on the primary's clock (0 when caught up; observability only, REPL-10).",
+        );
+        e.sample_f64("aerodb_replication_lag_seconds", &[], crate::replicas::seconds(ms));
+    }
+    e.single(
+        "aerodb_replication_lag_live",
+        "gauge",
+        "1 when the lag figures are live (streaming), 0 when they are the last known (the primary is not streaming to this replica now).",
+        o.primary.map(|_| u64::from(o.lag_is_live())),
     );
     e.single("aerodb_replica_reconnects_total", "counter", "Reconnections since start.", Some(o.reconnects));
     e.single("aerodb_replica_handshakes_total", "counter", "Successful handshakes since start.", Some(o.handshakes));

@@ -16,12 +16,13 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// WAL retention policy.
+/// WAL retention policy (RES-2): what is kept before the oldest retained
+/// snapshot, always within `--wal-keep-bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WalRetention {
-    /// Keep every WAL segment (default).
+    /// Keep every WAL segment within --wal-keep-bytes of the end (default).
     All,
-    /// Remove segments wholly before the oldest retained snapshot.
+    /// Before the oldest retained snapshot, keep only what known replicas still need (within --wal-keep-bytes).
     AfterOldestSnapshot,
 }
 
@@ -49,9 +50,16 @@ pub struct WriterFlags {
     /// Take a snapshot each time this many WAL bytes were written since the last one (0 = never).
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     pub snapshot_every_bytes: u64,
-    /// Whether WAL wholly before the oldest retained snapshot may be removed.
+    /// What WAL before the oldest retained snapshot is kept: `all` (everything within --wal-keep-bytes) or
+    /// `after-oldest-snapshot` (only what known replicas still need, within --wal-keep-bytes). WAL a snapshot
+    /// needs for recovery is always kept.
     #[arg(long, value_enum, default_value_t = WalRetention::All)]
     pub wal_retention: WalRetention,
+    /// Cap on WAL kept for replicas beyond what snapshots need, counted back from the durable end (RES-2). A
+    /// replica further behind loses its WAL at the next retention pass (after a snapshot) and is answered
+    /// WAL_UNAVAILABLE; /v1/replication shows per replica how many bytes and commits remain before that.
+    #[arg(long, default_value_t = aerodb_snapshot::DEFAULT_WAL_KEEP_BYTES)]
+    pub wal_keep_bytes: u64,
     /// Bounds of the HTTP surfaces.
     #[command(flatten)]
     pub http: HttpFlags,
@@ -166,6 +174,10 @@ pub enum Command {
         /// Replication address replicas connect to.
         #[arg(long, default_value = "127.0.0.1:7701")]
         repl_listen: String,
+        /// Explicit operator action: forget a replica the primary remembers (by replica id or --name; repeatable).
+        /// Its WAL is no longer held and it leaves /v1/replication; it is remembered again if it reconnects.
+        #[arg(long, value_name = "ID_OR_NAME")]
+        forget_replica: Vec<String>,
     },
     /// Run a node with replication disabled.
     Standalone {
@@ -178,9 +190,13 @@ pub enum Command {
         /// Data directory.
         #[arg(long)]
         data_dir: PathBuf,
-        /// The primary's replication address.
+        /// The primary's replication address (its --repl-listen, e.g. 127.0.0.1:7701).
         #[arg(long)]
         primary: String,
+        /// This replica's name, shown by the primary (like PostgreSQL's application_name): 1-64 ASCII letters,
+        /// digits, '.', '_' or '-'. Default: the replica id.
+        #[arg(long)]
+        name: Option<String>,
         /// Client API address.
         #[arg(long, default_value = "127.0.0.1:7710")]
         listen: String,

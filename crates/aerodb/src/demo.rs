@@ -217,12 +217,14 @@ fn write_range_with(primary: &DemoNode, from: u64, to: u64, label: Option<&str>,
 
 fn lag_line(name: &str, v: &Value) -> String {
     format!(
-        "   {name:<10} state={:<13} C_replica={:<6} C_primary={:<6} lag: {} commits, {} bytes  reconnects={}",
+        "   {name:<10} state={:<13} C_replica={:<6} C_primary={:<6} lag: {} commits, {} bytes, {} s ({})  reconnects={}",
         v["replica_state"].as_str().unwrap_or("?"),
         v["replica_commit_id"],
         v["primary_commit_id"],
         v["lag"]["commits"],
         v["lag"]["bytes"],
+        v["lag"]["seconds"],
+        v["lag"]["as_of"].as_str().unwrap_or("unknown"),
         v["connection"]["reconnects"]
     )
 }
@@ -249,10 +251,10 @@ fn wait_view(node: &DemoNode, what: &str, pred: impl Fn(&Value) -> bool) -> Resu
     }
 }
 
-fn replica_args(dir: &Path, primary_repl: &str, bootstrap: &str) -> Vec<String> {
+fn replica_args(name: &str, dir: &Path, primary_repl: &str, bootstrap: &str) -> Vec<String> {
     let mut a = s(&["replica", "--data-dir"]);
     a.push(dir.display().to_string());
-    a.extend(s(&["--primary", primary_repl, "--listen", "127.0.0.1:0", "--dx-listen", "127.0.0.1:0", "--bootstrap", bootstrap]));
+    a.extend(s(&["--primary", primary_repl, "--name", name, "--listen", "127.0.0.1:0", "--dx-listen", "127.0.0.1:0", "--bootstrap", bootstrap]));
     a
 }
 
@@ -303,8 +305,8 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     say(&format!("   primary is at CommitId {c1}"));
 
     step(3, "start replica-a (bootstrap from WAL) and replica-b (bootstrap from a snapshot)");
-    let mut a = DemoNode::start("replica-a", replica_args(&dir("replica-a"), &repl, "wal"), &root.join("replica-a.log"))?;
-    let b = DemoNode::start("replica-b", replica_args(&dir("replica-b"), &repl, "snapshot"), &root.join("replica-b.log"))?;
+    let mut a = DemoNode::start("replica-a", replica_args("replica-a", &dir("replica-a"), &repl, "wal"), &root.join("replica-a.log"))?;
+    let b = DemoNode::start("replica-b", replica_args("replica-b", &dir("replica-b"), &repl, "snapshot"), &root.join("replica-b.log"))?;
     wait_view(&a, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
     let vb = wait_view(&b, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
     say(&format!(

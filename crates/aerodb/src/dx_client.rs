@@ -67,7 +67,7 @@ fn replica_table(d: &Value) -> String {
         ("wal validated lsn".to_string(), cell(&d["wal_validated_lsn"])),
         ("wal applied lsn".to_string(), cell(&d["wal_applied_lsn"])),
         ("primary durable lsn".to_string(), cell(&d["primary_durable_lsn"])),
-        ("lag".to_string(), format!("{} commits, {} bytes", cell(&lag["commits"]), cell(&lag["bytes"]))),
+        ("lag".to_string(), lag_text(lag)),
         ("history horizon".to_string(), cell(&d["history_horizon"])),
         (
             "bootstrap".to_string(),
@@ -93,8 +93,41 @@ fn replica_table(d: &Value) -> String {
         ("state digest".to_string(), cell(&d["state_digest"])),
         ("cluster id".to_string(), cell(&d["cluster_id"])),
         ("replica id".to_string(), cell(&d["replica_id"])),
+        ("name".to_string(), cell(&d["name"])),
     ];
     rows_to_text(&rows)
+}
+
+/// `5 commits, 812 bytes, 1.2 s (live)`; `(last known)` when the numbers
+/// are not live.
+fn lag_text(lag: &Value) -> String {
+    let seconds = lag["seconds"].as_f64().map_or("unknown".to_string(), |s| format!("{s:.3} s"));
+    let as_of = match lag["as_of"].as_str() {
+        Some("live") => " (live)",
+        Some("last_known") => " (last known)",
+        _ => "",
+    };
+    format!("{} commits, {} bytes, {seconds}{as_of}", cell(&lag["commits"]), cell(&lag["bytes"]))
+}
+
+fn retention_text(r: &Value) -> String {
+    if r.is_null() {
+        return "unknown".to_string();
+    }
+    format!("{} ({} bytes / {} commits left)", cell(&r["state"]), cell(&r["bytes_remaining"]), cell(&r["commits_remaining"]))
+}
+
+fn wal_retention_text(w: &Value) -> String {
+    if w.is_null() {
+        return "unknown".to_string();
+    }
+    format!(
+        "{} (keep {} bytes for replicas; {} bytes held from LSN {})",
+        cell(&w["mode"]),
+        cell(&w["wal_keep_bytes"]),
+        cell(&w["retained_bytes"]),
+        cell(&w["oldest_retained_lsn"])
+    )
 }
 
 fn primary_table(d: &Value) -> String {
@@ -108,25 +141,32 @@ fn primary_table(d: &Value) -> String {
         ("cluster id".to_string(), cell(&d["cluster_id"])),
         ("wal shipped bytes".to_string(), cell(&d["wal_shipped_bytes"])),
         ("fence".to_string(), fence_cell(&d["fence"])),
-        ("replicas connected".to_string(), replicas.len().to_string()),
+        ("wal retention".to_string(), wal_retention_text(&d["wal_retention"])),
+        ("replicas known".to_string(), replicas.len().to_string()),
+        ("replicas connected".to_string(), replicas.iter().filter(|r| r["state"] != "disconnected").count().to_string()),
     ];
     let mut out = rows_to_text(&rows);
     if !replicas.is_empty() {
-        let header = ["REPLICA", "PEER", "SESSION", "SENT LSN", "RECEIVED LSN", "VALIDATED LSN", "APPLIED LSN", "APPLIED COMMIT", "LAG COMMITS", "LAG BYTES"];
+        let header = ["NAME", "REPLICA", "ADDRESS", "STATE", "APPLIED LSN", "APPLIED COMMIT", "LAG", "LAST SEEN", "RETENTION"];
         let mut table: Vec<Vec<String>> = vec![header.iter().map(|h| (*h).to_string()).collect()];
         for r in &replicas {
             let rep = &r["reported"];
+            let seen = &r["last_seen"];
+            let last_seen = match seen["seconds_ago"].as_f64() {
+                Some(_) if r["state"] != "disconnected" => format!("now (CommitId {})", cell(&seen["commit_id"])),
+                Some(s) => format!("{s:.0} s ago (CommitId {})", cell(&seen["commit_id"])),
+                None => format!("CommitId {}", cell(&seen["commit_id"])),
+            };
             table.push(vec![
+                cell(&r["name"]),
                 cell(&r["replica_id"]),
-                cell(&r["peer"]),
-                cell(&r["session"]),
-                cell(&r["sent_lsn"]),
-                cell(&rep["received_lsn"]),
-                cell(&rep["validated_lsn"]),
+                cell(&r["address"]),
+                cell(&r["state"]),
                 cell(&rep["applied_lsn"]),
                 cell(&rep["applied_commit_id"]),
-                cell(&r["lag"]["commits"]),
-                cell(&r["lag"]["bytes"]),
+                lag_text(&r["lag"]),
+                last_seen,
+                retention_text(&r["retention"]),
             ]);
         }
         let widths: Vec<usize> = (0..header.len()).map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0)).collect();
@@ -250,7 +290,7 @@ mod tests {
             ("wal applied lsn", "200"),
             ("primary commit id", "unknown"),
             ("replica commit id", "7"),
-            ("lag", "unknown commits, unknown bytes"),
+            ("lag", "unknown commits, unknown bytes, unknown"),
             ("blocking reason", "CONNECTION_LOST (F-N1): closed"),
             ("connection", "disconnected to 127.0.0.1:1 (reconnects 2, handshakes 1)"),
         ] {
@@ -267,13 +307,24 @@ mod tests {
     #[test]
     fn status_table_for_a_primary_has_one_row_per_replica() {
         let env = json!({"api_version": "v1", "notes": [], "data": {"role": "primary", "node_state": "PrimaryActive", "commit_id": 9, "durable_lsn": 900,
-            "replicas": [{"replica_id": "r1", "peer": "p", "session": "streaming", "sent_lsn": 900, "reported": {"received_lsn": 900, "validated_lsn": 900, "applied_lsn": 800, "applied_commit_id": 8}, "lag": {"commits": 1, "bytes": 100}},
-                         {"replica_id": "r2", "peer": "q", "session": "snapshot", "sent_lsn": 0, "reported": null, "lag": null}]}});
+            "replicas": [{"replica_id": "r1", "name": "east", "address": "p", "state": "streaming", "sent_lsn": 900,
+                          "reported": {"received_lsn": 900, "validated_lsn": 900, "applied_lsn": 800, "applied_commit_id": 8},
+                          "lag": {"commits": 1, "bytes": 100, "seconds": 0.25, "as_of": "live"}, "last_seen": {"commit_id": 9, "seconds_ago": 0.0},
+                          "retention": {"state": "reserved", "bytes_remaining": 5000, "commits_remaining": 50}},
+                         {"replica_id": "r2", "name": "west", "address": "q", "state": "disconnected", "sent_lsn": null, "reported": null,
+                          "lag": {"commits": 4, "bytes": 400, "seconds": null, "as_of": "last_known"}, "last_seen": {"commit_id": 5, "seconds_ago": 61.0},
+                          "retention": {"state": "beyond_cap", "bytes_remaining": 0, "commits_remaining": 0}}]}});
         let t = status_text(&env);
         assert_eq!(row(&t, "commit id"), Some("9"), "{t}");
         assert_eq!(row(&t, "durable lsn"), Some("900"), "{t}");
-        assert_eq!(t.lines().filter(|l| l.starts_with("r1 ") || l.starts_with("r2 ")).count(), 2, "{t}");
-        assert!(t.lines().any(|l| l.starts_with("r2") && l.contains("unknown")), "{t}");
+        assert_eq!((row(&t, "replicas known"), row(&t, "replicas connected")), (Some("2"), Some("1")), "{t}");
+        let east = t.lines().find(|l| l.starts_with("east ")).unwrap();
+        assert!(
+            east.contains("r1") && east.contains("1 commits, 100 bytes, 0.250 s (live)") && east.contains("reserved (5000 bytes / 50 commits left)"),
+            "{t}"
+        );
+        let west = t.lines().find(|l| l.starts_with("west ")).unwrap();
+        assert!(west.contains("disconnected") && west.contains("(last known)") && west.contains("61 s ago (CommitId 5)") && west.contains("beyond_cap"), "{t}");
     }
 
     #[test]

@@ -65,13 +65,15 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
-fn primary_options(flags: WriterFlags, repl_listen: Option<String>) -> PrimaryOptions {
+fn primary_options(flags: WriterFlags, repl_listen: Option<String>, forget_replicas: Vec<String>) -> PrimaryOptions {
     let mut opts = PrimaryOptions::new(flags.data_dir);
     opts.listen = flags.listen;
     opts.dx_listen = (flags.dx_listen != "off").then_some(flags.dx_listen);
     opts.repl_listen = repl_listen;
     opts.snapshot_every_bytes = flags.snapshot_every_bytes;
     opts.wal_retention_after_snapshot = flags.wal_retention == WalRetention::AfterOldestSnapshot;
+    opts.wal_keep_bytes = flags.wal_keep_bytes;
+    opts.forget_replicas = forget_replicas;
     opts.http = flags.http.limits();
     opts.segment_target_bytes = flags.wal_segment_bytes;
     let d = &flags.durability;
@@ -105,10 +107,12 @@ fn main() {
     let cli = Cli::parse();
     init_tracing();
     let code = match cli.command {
-        Command::Primary { node, repl_listen } => run_node(node::run_primary(primary_options(node, Some(repl_listen)), Role::Primary)),
-        Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None), Role::Standalone)),
+        Command::Primary { node, repl_listen, forget_replica } => {
+            run_node(node::run_primary(primary_options(node, Some(repl_listen), forget_replica), Role::Primary))
+        }
+        Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None, Vec::new()), Role::Standalone)),
         #[cfg(feature = "replication")]
-        Command::Replica { data_dir, primary, listen, dx_listen, bootstrap, rebootstrap, http, scrub } => {
+        Command::Replica { data_dir, primary, name, listen, dx_listen, bootstrap, rebootstrap, http, scrub } => {
             let method = match bootstrap {
                 cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
                 cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
@@ -117,6 +121,7 @@ fn main() {
             run_node(replica_node::run_replica(replica_node::ReplicaOptions {
                 data_dir,
                 primary,
+                name,
                 listen,
                 dx_listen,
                 bootstrap: method,

@@ -41,8 +41,13 @@ pub struct PrimaryOptions {
     pub repl_listen: Option<String>,
     /// Take a snapshot every N bytes of WAL (0 = never).
     pub snapshot_every_bytes: u64,
-    /// Whether WAL wholly before the oldest snapshot may be removed.
+    /// `--wal-retention after-oldest-snapshot`: before the oldest snapshot
+    /// keep only what known replicas need (within the cap).
     pub wal_retention_after_snapshot: bool,
+    /// `--wal-keep-bytes` (RES-2).
+    pub wal_keep_bytes: u64,
+    /// `--forget-replica` ids or names (primary only).
+    pub forget_replicas: Vec<String>,
     /// Target segment size.
     pub segment_target_bytes: u64,
     /// Input limits.
@@ -67,6 +72,8 @@ impl PrimaryOptions {
             repl_listen: Some("127.0.0.1:7701".into()),
             snapshot_every_bytes: 0,
             wal_retention_after_snapshot: false,
+            wal_keep_bytes: aerodb_snapshot::DEFAULT_WAL_KEEP_BYTES,
+            forget_replicas: Vec::new(),
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
             http: HttpLimits::default(),
@@ -104,6 +111,10 @@ pub struct OpenedPrimary {
     /// The fence `--lift-fence` removed at this startup.
     #[cfg(feature = "replication")]
     pub fence_lifted: Option<aerodb_repl_core::fence::Fence>,
+    /// The replicas this primary knows (persisted registry, RES-2 holds);
+    /// None on a standalone node.
+    #[cfg(feature = "replication")]
+    pub replicas: Option<Arc<aerodb_repl_net::ReplicaRegistry>>,
     /// Background re-verification (CORE-6).
     pub scrub: Arc<ScrubHandle>,
     /// The options it was opened with.
@@ -191,10 +202,26 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         .map_err(|e| StartupError::Other(format!("cannot start the durable mark writer: {e}")))?;
     let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()), opts.gc)
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
-    let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
+    let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot).with_wal_keep_bytes(opts.wal_keep_bytes);
     let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();
     let snapshots = SnapshotScheduler::start(disk.clone(), dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
         .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
+    #[cfg(feature = "replication")]
+    let replicas = match role {
+        Role::Primary => {
+            let known_after = engine.durable().current().commit_id;
+            let registry = Arc::new(aerodb_repl_net::ReplicaRegistry::open(disk.clone(), dir.root().to_path_buf(), known_after, &opts.forget_replicas));
+            // RES-2: retention keeps what known replicas still need, within --wal-keep-bytes.
+            snapshots.set_wal_holds(registry.clone());
+            Some(registry)
+        }
+        _ => {
+            if !opts.forget_replicas.is_empty() {
+                tracing::info!("--forget-replica: a standalone node serves no replicas");
+            }
+            None
+        }
+    };
     log_snapshots_held(&snapshots);
     let engine = Arc::new(engine);
     let snapshots = Arc::new(snapshots);
@@ -210,6 +237,8 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         fence,
         #[cfg(feature = "replication")]
         fence_lifted,
+        #[cfg(feature = "replication")]
+        replicas,
         scrub,
         options: opts.clone(),
         marker,

@@ -1,5 +1,5 @@
 //! Starting the primary's replication endpoint (`--repl-listen`): wires
-//! the primary's WAL, snapshot scheduler and fence into
+//! the primary's WAL, snapshot scheduler, fence and replica registry into
 //! `aerodb_repl_net::PrimaryServer`.
 
 use std::net::TcpListener;
@@ -20,7 +20,8 @@ pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, Startu
     let bound = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound repl address: {e}")))?;
     let cluster_id = ClusterId::parse(&opened.identity.cluster_id).map_err(|e| StartupError::Other(format!("identity.json: {e}")))?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
-    let wal = PrimaryWal::new(cluster_id.clone(), disk.clone(), opened.engine.segments().clone(), opened.engine.durable().clone());
+    let wal = PrimaryWal::new(cluster_id.clone(), disk.clone(), opened.engine.segments().clone(), opened.engine.durable().clone())
+        .with_wal_keep_bytes(opened.options.wal_keep_bytes);
     let ctx = PrimaryContext {
         cluster_id,
         wal,
@@ -29,7 +30,7 @@ pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, Startu
         // exists, serialised with its own snapshotting and retention.
         snapshots: opened.snapshots.clone(),
         fence: opened.fence.clone(),
-        registry: Arc::new(ReplicaRegistry::default()),
+        registry: opened.replicas.clone().unwrap_or_else(|| Arc::new(ReplicaRegistry::default())),
     };
     let server = PrimaryServer::serve(listener, ctx, PrimaryServerConfig::default())
         .map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use aerodb_mvcc::{AppliedState, ClientOp, ReadView, WriteLimits};
 use aerodb_repl_core::halt::Reason;
-use aerodb_repl_core::ids::ReplicaId;
+use aerodb_repl_core::ids::{ReplicaId, ReplicaName};
 use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
 use aerodb_repl_core::status::ReplicaObserved;
@@ -38,6 +38,8 @@ pub struct ReplicaOptions {
     pub data_dir: PathBuf,
     /// Primary replication address.
     pub primary: String,
+    /// `--name` as given (validated before anything touches the data directory).
+    pub name: Option<String>,
     /// Client API address.
     pub listen: String,
     /// DX API address (None = disabled).
@@ -222,11 +224,16 @@ fn start_scrub(disk: Arc<dyn Disk>, opts: &ReplicaOptions, handle: &Arc<ReplicaH
 /// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &WriteLimits::default())?;
+    let name = match &opts.name {
+        Some(n) => Some(ReplicaName::parse(n).map_err(|e| StartupError::BadFlags(format!("--name: {e}")))?),
+        None => None,
+    };
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let (lock, metadata) = open_dir(&*disk, &opts)?;
     let new_replica_id = ReplicaId::parse(&random_hex_id()?).map_err(|e| StartupError::Other(e.to_string()))?;
     let seed = u64::from_str_radix(&random_hex_id()?[..16], 16).unwrap_or(0);
     let mut runtime_options = RuntimeOptions::new(opts.data_dir.clone(), opts.primary.clone(), opts.bootstrap, new_replica_id, seed);
+    runtime_options.name = name;
     // Initialised on disk: the replica says so from the first moment, even
     // while a long recovery runs (ReplicaActive, not Uninitialized).
     runtime_options.recorded = metadata;

@@ -109,7 +109,8 @@ fn assert_explanation(e: &Value, ty: &str) {
     assert!(e["conclusion"].is_object());
 }
 
-/// Replaces run-specific substrings everywhere, and blanks `peer` addresses.
+/// Replaces run-specific substrings everywhere, and blanks `peer` and
+/// `address` (a replica's ephemeral port).
 fn redact(v: &Value, subs: &[(String, &str)]) -> Value {
     match v {
         Value::String(s) => {
@@ -122,9 +123,9 @@ fn redact(v: &Value, subs: &[(String, &str)]) -> Value {
             Value::String(s)
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| redact(x, subs)).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, x)| (k.clone(), if k == "peer" && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect())
-        }
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, x)| (k.clone(), if (k == "peer" || k == "address") && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -496,7 +497,7 @@ fn f_o1_dx_answers_during_failure_with_what_is_known() {
     let view = replica.wait_replication("blocked on CONNECT_FAILED", |v| v["blocking_reason"]["code"] == "CONNECT_FAILED");
     assert!(view["replica_commit_id"].is_null() && view["wal_applied_lsn"].is_null() && view["primary_commit_id"].is_null(), "{view}");
     assert_eq!(view["read_safety"], "unsafe");
-    assert_eq!(view["lag"], json!({"commits": null, "bytes": null}));
+    assert_eq!(view["lag"], json!({"commits": null, "bytes": null, "seconds": null, "as_of": null}));
 
     for path in PATHS.iter().filter(|p| **p != "/metrics") {
         let env = envelope(&replica, path);

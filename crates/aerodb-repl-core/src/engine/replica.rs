@@ -16,12 +16,13 @@ use aerodb_wal::{ChainTip, Lsn};
 
 use super::backoff::Backoff;
 use super::{ConnId, Millis};
+use crate::commit_times::LagClock;
 use crate::halt::{Blocked, Halt, StorageOp};
 use crate::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 use crate::metadata::{BootstrapMethod, ReplicaMetadata};
 use crate::pipeline::{PersistWork, PipelineError, StreamState, ValidatedRecord};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::replica::{BootstrapError, ReadyInfo};
 use crate::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
 use crate::status::ReplicaObserved;
@@ -264,6 +265,9 @@ pub struct ReplicaEngine {
     stream: Option<StreamState>,
     link: Option<Link>,
     primary: Option<PrimaryProgress>,
+    /// The primary's commit times from PROGRESS (lag in seconds; REPL-10:
+    /// observability only).
+    lag: LagClock,
     backoff: Backoff,
     next_conn: ConnId,
     /// Storage actions (other than Apply) emitted and not yet completed.
@@ -291,6 +295,7 @@ impl ReplicaEngine {
             stream: None,
             link: None,
             primary: None,
+            lag: LagClock::default(),
             backoff,
             next_conn: 1,
             disk_inflight: 0,
@@ -363,6 +368,7 @@ impl ReplicaEngine {
             reconnects: self.machine.reconnects(),
             positions: self.positions(),
             primary: self.primary,
+            lag_ms: self.lag.lag_ms(self.positions().applied_commit_id, self.primary),
             metadata: self.metadata.clone(),
             replica_id: self.replica_id().clone(),
             name: self.config.name.clone(),
@@ -707,7 +713,7 @@ impl ReplicaEngine {
                     self.end_link(now, Blocked::Refused { refuse, request });
                 }
             }
-            (LinkPhase::Streaming, Message::Progress(p)) => self.on_progress(now, p),
+            (LinkPhase::Streaming, Message::Progress(p, times)) => self.on_progress(now, p, times),
             (LinkPhase::Streaming, Message::Wal(chunk)) => self.on_wal(now, chunk),
             (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => {
                 if let Some(link) = self.link.as_mut() {
@@ -777,13 +783,14 @@ impl ReplicaEngine {
         }
     }
 
-    fn on_progress(&mut self, now: Millis, p: PrimaryProgress) {
+    fn on_progress(&mut self, now: Millis, p: PrimaryProgress, times: ProgressTimes) {
         if let Some(last) = self.primary {
             if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
                 return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
             }
         }
         self.primary = Some(p);
+        self.lag.on_progress(p, times, self.positions().applied_commit_id);
         self.version += 1;
     }
 
