@@ -358,8 +358,6 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let cluster_id = opened.identity.cluster_id.clone();
     #[cfg(feature = "replication")]
     let mut replication: Option<aerodb_repl_net::PrimaryServer> = None;
-    #[cfg(not(feature = "replication"))]
-    let replication: Option<()> = None;
     let http = NodeHttp::new(opts.http);
     // Waiting reads are woken by the store itself after each commit.
     let _ = engine.store().set_applied_observer(http.applied.observer());
@@ -415,6 +413,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         Ok::<(), StartupError>(())
     })?;
     // Stops accepting replicas and ends every session before the data directory is released.
+    #[cfg(feature = "replication")]
     drop(replication);
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     opened.close();
