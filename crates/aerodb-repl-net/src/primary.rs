@@ -212,7 +212,9 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
             conn_ctx.registry.remove(id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
-            tracing::info!(%peer, end = ?end, "replication connection closed");
+            // Structured (JSON), not Rust Debug formatting.
+            let end = end.map_or_else(|| "stopped".to_string(), |e| serde_json::to_string(&e).unwrap_or_default());
+            tracing::info!(%peer, %end, "replication connection closed");
         });
         if let Err(e) = spawned {
             ctx.registry.open.fetch_sub(1, Ordering::SeqCst);

@@ -158,7 +158,8 @@ impl SnapshotScheduler {
         };
         tracing::info!(
             every_bytes = policy.snapshot_every_bytes,
-            wal_retention = policy.wal_retention_after_snapshot,
+            // The flag's own values (`--wal-retention all|after-oldest-snapshot`), not a bool.
+            wal_retention = if policy.wal_retention_after_snapshot { "after-oldest-snapshot" } else { "all" },
             keep = policy.keep,
             "snapshot scheduler started"
         );
@@ -360,7 +361,7 @@ fn retire_into(
         source: std::io::Error::other(e.to_string()),
     })?;
     if !gone.is_empty() {
-        tracing::info!(before_lsn = lsn, segments = ?gone, "removed WAL segments wholly before the oldest snapshot");
+        tracing::info!(before_lsn = lsn, segments = %gone.join(", "), "removed WAL segments wholly before the oldest snapshot");
         removed.extend(gone);
     }
     Ok(())

@@ -747,7 +747,8 @@ impl ReplicaEngine {
             (None, BootstrapMethod::Snapshot) => None,
         };
         if accept.start_lsn != expected_start {
-            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {:?}, the replica asked for {expected_start:?}", accept.start_lsn));
+            let lsn = |l: Option<Lsn>| l.map_or_else(|| "a snapshot session".to_string(), |l| format!("LSN {l}"));
+            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {}, the replica asked for {}", lsn(accept.start_lsn), lsn(expected_start)));
         }
         self.primary = Some(progress);
         let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
@@ -780,7 +781,14 @@ impl ReplicaEngine {
     fn on_progress(&mut self, now: Millis, p: PrimaryProgress) {
         if let Some(last) = self.primary {
             if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
-                return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
+                return self.protocol_error(
+                    now,
+                    "Progress",
+                    format!(
+                        "primary progress went backwards: CommitId {} durable LSN {} then CommitId {} durable LSN {}",
+                        last.commit_id, last.durable_lsn, p.commit_id, p.durable_lsn
+                    ),
+                );
             }
         }
         self.primary = Some(p);
@@ -860,7 +868,12 @@ impl ReplicaEngine {
         }
         self.start_stream(&info);
         self.transfer_inflight = 0;
-        tracing::info!(method = ?info.metadata.bootstrap.method, commit_id = info.metadata.bootstrap.boundary_commit_id, lsn = info.metadata.bootstrap.boundary_lsn, "bootstrap committed");
+        tracing::info!(
+            method = info.metadata.bootstrap.method.as_str(),
+            commit_id = info.metadata.bootstrap.boundary_commit_id,
+            lsn = info.metadata.bootstrap.boundary_lsn,
+            "bootstrap committed"
+        );
         let phase = self.link.as_ref().map(|l| l.phase);
         match phase {
             Some(LinkPhase::InstallingGenesis) => {
