@@ -13,10 +13,10 @@ use aerodb_wal::disk::{Disk, OsDisk};
 use crate::error::StartupError;
 use crate::node::{announce, OpenedPrimary};
 
-/// Binds the replication port (printing `listening repl ADDR`) and serves
-/// replicas on background threads.
-pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, StartupError> {
-    let listener = TcpListener::bind(addr).map_err(|e| StartupError::Other(format!("cannot bind repl address {addr}: {e}")))?;
+/// Serves replicas on the (early-bound) replication listener on
+/// background threads, printing `listening repl ADDR`.
+pub fn start(listener: TcpListener, opened: &OpenedPrimary) -> Result<PrimaryServer, StartupError> {
+    listener.set_nonblocking(false).map_err(|e| StartupError::Other(format!("cannot configure the repl listener: {e}")))?;
     let bound = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound repl address: {e}")))?;
     let cluster_id = ClusterId::parse(&opened.identity.cluster_id).map_err(|e| StartupError::Other(format!("identity.json: {e}")))?;
     let disk: Arc<dyn Disk> = OsDisk::shared();

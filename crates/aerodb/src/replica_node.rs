@@ -27,7 +27,7 @@ use crate::api_error::ApiError;
 use crate::datadir::{random_hex_id, DataDir, Role};
 use crate::error::StartupError;
 use crate::http::limits::{HttpLimits, SHUTDOWN_CLEANUP_BOUND};
-use crate::node::{bind, check_http_limits, ShutdownSignals};
+use crate::node::{adopt, bind_early, check_http_limits, ShutdownSignals};
 use crate::service::{DocService, ReadRequest};
 use crate::serving::{serve_until_signal, Listening, NodeHttp};
 
@@ -91,13 +91,20 @@ impl ReplicaService {
 /// refusal.
 pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &ReplicaObserved, applied: Option<&AppliedState>) -> ApiError {
     let explanation = safety_from_decision(&r.decision, request, observed, applied);
-    let failing = r.decision.first_failure();
     let replica_commit_id = r.decision.rules.get(2).map(|x| x.evidence["replica_commit_id"].clone()).unwrap_or_default();
+    // One source (issue 14, item 2): `evidence.rules` are the gate's rules
+    // exactly as the embedded explanation states them (same evaluation,
+    // `null` where evidence is missing, same wording), in RS-1..RS-5 order.
+    let gate_ids: Vec<&str> = r.decision.rules.iter().map(|x| x.rule_id).collect();
+    let rules: Vec<serde_json::Value> =
+        explanation.rules_applied.iter().filter(|x| gate_ids.contains(&x.rule_id)).map(|x| serde_json::to_value(x).unwrap_or_default()).collect();
+    let failing =
+        explanation.rules_applied.iter().find(|x| gate_ids.contains(&x.rule_id) && x.evaluation == Some(false)).map(|f| (f.rule_id, f.description.clone()));
     let mut evidence = json!({
         "read_upper_bound": r.decision.read_upper_bound,
         "replica_commit_id": replica_commit_id,
         "replica_state": observed.state.name(),
-        "rules": r.decision.rules,
+        "rules": rules,
         "explanation": explanation.to_value(),
     });
     if let Some(h) = observed.halt() {
@@ -114,10 +121,13 @@ pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &Replic
             evidence,
         );
     }
-    let rule = failing.map_or("REPL-6", |f| f.rule_id);
-    let message = match failing {
-        Some(f) => format!("read refused: {} does not hold", f.rule_id),
-        None => "read refused: safety could not be proven".into(),
+    let (rule, message) = match failing {
+        Some((id, description)) => (id, format!("read refused: {id} does not hold ({description})")),
+        None => match r.decision.first_failure() {
+            // The gate refused on a rule whose evidence the explanation lacks.
+            Some(f) => (f.rule_id, format!("read refused: {} could not be proven (evidence missing)", f.rule_id)),
+            None => ("REPL-6", "read refused: safety could not be proven".into()),
+        },
     };
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "READ_REFUSED", Some(rule), message, evidence)
 }
@@ -140,16 +150,15 @@ impl ReplicaService {
             StatusCode::FORBIDDEN,
             "WRITE_REJECTED",
             Some("REPL-1"),
-            format!(
-                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address). \
-                 {primary} is the primary's replication port, which serves replicas only"
-            ),
+            "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, default port 7700)",
             json!({
                 "role": "replica",
                 "node_state": aerodb_repl_explain::views::replica_node_state(&observed),
                 "replica_state": observed.state.name(),
+                // Not known to a replica today: the handshake does not carry it (never guessed, F-O1).
+                "primary_client_addr": null,
                 "primary_replication_addr": primary,
-                "writes_accepted_by": "the primary's client API (--listen), not its replication port",
+                "writes_accepted_by": "the primary's client API (--listen); its replication address serves replicas only",
             }),
         )
     }
@@ -222,6 +231,9 @@ fn start_scrub(disk: Arc<dyn Disk>, opts: &ReplicaOptions, handle: &Arc<ReplicaH
 /// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &WriteLimits::default())?;
+    // Every address is bound before the data directory is opened or created.
+    let client_listener = bind_early("client", &opts.listen)?;
+    let dx_listener = opts.dx_listen.as_deref().map(|addr| bind_early("dx", addr)).transpose()?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let (lock, metadata) = open_dir(&*disk, &opts)?;
     let new_replica_id = ReplicaId::parse(&random_hex_id()?).map_err(|e| StartupError::Other(e.to_string()))?;
@@ -239,11 +251,8 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let refusals = Arc::new(RefusalCounters::default());
     let result = runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
-        let client = bind("client", &opts.listen).await?;
-        let dx = match &opts.dx_listen {
-            Some(addr) => Some(bind("dx", addr).await?),
-            None => None,
-        };
+        let client = adopt("client", client_listener)?;
+        let dx = dx_listener.map(|l| adopt("dx", l)).transpose()?;
         let replica =
             Replica::open(runtime_options, disk.clone(), Arc::new(TcpTransport)).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
         let handle = replica.handle().clone();
