@@ -232,6 +232,7 @@ impl Obs {
             name: None,
             bootstrap_method_requested: method,
             primary_addr: addr.to_string(),
+            primary_client_addr: None,
             recovery: None,
         };
         Obs { machine: StateMachine::new(), base }

@@ -377,44 +377,37 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let va = wait_view(&a, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let vb = wait_view(&b, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let pv = primary.view()?;
-    outln!();
-    outln!(
-        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-        "node",
-        "role",
-        "bootstrap",
-        "CommitId",
-        "state digest",
-        "received",
-        "validated",
-        "applied",
-        "reconnects"
-    );
-    outln!(
-        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-        "primary",
-        "primary",
-        "-",
+    let mut table = comfy_table::Table::new();
+    let style = if std::io::stdout().is_terminal() { comfy_table::presets::UTF8_FULL_CONDENSED } else { comfy_table::presets::ASCII_FULL_CONDENSED };
+    table.load_style(style);
+    table.set_header(["node", "role", "bootstrap", "CommitId", "state digest", "received LSN", "validated LSN", "applied LSN", "reconnects"]);
+    table.add_row(vec![
+        "primary".to_string(),
+        "primary".to_string(),
+        "-".to_string(),
         pv["commit_id"].to_string(),
-        pv["state_digest"].as_str().unwrap_or("?"),
-        "-",
-        "-",
+        pv["state_digest"].as_str().unwrap_or("?").to_string(),
+        "-".to_string(),
+        "-".to_string(),
         pv["durable_lsn"].to_string(),
-        "-"
-    );
+        "-".to_string(),
+    ]);
     for (name, v) in [("replica-a", &va), ("replica-b", &vb)] {
-        outln!(
-            "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-            name,
-            "replica",
-            v["snapshot_bootstrap"]["method"].as_str().unwrap_or("?"),
+        table.add_row(vec![
+            name.to_string(),
+            "replica".to_string(),
+            v["snapshot_bootstrap"]["method"].as_str().unwrap_or("?").to_string(),
             v["replica_commit_id"].to_string(),
-            v["state_digest"].as_str().unwrap_or("?"),
+            v["state_digest"].as_str().unwrap_or("?").to_string(),
             v["wal_received_lsn"].to_string(),
             v["wal_validated_lsn"].to_string(),
             v["wal_applied_lsn"].to_string(),
-            v["connection"]["reconnects"].to_string()
-        );
+            v["connection"]["reconnects"].to_string(),
+        ]);
+    }
+    outln!();
+    for line in table.lines() {
+        outln!("   {}", line.trim_end());
     }
     for v in [&va, &vb] {
         if v["state_digest"] != pv["state_digest"] || v["replica_commit_id"] != pv["commit_id"] || v["wal_applied_lsn"] != pv["durable_lsn"] {

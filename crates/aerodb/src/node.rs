@@ -358,11 +358,13 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let _ = engine.store().set_applied_observer(http.applied.observer());
     runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
+        #[cfg(feature = "replication")]
+        let client_addr = client_listener.local_addr().ok();
         let client = adopt("client", client_listener)?;
         #[cfg(feature = "replication")]
         let replicas = match repl_listener {
             Some(listener) => {
-                let server = crate::primary_repl::start(listener, &opened)?;
+                let server = crate::primary_repl::start(listener, &opened, client_addr)?;
                 let registry = server.registry().clone();
                 replication = Some(server);
                 Some(registry)

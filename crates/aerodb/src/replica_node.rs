@@ -122,7 +122,7 @@ pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &Replic
         );
     }
     let (rule, message) = match failing {
-        Some((id, description)) => (id, format!("read refused: {id} does not hold ({description})")),
+        Some((id, description)) => (id, format!("read refused: {id} does not hold: {}", description.trim_end_matches('.'))),
         None => match r.decision.first_failure() {
             // The gate refused on a rule whose evidence the explanation lacks.
             Some(f) => (f.rule_id, format!("read refused: {} could not be proven (evidence missing)", f.rule_id)),
@@ -146,22 +146,42 @@ impl ReplicaService {
         let observed = self.handle.shared.observe();
         self.refusals.record("WRITE_REJECTED", Some("REPL-1"));
         let primary = observed.primary_addr.clone();
+        let client = primary_client_address(&primary, observed.primary_client_addr);
+        let message = match &client {
+            Some(addr) => format!("this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API at {addr}"),
+            None => {
+                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, default port 7700)"
+                    .to_string()
+            }
+        };
         ApiError::new(
             StatusCode::FORBIDDEN,
             "WRITE_REJECTED",
             Some("REPL-1"),
-            "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, default port 7700)",
+            message,
             json!({
                 "role": "replica",
                 "node_state": aerodb_repl_explain::views::replica_node_state(&observed),
                 "replica_state": observed.state.name(),
-                // Not known to a replica today: the handshake does not carry it (never guessed, F-O1).
-                "primary_client_addr": null,
+                // From the primary's ACCEPT; null until one arrived (never guessed, F-O1).
+                "primary_client_addr": client,
                 "primary_replication_addr": primary,
                 "writes_accepted_by": "the primary's client API (--listen); its replication address serves replicas only",
             }),
         )
     }
+}
+
+/// Where writes go: the client API address the primary sent in its ACCEPT.
+/// A primary bound to every interface (`0.0.0.0`, `::`) is named by the
+/// host this replica reaches it at (`--primary`) with that port.
+pub fn primary_client_address(primary_addr: &str, client: Option<std::net::SocketAddr>) -> Option<String> {
+    let client = client?;
+    if !client.ip().is_unspecified() {
+        return Some(client.to_string());
+    }
+    let host = primary_addr.rsplit_once(':').map_or(primary_addr, |(h, _)| h);
+    Some(format!("{host}:{}", client.port()))
 }
 
 impl DocService for ReplicaService {
@@ -288,4 +308,20 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// REPL-1: a rejected write names the primary's client API, with the host
+    /// the replica reaches the primary at when the primary binds every interface.
+    #[test]
+    fn repl_1_write_rejected_names_the_primary_client_api_address() {
+        assert_eq!(primary_client_address("db1:7701", Some("10.0.0.5:7700".parse().unwrap())).as_deref(), Some("10.0.0.5:7700"));
+        assert_eq!(primary_client_address("db1.example:7701", Some("0.0.0.0:7700".parse().unwrap())).as_deref(), Some("db1.example:7700"));
+        assert_eq!(primary_client_address("[fd00::1]:7701", Some("[::]:7700".parse().unwrap())).as_deref(), Some("[fd00::1]:7700"));
+        assert_eq!(primary_client_address("db1:7701", None), None);
+    }
 }

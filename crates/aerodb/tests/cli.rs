@@ -89,7 +89,13 @@ fn p5_i14_cli_exit_codes_short_messages_and_json_answers() {
     // 6: a write to a replica names where writes go, not the replication port.
     let (code, _, err) = cli(&["put", "--node", &r, "users", "carol", "{}"]);
     assert_eq!(code, 6, "{err}");
-    assert!(err.contains("is a replica and never accepts writes") && err.contains("primary's client API"), "{err}");
+    assert!(err.contains("is a replica and never accepts writes"), "{err}");
+    assert!(err.contains(&format!("send writes to the primary's client API at {}", primary.client)), "names the primary's client address: {err}");
+    assert!(!err.contains(primary.repl.as_ref().unwrap()), "never the replication port as where writes go: {err}");
+    let (_, out, _) = cli(&["put", "--node", &r, "users", "carol", "{}", "--json"]);
+    let body: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(body["error"]["evidence"]["primary_client_addr"], primary.client.as_str(), "{body}");
+    assert!(body["error"]["evidence"].get("explanation").is_none(), "a write is not a read: no read explanation in {body}");
     let (code, _, err) = cli(&["delete", "--node", &r, "users", "alice"]);
     assert_eq!(code, 6, "{err}");
 

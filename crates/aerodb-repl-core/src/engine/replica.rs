@@ -264,6 +264,8 @@ pub struct ReplicaEngine {
     stream: Option<StreamState>,
     link: Option<Link>,
     primary: Option<PrimaryProgress>,
+    /// The primary's client API address from its last ACCEPT (observability only).
+    primary_client_addr: Option<std::net::SocketAddr>,
     backoff: Backoff,
     next_conn: ConnId,
     /// Storage actions (other than Apply) emitted and not yet completed.
@@ -291,6 +293,7 @@ impl ReplicaEngine {
             stream: None,
             link: None,
             primary: None,
+            primary_client_addr: None,
             backoff,
             next_conn: 1,
             disk_inflight: 0,
@@ -368,6 +371,7 @@ impl ReplicaEngine {
             name: self.config.name.clone(),
             bootstrap_method_requested: self.config.bootstrap,
             primary_addr: self.config.primary.clone(),
+            primary_client_addr: self.primary_client_addr,
             recovery: self.recovery_report.clone(),
         }
     }
@@ -751,6 +755,7 @@ impl ReplicaEngine {
             return self.protocol_error(now, "Accept", format!("ACCEPT starts at {}, the replica asked for {}", lsn(accept.start_lsn), lsn(expected_start)));
         }
         self.primary = Some(progress);
+        self.primary_client_addr = accept.client_addr.or(self.primary_client_addr);
         let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
         let Some(link) = self.link.as_mut() else { return };
         link.accepted = Some(accept);
