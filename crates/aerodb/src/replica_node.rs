@@ -149,10 +149,10 @@ impl ReplicaService {
         let client = primary_client_address(&primary, observed.primary_client_addr);
         let message = match &client {
             Some(addr) => format!("this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API at {addr}"),
-            None => {
-                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, default port 7700)"
-                    .to_string()
-            }
+            None => format!(
+                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, \
+                 default port 7700), not to {primary}: that is the primary's replication port, which serves replicas only"
+            ),
         };
         ApiError::new(
             StatusCode::FORBIDDEN,

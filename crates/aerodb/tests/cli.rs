@@ -281,7 +281,8 @@ fn p5_i14_metrics_a_node_emits_are_all_documented() {
     let documented = documented_metrics();
     for node in [&primary, &replica] {
         let dx = node.dx.as_ref().unwrap();
-        let text = wait_for("metrics", || ureq::get(&format!("http://{dx}/metrics")).call().ok().and_then(|r| r.into_string().ok()));
+        let client = aerodb_client::blocking::DxClient::new(dx).unwrap();
+        let text = wait_for("metrics", || client.metrics().ok());
         let families: BTreeSet<String> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")).map(|l| l.split(' ').next().unwrap().to_string()).collect();
         let undocumented: Vec<&String> = families.iter().filter(|f| !documented.contains(*f)).collect();
         assert!(undocumented.is_empty(), "emitted but not in docs/operations.md: {undocumented:?}");
