@@ -68,6 +68,12 @@ pub struct Accept {
     pub durable_lsn: Lsn,
     /// Where streaming starts (the replica's end LSN), or None for a snapshot session.
     pub start_lsn: Option<Lsn>,
+    /// The primary's client API address as it bound it (`--listen`), so a
+    /// replica can tell clients where writes go (observability only).
+    /// Optional and additive: absent from older primaries, ignored by older
+    /// replicas; a malformed address fails the frame's decoding (RES-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<std::net::SocketAddr>,
 }
 
 /// Refusal codes (exact names from REPLICATION.md §4).

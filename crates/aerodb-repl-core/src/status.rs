@@ -77,6 +77,9 @@ pub struct ReplicaObserved {
     pub bootstrap_method_requested: BootstrapMethod,
     /// The primary address.
     pub primary_addr: String,
+    /// The primary's client API address from its last ACCEPT (None until
+    /// one arrives, or from a primary that does not send it).
+    pub primary_client_addr: Option<std::net::SocketAddr>,
     /// Last recovery report (JSON), if recovery ran.
     pub recovery: Option<Arc<serde_json::Value>>,
 }

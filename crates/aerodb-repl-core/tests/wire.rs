@@ -35,8 +35,14 @@ fn samples() -> Vec<Message> {
             request: HelloRequest::Resume { end_lsn: 4096, commit_id: 41, fingerprint: Fingerprint(7) },
         }),
         Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: rid("r2"), name: None, request: HelloRequest::Snapshot }),
-        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 99, durable_lsn: 8192, start_lsn: Some(4096) }),
-        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None }),
+        Message::Accept(Accept {
+            cluster_id: cid(),
+            primary_commit_id: 99,
+            durable_lsn: 8192,
+            start_lsn: Some(4096),
+            client_addr: Some("10.0.0.1:7700".parse().unwrap()),
+        }),
+        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None, client_addr: None }),
         Message::Refuse(Refuse {
             refusal: Refusal::Diverged {
                 primary_durable_lsn: 9000,
@@ -288,4 +294,17 @@ proptest! {
             prop_assert!(false, "flip at {} accepted as {:?}", i, f.kind);
         }
     }
+}
+
+/// RES-4: ACCEPT's optional client address is additive (absent from older
+/// primaries) and validated when decoded: a malformed one fails the frame.
+#[test]
+fn res_4_accept_client_addr_is_optional_and_validated() {
+    let decode = |json: &str| Message::decode(&frame::decode(&frame::encode(FrameType::Accept, json.as_bytes()), DEFAULT_MAX_PAYLOAD).unwrap().unwrap().0);
+    let old = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null}}"#, cid());
+    assert!(matches!(decode(&old), Ok(Message::Accept(Accept { client_addr: None, .. }))));
+    let bad = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null,"client_addr":"../../x"}}"#, cid());
+    assert!(decode(&bad).is_err());
+    let long = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null,"client_addr":"{}"}}"#, cid(), "9".repeat(100_000));
+    assert!(decode(&long).is_err());
 }

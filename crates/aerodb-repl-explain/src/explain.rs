@@ -991,6 +991,7 @@ mod tests {
             name: None,
             bootstrap_method_requested: BootstrapMethod::Wal,
             primary_addr: "127.0.0.1:7701".into(),
+            primary_client_addr: None,
             recovery: None,
         }
     }

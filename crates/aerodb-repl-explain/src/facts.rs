@@ -219,3 +219,24 @@ pub struct HttpSurfaceFacts {
     /// (every code listed, zeros included).
     pub rejects: Vec<(&'static str, u64)>,
 }
+
+/// The process's own resource usage, read by the server (from `/proc` on
+/// Linux) when it renders `/metrics`. Every field is `None` where the
+/// platform does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessFacts {
+    /// Resident memory, bytes.
+    pub resident_memory_bytes: Option<u64>,
+    /// Virtual memory, bytes.
+    pub virtual_memory_bytes: Option<u64>,
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The soft limit on open file descriptors.
+    pub max_fds: Option<u64>,
+    /// When the process started, seconds since the Unix epoch.
+    pub start_time_seconds: Option<f64>,
+    /// OS threads.
+    pub threads: Option<u64>,
+}

@@ -237,6 +237,7 @@ impl Obs {
             name: None,
             bootstrap_method_requested: method,
             primary_addr: addr.to_string(),
+            primary_client_addr: None,
             recovery: None,
         };
         Obs { machine: StateMachine::new(), base }
@@ -2046,4 +2047,97 @@ fn mvcc_4_golden_halt_gc_bad_horizon() {
     let e = store.apply(ApplyInput { position, state_digest: a.state_digest, body: &RecordBody::Gc { horizon: 2 } }).unwrap_err();
     assert_eq!(store.applied(), a, "nothing applied");
     pin_halt("GC_BAD_HORIZON", Halt::from_apply(&e, position.lsn), None);
+}
+
+// ---------------------------------------------------------------------------
+// docs/operations.md lists every metric family and label (issue 14, item 10)
+// ---------------------------------------------------------------------------
+
+/// The `| `name` | type | labels | ...` rows of docs/operations.md's metrics table.
+fn documented_metrics() -> std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md")).unwrap();
+    doc.lines()
+        .filter(|l| l.starts_with("| `aerodb_") || l.starts_with("| `process_"))
+        .map(|l| {
+            let cols: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            let labels = if cols[2] == "—" { Default::default() } else { cols[2].split(", ").map(|x| x.trim_matches('`').to_string()).collect() };
+            (cols[0].trim_matches('`').to_string(), (cols[1].to_string(), labels))
+        })
+        .collect()
+}
+
+/// Family name → (type, label names seen on its samples) of an exposition.
+fn emitted_metrics(text: &str, into: &mut std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>)>) {
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            into.entry(name.to_string()).or_insert_with(|| (kind.to_string(), Default::default()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let name = &line[..name_end];
+            let entry = into.get_mut(name).unwrap_or_else(|| panic!("sample {line:?} without a TYPE line"));
+            if let Some(labels) = line[name_end..].strip_prefix('{') {
+                let labels = &labels[..labels.rfind('}').unwrap()];
+                for pair in labels.split("\",") {
+                    entry.1.insert(pair.split_once('=').unwrap().0.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// P5-I14, F-O1: docs/operations.md lists exactly the metric families and
+/// labels the node emits: every family and label a primary, a standalone
+/// node and a replica (streaming, halted) emit is documented with its type,
+/// and every documented family is emitted by one of them.
+#[test]
+fn p5_i14_operations_doc_lists_every_metric_family_and_label() {
+    use aerodb_repl_explain::facts::ProcessFacts;
+    use aerodb_snapshot::scrub::{ScrubPolicy, ScrubState, ScrubTarget, TargetKind};
+    let process = ProcessFacts {
+        resident_memory_bytes: Some(1),
+        virtual_memory_bytes: Some(2),
+        cpu_seconds: Some(0.5),
+        open_fds: Some(3),
+        max_fds: Some(4),
+        start_time_seconds: Some(5.0),
+        threads: Some(6),
+    };
+    let mut scrub = ScrubState::new(ScrubPolicy::default());
+    let target = ScrubTarget { kind: TargetKind::WalSegment, name: "wal/x.seg".into(), path: PathBuf::from("x.seg"), expected_end: None, cluster_id: None };
+    scrub.begin_pass(vec![target], Some(1), 0);
+    scrub.add_bytes(10);
+    let mut emitted = std::collections::BTreeMap::new();
+
+    let (mut p, _dir) = primary_with_snapshots();
+    p.http = Some(http_facts());
+    p.scrub = Some(scrub.status());
+    emitted_metrics(&metrics::primary_metrics_with(&p, Some(&process)), &mut emitted);
+    let standalone_dir = TempDir::new().unwrap();
+    write_wal(&standalone_dir.path().join("wal"), ChainTip::GENESIS, &history());
+    emitted_metrics(&metrics::primary_metrics(&primary_facts(standalone_dir.path(), "standalone")), &mut emitted);
+
+    let (o, store) = replica_at(STREAMING, 3);
+    let mut observed = o.observe();
+    observed.lag_ms = Some(1_500);
+    let mut r = replica_facts(observed, Some(&store), None);
+    r.http = Some(http_facts());
+    r.scrub = Some(scrub.status());
+    emitted_metrics(&metrics::replica_metrics_with(&r, Some(&process)), &mut emitted);
+    let recs = history();
+    let v = violation(|v, _| v.validate(recs[3].lsn + 1, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
+    let (halted, _) = halted_streaming(Halt::from_violation(&v));
+    emitted_metrics(&metrics::replica_metrics(&replica_facts(halted, Some(&store), None)), &mut emitted);
+
+    let documented = documented_metrics();
+    assert!(documented.len() > 50, "the metrics table was not found in docs/operations.md");
+    for (name, (kind, labels)) in &emitted {
+        let Some((doc_kind, doc_labels)) = documented.get(name) else { panic!("{name} ({kind}) is emitted but not in docs/operations.md") };
+        assert_eq!(doc_kind, kind, "{name}: the type in docs/operations.md");
+        if !labels.is_empty() {
+            assert_eq!(doc_labels, labels, "{name}: the labels in docs/operations.md");
+        }
+    }
+    let never: Vec<&String> = documented.keys().filter(|name| !emitted.contains_key(*name)).collect();
+    assert!(never.is_empty(), "documented but never emitted: {never:?}");
 }

@@ -336,7 +336,7 @@ impl DxNode {
                         None => (Value::Null, Vec::new()),
                     },
                     Endpoint::Scrub => views::scrub_view(f.role, f.scrub.as_ref()),
-                    Endpoint::Metrics => return metrics_response(metrics::primary_metrics(&f)),
+                    Endpoint::Metrics => return metrics_response(metrics::primary_metrics_with(&f, Some(&crate::process_stats::sample()))),
                 };
                 (c, data, notes)
             }
@@ -368,7 +368,7 @@ impl DxNode {
                         None => (Value::Null, Vec::new()),
                     },
                     Endpoint::Scrub => views::scrub_view("replica", f.scrub.as_ref()),
-                    Endpoint::Metrics => return metrics_response(metrics::replica_metrics(&f)),
+                    Endpoint::Metrics => return metrics_response(metrics::replica_metrics_with(&f, Some(&crate::process_stats::sample()))),
                 };
                 (c, data, notes)
             }
@@ -424,7 +424,13 @@ async fn only_get(State(node): State<DxNode>, request: Request, next: Next) -> R
 }
 
 async fn not_found(State(node): State<DxNode>) -> Response {
-    error(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", "no such DX endpoint", json!({"endpoints": DX_PATHS}), node.commit_id())
+    error(
+        StatusCode::NOT_FOUND,
+        "NO_SUCH_ENDPOINT",
+        "no such DX endpoint; documents (/v1/docs/...) are on the client API port (--listen, default 7700)",
+        json!({"endpoints": DX_PATHS}),
+        node.commit_id(),
+    )
 }
 
 fn router(node: DxNode) -> Router {

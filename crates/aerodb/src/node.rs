@@ -171,16 +171,17 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         recover_primary_with(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id, choice.rule).map_err(|e| recovery_refusal(&e, role))?;
     let recovery = &primary_recovery.store;
     tracing::info!(
-        snapshot = ?primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
+        snapshot_commit_id = primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
         rejected_snapshots = primary_recovery.rejected_snapshots.len(),
-        removed_incomplete_snapshots = ?primary_recovery.removed_incomplete,
-        replayed = ?recovery.replayed,
+        removed_incomplete_snapshots = %primary_recovery.removed_incomplete.join(", "),
+        replayed_from = recovery.replayed.map(|r| r.0),
+        replayed_to = recovery.replayed.map(|r| r.1),
         records_verified = recovery.wal.records_verified,
         commit_id = recovery.applied.commit_id,
         history_horizon = store.history_horizon(),
         end_lsn = recovery.applied.end_lsn,
         state_digest = %recovery.applied.state_digest,
-        torn_tail = ?recovery.wal.torn_tail,
+        torn_tail_bytes = recovery.wal.torn_tail.as_ref().map_or(0, |t| t.bytes_dropped),
         "recovery complete"
     );
     #[cfg(feature = "replication")]
@@ -299,10 +300,20 @@ fn initialise(disk: &dyn Disk, dir: &DataDir, role: Role) -> Result<Identity, St
     Ok(id)
 }
 
-/// Binds `addr` and prints `listening <surface> <bound addr>` on stdout.
-pub async fn bind(surface: &str, addr: &str) -> Result<TcpListener, StartupError> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| StartupError::Other(format!("cannot bind {surface} address {addr}: {e}")))?;
+/// Binds `addr` before anything touches the data directory (a bad or
+/// busy address refuses startup with nothing written); the listener is
+/// announced later, when the node serves ([`adopt`]).
+pub fn bind_early(surface: &str, addr: &str) -> Result<std::net::TcpListener, StartupError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StartupError::BadFlags(format!("cannot bind the {surface} address {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| StartupError::Other(format!("cannot configure the {surface} listener: {e}")))?;
+    Ok(listener)
+}
+
+/// Takes an early-bound listener into the runtime and prints
+/// `listening <surface> <bound addr>` on stdout.
+pub fn adopt(surface: &str, listener: std::net::TcpListener) -> Result<TcpListener, StartupError> {
     let bound: SocketAddr = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound {surface} address: {e}")))?;
+    let listener = TcpListener::from_std(listener).map_err(|e| StartupError::Other(format!("cannot serve the {surface} address: {e}")))?;
     announce(surface, bound);
     Ok(listener)
 }
@@ -348,6 +359,17 @@ pub fn check_http_limits(limits: &HttpLimits, write_limits: &WriteLimits) -> Res
 /// within the bounded shutdown time (RES-3, see [`crate::serving`]).
 pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &opts.limits)?;
+    // Every address is bound before the data directory is opened or created.
+    let client_listener = bind_early("client", &opts.listen)?;
+    #[cfg(feature = "replication")]
+    let repl_listener = match (&opts.repl_listen, role) {
+        (Some(addr), Role::Primary) => Some(bind_early("repl", addr)?),
+        _ => None,
+    };
+    let dx_listener = match &opts.dx_listen {
+        Some(addr) if cfg!(feature = "replication") => Some(bind_early("dx", addr)?),
+        _ => None,
+    };
     let opened = open_primary(&opts, role)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -363,11 +385,13 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let _ = engine.store().set_applied_observer(http.applied.observer());
     runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
-        let client = bind("client", &opts.listen).await?;
         #[cfg(feature = "replication")]
-        let replicas = match (&opts.repl_listen, role) {
-            (Some(addr), Role::Primary) => {
-                let server = crate::primary_repl::start(addr, &opened)?;
+        let client_addr = client_listener.local_addr().ok();
+        let client = adopt("client", client_listener)?;
+        #[cfg(feature = "replication")]
+        let replicas = match repl_listener {
+            Some(listener) => {
+                let server = crate::primary_repl::start(listener, &opened, client_addr)?;
                 let registry = server.registry().clone();
                 replication = Some(server);
                 Some(registry)
@@ -377,9 +401,9 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let replicas: Option<()> = None;
         #[cfg(feature = "replication")]
-        let dx = match &opts.dx_listen {
-            Some(addr) => {
-                let listener = bind("dx", addr).await?;
+        let dx = match dx_listener {
+            Some(listener) => {
+                let listener = adopt("dx", listener)?;
                 let dx = crate::dx::PrimaryDx {
                     role: role.as_str(),
                     engine: engine.clone(),
@@ -398,6 +422,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let dx = {
             let _: Option<()> = replicas;
+            let _ = dx_listener;
             if opts.dx_listen.is_some() {
                 tracing::info!("this build has no replication or DX code (P5-I16): --dx-listen is ignored");
             }

@@ -40,11 +40,13 @@ pub struct SessionConfig {
     pub max_chunk_bytes: usize,
     /// Snapshot file piece size.
     pub snapshot_piece_bytes: usize,
+    /// The primary's client API address, sent in ACCEPT (observability only).
+    pub client_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { hello_timeout_ms: 5_000, heartbeat_ms: 500, max_chunk_bytes: 4 * 1024 * 1024, snapshot_piece_bytes: 1024 * 1024 }
+        SessionConfig { hello_timeout_ms: 5_000, heartbeat_ms: 500, max_chunk_bytes: 4 * 1024 * 1024, snapshot_piece_bytes: 1024 * 1024, client_addr: None }
     }
 }
 
@@ -316,7 +318,8 @@ impl PrimarySession {
         self.hello = Some(hello.clone());
         let (durable_lsn, commit_id) = history.durable();
         self.durable = DurablePoint { lsn: durable_lsn, commit_id };
-        let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn };
+        let client_addr = self.config.client_addr;
+        let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn, client_addr };
         match decision {
             Decision::Refuse(refuse) => {
                 if let Some(fence) = fence_for(&self.cluster_id, &hello, &refuse) {
@@ -399,7 +402,13 @@ impl PrimarySession {
         if self.phase != Phase::PreparingSnapshot {
             return;
         }
-        let a = Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn, start_lsn: None };
+        let a = Accept {
+            cluster_id: self.cluster_id.clone(),
+            primary_commit_id: self.durable.commit_id,
+            durable_lsn: self.durable.lsn,
+            start_lsn: None,
+            client_addr: self.config.client_addr,
+        };
         self.send(Message::Accept(a));
         self.send(Message::SnapshotBegin(manifest));
         self.phase = Phase::Snapshot { files: file_sizes, file: 0, offset: 0, reading: false };

@@ -268,6 +268,8 @@ pub struct ReplicaEngine {
     /// The primary's commit times from PROGRESS (lag in seconds; REPL-10:
     /// observability only).
     lag: LagClock,
+    /// The primary's client API address from its last ACCEPT (observability only).
+    primary_client_addr: Option<std::net::SocketAddr>,
     backoff: Backoff,
     next_conn: ConnId,
     /// Storage actions (other than Apply) emitted and not yet completed.
@@ -296,6 +298,7 @@ impl ReplicaEngine {
             link: None,
             primary: None,
             lag: LagClock::default(),
+            primary_client_addr: None,
             backoff,
             next_conn: 1,
             disk_inflight: 0,
@@ -374,6 +377,7 @@ impl ReplicaEngine {
             name: self.config.name.clone(),
             bootstrap_method_requested: self.config.bootstrap,
             primary_addr: self.config.primary.clone(),
+            primary_client_addr: self.primary_client_addr,
             recovery: self.recovery_report.clone(),
         }
     }
@@ -753,9 +757,11 @@ impl ReplicaEngine {
             (None, BootstrapMethod::Snapshot) => None,
         };
         if accept.start_lsn != expected_start {
-            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {:?}, the replica asked for {expected_start:?}", accept.start_lsn));
+            let lsn = |l: Option<Lsn>| l.map_or_else(|| "a snapshot session".to_string(), |l| format!("LSN {l}"));
+            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {}, the replica asked for {}", lsn(accept.start_lsn), lsn(expected_start)));
         }
         self.primary = Some(progress);
+        self.primary_client_addr = accept.client_addr.or(self.primary_client_addr);
         let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
         let Some(link) = self.link.as_mut() else { return };
         link.accepted = Some(accept);
@@ -786,7 +792,14 @@ impl ReplicaEngine {
     fn on_progress(&mut self, now: Millis, p: PrimaryProgress, times: ProgressTimes) {
         if let Some(last) = self.primary {
             if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
-                return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
+                return self.protocol_error(
+                    now,
+                    "Progress",
+                    format!(
+                        "primary progress went backwards: CommitId {} durable LSN {} then CommitId {} durable LSN {}",
+                        last.commit_id, last.durable_lsn, p.commit_id, p.durable_lsn
+                    ),
+                );
             }
         }
         self.primary = Some(p);
@@ -867,7 +880,12 @@ impl ReplicaEngine {
         }
         self.start_stream(&info);
         self.transfer_inflight = 0;
-        tracing::info!(method = ?info.metadata.bootstrap.method, commit_id = info.metadata.bootstrap.boundary_commit_id, lsn = info.metadata.bootstrap.boundary_lsn, "bootstrap committed");
+        tracing::info!(
+            method = info.metadata.bootstrap.method.as_str(),
+            commit_id = info.metadata.bootstrap.boundary_commit_id,
+            lsn = info.metadata.bootstrap.boundary_lsn,
+            "bootstrap committed"
+        );
         let phase = self.link.as_ref().map(|l| l.phase);
         match phase {
             Some(LinkPhase::InstallingGenesis) => {
