@@ -260,7 +260,8 @@ fn repl_1_protocol_1_replica_is_refused_with_protocol_version() {
 }
 
 /// RES-4: a `--name` outside its documented format is refused with
-/// `BAD_FLAGS` before anything touches the data directory.
+/// `BAD_FLAGS` (exit 2, bad arguments) before anything touches the data
+/// directory.
 #[test]
 fn res_4_bad_replica_name_is_refused_before_the_data_directory_is_touched() {
     let dir = TempDir::new().unwrap();
@@ -271,7 +272,7 @@ fn res_4_bad_replica_name_is_refused_before_the_data_directory_is_touched() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{bad:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
         assert!(stderr.contains("BAD_FLAGS") && stderr.contains("--name"), "{bad:?}: {stderr}");
         assert!(!stderr.contains("\u{1b}[31mred"), "the bad value is shown escaped: {stderr}");
         assert!(!data.exists(), "nothing was created for {bad:?}");
