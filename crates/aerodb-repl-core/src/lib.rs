@@ -10,7 +10,9 @@
 //! and blocking reasons ([`halt`]), the read-safety gate ([`gate`],
 //! [`reads`]), the primary's fence ([`fence`], REPL-11: the pure rule that
 //! a handshake proves lost history, and the persisted fence state),
-//! peer-supplied identifiers ([`ids`]) and the frames and messages on the
+//! peer-supplied identifiers ([`ids`]), the token authentication of the
+//! replication port ([`auth`]: HMAC proofs over both sides' nonces; the
+//! nonces come from the runtime) and the frames and messages on the
 //! replication port ([`wire`]).
 //!
 //! It must never open a socket, spawn a thread or read a clock: time is
@@ -20,6 +22,7 @@
 //! (deterministic simulation).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod engine;
 pub mod fence;
 pub mod gate;
