@@ -10,12 +10,17 @@
 //!
 //! Public API: [`replica::Replica::open`] runs a replica, and
 //! [`primary::PrimaryServer::serve`] runs a primary's replication port.
+//! Security edges: [`security`] reads the token file and draws nonces from
+//! the OS RNG for the engines' authentication exchange; [`tls`] carries the
+//! replication protocol over rustls on both sides.
 #![deny(missing_docs)]
 
 pub mod clock;
 pub mod framed;
 pub mod primary;
 pub mod replica;
+pub mod security;
+pub mod tls;
 pub mod transport;
 
 pub use primary::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};

@@ -16,6 +16,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use aerodb_repl_core::auth::ReplToken;
 use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd, SessionView};
 use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
@@ -27,6 +28,9 @@ use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::Lsn;
 
 use crate::clock::Clock;
+use crate::security::{fresh_nonce, SecurityStats};
+use crate::tls::{self, Accepted};
+use crate::transport::{plain_connection, Connection};
 
 /// What one connected replica reported (observability only: never a write
 /// acknowledgement).
@@ -57,6 +61,7 @@ pub struct ReplicaRegistry {
     shipped_bytes: AtomicU64,
     open: AtomicUsize,
     refused_over_cap: AtomicU64,
+    security: SecurityStats,
 }
 
 impl ReplicaRegistry {
@@ -75,6 +80,10 @@ impl ReplicaRegistry {
     /// Connections refused because the port was at its cap.
     pub fn refused_over_cap(&self) -> u64 {
         self.refused_over_cap.load(Ordering::Relaxed)
+    }
+    /// Peers refused by token authentication or TLS since start.
+    pub fn security(&self) -> &SecurityStats {
+        &self.security
     }
     fn add(&self, peer: String) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -131,6 +140,18 @@ pub struct PrimaryContext {
     pub fence: Option<Arc<FenceLatch>>,
     /// Connected replicas.
     pub registry: Arc<ReplicaRegistry>,
+    /// Token authentication and TLS of the port (default: neither).
+    pub security: PrimarySecurity,
+}
+
+/// Security of the replication port.
+#[derive(Clone, Default)]
+pub struct PrimarySecurity {
+    /// `--repl-token-file`: every replica must prove it (and the primary
+    /// proves it back) before its HELLO is decided.
+    pub token: Option<ReplToken>,
+    /// `--tls-cert/--tls-key`: the port speaks TLS only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running replication port. Stops when dropped.
@@ -209,10 +230,13 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let id = conn_ctx.registry.add(peer.clone());
-            let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
+            // The TLS handshake runs here, after the cap and within the HELLO deadline (RES-3).
+            if let Some(conn) = open_connection(stream, &conn_ctx, config.session, &peer) {
+                let end = serve_connection(conn, &conn_ctx, config.session, id, &conn_stop, &peer);
+                tracing::info!(%peer, end = ?end, "replication connection closed");
+            }
             conn_ctx.registry.remove(id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
-            tracing::info!(%peer, end = ?end, "replication connection closed");
         });
         if let Err(e) = spawned {
             ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
@@ -232,12 +256,40 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How long one socket write may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool) -> Option<SessionEnd> {
-    let clock = Clock::new();
+/// The connection's halves: plain TCP, or TLS when the port is configured
+/// for it (a plain peer on a TLS port is answered `TLS_REQUIRED` in the
+/// replication protocol and counted; a failed handshake is counted).
+fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, peer: &str) -> Option<Connection> {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Some(tls_config) = &ctx.security.tls else {
+        return plain_connection(stream).ok();
+    };
+    let deadline = Duration::from_millis(config.hello_timeout_ms);
+    match tls::accept(stream, tls_config.clone(), deadline, WRITE_TIMEOUT) {
+        Ok(Accepted::Tls(conn)) => Some(conn),
+        Ok(Accepted::Plain(mut sock, first)) => {
+            let detail = format!("this replication port requires TLS (the peer sent plain bytes starting {first:#04x}); start the replica with --tls-ca");
+            tracing::warn!(%peer, code = "TLS_REQUIRED", "replication peer refused: {detail}");
+            ctx.registry.security.refused(peer, "TLS_REQUIRED", &detail);
+            let e = ServeError { code: ServeCode::TlsRequired, detail };
+            let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = sock.write_all(&Message::Error(e).to_frame());
+            let _ = sock.shutdown(Shutdown::Both);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, code = "TLS_HANDSHAKE_FAILED", error = %e, "replication peer refused: TLS handshake failed");
+            ctx.registry.security.refused(peer, "TLS_HANDSHAKE_FAILED", &e.to_string());
+            None
+        }
+    }
+}
+
+fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) -> Option<SessionEnd> {
+    let clock = Clock::new();
+    let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
-    let mut reader = stream.try_clone().ok()?;
     let reader_tx = tx.clone();
     let reader_thread = std::thread::Builder::new()
         .name("repl-conn-read".into())
@@ -261,9 +313,19 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
     let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current());
+    if let Some(token) = &ctx.security.token {
+        match fresh_nonce() {
+            Ok(nonce) => session = session.with_auth(token.clone(), nonce),
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                closer();
+                let _ = reader_thread.join();
+                return None;
+            }
+        }
+    }
     let mut wal_reader = ctx.wal.reader();
     let mut served: Option<ServedSnapshot> = None;
-    let mut writer = stream.try_clone().ok()?;
     let mut end = None;
     while end.is_none() {
         // A durable wake-up dropped by a full channel is recovered here.
@@ -298,7 +360,16 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                         latch.trip(*fence);
                     }
                 }
-                SessionAction::Close(e) => end = Some(e),
+                SessionAction::Close(e) => {
+                    if let SessionEnd::AuthRefused { code } = &e {
+                        let detail = match session.view().hello {
+                            Some(h) => format!("replica {} refused by token authentication", h.replica_id),
+                            None => "replica refused by token authentication".to_string(),
+                        };
+                        ctx.registry.security.refused(peer, code.as_str(), &detail);
+                    }
+                    end = Some(e);
+                }
             }
         }
         ctx.registry.update(id, &session.view());
@@ -314,7 +385,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    closer();
     let _ = reader_thread.join();
     end
 }
