@@ -14,7 +14,9 @@ use aerodb_repl_core::fence::{Fence, FenceLatch};
 use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
-use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusedPeerFacts, ReplSecurityFacts, ReplicaFacts, WalFile,
+};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::ReplicaRegistry;
@@ -59,6 +61,8 @@ pub struct PrimaryDx {
     pub http: Arc<NodeHttp>,
     /// Durable mark, fence and scrub (CORE-5, REPL-11, CORE-6).
     pub guards: Option<PrimaryGuards>,
+    /// Replication port security in force: (token required, TLS).
+    pub repl_security: (bool, bool),
 }
 
 /// What a primary's DX API reads about its guards of acknowledged history.
@@ -153,6 +157,15 @@ impl PrimaryDx {
                 g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
             }),
             scrub: self.guards.as_ref().map(|g| g.scrub.status()),
+            repl_security: self.replicas.as_ref().map(|r| {
+                let sec = r.security();
+                ReplSecurityFacts {
+                    token_required: self.repl_security.0,
+                    tls: self.repl_security.1,
+                    refused: sec.counts(),
+                    last_refused: sec.last().map(|l| RefusedPeerFacts { peer: l.peer, code: l.code, detail: l.detail }),
+                }
+            }),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::PrimaryWal;
+use aerodb_repl_net::primary::PrimarySecurity;
 use aerodb_repl_net::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
 use aerodb_wal::disk::{Disk, OsDisk};
 
@@ -15,7 +16,7 @@ use crate::node::{announce, OpenedPrimary};
 
 /// Binds the replication port (printing `listening repl ADDR`) and serves
 /// replicas on background threads.
-pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, StartupError> {
+pub fn start(addr: &str, opened: &OpenedPrimary, security: PrimarySecurity) -> Result<PrimaryServer, StartupError> {
     let listener = TcpListener::bind(addr).map_err(|e| StartupError::Other(format!("cannot bind repl address {addr}: {e}")))?;
     let bound = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound repl address: {e}")))?;
     let cluster_id = ClusterId::parse(&opened.identity.cluster_id).map_err(|e| StartupError::Other(format!("identity.json: {e}")))?;
@@ -30,7 +31,9 @@ pub fn start(addr: &str, opened: &OpenedPrimary) -> Result<PrimaryServer, Startu
         snapshots: opened.snapshots.clone(),
         fence: opened.fence.clone(),
         registry: Arc::new(ReplicaRegistry::default()),
+        security,
     };
+    tracing::info!(token = ctx.security.token.is_some(), tls = ctx.security.tls.is_some(), "replication port security");
     let server = PrimaryServer::serve(listener, ctx, PrimaryServerConfig::default())
         .map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;
     announce("repl", bound);
