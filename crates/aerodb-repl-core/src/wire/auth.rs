@@ -150,7 +150,7 @@ mod tests {
         bad(FrameType::AuthBegin, &[0; 35]);
         bad(FrameType::AuthBegin, &[0; 37]);
         bad(FrameType::AuthChallenge, &[0; 95]);
-        bad(FrameType::AuthChallenge, &[b'a'; 96]);
+        bad(FrameType::AuthChallenge, &[b'z'; 96]);
         let mut upper = vec![0u8; 32];
         upper.extend_from_slice(b"0123456789ABCDEF0123456789ABCDEF");
         upper.extend_from_slice(&[0; 32]);
