@@ -83,22 +83,19 @@ impl TlsConfig {
     }
 }
 
-/// The TLS reason behind a connect error, if it was one (walks the error's
-/// sources, looking inside `io::Error`s, for a `rustls::Error`).
+/// The TLS reason behind a connect error, if it was one: walks the error's
+/// sources, looking inside (nested) `io::Error`s, whose own `source` skips
+/// the error they wrap, for a `rustls::Error`.
 pub(crate) fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(t) = err.downcast_ref::<rustls::Error>() {
-            return Some(t.to_string());
-        }
-        if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            if let Some(t) = inner.downcast_ref::<rustls::Error>() {
-                return Some(t.to_string());
-            }
-        }
-        current = err.source();
+    if let Some(t) = e.downcast_ref::<rustls::Error>() {
+        return Some(t.to_string());
     }
-    None
+    if let Some(inner) = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+        if let Some(found) = tls_cause(inner) {
+            return Some(found);
+        }
+    }
+    e.source().and_then(tls_cause)
 }
 
 #[cfg(test)]

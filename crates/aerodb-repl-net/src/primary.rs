@@ -361,12 +361,20 @@ fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfi
                     }
                 }
                 SessionAction::Close(e) => {
-                    if let SessionEnd::AuthRefused { code } = &e {
-                        let detail = match session.view().hello {
-                            Some(h) => format!("replica {} refused by token authentication", h.replica_id),
-                            None => "replica refused by token authentication".to_string(),
-                        };
-                        ctx.registry.security.refused(peer, code.as_str(), &detail);
+                    match &e {
+                        SessionEnd::AuthRefused { code } => {
+                            let detail = match session.view().hello {
+                                Some(h) => format!("replica {} refused by token authentication", h.replica_id),
+                                None => "replica refused by token authentication".to_string(),
+                            };
+                            ctx.registry.security.refused(peer, code.as_str(), &detail);
+                        }
+                        SessionEnd::AuthAbandoned => ctx.registry.security.refused(
+                            peer,
+                            "AUTH_FAILED",
+                            "the peer closed after the token challenge: it could not verify this primary's proof (another --repl-token-file)",
+                        ),
+                        _ => {}
                     }
                     end = Some(e);
                 }

@@ -58,6 +58,7 @@ impl Read for TlsReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             let mut wants_write = false;
+            let mut fed = false;
             {
                 let mut conn = self.shared.conn.lock();
                 match conn.reader().read(buf) {
@@ -77,14 +78,15 @@ impl Read for TlsReader {
                     self.at += n;
                     conn.process_new_packets().map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
                     wants_write = conn.wants_write();
+                    fed = true;
                 }
             }
             if wants_write {
                 let mut sock = self.shared.write_sock.lock();
                 self.shared.flush_tls(&mut sock)?;
-                continue;
             }
-            if self.at < self.raw.len() {
+            if fed {
+                // What was fed may have produced plaintext: look again before blocking.
                 continue;
             }
             self.raw.resize(64 * 1024, 0);
@@ -225,7 +227,67 @@ impl Transport for TlsTransport {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    use super::*;
+
+    fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+        let der = CertificateDer::from(ck.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+        let server = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![der.clone()], key)
+            .unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der).unwrap();
+        let client =
+            ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap().with_root_certificates(roots).with_no_client_auth();
+        (Arc::new(server), Arc::new(client))
+    }
+
+    /// RES-3: a TLS session carries bytes both ways through the split
+    /// halves (large writes in pieces, reads while the other side writes),
+    /// and a plain peer is recognised before any TLS is sent.
+    #[test]
+    fn res_3_tls_halves_carry_bytes_both_ways() {
+        let (server, client) = configs();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let t = std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let Accepted::Tls(conn) = accept(sock, server.clone(), Duration::from_secs(10), Duration::from_secs(10)).unwrap() else { panic!("plain") };
+            let (mut r, mut w) = (conn.reader, conn.writer);
+            let mut hello = [0u8; 5];
+            r.read_exact(&mut hello).unwrap();
+            assert_eq!(&hello, b"hello");
+            w.write_all(&vec![7u8; 300_000]).unwrap();
+            let mut bye = [0u8; 3];
+            r.read_exact(&mut bye).unwrap();
+            assert_eq!(&bye, b"bye");
+            let (plain, _) = listener.accept().unwrap();
+            assert!(matches!(accept(plain, server, Duration::from_secs(10), Duration::from_secs(10)).unwrap(), Accepted::Plain(_, b'x')));
+        });
+        let conn = TlsTransport::new(client).connect(&addr, Duration::from_secs(10)).unwrap();
+        let (mut r, mut w) = (conn.reader, conn.writer);
+        w.write_all(b"hello").unwrap();
+        let mut big = vec![0u8; 300_000];
+        r.read_exact(&mut big).unwrap();
+        assert!(big.iter().all(|b| *b == 7));
+        w.write_all(b"bye").unwrap();
+        let mut plain = std::net::TcpStream::connect(&addr).unwrap();
+        plain.write_all(b"x").unwrap();
+        t.join().unwrap();
+    }
 
     #[test]
     fn res_4_tls_server_name_is_the_host_of_the_primary_address() {

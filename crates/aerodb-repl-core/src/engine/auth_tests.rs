@@ -189,6 +189,9 @@ fn repl_1_wrong_token_is_refused_on_both_sides_without_a_halt() {
     other.handle_bytes(1, &auth(AuthMessage::Begin { protocol_version: PROTOCOL_VERSION, replica_nonce: NR }), &History);
     r.handle_bytes(2, 1, &primary_bytes(&drain_p(&mut other)));
     assert_eq!(drain_r(&mut r), vec![ReplicaAction::Close { conn: 1 }], "no proof, no HELLO, no PersistHalt");
+    // The primary sees the peer leave after its challenge: counted as AUTH_FAILED there.
+    other.handle_closed(3);
+    assert_eq!(drain_p(&mut other), vec![SessionAction::Close(SessionEnd::AuthAbandoned)]);
     assert_eq!(blocked(&r).code(), "AUTH_FAILED");
     assert_eq!(blocked(&r).rule_id(), "REPL-1");
     assert!(blocked(&r).detail().contains("could not prove"), "{}", blocked(&r).detail());

@@ -81,6 +81,10 @@ pub enum SessionEnd {
         /// Code sent in AUTH_REFUSE.
         code: AuthRefuseCode,
     },
+    /// The peer closed after AUTH_CHALLENGE without proving the token: it
+    /// could not verify this primary's proof (another token), or gave up.
+    /// Counted as `AUTH_FAILED`.
+    AuthAbandoned,
 }
 
 /// Outputs the runtime executes, in order.
@@ -509,6 +513,10 @@ impl PrimarySession {
 
     /// The replica closed the connection.
     pub fn handle_closed(&mut self, _now: Millis) {
+        if matches!(self.auth, AuthPhase::Challenged { .. }) {
+            tracing::warn!(code = "AUTH_FAILED", "replication peer closed after the token challenge: it does not hold this primary's token (REPL-1)");
+            return self.close(SessionEnd::AuthAbandoned);
+        }
         self.close(SessionEnd::PeerClosed);
     }
 
