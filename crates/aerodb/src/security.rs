@@ -73,6 +73,7 @@ pub fn server_config(files: &TlsServerFiles) -> Result<Option<Arc<rustls::Server
 
 /// The rustls client config that trusts exactly the CA certificates in
 /// `--tls-ca` (no system roots: a replication cluster runs its own CA).
+#[cfg(feature = "replication")]
 pub fn client_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, StartupError> {
     let pem = read_pem(ca, "TLS_CA_INVALID")?;
     let mut roots = rustls::RootCertStore::empty();

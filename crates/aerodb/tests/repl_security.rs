@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![cfg(feature = "replication")]
 //! Securing replication, black-box: real `aerodb` processes with real
 //! certificates generated in the test (rcgen) and token files on disk.
 //! Token authentication (REPL-1) refuses wrong, missing and unexpected
@@ -166,7 +167,7 @@ fn repl_1_tls_refusals_are_explained_on_both_sides() {
         let v = replication_tls(&primary, &pki.ca);
         v["security"]["refused"]["TLS_REQUIRED"].as_u64().is_some_and(|n| n > 0).then_some(v)
     });
-    assert_eq!(v["security"]["last_refused"]["code"].as_str().is_some(), true);
+    assert!(v["security"]["last_refused"]["code"].as_str().is_some());
     let wrong_ca = start_replica(&tmp.path().join("r2"), &repl, &["--bootstrap", "wal", "--tls-ca", &p(&pki.other_ca)], &[]);
     let v = wrong_ca.wait_replication("TLS verification failure", |v| v["blocking_reason"]["code"] == "CONNECT_FAILED");
     assert!(v["blocking_reason"]["detail"].as_str().unwrap().contains("TLS handshake"), "{v}");
@@ -302,7 +303,7 @@ fn repl_11_unauthenticated_peer_cannot_fence_a_running_primary() {
         got
     };
 
-    let unauthenticated = raw_session(&repl, &[hello.clone()]);
+    let unauthenticated = raw_session(&repl, std::slice::from_ref(&hello));
     assert!(matches!(&unauthenticated[..], [Message::Auth(AuthMessage::Refuse(r))] if r.code.as_str() == "AUTH_REQUIRED"), "{unauthenticated:?}");
     let wrong = prove(TOKEN_B);
     assert!(matches!(&wrong[..], [Message::Auth(AuthMessage::Refuse(r))] if r.code.as_str() == "AUTH_FAILED"), "{wrong:?}");
