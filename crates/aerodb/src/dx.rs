@@ -157,14 +157,17 @@ impl PrimaryDx {
                 g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
             }),
             scrub: self.guards.as_ref().map(|g| g.scrub.status()),
-            repl_security: self.replicas.as_ref().map(|r| {
+            // Shown once a token or TLS is configured, or a peer was refused
+            // (a node with neither and no refusal keeps its v1 shape).
+            repl_security: self.replicas.as_ref().and_then(|r| {
                 let sec = r.security();
-                ReplSecurityFacts {
+                let facts = ReplSecurityFacts {
                     token_required: self.repl_security.0,
                     tls: self.repl_security.1,
                     refused: sec.counts(),
                     last_refused: sec.last().map(|l| RefusedPeerFacts { peer: l.peer, code: l.code, detail: l.detail }),
-                }
+                };
+                (facts.token_required || facts.tls || !facts.refused.is_empty()).then_some(facts)
             }),
         }
     }
