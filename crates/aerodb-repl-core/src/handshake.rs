@@ -12,7 +12,9 @@ use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 
 /// Replication protocol version spoken by this build. Version 2 added the
 /// primary's commit times to PROGRESS (lag in seconds) and the cap to the
-/// WAL_UNAVAILABLE evidence; a peer speaking another version is refused
+/// WAL_UNAVAILABLE evidence, and the token authentication phase
+/// (AUTH_BEGIN/CHALLENGE/PROOF/REFUSE) before HELLO when a token is
+/// configured; a peer speaking another version is refused
 /// with `PROTOCOL_VERSION` (docs/protocol.md, "Versions").
 pub const PROTOCOL_VERSION: u32 = 2;
 

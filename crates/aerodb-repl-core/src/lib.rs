@@ -14,7 +14,9 @@
 //! replication port ([`wire`]), the primary's registry of the replicas it
 //! has served with its retention forecast ([`registry`], RES-2), and lag in
 //! seconds from the primary's commit times ([`commit_times`];
-//! observability only, REPL-10).
+//! observability only, REPL-10), and the token authentication of the
+//! replication port ([`auth`]: HMAC proofs over both sides' nonces; the
+//! nonces come from the runtime).
 //!
 //! It must never open a socket, spawn a thread or read a clock: time is
 //! passed in, files are reached only through the `Disk` trait, and no
@@ -23,6 +25,7 @@
 //! (deterministic simulation).
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod commit_times;
 pub mod engine;
 pub mod fence;

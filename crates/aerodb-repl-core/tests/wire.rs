@@ -14,7 +14,7 @@ use aerodb_wal::Fingerprint;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-const ALL_TYPES: [FrameType; 10] = FrameType::ALL;
+const ALL_TYPES: [FrameType; 14] = FrameType::ALL;
 
 fn cid() -> ClusterId {
     ClusterId::parse("c0ffee00c0ffee00c0ffee00c0ffee00").unwrap()

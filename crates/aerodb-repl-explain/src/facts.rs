@@ -13,6 +13,7 @@ use aerodb_wal::history::StartupDurability;
 use aerodb_wal::log::SegmentInfo;
 use aerodb_wal::mark_writer::{MarkPolicy, MarkStatus};
 use aerodb_wal::{CommitId, Lsn};
+use serde::Serialize;
 
 /// A primary's fence (REPL-11): the one in force, the one the operator
 /// lifted at startup, and how many handshakes proved lost history.
@@ -140,6 +141,34 @@ pub struct PrimaryFacts {
     pub fence: Option<FenceFacts>,
     /// Background re-verification (None when the node runs no scrub).
     pub scrub: Option<ScrubStatus>,
+    /// Token authentication and TLS of the replication port (None when
+    /// replication is disabled or unknown to the caller).
+    pub repl_security: Option<ReplSecurityFacts>,
+}
+
+/// Security of a primary's replication port and the peers it refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplSecurityFacts {
+    /// `--repl-token-file` is set: replicas must authenticate.
+    pub token_required: bool,
+    /// `--tls-cert/--tls-key` are set: the port speaks TLS only.
+    pub tls: bool,
+    /// Peers refused since start, by code (`AUTH_REQUIRED`, `AUTH_FAILED`,
+    /// `AUTH_NOT_CONFIGURED`, `TLS_REQUIRED`, `TLS_HANDSHAKE_FAILED`), ordered by code.
+    pub refused: Vec<(String, u64)>,
+    /// The most recent refusal: peer address, code and detail.
+    pub last_refused: Option<RefusedPeerFacts>,
+}
+
+/// One refused peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefusedPeerFacts {
+    /// Peer address.
+    pub peer: String,
+    /// Stable code.
+    pub code: String,
+    /// What happened.
+    pub detail: String,
 }
 
 /// One WAL segment file held by a replica.

@@ -248,6 +248,19 @@ pub fn primary_metrics_with(f: &PrimaryFacts, process: Option<&ProcessFacts>) ->
         e.single("aerodb_fence_proofs_total", "counter", "Handshakes that proved lost history since start.", Some(fence.proofs));
     }
     scrub_metrics(&mut e, f.scrub.as_ref());
+    if let Some(sec) = &f.repl_security {
+        e.family(
+            "aerodb_repl_security_enabled",
+            "gauge",
+            "1 when the replication port requires the mechanism (token: --repl-token-file, tls: --tls-cert), else 0.",
+        );
+        e.sample("aerodb_repl_security_enabled", &[("mechanism", "token")], u64::from(sec.token_required));
+        e.sample("aerodb_repl_security_enabled", &[("mechanism", "tls")], u64::from(sec.tls));
+        e.family("aerodb_repl_refused_peers_total", "counter", "Replication peers refused by token authentication or TLS since start, by code.");
+        for (code, n) in &sec.refused {
+            e.sample("aerodb_repl_refused_peers_total", &[("code", code)], *n);
+        }
+    }
     if let Some(replicas) = &f.replicas {
         e.single("aerodb_replicas_connected", "gauge", "Replica connections open now.", Some(replicas.len() as u64));
     }

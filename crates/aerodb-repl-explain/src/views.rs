@@ -348,6 +348,12 @@ pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "wal_shipped_bytes": f.wal_shipped_bytes,
         "fence": fence_view(f),
     });
+    let mut data = data;
+    if let Some(sec) = &f.repl_security {
+        // Peers refused by token authentication or TLS (REPL-1), by code.
+        let refused: serde_json::Map<String, Value> = sec.refused.iter().map(|(c, n)| (c.clone(), json!(n))).collect();
+        data["security"] = json!({"token_required": sec.token_required, "tls": sec.tls, "refused": refused, "last_refused": sec.last_refused});
+    }
     (data, notes)
 }
 

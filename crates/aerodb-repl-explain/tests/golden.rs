@@ -1381,6 +1381,7 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         }),
         fence: (role == "primary").then(FenceFacts::default),
         scrub: None,
+        repl_security: None,
     }
 }
 
@@ -1762,7 +1763,7 @@ fn real_fence() -> aerodb_repl_core::fence::Fence {
     h.name = Some(aerodb_repl_core::ids::ReplicaName::parse("replica-east").unwrap());
     let primary = History(recs);
     let Decision::Refuse(refuse) = decide(&primary, &h) else { panic!("expected a refusal") };
-    aerodb_repl_core::fence::fence_for(&cluster(), &h, &refuse).expect("REPLICA_AHEAD fences")
+    aerodb_repl_core::fence::fence_for(&cluster(), aerodb_repl_core::auth::PeerAuth::NotRequired, &h, &refuse).expect("REPLICA_AHEAD fences")
 }
 
 /// REPL-11, F-P5: a fenced primary explains the fence: REPL-11 fails in

@@ -12,6 +12,9 @@
 //! [`primary::PrimaryServer::serve`] runs a primary's replication port;
 //! [`registry::ReplicaRegistry`] is the primary's view of its replicas
 //! (connections, the persisted registry, commit times).
+//! Security edges: [`security`] reads the token file and draws nonces from
+//! the OS RNG for the engines' authentication exchange; [`tls`] carries the
+//! replication protocol over rustls on both sides.
 #![deny(missing_docs)]
 
 pub mod clock;
@@ -19,6 +22,8 @@ pub mod framed;
 pub mod primary;
 pub mod registry;
 pub mod replica;
+pub mod security;
+pub mod tls;
 pub mod transport;
 
 pub use primary::{PrimaryContext, PrimaryServer, PrimaryServerConfig};

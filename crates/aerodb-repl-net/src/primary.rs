@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use aerodb_repl_core::auth::ReplToken;
 use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd};
 use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
@@ -24,6 +25,9 @@ use aerodb_wal::log::LogError;
 
 use crate::clock::{wall_ms, Clock};
 pub use crate::registry::{ConnectedReplica, ReplicaRegistry};
+use crate::security::fresh_nonce;
+use crate::tls::{self, Accepted};
+use crate::transport::{plain_connection, Connection};
 
 /// Limits of the replication port.
 #[derive(Clone, Copy, Debug)]
@@ -57,6 +61,18 @@ pub struct PrimaryContext {
     /// The replicas the primary knows (connections, the persisted
     /// registry, commit times).
     pub registry: Arc<ReplicaRegistry>,
+    /// Token authentication and TLS of the port (default: neither).
+    pub security: PrimarySecurity,
+}
+
+/// Security of the replication port.
+#[derive(Clone, Default)]
+pub struct PrimarySecurity {
+    /// `--repl-token-file`: every replica must prove it (and the primary
+    /// proves it back) before its HELLO is decided.
+    pub token: Option<ReplToken>,
+    /// `--tls-cert/--tls-key`: the port speaks TLS only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running replication port. Stops when dropped.
@@ -141,8 +157,10 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let (conn_ctx, conn_stop) = (ctx.clone(), stop.clone());
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            let id = conn_ctx.registry.add(peer);
-            let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
+            let id = conn_ctx.registry.add(peer.clone());
+            // The TLS handshake runs here, after the cap and within the HELLO deadline (RES-3).
+            let end = open_connection(stream, &conn_ctx, config.session, &peer)
+                .and_then(|conn| serve_connection(conn, &conn_ctx, config.session, id, &conn_stop, &peer));
             conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
         });
@@ -164,12 +182,40 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How long one socket write may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool) -> Option<SessionEnd> {
-    let clock = Clock::new();
+/// The connection's halves: plain TCP, or TLS when the port is configured
+/// for it (a plain peer on a TLS port is answered `TLS_REQUIRED` in the
+/// replication protocol and counted; a failed handshake is counted).
+fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, peer: &str) -> Option<Connection> {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Some(tls_config) = &ctx.security.tls else {
+        return plain_connection(stream).ok();
+    };
+    let deadline = Duration::from_millis(config.hello_timeout_ms);
+    match tls::accept(stream, tls_config.clone(), deadline, WRITE_TIMEOUT) {
+        Ok(Accepted::Tls(conn)) => Some(conn),
+        Ok(Accepted::Plain(mut sock, first)) => {
+            let detail = format!("this replication port requires TLS (the peer sent plain bytes starting {first:#04x}); start the replica with --tls-ca");
+            tracing::warn!(%peer, code = "TLS_REQUIRED", "replication peer refused: {detail}");
+            ctx.registry.security.refused(peer, "TLS_REQUIRED", &detail);
+            let e = ServeError { code: ServeCode::TlsRequired, detail };
+            let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = sock.write_all(&Message::Error(e).to_frame());
+            let _ = sock.shutdown(Shutdown::Both);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, code = "TLS_HANDSHAKE_FAILED", error = %e, "replication peer refused: TLS handshake failed");
+            ctx.registry.security.refused(peer, "TLS_HANDSHAKE_FAILED", &e.to_string());
+            None
+        }
+    }
+}
+
+fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) -> Option<SessionEnd> {
+    let clock = Clock::new();
+    let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
-    let mut reader = stream.try_clone().ok()?;
     let reader_tx = tx.clone();
     let reader_thread = std::thread::Builder::new()
         .name("repl-conn-read".into())
@@ -194,9 +240,19 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
     let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current())
         .with_commit_times(ctx.registry.commit_times().clone());
+    if let Some(token) = &ctx.security.token {
+        match fresh_nonce() {
+            Ok(nonce) => session = session.with_auth(token.clone(), nonce),
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                closer();
+                let _ = reader_thread.join();
+                return None;
+            }
+        }
+    }
     let mut wal_reader = ctx.wal.reader();
     let mut served: Option<ServedSnapshot> = None;
-    let mut writer = stream.try_clone().ok()?;
     let mut end = None;
     while end.is_none() {
         // A durable wake-up dropped by a full channel is recovered here.
@@ -237,7 +293,24 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                         latch.trip(*fence);
                     }
                 }
-                SessionAction::Close(e) => end = Some(e),
+                SessionAction::Close(e) => {
+                    match &e {
+                        SessionEnd::AuthRefused { code } => {
+                            let detail = match session.view().hello {
+                                Some(h) => format!("replica {} refused by token authentication", h.replica_id),
+                                None => "replica refused by token authentication".to_string(),
+                            };
+                            ctx.registry.security.refused(peer, code.as_str(), &detail);
+                        }
+                        SessionEnd::AuthAbandoned => ctx.registry.security.refused(
+                            peer,
+                            "AUTH_FAILED",
+                            "the peer closed after the token challenge: it could not verify this primary's proof (another --repl-token-file)",
+                        ),
+                        _ => {}
+                    }
+                    end = Some(e);
+                }
             }
         }
         ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
@@ -253,7 +326,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    closer();
     let _ = reader_thread.join();
     end
 }

@@ -31,6 +31,7 @@ use aerodb_wal::disk::Disk;
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::clock::wall_ms;
+use crate::security::SecurityStats;
 
 /// Reports are written to `replicas.json` at most this often (connects,
 /// disconnects and forgets are written at once). A position on disk is at
@@ -114,6 +115,8 @@ pub struct ReplicaRegistry {
     shipped_bytes: AtomicU64,
     pub(crate) open: AtomicUsize,
     pub(crate) refused_over_cap: AtomicU64,
+    /// Peers refused by token authentication or TLS since start.
+    pub(crate) security: SecurityStats,
 }
 
 impl Default for ReplicaRegistry {
@@ -137,6 +140,7 @@ impl ReplicaRegistry {
             shipped_bytes: AtomicU64::new(0),
             open: AtomicUsize::new(0),
             refused_over_cap: AtomicU64::new(0),
+            security: SecurityStats::default(),
         }
     }
 
@@ -227,6 +231,11 @@ impl ReplicaRegistry {
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
+    /// Peers refused by token authentication or TLS since start.
+    pub fn security(&self) -> &SecurityStats {
+        &self.security
+    }
+
     /// Connections refused because the port was at its cap.
     pub fn refused_over_cap(&self) -> u64 {
         self.refused_over_cap.load(Ordering::Relaxed)

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use aerodb_repl_core::auth::{Nonce, ReplToken};
 use aerodb_repl_core::engine::replica::{Completion, RecoveryOutcome, ReplicaAction, ReplicaConfig, ReplicaEngine, ReplicaTiming, StorageFailure};
 use aerodb_repl_core::engine::ConnId;
 use aerodb_repl_core::halt::StorageOp;
@@ -29,6 +30,7 @@ use aerodb_repl_core::storage::{Applier, WalSink};
 use aerodb_wal::disk::Disk;
 
 use crate::clock::Clock;
+use crate::security::fresh_nonce;
 use crate::transport::{Connection, Transport};
 
 /// How a replica runs.
@@ -52,6 +54,8 @@ pub struct ReplicaOptions {
     pub seed: u64,
     /// The metadata on disk at startup, if the replica is bootstrapped.
     pub recorded: Option<ReplicaMetadata>,
+    /// `--repl-token-file`: authenticate both ways on every connection.
+    pub token: Option<ReplToken>,
 }
 
 impl ReplicaOptions {
@@ -67,6 +71,7 @@ impl ReplicaOptions {
             max_unapplied_bytes: 64 * 1024 * 1024,
             seed,
             recorded: None,
+            token: None,
         }
     }
 }
@@ -74,7 +79,7 @@ impl ReplicaOptions {
 /// Inputs to the engine thread.
 enum Event {
     Bytes(ConnId, Vec<u8>),
-    Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>),
+    Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>, Option<Nonce>),
     ConnectFailed(ConnId, String),
     Closed(ConnId, String),
     Recovered(RecoveryOutcome),
@@ -145,7 +150,10 @@ impl Replica {
             seed: options.seed,
             recorded: options.recorded.clone(),
         };
-        let engine = ReplicaEngine::new(config);
+        let engine = match options.token.clone() {
+            Some(token) => ReplicaEngine::new(config).with_auth(token),
+            None => ReplicaEngine::new(config),
+        };
         let handle = Arc::new(ReplicaHandle::new(Arc::new(ReplicaShared::new(engine.observe()))));
         let (tx, rx) = mpsc::channel();
         let (disk_jobs, disk_worker) = spawn_disk_worker(disk.clone(), ReplicaPaths::new(&options.data_dir), handle.clone(), tx.clone())?;
@@ -232,12 +240,15 @@ impl Runtime {
                     break;
                 }
                 Event::Bytes(conn, bytes) => self.engine.handle_bytes(now, conn, &bytes),
-                Event::Connected(conn, writer, closer) => {
+                Event::Connected(conn, writer, closer, nonce) => {
                     if let Some(link) = self.links.get_mut(&conn) {
                         link.writer = Some(writer);
                         link.closer = Some(closer);
                     }
-                    self.engine.handle_connected(now, conn);
+                    match nonce {
+                        Some(nonce) => self.engine.handle_connected_with_nonce(now, conn, nonce),
+                        None => self.engine.handle_connected(now, conn),
+                    }
                 }
                 Event::ConnectFailed(conn, detail) => {
                     self.links.remove(&conn);
@@ -310,10 +321,20 @@ impl Runtime {
         let gate = ReadGate::new();
         self.links.insert(conn, Link { writer: None, closer: None, gate: gate.clone() });
         let (transport, addr, timeout, events) = (self.transport.clone(), self.primary.clone(), self.connect_timeout, self.events.clone());
+        let wants_nonce = self.engine.requires_auth();
         let spawned = std::thread::Builder::new().name("replica-conn".into()).spawn(move || match transport.connect(&addr, timeout) {
             Ok(Connection { reader, writer, closer }) => {
                 let closer: Arc<dyn Fn() + Send + Sync> = Arc::from(closer);
-                if events.send(Event::Connected(conn, writer, closer.clone())).is_ok() {
+                // A fresh nonce per connection, from the OS RNG (the engine never draws randomness).
+                let nonce = match wants_nonce.then(fresh_nonce).transpose() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        closer();
+                        let _ = events.send(Event::ConnectFailed(conn, format!("no nonce for the authentication exchange: {e}")));
+                        return;
+                    }
+                };
+                if events.send(Event::Connected(conn, writer, closer.clone(), nonce)).is_ok() {
                     read_loop(conn, reader, &gate, &events);
                 }
                 closer();

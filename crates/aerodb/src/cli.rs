@@ -103,11 +103,47 @@ pub struct WriterFlags {
     /// Background re-verification (CORE-6).
     #[command(flatten)]
     pub scrub: ScrubFlags,
+    /// TLS on the client API, the DX API (and, on a primary, the replication port).
+    #[command(flatten)]
+    pub tls: TlsServerFlags,
     /// MVCC history kept behind the newest commit: reads at C - N and later stay answerable;
     /// older versions are removed by GC records in the WAL (horizon = C - N, written every N/10
     /// commits). Replicas follow the primary's GC records.
     #[arg(long, default_value_t = aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS)]
     pub history_retain_commits: u64,
+}
+
+/// `--tls-cert/--tls-key` (docs/operations.md, "Securing replication").
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerFlags {
+    /// PEM certificate chain: serve TLS (rustls) on the client API, the DX API and the replication port.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsServerFlags {
+    /// The files these flags name.
+    pub fn files(&self) -> crate::security::TlsServerFiles {
+        crate::security::TlsServerFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone() }
+    }
+}
+
+/// A replica's replication security flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReplicaSecurityFlags {
+    /// Shared secret of the replication port (one line, owner-only permissions): the replica and the
+    /// primary prove to each other that they hold it (challenge-response; it never crosses the wire).
+    #[arg(long)]
+    pub repl_token_file: Option<PathBuf>,
+    /// PEM CA certificate(s): connect to the primary over TLS and verify it against this CA.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS on this replica's own client and DX APIs.
+    #[command(flatten)]
+    pub tls: TlsServerFlags,
 }
 
 /// Bounds of the client and DX HTTP surfaces (RES-3; docs/operations.md, "Limits").
@@ -209,6 +245,10 @@ pub enum Command {
         /// Its WAL is no longer held and it leaves /v1/replication; it is remembered again if it reconnects.
         #[arg(long, value_name = "ID_OR_NAME")]
         forget_replica: Vec<String>,
+        /// Shared secret of the replication port (one line, owner-only permissions): every replica must
+        /// prove it holds it, and the primary proves it back (challenge-response; it never crosses the wire).
+        #[arg(long)]
+        repl_token_file: Option<PathBuf>,
     },
     /// Run a node with replication disabled.
     Standalone {
@@ -246,6 +286,9 @@ pub enum Command {
         /// Background re-verification (CORE-6).
         #[command(flatten)]
         scrub: ScrubFlags,
+        /// Token authentication and TLS.
+        #[command(flatten)]
+        security: ReplicaSecurityFlags,
     },
     /// Put a document; prints the CommitId.
     #[command(after_help = EXIT_CODES_HELP)]

@@ -15,7 +15,8 @@ use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
 use aerodb_repl_explain::facts::{
-    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RegistryFacts, ReplicaFacts, WalFile,
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusedPeerFacts, RegistryFacts, ReplSecurityFacts,
+    ReplicaFacts, WalFile,
 };
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
@@ -61,6 +62,8 @@ pub struct PrimaryDx {
     pub http: Arc<NodeHttp>,
     /// Durable mark, fence and scrub (CORE-5, REPL-11, CORE-6).
     pub guards: Option<PrimaryGuards>,
+    /// Replication port security in force: (token required, TLS).
+    pub repl_security: (bool, bool),
 }
 
 /// What a primary's DX API reads about its guards of acknowledged history.
@@ -153,6 +156,18 @@ impl PrimaryDx {
                 g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
             }),
             scrub: self.guards.as_ref().map(|g| g.scrub.status()),
+            // Shown once a token or TLS is configured, or a peer was refused
+            // (a node with neither and no refusal keeps its v1 shape).
+            repl_security: self.replicas.as_ref().and_then(|r| {
+                let sec = r.security();
+                let facts = ReplSecurityFacts {
+                    token_required: self.repl_security.0,
+                    tls: self.repl_security.1,
+                    refused: sec.counts(),
+                    last_refused: sec.last().map(|l| RefusedPeerFacts { peer: l.peer, code: l.code, detail: l.detail }),
+                };
+                (facts.token_required || facts.tls || !facts.refused.is_empty()).then_some(facts)
+            }),
         }
     }
 }

@@ -52,6 +52,7 @@ mod repair;
 #[cfg(feature = "replication")]
 mod replica_node;
 mod scrub_task;
+mod security;
 mod service;
 mod serving;
 mod tools;
@@ -74,8 +75,15 @@ fn init_tracing() {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).with_target(false).try_init();
 }
 
-fn primary_options(flags: WriterFlags, repl_listen: Option<String>, forget_replicas: Vec<String>) -> PrimaryOptions {
+fn primary_options(
+    flags: WriterFlags,
+    repl_listen: Option<String>,
+    forget_replicas: Vec<String>,
+    repl_token_file: Option<std::path::PathBuf>,
+) -> PrimaryOptions {
     let mut opts = PrimaryOptions::new(flags.data_dir);
+    opts.tls = flags.tls.files();
+    opts.repl_token_file = repl_token_file;
     opts.listen = flags.listen;
     opts.dx_listen = (flags.dx_listen != "off").then_some(flags.dx_listen);
     opts.repl_listen = repl_listen;
@@ -123,12 +131,12 @@ fn main() {
     let cli = Cli::parse();
     init_tracing();
     let code = match cli.command {
-        Command::Primary { node, repl_listen, forget_replica } => {
-            run_node(node::run_primary(primary_options(node, Some(repl_listen), forget_replica), Role::Primary))
+        Command::Primary { node, repl_listen, forget_replica, repl_token_file } => {
+            run_node(node::run_primary(primary_options(node, Some(repl_listen), forget_replica, repl_token_file), Role::Primary))
         }
-        Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None, Vec::new()), Role::Standalone)),
+        Command::Standalone { node } => run_node(node::run_primary(primary_options(node, None, Vec::new(), None), Role::Standalone)),
         #[cfg(feature = "replication")]
-        Command::Replica { data_dir, primary, name, listen, dx_listen, bootstrap, rebootstrap, http, scrub } => {
+        Command::Replica { data_dir, primary, name, listen, dx_listen, bootstrap, rebootstrap, http, scrub, security } => {
             let method = match bootstrap {
                 cli::BootstrapMode::Snapshot => aerodb_repl_core::metadata::BootstrapMethod::Snapshot,
                 cli::BootstrapMode::Wal => aerodb_repl_core::metadata::BootstrapMethod::Wal,
@@ -144,6 +152,9 @@ fn main() {
                 rebootstrap,
                 http: http.limits(),
                 scrub: scrub_policy(&scrub),
+                repl_token_file: security.repl_token_file,
+                tls_ca: security.tls_ca,
+                tls: security.tls.files(),
             }))
         }
         #[cfg(not(feature = "replication"))]

@@ -60,6 +60,10 @@ pub struct PrimaryOptions {
     pub scrub: ScrubPolicy,
     /// MVCC history retention (`--history-retain-commits`, MVCC-4).
     pub gc: GcPolicy,
+    /// `--tls-cert/--tls-key`.
+    pub tls: crate::security::TlsServerFiles,
+    /// `--repl-token-file` (primary only).
+    pub repl_token_file: Option<PathBuf>,
 }
 
 impl PrimaryOptions {
@@ -80,6 +84,8 @@ impl PrimaryOptions {
             durability: DurabilityOptions::default(),
             scrub: ScrubPolicy::default(),
             gc: GcPolicy::default(),
+            tls: crate::security::TlsServerFiles::default(),
+            repl_token_file: None,
         }
     }
 }
@@ -359,6 +365,17 @@ pub fn check_http_limits(limits: &HttpLimits, write_limits: &WriteLimits) -> Res
 /// within the bounded shutdown time (RES-3, see [`crate::serving`]).
 pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &opts.limits)?;
+    // Security files are checked before the data directory is touched.
+    let tls = crate::security::server_config(&opts.tls)?;
+    #[cfg(feature = "replication")]
+    let token = match role {
+        Role::Primary => crate::security::load_token(opts.repl_token_file.as_deref())?,
+        _ => None,
+    };
+    #[cfg(not(feature = "replication"))]
+    if opts.repl_token_file.is_some() {
+        return Err(StartupError::BadFlags("--repl-token-file needs a build with replication (P5-I16)".into()));
+    }
     // Every address is bound before the data directory is opened or created.
     let client_listener = bind_early("client", &opts.listen)?;
     #[cfg(feature = "replication")]
@@ -380,7 +397,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let cluster_id = opened.identity.cluster_id.clone();
     #[cfg(feature = "replication")]
     let mut replication: Option<aerodb_repl_net::PrimaryServer> = None;
-    let http = NodeHttp::new(opts.http);
+    let http = NodeHttp::with_tls(opts.http, tls.clone().map(tokio_rustls::TlsAcceptor::from));
     // Waiting reads are woken by the store itself after each commit.
     let _ = engine.store().set_applied_observer(http.applied.observer());
     runtime.block_on(async {
@@ -391,7 +408,8 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(feature = "replication")]
         let replicas = match repl_listener {
             Some(listener) => {
-                let server = crate::primary_repl::start(listener, &opened, client_addr)?;
+                let security = aerodb_repl_net::primary::PrimarySecurity { token: token.clone(), tls: tls.clone() };
+                let server = crate::primary_repl::start(listener, &opened, client_addr, security)?;
                 let registry = server.registry().clone();
                 replication = Some(server);
                 Some(registry)
@@ -413,6 +431,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
                     snapshots: Some(opened.snapshots.clone()),
                     http: http.clone(),
                     guards: Some(crate::dx::PrimaryGuards::of(&opened)),
+                    repl_security: (token.is_some(), tls.is_some()),
                 };
                 let (router, render) = crate::dx::primary_router(dx);
                 Some((Listening { listener, router }, render))
@@ -433,7 +452,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let fence = None;
         let router = http.client_router(Arc::new(PrimaryService::new(engine).with_fence(fence)), opts.limits);
-        tracing::info!(role = role.as_str(), %cluster_id, "serving");
+        tracing::info!(role = role.as_str(), %cluster_id, tls = tls.is_some(), "serving");
         serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
         Ok::<(), StartupError>(())
     })?;

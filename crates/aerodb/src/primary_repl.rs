@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::PrimaryWal;
+use aerodb_repl_net::primary::PrimarySecurity;
 use aerodb_repl_net::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
 use aerodb_wal::disk::{Disk, OsDisk};
 
@@ -16,8 +17,14 @@ use crate::node::{announce, OpenedPrimary};
 /// Serves replicas on the (early-bound) replication listener on
 /// background threads, printing `listening repl ADDR`.
 /// `client_addr` (the bound client API address) goes into every ACCEPT so
-/// replicas can tell clients where writes go.
-pub fn start(listener: TcpListener, opened: &OpenedPrimary, client_addr: Option<std::net::SocketAddr>) -> Result<PrimaryServer, StartupError> {
+/// replicas can tell clients where writes go; `security` is the port's
+/// token authentication and TLS.
+pub fn start(
+    listener: TcpListener,
+    opened: &OpenedPrimary,
+    client_addr: Option<std::net::SocketAddr>,
+    security: PrimarySecurity,
+) -> Result<PrimaryServer, StartupError> {
     listener.set_nonblocking(false).map_err(|e| StartupError::Other(format!("cannot configure the repl listener: {e}")))?;
     let bound = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound repl address: {e}")))?;
     let cluster_id = ClusterId::parse(&opened.identity.cluster_id).map_err(|e| StartupError::Other(format!("identity.json: {e}")))?;
@@ -33,7 +40,9 @@ pub fn start(listener: TcpListener, opened: &OpenedPrimary, client_addr: Option<
         snapshots: opened.snapshots.clone(),
         fence: opened.fence.clone(),
         registry: opened.replicas.clone().unwrap_or_else(|| Arc::new(ReplicaRegistry::default())),
+        security,
     };
+    tracing::info!(token = ctx.security.token.is_some(), tls = ctx.security.tls.is_some(), "replication port security");
     let mut config = PrimaryServerConfig::default();
     config.session.client_addr = client_addr;
     let server = PrimaryServer::serve(listener, ctx, config).map_err(|e| StartupError::Other(format!("cannot start the replication server: {e}")))?;

@@ -144,6 +144,15 @@ pub fn failure(e: &ClientError, node: Option<&NodeUrl>, api: Api) -> Failure {
                 hints: vec![format!("is the node running at that address? {}", api.port_hint())],
             }
         }
+        ClientError::Tls { url, detail } => {
+            let message = format!("TLS with {url} failed: {}", short_cause(detail));
+            Failure {
+                exit: Exit::Failure,
+                json: local_error("TLS", &message, json!({"node": at, "url": url, "detail": detail})),
+                message,
+                hints: vec!["an https:// node is verified against --tls-ca (the CA that signed its --tls-cert) and the host name in the URL; a node without --tls-cert speaks plain http://".to_string()],
+            }
+        }
         ClientError::Timeout { timeout, .. } => {
             let message = format!("no answer from {at} within {} s", timeout.as_secs_f64());
             Failure {

@@ -16,7 +16,8 @@ use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
 use aerodb_repl_core::status::ReplicaObserved;
 use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
 use aerodb_repl_explain::facts::RefusalCount;
-use aerodb_repl_net::transport::TcpTransport;
+use aerodb_repl_net::tls::TlsTransport;
+use aerodb_repl_net::transport::{TcpTransport, Transport};
 use aerodb_repl_net::{Replica, ReplicaOptions as RuntimeOptions};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::group::CommitTicket;
@@ -52,6 +53,12 @@ pub struct ReplicaOptions {
     pub http: HttpLimits,
     /// Scrub policy (CORE-6).
     pub scrub: aerodb_snapshot::scrub::ScrubPolicy,
+    /// `--repl-token-file`: authenticate both ways with the primary.
+    pub repl_token_file: Option<PathBuf>,
+    /// `--tls-ca`: reach the primary over TLS, verified against this CA.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-cert/--tls-key`: TLS on this replica's client and DX APIs.
+    pub tls: crate::security::TlsServerFiles,
 }
 
 /// Client requests a replica refused, by (code, rule): the counters behind
@@ -257,6 +264,13 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         Some(n) => Some(ReplicaName::parse(n).map_err(|e| StartupError::BadFlags(format!("--name: {e}")))?),
         None => None,
     };
+    // Security files are checked before the data directory is touched.
+    let token = crate::security::load_token(opts.repl_token_file.as_deref())?;
+    let transport: Arc<dyn Transport> = match &opts.tls_ca {
+        Some(ca) => Arc::new(TlsTransport::new(crate::security::client_config(ca)?)),
+        None => Arc::new(TcpTransport),
+    };
+    let server_tls = crate::security::server_config(&opts.tls)?;
     // Every address is bound before the data directory is opened or created.
     let client_listener = bind_early("client", &opts.listen)?;
     let dx_listener = opts.dx_listen.as_deref().map(|addr| bind_early("dx", addr)).transpose()?;
@@ -269,7 +283,8 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     // Initialised on disk: the replica says so from the first moment, even
     // while a long recovery runs (ReplicaActive, not Uninitialized).
     runtime_options.recorded = metadata;
-    let http = NodeHttp::new(opts.http);
+    runtime_options.token = token;
+    let http = NodeHttp::with_tls(opts.http, server_tls.map(tokio_rustls::TlsAcceptor::from));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aerodb-http")
@@ -280,8 +295,7 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         let signals = ShutdownSignals::install()?;
         let client = adopt("client", client_listener)?;
         let dx = dx_listener.map(|l| adopt("dx", l)).transpose()?;
-        let replica =
-            Replica::open(runtime_options, disk.clone(), Arc::new(TcpTransport)).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
+        let replica = Replica::open(runtime_options, disk.clone(), transport).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
         let handle = replica.handle().clone();
         // Waiting reads are woken by whichever store the replica installs.
         let _ = handle.set_applied_observer(http.applied.observer());

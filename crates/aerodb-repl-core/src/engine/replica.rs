@@ -16,6 +16,7 @@ use aerodb_wal::{ChainTip, Lsn};
 
 use super::backoff::Backoff;
 use super::{ConnId, Millis};
+use crate::auth::{AuthFailure, AuthRefuseCode, Nonce, ReplToken};
 use crate::commit_times::LagClock;
 use crate::halt::{Blocked, Halt, StorageOp};
 use crate::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
@@ -26,7 +27,7 @@ use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::replica::{BootstrapError, ReadyInfo};
 use crate::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
 use crate::status::ReplicaObserved;
-use crate::wire::{Frame, FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, DEFAULT_MAX_PAYLOAD};
+use crate::wire::{frame, AuthMessage, Frame, FrameDecoder, FrameError, FrameType, Message, MessageError, ReceivedChunk, DEFAULT_MAX_PAYLOAD};
 
 /// Timeouts and retry pacing. They close connections and schedule
 /// retries; they never decide what is true (REPL-10).
@@ -227,6 +228,10 @@ pub enum RecoveryOutcome {
 enum LinkPhase {
     /// `Connect` emitted; waiting for the transport.
     Opening,
+    /// AUTH_BEGIN sent (a token is configured); waiting for the primary's
+    /// AUTH_CHALLENGE. Nothing the peer says before it proved the token
+    /// can halt this replica.
+    Authenticating,
     /// HELLO sent; waiting for ACCEPT / REFUSE / ERROR.
     Handshaking,
     /// ACCEPTed by an empty replica bootstrapping from genesis: waiting
@@ -255,6 +260,11 @@ struct Link {
     clock: Millis,
     request: Option<HelloRequest>,
     accepted: Option<Accept>,
+    /// While authenticating: this connection's nonce and the HELLO to send
+    /// once the primary proved the token.
+    pending: Option<(Nonce, Hello)>,
+    /// The cluster id the primary proved the token for (AUTH_CHALLENGE).
+    proven_cluster: Option<ClusterId>,
 }
 
 /// A replica's sans-IO engine.
@@ -281,6 +291,9 @@ pub struct ReplicaEngine {
     /// A retry is due but waits for storage to finish (so the resume point is final).
     connect_pending: bool,
     recovery_report: Option<std::sync::Arc<serde_json::Value>>,
+    /// The replication token (`--repl-token-file`): when set, every
+    /// connection authenticates both ways before HELLO.
+    token: Option<ReplToken>,
     actions: VecDeque<ReplicaAction>,
     stopped: bool,
     version: u64,
@@ -306,10 +319,24 @@ impl ReplicaEngine {
             transfer_inflight: 0,
             connect_pending: false,
             recovery_report: None,
+            token: None,
             actions: VecDeque::new(),
             stopped: false,
             version: 0,
         }
+    }
+
+    /// Requires token authentication with the primary on every
+    /// connection (`--repl-token-file`). The runtime then answers each
+    /// `Connect` with [`ReplicaEngine::handle_connected_with_nonce`].
+    pub fn with_auth(mut self, token: ReplToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Whether a token is configured.
+    pub fn requires_auth(&self) -> bool {
+        self.token.is_some()
     }
 
     // ----- outputs -------------------------------------------------------
@@ -327,7 +354,7 @@ impl ReplicaEngine {
         match (self.machine.state(), &self.link) {
             (ReplicaState::Disconnected { retry_at, .. }, _) if !self.connect_pending => Some(*retry_at),
             (_, Some(link)) => match link.phase {
-                LinkPhase::Opening | LinkPhase::Handshaking => Some(link.clock),
+                LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking => Some(link.clock),
                 LinkPhase::Streaming | LinkPhase::Transfer { .. } => Some(link.clock.saturating_add(self.config.timing.idle_timeout_ms)),
                 LinkPhase::InstallingGenesis | LinkPhase::TransferDone => None,
             },
@@ -420,8 +447,19 @@ impl ReplicaEngine {
         self.finish_step();
     }
 
-    /// The transport connected `conn`.
+    /// The transport connected `conn` (no token configured).
     pub fn handle_connected(&mut self, now: Millis, conn: ConnId) {
+        self.connected(now, conn, None);
+    }
+
+    /// The transport connected `conn`; `nonce` is this connection's fresh
+    /// replica nonce, drawn by the runtime from the OS RNG (used when a
+    /// token is configured).
+    pub fn handle_connected_with_nonce(&mut self, now: Millis, conn: ConnId, nonce: Nonce) {
+        self.connected(now, conn, Some(nonce));
+    }
+
+    fn connected(&mut self, now: Millis, conn: ConnId, nonce: Option<Nonce>) {
         if !self.is_current(conn) {
             self.actions.push_back(ReplicaAction::Close { conn });
             return;
@@ -438,10 +476,25 @@ impl ReplicaEngine {
             name: self.config.name.clone(),
             request,
         };
+        let deadline = now.saturating_add(self.config.timing.handshake_timeout_ms);
+        if self.token.is_some() {
+            let Some(nonce) = nonce else {
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure: AuthFailure::NoNonce });
+                return self.finish_step();
+            };
+            if let Some(link) = self.link.as_mut() {
+                link.phase = LinkPhase::Authenticating;
+                link.request = Some(request);
+                link.clock = deadline;
+                link.pending = Some((nonce, hello));
+            }
+            self.send(Message::Auth(AuthMessage::Begin { protocol_version: PROTOCOL_VERSION, replica_nonce: nonce }));
+            return self.finish_step();
+        }
         if let Some(link) = self.link.as_mut() {
             link.phase = LinkPhase::Handshaking;
             link.request = Some(request);
-            link.clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
+            link.clock = deadline;
         }
         self.send(Message::Hello(hello));
         self.finish_step();
@@ -490,12 +543,16 @@ impl ReplicaEngine {
         } else if let Some(link) = &self.link {
             let idle = self.config.timing.idle_timeout_ms;
             let expired = match link.phase {
-                LinkPhase::Opening | LinkPhase::Handshaking => now >= link.clock,
+                LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking => now >= link.clock,
                 LinkPhase::Streaming | LinkPhase::Transfer { .. } => now >= link.clock.saturating_add(idle),
                 LinkPhase::InstallingGenesis | LinkPhase::TransferDone => false,
             };
             if expired {
-                let limit = if matches!(link.phase, LinkPhase::Opening | LinkPhase::Handshaking) { self.config.timing.handshake_timeout_ms } else { idle };
+                let limit = if matches!(link.phase, LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking) {
+                    self.config.timing.handshake_timeout_ms
+                } else {
+                    idle
+                };
                 self.end_link(now, Blocked::ConnectionIdle { idle_limit_ms: limit });
             }
         }
@@ -609,7 +666,8 @@ impl ReplicaEngine {
         if self.transition(target, why) {
             let decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
             let clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
-            self.link = Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None });
+            self.link =
+                Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None, pending: None, proven_cluster: None });
             self.actions.push_back(ReplicaAction::Connect { conn });
         }
     }
@@ -707,6 +765,27 @@ impl ReplicaEngine {
         let Some(phase) = self.link.as_ref().map(|l| l.phase) else { return };
         match (phase, message) {
             (_, Message::Error(error)) => self.end_link(now, Blocked::PrimaryCannotServe { error }),
+            (LinkPhase::Authenticating, Message::Auth(AuthMessage::Challenge { primary_nonce, cluster_id, proof })) => {
+                self.on_challenge(now, primary_nonce, cluster_id, proof)
+            }
+            (LinkPhase::Authenticating | LinkPhase::Handshaking, Message::Auth(AuthMessage::Refuse(refuse))) => {
+                let failure = match refuse.code {
+                    AuthRefuseCode::AUTH_REQUIRED => AuthFailure::PrimaryRequiresToken { detail: refuse.detail },
+                    AuthRefuseCode::AUTH_FAILED => AuthFailure::ProofRejected { detail: refuse.detail },
+                    AuthRefuseCode::AUTH_NOT_CONFIGURED => AuthFailure::PrimaryHasNoToken { detail: refuse.detail },
+                };
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+            }
+            // The peer has not proved the token: what it says is never a
+            // verdict about this replica's history (no halt).
+            (LinkPhase::Authenticating, Message::Refuse(refuse)) => {
+                let request = self.link.as_ref().and_then(|l| l.request).unwrap_or(HelloRequest::Snapshot);
+                self.end_link(now, Blocked::Refused { refuse, request });
+            }
+            (LinkPhase::Authenticating, m) => {
+                let failure = AuthFailure::PrimaryUnproven { answered: format!("{:?}", m.kind()) };
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+            }
             (LinkPhase::Handshaking, Message::Accept(accept)) => self.on_accept(now, accept),
             (LinkPhase::Handshaking, Message::Refuse(refuse)) => {
                 let request = self.link.as_ref().and_then(|l| l.request).unwrap_or(HelloRequest::Snapshot);
@@ -743,7 +822,32 @@ impl ReplicaEngine {
         }
     }
 
+    /// AUTH_CHALLENGE: check the primary's proof (constant time), then
+    /// prove the token back over the exact HELLO bytes and send them.
+    fn on_challenge(&mut self, now: Millis, primary_nonce: Nonce, cluster_id: ClusterId, proof: crate::auth::Proof) {
+        let (Some(token), Some((nonce, hello))) = (self.token.clone(), self.link.as_mut().and_then(|l| l.pending.take())) else {
+            return self.protocol_error(now, "AuthChallenge", "AUTH_CHALLENGE without a pending authentication".into());
+        };
+        if !token.verify_primary(PROTOCOL_VERSION, &cluster_id, &nonce, &primary_nonce, &proof) {
+            let failure = AuthFailure::PrimaryProofInvalid { claimed_cluster_id: cluster_id };
+            return self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+        }
+        let payload = Message::Hello(hello).payload();
+        let proof = token.replica_proof(PROTOCOL_VERSION, &cluster_id, &nonce, &primary_nonce, &payload);
+        self.send(Message::Auth(AuthMessage::Proof { proof }));
+        if let Some(link) = self.link.as_mut() {
+            link.phase = LinkPhase::Handshaking;
+            link.proven_cluster = Some(cluster_id);
+            // The HELLO goes out as exactly the bytes the proof covers.
+            self.actions.push_back(ReplicaAction::Send { conn: link.conn, frame: Bytes::from(frame::encode(FrameType::Hello, &payload)) });
+        }
+    }
+
     fn on_accept(&mut self, now: Millis, accept: Accept) {
+        let proven = self.link.as_ref().and_then(|l| l.proven_cluster.clone());
+        if proven.as_ref().is_some_and(|c| *c != accept.cluster_id) {
+            return self.protocol_error(now, "Accept", format!("ACCEPT names cluster {} but the primary proved the token for {proven:?}", accept.cluster_id));
+        }
         if let Some(m) = &self.metadata {
             if accept.cluster_id != m.cluster_id {
                 let halt = Halt::ClusterMismatchAtAccept { replica_cluster_id: m.cluster_id.clone(), primary_cluster_id: accept.cluster_id };

@@ -12,6 +12,7 @@ use aerodb_wal::{CommitId, Lsn};
 
 use crate::handshake::{Accept, Hello, Refuse};
 use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
+use crate::wire::auth::AuthMessage;
 use crate::wire::frame::{encode, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
@@ -49,6 +50,9 @@ pub enum ServeCode {
     TooManyConnections,
     /// The primary is shutting down.
     ShuttingDown,
+    /// The replication port speaks TLS only and the replica connected in
+    /// plain TCP (sent unencrypted, before any TLS).
+    TlsRequired,
 }
 
 impl ServeCode {
@@ -59,6 +63,7 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "PRIMARY_WAL_UNREADABLE",
             ServeCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ServeCode::ShuttingDown => "SHUTTING_DOWN",
+            ServeCode::TlsRequired => "TLS_REQUIRED",
         }
     }
     /// The rule behind it.
@@ -68,6 +73,7 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "REPL-10",
             ServeCode::TooManyConnections => "RES-3",
             ServeCode::ShuttingDown => "F-N1",
+            ServeCode::TlsRequired => "REPL-1",
         }
     }
 }
@@ -111,6 +117,8 @@ pub enum Message {
     SnapshotEnd,
     /// The primary cannot serve.
     Error(ServeError),
+    /// The v2 token authentication phase ([`crate::wire::auth`]).
+    Auth(AuthMessage),
 }
 
 /// A frame whose payload does not match its type (a protocol error, F-N2).
@@ -159,6 +167,9 @@ impl Message {
     pub fn decode(f: &Frame) -> Result<Message, MessageError> {
         let bad = |detail: &str| MessageError::new(f.kind, detail);
         let p = &f.payload;
+        if let Some(auth) = AuthMessage::decode(f) {
+            return auth.map(Message::Auth);
+        }
         Ok(match f.kind {
             FrameType::Hello => Message::Hello(json(f)?),
             FrameType::Accept => Message::Accept(json(f)?),
@@ -236,6 +247,9 @@ impl Message {
                 }
                 Message::SnapshotEnd
             }
+            FrameType::AuthBegin | FrameType::AuthChallenge | FrameType::AuthProof | FrameType::AuthRefuse => {
+                return Err(bad("authentication frame not decoded by the auth family"))
+            }
         })
     }
 
@@ -252,6 +266,7 @@ impl Message {
             Message::SnapshotChunk { .. } => FrameType::SnapshotChunk,
             Message::SnapshotEnd => FrameType::SnapshotEnd,
             Message::Error(_) => FrameType::Error,
+            Message::Auth(a) => a.kind(),
         }
     }
 
@@ -293,6 +308,7 @@ impl Message {
                 out
             }
             Message::SnapshotEnd => Vec::new(),
+            Message::Auth(a) => a.payload(),
         }
     }
 
