@@ -2113,6 +2113,12 @@ fn p5_i14_operations_doc_lists_every_metric_family_and_label() {
     let (mut p, _dir) = primary_with_snapshots();
     p.http = Some(http_facts());
     p.scrub = Some(scrub.status());
+    p.repl_security = Some(aerodb_repl_explain::facts::ReplSecurityFacts {
+        token_required: true,
+        tls: false,
+        refused: vec![("AUTH_FAILED".to_string(), 1)],
+        last_refused: None,
+    });
     emitted_metrics(&metrics::primary_metrics_with(&p, Some(&process)), &mut emitted);
     let standalone_dir = TempDir::new().unwrap();
     write_wal(&standalone_dir.path().join("wal"), ChainTip::GENESIS, &history());
