@@ -2,7 +2,9 @@
 //! (lag, catch-up, bootstrap, replica reads), memory under overwrites, and
 //! `--vs-postgres`: the same figures for PostgreSQL 15 in the same sitting.
 //!
-//! Builds the release binary and runs real nodes on port 0 in a temporary
+//! Re-executes itself built with `--release` (so every figure, the
+//! in-process library ones included, comes from optimised code), builds
+//! the release binary and runs real nodes on port 0 in a temporary
 //! directory. HTTP load comes from `aerodb-client` on one tokio thread
 //! (N client tasks, keep-alive), so the load generator takes a small share
 //! of the two cores; its CPU is reported apart from the nodes' (`*_cpu_pct`).
@@ -98,8 +100,50 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     Ok(Some(o))
 }
 
+/// Set in the environment of the release build of xtask that
+/// `cargo xtask bench` re-executes (so it does not re-execute again).
+const REEXEC_ENV: &str = "AERODB_BENCH_RELEASE";
+
+/// The profile this xtask was built in (`release` or `dev`).
+pub(crate) fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    }
+}
+
+/// `cargo xtask` runs in the dev profile (so `cargo test` stays fast):
+/// the library figures (`commit_lib_*`, `snapshot_*_mb_per_s`) would come
+/// from unoptimised workspace crates. A dev build therefore builds xtask
+/// and `aerodb` with `--release` and re-executes itself; returns the
+/// child's exit code, or `None` when this is already the release build.
+fn reexec_release(args: &[String]) -> Option<i32> {
+    if !cfg!(debug_assertions) || std::env::var_os(REEXEC_ENV).is_some() {
+        return None;
+    }
+    let exe = match node::build_release_bin(&["xtask", "aerodb"], "xtask") {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("cargo xtask bench: {e}");
+            return Some(1);
+        }
+    };
+    eprintln!("bench: re-executing the release build {}", exe.display());
+    match std::process::Command::new(&exe).arg("bench").args(args).env(REEXEC_ENV, "1").status() {
+        Ok(status) => Some(status.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!("cargo xtask bench: cannot run {}: {e}", exe.display());
+            Some(1)
+        }
+    }
+}
+
 /// Runs `cargo xtask bench`; returns the process exit code.
 pub fn run(args: &[String]) -> i32 {
+    if let Some(code) = parse_args(args).ok().flatten().and_then(|_| reexec_release(args)) {
+        return code;
+    }
     let options = match parse_args(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
