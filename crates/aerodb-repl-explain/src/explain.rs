@@ -987,6 +987,7 @@ mod tests {
             bootstrap_method_requested: BootstrapMethod::Wal,
             primary_addr: "127.0.0.1:7701".into(),
             recovery: None,
+            transfer: None,
         }
     }
 

@@ -233,6 +233,7 @@ impl Obs {
             bootstrap_method_requested: method,
             primary_addr: addr.to_string(),
             recovery: None,
+            transfer: None,
         };
         Obs { machine: StateMachine::new(), base }
     }
@@ -240,7 +241,7 @@ impl Obs {
         let state = match kind {
             StateKind::Recovering => ReplicaState::Recovering,
             StateKind::Bootstrapping => {
-                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, ..BootstrapProgress::default() } }
             }
             StateKind::Connecting => ReplicaState::Connecting { conn: 1, after: self.machine.state().blocked().cloned() },
             StateKind::Streaming => ReplicaState::Streaming { conn: 1 },

@@ -26,6 +26,8 @@ macro_rules! out {
 }
 
 mod api_error;
+#[cfg(feature = "replication")]
+mod bootstrap_progress;
 mod canonical;
 mod cli;
 mod client;
