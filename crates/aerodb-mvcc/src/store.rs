@@ -568,7 +568,7 @@ impl Store {
     /// Builds a store from versions loaded from a snapshot. Versions must
     /// arrive in strictly increasing (collection, key, CommitId) order.
     pub fn builder() -> StoreBuilder {
-        StoreBuilder { collections: Chains::new(), digest: StateDigest::EMPTY, versions: 0, last: None }
+        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0, last: None }
     }
 }
 
@@ -761,9 +761,14 @@ pub enum LoadError {
     },
 }
 
-/// Accumulates snapshot versions, recomputing the state digest.
+/// Accumulates snapshot versions, recomputing the state digest. Versions
+/// arrive sorted, so each collection's keys are collected in order and its
+/// map is built in bulk when the next collection starts (no tree insert
+/// per version).
 pub struct StoreBuilder {
     collections: Chains,
+    /// The collection being filled: its name and its chains, in key order.
+    current: Option<(Bytes, Vec<(Bytes, Vec<Version>)>)>,
     digest: StateDigest,
     versions: u64,
     last: Option<(Bytes, Bytes, CommitId)>,
@@ -789,9 +794,26 @@ impl StoreBuilder {
             _ => (Bytes::copy_from_slice(&v.collection), Bytes::copy_from_slice(&v.key)),
         };
         self.last = Some((collection.clone(), key.clone(), v.commit_id));
-        self.collections.entry(collection).or_default().entry(key).or_default().push(Version { commit_id: v.commit_id, doc });
+        let version = Version { commit_id: v.commit_id, doc };
+        match &mut self.current {
+            Some((c, chains)) if *c == collection => match chains.last_mut() {
+                Some((k, chain)) if same_key && *k == key => chain.push(version),
+                _ => chains.push((key, vec![version])),
+            },
+            _ => {
+                self.flush();
+                self.current = Some((collection, vec![(key, vec![version])]));
+            }
+        }
         self.versions += 1;
         Ok(())
+    }
+
+    /// Builds the filled collection's map (its keys are already sorted).
+    fn flush(&mut self) {
+        if let Some((collection, chains)) = self.current.take() {
+            self.collections.insert(collection, chains.into_iter().collect());
+        }
     }
 
     /// Digest of everything added so far.
@@ -809,7 +831,8 @@ impl StoreBuilder {
     /// verifying the digest, that no version is beyond the cut, and that
     /// every version is retained at the horizon (a snapshot holds nothing
     /// else). Rebuilds the queue of GC candidates from the chains.
-    pub fn finish_at(self, cut: AppliedState, horizon: CommitId) -> Result<Store, LoadError> {
+    pub fn finish_at(mut self, cut: AppliedState, horizon: CommitId) -> Result<Store, LoadError> {
+        self.flush();
         if self.digest != cut.state_digest {
             return Err(LoadError::DigestMismatch { expected: cut.state_digest, computed: self.digest });
         }
