@@ -761,6 +761,9 @@ pub enum LoadError {
     },
 }
 
+/// One collection's chains in key order, as a snapshot delivers them.
+type SortedChains = Vec<(Bytes, Vec<Version>)>;
+
 /// Accumulates snapshot versions, recomputing the state digest. Versions
 /// arrive sorted, so each collection's keys are collected in order and its
 /// map is built in bulk when the next collection starts (no tree insert
@@ -768,7 +771,7 @@ pub enum LoadError {
 pub struct StoreBuilder {
     collections: Chains,
     /// The collection being filled: its name and its chains, in key order.
-    current: Option<(Bytes, Vec<(Bytes, Vec<Version>)>)>,
+    current: Option<(Bytes, SortedChains)>,
     digest: StateDigest,
     versions: u64,
     last: Option<(Bytes, Bytes, CommitId)>,
