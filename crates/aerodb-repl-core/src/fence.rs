@@ -280,7 +280,13 @@ mod tests {
                 primary_record_end_lsn: Some(880),
                 primary_record_fingerprint: Some(Fingerprint(7)),
             },
-            RefusalCode::WAL_UNAVAILABLE => Refusal::WalUnavailable { oldest_retained_lsn: 100, oldest_retained_commit_id: 1 },
+            RefusalCode::WAL_UNAVAILABLE => Refusal::WalUnavailable {
+                oldest_retained_lsn: 100,
+                oldest_retained_commit_id: 1,
+                primary_durable_lsn: 200,
+                primary_commit_id: 2,
+                wal_keep_bytes: Some(50),
+            },
             RefusalCode::CLUSTER_MISMATCH => Refusal::ClusterMismatch { primary_cluster_id: cid(C2) },
             RefusalCode::PROTOCOL_VERSION => Refusal::ProtocolVersion { primary_protocol_version: 9 },
         };

@@ -4,101 +4,26 @@
 //! and timers arrive on one channel; WAL and snapshot reads and socket
 //! writes are executed here. Blocking writes give natural TCP backpressure.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::Serialize;
-
-use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd, SessionView};
+use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd};
 use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
-use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
+use aerodb_repl_core::registry::WalPoint;
 use aerodb_repl_core::wire::{Message, ServeCode, ServeError};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
-use aerodb_wal::Lsn;
+use aerodb_wal::log::LogError;
 
-use crate::clock::Clock;
-
-/// What one connected replica reported (observability only: never a write
-/// acknowledgement).
-#[derive(Clone, Debug, Serialize)]
-pub struct ConnectedReplica {
-    /// Replica id from its hello (empty before the hello).
-    pub replica_id: String,
-    /// Its name, if it sent one.
-    pub name: Option<String>,
-    /// Peer address.
-    pub peer: String,
-    /// `handshake`, `streaming` or `snapshot`.
-    pub session: &'static str,
-    /// Last reported positions (None before the first report).
-    pub reported: Option<Positions>,
-    /// LSN the primary has sent up to.
-    pub sent_lsn: Lsn,
-    /// WAL bytes shipped on this connection.
-    #[serde(skip)]
-    shipped_bytes: u64,
-}
-
-/// Registry of connected replicas, keyed by connection number.
-#[derive(Default)]
-pub struct ReplicaRegistry {
-    inner: Mutex<BTreeMap<u64, ConnectedReplica>>,
-    next: AtomicU64,
-    shipped_bytes: AtomicU64,
-    open: AtomicUsize,
-    refused_over_cap: AtomicU64,
-}
-
-impl ReplicaRegistry {
-    /// Replicas past their handshake, in connection order.
-    pub fn list(&self) -> Vec<ConnectedReplica> {
-        self.inner.lock().values().filter(|r| r.session != "handshake").cloned().collect()
-    }
-    /// WAL bytes shipped since start.
-    pub fn shipped_bytes(&self) -> u64 {
-        self.shipped_bytes.load(Ordering::Relaxed)
-    }
-    /// Connections open on the replication port now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-    /// Connections refused because the port was at its cap.
-    pub fn refused_over_cap(&self) -> u64 {
-        self.refused_over_cap.load(Ordering::Relaxed)
-    }
-    fn add(&self, peer: String) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = ConnectedReplica { replica_id: String::new(), name: None, peer, session: "handshake", reported: None, sent_lsn: 0, shipped_bytes: 0 };
-        self.inner.lock().insert(id, entry);
-        id
-    }
-    fn update(&self, id: u64, view: &SessionView) {
-        if let Some(r) = self.inner.lock().get_mut(&id) {
-            if let Some(h) = &view.hello {
-                r.replica_id = h.replica_id.to_string();
-                r.name = h.name.as_ref().map(ToString::to_string);
-            }
-            self.shipped_bytes.fetch_add(view.shipped_bytes.saturating_sub(r.shipped_bytes), Ordering::Relaxed);
-            r.shipped_bytes = view.shipped_bytes;
-            r.session = view.session;
-            r.reported = view.reported;
-            r.sent_lsn = view.sent_lsn;
-        }
-    }
-    fn remove(&self, id: u64) {
-        self.inner.lock().remove(&id);
-    }
-}
+use crate::clock::{wall_ms, Clock};
+pub use crate::registry::{ConnectedReplica, ReplicaRegistry};
 
 /// Limits of the replication port.
 #[derive(Clone, Copy, Debug)]
@@ -129,7 +54,8 @@ pub struct PrimaryContext {
     /// The primary's fence (REPL-11): a replica's proof of lost history
     /// trips it (None on a node that is never fenced).
     pub fence: Option<Arc<FenceLatch>>,
-    /// Connected replicas.
+    /// The replicas the primary knows (connections, the persisted
+    /// registry, commit times).
     pub registry: Arc<ReplicaRegistry>,
 }
 
@@ -147,6 +73,12 @@ impl PrimaryServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = ctx.registry.clone();
+        // The primary's commit times, for lag in seconds (observability only).
+        let (times, watching) = (registry.commit_times().clone(), stop.clone());
+        ctx.wal.durable_watch().subscribe(move |p| {
+            times.record(p.commit_id, wall_ms());
+            !watching.load(Ordering::Relaxed)
+        });
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("repl-accept".into()).spawn(move || accept_loop(&listener, &ctx, config, &flag))?;
         Ok(PrimaryServer { stop, addr, registry, thread: Some(thread) })
@@ -172,6 +104,7 @@ impl PrimaryServer {
                 tracing::error!("replication accept thread panicked");
             }
         }
+        self.registry.flush();
     }
 }
 
@@ -208,11 +141,10 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let (conn_ctx, conn_stop) = (ctx.clone(), stop.clone());
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            let id = conn_ctx.registry.add(peer.clone());
+            let id = conn_ctx.registry.add(peer);
             let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
-            conn_ctx.registry.remove(id);
+            conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
-            tracing::info!(%peer, end = ?end, "replication connection closed");
         });
         if let Err(e) = spawned {
             ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
@@ -260,7 +192,8 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
         .ok()?;
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
-    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current());
+    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current())
+        .with_commit_times(ctx.registry.commit_times().clone());
     let mut wal_reader = ctx.wal.reader();
     let mut served: Option<ServedSnapshot> = None;
     let mut writer = stream.try_clone().ok()?;
@@ -268,6 +201,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
     while end.is_none() {
         // A durable wake-up dropped by a full channel is recovered here.
         session.handle_durable(clock.now(), ctx.wal.durable_watch().current());
+        session.handle_wall_clock(wall_ms());
         while let Some(action) = session.poll_action() {
             let now = clock.now();
             match action {
@@ -278,11 +212,16 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                 }
                 SessionAction::ReadWal { from, limit, max_bytes } => match PrimaryWal::read(&mut wal_reader, from, limit, max_bytes) {
                     Ok(chunk) => session.handle_wal_read(now, chunk),
+                    // Retention removed it while this replica was being sent it (RES-2).
+                    Err(LogError::NotHeld { .. }) => session.handle_wal_retired(now),
                     Err(e) => session.handle_wal_read_failed(now, e.to_string()),
                 },
                 SessionAction::PrepareSnapshot => match ctx.snapshots.snapshot_dir().and_then(|dir| open_served_snapshot(&*ctx.disk, &dir)) {
                     Ok(s) => {
                         let (manifest, sizes) = (s.manifest.clone(), s.sizes());
+                        // Registered first (the hello was accepted), then the cut it will resume from.
+                        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
+                        ctx.registry.snapshot_served(id, WalPoint { lsn: s.boundary_lsn, commit_id: s.boundary_commit_id });
                         served = Some(s);
                         session.handle_snapshot_ready(now, manifest, sizes);
                     }
@@ -301,7 +240,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                 SessionAction::Close(e) => end = Some(e),
             }
         }
-        ctx.registry.update(id, &session.view());
+        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
         if end.is_some() || stop.load(Ordering::SeqCst) {
             break;
         }

@@ -531,7 +531,7 @@ impl DiskWorker {
             },
             Ok(Recovered::Uninitialised { discarded }) => {
                 if !discarded.is_empty() {
-                    tracing::warn!(?discarded, "discarded an uncommitted bootstrap (F-S1/F-S2)");
+                    tracing::warn!(discarded = %discarded.join(", "), "discarded an uncommitted bootstrap (F-S1/F-S2)");
                 }
                 RecoveryOutcome::Uninitialised
             }

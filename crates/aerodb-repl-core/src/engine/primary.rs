@@ -9,19 +9,22 @@
 //! a socket.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
 
 use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::log::WalChunk;
-use aerodb_wal::Lsn;
+use aerodb_wal::record::{peek_record_len, record_identity};
+use aerodb_wal::{CommitId, Lsn};
 
 use super::Millis;
+use crate::commit_times::CommitTimes;
 use crate::fence::{fence_for, Fence};
 use crate::handshake::{decide, Accept, Decision, Hello, HelloRequest, PrimaryHistory, RefusalCode};
 use crate::ids::ClusterId;
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::wire::message::check_report;
 use crate::wire::{FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
 
@@ -37,11 +40,13 @@ pub struct SessionConfig {
     pub max_chunk_bytes: usize,
     /// Snapshot file piece size.
     pub snapshot_piece_bytes: usize,
+    /// The primary's client API address, sent in ACCEPT (observability only).
+    pub client_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { hello_timeout_ms: 5_000, heartbeat_ms: 500, max_chunk_bytes: 4 * 1024 * 1024, snapshot_piece_bytes: 1024 * 1024 }
+        SessionConfig { hello_timeout_ms: 5_000, heartbeat_ms: 500, max_chunk_bytes: 4 * 1024 * 1024, snapshot_piece_bytes: 1024 * 1024, client_addr: None }
     }
 }
 
@@ -75,6 +80,26 @@ pub enum SessionEnd {
     SnapshotServed,
     /// The replica closed the connection.
     PeerClosed,
+    /// The WAL the replica was being sent was removed by retention (RES-2):
+    /// the connection closes and its next handshake is answered
+    /// `WAL_UNAVAILABLE` with the numbers.
+    WalRetired,
+}
+
+impl SessionEnd {
+    /// A stable code for logs and the replica registry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SessionEnd::Refused { code } => code.as_str(),
+            SessionEnd::HelloTimeout => "HELLO_TIMEOUT",
+            SessionEnd::Frame { error } => error.code(),
+            SessionEnd::Protocol { .. } => "PROTOCOL_ERROR",
+            SessionEnd::CannotServe { code } => code.as_str(),
+            SessionEnd::SnapshotServed => "SNAPSHOT_SERVED",
+            SessionEnd::PeerClosed => "PEER_CLOSED",
+            SessionEnd::WalRetired => "WAL_RETIRED",
+        }
+    }
 }
 
 /// Outputs the runtime executes, in order.
@@ -146,6 +171,10 @@ pub struct PrimarySession {
     sent: PrimaryProgress,
     shipped_bytes: u64,
     actions: VecDeque<SessionAction>,
+    /// The primary's commit times (PROGRESS v2); None: times unknown.
+    commit_times: Option<Arc<CommitTimes>>,
+    /// The primary's wall clock (Unix ms) as last passed in; 0 = unknown.
+    wall_ms: u64,
 }
 
 impl PrimarySession {
@@ -162,7 +191,27 @@ impl PrimarySession {
             sent: PrimaryProgress::default(),
             shipped_bytes: 0,
             actions: VecDeque::new(),
+            commit_times: None,
+            wall_ms: 0,
         }
+    }
+
+    /// Lets PROGRESS frames carry the primary's commit times (lag in
+    /// seconds on replicas; observability only, REPL-10).
+    pub fn with_commit_times(mut self, times: Arc<CommitTimes>) -> Self {
+        self.commit_times = Some(times);
+        self
+    }
+
+    /// The primary's wall clock now (Unix ms), stated in the PROGRESS
+    /// frames that follow. Passed in by the runtime; decides nothing.
+    pub fn handle_wall_clock(&mut self, wall_ms: u64) {
+        self.wall_ms = wall_ms;
+    }
+
+    fn times(&self, progress: PrimaryProgress, next_commit_id: CommitId) -> ProgressTimes {
+        let time = |c: CommitId| if c == 0 { 0 } else { self.commit_times.as_ref().and_then(|t| t.time_of(c)).unwrap_or(0) };
+        ProgressTimes { primary_time_ms: self.wall_ms, commit_time_ms: time(progress.commit_id), next_commit_id, next_commit_time_ms: time(next_commit_id) }
     }
 
     /// The next action.
@@ -269,7 +318,15 @@ impl PrimarySession {
         self.hello = Some(hello.clone());
         let (durable_lsn, commit_id) = history.durable();
         self.durable = DurablePoint { lsn: durable_lsn, commit_id };
-        let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn, snapshot_resume: None };
+        let client_addr = self.config.client_addr;
+        let accept = |start_lsn| Accept {
+            cluster_id: self.cluster_id.clone(),
+            primary_commit_id: commit_id,
+            durable_lsn,
+            start_lsn,
+            snapshot_resume: None,
+            client_addr,
+        };
         match decision {
             Decision::Refuse(refuse) => {
                 if let Some(fence) = fence_for(&self.cluster_id, &hello, &refuse) {
@@ -327,7 +384,9 @@ impl PrimarySession {
         // Progress first: the replica then never holds a commit beyond what the primary last reported.
         let progress = PrimaryProgress { commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn };
         self.sent = progress;
-        self.send(Message::Progress(progress));
+        let first = peek_record_len(&chunk.bytes).ok().and_then(|len| chunk.bytes.get(..len)).map_or(0, |r| record_identity(r).0);
+        let times = self.times(progress, first.min(progress.commit_id));
+        self.send(Message::Progress(progress, times));
         self.send(Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: chunk.bytes }));
         self.next_read();
     }
@@ -336,6 +395,13 @@ impl PrimarySession {
     /// verdict about the replica).
     pub fn handle_wal_read_failed(&mut self, _now: Millis, detail: String) {
         self.cannot_serve(ServeCode::PrimaryWalUnreadable, detail);
+    }
+
+    /// A `ReadWal` found the WAL it was to send removed by retention
+    /// (RES-2): close; the replica's next handshake is answered
+    /// `WAL_UNAVAILABLE` with the numbers.
+    pub fn handle_wal_retired(&mut self, _now: Millis) {
+        self.close(SessionEnd::WalRetired);
     }
 
     /// The snapshot to serve: its manifest bytes and file sizes. A replica
@@ -356,6 +422,7 @@ impl PrimarySession {
             durable_lsn: self.durable.lsn,
             start_lsn: None,
             snapshot_resume: resume,
+            client_addr: self.config.client_addr,
         };
         self.send(Message::Accept(a));
         self.send(Message::SnapshotBegin(manifest));
@@ -415,7 +482,8 @@ impl PrimarySession {
                 // progress never runs ahead of the WAL already sent.
                 let progress = if caught_up { PrimaryProgress { commit_id: self.durable.commit_id, durable_lsn: self.durable.lsn } } else { self.sent };
                 self.sent = progress;
-                self.send(Message::Progress(progress));
+                let times = self.times(progress, 0);
+                self.send(Message::Progress(progress, times));
             }
             _ => {}
         }

@@ -16,12 +16,13 @@ use aerodb_wal::{ChainTip, Lsn};
 
 use super::backoff::Backoff;
 use super::{ConnId, Millis};
+use crate::commit_times::LagClock;
 use crate::halt::{Blocked, Halt, StorageOp};
 use crate::handshake::{Accept, Hello, HelloRequest, SnapshotResume, PROTOCOL_VERSION};
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 use crate::metadata::{BootstrapMethod, ReplicaMetadata};
 use crate::pipeline::{PersistWork, PipelineError, StreamState, ValidatedRecord};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::replica::{BootstrapError, ReadyInfo};
 use crate::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
 use crate::status::ReplicaObserved;
@@ -315,6 +316,11 @@ pub struct ReplicaEngine {
     stream: Option<StreamState>,
     link: Option<Link>,
     primary: Option<PrimaryProgress>,
+    /// The primary's commit times from PROGRESS (lag in seconds; REPL-10:
+    /// observability only).
+    lag: LagClock,
+    /// The primary's client API address from its last ACCEPT (observability only).
+    primary_client_addr: Option<std::net::SocketAddr>,
     backoff: Backoff,
     next_conn: ConnId,
     /// Storage actions (other than Apply) emitted and not yet completed.
@@ -344,6 +350,8 @@ impl ReplicaEngine {
             stream: None,
             link: None,
             primary: None,
+            lag: LagClock::default(),
+            primary_client_addr: None,
             backoff,
             next_conn: 1,
             disk_inflight: 0,
@@ -417,11 +425,13 @@ impl ReplicaEngine {
             reconnects: self.machine.reconnects(),
             positions: self.positions(),
             primary: self.primary,
+            lag_ms: self.lag.lag_ms(self.positions().applied_commit_id, self.primary),
             metadata: self.metadata.clone(),
             replica_id: self.replica_id().clone(),
             name: self.config.name.clone(),
             bootstrap_method_requested: self.config.bootstrap,
             primary_addr: self.config.primary.clone(),
+            primary_client_addr: self.primary_client_addr,
             recovery: self.recovery_report.clone(),
             transfer: self.bootstrap_progress(),
         }
@@ -778,7 +788,7 @@ impl ReplicaEngine {
                     self.end_link(now, Blocked::Refused { refuse, request });
                 }
             }
-            (LinkPhase::Streaming, Message::Progress(p)) => self.on_progress(now, p),
+            (LinkPhase::Streaming, Message::Progress(p, times)) => self.on_progress(now, p, times),
             (LinkPhase::Streaming, Message::Wal(chunk)) => self.on_wal(now, chunk),
             (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => self.on_snapshot_begin(now, manifest),
             (LinkPhase::Transfer { begun: true }, Message::SnapshotChunk { file_index, offset, bytes }) => {
@@ -804,9 +814,11 @@ impl ReplicaEngine {
             (None, BootstrapMethod::Snapshot) => None,
         };
         if accept.start_lsn != expected_start {
-            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {:?}, the replica asked for {expected_start:?}", accept.start_lsn));
+            let lsn = |l: Option<Lsn>| l.map_or_else(|| "a snapshot session".to_string(), |l| format!("LSN {l}"));
+            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {}, the replica asked for {}", lsn(accept.start_lsn), lsn(expected_start)));
         }
         self.primary = Some(progress);
+        self.primary_client_addr = accept.client_addr.or(self.primary_client_addr);
         let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
         let Some(link) = self.link.as_mut() else { return };
         link.accepted = Some(accept);
@@ -912,13 +924,21 @@ impl ReplicaEngine {
         }
     }
 
-    fn on_progress(&mut self, now: Millis, p: PrimaryProgress) {
+    fn on_progress(&mut self, now: Millis, p: PrimaryProgress, times: ProgressTimes) {
         if let Some(last) = self.primary {
             if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
-                return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
+                return self.protocol_error(
+                    now,
+                    "Progress",
+                    format!(
+                        "primary progress went backwards: CommitId {} durable LSN {} then CommitId {} durable LSN {}",
+                        last.commit_id, last.durable_lsn, p.commit_id, p.durable_lsn
+                    ),
+                );
             }
         }
         self.primary = Some(p);
+        self.lag.on_progress(p, times, self.positions().applied_commit_id);
         self.version += 1;
     }
 
@@ -999,7 +1019,12 @@ impl ReplicaEngine {
         self.start_stream(&info);
         self.transfer_inflight = 0;
         self.transfer = None;
-        tracing::info!(method = ?info.metadata.bootstrap.method, commit_id = info.metadata.bootstrap.boundary_commit_id, lsn = info.metadata.bootstrap.boundary_lsn, "bootstrap committed");
+        tracing::info!(
+            method = info.metadata.bootstrap.method.as_str(),
+            commit_id = info.metadata.bootstrap.boundary_commit_id,
+            lsn = info.metadata.bootstrap.boundary_lsn,
+            "bootstrap committed"
+        );
         let phase = self.link.as_ref().map(|l| l.phase);
         match phase {
             Some(LinkPhase::InstallingGenesis) => {

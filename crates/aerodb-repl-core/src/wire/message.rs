@@ -11,7 +11,7 @@ use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::handshake::{Accept, Hello, Refuse};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
 use crate::wire::frame::{encode, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
@@ -92,8 +92,8 @@ pub enum Message {
     Refuse(Refuse),
     /// WAL bytes.
     Wal(ReceivedChunk),
-    /// Primary progress.
-    Progress(PrimaryProgress),
+    /// Primary progress and, since protocol version 2, its commit times.
+    Progress(PrimaryProgress, ProgressTimes),
     /// Replica positions.
     Report(Positions),
     /// Snapshot manifest bytes.
@@ -147,6 +147,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// PROGRESS payload length (protocol version 2): six u64 LE.
+pub const PROGRESS_LEN: usize = 48;
+
 const WAL_FLAG_CONTINUES: u8 = 0;
 const WAL_FLAG_SEGMENT_START: u8 = 1;
 
@@ -187,10 +190,27 @@ impl Message {
                 Message::Wal(ReceivedChunk { start_lsn, segment_start, bytes: p.slice(body_at..) })
             }
             FrameType::Progress => {
-                let (Some(commit_id), Some(durable_lsn), 16) = (u64_at(p, 0), u64_at(p, 8), p.len()) else {
+                let field = |i: usize| u64_at(p, i * 8);
+                let (
+                    Some(commit_id),
+                    Some(durable_lsn),
+                    Some(primary_time_ms),
+                    Some(commit_time_ms),
+                    Some(next_commit_id),
+                    Some(next_commit_time_ms),
+                    PROGRESS_LEN,
+                ) = (field(0), field(1), field(2), field(3), field(4), field(5), p.len())
+                else {
                     return Err(bad("length"));
                 };
-                Message::Progress(PrimaryProgress { commit_id, durable_lsn })
+                if [primary_time_ms, commit_time_ms, next_commit_time_ms].iter().any(|t| *t > MAX_TIME_MS) {
+                    return Err(bad("a time beyond 2^53 ms"));
+                }
+                if next_commit_id > commit_id {
+                    return Err(bad("next_commit_id beyond commit_id"));
+                }
+                let times = ProgressTimes { primary_time_ms, commit_time_ms, next_commit_id, next_commit_time_ms };
+                Message::Progress(PrimaryProgress { commit_id, durable_lsn }, times)
             }
             FrameType::Report => {
                 let fields = (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u64_at(p, 24), p.len());
@@ -226,7 +246,7 @@ impl Message {
             Message::Accept(_) => FrameType::Accept,
             Message::Refuse(_) => FrameType::Refuse,
             Message::Wal(_) => FrameType::Wal,
-            Message::Progress(_) => FrameType::Progress,
+            Message::Progress(..) => FrameType::Progress,
             Message::Report(_) => FrameType::Report,
             Message::SnapshotBegin(_) => FrameType::SnapshotBegin,
             Message::SnapshotChunk { .. } => FrameType::SnapshotChunk,
@@ -259,7 +279,10 @@ impl Message {
                 out.extend_from_slice(&c.bytes);
                 out
             }
-            Message::Progress(p) => [p.commit_id.to_le_bytes(), p.durable_lsn.to_le_bytes()].concat(),
+            Message::Progress(p, t) => [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             Message::Report(p) => [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id].iter().flat_map(|v| v.to_le_bytes()).collect(),
             Message::SnapshotBegin(b) => b.to_vec(),
             Message::SnapshotChunk { file_index, offset, bytes } => {

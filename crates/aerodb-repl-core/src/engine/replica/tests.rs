@@ -92,7 +92,7 @@ fn streaming() -> ReplicaEngine {
     e.handle_start(0);
     e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
     e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 3, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 3, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     assert_eq!(e.state().kind(), StateKind::Streaming);
     drain(&mut e);
@@ -116,7 +116,7 @@ fn p5_i8_snapshot_bootstrap_emits_transfer_then_install_then_connect() {
     e.handle_connected(1, 1);
     let hello = sent_messages(&drain(&mut e));
     assert!(matches!(&hello[..], [Message::Hello(h)] if h.request == HelloRequest::Snapshot && h.cluster_id.is_none()));
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 9, durable_lsn: 900, start_lsn: None, snapshot_resume: None };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 9, durable_lsn: 900, start_lsn: None, snapshot_resume: None, client_addr: None };
     let mut wire = frame_of(Message::Accept(accept)).to_vec();
     wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(b"{manifest}"))));
     wire.extend_from_slice(&frame_of(Message::SnapshotChunk { file_index: 0, offset: 0, bytes: Bytes::from_static(b"abc") }));
@@ -260,7 +260,14 @@ fn res_3_split_record_and_disconnect_resume_at_the_validated_end() {
     e.handle_connected(retry + 1, 2);
     let sent = sent_messages(&drain(&mut e));
     assert!(matches!(&sent[..], [Message::Hello(h)] if h.request == HelloRequest::resume(tips[0])), "{sent:?}");
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: tips[1].end_lsn, start_lsn: Some(tips[0].end_lsn), snapshot_resume: None };
+    let accept = Accept {
+        cluster_id: cluster(),
+        primary_commit_id: 2,
+        durable_lsn: tips[1].end_lsn,
+        start_lsn: Some(tips[0].end_lsn),
+        snapshot_resume: None,
+        client_addr: None,
+    };
     e.handle_bytes(retry + 2, 2, &frame_of(Message::Accept(accept)));
     drain(&mut e);
     e.handle_bytes(retry + 3, 2, &wal(tips[0].end_lsn, recs[1].clone()));
@@ -289,7 +296,7 @@ fn f_c1_accept_from_another_cluster_halts() {
     e.handle_connected(1, 1);
     drain(&mut e);
     let other = ClusterId::parse("fedcba9876543210fedcba9876543210").unwrap();
-    let accept = Accept { cluster_id: other, primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0), snapshot_resume: None };
+    let accept = Accept { cluster_id: other, primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     assert!(matches!(e.state(), ReplicaState::Halted { halt: Halt::ClusterMismatchAtAccept { .. } }));
 }
@@ -304,7 +311,7 @@ fn res_3_backpressure_while_storage_lags() {
     e.handle_start(0);
     e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
     e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     drain(&mut e);
     let (recs, tips) = history(2);
@@ -348,7 +355,14 @@ fn snapshot_hello_sent() -> ReplicaEngine {
 }
 
 fn snapshot_accept(resume: Option<SnapshotResume>) -> Bytes {
-    frame_of(Message::Accept(Accept { cluster_id: cluster(), primary_commit_id: 9, durable_lsn: 900, start_lsn: None, snapshot_resume: resume }))
+    frame_of(Message::Accept(Accept {
+        cluster_id: cluster(),
+        primary_commit_id: 9,
+        durable_lsn: 900,
+        start_lsn: None,
+        snapshot_resume: resume,
+        client_addr: None,
+    }))
 }
 
 fn chunk(file_index: u32, offset: u64, bytes: &'static [u8]) -> Bytes {
