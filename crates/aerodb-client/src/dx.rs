@@ -191,6 +191,28 @@ pub struct BootstrapView {
     /// Boundary LSN, when known.
     #[serde(default)]
     pub boundary_lsn: Option<u64>,
+    /// While a snapshot transfer is in progress or interrupted:
+    /// `requesting`, `transferring`, `installing` or `interrupted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Snapshot bytes received so far (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    /// Snapshot bytes the manifest promises (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Transfer rate in bytes per second (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bytes_per_s: Option<u64>,
+    /// Estimated seconds until every byte arrived (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<u64>,
+    /// Bytes held when the current connection resumed the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+    /// Times the transfer was resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<u64>,
 }
 
 /// Why a replica does not advance or refuses reads.

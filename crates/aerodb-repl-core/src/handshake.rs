@@ -11,11 +11,12 @@ use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, GENESIS_FINGERPRINT};
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 
 /// Replication protocol version spoken by this build. Version 2 added the
-/// primary's commit times to PROGRESS (lag in seconds) and the cap to the
-/// WAL_UNAVAILABLE evidence, and the token authentication phase
-/// (AUTH_BEGIN/CHALLENGE/PROOF/REFUSE) before HELLO when a token is
-/// configured; a peer speaking another version is refused
-/// with `PROTOCOL_VERSION` (docs/protocol.md, "Versions").
+/// primary's commit times to PROGRESS (lag in seconds), the cap to the
+/// WAL_UNAVAILABLE evidence, the snapshot transfer resume (F-S1):
+/// [`HelloRequest::SnapshotResume`] and [`Accept::snapshot_resume`], and the
+/// token authentication phase (AUTH_BEGIN/CHALLENGE/PROOF/REFUSE) before
+/// HELLO when a token is configured. A peer speaking another version is
+/// refused with `PROTOCOL_VERSION` (docs/protocol.md, "Versions").
 pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the replica asks for.
@@ -33,6 +34,33 @@ pub enum HelloRequest {
     },
     /// Send a snapshot for bootstrap.
     Snapshot,
+    /// Send a snapshot for bootstrap, continuing an interrupted transfer of
+    /// the snapshot with this manifest at `file_index`/`offset` if the
+    /// primary still serves that very snapshot (F-S1); otherwise a whole
+    /// snapshot, as for [`HelloRequest::Snapshot`].
+    SnapshotResume(SnapshotResume),
+}
+
+/// Where an interrupted snapshot transfer continues: the manifest it
+/// belongs to (its bytes' crc32c and length) and the first byte the
+/// replica does not hold yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResume {
+    /// crc32c of the manifest bytes of SNAPSHOT_BEGIN.
+    pub manifest_crc32c: u32,
+    /// Their length.
+    pub manifest_len: u64,
+    /// The data file the next byte belongs to.
+    pub file_index: u32,
+    /// Its offset in that file.
+    pub offset: u64,
+}
+
+impl SnapshotResume {
+    /// Whether `manifest` is the manifest this resume point belongs to.
+    pub fn matches(&self, manifest: &[u8]) -> bool {
+        manifest.len() as u64 == self.manifest_len && crc32c::crc32c(manifest) == self.manifest_crc32c
+    }
 }
 
 impl HelloRequest {
@@ -70,6 +98,11 @@ pub struct Accept {
     pub durable_lsn: Lsn,
     /// Where streaming starts (the replica's end LSN), or None for a snapshot session.
     pub start_lsn: Option<Lsn>,
+    /// A snapshot session continuing the transfer the replica asked to
+    /// resume: the point it continues at (the one asked for). Absent when
+    /// the whole snapshot follows (another snapshot, or no resume asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_resume: Option<SnapshotResume>,
     /// The primary's client API address as it bound it (`--listen`), so a
     /// replica can tell clients where writes go (observability only).
     /// Optional and additive: absent from older primaries, ignored by older
@@ -275,7 +308,7 @@ pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
         }
     }
     let (end_lsn, commit_id, fingerprint) = match hello.request {
-        HelloRequest::Snapshot => return Decision::ServeSnapshot,
+        HelloRequest::Snapshot | HelloRequest::SnapshotResume(_) => return Decision::ServeSnapshot,
         HelloRequest::Resume { end_lsn, commit_id, fingerprint } => (end_lsn, commit_id, fingerprint),
     };
     if end_lsn > durable_lsn || commit_id > c_primary {

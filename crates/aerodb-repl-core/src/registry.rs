@@ -227,7 +227,7 @@ impl Registry {
         let mut outcome = AcceptOutcome::default();
         let resume = match hello.request {
             HelloRequest::Resume { end_lsn, commit_id, .. } => Some(WalPoint { lsn: end_lsn, commit_id }),
-            HelloRequest::Snapshot => None,
+            HelloRequest::Snapshot | HelloRequest::SnapshotResume(_) => None,
         };
         if self.get(&hello.replica_id).is_none() {
             if let Some(name) = &hello.name {

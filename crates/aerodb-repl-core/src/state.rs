@@ -16,26 +16,53 @@ pub type Millis = u64;
 pub type ConnId = u64;
 
 /// What phase a snapshot bootstrap is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BootstrapPhase {
     /// Waiting for the primary to accept the snapshot request.
+    #[default]
     Requesting,
     /// Receiving snapshot files.
     Transferring,
     /// Validating and installing what was received.
     Installing,
+    /// The connection ended mid-transfer; the bytes received are kept to
+    /// resume from (F-S1).
+    Interrupted,
 }
 
-/// Bootstrap progress (observability only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+impl BootstrapPhase {
+    /// The exact name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BootstrapPhase::Requesting => "requesting",
+            BootstrapPhase::Transferring => "transferring",
+            BootstrapPhase::Installing => "installing",
+            BootstrapPhase::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Bootstrap progress (observability only: nothing is decided on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BootstrapProgress {
     /// Phase.
     pub phase: BootstrapPhase,
-    /// Snapshot bytes received so far.
+    /// Snapshot bytes received so far (over every connection of this transfer).
     pub bytes_done: u64,
     /// Snapshot bytes the manifest promises (0 until the manifest arrived).
     pub bytes_total: u64,
+    /// Bytes this transfer already held when the current connection
+    /// resumed it (0: not resumed).
+    pub resumed_from: u64,
+    /// Times this transfer was resumed after an interruption.
+    pub resumes: u64,
+    /// Transfer rate of the current connection, bytes per second (0 until
+    /// measurable).
+    pub rate_bytes_per_s: u64,
+    /// Estimated seconds until every byte arrived at that rate (None until
+    /// a rate and the total are known).
+    pub eta_s: Option<u64>,
 }
 
 /// Replica runtime states (names from REPLICATION.md §5), each with its data.

@@ -82,6 +82,9 @@ pub struct ReplicaObserved {
     pub primary_client_addr: Option<std::net::SocketAddr>,
     /// Last recovery report (JSON), if recovery ran.
     pub recovery: Option<Arc<serde_json::Value>>,
+    /// Snapshot transfer progress while bootstrapping, or of an
+    /// interrupted transfer kept to resume (F-S1).
+    pub transfer: Option<crate::state::BootstrapProgress>,
 }
 
 impl ReplicaObserved {
@@ -115,7 +118,7 @@ impl ReplicaObserved {
     pub fn bootstrap_state(&self) -> BootstrapState {
         if self.metadata.is_some() {
             BootstrapState::Complete
-        } else if self.state.kind() == StateKind::Bootstrapping {
+        } else if self.state.kind() == StateKind::Bootstrapping || self.transfer.is_some() {
             BootstrapState::InProgress
         } else {
             BootstrapState::NotStarted

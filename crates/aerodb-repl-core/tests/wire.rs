@@ -24,6 +24,29 @@ fn rid(s: &str) -> ReplicaId {
     ReplicaId::parse(s).unwrap()
 }
 
+fn resume() -> aerodb_repl_core::handshake::SnapshotResume {
+    aerodb_repl_core::handshake::SnapshotResume { manifest_crc32c: 0xdead_beef, manifest_len: 812, file_index: 2, offset: 3 << 20 }
+}
+
+/// F-S1: the version-2 resume request and answer have the documented JSON
+/// shape (docs/protocol.md), and a version-1 ACCEPT (no `snapshot_resume`)
+/// still decodes, as a whole-snapshot answer.
+#[test]
+fn f_s1_snapshot_resume_request_and_accept_json_shape() {
+    let hello = serde_json::to_value(HelloRequest::SnapshotResume(resume())).unwrap();
+    assert_eq!(
+        hello,
+        serde_json::json!({"kind": "snapshot_resume", "manifest_crc32c": 0xdead_beef_u32, "manifest_len": 812, "file_index": 2, "offset": 3 << 20})
+    );
+    let accept: Accept = serde_json::from_value(
+        serde_json::json!({"cluster_id": "c0ffee00c0ffee00c0ffee00c0ffee00", "primary_commit_id": 1, "durable_lsn": 2, "start_lsn": null}),
+    )
+    .unwrap();
+    assert_eq!(accept.snapshot_resume, None);
+    let plain = serde_json::to_value(&accept).unwrap();
+    assert!(plain.get("snapshot_resume").is_none(), "absent when not resuming: {plain}");
+}
+
 fn samples() -> Vec<Message> {
     let header = SegmentHeader { start_lsn: 4096, prev_commit_id: 41, prev_fingerprint: Fingerprint(0x0123_4567_89ab_cdef_0011_2233_4455_6677) };
     vec![
@@ -40,9 +63,25 @@ fn samples() -> Vec<Message> {
             primary_commit_id: 99,
             durable_lsn: 8192,
             start_lsn: Some(4096),
+            snapshot_resume: None,
             client_addr: Some("10.0.0.1:7700".parse().unwrap()),
         }),
-        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None, client_addr: None }),
+        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None, snapshot_resume: None, client_addr: None }),
+        Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: None,
+            replica_id: rid("r3"),
+            name: None,
+            request: HelloRequest::SnapshotResume(resume()),
+        }),
+        Message::Accept(Accept {
+            cluster_id: cid(),
+            primary_commit_id: 7,
+            durable_lsn: 700,
+            start_lsn: None,
+            snapshot_resume: Some(resume()),
+            client_addr: None,
+        }),
         Message::Refuse(Refuse {
             refusal: Refusal::Diverged {
                 primary_durable_lsn: 9000,

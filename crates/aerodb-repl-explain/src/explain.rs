@@ -993,6 +993,7 @@ mod tests {
             primary_addr: "127.0.0.1:7701".into(),
             primary_client_addr: None,
             recovery: None,
+            transfer: None,
         }
     }
 

@@ -108,12 +108,7 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         "wal_validated_lsn": known.then_some(o.positions.validated_lsn),
         "wal_applied_lsn": known.then_some(applied_lsn),
         "state_digest": applied.map(|a| a.state_digest.to_string()),
-        "snapshot_bootstrap": {
-            "state": bootstrap_state,
-            "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
-            "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
-            "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
-        },
+        "snapshot_bootstrap": snapshot_bootstrap(o, bootstrap_state),
         "history_horizon": history_horizon,
         "read_safety": if gate.admitted { "safe" } else { "unsafe" },
         "blocking_reason": blocking,
@@ -129,6 +124,29 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         "name": o.name.as_ref().map_or(o.replica_id.as_str(), |n| n.as_str()),
     });
     (data, notes)
+}
+
+/// `snapshot_bootstrap`: the state, method and boundary; while a snapshot
+/// transfer is in progress (or interrupted and kept to resume, F-S1) also
+/// its `phase`, `bytes_done`, `bytes_total`, `rate_bytes_per_s`, `eta_s`
+/// (estimated seconds remaining), `resumed_from` and `resumes`.
+fn snapshot_bootstrap(o: &ReplicaObserved, state: &str) -> Value {
+    let mut v = json!({
+        "state": state,
+        "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
+        "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
+        "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
+    });
+    if let (Some(p), Some(map)) = (o.transfer.filter(|_| o.metadata.is_none()), v.as_object_mut()) {
+        map.insert("phase".into(), json!(p.phase.name()));
+        map.insert("bytes_done".into(), json!(p.bytes_done));
+        map.insert("bytes_total".into(), json!(p.bytes_total));
+        map.insert("rate_bytes_per_s".into(), json!(p.rate_bytes_per_s));
+        map.insert("eta_s".into(), json!(p.eta_s));
+        map.insert("resumed_from".into(), json!(p.resumed_from));
+        map.insert("resumes".into(), json!(p.resumes));
+    }
+    v
 }
 
 // ---------------------------------------------------------------------------

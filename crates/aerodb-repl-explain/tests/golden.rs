@@ -239,6 +239,7 @@ impl Obs {
             primary_addr: addr.to_string(),
             primary_client_addr: None,
             recovery: None,
+            transfer: None,
         };
         Obs { machine: StateMachine::new(), base }
     }
@@ -246,7 +247,7 @@ impl Obs {
         let state = match kind {
             StateKind::Recovering => ReplicaState::Recovering,
             StateKind::Bootstrapping => {
-                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, ..BootstrapProgress::default() } }
             }
             StateKind::Connecting => ReplicaState::Connecting { conn: 1, after: self.machine.state().blocked().cloned() },
             StateKind::Streaming => ReplicaState::Streaming { conn: 1 },

@@ -290,7 +290,7 @@ impl ReplicaRegistry {
             let outcome = self.known.lock().registry.accept(hello, &conn.peer, wall_ms(), c_primary, &connected);
             let (resume_lsn, resume_commit_id) = match hello.request {
                 HelloRequest::Resume { end_lsn, commit_id, .. } => (Some(end_lsn), Some(commit_id)),
-                HelloRequest::Snapshot => (None, None),
+                HelloRequest::Snapshot | HelloRequest::SnapshotResume(_) => (None, None),
             };
             let name = hello.name.as_ref().map_or(hello.replica_id.as_str(), |n| n.as_str());
             tracing::info!(replica_id = %hello.replica_id, name, address = %conn.peer, session = view.session, resume_lsn, resume_commit_id, "replica connected");

@@ -34,7 +34,7 @@ pub use create::{create_snapshot, create_snapshot_with, SnapshotInfo, SnapshotOp
 pub use dir::{cleanup_incomplete, delete_snapshot, list_snapshots, prune_snapshots, withdraw_snapshot, SnapshotRef};
 pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};
-pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming};
+pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming, StreamLoad};
 pub use recovery::{recover_primary, recover_primary_with, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
 pub use retention::{RetentionMode, WalHolds, DEFAULT_WAL_KEEP_BYTES};
 pub use scheduler::{retire, retire_with_holds, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};

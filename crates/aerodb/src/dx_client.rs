@@ -97,8 +97,20 @@ fn bootstrap_text(boot: &Value) -> String {
     if !boot["boundary_commit_id"].is_null() || !boot["boundary_lsn"].is_null() {
         s.push_str(&format!(", boundary CommitId {}, LSN {}", cell(&boot["boundary_commit_id"]), cell(&boot["boundary_lsn"])));
     }
+    if let Some(phase) = boot.get("phase").and_then(Value::as_str) {
+        s.push_str(&format!(", {phase}"));
+    }
     if let (Some(done), Some(total)) = (boot.get("bytes_done").and_then(Value::as_u64), boot.get("bytes_total").and_then(Value::as_u64)) {
         s.push_str(&format!(", {done} of {total} bytes"));
+    }
+    if let Some(rate) = boot.get("rate_bytes_per_s").and_then(Value::as_u64).filter(|r| *r > 0) {
+        s.push_str(&format!(", {rate} bytes/s"));
+    }
+    if let Some(eta) = boot.get("eta_s").and_then(Value::as_u64) {
+        s.push_str(&format!(", eta {eta} s"));
+    }
+    if let Some(resumes) = boot.get("resumes").and_then(Value::as_u64).filter(|r| *r > 0) {
+        s.push_str(&format!(", resumed {resumes}x"));
     }
     s.push(')');
     s
@@ -396,6 +408,12 @@ mod tests {
         assert_eq!(lag_text(&Value::Null), "unknown");
         let boot = json!({"state": "in_progress", "method": "snapshot", "boundary_commit_id": null, "boundary_lsn": null, "bytes_done": 10, "bytes_total": 40});
         assert_eq!(bootstrap_text(&boot), "in_progress (snapshot, 10 of 40 bytes)");
+        let transfer = json!({"state": "in_progress", "method": "snapshot", "boundary_commit_id": null, "boundary_lsn": null, "phase": "transferring",
+            "bytes_done": 10, "bytes_total": 40, "rate_bytes_per_s": 5, "eta_s": 6, "resumed_from": 4, "resumes": 1});
+        assert_eq!(bootstrap_text(&transfer), "in_progress (snapshot, transferring, 10 of 40 bytes, 5 bytes/s, eta 6 s, resumed 1x)");
+        let interrupted = json!({"state": "in_progress", "method": "snapshot", "phase": "interrupted", "bytes_done": 10, "bytes_total": 40,
+            "rate_bytes_per_s": 0, "eta_s": null, "resumed_from": 0, "resumes": 0});
+        assert_eq!(bootstrap_text(&interrupted), "in_progress (snapshot, interrupted, 10 of 40 bytes)");
     }
 
     #[test]

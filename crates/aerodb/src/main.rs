@@ -27,6 +27,8 @@ macro_rules! out {
 
 mod addr;
 mod api_error;
+#[cfg(feature = "replication")]
+mod bootstrap_progress;
 mod canonical;
 mod cli;
 mod client;

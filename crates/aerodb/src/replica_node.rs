@@ -297,6 +297,8 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         let dx = dx_listener.map(|l| adopt("dx", l)).transpose()?;
         let replica = Replica::open(runtime_options, disk.clone(), transport).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
         let handle = replica.handle().clone();
+        let progress_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let progress = crate::bootstrap_progress::spawn(handle.clone(), progress_stop.clone());
         // Waiting reads are woken by whichever store the replica installs.
         let _ = handle.set_applied_observer(http.applied.observer());
         let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
@@ -314,6 +316,8 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         });
         let router = http.client_router(service, WriteLimits::default());
         serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
+        progress_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(progress);
         // The replica stops at its next wake-up; the process does not wait
         // for it longer than the cleanup bound (the watchdog ends it anyway).
         let mut replica = replica;

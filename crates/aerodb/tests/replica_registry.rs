@@ -272,6 +272,7 @@ fn res_4_bad_replica_name_is_refused_before_the_data_directory_is_touched() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
+        // Bad arguments exit 2 (the CLI's exit-code table, `--help`).
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
         assert!(stderr.contains("BAD_FLAGS") && stderr.contains("--name"), "{bad:?}: {stderr}");
         assert!(!stderr.contains("\u{1b}[31mred"), "the bad value is shown escaped: {stderr}");

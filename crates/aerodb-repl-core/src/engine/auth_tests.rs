@@ -282,7 +282,8 @@ fn repl_5_unauthenticated_peer_cannot_halt_a_replica() {
     let mut r = bootstrapped(Some(TOKEN));
     r.handle_connected_with_nonce(1, 1, NR);
     drain_r(&mut r);
-    let accept = crate::handshake::Accept { cluster_id: cluster(), primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0), client_addr: None };
+    let accept =
+        crate::handshake::Accept { cluster_id: cluster(), primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     r.handle_bytes(2, 1, &Message::Accept(accept).to_frame());
     assert_eq!(blocked(&r).code(), "AUTH_FAILED");
     assert_ne!(r.state().kind(), StateKind::Streaming);

@@ -23,7 +23,7 @@ use super::Millis;
 use crate::auth::{AuthRefuse, AuthRefuseCode, Nonce, PeerAuth, Proof, ReplToken};
 use crate::commit_times::CommitTimes;
 use crate::fence::{fence_for, Fence};
-use crate::handshake::{decide, Accept, Decision, Hello, PrimaryHistory, Refusal, RefusalCode, Refuse, PROTOCOL_VERSION};
+use crate::handshake::{decide, Accept, Decision, Hello, HelloRequest, PrimaryHistory, Refusal, RefusalCode, Refuse, PROTOCOL_VERSION};
 use crate::ids::ClusterId;
 use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::wire::message::check_report;
@@ -445,7 +445,14 @@ impl PrimarySession {
         let (durable_lsn, commit_id) = history.durable();
         self.durable = DurablePoint { lsn: durable_lsn, commit_id };
         let client_addr = self.config.client_addr;
-        let accept = |start_lsn| Accept { cluster_id: self.cluster_id.clone(), primary_commit_id: commit_id, durable_lsn, start_lsn, client_addr };
+        let accept = |start_lsn| Accept {
+            cluster_id: self.cluster_id.clone(),
+            primary_commit_id: commit_id,
+            durable_lsn,
+            start_lsn,
+            snapshot_resume: None,
+            client_addr,
+        };
         match decision {
             Decision::Refuse(refuse) => {
                 // REPL-11: only a peer of this cluster that authenticated
@@ -525,21 +532,30 @@ impl PrimarySession {
         self.close(SessionEnd::WalRetired);
     }
 
-    /// The snapshot to serve: its manifest bytes and file sizes.
+    /// The snapshot to serve: its manifest bytes and file sizes. A replica
+    /// that asked to resume a transfer of this very snapshot (same manifest
+    /// bytes) gets the rest from the point it asked for, announced in the
+    /// ACCEPT; any other gets the whole snapshot (F-S1).
     pub fn handle_snapshot_ready(&mut self, _now: Millis, manifest: Bytes, file_sizes: Vec<u64>) {
         if self.phase != Phase::PreparingSnapshot {
             return;
         }
+        let resume = match self.hello.as_ref().map(|h| h.request) {
+            Some(HelloRequest::SnapshotResume(r)) if r.matches(&manifest) && resumable(&file_sizes, r.file_index, r.offset) => Some(r),
+            _ => None,
+        };
         let a = Accept {
             cluster_id: self.cluster_id.clone(),
             primary_commit_id: self.durable.commit_id,
             durable_lsn: self.durable.lsn,
             start_lsn: None,
+            snapshot_resume: resume,
             client_addr: self.config.client_addr,
         };
         self.send(Message::Accept(a));
         self.send(Message::SnapshotBegin(manifest));
-        self.phase = Phase::Snapshot { files: file_sizes, file: 0, offset: 0, reading: false };
+        let (file, offset) = resume.map_or((0, 0), |r| (r.file_index as usize, r.offset));
+        self.phase = Phase::Snapshot { files: file_sizes, file, offset, reading: false };
         self.next_piece();
     }
 
@@ -604,6 +620,12 @@ impl PrimarySession {
             _ => {}
         }
     }
+}
+
+/// Whether a transfer can continue at `file_index`/`offset` of a snapshot
+/// with these file sizes (at most at the end of that file).
+fn resumable(file_sizes: &[u64], file_index: u32, offset: u64) -> bool {
+    file_sizes.get(file_index as usize).is_some_and(|size| offset <= *size)
 }
 
 #[cfg(test)]

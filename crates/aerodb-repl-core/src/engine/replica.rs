@@ -19,7 +19,7 @@ use super::{ConnId, Millis};
 use crate::auth::{AuthFailure, AuthRefuseCode, Nonce, ReplToken};
 use crate::commit_times::LagClock;
 use crate::halt::{Blocked, Halt, StorageOp};
-use crate::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
+use crate::handshake::{Accept, Hello, HelloRequest, SnapshotResume, PROTOCOL_VERSION};
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 use crate::metadata::{BootstrapMethod, ReplicaMetadata};
 use crate::pipeline::{PersistWork, PipelineError, StreamState, ValidatedRecord};
@@ -267,6 +267,57 @@ struct Link {
     proven_cluster: Option<ClusterId>,
 }
 
+/// A snapshot transfer handed to storage, kept across connections while
+/// the replica is uninitialised, so an interrupted transfer resumes from
+/// the bytes already written (F-S1) if the primary still serves the same
+/// snapshot. Storage writes pieces in order and reports a failure of any
+/// of them (which discards the transfer), and a reconnect waits until
+/// every piece was written, so the resume point is exactly what storage
+/// holds.
+#[derive(Clone, Debug)]
+struct Transfer {
+    /// SNAPSHOT_BEGIN's manifest bytes (the snapshot's identity).
+    manifest: Bytes,
+    /// Where the next byte belongs.
+    next_file: u32,
+    next_offset: u64,
+    /// Progress (observability).
+    progress: BootstrapProgress,
+    /// When the current connection's transfer started, and the bytes held then.
+    session_started: Millis,
+}
+
+impl Transfer {
+    fn resume_point(&self) -> SnapshotResume {
+        SnapshotResume {
+            manifest_crc32c: crc32c::crc32c(&self.manifest),
+            manifest_len: self.manifest.len() as u64,
+            file_index: self.next_file,
+            offset: self.next_offset,
+        }
+    }
+
+    /// Whether a piece at `file_index`/`offset` continues the transfer:
+    /// the next byte of the current file, or the start of a later one.
+    fn continues(&self, file_index: u32, offset: u64) -> bool {
+        (file_index == self.next_file && offset == self.next_offset) || (file_index > self.next_file && offset == 0)
+    }
+
+    /// Counts a piece and refreshes the rate and the estimate.
+    fn advance(&mut self, now: Millis, file_index: u32, offset: u64, len: u64) {
+        self.next_file = file_index;
+        self.next_offset = offset.saturating_add(len);
+        let p = &mut self.progress;
+        p.phase = BootstrapPhase::Transferring;
+        p.bytes_done = p.bytes_done.saturating_add(len);
+        let elapsed_ms = now.saturating_sub(self.session_started);
+        if elapsed_ms >= 100 {
+            p.rate_bytes_per_s = p.bytes_done.saturating_sub(p.resumed_from).saturating_mul(1000) / elapsed_ms;
+        }
+        p.eta_s = (p.rate_bytes_per_s > 0 && p.bytes_total > 0).then(|| p.bytes_total.saturating_sub(p.bytes_done).div_ceil(p.rate_bytes_per_s));
+    }
+}
+
 /// A replica's sans-IO engine.
 pub struct ReplicaEngine {
     config: ReplicaConfig,
@@ -290,6 +341,8 @@ pub struct ReplicaEngine {
     transfer_inflight: u64,
     /// A retry is due but waits for storage to finish (so the resume point is final).
     connect_pending: bool,
+    /// The snapshot transfer in progress or interrupted, if any.
+    transfer: Option<Transfer>,
     recovery_report: Option<std::sync::Arc<serde_json::Value>>,
     /// The replication token (`--repl-token-file`): when set, every
     /// connection authenticates both ways before HELLO.
@@ -318,6 +371,7 @@ impl ReplicaEngine {
             apply_inflight: 0,
             transfer_inflight: 0,
             connect_pending: false,
+            transfer: None,
             recovery_report: None,
             token: None,
             actions: VecDeque::new(),
@@ -406,6 +460,16 @@ impl ReplicaEngine {
             primary_addr: self.config.primary.clone(),
             primary_client_addr: self.primary_client_addr,
             recovery: self.recovery_report.clone(),
+            transfer: self.bootstrap_progress(),
+        }
+    }
+
+    /// The snapshot transfer's progress: live while bootstrapping, kept
+    /// (phase `Interrupted`) while an interrupted transfer waits to resume.
+    pub fn bootstrap_progress(&self) -> Option<BootstrapProgress> {
+        match self.machine.state() {
+            ReplicaState::Bootstrapping { progress, .. } => Some(*progress),
+            _ => self.transfer.as_ref().map(|t| BootstrapProgress { phase: BootstrapPhase::Interrupted, rate_bytes_per_s: 0, eta_s: None, ..t.progress }),
         }
     }
 
@@ -467,7 +531,10 @@ impl ReplicaEngine {
         let request = match (&self.stream, self.config.bootstrap) {
             (Some(s), _) => HelloRequest::resume(s.resume_tip()),
             (None, BootstrapMethod::Wal) => HelloRequest::resume(ChainTip::GENESIS),
-            (None, BootstrapMethod::Snapshot) => HelloRequest::Snapshot,
+            (None, BootstrapMethod::Snapshot) => match &self.transfer {
+                Some(t) => HelloRequest::SnapshotResume(t.resume_point()),
+                None => HelloRequest::Snapshot,
+            },
         };
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -658,7 +725,13 @@ impl ReplicaEngine {
         self.next_conn += 1;
         let after = self.machine.state().blocked().cloned();
         let target = if self.metadata.is_none() && self.config.bootstrap == BootstrapMethod::Snapshot {
-            ReplicaState::Bootstrapping { conn, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+            let progress = self.transfer.as_ref().map_or_else(BootstrapProgress::default, |t| BootstrapProgress {
+                phase: BootstrapPhase::Requesting,
+                rate_bytes_per_s: 0,
+                eta_s: None,
+                ..t.progress
+            });
+            ReplicaState::Bootstrapping { conn, progress }
         } else {
             ReplicaState::Connecting { conn, after }
         };
@@ -693,10 +766,8 @@ impl ReplicaEngine {
     fn end_link(&mut self, now: Millis, blocked: Blocked) {
         let Some(link) = self.link.take() else { return };
         self.actions.push_back(ReplicaAction::Close { conn: link.conn });
-        if self.metadata.is_none() && matches!(link.phase, LinkPhase::Transfer { .. }) {
-            self.disk_inflight += 1;
-            self.actions.push_back(ReplicaAction::BootstrapDiscard);
-        }
+        // An interrupted snapshot transfer is kept: the next connection asks
+        // to resume it (F-S1); storage failures discard it (bootstrap_failed).
         let retry_at = now.saturating_add(self.backoff.next_delay());
         self.transition(ReplicaState::Disconnected { blocked, retry_at }, "connection ended");
     }
@@ -798,23 +869,9 @@ impl ReplicaEngine {
             }
             (LinkPhase::Streaming, Message::Progress(p, times)) => self.on_progress(now, p, times),
             (LinkPhase::Streaming, Message::Wal(chunk)) => self.on_wal(now, chunk),
-            (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => {
-                if let Some(link) = self.link.as_mut() {
-                    link.phase = LinkPhase::Transfer { begun: true };
-                }
-                self.disk_inflight += 1;
-                self.actions.push_back(ReplicaAction::BootstrapBegin { manifest });
-            }
+            (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => self.on_snapshot_begin(now, manifest),
             (LinkPhase::Transfer { begun: true }, Message::SnapshotChunk { file_index, offset, bytes }) => {
-                let len = bytes.len() as u64;
-                self.disk_inflight += 1;
-                self.transfer_inflight += len;
-                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
-                    progress.phase = BootstrapPhase::Transferring;
-                    progress.bytes_done = progress.bytes_done.saturating_add(len);
-                }
-                self.version += 1;
-                self.actions.push_back(ReplicaAction::BootstrapPiece { file_index, offset, bytes });
+                self.on_snapshot_chunk(now, file_index, offset, bytes)
             }
             (LinkPhase::Transfer { begun: true }, Message::SnapshotEnd) => self.on_snapshot_end(),
             (LinkPhase::TransferDone, _) => {}
@@ -885,11 +942,89 @@ impl ReplicaEngine {
             }
             (None, BootstrapMethod::Snapshot) => {
                 link.phase = LinkPhase::Transfer { begun: false };
-                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
-                    progress.phase = BootstrapPhase::Transferring;
+                let resume = link.accepted.as_ref().and_then(|a| a.snapshot_resume);
+                let asked = match link.request {
+                    Some(HelloRequest::SnapshotResume(r)) => Some(r),
+                    _ => None,
+                };
+                match (resume, asked) {
+                    // The primary continues where this replica asked: keep what storage holds.
+                    (Some(r), Some(a)) if r == a => {
+                        if let Some(t) = self.transfer.as_mut() {
+                            t.progress.resumed_from = t.progress.bytes_done;
+                            t.progress.resumes += 1;
+                            t.session_started = now;
+                            tracing::info!(
+                                bytes_done = t.progress.bytes_done,
+                                file_index = r.file_index,
+                                offset = r.offset,
+                                "resuming the snapshot transfer (F-S1)"
+                            );
+                        }
+                    }
+                    (Some(r), _) => {
+                        return self.protocol_error(now, "Accept", format!("ACCEPT resumes a snapshot transfer at {r:?}, the replica asked for {asked:?}"));
+                    }
+                    // A whole snapshot follows: what an interrupted transfer left is discarded.
+                    (None, _) => self.drop_transfer(),
+                }
+                let progress = self.transfer.as_ref().map_or_else(BootstrapProgress::default, |t| t.progress);
+                if let ReplicaState::Bootstrapping { progress: p, .. } = self.machine.data_mut() {
+                    *p = BootstrapProgress { phase: BootstrapPhase::Transferring, ..progress };
                 }
                 self.version += 1;
             }
+        }
+    }
+
+    fn on_snapshot_begin(&mut self, now: Millis, manifest: Bytes) {
+        let Some(link) = self.link.as_mut() else { return };
+        let resumed = link.accepted.as_ref().is_some_and(|a| a.snapshot_resume.is_some());
+        if resumed {
+            // The resume point named this manifest; the bytes must be the same.
+            if self.transfer.as_ref().is_none_or(|t| t.manifest != manifest) {
+                self.drop_transfer();
+                return self.protocol_error(now, "SnapshotBegin", "a resumed transfer announced another manifest".into());
+            }
+            if let Some(link) = self.link.as_mut() {
+                link.phase = LinkPhase::Transfer { begun: true };
+            }
+            return;
+        }
+        link.phase = LinkPhase::Transfer { begun: true };
+        self.transfer =
+            Some(Transfer { manifest: manifest.clone(), next_file: 0, next_offset: 0, progress: BootstrapProgress::default(), session_started: now });
+        self.disk_inflight += 1;
+        self.actions.push_back(ReplicaAction::BootstrapBegin { manifest });
+    }
+
+    fn on_snapshot_chunk(&mut self, now: Millis, file_index: u32, offset: u64, bytes: Bytes) {
+        let Some(t) = self.transfer.as_mut() else { return };
+        if !t.continues(file_index, offset) {
+            let (f, o) = (t.next_file, t.next_offset);
+            return self.protocol_error(
+                now,
+                "SnapshotChunk",
+                format!("piece of file #{file_index} at {offset} does not continue the transfer at file #{f}, offset {o}"),
+            );
+        }
+        let len = bytes.len() as u64;
+        t.advance(now, file_index, offset, len);
+        let progress = t.progress;
+        self.disk_inflight += 1;
+        self.transfer_inflight += len;
+        if let ReplicaState::Bootstrapping { progress: p, .. } = self.machine.data_mut() {
+            *p = progress;
+        }
+        self.version += 1;
+        self.actions.push_back(ReplicaAction::BootstrapPiece { file_index, offset, bytes });
+    }
+
+    /// Forgets the transfer and has storage remove what it wrote.
+    fn drop_transfer(&mut self) {
+        if self.transfer.take().is_some() {
+            self.disk_inflight += 1;
+            self.actions.push_back(ReplicaAction::BootstrapDiscard);
         }
     }
 
@@ -965,6 +1100,9 @@ impl ReplicaEngine {
             }
             Completion::Installed { info } => self.installed(now, info),
             Completion::BootstrapBegun { bytes_total } => {
+                if let Some(t) = self.transfer.as_mut() {
+                    t.progress.bytes_total = bytes_total;
+                }
                 if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
                     progress.bytes_total = bytes_total;
                 }
@@ -984,6 +1122,7 @@ impl ReplicaEngine {
         }
         self.start_stream(&info);
         self.transfer_inflight = 0;
+        self.transfer = None;
         tracing::info!(
             method = info.metadata.bootstrap.method.as_str(),
             commit_id = info.metadata.bootstrap.boundary_commit_id,
@@ -1025,16 +1164,13 @@ impl ReplicaEngine {
                     BootstrapError::Io(detail) => Blocked::BootstrapStorage { detail },
                 };
                 tracing::warn!(code = crate::halt::Reason::code(&blocked), "bootstrap attempt failed; the replica stays uninitialised");
-                if self.link.as_ref().is_some_and(|l| l.phase == LinkPhase::TransferDone) {
-                    // Let end_link discard the partial transfer.
-                    if let Some(link) = self.link.as_mut() {
-                        link.phase = LinkPhase::Transfer { begun: true };
-                    }
-                }
+                // Nothing of a failed transfer is kept: the next attempt starts clean.
+                self.drop_transfer();
                 self.end_link(now, blocked);
             }
-            // A stale completion of an attempt that already ended.
-            _ => {}
+            // A completion of an attempt whose connection already ended: a
+            // transfer storage could not continue is not resumed.
+            _ => self.drop_transfer(),
         }
     }
 }

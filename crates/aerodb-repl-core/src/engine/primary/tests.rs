@@ -143,6 +143,50 @@ fn repl_8_snapshot_session_sends_every_piece_in_order() {
     assert_eq!(last.last(), Some(&SessionAction::Close(SessionEnd::SnapshotServed)));
 }
 
+fn resume_at(manifest: &[u8], file_index: u32, offset: u64) -> crate::handshake::SnapshotResume {
+    crate::handshake::SnapshotResume { manifest_crc32c: crc32c::crc32c(manifest), manifest_len: manifest.len() as u64, file_index, offset }
+}
+
+/// F-S1: a replica asking to resume a transfer of the very snapshot the
+/// primary serves (same manifest bytes) gets an ACCEPT naming the resume
+/// point, the manifest, and only the bytes from that point on.
+#[test]
+fn f_s1_primary_resumes_the_same_snapshot_at_the_requested_point() {
+    let mut s = PrimarySession::new(
+        0,
+        SessionConfig { snapshot_piece_bytes: 2, ..SessionConfig::default() },
+        ClusterId::parse(CLUSTER).unwrap(),
+        DurablePoint { lsn: 100, commit_id: 2 },
+    );
+    let r = resume_at(b"m", 0, 3);
+    s.handle_bytes(1, &hello(HelloRequest::SnapshotResume(r)), &history(100, 2));
+    assert_eq!(drain(&mut s), vec![SessionAction::PrepareSnapshot]);
+    s.handle_snapshot_ready(2, Bytes::from_static(b"m"), vec![3, 2]);
+    let a = drain(&mut s);
+    assert!(matches!(&sent(&a)[..], [Message::Accept(acc), Message::SnapshotBegin(m)] if acc.snapshot_resume == Some(r) && m == &Bytes::from_static(b"m")));
+    // File 0 is complete on the replica: the next read is file 1 from its start.
+    assert_eq!(a.last(), Some(&SessionAction::ReadSnapshot { file_index: 1, offset: 0, len: 2 }));
+    s.handle_snapshot_piece(3, Bytes::from_static(b"xy"));
+    let last = drain(&mut s);
+    assert!(matches!(&sent(&last)[..], [Message::SnapshotChunk { file_index: 1, offset: 0, .. }, Message::SnapshotEnd]));
+}
+
+/// F-S1: a resume point for another snapshot (other manifest bytes), or
+/// beyond a file's end, gets the whole snapshot and an ACCEPT without a
+/// resume point, so the replica discards its partial transfer.
+#[test]
+fn f_s1_primary_serves_the_whole_snapshot_when_the_resume_point_is_not_its_own() {
+    for r in [resume_at(b"other manifest", 0, 1), resume_at(b"m", 0, 9), resume_at(b"m", 5, 0)] {
+        let mut s = session();
+        s.handle_bytes(1, &hello(HelloRequest::SnapshotResume(r)), &history(100, 2));
+        assert_eq!(drain(&mut s), vec![SessionAction::PrepareSnapshot]);
+        s.handle_snapshot_ready(2, Bytes::from_static(b"m"), vec![3]);
+        let a = drain(&mut s);
+        assert!(matches!(&sent(&a)[..], [Message::Accept(acc), Message::SnapshotBegin(_)] if acc.snapshot_resume.is_none()), "{r:?}");
+        assert_eq!(a.last(), Some(&SessionAction::ReadSnapshot { file_index: 0, offset: 0, len: 3 }), "{r:?}");
+    }
+}
+
 /// REPL-10: PROGRESS (protocol version 2) carries the primary's clock, the
 /// time its durable commit became durable and the first commit of the WAL
 /// frame that follows with its time; without an index the times are 0
