@@ -272,11 +272,15 @@ ts("Request body bytes in flight vs budget", [
 
 # ---------------------------------------------------------------- process
 row("Process")
-text("Process RSS, CPU and file descriptors",
-     "AeroDB's `/metrics` does **not** export `process_*` series (resident memory, CPU seconds, open file descriptors). "
-     "Collect them with an exporter that watches the `aerodb` process (for example node_exporter's systemd collector or "
-     "process-exporter) and add the panels here; they are left out so that this dashboard only uses series the node emits. "
-     "Memory is bounded by design (RES-1): watch *Versions* and *History window* above.", h=4)
+ts("Resident memory", [(f'process_resident_memory_bytes{{{I}}}', "{{instance}}")], "bytes",
+   "process_resident_memory_bytes (from /proc/self/status). Memory is bounded by design (RES-1): see Versions and History window above.", w=8)
+ts("CPU", [(f'rate(process_cpu_seconds_total{{{I}}}[$__rate_interval])', "{{instance}}")], "percentunit",
+   "rate(process_cpu_seconds_total): user plus system CPU, in cores.", w=8)
+ts("File descriptors and threads", [
+    (f'process_open_fds{{{I}}}', "{{instance}} open fds"),
+    (f'process_max_fds{{{I}}}', "{{instance}} max fds"),
+    (f'process_threads{{{I}}}', "{{instance}} threads"),
+], "short", "process_open_fds, process_max_fds (the soft limit), process_threads.", w=8)
 
 dash = {
     "__inputs": [{"name": "DS_PROMETHEUS", "label": "Prometheus", "description": "Prometheus scraping the AeroDB DX ports",
