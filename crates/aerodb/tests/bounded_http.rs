@@ -175,7 +175,10 @@ fn res_3_waiting_reads_do_not_starve_writes() {
     assert_eq!(node.put_doc("c", "k", &json!({"written": "while 600 reads wait"})), 1);
     assert_eq!(metric(&dx, "aerodb_http_waiting_reads"), Some(600.0), "the waiters are still pending");
     assert!(waiters.iter_mut().all(RawClient::nothing_yet), "no waiter was answered");
-    assert_eq!(metric(&dx, "aerodb_http_connections_open{surface=\"client\"}"), Some(600.0));
+    // Every waiter's connection is still open (the PUT's own connection may
+    // or may not have closed yet: it is not what this checks).
+    let open = metric(&dx, "aerodb_http_connections_open{surface=\"client\"}").unwrap_or(0.0);
+    assert!(open >= 600.0, "the waiters' connections are open: {open}");
 
     signal(node.pid(), "TERM");
     for w in &mut waiters {
