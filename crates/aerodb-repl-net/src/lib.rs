@@ -15,6 +15,9 @@
 //! Security edges: [`security`] reads the token file and draws nonces from
 //! the OS RNG for the engines' authentication exchange; [`tls`] carries the
 //! replication protocol over rustls on both sides.
+//!
+//! A primary and a replica in one process, from the library crates alone:
+//! `examples/in_process_replica.rs`.
 #![deny(missing_docs)]
 
 pub mod clock;
