@@ -34,4 +34,4 @@ pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};
 pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming};
 pub use recovery::{recover_primary, recover_primary_with, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
-pub use scheduler::{retire, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
+pub use scheduler::{newest_usable, retire, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
