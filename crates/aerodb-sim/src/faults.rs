@@ -49,6 +49,13 @@ pub enum FaultClass {
     /// Bytes inside a frame rewritten and its crc32c recomputed (framing
     /// passes; record checksums, fingerprints and digests must catch it).
     NetForge,
+    /// One record inside a WAL frame rewritten and re-sealed (its crc32c
+    /// and fingerprint recomputed, then the frame's): it passes framing,
+    /// the record checksum and its own fingerprint check, so only the
+    /// state-digest check at apply (F-D3) or the next record's fingerprint
+    /// can catch it (a primary whose memory corrupted a record before it
+    /// was sealed).
+    NetForgeRecord,
     /// A one-way partition.
     PartitionOneWay,
     /// A two-way partition.
@@ -59,7 +66,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FaultClass; 23] = [
+    pub const ALL: [FaultClass; 24] = [
         FaultClass::CrashPowerLoss,
         FaultClass::CrashProcess,
         FaultClass::CrashMidOperation,
@@ -80,6 +87,7 @@ impl FaultClass {
         FaultClass::NetDuplicate,
         FaultClass::NetCorrupt,
         FaultClass::NetForge,
+        FaultClass::NetForgeRecord,
         FaultClass::PartitionOneWay,
         FaultClass::PartitionTwoWay,
         FaultClass::ConnReset,
@@ -108,6 +116,7 @@ impl FaultClass {
             FaultClass::NetDuplicate => "net_duplicate",
             FaultClass::NetCorrupt => "net_corrupt",
             FaultClass::NetForge => "net_forge",
+            FaultClass::NetForgeRecord => "net_forge_record",
             FaultClass::PartitionOneWay => "partition_one_way",
             FaultClass::PartitionTwoWay => "partition_two_way",
             FaultClass::ConnReset => "conn_reset",

@@ -22,11 +22,10 @@ pub mod model;
 pub mod net;
 pub mod plan;
 pub mod primary;
-
 pub mod rng;
 pub mod run;
-
 pub mod sched;
+pub mod serve;
 pub mod time;
 pub mod trace;
 pub mod world;

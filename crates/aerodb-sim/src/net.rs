@@ -46,6 +46,9 @@ pub struct NetRates {
     pub corrupt_ppm: u32,
     /// Payload bytes rewritten with a valid frame crc32c.
     pub forge_ppm: u32,
+    /// One record of a WAL frame rewritten and re-sealed (record crc32c,
+    /// fingerprint and frame crc32c recomputed).
+    pub forge_record_ppm: u32,
     /// Usual one-way latency range.
     pub latency_ms: (u64, u64),
     /// Extra latency of a delayed segment.
@@ -54,8 +57,17 @@ pub struct NetRates {
 
 impl NetRates {
     /// A fault-free network with 1–5 ms latency.
-    pub const CALM: NetRates =
-        NetRates { drop_ppm: 0, delay_ppm: 0, reorder_ppm: 0, duplicate_ppm: 0, corrupt_ppm: 0, forge_ppm: 0, latency_ms: (1, 5), delay_ms: (200, 3000) };
+    pub const CALM: NetRates = NetRates {
+        drop_ppm: 0,
+        delay_ppm: 0,
+        reorder_ppm: 0,
+        duplicate_ppm: 0,
+        corrupt_ppm: 0,
+        forge_ppm: 0,
+        forge_record_ppm: 0,
+        latency_ms: (1, 5),
+        delay_ms: (200, 3000),
+    };
 }
 
 impl Default for NetRates {
@@ -167,6 +179,9 @@ pub struct SimNet {
     conns: BTreeMap<ConnId, Conn>,
     next_conn: ConnId,
     counters: FaultCounters,
+    /// Per receiving node: LSN ranges of records delivered forged and
+    /// re-sealed ([`forge_record`]); the prefix check (REPL-3) excuses them.
+    forged: BTreeMap<NodeId, Vec<(u64, u64)>>,
 }
 
 impl SimNet {
@@ -180,6 +195,7 @@ impl SimNet {
             conns: BTreeMap::new(),
             next_conn: 1,
             counters: FaultCounters::default(),
+            forged: BTreeMap::new(),
         }
     }
 
@@ -258,7 +274,12 @@ impl SimNet {
             return;
         }
         let mut bytes = bytes;
-        if self.rng.chance_ppm(r.forge_ppm) && forge_frame(&mut self.rng, &mut bytes) {
+        let record_forged = if self.rng.chance_ppm(r.forge_record_ppm) { forge_record(&mut self.rng, &bytes) } else { None };
+        if let Some((forged, range)) = record_forged {
+            bytes = forged;
+            self.forged.entry(to).or_default().push(range);
+            self.counters.bump(FaultClass::NetForgeRecord);
+        } else if self.rng.chance_ppm(r.forge_ppm) && forge_frame(&mut self.rng, &mut bytes) {
             self.counters.bump(FaultClass::NetForge);
         } else if self.rng.chance_ppm(r.corrupt_ppm) && !bytes.is_empty() {
             let n = self.rng.range(1, 4);
@@ -412,6 +433,49 @@ impl SimNet {
     pub fn counters(&self) -> &FaultCounters {
         &self.counters
     }
+
+    /// LSN ranges of records delivered to `node` forged and re-sealed.
+    pub fn forged_ranges(&self, node: NodeId) -> &[(u64, u64)] {
+        self.forged.get(&node).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Rewrites the last record of the WAL frame in `bytes` (its last byte:
+/// a document, key or horizon byte) and re-seals it: its fingerprint is
+/// recomputed from the record before it in the same frame, then its
+/// crc32c, then the frame's (docs/formats.md, docs/protocol.md). Returns
+/// the new frame and the forged record's LSN range, or `None` when `bytes`
+/// is not one WAL frame holding at least two whole records.
+pub fn forge_record(rng: &mut SimRng, bytes: &[u8]) -> Option<(Vec<u8>, (u64, u64))> {
+    use aerodb_repl_core::wire::{frame, Message, ReceivedChunk};
+    use aerodb_wal::record::{expected_fingerprint, peek_record_len, record_identity};
+    let (f, used) = frame::decode(bytes, frame::DEFAULT_MAX_PAYLOAD).ok().flatten()?;
+    if used != bytes.len() {
+        return None;
+    }
+    let Ok(Message::Wal(chunk)) = Message::decode(&f) else { return None };
+    let body = &chunk.bytes;
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    while at < body.len() {
+        let len = peek_record_len(&body[at..]).ok()?;
+        starts.push((at, len));
+        at += len;
+    }
+    let [.., (prev_at, prev_len), (last_at, last_len)] = starts[..] else { return None };
+    let (_, previous) = record_identity(&body[prev_at..prev_at + prev_len]);
+    let mut rec = body[last_at..last_at + last_len].to_vec();
+    let i = rec.len() - 1;
+    rec[i] ^= rng.range(1, 255) as u8;
+    let fingerprint = expected_fingerprint(previous, &rec);
+    rec[40..56].copy_from_slice(&fingerprint.0.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&rec[8..]), &rec[0..4]);
+    rec[4..8].copy_from_slice(&crc.to_le_bytes());
+    let mut forged = body[..last_at].to_vec();
+    forged.extend_from_slice(&rec);
+    let lsn = chunk.start_lsn + last_at as u64;
+    let message = Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: bytes::Bytes::from(forged) });
+    Some((message.to_frame().to_vec(), (lsn, lsn + last_len as u64)))
 }
 
 /// Rewrites bytes inside the payload of the frame in `bytes` and fixes

@@ -157,6 +157,7 @@ impl TraceEncode for FaultAction {
                 .u64(u64::from(rates.duplicate_ppm))
                 .u64(u64::from(rates.corrupt_ppm))
                 .u64(u64::from(rates.forge_ppm))
+                .u64(u64::from(rates.forge_record_ppm))
                 .u64(*for_ms),
             FaultAction::NetCalm => t.entry("fault.net_calm"),
         };
@@ -200,10 +201,15 @@ pub struct FaultPlan {
     pub faults: Vec<(SimTime, FaultAction)>,
 }
 
-fn dir_choice(rng: &mut SimRng) -> String {
+/// Where a storage fault lands on `node`: its WAL most often, then its
+/// snapshots (a primary's `snapshots/`, a replica's `replica/`: metadata,
+/// halt file and bootstrap snapshot), sometimes anywhere. Node 0 is the
+/// primary.
+fn dir_choice(rng: &mut SimRng, node: NodeId) -> String {
     match rng.below(10) {
         0..=5 => "wal".into(),
-        6..=8 => "snapshots".into(),
+        6..=8 if node == 0 => "snapshots".into(),
+        6..=8 => "replica".into(),
         _ => String::new(),
     }
 }
@@ -253,7 +259,8 @@ impl FaultPlan {
                 1 => IoClass::Write,
                 _ => IoClass::Sync,
             };
-            FaultAction::Eio { node: rng.below(u64::from(nodes)) as NodeId, class, under: dir_choice(rng), count: rng.range(1, 3) as u32 }
+            let node = rng.below(u64::from(nodes)) as NodeId;
+            FaultAction::Eio { node, class, under: dir_choice(rng, node), count: rng.range(1, 3) as u32 }
         });
         poisson(rng, rates.slow_fsync_every_ms, &mut faults, &mut |rng| FaultAction::SlowFsync {
             node: rng.below(u64::from(nodes)) as NodeId,
@@ -266,7 +273,7 @@ impl FaultPlan {
         for _ in 0..rates.latent_errors {
             let at = SimTime(rng.range(end / 2, end.saturating_sub(1)));
             let node = rng.below(u64::from(nodes)) as NodeId;
-            let under = dir_choice(rng);
+            let under = dir_choice(rng, node);
             let action = if rng.ratio(1, 2) { FaultAction::BitFlip { node, under } } else { FaultAction::ZeroBlock { node, under } };
             faults.push((at, action));
         }
@@ -289,6 +296,7 @@ impl FaultPlan {
                             duplicate_ppm: rng.range(0, 20_000) as u32,
                             corrupt_ppm: rng.range(0, 10_000) as u32,
                             forge_ppm: rng.range(0, 10_000) as u32,
+                            forge_record_ppm: rng.range(0, 10_000) as u32,
                             ..NetRates::CALM
                         },
                         for_ms: rng.range(500, 5_000),

@@ -295,6 +295,15 @@ pub trait SimNode {
     fn check_liveness(&mut self, io: &mut Io<'_>);
     /// The concrete node, for cross-node checks ([`WorldCheck`]) to downcast.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// When the process first starts (simulated ms; default at once).
+    fn first_start_ms(&self) -> u64 {
+        0
+    }
+    /// The heal phase began and this node refused to start: whether the
+    /// operator acts (e.g. a replica's `--rebootstrap`) and it starts again.
+    fn operator_restart(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a cross-node check sees of one node.
@@ -307,6 +316,9 @@ pub struct NodeView<'a> {
     pub refused: bool,
     /// Its disk (current and synced bytes of any file).
     pub disk: &'a SimDisk,
+    /// LSN ranges of WAL records the network delivered to it forged and
+    /// re-sealed (a fault only the digest check can catch).
+    pub forged: &'a [(u64, u64)],
     /// The node (downcast with `as_any()`).
     pub node: &'a dyn SimNode,
 }
@@ -392,6 +404,10 @@ pub struct RunOptions {
     pub fault_phase_ms: u64,
     /// Length of the heal phase (liveness window).
     pub heal_phase_ms: u64,
+    /// Clients stop writing this long before the end, so replicas can be
+    /// required to have caught up with the primary at the end (the
+    /// liveness bound).
+    pub quiet_ms: u64,
     /// Stop at the first violation.
     pub stop_at_first_violation: bool,
     /// Print every event to stderr (debugging a seed).
@@ -400,7 +416,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { fault_phase_ms: 20_000, heal_phase_ms: 10_000, stop_at_first_violation: true, verbose: false }
+        RunOptions { fault_phase_ms: 20_000, heal_phase_ms: 10_000, quiet_ms: 4_000, stop_at_first_violation: true, verbose: false }
     }
 }
 
@@ -452,6 +468,7 @@ impl World {
                 running: s.status == Status::Up && !s.paused,
                 refused: s.status == Status::Refused,
                 disk: &s.disk,
+                forged: self.net.forged_ranges(i as NodeId),
                 node: &*s.node,
             })
             .collect()
@@ -531,7 +548,8 @@ impl World {
             self.sched.at(at, Event::Fault(f));
         }
         for node in 0..self.slots.len() as NodeId {
-            self.sched.at(SimTime::ZERO, Event::Restart { node });
+            let first = self.slots.get(node as usize).map_or(0, |s| s.node.first_start_ms());
+            self.sched.at(SimTime(first), Event::Restart { node });
         }
         for client in 0..self.workload.clients {
             let delay = self.workload.rng.range(1, 20);
@@ -633,6 +651,10 @@ impl World {
     }
 
     fn client(&mut self, client: u32) {
+        let quiet_from = self.options.fault_phase_ms + self.options.heal_phase_ms.saturating_sub(self.options.quiet_ms);
+        if self.sched.now().ms() >= quiet_from {
+            return;
+        }
         let seq = {
             let s = self.workload.seq.entry(client).or_insert(0);
             *s += 1;
@@ -820,6 +842,9 @@ impl World {
             slot.die_on_start = None;
             if slot.paused {
                 self.sched.after(0, Event::Resume { node });
+            }
+            if slot.status == Status::Refused && slot.node.operator_restart() {
+                slot.status = Status::Down;
             }
             if slot.status == Status::Down && !slot.restart_pending {
                 slot.restart_pending = true;
