@@ -49,13 +49,11 @@ pub enum FaultClass {
     /// Bytes inside a frame rewritten and its crc32c recomputed (framing
     /// passes; record checksums, fingerprints and digests must catch it).
     NetForge,
-    /// One record inside a WAL frame rewritten and re-sealed (its crc32c
-    /// and fingerprint recomputed, then the frame's): it passes framing,
-    /// the record checksum and its own fingerprint check, so only the
-    /// state-digest check at apply (F-D3) or the next record's fingerprint
-    /// can catch it (a primary whose memory corrupted a record before it
-    /// was sealed).
-    NetForgeRecord,
+    /// A bit flipped in a replica's memory: in a document of a record
+    /// that was validated (crc32c, fingerprint) and is about to be applied
+    /// (non-ECC RAM). Only the state-digest check at apply (REPL-4, F-D3)
+    /// can catch it.
+    MemoryBitFlip,
     /// A one-way partition.
     PartitionOneWay,
     /// A two-way partition.
@@ -87,7 +85,7 @@ impl FaultClass {
         FaultClass::NetDuplicate,
         FaultClass::NetCorrupt,
         FaultClass::NetForge,
-        FaultClass::NetForgeRecord,
+        FaultClass::MemoryBitFlip,
         FaultClass::PartitionOneWay,
         FaultClass::PartitionTwoWay,
         FaultClass::ConnReset,
@@ -116,7 +114,7 @@ impl FaultClass {
             FaultClass::NetDuplicate => "net_duplicate",
             FaultClass::NetCorrupt => "net_corrupt",
             FaultClass::NetForge => "net_forge",
-            FaultClass::NetForgeRecord => "net_forge_record",
+            FaultClass::MemoryBitFlip => "memory_bit_flip",
             FaultClass::PartitionOneWay => "partition_one_way",
             FaultClass::PartitionTwoWay => "partition_two_way",
             FaultClass::ConnReset => "conn_reset",

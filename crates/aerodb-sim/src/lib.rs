@@ -16,12 +16,14 @@
 //! inside a seed, or reimplement production logic that it is meant to
 //! test: harnesses call the same functions the node calls.
 
+pub mod checks;
 pub mod disk;
 pub mod faults;
 pub mod model;
 pub mod net;
 pub mod plan;
 pub mod primary;
+pub mod replica;
 pub mod rng;
 pub mod run;
 pub mod sched;

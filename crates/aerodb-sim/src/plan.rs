@@ -157,7 +157,6 @@ impl TraceEncode for FaultAction {
                 .u64(u64::from(rates.duplicate_ppm))
                 .u64(u64::from(rates.corrupt_ppm))
                 .u64(u64::from(rates.forge_ppm))
-                .u64(u64::from(rates.forge_record_ppm))
                 .u64(*for_ms),
             FaultAction::NetCalm => t.entry("fault.net_calm"),
         };
@@ -296,7 +295,6 @@ impl FaultPlan {
                             duplicate_ppm: rng.range(0, 20_000) as u32,
                             corrupt_ppm: rng.range(0, 10_000) as u32,
                             forge_ppm: rng.range(0, 10_000) as u32,
-                            forge_record_ppm: rng.range(0, 10_000) as u32,
                             ..NetRates::CALM
                         },
                         for_ms: rng.range(500, 5_000),

@@ -64,7 +64,7 @@ use crate::net::{NetEvent, NodeId};
 use crate::plan::node_root;
 use crate::rng::{stream, SimRng};
 use crate::serve::{PortContext, ReplicationPort, SESSION_TIMER};
-use crate::world::{ClientOutcome, Io, RequestId, SimNode, StartOutcome};
+use crate::world::{start_failed, ClientOutcome, Io, RequestId, SimNode, StartOutcome};
 
 const TIMER_GROUP: u64 = 1;
 const TIMER_SNAPSHOT: u64 = 2;
@@ -99,7 +99,7 @@ impl PrimaryConfig {
     /// Draws the configuration for `seed`.
     pub fn for_seed(seed: u64) -> Self {
         let mut rng = SimRng::new(seed, stream::OPTIONS);
-        let segment_target_bytes = *rng.pick(&[1_024, 4_096, 65_536]).unwrap_or(&4_096);
+        let segment_target_bytes = *rng.pick(&[4_096, 16_384, 65_536]).unwrap_or(&16_384);
         let snapshot_every_ms = *rng.pick(&[0, 1_000, 3_000, 8_000]).unwrap_or(&0);
         let snapshot_file_bytes = *rng.pick(&[2_048, 65_536, 1 << 20]).unwrap_or(&4_096);
         let wal_retention = rng.ratio(1, 2);
@@ -108,7 +108,7 @@ impl PrimaryConfig {
         let session = SessionConfig {
             hello_timeout_ms: 2_000,
             heartbeat_ms: 500,
-            max_chunk_bytes: *rng.pick(&[512, 4_096, 65_536]).unwrap_or(&4_096),
+            max_chunk_bytes: *rng.pick(&[4_096, 16_384, 65_536]).unwrap_or(&16_384),
             snapshot_piece_bytes: *rng.pick(&[300, 4_096, 65_536]).unwrap_or(&4_096),
         };
         PrimaryConfig { segment_target_bytes, snapshot_every_ms, snapshot_file_bytes, wal_retention, mark, gc_retain_commits, session }
@@ -224,26 +224,6 @@ impl PrimaryNode {
         write_mark(&**disk, &wal, &DurableMark::at(ChainTip::GENESIS, false, self.config.mark.window_bytes()))?;
         let cluster_id = format!("{:016x}{:016x}", rng.next_u64(), rng.next_u64());
         write_checksummed(&**disk, &self.identity(), &Identity { format_version: 1, role: "primary".into(), cluster_id, durable_mark: true })
-    }
-
-    /// A start failed: transient if a fault was injected during it,
-    /// legitimate if stored data was damaged, otherwise a bug.
-    fn start_failed(io: &mut Io<'_>, errors_before: u64, code: &'static str, rule: &'static str, what: String) -> StartOutcome {
-        let disk = io.disk().clone();
-        io.trace().entry("start_failed").str(code);
-        if disk.injected_errors() > errors_before || disk.is_dead() {
-            io.count("start_retried");
-            return StartOutcome::Retry;
-        }
-        if disk.ever_damaged() {
-            io.count("start_refused_damaged");
-            if rule == "CORE-5" {
-                io.count("start_refused_core_5");
-            }
-            return StartOutcome::Refused { code, rule };
-        }
-        io.violation(rule, format!("start refused on a disk no fault damaged: {code}: {what}"));
-        StartOutcome::Refused { code, rule }
     }
 
     /// The tail rule recovery judges the WAL's end under, chosen from the
@@ -664,24 +644,32 @@ impl SimNode for PrimaryNode {
             let mut rng = io.rng().clone();
             let _ = io.rng().next_u64();
             if let Err(e) = self.initialise(&shared, &mut rng) {
-                return Self::start_failed(io, before, "INIT_IO", "REPL-9", e.to_string());
+                return start_failed(io, before, "INIT_IO", "REPL-9", e.to_string());
             }
         }
         let identity: Identity = match read_checksummed(&*shared, &self.identity()) {
             Ok(id) => id,
-            Err(e) => return Self::start_failed(io, before, e.code(), "REPL-9", e.to_string()),
+            Err(e) => return start_failed(io, before, e.code(), "REPL-9", e.to_string()),
         };
         let rule = match self.choose_tail_rule(&*shared) {
             Ok(rule) => rule,
-            Err((code, what)) => return Self::start_failed(io, before, code, "CORE-5", what),
+            Err((code, what)) => return start_failed(io, before, code, "CORE-5", what),
         };
         let persisted_fence = match read_fence(&*shared, &self.root) {
             Ok(f) => f,
-            Err(e) => return Self::start_failed(io, before, e.code, "REPL-11", e.detail.clone()),
+            Err(e) => return start_failed(io, before, e.code, "REPL-11", e.detail.clone()),
         };
         let (store, appender, report) = match recover_primary_with(shared.clone(), &self.snapshots(), &self.wal(), &identity.cluster_id, rule) {
             Ok(x) => x,
-            Err(e) => return Self::start_failed(io, before, e.code(), e.rule_id(), e.to_string()),
+            Err(e) => {
+                let outcome = start_failed(io, before, e.code(), e.rule_id(), e.to_string());
+                if matches!(outcome, StartOutcome::Refused { .. }) && e.mark_violation().is_some() {
+                    // The WAL ends or is damaged before its durable mark: an
+                    // allowed outcome (F-P4), never a silent loss.
+                    io.count("starts_refused_core_5");
+                }
+                return outcome;
+            }
         };
         if disk.is_dead() {
             return StartOutcome::Retry;
@@ -696,7 +684,7 @@ impl SimNode for PrimaryNode {
         // CORE-5: the running mark names the recovered end before any write is accepted.
         let window = self.config.mark.window_bytes();
         if let Err(e) = write_mark(&*shared, &self.wal(), &DurableMark::at(tip, false, window)) {
-            return Self::start_failed(io, before, "MARK_WRITE", "CORE-5", e.to_string());
+            return start_failed(io, before, "MARK_WRITE", "CORE-5", e.to_string());
         }
         let Ok(cluster) = ClusterId::parse(&identity.cluster_id) else {
             io.violation("REPL-1", format!("the identity names cluster {:?}, not 32 hex digits", identity.cluster_id));
@@ -771,6 +759,7 @@ impl SimNode for PrimaryNode {
             NetEvent::Accepted { conn, .. } => self.with_port(io, |port, io, ctx| port.accepted(io, conn, ctx)),
             NetEvent::Deliver { conn, bytes, .. } => self.with_port(io, |port, io, ctx| port.bytes(io, conn, &bytes, ctx)),
             NetEvent::Closed { conn, .. } => self.with_port(io, |port, io, ctx| port.closed(io, conn, ctx)),
+            NetEvent::Writable { conn, .. } => self.with_port(io, |port, io, ctx| port.writable(io, conn, ctx)),
             NetEvent::Connected { conn, .. } | NetEvent::ConnectFailed { conn, .. } => io.close(conn),
         }
     }

@@ -43,6 +43,11 @@ struct Served {
     reader: WalReader,
     snapshot: Option<ServedSnapshot>,
     timer_at: Option<u64>,
+    /// The connection's window is full: the production thread is blocked
+    /// in a socket write, so the session handles nothing until the
+    /// replica consumed enough (TCP backpressure, which also makes a
+    /// lagging replica's WAL chunks large).
+    stalled: bool,
 }
 
 /// The sessions of a running primary, by connection.
@@ -73,7 +78,7 @@ impl ReplicationPort {
     /// A replica connected.
     pub fn accepted(&mut self, io: &mut Io<'_>, conn: ConnId, ctx: &mut PortContext<'_>) {
         let session = PrimarySession::new(io.now().ms(), self.config, self.cluster_id.clone(), ctx.wal.durable_watch().current());
-        self.sessions.insert(conn, Served { session, reader: ctx.wal.reader(), snapshot: None, timer_at: None });
+        self.sessions.insert(conn, Served { session, reader: ctx.wal.reader(), snapshot: None, timer_at: None, stalled: false });
         self.drive(io, conn, ctx);
     }
 
@@ -81,7 +86,15 @@ impl ReplicationPort {
     pub fn bytes(&mut self, io: &mut Io<'_>, conn: ConnId, bytes: &[u8], ctx: &mut PortContext<'_>) {
         let now = io.now().ms();
         let Some(s) = self.sessions.get_mut(&conn) else { return };
+        io.consumed(conn, bytes.len() as u64);
         s.session.handle_bytes(now, bytes, ctx.wal);
+        self.drive(io, conn, ctx);
+    }
+
+    /// The replica consumed enough: a stalled session goes on.
+    pub fn writable(&mut self, io: &mut Io<'_>, conn: ConnId, ctx: &mut PortContext<'_>) {
+        let Some(s) = self.sessions.get_mut(&conn) else { return };
+        s.stalled = false;
         self.drive(io, conn, ctx);
     }
 
@@ -116,12 +129,22 @@ impl ReplicationPort {
     /// production connection thread does, then re-arms its timer.
     fn drive(&mut self, io: &mut Io<'_>, conn: ConnId, ctx: &mut PortContext<'_>) {
         let Some(s) = self.sessions.get_mut(&conn) else { return };
+        if s.stalled {
+            return;
+        }
         let mut end: Option<SessionEnd> = None;
         s.session.handle_durable(io.now().ms(), ctx.wal.durable_watch().current());
         while let Some(action) = s.session.poll_action() {
             let now = io.now().ms();
             match action {
-                SessionAction::Send(frame) => io.send(conn, frame.to_vec()),
+                SessionAction::Send(frame) => {
+                    io.send(conn, frame.to_vec());
+                    if !io.window_open(conn) {
+                        s.stalled = true;
+                        io.wait_writable(conn);
+                        break;
+                    }
+                }
                 SessionAction::ReadWal { from, limit, max_bytes } => match PrimaryWal::read(&mut s.reader, from, limit, max_bytes) {
                     Ok(chunk) => s.session.handle_wal_read(now, chunk),
                     Err(e) => s.session.handle_wal_read_failed(now, e.to_string()),

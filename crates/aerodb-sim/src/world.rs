@@ -243,6 +243,18 @@ impl Io<'_> {
     pub fn close(&mut self, conn: crate::net::ConnId) {
         self.net.close(self.sched, conn, self.node);
     }
+    /// Whether this node may send more on `conn` (flow control).
+    pub fn window_open(&self, conn: crate::net::ConnId) -> bool {
+        self.net.window_open(conn, self.node)
+    }
+    /// Waits for `conn`'s window: [`crate::net::NetEvent::Writable`] follows.
+    pub fn wait_writable(&mut self, conn: crate::net::ConnId) {
+        self.net.wait_writable(self.sched, conn, self.node);
+    }
+    /// This node's application took `n` bytes of `conn` from its socket buffer.
+    pub fn consumed(&mut self, conn: crate::net::ConnId, n: u64) {
+        self.net.consumed(self.sched, conn, self.node, n);
+    }
     /// Answers a client request.
     pub fn reply(&mut self, request: RequestId, outcome: ClientOutcome) {
         if self.env.healed && matches!(outcome, ClientOutcome::Acked(_)) {
@@ -260,6 +272,10 @@ impl Io<'_> {
     pub fn trace(&mut self) -> &mut Trace {
         self.sched.trace()
     }
+    /// Counts an injected fault of `class` (the harness injected it itself).
+    pub fn fault(&mut self, class: FaultClass) {
+        self.env.counters.bump(class);
+    }
     /// Counts a notable outcome (reported in the summary's `outcomes`).
     pub fn count(&mut self, outcome: &'static str) {
         *self.env.outcomes.entry(outcome).or_insert(0) += 1;
@@ -268,6 +284,25 @@ impl Io<'_> {
     pub fn healed(&self) -> bool {
         self.env.healed
     }
+}
+
+/// A start failed: transient (a retry) if a fault was injected during it,
+/// a legitimate refusal (the node stays down) if a fault damaged stored
+/// data on its disk, otherwise a violation of `rule`: a node must start on
+/// an undamaged disk.
+pub fn start_failed(io: &mut Io<'_>, errors_before: u64, code: &'static str, rule: &'static str, what: String) -> StartOutcome {
+    let disk = io.disk().clone();
+    io.trace().entry("start_failed").str(code);
+    if disk.injected_errors() > errors_before || disk.is_dead() {
+        io.count("start_retried");
+        return StartOutcome::Retry;
+    }
+    if disk.ever_damaged() {
+        io.count("start_refused_damaged");
+        return StartOutcome::Refused { code, rule };
+    }
+    io.violation(rule, format!("start refused on a disk no fault damaged: {code}: {what}"));
+    StartOutcome::Refused { code, rule }
 }
 
 /// A simulated node (its process). The world owns its disk.
@@ -316,9 +351,6 @@ pub struct NodeView<'a> {
     pub refused: bool,
     /// Its disk (current and synced bytes of any file).
     pub disk: &'a SimDisk,
-    /// LSN ranges of WAL records the network delivered to it forged and
-    /// re-sealed (a fault only the digest check can catch).
-    pub forged: &'a [(u64, u64)],
     /// The node (downcast with `as_any()`).
     pub node: &'a dyn SimNode,
 }
@@ -331,6 +363,10 @@ pub trait WorldCheck {
     fn check(&mut self, now: SimTime, nodes: &[NodeView<'_>], out: &mut Vec<Violation>);
     /// Liveness after the heal phase (default: nothing).
     fn check_liveness(&mut self, _now: SimTime, _nodes: &[NodeView<'_>], _out: &mut Vec<Violation>) {}
+    /// Outcome counters to report in the run's `outcomes` (default: none).
+    fn outcomes(&self) -> BTreeMap<&'static str, u64> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -350,6 +386,8 @@ struct Slot {
     deferred: VecDeque<Event>,
     restart_pending: bool,
     die_on_start: Option<u64>,
+    /// When the process last went down.
+    down_since: SimTime,
 }
 
 /// Client workload: each client issues write sets over a small key space
@@ -371,7 +409,7 @@ impl Workload {
         let clients = rng.range(1, 4) as u32;
         let keys = *rng.pick(&[4u64, 16, 64]).unwrap_or(&16);
         let collections = rng.range(1, 2);
-        let think_ms = *rng.pick(&[5u64, 20, 60]).unwrap_or(&10);
+        let think_ms = *rng.pick(&[20u64, 60, 150]).unwrap_or(&60);
         Workload { rng, clients, keys, collections, think_ms, seq: BTreeMap::new(), stats: (0, 0, 0) }
     }
 
@@ -396,6 +434,9 @@ impl Workload {
         ops
     }
 }
+
+/// A node down for less than this at the end is restarting, not stuck.
+const RESTART_GRACE_MS: u64 = 1_000;
 
 /// Options of one run.
 #[derive(Clone, Debug)]
@@ -459,6 +500,16 @@ impl World {
         self.checks.push(check);
     }
 
+    /// Adds the replication invariants ([`crate::checks::ReplicationChecks`])
+    /// when the world has replicas.
+    #[must_use]
+    pub fn with_replication_checks(mut self, seed: u64) -> Self {
+        if self.slots.len() > 1 {
+            self.add_check(Box::new(crate::checks::ReplicationChecks::new(seed)));
+        }
+        self
+    }
+
     fn views(&self) -> Vec<NodeView<'_>> {
         self.slots
             .iter()
@@ -468,7 +519,6 @@ impl World {
                 running: s.status == Status::Up && !s.paused,
                 refused: s.status == Status::Refused,
                 disk: &s.disk,
-                forged: self.net.forged_ranges(i as NodeId),
                 node: &*s.node,
             })
             .collect()
@@ -519,6 +569,7 @@ impl World {
                     deferred: VecDeque::new(),
                     restart_pending: false,
                     die_on_start: None,
+                    down_since: SimTime::ZERO,
                 }
             })
             .collect();
@@ -572,6 +623,11 @@ impl World {
         }
         if self.env.violations.is_empty() || !self.options.stop_at_first_violation {
             self.liveness();
+        }
+        for c in &self.checks {
+            for (k, v) in c.outcomes() {
+                *self.env.outcomes.entry(k).or_insert(0) += v;
+            }
         }
         let mut faults = self.env.counters.clone();
         faults.merge(self.net.counters());
@@ -771,6 +827,7 @@ impl World {
         }
         slot.incarnation += 1;
         slot.status = Status::Down;
+        slot.down_since = self.sched.now();
         slot.paused = false;
         // Clients waiting on the paused process see their connection drop and retry.
         let waiting: Vec<u32> = slot.deferred.drain(..).filter_map(|e| if let Event::Client { client } = e { Some(client) } else { None }).collect();
@@ -826,6 +883,7 @@ impl World {
                 slot.disk.crash(kind);
                 slot.incarnation += 1;
                 slot.restart_pending = true;
+                slot.down_since = self.sched.now();
                 let delay = slot.rng.range(50, 1_000);
                 self.sched.after(delay, Event::Restart { node });
             }
@@ -862,7 +920,9 @@ impl World {
                 let (kind, delay) = {
                     let Some(slot) = self.slots.get_mut(node as usize) else { continue };
                     let kind = if dead && slot.rng.ratio(1, 2) { CrashKind::PowerLoss { torn: true } } else { CrashKind::Process };
-                    (kind, slot.rng.range(10, 1_000))
+                    // An operator restart (the node asked for it) is quick.
+                    let delay = if dead { slot.rng.range(10, 1_000) } else { slot.rng.range(10, 200) };
+                    (kind, delay)
                 };
                 self.crash(node, kind, delay);
             }
@@ -896,9 +956,16 @@ impl World {
     }
 
     fn liveness(&mut self) {
+        let now = self.sched.now();
         for node in 0..self.slots.len() as NodeId {
             let Some(slot) = self.slots.get_mut(node as usize) else { continue };
-            let status = slot.status.clone();
+            let mut status = slot.status.clone();
+            if status == Status::Down && now.since(slot.down_since) < RESTART_GRACE_MS {
+                // Crashed (or restarted by the operator) moments ago; its
+                // restart is scheduled.
+                *self.env.outcomes.entry("restarting_at_end").or_insert(0) += 1;
+                status = Status::Refused;
+            }
             let (n, mut io) = Self::io(slot, node, &mut self.sched, &mut self.net, &mut self.env);
             match status {
                 Status::Up => n.check_liveness(&mut io),
