@@ -221,7 +221,7 @@ impl FaultPlan {
             crash_every_ms: pick(rng, &[1_500, 3_000, 6_000, 12_000]),
             pause_every_ms: pick(rng, &[0, 5_000, 15_000]),
             latent_errors: pick(rng, &[0, 0, 0, 0, 0, 0, 1, 1, 2, 3]),
-            misdirected_writes: pick(rng, &[0, 0, 0, 0, 0, 0, 0, 1]),
+            misdirected_writes: pick(rng, &[0, 0, 0, 0, 0, 0, 1, 1]),
             eio_every_ms: pick(rng, &[0, 3_000, 8_000]),
             slow_fsync_every_ms: pick(rng, &[0, 4_000, 10_000]),
             net_every_ms: if cfg.nodes > 1 { pick(rng, &[1_000, 3_000, 8_000]) } else { 0 },

@@ -85,6 +85,10 @@ pub fn failure_lines(reports: &[RunReport], plant: Option<Plant>) -> Vec<String>
 pub fn summary(reports: &[RunReport], plant: Option<Plant>, single: bool) -> serde_json::Value {
     let mut faults = FaultCounters::default();
     let mut outcomes: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    // Always reported, zero or not: the durable-mark outcomes (CORE-5).
+    for key in ["starts_refused_core_5", "acked_lost_beyond_mark_to_damage"] {
+        outcomes.insert(key, 0);
+    }
     let mut simulated_ms = 0u64;
     let mut events = 0u64;
     let (mut sent, mut acked, mut failed) = (0u64, 0u64, 0u64);

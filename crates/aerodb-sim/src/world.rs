@@ -707,7 +707,9 @@ impl World {
     }
 
     fn client(&mut self, client: u32) {
-        let quiet_from = self.options.fault_phase_ms + self.options.heal_phase_ms.saturating_sub(self.options.quiet_ms);
+        // Writing stops `quiet_ms` before the end, but never before half of the heal phase passed.
+        let quiet = self.options.quiet_ms.min(self.options.heal_phase_ms / 2);
+        let quiet_from = self.options.fault_phase_ms + self.options.heal_phase_ms - quiet;
         if self.sched.now().ms() >= quiet_from {
             return;
         }
