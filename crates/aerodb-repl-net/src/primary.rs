@@ -4,101 +4,30 @@
 //! and timers arrive on one channel; WAL and snapshot reads and socket
 //! writes are executed here. Blocking writes give natural TCP backpressure.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::Serialize;
-
-use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd, SessionView};
+use aerodb_repl_core::auth::ReplToken;
+use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd};
 use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
-use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
+use aerodb_repl_core::registry::WalPoint;
 use aerodb_repl_core::wire::{Message, ServeCode, ServeError};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
-use aerodb_wal::Lsn;
+use aerodb_wal::log::LogError;
 
-use crate::clock::Clock;
-
-/// What one connected replica reported (observability only: never a write
-/// acknowledgement).
-#[derive(Clone, Debug, Serialize)]
-pub struct ConnectedReplica {
-    /// Replica id from its hello (empty before the hello).
-    pub replica_id: String,
-    /// Its name, if it sent one.
-    pub name: Option<String>,
-    /// Peer address.
-    pub peer: String,
-    /// `handshake`, `streaming` or `snapshot`.
-    pub session: &'static str,
-    /// Last reported positions (None before the first report).
-    pub reported: Option<Positions>,
-    /// LSN the primary has sent up to.
-    pub sent_lsn: Lsn,
-    /// WAL bytes shipped on this connection.
-    #[serde(skip)]
-    shipped_bytes: u64,
-}
-
-/// Registry of connected replicas, keyed by connection number.
-#[derive(Default)]
-pub struct ReplicaRegistry {
-    inner: Mutex<BTreeMap<u64, ConnectedReplica>>,
-    next: AtomicU64,
-    shipped_bytes: AtomicU64,
-    open: AtomicUsize,
-    refused_over_cap: AtomicU64,
-}
-
-impl ReplicaRegistry {
-    /// Replicas past their handshake, in connection order.
-    pub fn list(&self) -> Vec<ConnectedReplica> {
-        self.inner.lock().values().filter(|r| r.session != "handshake").cloned().collect()
-    }
-    /// WAL bytes shipped since start.
-    pub fn shipped_bytes(&self) -> u64 {
-        self.shipped_bytes.load(Ordering::Relaxed)
-    }
-    /// Connections open on the replication port now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-    /// Connections refused because the port was at its cap.
-    pub fn refused_over_cap(&self) -> u64 {
-        self.refused_over_cap.load(Ordering::Relaxed)
-    }
-    fn add(&self, peer: String) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = ConnectedReplica { replica_id: String::new(), name: None, peer, session: "handshake", reported: None, sent_lsn: 0, shipped_bytes: 0 };
-        self.inner.lock().insert(id, entry);
-        id
-    }
-    fn update(&self, id: u64, view: &SessionView) {
-        if let Some(r) = self.inner.lock().get_mut(&id) {
-            if let Some(h) = &view.hello {
-                r.replica_id = h.replica_id.to_string();
-                r.name = h.name.as_ref().map(ToString::to_string);
-            }
-            self.shipped_bytes.fetch_add(view.shipped_bytes.saturating_sub(r.shipped_bytes), Ordering::Relaxed);
-            r.shipped_bytes = view.shipped_bytes;
-            r.session = view.session;
-            r.reported = view.reported;
-            r.sent_lsn = view.sent_lsn;
-        }
-    }
-    fn remove(&self, id: u64) {
-        self.inner.lock().remove(&id);
-    }
-}
+use crate::clock::{wall_ms, Clock};
+pub use crate::registry::{ConnectedReplica, ReplicaRegistry};
+use crate::security::fresh_nonce;
+use crate::tls::{self, Accepted};
+use crate::transport::{plain_connection, Connection};
 
 /// Limits of the replication port.
 #[derive(Clone, Copy, Debug)]
@@ -129,8 +58,21 @@ pub struct PrimaryContext {
     /// The primary's fence (REPL-11): a replica's proof of lost history
     /// trips it (None on a node that is never fenced).
     pub fence: Option<Arc<FenceLatch>>,
-    /// Connected replicas.
+    /// The replicas the primary knows (connections, the persisted
+    /// registry, commit times).
     pub registry: Arc<ReplicaRegistry>,
+    /// Token authentication and TLS of the port (default: neither).
+    pub security: PrimarySecurity,
+}
+
+/// Security of the replication port.
+#[derive(Clone, Default)]
+pub struct PrimarySecurity {
+    /// `--repl-token-file`: every replica must prove it (and the primary
+    /// proves it back) before its HELLO is decided.
+    pub token: Option<ReplToken>,
+    /// `--tls-cert/--tls-key`: the port speaks TLS only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running replication port. Stops when dropped.
@@ -147,6 +89,12 @@ impl PrimaryServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = ctx.registry.clone();
+        // The primary's commit times, for lag in seconds (observability only).
+        let (times, watching) = (registry.commit_times().clone(), stop.clone());
+        ctx.wal.durable_watch().subscribe(move |p| {
+            times.record(p.commit_id, wall_ms());
+            !watching.load(Ordering::Relaxed)
+        });
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("repl-accept".into()).spawn(move || accept_loop(&listener, &ctx, config, &flag))?;
         Ok(PrimaryServer { stop, addr, registry, thread: Some(thread) })
@@ -172,6 +120,7 @@ impl PrimaryServer {
                 tracing::error!("replication accept thread panicked");
             }
         }
+        self.registry.flush();
     }
 }
 
@@ -209,10 +158,11 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let id = conn_ctx.registry.add(peer.clone());
-            let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
-            conn_ctx.registry.remove(id);
+            // The TLS handshake runs here, after the cap and within the HELLO deadline (RES-3).
+            let end = open_connection(stream, &conn_ctx, config.session, &peer)
+                .and_then(|conn| serve_connection(conn, &conn_ctx, config.session, id, &conn_stop, &peer));
+            conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
-            tracing::info!(%peer, end = ?end, "replication connection closed");
         });
         if let Err(e) = spawned {
             ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
@@ -232,12 +182,40 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How long one socket write may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool) -> Option<SessionEnd> {
-    let clock = Clock::new();
+/// The connection's halves: plain TCP, or TLS when the port is configured
+/// for it (a plain peer on a TLS port is answered `TLS_REQUIRED` in the
+/// replication protocol and counted; a failed handshake is counted).
+fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, peer: &str) -> Option<Connection> {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Some(tls_config) = &ctx.security.tls else {
+        return plain_connection(stream).ok();
+    };
+    let deadline = Duration::from_millis(config.hello_timeout_ms);
+    match tls::accept(stream, tls_config.clone(), deadline, WRITE_TIMEOUT) {
+        Ok(Accepted::Tls(conn)) => Some(conn),
+        Ok(Accepted::Plain(mut sock, first)) => {
+            let detail = format!("this replication port requires TLS (the peer sent plain bytes starting {first:#04x}); start the replica with --tls-ca");
+            tracing::warn!(%peer, code = "TLS_REQUIRED", "replication peer refused: {detail}");
+            ctx.registry.security.refused(peer, "TLS_REQUIRED", &detail);
+            let e = ServeError { code: ServeCode::TlsRequired, detail };
+            let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = sock.write_all(&Message::Error(e).to_frame());
+            let _ = sock.shutdown(Shutdown::Both);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, code = "TLS_HANDSHAKE_FAILED", error = %e, "replication peer refused: TLS handshake failed");
+            ctx.registry.security.refused(peer, "TLS_HANDSHAKE_FAILED", &e.to_string());
+            None
+        }
+    }
+}
+
+fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) -> Option<SessionEnd> {
+    let clock = Clock::new();
+    let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
-    let mut reader = stream.try_clone().ok()?;
     let reader_tx = tx.clone();
     let reader_thread = std::thread::Builder::new()
         .name("repl-conn-read".into())
@@ -260,14 +238,26 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
         .ok()?;
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
-    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current());
+    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current())
+        .with_commit_times(ctx.registry.commit_times().clone());
+    if let Some(token) = &ctx.security.token {
+        match fresh_nonce() {
+            Ok(nonce) => session = session.with_auth(token.clone(), nonce),
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                closer();
+                let _ = reader_thread.join();
+                return None;
+            }
+        }
+    }
     let mut wal_reader = ctx.wal.reader();
     let mut served: Option<ServedSnapshot> = None;
-    let mut writer = stream.try_clone().ok()?;
     let mut end = None;
     while end.is_none() {
         // A durable wake-up dropped by a full channel is recovered here.
         session.handle_durable(clock.now(), ctx.wal.durable_watch().current());
+        session.handle_wall_clock(wall_ms());
         while let Some(action) = session.poll_action() {
             let now = clock.now();
             match action {
@@ -278,11 +268,16 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                 }
                 SessionAction::ReadWal { from, limit, max_bytes } => match PrimaryWal::read(&mut wal_reader, from, limit, max_bytes) {
                     Ok(chunk) => session.handle_wal_read(now, chunk),
+                    // Retention removed it while this replica was being sent it (RES-2).
+                    Err(LogError::NotHeld { .. }) => session.handle_wal_retired(now),
                     Err(e) => session.handle_wal_read_failed(now, e.to_string()),
                 },
                 SessionAction::PrepareSnapshot => match ctx.snapshots.snapshot_dir().and_then(|dir| open_served_snapshot(&*ctx.disk, &dir)) {
                     Ok(s) => {
                         let (manifest, sizes) = (s.manifest.clone(), s.sizes());
+                        // Registered first (the hello was accepted), then the cut it will resume from.
+                        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
+                        ctx.registry.snapshot_served(id, WalPoint { lsn: s.boundary_lsn, commit_id: s.boundary_commit_id });
                         served = Some(s);
                         session.handle_snapshot_ready(now, manifest, sizes);
                     }
@@ -298,10 +293,27 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                         latch.trip(*fence);
                     }
                 }
-                SessionAction::Close(e) => end = Some(e),
+                SessionAction::Close(e) => {
+                    match &e {
+                        SessionEnd::AuthRefused { code } => {
+                            let detail = match session.view().hello {
+                                Some(h) => format!("replica {} refused by token authentication", h.replica_id),
+                                None => "replica refused by token authentication".to_string(),
+                            };
+                            ctx.registry.security.refused(peer, code.as_str(), &detail);
+                        }
+                        SessionEnd::AuthAbandoned => ctx.registry.security.refused(
+                            peer,
+                            "AUTH_FAILED",
+                            "the peer closed after the token challenge: it could not verify this primary's proof (another --repl-token-file)",
+                        ),
+                        _ => {}
+                    }
+                    end = Some(e);
+                }
             }
         }
-        ctx.registry.update(id, &session.view());
+        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
         if end.is_some() || stop.load(Ordering::SeqCst) {
             break;
         }
@@ -314,7 +326,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    closer();
     let _ = reader_thread.join();
     end
 }

@@ -23,6 +23,7 @@ pub mod model;
 pub mod net;
 pub mod plan;
 pub mod primary;
+pub mod registry;
 pub mod replica;
 pub mod rng;
 pub mod run;

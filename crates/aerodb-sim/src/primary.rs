@@ -21,9 +21,14 @@
 //! - The mark writer: [`MarkGate::due`] and [`write_due_mark`] (the steps
 //!   the writer thread runs), on a timer and after each group.
 //! - Snapshots: [`aerodb_snapshot::create_snapshot_with`] and the
-//!   scheduler's retention pass [`aerodb_snapshot::retire`].
+//!   scheduler's retention pass [`aerodb_snapshot::retire_with_holds`]
+//!   (`--wal-retention`, a per-seed `--wal-keep-bytes`, the replica
+//!   registry's holds: RES-2).
 //! - Replication: [`crate::serve::ReplicationPort`] serves each replica
-//!   connection with the production `PrimarySession`.
+//!   connection with the production `PrimarySession` (commit times in
+//!   PROGRESS, token authentication on some seeds), and the replica
+//!   registry ([`crate::registry::SimRegistry`], `replicas.json`) records
+//!   them.
 //!
 //! Invariants (after every event, against [`Model`]): no acknowledged
 //! write lost after a start the durable-mark check accepted (a start it
@@ -40,11 +45,16 @@ use std::sync::Arc;
 
 use aerodb_mvcc::input::validate_write_set;
 use aerodb_mvcc::{ClientOp, GcPolicy, Store, StoreSink, WriteLimits};
+use aerodb_repl_core::auth::ReplToken;
+use aerodb_repl_core::commit_times::CommitTimes;
 use aerodb_repl_core::engine::primary::SessionConfig;
 use aerodb_repl_core::fence::{read_fence, FenceLatch};
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::PrimaryWal;
-use aerodb_snapshot::{create_snapshot_with, newest_usable, recover_primary_with, retire, PrimaryRecoveryReport, SnapshotOptions, SnapshotPolicy};
+use aerodb_snapshot::{
+    create_snapshot_with, newest_usable, recover_primary_with, retire_with_holds, PrimaryRecoveryReport, SnapshotOptions, SnapshotPolicy,
+    DEFAULT_WAL_KEEP_BYTES,
+};
 use aerodb_wal::checksummed::{read_checksummed, write_checksummed};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
@@ -62,6 +72,7 @@ use crate::disk::SimDisk;
 use crate::model::Model;
 use crate::net::{NetEvent, NodeId};
 use crate::plan::node_root;
+use crate::registry::{SimRegistry, WALL_EPOCH_MS};
 use crate::rng::{stream, SimRng};
 use crate::serve::{PortContext, ReplicationPort, SESSION_TIMER};
 use crate::world::{start_failed, ClientOutcome, Io, RequestId, SimNode, StartOutcome};
@@ -81,8 +92,15 @@ pub struct PrimaryConfig {
     pub snapshot_every_ms: u64,
     /// Snapshot data file size target.
     pub snapshot_file_bytes: u64,
-    /// WAL retention after snapshots.
+    /// `--wal-retention after-oldest-snapshot` (else `all`).
     pub wal_retention: bool,
+    /// `--wal-keep-bytes`: WAL kept for replicas behind the durable end
+    /// beyond what snapshots need (RES-2); small on some seeds, so
+    /// retention removes WAL even with `--wal-retention all`.
+    pub wal_keep_bytes: u64,
+    /// Whether the replication port requires a token (`--repl-token-file`
+    /// on the primary and every replica).
+    pub repl_token: bool,
     /// When durable marks are written (CORE-5); small, so the crash
     /// window fills and writers wait for the mark often.
     pub mark: MarkPolicy,
@@ -110,10 +128,43 @@ impl PrimaryConfig {
             heartbeat_ms: 500,
             max_chunk_bytes: *rng.pick(&[4_096, 16_384, 65_536]).unwrap_or(&16_384),
             snapshot_piece_bytes: *rng.pick(&[300, 4_096, 65_536]).unwrap_or(&4_096),
+            client_addr: Some(std::net::SocketAddr::from(([10, 0, 0, 0], 8080))),
         };
-        PrimaryConfig { segment_target_bytes, snapshot_every_ms, snapshot_file_bytes, wal_retention, mark, gc_retain_commits, session }
+        let wal_keep_bytes = *rng.pick(&[8_192, 65_536, DEFAULT_WAL_KEEP_BYTES]).unwrap_or(&DEFAULT_WAL_KEEP_BYTES);
+        let repl_token = rng.ratio(1, 3);
+        PrimaryConfig {
+            segment_target_bytes,
+            snapshot_every_ms,
+            snapshot_file_bytes,
+            wal_retention,
+            wal_keep_bytes,
+            repl_token,
+            mark,
+            gc_retain_commits,
+            session,
+        }
+    }
+
+    /// Whether retention may ever remove WAL (after a snapshot): with
+    /// `--wal-retention all` and the default `--wal-keep-bytes` it never
+    /// does in a seed's lifetime.
+    pub fn retires_wal(&self) -> bool {
+        self.wal_retention || self.wal_keep_bytes < DEFAULT_WAL_KEEP_BYTES
+    }
+
+    /// The retention policy (`keep` 1: the newest snapshot).
+    fn snapshot_policy(&self) -> SnapshotPolicy {
+        SnapshotPolicy::new(1, self.wal_retention).with_wal_keep_bytes(self.wal_keep_bytes)
+    }
+
+    /// The replication token every node of the seed uses, if any.
+    pub fn token(&self) -> Option<ReplToken> {
+        self.repl_token.then(|| ReplToken::parse(SIM_TOKEN).ok()).flatten()
     }
 }
+
+/// The token of seeds whose replication port requires one.
+const SIM_TOKEN: &[u8] = b"aerodb-sim-replication-token-0123456789abcdef";
 
 /// Identity file body, the same JSON as `aerodb`'s `datadir::Identity`.
 #[derive(Serialize, Deserialize)]
@@ -134,6 +185,9 @@ struct Running {
     wal: PrimaryWal,
     fence: FenceLatch,
     port: ReplicationPort,
+    registry: SimRegistry,
+    commit_times: Arc<CommitTimes>,
+    token: Option<ReplToken>,
     queue: VecDeque<GroupRequest<RequestId>>,
     /// Group waiting for its fsync: token, group, injected errors at its start.
     in_flight: Option<(u64, AppendedGroup<RequestId>, u64)>,
@@ -524,8 +578,12 @@ impl PrimaryNode {
             Ok(info) => {
                 io.trace().entry("snapshot").u64(info.commit_id).u128(info.state_digest.0);
                 io.count("snapshots");
-                let policy = SnapshotPolicy::new(1, config.wal_retention);
-                retire(&*shared, &snapshots, r.core.writer().segments(), &policy, &r.rejected).result.map_err(|e| (e.code(), e.to_string()))
+                let policy = config.snapshot_policy();
+                let outcome = retire_with_holds(&*shared, &snapshots, r.core.writer().segments(), &policy, &r.rejected, Some(&r.registry));
+                if !outcome.segments_removed.is_empty() {
+                    io.count("retention_passes_removing_wal");
+                }
+                outcome.result.map_err(|e| (e.code(), e.to_string()))
             }
             Err(e) => Err((e.code(), e.to_string())),
         };
@@ -549,7 +607,7 @@ impl PrimaryNode {
         let disk = io.disk().clone();
         let (snapshots, config) = (self.snapshots(), self.config.clone());
         let Some(r) = self.running.as_mut() else { return };
-        let Running { store, core, cluster_id, wal, fence, port, rejected, .. } = r;
+        let Running { store, core, cluster_id, wal, fence, port, rejected, registry, commit_times, token, .. } = r;
         let mut created = 0u64;
         let mut snapshot_dir = || -> Result<PathBuf, String> {
             if let Some(info) = newest_usable(&disk, &snapshots, rejected).map_err(|e| e.to_string())? {
@@ -558,16 +616,21 @@ impl PrimaryNode {
             let options = SnapshotOptions { file_target_bytes: config.snapshot_file_bytes, batch_keys: 8 };
             let info = create_snapshot_with(&disk, &snapshots, store, cluster_id, &options, None).map_err(|e| e.to_string())?;
             created += 1;
-            let policy = SnapshotPolicy::new(1, config.wal_retention);
-            let _ = retire(&disk, &snapshots, core.writer().segments(), &policy, rejected);
             Ok(info.path)
         };
-        let mut ctx = PortContext { wal, disk: &disk, snapshot_dir: &mut snapshot_dir, fence };
+        let mut ctx = PortContext { wal, disk: &disk, snapshot_dir: &mut snapshot_dir, fence, registry, commit_times, token: token.as_ref() };
         f(port, io, &mut ctx);
         let fences = port.take_fences();
+        // The scheduler's retention pass after the snapshot it created (its
+        // own thread in production, so after this step here).
         if created > 0 {
             io.count("snapshots_for_bootstrap");
+            let outcome = retire_with_holds(&disk, &snapshots, core.writer().segments(), &config.snapshot_policy(), rejected, Some(&*registry));
+            if !outcome.segments_removed.is_empty() {
+                io.count("retention_passes_removing_wal");
+            }
         }
+        registry.flush(&disk, &self.root, io.now().ms());
         for fence in fences {
             io.trace().entry("fenced").str(&fence.code);
             io.count("primary_fenced");
@@ -581,6 +644,10 @@ impl PrimaryNode {
     }
 
     fn notify_sessions(&mut self, io: &mut Io<'_>) {
+        if let Some(r) = self.running.as_ref() {
+            // The production port's durable-watch subscriber: commit times for PROGRESS.
+            r.commit_times.record(r.core.durable().current().commit_id, WALL_EPOCH_MS + io.now().ms());
+        }
         if self.running.as_ref().is_some_and(|r| r.port.open_sessions() > 0) {
             self.with_port(io, |port, io, ctx| port.durable(io, ctx));
         }
@@ -701,6 +768,13 @@ impl SimNode for PrimaryNode {
         let core = GroupCommitCore::new(writer, sink, durable.clone(), Some(gate.clone()));
         let wal = PrimaryWal::new(cluster.clone(), shared.clone(), core.writer().segments().clone(), durable);
         let rejected = report.rejected_snapshots.iter().map(|r| r.commit_id).collect();
+        let (registry, registry_error) = SimRegistry::open(&*shared, &self.root);
+        if let Some(code) = registry_error {
+            // Observability only: damage to replicas.json (a bit flip) starts an empty registry.
+            io.trace().entry("registry_unusable").str(code);
+            io.count("registry_load_errors");
+        }
+        let token = self.config.token();
         self.running = Some(Running {
             store,
             core,
@@ -710,6 +784,9 @@ impl SimNode for PrimaryNode {
             wal,
             fence: FenceLatch::new(shared, self.root.clone(), persisted_fence),
             port: ReplicationPort::new(self.config.session, cluster),
+            registry,
+            commit_times: Arc::new(CommitTimes::new(tip.commit_id)),
+            token,
             queue: VecDeque::new(),
             in_flight: None,
             blocked: Vec::new(),
@@ -756,7 +833,7 @@ impl SimNode for PrimaryNode {
 
     fn on_net(&mut self, io: &mut Io<'_>, event: NetEvent) {
         match event {
-            NetEvent::Accepted { conn, .. } => self.with_port(io, |port, io, ctx| port.accepted(io, conn, ctx)),
+            NetEvent::Accepted { conn, peer, .. } => self.with_port(io, |port, io, ctx| port.accepted(io, conn, peer, ctx)),
             NetEvent::Deliver { conn, bytes, .. } => self.with_port(io, |port, io, ctx| port.bytes(io, conn, &bytes, ctx)),
             NetEvent::Closed { conn, .. } => self.with_port(io, |port, io, ctx| port.closed(io, conn, ctx)),
             NetEvent::Writable { conn, .. } => self.with_port(io, |port, io, ctx| port.writable(io, conn, ctx)),

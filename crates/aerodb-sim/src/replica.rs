@@ -13,6 +13,11 @@
 //!   engine wants bytes (the production socket reader's backpressure: a
 //!   close is seen after the data before it);
 //! - one timer at the engine's `poll_timeout`;
+//! - token authentication when the seed's primary requires a token
+//!   (`with_auth`; each connection's nonce from the seeded PRNG);
+//! - an interrupted snapshot transfer stays with the disk worker across
+//!   connections (as the production `DiskWorker` keeps it), so the engine's
+//!   resume request continues the same [`SnapshotTransfer`] (F-S1);
 //! - the published status and store behind a production
 //!   [`ReplicaHandle`], so reads go through the real gate.
 //!
@@ -33,6 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use aerodb_mvcc::Store;
+use aerodb_repl_core::auth::{Nonce, ReplToken, NONCE_LEN};
 use aerodb_repl_core::engine::replica::{Completion, RecoveryOutcome, ReplicaAction, ReplicaConfig, ReplicaEngine, ReplicaTiming, StorageFailure};
 use aerodb_repl_core::engine::ConnId as EngineConn;
 use aerodb_repl_core::halt::{Blocked, StorageOp};
@@ -45,7 +51,7 @@ use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_core::replica::{
     bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, Recovered, SnapshotFiles, SnapshotTransfer,
 };
-use aerodb_repl_core::state::StateKind;
+use aerodb_repl_core::state::{ReplicaState, StateKind};
 use aerodb_repl_core::status::ReplicaShared;
 use aerodb_repl_core::storage::{Applier, WalSink};
 use aerodb_wal::log::SegmentInfo;
@@ -101,6 +107,8 @@ pub struct ReplicaSimConfig {
     /// Chance (ppm) that a bit flips in memory in a batch of validated
     /// records before it is applied (during the fault phase).
     pub memory_flip_ppm: u32,
+    /// The replication token (`--repl-token-file`), when the primary requires one.
+    pub token: Option<ReplToken>,
 }
 
 impl ReplicaSimConfig {
@@ -109,13 +117,14 @@ impl ReplicaSimConfig {
     /// primary that does answers it `WAL_UNAVAILABLE` forever).
     pub fn for_seed(seed: u64, node: NodeId, primary: &PrimaryConfig) -> Self {
         let mut rng = SimRng::new(seed, stream::REPLICA_OPTIONS + u64::from(node));
-        let wal = !primary.wal_retention && rng.ratio(1, 2);
+        let wal = !primary.retires_wal() && rng.ratio(1, 2);
         ReplicaSimConfig {
             bootstrap: if wal { BootstrapMethod::Wal } else { BootstrapMethod::Snapshot },
             timing: ReplicaTiming { handshake_timeout_ms: 2_000, idle_timeout_ms: 2_500, backoff_min_ms: 20, backoff_max_ms: 1_000 },
             max_unapplied_bytes: *rng.pick(&[4_096, 16_384, 65_536]).unwrap_or(&16_384),
             first_start_ms: *rng.pick(&[0, 0, 500, 3_000, 8_000]).unwrap_or(&0),
             memory_flip_ppm: *rng.pick(&[0, 0, 1_000, 5_000]).unwrap_or(&0),
+            token: primary.token(),
         }
     }
 }
@@ -151,6 +160,8 @@ struct Running {
     timer_at: Option<u64>,
     /// The engine halted in this incarnation.
     halted: bool,
+    /// Snapshot transfer resumes seen (F-S1).
+    resumes: u64,
 }
 
 /// A replica node driven by the simulator.
@@ -263,6 +274,13 @@ impl ReplicaNode {
         if r.engine.version() != r.published {
             r.published = r.engine.version();
             r.handle.shared.publish(r.engine.observe());
+        }
+        if let ReplicaState::Bootstrapping { progress, .. } = r.engine.state() {
+            if progress.resumes > r.resumes {
+                r.resumes = progress.resumes;
+                io.trace().entry("snapshot_transfer_resumed").u64(progress.bytes_done);
+                io.count("snapshot_transfers_resumed");
+            }
         }
         if r.engine.state().kind() == StateKind::Halted && !r.halted {
             r.halted = true;
@@ -389,7 +407,7 @@ impl ReplicaNode {
                     None => no_transfer(),
                 }),
                 ReplicaAction::BootstrapFinish { cluster_id, replica_id } => Some(match r.transfer.take() {
-                    Some(t) => match t.finish(&format, &cluster_id, &replica_id) {
+                    Some(t) => match t.finish(&cluster_id, &replica_id) {
                         Ok(ready) => {
                             r.handle.set_store(ready.store);
                             r.sink = Some(ready.sink);
@@ -516,7 +534,10 @@ impl SimNode for ReplicaNode {
             seed: io.rng().next_u64(),
             recorded,
         };
-        let engine = ReplicaEngine::new(config);
+        let engine = match &self.config.token {
+            Some(token) => ReplicaEngine::new(config).with_auth(token.clone()),
+            None => ReplicaEngine::new(config),
+        };
         let handle = Arc::new(ReplicaHandle::new(Arc::new(ReplicaShared::new(engine.observe()))));
         self.running = Some(Running {
             engine,
@@ -532,6 +553,7 @@ impl SimNode for ReplicaNode {
             by_net: BTreeMap::new(),
             timer_at: None,
             halted: false,
+            resumes: 0,
         });
         if let Some(r) = self.running.as_mut() {
             r.engine.handle_start(io.now().ms());
@@ -577,7 +599,13 @@ impl SimNode for ReplicaNode {
                     if let Some(link) = r.links.get_mut(&ec) {
                         link.connected = true;
                     }
-                    r.engine.handle_connected(now, ec);
+                    if self.config.token.is_some() {
+                        let mut nonce = [0u8; NONCE_LEN];
+                        io.rng().fill(&mut nonce);
+                        r.engine.handle_connected_with_nonce(now, ec, Nonce(nonce));
+                    } else {
+                        r.engine.handle_connected(now, ec);
+                    }
                 }
                 None => io.close(conn),
             },

@@ -4,22 +4,35 @@
 //! frames carried by [`crate::net::SimNet`]. This mirrors
 //! `aerodb_repl_net::primary::serve_connection` action for action, minus
 //! the threads: bytes in → `handle_bytes`; a durable point →
-//! `handle_durable`; `ReadWal` → [`PrimaryWal::read`]; `PrepareSnapshot`
-//! → the newest usable snapshot or a new one (the scheduler's choice) and
-//! [`open_served_snapshot`]; `ReadSnapshot` → [`ServedSnapshot::read`];
-//! `Fence` → the production [`FenceLatch`]; timers → `handle_timer`.
+//! `handle_durable` and the (simulated) wall clock → `handle_wall_clock`
+//! (PROGRESS commit times from the primary's [`CommitTimes`]); `ReadWal`
+//! → [`PrimaryWal::read`], WAL retention removed meanwhile (`NOT_HELD`) →
+//! `handle_wal_retired` (RES-2); `PrepareSnapshot` → the newest usable
+//! snapshot or a new one (the scheduler's choice) and
+//! [`open_served_snapshot`], a replica asking to resume that snapshot's
+//! transfer gets the rest (F-S1); `ReadSnapshot` → [`ServedSnapshot::read`];
+//! `Fence` → the production [`FenceLatch`]; timers → `handle_timer`. With
+//! a replication token (drawn per seed) every session authenticates first
+//! (`with_auth`, a nonce from the seeded PRNG). After each step the
+//! session's view goes to the replica registry ([`SimRegistry`]) as
+//! production's does.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use aerodb_repl_core::auth::{Nonce, ReplToken, NONCE_LEN};
+use aerodb_repl_core::commit_times::CommitTimes;
 use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd};
 use aerodb_repl_core::fence::{Fence, FenceLatch};
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot};
+use aerodb_repl_core::registry::WalPoint;
 use aerodb_wal::disk::Disk;
-use aerodb_wal::log::WalReader;
+use aerodb_wal::log::{LogError, WalReader};
 
-use crate::net::ConnId;
+use crate::net::{ConnId, NodeId};
+use crate::registry::{SimRegistry, WALL_EPOCH_MS};
 use crate::world::Io;
 
 /// Timer tokens of sessions: this bit set, the connection id below it.
@@ -36,6 +49,12 @@ pub struct PortContext<'a> {
     pub snapshot_dir: &'a mut dyn FnMut() -> Result<PathBuf, String>,
     /// The primary's fence (REPL-11).
     pub fence: &'a FenceLatch,
+    /// The replicas the primary knows (RES-2 holds, observability).
+    pub registry: &'a mut SimRegistry,
+    /// When commits became durable (PROGRESS v2 commit times).
+    pub commit_times: &'a Arc<CommitTimes>,
+    /// The replication token, when the port requires one.
+    pub token: Option<&'a ReplToken>,
 }
 
 struct Served {
@@ -75,9 +94,16 @@ impl ReplicationPort {
         std::mem::take(&mut self.fences)
     }
 
-    /// A replica connected.
-    pub fn accepted(&mut self, io: &mut Io<'_>, conn: ConnId, ctx: &mut PortContext<'_>) {
-        let session = PrimarySession::new(io.now().ms(), self.config, self.cluster_id.clone(), ctx.wal.durable_watch().current());
+    /// A replica (node `peer`) connected.
+    pub fn accepted(&mut self, io: &mut Io<'_>, conn: ConnId, peer: NodeId, ctx: &mut PortContext<'_>) {
+        let mut session = PrimarySession::new(io.now().ms(), self.config, self.cluster_id.clone(), ctx.wal.durable_watch().current())
+            .with_commit_times(ctx.commit_times.clone());
+        if let Some(token) = ctx.token {
+            let mut nonce = [0u8; NONCE_LEN];
+            io.rng().fill(&mut nonce);
+            session = session.with_auth(token.clone(), Nonce(nonce));
+        }
+        ctx.registry.add(conn, format!("10.0.0.{peer}:{}", 40_000 + conn % 20_000));
         self.sessions.insert(conn, Served { session, reader: ctx.wal.reader(), snapshot: None, timer_at: None, stalled: false });
         self.drive(io, conn, ctx);
     }
@@ -134,6 +160,7 @@ impl ReplicationPort {
         }
         let mut end: Option<SessionEnd> = None;
         s.session.handle_durable(io.now().ms(), ctx.wal.durable_watch().current());
+        s.session.handle_wall_clock(WALL_EPOCH_MS + io.now().ms());
         while let Some(action) = s.session.poll_action() {
             let now = io.now().ms();
             match action {
@@ -147,11 +174,17 @@ impl ReplicationPort {
                 }
                 SessionAction::ReadWal { from, limit, max_bytes } => match PrimaryWal::read(&mut s.reader, from, limit, max_bytes) {
                     Ok(chunk) => s.session.handle_wal_read(now, chunk),
+                    // Retention removed it while this replica was being sent it (RES-2).
+                    Err(LogError::NotHeld { .. }) => s.session.handle_wal_retired(now),
                     Err(e) => s.session.handle_wal_read_failed(now, e.to_string()),
                 },
                 SessionAction::PrepareSnapshot => match (ctx.snapshot_dir)().and_then(|dir| open_served_snapshot(ctx.disk, &dir)) {
                     Ok(served) => {
                         let (manifest, sizes) = (served.manifest.clone(), served.sizes());
+                        // Registered first (the hello was accepted), then the cut it will resume from.
+                        let c_primary = ctx.wal.durable_watch().current().commit_id;
+                        ctx.registry.update(conn, &s.session.view(), WALL_EPOCH_MS + now, c_primary);
+                        ctx.registry.snapshot_served(conn, WalPoint { lsn: served.boundary_lsn, commit_id: served.boundary_commit_id });
                         s.snapshot = Some(served);
                         s.session.handle_snapshot_ready(now, manifest, sizes);
                     }
@@ -169,17 +202,16 @@ impl ReplicationPort {
                 SessionAction::Close(e) => end = Some(e),
             }
         }
+        let (wall_ms, c_primary) = (WALL_EPOCH_MS + io.now().ms(), ctx.wal.durable_watch().current().commit_id);
+        ctx.registry.update(conn, &s.session.view(), wall_ms, c_primary);
         if let Some(e) = end {
-            let code = match &e {
-                SessionEnd::Refused { code } => code.as_str(),
-                SessionEnd::HelloTimeout => "hello_timeout",
-                SessionEnd::Frame { .. } => "frame",
-                SessionEnd::Protocol { .. } => "protocol",
-                SessionEnd::CannotServe { code } => code.as_str(),
-                SessionEnd::SnapshotServed => "snapshot_served",
-                SessionEnd::PeerClosed => "peer_closed",
-            };
-            io.trace().entry("session_end").u64(conn).str(code);
+            io.trace().entry("session_end").u64(conn).str(e.code());
+            match e {
+                SessionEnd::WalRetired => io.count("sessions_wal_retired"),
+                SessionEnd::AuthRefused { .. } | SessionEnd::AuthAbandoned => io.count("sessions_auth_refused"),
+                _ => {}
+            }
+            ctx.registry.remove(conn, Some(&e), wall_ms, c_primary);
             io.close(conn);
             self.sessions.remove(&conn);
             return;

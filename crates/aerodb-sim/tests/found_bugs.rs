@@ -153,13 +153,13 @@ fn f_s1_discard_queued_behind_a_committed_bootstrap_keeps_it() {
     let paths = ReplicaPaths::new(replica);
     let format = SnapshotFiles::new(shared.clone());
     let manifest = disk.read_bounded(&info.path.join("manifest.json"), 1 << 20).unwrap();
-    let mut transfer = SnapshotTransfer::begin(shared.clone(), &paths, &format, &manifest).unwrap();
+    let mut transfer = SnapshotTransfer::begin(shared.clone(), &paths, &format, &bytes::Bytes::from(manifest)).unwrap();
     for (i, f) in read_manifest(&disk, &info.path).unwrap().files.iter().enumerate() {
         let bytes = disk.read_bounded(&info.path.join(&f.name), 1 << 20).unwrap();
-        transfer.piece(i as u32, 0, &bytes).unwrap();
+        transfer.piece(i as u32, 0, &bytes::Bytes::from(bytes)).unwrap();
     }
     let (cluster_id, replica_id) = (ClusterId::parse(cluster).unwrap(), ReplicaId::parse("r1").unwrap());
-    let ready = transfer.finish(&format, &cluster_id, &replica_id).unwrap();
+    let ready = transfer.finish(&cluster_id, &replica_id).unwrap();
     assert_eq!(ready.info.start.applied.commit_id, 8);
     drop(ready);
     // The discard the engine queued behind the finish runs now.

@@ -11,7 +11,8 @@ use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::handshake::{Accept, Hello, Refuse};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
+use crate::wire::auth::AuthMessage;
 use crate::wire::frame::{encode, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
@@ -49,6 +50,9 @@ pub enum ServeCode {
     TooManyConnections,
     /// The primary is shutting down.
     ShuttingDown,
+    /// The replication port speaks TLS only and the replica connected in
+    /// plain TCP (sent unencrypted, before any TLS).
+    TlsRequired,
 }
 
 impl ServeCode {
@@ -59,6 +63,7 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "PRIMARY_WAL_UNREADABLE",
             ServeCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ServeCode::ShuttingDown => "SHUTTING_DOWN",
+            ServeCode::TlsRequired => "TLS_REQUIRED",
         }
     }
     /// The rule behind it.
@@ -68,6 +73,7 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "REPL-10",
             ServeCode::TooManyConnections => "RES-3",
             ServeCode::ShuttingDown => "F-N1",
+            ServeCode::TlsRequired => "REPL-1",
         }
     }
 }
@@ -92,8 +98,8 @@ pub enum Message {
     Refuse(Refuse),
     /// WAL bytes.
     Wal(ReceivedChunk),
-    /// Primary progress.
-    Progress(PrimaryProgress),
+    /// Primary progress and, since protocol version 2, its commit times.
+    Progress(PrimaryProgress, ProgressTimes),
     /// Replica positions.
     Report(Positions),
     /// Snapshot manifest bytes.
@@ -111,6 +117,8 @@ pub enum Message {
     SnapshotEnd,
     /// The primary cannot serve.
     Error(ServeError),
+    /// The v2 token authentication phase ([`crate::wire::auth`]).
+    Auth(AuthMessage),
 }
 
 /// A frame whose payload does not match its type (a protocol error, F-N2).
@@ -147,6 +155,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// PROGRESS payload length (protocol version 2): six u64 LE.
+pub const PROGRESS_LEN: usize = 48;
+
 const WAL_FLAG_CONTINUES: u8 = 0;
 const WAL_FLAG_SEGMENT_START: u8 = 1;
 
@@ -156,6 +167,9 @@ impl Message {
     pub fn decode(f: &Frame) -> Result<Message, MessageError> {
         let bad = |detail: &str| MessageError::new(f.kind, detail);
         let p = &f.payload;
+        if let Some(auth) = AuthMessage::decode(f) {
+            return auth.map(Message::Auth);
+        }
         Ok(match f.kind {
             FrameType::Hello => Message::Hello(json(f)?),
             FrameType::Accept => Message::Accept(json(f)?),
@@ -187,10 +201,27 @@ impl Message {
                 Message::Wal(ReceivedChunk { start_lsn, segment_start, bytes: p.slice(body_at..) })
             }
             FrameType::Progress => {
-                let (Some(commit_id), Some(durable_lsn), 16) = (u64_at(p, 0), u64_at(p, 8), p.len()) else {
+                let field = |i: usize| u64_at(p, i * 8);
+                let (
+                    Some(commit_id),
+                    Some(durable_lsn),
+                    Some(primary_time_ms),
+                    Some(commit_time_ms),
+                    Some(next_commit_id),
+                    Some(next_commit_time_ms),
+                    PROGRESS_LEN,
+                ) = (field(0), field(1), field(2), field(3), field(4), field(5), p.len())
+                else {
                     return Err(bad("length"));
                 };
-                Message::Progress(PrimaryProgress { commit_id, durable_lsn })
+                if [primary_time_ms, commit_time_ms, next_commit_time_ms].iter().any(|t| *t > MAX_TIME_MS) {
+                    return Err(bad("a time beyond 2^53 ms"));
+                }
+                if next_commit_id > commit_id {
+                    return Err(bad("next_commit_id beyond commit_id"));
+                }
+                let times = ProgressTimes { primary_time_ms, commit_time_ms, next_commit_id, next_commit_time_ms };
+                Message::Progress(PrimaryProgress { commit_id, durable_lsn }, times)
             }
             FrameType::Report => {
                 let fields = (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u64_at(p, 24), p.len());
@@ -216,6 +247,9 @@ impl Message {
                 }
                 Message::SnapshotEnd
             }
+            FrameType::AuthBegin | FrameType::AuthChallenge | FrameType::AuthProof | FrameType::AuthRefuse => {
+                return Err(bad("authentication frame not decoded by the auth family"))
+            }
         })
     }
 
@@ -226,12 +260,13 @@ impl Message {
             Message::Accept(_) => FrameType::Accept,
             Message::Refuse(_) => FrameType::Refuse,
             Message::Wal(_) => FrameType::Wal,
-            Message::Progress(_) => FrameType::Progress,
+            Message::Progress(..) => FrameType::Progress,
             Message::Report(_) => FrameType::Report,
             Message::SnapshotBegin(_) => FrameType::SnapshotBegin,
             Message::SnapshotChunk { .. } => FrameType::SnapshotChunk,
             Message::SnapshotEnd => FrameType::SnapshotEnd,
             Message::Error(_) => FrameType::Error,
+            Message::Auth(a) => a.kind(),
         }
     }
 
@@ -259,7 +294,10 @@ impl Message {
                 out.extend_from_slice(&c.bytes);
                 out
             }
-            Message::Progress(p) => [p.commit_id.to_le_bytes(), p.durable_lsn.to_le_bytes()].concat(),
+            Message::Progress(p, t) => [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             Message::Report(p) => [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id].iter().flat_map(|v| v.to_le_bytes()).collect(),
             Message::SnapshotBegin(b) => b.to_vec(),
             Message::SnapshotChunk { file_index, offset, bytes } => {
@@ -270,6 +308,7 @@ impl Message {
                 out
             }
             Message::SnapshotEnd => Vec::new(),
+            Message::Auth(a) => a.payload(),
         }
     }
 
