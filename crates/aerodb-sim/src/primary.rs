@@ -130,7 +130,8 @@ impl PrimaryConfig {
             snapshot_piece_bytes: *rng.pick(&[300, 4_096, 65_536]).unwrap_or(&4_096),
             client_addr: Some(std::net::SocketAddr::from(([10, 0, 0, 0], 8080))),
         };
-        let wal_keep_bytes = *rng.pick(&[8_192, 65_536, DEFAULT_WAL_KEEP_BYTES]).unwrap_or(&DEFAULT_WAL_KEEP_BYTES);
+        let d = DEFAULT_WAL_KEEP_BYTES;
+        let wal_keep_bytes = *rng.pick(&[8_192, 65_536, d, d, d, d]).unwrap_or(&d);
         let repl_token = rng.ratio(1, 3);
         PrimaryConfig {
             segment_target_bytes,
@@ -766,7 +767,7 @@ impl SimNode for PrimaryNode {
         let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
         let sink = StoreSink::new(store.clone(), GcPolicy::new(self.config.gc_retain_commits));
         let core = GroupCommitCore::new(writer, sink, durable.clone(), Some(gate.clone()));
-        let wal = PrimaryWal::new(cluster.clone(), shared.clone(), core.writer().segments().clone(), durable);
+        let wal = PrimaryWal::new(cluster.clone(), shared.clone(), core.writer().segments().clone(), durable).with_wal_keep_bytes(self.config.wal_keep_bytes);
         let rejected = report.rejected_snapshots.iter().map(|r| r.commit_id).collect();
         let (registry, registry_error) = SimRegistry::open(&*shared, &self.root);
         if let Some(code) = registry_error {

@@ -3,7 +3,8 @@
 //! (`aerodb_repl_net::replica`) executes them, minus the threads:
 //!
 //! - one FIFO disk worker (recovery through [`recover_replica`], received
-//!   WAL through [`WalSink`], bootstrap through [`bootstrap_from_genesis`]
+//!   WAL through [`WalSink::persist_all`], persists queued meanwhile
+//!   sharing one fsync as in production, bootstrap through [`bootstrap_from_genesis`]
 //!   and [`SnapshotTransfer`], halts through [`persist_halt`]) and one
 //!   FIFO apply worker ([`Applier`], the one apply function), each job
 //!   taking simulated time (a persist takes an fsync's), so receive,
@@ -68,6 +69,8 @@ use crate::world::{start_failed, Io, RequestId, SimNode, StartOutcome};
 const TIMER_ENGINE: u64 = 1;
 const JOB_DISK: u64 = 1;
 const JOB_APPLY: u64 = 2;
+/// Most queued persists sharing one fsync (the production disk worker's bound).
+const MAX_PERSIST_BATCH: usize = 64;
 /// The primary's node id.
 const PRIMARY: NodeId = 0;
 
@@ -348,6 +351,7 @@ impl ReplicaNode {
         let format = SnapshotFiles::new(shared.clone());
         let wal_failed = |op, e: &dyn std::fmt::Display| Completion::Failed(StorageFailure::Wal { op, detail: e.to_string() });
         let no_transfer = || Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Protocol("no transfer in progress".into())));
+        let mut repeat = 1;
         let completion = match job {
             DiskJob::Recover => {
                 let outcome = match recover_replica(shared.clone(), &paths, &format) {
@@ -369,11 +373,30 @@ impl ReplicaNode {
                 None
             }
             DiskJob::Action(action) => match action {
-                ReplicaAction::Persist(work) => Some(match r.sink.as_mut().map(|s| s.persist(&work)) {
-                    Some(Ok(through)) => Completion::Persisted { through },
-                    Some(Err(e)) => wal_failed(StorageOp::PersistWal, &e),
-                    None => wal_failed(StorageOp::PersistWal, &"no WAL is open"),
-                }),
+                ReplicaAction::Persist(work) => {
+                    // Persists that queued up meanwhile share one fsync (the
+                    // production disk worker's batch), one completion each.
+                    let mut batch = vec![work];
+                    while batch.len() < MAX_PERSIST_BATCH {
+                        match r.disk_jobs.front() {
+                            Some(DiskJob::Action(ReplicaAction::Persist(_))) => {
+                                if let Some(DiskJob::Action(ReplicaAction::Persist(work))) = r.disk_jobs.pop_front() {
+                                    batch.push(work);
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    if batch.len() > 1 {
+                        io.count("replica_persist_batches");
+                    }
+                    repeat = batch.len();
+                    Some(match r.sink.as_mut().map(|s| s.persist_all(&batch)) {
+                        Some(Ok(through)) => Completion::Persisted { through },
+                        Some(Err(e)) => wal_failed(StorageOp::PersistWal, &e),
+                        None => wal_failed(StorageOp::PersistWal, &"no WAL is open"),
+                    })
+                }
                 ReplicaAction::TruncateUnvalidated { to } => Some(match r.sink.as_mut().map(|s| s.truncate_unvalidated(to)) {
                     Some(Ok(())) => Completion::Truncated,
                     Some(Err(e)) => wal_failed(StorageOp::TruncateUnvalidated, &e),
@@ -437,6 +460,9 @@ impl ReplicaNode {
             },
         };
         if let Some(c) = completion {
+            for _ in 1..repeat {
+                r.engine.handle_completion(now, c.clone());
+            }
             r.engine.handle_completion(now, c);
         }
         self.settle(io);

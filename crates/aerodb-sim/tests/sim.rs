@@ -194,8 +194,8 @@ fn repl_3_world_checks_see_every_node_after_every_event() {
 /// engine, fault-heavy seeds keep every replica's validated WAL a byte
 /// prefix of the primary's, equal digests at equal CommitIds, admitted
 /// reads equal to the primary's history, and non-halted replicas caught up
-/// at the end; both bootstrap methods, GC records, durable marks and a
-/// full crash window all occur.
+/// at the end; both bootstrap methods, GC records, durable marks, WAL
+/// retired by retention (RES-2) and a full crash window all occur.
 #[test]
 fn repl_3_repl_4_replicas_on_the_production_engine_hold_every_invariant_under_faults() {
     let reports = run_seeds(300, 16, None, 2, &short());
@@ -206,7 +206,16 @@ fn repl_3_repl_4_replicas_on_the_production_engine_hold_every_invariant_under_fa
             *outcomes.entry(*k).or_insert(0u64) += v;
         }
     }
-    for key in ["bootstraps_wal", "bootstraps_snapshot", "replica_reads_admitted", "replicas_caught_up", "gc_records", "marks_written", "replica_halts"] {
+    for key in [
+        "bootstraps_wal",
+        "bootstraps_snapshot",
+        "replica_reads_admitted",
+        "replicas_caught_up",
+        "gc_records",
+        "marks_written",
+        "replica_halts",
+        "retention_passes_removing_wal",
+    ] {
         assert!(outcomes.get(key).copied().unwrap_or(0) > 0, "{key} never happened: {outcomes:?}");
     }
 }
