@@ -44,7 +44,7 @@ impl GateInputs {
             state: o.kind(),
             handshakes_since_start: o.handshakes,
             integrity_failure: o.halt().map(|h| h.code().to_string()),
-            replica_commit_id: store.map_or(0, |s| s.0),
+            replica_commit_id: judged_commit_id(o, store.map_or(0, |s| s.0)),
             history_horizon: store.map_or(0, |s| s.1),
             requested_at,
             min_commit,
@@ -55,6 +55,18 @@ impl GateInputs {
     pub fn read_upper_bound(&self) -> CommitId {
         self.requested_at.unwrap_or(self.replica_commit_id)
     }
+}
+
+/// C_replica as the gate judges it: the store's applied CommitId. The
+/// `gate-on-received` planted bug (simulator builds only, see
+/// `aerodb_wal::plant`) judges on what the replica received instead: the
+/// CommitId the primary last reported with the WAL it ships (breaks
+/// REPL-6: a read is admitted on a commit that is not applied).
+fn judged_commit_id(o: &ReplicaObserved, applied: CommitId) -> CommitId {
+    if aerodb_wal::plant::is_active(aerodb_wal::plant::Plant::GateOnReceived) {
+        return o.primary.map_or(applied, |p| p.commit_id.max(applied));
+    }
+    applied
 }
 
 /// One rule's evaluation.

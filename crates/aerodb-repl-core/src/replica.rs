@@ -177,12 +177,20 @@ fn remove_if_exists(disk: &dyn Disk, path: &Path, discarded: &mut Vec<String>) -
     Ok(())
 }
 
-/// Removes everything a bootstrap may have left without committing.
+/// Removes everything a bootstrap may have left without committing. Once
+/// a bootstrap committed (`replica.json` exists) the installed snapshot and
+/// the WAL are the replica's state and stay: only a leftover transfer
+/// directory goes. (A runtime may run a discard queued behind a finish
+/// that then committed: the engine abandons a transfer whose piece failed
+/// while its finish is already queued, and that finish can still validate
+/// and commit the complete snapshot.)
 pub fn discard_uncommitted(disk: &dyn Disk, paths: &ReplicaPaths) -> std::io::Result<Vec<String>> {
     let mut discarded = Vec::new();
     remove_if_exists(disk, &paths.bootstrap_tmp(), &mut discarded)?;
-    remove_if_exists(disk, &paths.snapshot(), &mut discarded)?;
-    remove_if_exists(disk, &paths.wal, &mut discarded)?;
+    if !disk.exists(&paths.metadata()) {
+        remove_if_exists(disk, &paths.snapshot(), &mut discarded)?;
+        remove_if_exists(disk, &paths.wal, &mut discarded)?;
+    }
     if let Some(parent) = paths.dir.parent() {
         if disk.exists(&paths.dir) {
             disk.sync_dir(&paths.dir)?;

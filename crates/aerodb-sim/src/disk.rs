@@ -663,6 +663,28 @@ impl SimDisk {
         s.resolve(path).and_then(|id| s.file(id)).map(|f| f.current.clone())
     }
 
+    /// `len` current bytes of the file at `path` from `offset` (fewer at
+    /// the end of the file; `None` if there is no such file).
+    pub fn current_range(&self, path: &Path, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let s = self.state.lock();
+        let f = s.resolve(path).and_then(|id| s.file(id))?;
+        let start = usize::try_from(offset).ok()?.min(f.current.len());
+        let end = start.saturating_add(len).min(f.current.len());
+        Some(f.current[start..end].to_vec())
+    }
+
+    /// The bytes a power loss now would leave at `path`: the file must be
+    /// reachable through durable directory entries, and only its synced
+    /// bytes count. `None` if a power loss would leave no file there.
+    pub fn durable_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.state.lock();
+        let mut at = ROOT;
+        for name in components(path).ok()? {
+            at = *s.dir(at)?.durable.get(&name)?;
+        }
+        s.file(at).map(|f| f.synced.clone())
+    }
+
     /// Durable bytes of the file at `path` (as far as its data goes; its
     /// directory entry may itself not be durable).
     pub fn synced_bytes(&self, path: &Path) -> Option<Vec<u8>> {

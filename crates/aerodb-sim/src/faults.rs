@@ -49,6 +49,11 @@ pub enum FaultClass {
     /// Bytes inside a frame rewritten and its crc32c recomputed (framing
     /// passes; record checksums, fingerprints and digests must catch it).
     NetForge,
+    /// A bit flipped in a replica's memory: in a document of a record
+    /// that was validated (crc32c, fingerprint) and is about to be applied
+    /// (non-ECC RAM). Only the state-digest check at apply (REPL-4, F-D3)
+    /// can catch it.
+    MemoryBitFlip,
     /// A one-way partition.
     PartitionOneWay,
     /// A two-way partition.
@@ -59,7 +64,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FaultClass; 23] = [
+    pub const ALL: [FaultClass; 24] = [
         FaultClass::CrashPowerLoss,
         FaultClass::CrashProcess,
         FaultClass::CrashMidOperation,
@@ -80,6 +85,7 @@ impl FaultClass {
         FaultClass::NetDuplicate,
         FaultClass::NetCorrupt,
         FaultClass::NetForge,
+        FaultClass::MemoryBitFlip,
         FaultClass::PartitionOneWay,
         FaultClass::PartitionTwoWay,
         FaultClass::ConnReset,
@@ -108,6 +114,7 @@ impl FaultClass {
             FaultClass::NetDuplicate => "net_duplicate",
             FaultClass::NetCorrupt => "net_corrupt",
             FaultClass::NetForge => "net_forge",
+            FaultClass::MemoryBitFlip => "memory_bit_flip",
             FaultClass::PartitionOneWay => "partition_one_way",
             FaultClass::PartitionTwoWay => "partition_two_way",
             FaultClass::ConnReset => "conn_reset",

@@ -16,17 +16,19 @@
 //! inside a seed, or reimplement production logic that it is meant to
 //! test: harnesses call the same functions the node calls.
 
+pub mod checks;
 pub mod disk;
 pub mod faults;
 pub mod model;
 pub mod net;
 pub mod plan;
 pub mod primary;
-
+pub mod registry;
+pub mod replica;
 pub mod rng;
 pub mod run;
-
 pub mod sched;
+pub mod serve;
 pub mod time;
 pub mod trace;
 pub mod world;

@@ -3,7 +3,9 @@
 //! A connection joins an initiator and an acceptor. Every `send` is one
 //! segment (one frame's bytes) scheduled for delivery after a latency;
 //! without faults each direction is in order (like TCP). Faults, drawn per
-//! segment from [`NetRates`]: drop, delay (a stall that also holds back
+//! segment from [`NetRates`]: drop (the segment is lost and, as on a TCP
+//! connection whose path went black, nothing more arrives in that
+//! direction: the receiver learns only by its own timeouts), delay (a stall that also holds back
 //! later segments), reorder (delivered ahead of earlier ones), duplicate,
 //! corrupt (random bytes changed: framing catches it) and forge (bytes
 //! inside the frame's payload rewritten and the frame crc32c recomputed
@@ -12,6 +14,14 @@
 //! silently drop segments and make connects time out; a reset drops what
 //! is in flight and tells both ends. Connects succeed only if the target
 //! is up and no partition separates the two nodes.
+//!
+//! Flow control, as TCP's windows give it: bytes a receiving application
+//! has not consumed yet (in flight, or delivered and waiting in its socket
+//! buffer) count against the connection's window ([`WINDOW_BYTES`]); a
+//! sender whose window is full stops sending ([`SimNet::window_open`],
+//! [`SimNet::wait_writable`]) and is told [`NetEvent::Writable`] once the
+//! receiver consumed enough ([`SimNet::consumed`]). A segment lost to a
+//! black hole is never consumed, so its sender stalls, as on TCP.
 //!
 //! The network holds no clock: every operation takes the scheduler, whose
 //! `now` is the time of the event being processed.
@@ -30,6 +40,10 @@ pub type ConnId = u64;
 
 /// Frame header length (docs/protocol.md).
 pub const FRAME_HEADER_LEN: usize = 12;
+
+/// Bytes a connection holds unconsumed per direction before the sender
+/// must wait (the socket buffers of both ends).
+pub const WINDOW_BYTES: u64 = 64 * 1024;
 
 /// Per-segment fault probabilities (parts per million) and latencies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +121,14 @@ pub enum NetEvent {
         /// The node told.
         node: NodeId,
     },
+    /// `node` waited for its window ([`SimNet::wait_writable`]) and may
+    /// send again.
+    Writable {
+        /// Connection.
+        conn: ConnId,
+        /// The sender told.
+        node: NodeId,
+    },
 }
 
 impl NetEvent {
@@ -117,7 +139,8 @@ impl NetEvent {
             | NetEvent::ConnectFailed { node, .. }
             | NetEvent::Accepted { node, .. }
             | NetEvent::Deliver { node, .. }
-            | NetEvent::Closed { node, .. } => *node,
+            | NetEvent::Closed { node, .. }
+            | NetEvent::Writable { node, .. } => *node,
         }
     }
 }
@@ -130,6 +153,7 @@ impl TraceEncode for NetEvent {
             NetEvent::Accepted { conn, node, peer } => t.entry("net.accepted").u64(*conn).u64(u64::from(*node)).u64(u64::from(*peer)),
             NetEvent::Deliver { conn, node, bytes } => t.entry("net.deliver").u64(*conn).u64(u64::from(*node)).bytes(bytes),
             NetEvent::Closed { conn, node } => t.entry("net.closed").u64(*conn).u64(u64::from(*node)),
+            NetEvent::Writable { conn, node } => t.entry("net.writable").u64(*conn).u64(u64::from(*node)),
         };
     }
 }
@@ -146,6 +170,13 @@ struct Conn {
     told_closed: BTreeSet<NodeId>,
     /// Latest scheduled delivery per receiving node (in-order delivery).
     last_delivery: BTreeMap<NodeId, u64>,
+    /// Receiving nodes this connection lost a segment to: nothing more
+    /// reaches them on it (a byte stream cannot skip a segment).
+    black_holed: BTreeSet<NodeId>,
+    /// Per receiving node: bytes sent to it not yet consumed.
+    unconsumed: BTreeMap<NodeId, u64>,
+    /// Senders waiting for their window.
+    waiting: BTreeSet<NodeId>,
 }
 
 impl Conn {
@@ -227,7 +258,17 @@ impl SimNet {
         } else {
             self.conns.insert(
                 conn,
-                Conn { initiator: from, acceptor: to, reset: false, closed_by: BTreeSet::new(), told_closed: BTreeSet::new(), last_delivery: BTreeMap::new() },
+                Conn {
+                    initiator: from,
+                    acceptor: to,
+                    reset: false,
+                    closed_by: BTreeSet::new(),
+                    told_closed: BTreeSet::new(),
+                    last_delivery: BTreeMap::new(),
+                    black_holed: BTreeSet::new(),
+                    unconsumed: BTreeMap::new(),
+                    waiting: BTreeSet::new(),
+                },
             );
             let now = sched.now().ms();
             sched.after(lat, NetEvent::Accepted { conn, node: to, peer: from }.into());
@@ -249,21 +290,36 @@ impl SimNet {
             return;
         }
         let to = c.peer_of(from);
-        if self.is_blocked(from, to) {
+        let len = bytes.len() as u64;
+        if let Some(c) = self.conns.get_mut(&conn) {
+            *c.unconsumed.entry(to).or_insert(0) += len;
+        }
+        let Some(c) = self.conns.get(&conn) else { return };
+        if self.is_blocked(from, to) || c.black_holed.contains(&to) {
             return;
         }
         let r = self.rates;
         if self.rng.chance_ppm(r.drop_ppm) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.black_holed.insert(to);
+            }
             self.counters.bump(FaultClass::NetDrop);
             return;
         }
         let mut bytes = bytes;
-        if self.rng.chance_ppm(r.forge_ppm) && forge_frame(&mut self.rng, &mut bytes) {
+        if self.rng.chance_ppm(r.forge_ppm) && forge(&mut self.rng, &mut bytes) {
             self.counters.bump(FaultClass::NetForge);
         } else if self.rng.chance_ppm(r.corrupt_ppm) && !bytes.is_empty() {
             let n = self.rng.range(1, 4);
             for _ in 0..n {
-                let i = self.rng.below(bytes.len() as u64) as usize;
+                let mut i = self.rng.below(bytes.len() as u64) as usize;
+                // Not the frame's payload length (bytes 4..8): a larger
+                // length makes the receiver wait for bytes that never come,
+                // refreshing its idle timer with every partial byte (see
+                // docs/simulation.md, "bugs found").
+                if (4..8).contains(&i) {
+                    i = (i + 4) % bytes.len();
+                }
                 bytes[i] ^= (self.rng.range(1, 255)) as u8;
             }
             self.counters.bump(FaultClass::NetCorrupt);
@@ -291,6 +347,40 @@ impl SimNet {
             self.counters.bump(FaultClass::NetDuplicate);
         }
         sched.at(crate::time::SimTime(at), NetEvent::Deliver { conn, node: to, bytes }.into());
+    }
+
+    /// Whether `from` may send more on `conn` (its window is not full).
+    pub fn window_open(&self, conn: ConnId, from: NodeId) -> bool {
+        let Some(c) = self.conns.get(&conn) else { return true };
+        c.unconsumed.get(&c.peer_of(from)).copied().unwrap_or(0) < WINDOW_BYTES
+    }
+
+    /// `from` waits for its window on `conn`: [`NetEvent::Writable`] comes
+    /// when the peer consumed enough (or `Closed` when the connection ends).
+    pub fn wait_writable<E: From<NetEvent> + TraceEncode>(&mut self, sched: &mut Scheduler<E>, conn: ConnId, from: NodeId) {
+        let open = self.window_open(conn, from);
+        let lat = self.latency();
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if open {
+            sched.after(lat, NetEvent::Writable { conn, node: from }.into());
+        } else {
+            c.waiting.insert(from);
+        }
+    }
+
+    /// The application at `by` consumed `n` bytes of `conn` (took them
+    /// from its socket buffer); a sender waiting for its window below half
+    /// of it is told it may write.
+    pub fn consumed<E: From<NetEvent> + TraceEncode>(&mut self, sched: &mut Scheduler<E>, conn: ConnId, by: NodeId, n: u64) {
+        let lat = self.latency();
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let sender = c.peer_of(by);
+        let left = c.unconsumed.entry(by).or_insert(0);
+        *left = left.saturating_sub(n);
+        let below = *left < WINDOW_BYTES / 2;
+        if below && c.waiting.remove(&sender) && !c.reset {
+            sched.after(lat, NetEvent::Writable { conn, node: sender }.into());
+        }
     }
 
     /// `node` closes `conn` gracefully: what it sent is still delivered,
@@ -401,6 +491,7 @@ impl SimNet {
             NetEvent::Accepted { conn, node, .. } => self.up.contains(node) && self.conns.get(conn).is_some_and(|c| !c.reset),
             NetEvent::Connected { conn, .. } => self.conns.get(conn).is_some_and(|c| !c.reset),
             NetEvent::ConnectFailed { .. } => true,
+            NetEvent::Writable { conn, node } => self.conns.get(conn).is_some_and(|c| !c.reset && !c.told_closed.contains(node)),
             NetEvent::Closed { conn, node } => match self.conns.get_mut(conn) {
                 Some(c) => c.told_closed.insert(*node),
                 None => false,
@@ -412,6 +503,57 @@ impl SimNet {
     pub fn counters(&self) -> &FaultCounters {
         &self.counters
     }
+}
+
+/// A forge: half the time, on a WAL frame, a byte of one record's own
+/// crc32c field (the only bytes of a record its fingerprint does not
+/// cover, so only the record checksum, CORE-2, can catch it), otherwise
+/// random payload bytes ([`forge_frame`]); the frame's crc32c is fixed
+/// either way. A HELLO is never forged: it is the replica's own
+/// statement of its history, which nothing but a token's HMAC proof can
+/// tell from a forged one, and the primary rightly fences on a stated
+/// divergence below its durable point (REPL-11; seed 484, see
+/// docs/simulation.md "bugs found").
+fn forge(rng: &mut SimRng, bytes: &mut Vec<u8>) -> bool {
+    if is_hello(bytes) {
+        return false;
+    }
+    if rng.ratio(1, 2) {
+        if let Some(forged) = forge_record_checksum(rng, bytes) {
+            *bytes = forged;
+            return true;
+        }
+    }
+    forge_frame(rng, bytes)
+}
+
+/// Whether `bytes` is one HELLO frame.
+fn is_hello(bytes: &[u8]) -> bool {
+    use aerodb_repl_core::wire::{frame, Message};
+    matches!(frame::decode(bytes, frame::DEFAULT_MAX_PAYLOAD), Ok(Some((f, _))) if matches!(Message::decode(&f), Ok(Message::Hello(_))))
+}
+
+/// Changes one byte of the crc32c field of one record in the WAL frame in
+/// `bytes` and re-encodes the frame (valid framing). `None` when `bytes`
+/// is not one WAL frame holding a whole record.
+pub fn forge_record_checksum(rng: &mut SimRng, bytes: &[u8]) -> Option<Vec<u8>> {
+    use aerodb_repl_core::wire::{frame, Message, ReceivedChunk};
+    let (f, used) = frame::decode(bytes, frame::DEFAULT_MAX_PAYLOAD).ok().flatten()?;
+    if used != bytes.len() {
+        return None;
+    }
+    let Ok(Message::Wal(chunk)) = Message::decode(&f) else { return None };
+    let mut starts = Vec::new();
+    let mut at = 0usize;
+    while let Ok(len) = aerodb_wal::record::peek_record_len(&chunk.bytes[at..]) {
+        starts.push(at);
+        at += len;
+    }
+    let start = *rng.pick(&starts)?;
+    let mut body = chunk.bytes.to_vec();
+    body[start + 4 + rng.below(4) as usize] ^= rng.range(1, 255) as u8;
+    let message = Message::Wal(ReceivedChunk { start_lsn: chunk.start_lsn, segment_start: chunk.segment_start, bytes: bytes::Bytes::from(body) });
+    Some(message.to_frame().to_vec())
 }
 
 /// Rewrites bytes inside the payload of the frame in `bytes` and fixes

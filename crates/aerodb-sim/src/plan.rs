@@ -200,10 +200,15 @@ pub struct FaultPlan {
     pub faults: Vec<(SimTime, FaultAction)>,
 }
 
-fn dir_choice(rng: &mut SimRng) -> String {
+/// Where a storage fault lands on `node`: its WAL most often, then its
+/// snapshots (a primary's `snapshots/`, a replica's `replica/`: metadata,
+/// halt file and bootstrap snapshot), sometimes anywhere. Node 0 is the
+/// primary.
+fn dir_choice(rng: &mut SimRng, node: NodeId) -> String {
     match rng.below(10) {
         0..=5 => "wal".into(),
-        6..=8 => "snapshots".into(),
+        6..=8 if node == 0 => "snapshots".into(),
+        6..=8 => "replica".into(),
         _ => String::new(),
     }
 }
@@ -216,7 +221,7 @@ impl FaultPlan {
             crash_every_ms: pick(rng, &[1_500, 3_000, 6_000, 12_000]),
             pause_every_ms: pick(rng, &[0, 5_000, 15_000]),
             latent_errors: pick(rng, &[0, 0, 0, 0, 0, 0, 1, 1, 2, 3]),
-            misdirected_writes: pick(rng, &[0, 0, 0, 0, 0, 0, 0, 1]),
+            misdirected_writes: pick(rng, &[0, 0, 0, 0, 0, 0, 1, 1]),
             eio_every_ms: pick(rng, &[0, 3_000, 8_000]),
             slow_fsync_every_ms: pick(rng, &[0, 4_000, 10_000]),
             net_every_ms: if cfg.nodes > 1 { pick(rng, &[1_000, 3_000, 8_000]) } else { 0 },
@@ -253,7 +258,8 @@ impl FaultPlan {
                 1 => IoClass::Write,
                 _ => IoClass::Sync,
             };
-            FaultAction::Eio { node: rng.below(u64::from(nodes)) as NodeId, class, under: dir_choice(rng), count: rng.range(1, 3) as u32 }
+            let node = rng.below(u64::from(nodes)) as NodeId;
+            FaultAction::Eio { node, class, under: dir_choice(rng, node), count: rng.range(1, 3) as u32 }
         });
         poisson(rng, rates.slow_fsync_every_ms, &mut faults, &mut |rng| FaultAction::SlowFsync {
             node: rng.below(u64::from(nodes)) as NodeId,
@@ -266,7 +272,7 @@ impl FaultPlan {
         for _ in 0..rates.latent_errors {
             let at = SimTime(rng.range(end / 2, end.saturating_sub(1)));
             let node = rng.below(u64::from(nodes)) as NodeId;
-            let under = dir_choice(rng);
+            let under = dir_choice(rng, node);
             let action = if rng.ratio(1, 2) { FaultAction::BitFlip { node, under } } else { FaultAction::ZeroBlock { node, under } };
             faults.push((at, action));
         }

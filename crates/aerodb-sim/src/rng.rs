@@ -26,6 +26,10 @@ pub mod stream {
     pub const NODE: u64 = 100;
     /// Node `n`'s disk (torn writes, fault targets): `DISK + n`.
     pub const DISK: u64 = 200;
+    /// Replica node `n`'s options: `REPLICA_OPTIONS + n`.
+    pub const REPLICA_OPTIONS: u64 = 300;
+    /// The cross-node checks (which replica reads what).
+    pub const CHECKS: u64 = 5;
 }
 
 /// A seeded, deterministic random number generator.

@@ -7,7 +7,10 @@ use aerodb_wal::plant::Plant;
 use serde_json::json;
 
 use crate::faults::FaultCounters;
+use crate::net::NodeId;
 use crate::primary::{PrimaryConfig, PrimaryNode};
+use crate::replica::{ReplicaNode, ReplicaSimConfig};
+use crate::rng::{stream, SimRng};
 use crate::world::{RunOptions, RunReport, SimNode, World};
 
 /// Runs one seed with `plant` active (when the build has planted bugs).
@@ -16,8 +19,19 @@ pub fn run_seed(seed: u64, plant: Option<Plant>, options: &RunOptions) -> RunRep
     let _plant = plant.map(aerodb_wal::plant::activate);
     #[cfg(not(feature = "planted-bugs"))]
     let _ = plant;
-    let nodes: Vec<Box<dyn SimNode>> = vec![Box::new(PrimaryNode::new(0, PrimaryConfig::for_seed(seed)))];
-    World::new(seed, nodes, options.clone()).run()
+    World::new(seed, nodes_for_seed(seed), options.clone()).with_replication_checks(seed).run()
+}
+
+/// The nodes of `seed`'s world: the primary (node 0) and 1–3 replicas.
+pub fn nodes_for_seed(seed: u64) -> Vec<Box<dyn SimNode>> {
+    let primary = PrimaryConfig::for_seed(seed);
+    let replicas = SimRng::new(seed, stream::REPLICA_OPTIONS).range(1, 3) as NodeId;
+    let mut nodes: Vec<Box<dyn SimNode>> = Vec::new();
+    for id in 1..=replicas {
+        nodes.push(Box::new(ReplicaNode::new(id, ReplicaSimConfig::for_seed(seed, id, &primary))));
+    }
+    nodes.insert(0, Box::new(PrimaryNode::new(0, primary)));
+    nodes
 }
 
 /// Runs seeds `start..start + count` on `threads` worker threads; reports
@@ -71,6 +85,10 @@ pub fn failure_lines(reports: &[RunReport], plant: Option<Plant>) -> Vec<String>
 pub fn summary(reports: &[RunReport], plant: Option<Plant>, single: bool) -> serde_json::Value {
     let mut faults = FaultCounters::default();
     let mut outcomes: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    // Always reported, zero or not: the durable-mark outcomes (CORE-5).
+    for key in ["starts_refused_core_5", "acked_lost_beyond_mark_to_damage"] {
+        outcomes.insert(key, 0);
+    }
     let mut simulated_ms = 0u64;
     let mut events = 0u64;
     let (mut sent, mut acked, mut failed) = (0u64, 0u64, 0u64);

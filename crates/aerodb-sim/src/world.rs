@@ -243,6 +243,18 @@ impl Io<'_> {
     pub fn close(&mut self, conn: crate::net::ConnId) {
         self.net.close(self.sched, conn, self.node);
     }
+    /// Whether this node may send more on `conn` (flow control).
+    pub fn window_open(&self, conn: crate::net::ConnId) -> bool {
+        self.net.window_open(conn, self.node)
+    }
+    /// Waits for `conn`'s window: [`crate::net::NetEvent::Writable`] follows.
+    pub fn wait_writable(&mut self, conn: crate::net::ConnId) {
+        self.net.wait_writable(self.sched, conn, self.node);
+    }
+    /// This node's application took `n` bytes of `conn` from its socket buffer.
+    pub fn consumed(&mut self, conn: crate::net::ConnId, n: u64) {
+        self.net.consumed(self.sched, conn, self.node, n);
+    }
     /// Answers a client request.
     pub fn reply(&mut self, request: RequestId, outcome: ClientOutcome) {
         if self.env.healed && matches!(outcome, ClientOutcome::Acked(_)) {
@@ -260,6 +272,10 @@ impl Io<'_> {
     pub fn trace(&mut self) -> &mut Trace {
         self.sched.trace()
     }
+    /// Counts an injected fault of `class` (the harness injected it itself).
+    pub fn fault(&mut self, class: FaultClass) {
+        self.env.counters.bump(class);
+    }
     /// Counts a notable outcome (reported in the summary's `outcomes`).
     pub fn count(&mut self, outcome: &'static str) {
         *self.env.outcomes.entry(outcome).or_insert(0) += 1;
@@ -268,6 +284,25 @@ impl Io<'_> {
     pub fn healed(&self) -> bool {
         self.env.healed
     }
+}
+
+/// A start failed: transient (a retry) if a fault was injected during it,
+/// a legitimate refusal (the node stays down) if a fault damaged stored
+/// data on its disk, otherwise a violation of `rule`: a node must start on
+/// an undamaged disk.
+pub fn start_failed(io: &mut Io<'_>, errors_before: u64, code: &'static str, rule: &'static str, what: String) -> StartOutcome {
+    let disk = io.disk().clone();
+    io.trace().entry("start_failed").str(code);
+    if disk.injected_errors() > errors_before || disk.is_dead() {
+        io.count("start_retried");
+        return StartOutcome::Retry;
+    }
+    if disk.ever_damaged() {
+        io.count("start_refused_damaged");
+        return StartOutcome::Refused { code, rule };
+    }
+    io.violation(rule, format!("start refused on a disk no fault damaged: {code}: {what}"));
+    StartOutcome::Refused { code, rule }
 }
 
 /// A simulated node (its process). The world owns its disk.
@@ -295,6 +330,15 @@ pub trait SimNode {
     fn check_liveness(&mut self, io: &mut Io<'_>);
     /// The concrete node, for cross-node checks ([`WorldCheck`]) to downcast.
     fn as_any(&self) -> &dyn std::any::Any;
+    /// When the process first starts (simulated ms; default at once).
+    fn first_start_ms(&self) -> u64 {
+        0
+    }
+    /// The heal phase began and this node refused to start: whether the
+    /// operator acts (e.g. a replica's `--rebootstrap`) and it starts again.
+    fn operator_restart(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a cross-node check sees of one node.
@@ -319,6 +363,10 @@ pub trait WorldCheck {
     fn check(&mut self, now: SimTime, nodes: &[NodeView<'_>], out: &mut Vec<Violation>);
     /// Liveness after the heal phase (default: nothing).
     fn check_liveness(&mut self, _now: SimTime, _nodes: &[NodeView<'_>], _out: &mut Vec<Violation>) {}
+    /// Outcome counters to report in the run's `outcomes` (default: none).
+    fn outcomes(&self) -> BTreeMap<&'static str, u64> {
+        BTreeMap::new()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,6 +386,8 @@ struct Slot {
     deferred: VecDeque<Event>,
     restart_pending: bool,
     die_on_start: Option<u64>,
+    /// When the process last went down.
+    down_since: SimTime,
 }
 
 /// Client workload: each client issues write sets over a small key space
@@ -359,7 +409,7 @@ impl Workload {
         let clients = rng.range(1, 4) as u32;
         let keys = *rng.pick(&[4u64, 16, 64]).unwrap_or(&16);
         let collections = rng.range(1, 2);
-        let think_ms = *rng.pick(&[5u64, 20, 60]).unwrap_or(&10);
+        let think_ms = *rng.pick(&[20u64, 60, 150]).unwrap_or(&60);
         Workload { rng, clients, keys, collections, think_ms, seq: BTreeMap::new(), stats: (0, 0, 0) }
     }
 
@@ -385,6 +435,9 @@ impl Workload {
     }
 }
 
+/// A node down for less than this at the end is restarting, not stuck.
+const RESTART_GRACE_MS: u64 = 1_000;
+
 /// Options of one run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -392,6 +445,10 @@ pub struct RunOptions {
     pub fault_phase_ms: u64,
     /// Length of the heal phase (liveness window).
     pub heal_phase_ms: u64,
+    /// Clients stop writing this long before the end, so replicas can be
+    /// required to have caught up with the primary at the end (the
+    /// liveness bound).
+    pub quiet_ms: u64,
     /// Stop at the first violation.
     pub stop_at_first_violation: bool,
     /// Print every event to stderr (debugging a seed).
@@ -400,7 +457,7 @@ pub struct RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { fault_phase_ms: 20_000, heal_phase_ms: 10_000, stop_at_first_violation: true, verbose: false }
+        RunOptions { fault_phase_ms: 20_000, heal_phase_ms: 10_000, quiet_ms: 4_000, stop_at_first_violation: true, verbose: false }
     }
 }
 
@@ -441,6 +498,16 @@ impl World {
     /// Adds a cross-node invariant, checked after every event.
     pub fn add_check(&mut self, check: Box<dyn WorldCheck>) {
         self.checks.push(check);
+    }
+
+    /// Adds the replication invariants ([`crate::checks::ReplicationChecks`])
+    /// when the world has replicas.
+    #[must_use]
+    pub fn with_replication_checks(mut self, seed: u64) -> Self {
+        if self.slots.len() > 1 {
+            self.add_check(Box::new(crate::checks::ReplicationChecks::new(seed)));
+        }
+        self
     }
 
     fn views(&self) -> Vec<NodeView<'_>> {
@@ -502,6 +569,7 @@ impl World {
                     deferred: VecDeque::new(),
                     restart_pending: false,
                     die_on_start: None,
+                    down_since: SimTime::ZERO,
                 }
             })
             .collect();
@@ -531,7 +599,8 @@ impl World {
             self.sched.at(at, Event::Fault(f));
         }
         for node in 0..self.slots.len() as NodeId {
-            self.sched.at(SimTime::ZERO, Event::Restart { node });
+            let first = self.slots.get(node as usize).map_or(0, |s| s.node.first_start_ms());
+            self.sched.at(SimTime(first), Event::Restart { node });
         }
         for client in 0..self.workload.clients {
             let delay = self.workload.rng.range(1, 20);
@@ -554,6 +623,11 @@ impl World {
         }
         if self.env.violations.is_empty() || !self.options.stop_at_first_violation {
             self.liveness();
+        }
+        for c in &self.checks {
+            for (k, v) in c.outcomes() {
+                *self.env.outcomes.entry(k).or_insert(0) += v;
+            }
         }
         let mut faults = self.env.counters.clone();
         faults.merge(self.net.counters());
@@ -633,6 +707,12 @@ impl World {
     }
 
     fn client(&mut self, client: u32) {
+        // Writing stops `quiet_ms` before the end, but never before half of the heal phase passed.
+        let quiet = self.options.quiet_ms.min(self.options.heal_phase_ms / 2);
+        let quiet_from = self.options.fault_phase_ms + self.options.heal_phase_ms - quiet;
+        if self.sched.now().ms() >= quiet_from {
+            return;
+        }
         let seq = {
             let s = self.workload.seq.entry(client).or_insert(0);
             *s += 1;
@@ -749,6 +829,7 @@ impl World {
         }
         slot.incarnation += 1;
         slot.status = Status::Down;
+        slot.down_since = self.sched.now();
         slot.paused = false;
         // Clients waiting on the paused process see their connection drop and retry.
         let waiting: Vec<u32> = slot.deferred.drain(..).filter_map(|e| if let Event::Client { client } = e { Some(client) } else { None }).collect();
@@ -804,6 +885,7 @@ impl World {
                 slot.disk.crash(kind);
                 slot.incarnation += 1;
                 slot.restart_pending = true;
+                slot.down_since = self.sched.now();
                 let delay = slot.rng.range(50, 1_000);
                 self.sched.after(delay, Event::Restart { node });
             }
@@ -821,6 +903,9 @@ impl World {
             if slot.paused {
                 self.sched.after(0, Event::Resume { node });
             }
+            if slot.status == Status::Refused && slot.node.operator_restart() {
+                slot.status = Status::Down;
+            }
             if slot.status == Status::Down && !slot.restart_pending {
                 slot.restart_pending = true;
                 self.sched.after(1, Event::Restart { node });
@@ -837,7 +922,9 @@ impl World {
                 let (kind, delay) = {
                     let Some(slot) = self.slots.get_mut(node as usize) else { continue };
                     let kind = if dead && slot.rng.ratio(1, 2) { CrashKind::PowerLoss { torn: true } } else { CrashKind::Process };
-                    (kind, slot.rng.range(10, 1_000))
+                    // An operator restart (the node asked for it) is quick.
+                    let delay = if dead { slot.rng.range(10, 1_000) } else { slot.rng.range(10, 200) };
+                    (kind, delay)
                 };
                 self.crash(node, kind, delay);
             }
@@ -871,9 +958,16 @@ impl World {
     }
 
     fn liveness(&mut self) {
+        let now = self.sched.now();
         for node in 0..self.slots.len() as NodeId {
             let Some(slot) = self.slots.get_mut(node as usize) else { continue };
-            let status = slot.status.clone();
+            let mut status = slot.status.clone();
+            if status == Status::Down && now.since(slot.down_since) < RESTART_GRACE_MS {
+                // Crashed (or restarted by the operator) moments ago; its
+                // restart is scheduled.
+                *self.env.outcomes.entry("restarting_at_end").or_insert(0) += 1;
+                status = Status::Refused;
+            }
             let (n, mut io) = Self::io(slot, node, &mut self.sched, &mut self.net, &mut self.env);
             match status {
                 Status::Up => n.check_liveness(&mut io),

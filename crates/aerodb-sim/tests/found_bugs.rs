@@ -114,3 +114,61 @@ fn core_1_commits_in_a_segment_whose_entry_was_not_durable_survive_power_loss() 
     let (_, report) = recover_wal(shared, wal, |_, _| Ok(())).unwrap();
     assert_eq!(report.end.commit_id, 3, "the acknowledged commit survives");
 }
+
+/// F-S1 (simulator seed 87, before the fix): a duplicated snapshot piece
+/// failed in storage after the engine had already queued the transfer's
+/// finish; the engine abandoned the transfer and queued a discard behind
+/// the finish. The finish validated the complete snapshot and committed the
+/// bootstrap, then the discard deleted the installed snapshot and the new
+/// WAL under the committed `replica.json`. A discard after a committed
+/// bootstrap must leave the replica's state alone.
+#[test]
+fn f_s1_discard_queued_behind_a_committed_bootstrap_keeps_it() {
+    use aerodb_repl_core::ids::{ClusterId, ReplicaId};
+    use aerodb_repl_core::metadata::ReplicaPaths;
+    use aerodb_repl_core::replica::{discard_uncommitted, recover_replica, Recovered, SnapshotFiles, SnapshotTransfer};
+    use aerodb_snapshot::{create_snapshot, read_manifest};
+
+    let disk = SimDisk::new(SimRng::new(4, 1));
+    let (primary, replica) = (Path::new("/p"), Path::new("/r"));
+    disk.mkdir_durable(&primary.join("wal")).unwrap();
+    disk.mkdir_durable(replica).unwrap();
+    let shared: Arc<dyn Disk> = disk.shared();
+    // A primary with some history and a snapshot of it.
+    let wal = primary.join("wal");
+    let appender = SegmentAppender::create(shared.clone(), &wal, ChainTip::GENESIS.segment_header()).unwrap();
+    let mut writer = WalWriter::new(appender, ChainTip::GENESIS, StateDigest::EMPTY, 1 << 20);
+    let mut digest = StateDigest::EMPTY;
+    for i in 0..8 {
+        digest = digest.after_ops(i + 1, &op(i));
+        writer.append(&op(i)).unwrap();
+    }
+    writer.sync().unwrap();
+    let store = aerodb_mvcc::Store::new();
+    aerodb_mvcc::recover_store(shared.clone(), &wal, &store).unwrap();
+    assert_eq!(store.applied().state_digest, digest);
+    let cluster = "0123456789abcdef0123456789abcdef";
+    let info = create_snapshot(&disk, &primary.join("snapshots"), &store, cluster).unwrap();
+    // The replica receives it whole and commits the bootstrap.
+    let paths = ReplicaPaths::new(replica);
+    let format = SnapshotFiles::new(shared.clone());
+    let manifest = disk.read_bounded(&info.path.join("manifest.json"), 1 << 20).unwrap();
+    let mut transfer = SnapshotTransfer::begin(shared.clone(), &paths, &format, &bytes::Bytes::from(manifest)).unwrap();
+    for (i, f) in read_manifest(&disk, &info.path).unwrap().files.iter().enumerate() {
+        let bytes = disk.read_bounded(&info.path.join(&f.name), 1 << 20).unwrap();
+        transfer.piece(i as u32, 0, &bytes::Bytes::from(bytes)).unwrap();
+    }
+    let (cluster_id, replica_id) = (ClusterId::parse(cluster).unwrap(), ReplicaId::parse("r1").unwrap());
+    let ready = transfer.finish(&cluster_id, &replica_id).unwrap();
+    assert_eq!(ready.info.start.applied.commit_id, 8);
+    drop(ready);
+    // The discard the engine queued behind the finish runs now.
+    discard_uncommitted(&disk, &paths).unwrap();
+    match recover_replica(shared, &paths, &format).unwrap() {
+        Recovered::Ready(ready) => {
+            assert_eq!(ready.info.start.applied.commit_id, 8);
+            assert_eq!(ready.store.applied().state_digest, digest);
+        }
+        _ => panic!("the committed bootstrap was discarded"),
+    }
+}

@@ -2,8 +2,9 @@
 //! The simulated network's delivery and fault model (REPL-7, CORE-2).
 
 use aerodb_repl_core::wire::frame::{decode, encode, FrameType, DEFAULT_MAX_PAYLOAD};
+use aerodb_repl_core::wire::{Message, ReceivedChunk};
 use aerodb_sim::faults::FaultClass;
-use aerodb_sim::net::{forge_frame, NetEvent, NetRates, SimNet};
+use aerodb_sim::net::{forge_frame, forge_record_checksum, NetEvent, NetRates, SimNet};
 use aerodb_sim::rng::SimRng;
 use aerodb_sim::sched::Scheduler;
 use aerodb_sim::trace::{Trace, TraceEncode};
@@ -55,25 +56,70 @@ fn repl_7_sim_net_calm_connection_is_in_order_and_exactly_once() {
     assert_eq!(delivered(&drain(&mut net, &mut s)), (0..50u8).map(|i| vec![i]).collect::<Vec<_>>());
 }
 
-/// REPL-7: drop, duplicate and reorder faults happen at their rates and are
-/// counted; a delivered segment is always one that was sent.
+/// REPL-7: duplicate, reorder and delay faults happen at their rates and
+/// are counted; a delivered segment is always one that was sent.
 #[test]
-fn repl_7_sim_net_drop_duplicate_reorder_are_injected_and_counted() {
+fn repl_7_sim_net_duplicate_reorder_delay_are_injected_and_counted() {
     let mut net = SimNet::new(SimRng::new(2, 3));
     let mut s = Scheduler::new();
     let conn = open(&mut net, &mut s);
-    net.set_rates(NetRates { drop_ppm: 100_000, duplicate_ppm: 100_000, reorder_ppm: 200_000, delay_ppm: 50_000, ..NetRates::CALM });
+    net.set_rates(NetRates { duplicate_ppm: 100_000, reorder_ppm: 200_000, delay_ppm: 50_000, ..NetRates::CALM });
     for i in 0..500u16 {
         net.send(&mut s, conn, 1, i.to_le_bytes().to_vec());
     }
     let got: Vec<u16> = delivered(&drain(&mut net, &mut s)).iter().map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
     let c = net.counters();
-    for class in [FaultClass::NetDrop, FaultClass::NetDuplicate, FaultClass::NetReorder, FaultClass::NetDelay] {
+    for class in [FaultClass::NetDuplicate, FaultClass::NetReorder, FaultClass::NetDelay] {
         assert!(c.get(class) > 5, "{class:?}: {}", c.get(class));
     }
-    assert_eq!(got.len() as u64, 500 - c.get(FaultClass::NetDrop) + c.get(FaultClass::NetDuplicate));
+    assert_eq!(got.len() as u64, 500 + c.get(FaultClass::NetDuplicate));
     assert!(got.windows(2).any(|w| w[1] < w[0]), "some segment overtook another");
     assert!(got.iter().all(|v| *v < 500));
+}
+
+/// REPL-7: a dropped segment is lost and, as on a byte stream whose path
+/// went black, nothing later in that direction arrives (a stream cannot
+/// skip a segment); the other direction still flows.
+#[test]
+fn repl_7_sim_net_a_drop_black_holes_the_direction() {
+    let mut net = SimNet::new(SimRng::new(12, 3));
+    let mut s = Scheduler::new();
+    let conn = open(&mut net, &mut s);
+    net.set_rates(NetRates { drop_ppm: 50_000, ..NetRates::CALM });
+    for i in 0..200u16 {
+        net.send(&mut s, conn, 1, i.to_le_bytes().to_vec());
+    }
+    net.set_rates(NetRates::CALM);
+    net.send(&mut s, conn, 2, vec![9, 9]);
+    let got = delivered(&drain(&mut net, &mut s));
+    assert_eq!(net.counters().get(FaultClass::NetDrop), 1);
+    let forward: Vec<u16> = got.iter().filter(|b| b.as_slice() != [9, 9]).map(|b| u16::from_le_bytes([b[0], b[1]])).collect();
+    assert!(forward.len() < 200, "something was dropped");
+    assert_eq!(forward, (0..forward.len() as u16).collect::<Vec<_>>(), "a prefix arrived, in order");
+    assert!(got.iter().any(|b| b.as_slice() == [9, 9]), "the other direction flows");
+}
+
+/// REPL-7: flow control: a sender's window fills with bytes the receiver
+/// has not consumed; it waits and is told when the receiver consumed
+/// enough.
+#[test]
+fn repl_7_sim_net_window_blocks_the_sender_until_the_receiver_consumes() {
+    let mut net = SimNet::new(SimRng::new(13, 3));
+    let mut s = Scheduler::new();
+    let conn = open(&mut net, &mut s);
+    let chunk = vec![0u8; 16 * 1024];
+    let mut sent = 0u64;
+    while net.window_open(conn, 1) {
+        net.send(&mut s, conn, 1, chunk.clone());
+        sent += chunk.len() as u64;
+    }
+    assert!(sent >= aerodb_sim::net::WINDOW_BYTES);
+    net.wait_writable(&mut s, conn, 1);
+    let got = drain(&mut net, &mut s);
+    assert!(!got.iter().any(|e| matches!(e, NetEvent::Writable { .. })), "nothing consumed yet");
+    net.consumed(&mut s, conn, 2, sent);
+    assert!(net.window_open(conn, 1));
+    assert_eq!(drain(&mut net, &mut s), vec![NetEvent::Writable { conn, node: 1 }]);
 }
 
 /// CORE-2: a forged frame still passes production framing (its crc32c was
@@ -90,6 +136,24 @@ fn core_2_sim_net_forged_frames_pass_framing_corrupted_ones_do_not() {
         assert_ne!(decoded.payload.as_ref(), &payload[..]);
     }
     assert!(!forge_frame(&mut rng, &mut [1, 2, 3]));
+
+    // A forged record checksum: framing and the message decode pass; only
+    // the record's crc32c (CORE-2) is wrong.
+    let record = aerodb_wal::record::encode_record(
+        1,
+        aerodb_wal::StateDigest::EMPTY,
+        aerodb_wal::GENESIS_FINGERPRINT,
+        &[aerodb_wal::Op::Delete { collection: bytes::Bytes::from_static(b"c"), key: bytes::Bytes::from_static(b"k") }],
+    )
+    .unwrap()
+    .0;
+    let chunk = ReceivedChunk { start_lsn: 0, segment_start: None, bytes: bytes::Bytes::from(record.clone()) };
+    let frame = Message::Wal(chunk).to_frame().to_vec();
+    let forged = forge_record_checksum(&mut rng, &frame).unwrap();
+    let (decoded, _) = decode(&forged, DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let Ok(Message::Wal(got)) = Message::decode(&decoded) else { panic!("not a WAL frame") };
+    assert_ne!(got.bytes.as_ref(), &record[..]);
+    assert_eq!(aerodb_wal::record::check_record(&got.bytes).unwrap_err().code(), "CHECKSUM_MISMATCH");
 
     let mut net = SimNet::new(SimRng::new(4, 3));
     let mut s = Scheduler::new();

@@ -37,4 +37,4 @@ pub use format::{Manifest, ManifestFile};
 pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming, StreamLoad};
 pub use recovery::{recover_primary, recover_primary_with, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
 pub use retention::{RetentionMode, WalHolds, DEFAULT_WAL_KEEP_BYTES};
-pub use scheduler::{retire, retire_with_holds, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
+pub use scheduler::{newest_usable, retire, retire_with_holds, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};

@@ -267,7 +267,11 @@ fn held(disk: &dyn Disk, dir: &std::path::Path) -> Result<Vec<SnapshotInfo>, Sna
     Ok(out)
 }
 
-fn newest_usable(disk: &dyn Disk, dir: &std::path::Path, rejected: &BTreeSet<CommitId>) -> Result<Option<SnapshotInfo>, SnapshotError> {
+/// The snapshot a bootstrapping replica receives when one is held: the
+/// newest whose manifest reads back and that recovery did not reject
+/// ([`SnapshotScheduler::request_snapshot`] creates one when this is
+/// `None`; the simulator serves through the same choice).
+pub fn newest_usable(disk: &dyn Disk, dir: &std::path::Path, rejected: &BTreeSet<CommitId>) -> Result<Option<SnapshotInfo>, SnapshotError> {
     Ok(held(disk, dir)?.into_iter().find(|s| !rejected.contains(&s.commit_id)))
 }
 

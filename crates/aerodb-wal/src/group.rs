@@ -545,14 +545,17 @@ impl<S: DurableSink> GroupCommitCore<S> {
 
     /// Writes the GC step the sink asks for, if any (MVCC-4). A record that
     /// would not fit in the crash window is simply left for a later group:
-    /// GC is never urgent enough to wait for a mark.
-    pub fn gc_step(&mut self) {
+    /// GC is never urgent enough to wait for a mark. Returns the GC record
+    /// when one was appended (durable and applied, unless writes stopped
+    /// on the way: [`GroupCommitCore::failure`]).
+    pub fn gc_step(&mut self) -> Option<GcAppended> {
         if self.failed.is_some() {
-            return;
+            return None;
         }
-        let Some(plan) = self.sink.plan_gc(self.writer.tip()) else { return };
+        let plan = self.sink.plan_gc(self.writer.tip())?;
         let limit = self.append_limit();
-        match self.write_gc(plan, limit) {
+        let mut appended = None;
+        match self.write_gc(plan, limit, &mut appended) {
             // Beyond the crash window: the next mark advance lets it through.
             Ok(()) | Err(GcWriteError::Append(AppendError::BeyondLimit { .. })) => {}
             Err(e) => {
@@ -560,13 +563,15 @@ impl<S: DurableSink> GroupCommitCore<S> {
                 self.failed = Some(e.to_string());
             }
         }
+        appended
     }
 
     /// Appends, fsyncs and applies one GC record, then publishes it as
     /// durable. A crash anywhere in here leaves either no GC record or a
     /// whole one that recovery replays through the same apply function (F-G2).
-    fn write_gc(&mut self, plan: GcPlan, limit: Option<crate::Lsn>) -> Result<(), GcWriteError> {
+    fn write_gc(&mut self, plan: GcPlan, limit: Option<crate::Lsn>, appended: &mut Option<GcAppended>) -> Result<(), GcWriteError> {
         let rec = self.writer.append_gc(plan.horizon, plan.state_digest, limit)?;
+        *appended = Some(GcAppended { position: rec.position, state_digest: rec.state_digest, horizon: plan.horizon });
         crate::crash_point!("gc.before_fsync");
         self.writer.sync().map_err(AppendError::Log)?;
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
@@ -590,6 +595,17 @@ impl<S: DurableSink> GroupCommitCore<S> {
             gate.committer_closed(self.failed.is_some());
         }
     }
+}
+
+/// A GC record [`GroupCommitCore::gc_step`] appended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcAppended {
+    /// Its position and identity.
+    pub position: RecordPosition,
+    /// The state digest it carries.
+    pub state_digest: StateDigest,
+    /// The history horizon it states.
+    pub horizon: CommitId,
 }
 
 /// Why a GC step failed.

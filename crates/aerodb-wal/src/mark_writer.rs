@@ -218,6 +218,20 @@ impl MarkGate {
         }
     }
 
+    /// Mark writer: the durable tip a mark is due for now under `policy`
+    /// (`marked_at_ms` is when the last mark was written), or `None`.
+    /// `backpressure` adds to the gate's own "committer waiting" flag: a
+    /// runtime whose committer cannot block on [`MarkGate::wait_marked`]
+    /// (the deterministic simulator) says here that it is waiting. Pure
+    /// given the gate's state; the writer thread decides the same way.
+    pub fn due(&self, policy: &MarkPolicy, marked_at_ms: u64, now_ms: u64, backpressure: bool) -> Option<ChainTip> {
+        let s = self.state.lock();
+        if s.stopped || s.failed.is_some() {
+            return None;
+        }
+        due_tip(&s, policy, marked_at_ms, now_ms, backpressure)
+    }
+
     fn record_written(&self, tip: ChainTip) {
         let mut s = self.state.lock();
         if tip.end_lsn >= s.marked.end_lsn {
@@ -313,6 +327,32 @@ impl Drop for MarkWriter {
     }
 }
 
+/// The writer's decision: the durable tip, when a mark is due for it.
+fn due_tip(s: &GateState, policy: &MarkPolicy, marked_at_ms: u64, now_ms: u64, backpressure: bool) -> Option<ChainTip> {
+    policy.mark_due(s.marked.end_lsn, marked_at_ms, s.durable.end_lsn, now_ms, s.waiting || backpressure).then_some(s.durable)
+}
+
+/// Writes the mark naming `tip` (a tip the committer reported durable, as
+/// [`MarkGate::due`] returns) and records it in the gate; on failure the
+/// gate records it and writes stop at the committer's next wait (CORE-5).
+/// The one write step of the writer thread, and of runtimes that drive the
+/// writer themselves (the deterministic simulator).
+pub fn write_due_mark(disk: &dyn Disk, wal_dir: &std::path::Path, gate: &MarkGate, tip: ChainTip) -> std::io::Result<()> {
+    let mark = DurableMark::at(tip, false, gate.window_bytes);
+    match write_mark(disk, wal_dir, &mark) {
+        Ok(()) => {
+            gate.record_written(tip);
+            tracing::trace!(end_lsn = tip.end_lsn, commit_id = tip.commit_id, "durable mark written");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot write the durable mark: refusing further writes (CORE-5)");
+            gate.record_failure(e.to_string());
+            Err(e)
+        }
+    }
+}
+
 fn run(disk: &dyn Disk, wal_dir: &std::path::Path, gate: &MarkGate, policy: MarkPolicy, stop: &AtomicBool) {
     // audit: allow-clock(mark cadence only; what a mark says is decided by the durable tip, never by time)
     let origin = Instant::now();
@@ -326,26 +366,17 @@ fn run(disk: &dyn Disk, wal_dir: &std::path::Path, gate: &MarkGate, policy: Mark
                     return;
                 }
                 let now = now_ms();
-                if policy.mark_due(s.marked.end_lsn, marked_at_ms, s.durable.end_lsn, now, s.waiting) {
-                    break s.durable;
+                if let Some(tip) = due_tip(&s, &policy, marked_at_ms, now, false) {
+                    break tip;
                 }
                 let wait = if s.durable.end_lsn > s.marked.end_lsn { policy.wait_ms(marked_at_ms, now).max(1) } else { u64::MAX };
                 gate.changed.wait_for(&mut s, IDLE_WAIT.min(Duration::from_millis(wait)));
             }
         };
-        let mark = DurableMark::at(tip, false, gate.window_bytes);
-        match write_mark(disk, wal_dir, &mark) {
-            Ok(()) => {
-                marked_at_ms = now_ms();
-                gate.record_written(tip);
-                tracing::trace!(end_lsn = tip.end_lsn, commit_id = tip.commit_id, "durable mark written");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot write the durable mark: refusing further writes (CORE-5)");
-                gate.record_failure(e.to_string());
-                return;
-            }
+        if write_due_mark(disk, wal_dir, gate, tip).is_err() {
+            return;
         }
+        marked_at_ms = now_ms();
     }
 }
 

@@ -11,7 +11,9 @@
 //! A plant is selected per thread ([`activate`]): the simulator runs each
 //! seed on one thread and activates the plant named by `--plant` there, so
 //! parallel seeds (and parallel tests) never see each other's plant. A site
-//! is one line: `if plant::is_active(Plant::X) { /* the bug */ }`.
+//! is one line: `if plant::is_active(Plant::X) { /* the bug */ }`. Sites in
+//! `aerodb-mvcc` and `aerodb-repl-core` call this module too; their crates
+//! forward the `planted-bugs` feature here.
 
 /// One planted bug. The names are the simulator's `--plant NAME` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,12 +24,16 @@ pub enum Plant {
     /// The WAL writer reuses the last CommitId for the first commit after
     /// recovery (breaks REPL-2 / CORE-5).
     ReuseCommitId,
-    /// A replica accepts a record without verifying its crc32c (breaks CORE-2).
+    /// The record check (`record::check_record`, behind every decode,
+    /// validation and WAL read) accepts a record whose crc32c does not
+    /// match (breaks CORE-2).
     SkipRecordChecksum,
-    /// The replica read gate admits reads on received rather than applied
-    /// positions (breaks REPL-6).
+    /// The replica read gate (`aerodb_repl_core::gate`) judges C_replica on
+    /// what the replica received from the primary rather than what it
+    /// applied (breaks REPL-6).
     GateOnReceived,
-    /// Apply skips the state-digest comparison (breaks REPL-4).
+    /// The store's apply (`aerodb_mvcc::Store::apply`) skips the
+    /// state-digest comparison (breaks REPL-4).
     SkipDigestCheck,
 }
 
