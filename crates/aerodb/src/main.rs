@@ -25,8 +25,6 @@ macro_rules! out {
     }};
 }
 
-mod api_error;
-mod canonical;
 mod cli;
 mod client;
 mod client_api;
@@ -52,6 +50,10 @@ mod serving;
 mod tools;
 mod verify_ext;
 mod waiting;
+
+// The pure parsers of client input live in the library target (so the
+// fuzz targets run the same code); `crate::api_error` etc. resolve to them.
+use aerodb::{api_error, request};
 
 use clap::Parser;
 use serde_json::Value;
