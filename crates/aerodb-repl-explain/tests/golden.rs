@@ -1138,6 +1138,30 @@ fn repl_8_golden_blocking_snapshot_unavailable() {
     pin_blocking("SNAPSHOT_UNAVAILABLE", "REPL-8", h, (s, None), Some(dir.path()));
 }
 
+/// RES-3: the replication port is at its connection cap; the primary
+/// answers the connection with an Error frame (the message its accept
+/// loop sends) and closes it; the replica blocks and retries.
+#[test]
+fn res_3_golden_blocking_too_many_connections() {
+    let ServeError { code, detail } = ServeError::too_many_connections(64);
+    pin_blocking("TOO_MANY_CONNECTIONS", "RES-3", served_error(code, detail), connecting(3), None);
+}
+
+/// RES-3: a connection whose HELLO did not arrive in full within the
+/// deadline: the primary's real session answers with an Error frame; the
+/// replica blocks and retries.
+#[test]
+fn res_3_golden_blocking_hello_timeout() {
+    use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig};
+    let mut session = PrimarySession::new(0, SessionConfig::default(), cluster(), aerodb_wal::durable::DurablePoint { lsn: 0, commit_id: 0 });
+    let deadline = session.poll_timeout().unwrap();
+    session.handle_timer(deadline);
+    let Some(SessionAction::Send(bytes)) = session.poll_action() else { panic!("the session answers before it closes") };
+    let (frame, _) = frame::decode(&bytes, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let Ok(Message::Error(ServeError { code, detail })) = Message::decode(&frame) else { panic!("not an error frame") };
+    pin_blocking("HELLO_TIMEOUT", "RES-3", served_error(code, detail), connecting(3), None);
+}
+
 /// P5-I14: `docs/operations.md` lists every halt and blocking code with its
 /// rule, failure row and operator action exactly as explanations give them.
 #[test]

@@ -21,7 +21,7 @@ use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
-use aerodb_repl_core::wire::{Message, ServeCode, ServeError};
+use aerodb_repl_core::wire::{Message, ServeError};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::Lsn;
@@ -195,12 +195,8 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         };
         if ctx.registry.open.load(Ordering::SeqCst) >= config.max_connections {
             ctx.registry.refused_over_cap.fetch_add(1, Ordering::Relaxed);
-            let e = ServeError {
-                code: ServeCode::TooManyConnections,
-                detail: format!("the replication port serves at most {} connections", config.max_connections),
-            };
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = stream.write_all(&Message::Error(e).to_frame());
+            let _ = stream.write_all(&Message::Error(ServeError::too_many_connections(config.max_connections)).to_frame());
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         }
