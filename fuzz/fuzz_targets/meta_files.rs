@@ -1,0 +1,105 @@
+//! Every checksummed JSON file read at startup (docs/formats.md §1, §3,
+//! §6, §7; F-RC2, REPL-11, CORE-5), through the node's own readers on an
+//! in-memory disk: `replica/replica.json`, `replica/halt.json`,
+//! `fence.json`, `history-loss.json`, a snapshot's `manifest.json`, and
+//! the bare envelope (`aerodb_wal::checksummed`, which `identity.json`
+//! uses too). The first byte picks the file (low 3 bits) and asks for the
+//! envelope crc to be recomputed (bit 3), so mutated bodies reach the
+//! body checks. Properties: never a panic; every refusal has a stable
+//! code; whatever is accepted is written back by the node's writer and
+//! reads back equal.
+#![no_main]
+
+use std::path::Path;
+
+use aerodb_repl_core::fence::{fence_path, read_fence};
+use aerodb_repl_core::halt::Reason;
+use aerodb_repl_core::metadata::{read_halt, read_metadata, write_halt, write_metadata, ReplicaPaths};
+use aerodb_snapshot::format::snapshot_dir_name;
+use aerodb_snapshot::load::read_manifest;
+use aerodb_wal::checksummed::{read_checksummed, write_checksummed};
+use aerodb_wal::history::{history_loss_path, read_history_losses};
+use libfuzzer_sys::fuzz_target;
+
+const META_CODES: &[&str] = &["META_UNREADABLE", "META_MALFORMED", "META_CHECKSUM_MISMATCH", "META_VERSION"];
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    let bytes = if mode & 8 == 8 { aerodb_fuzz::reseal_envelope(rest) } else { rest.to_vec() };
+    let root = Path::new("/d");
+    let paths = ReplicaPaths::new(root);
+    let snap = root.join("snapshots").join(snapshot_dir_name(0));
+    let (_sim, disk) = aerodb_fuzz::mem_disk(&[root, &paths.dir, &snap]);
+    let disk = &*disk;
+    match mode & 7 {
+        0 => {
+            aerodb_fuzz::put_file(disk, &paths.metadata(), &bytes);
+            match read_metadata(disk, &paths) {
+                Ok(Some(meta)) => {
+                    write_metadata(disk, &paths, &meta).expect("write back");
+                    assert_eq!(read_metadata(disk, &paths).expect("read back"), Some(meta));
+                }
+                Ok(None) => panic!("a present replica.json is never read as absent"),
+                Err(e) => {
+                    let halt = e.to_halt();
+                    assert!(META_CODES.contains(&halt.code()), "{}", halt.code());
+                }
+            }
+        }
+        1 => {
+            aerodb_fuzz::put_file(disk, &paths.halt(), &bytes);
+            match read_halt(disk, &paths) {
+                Ok(Some(halt)) => {
+                    let _ = (halt.code(), halt.rule_id(), halt.detail());
+                    write_halt(disk, &paths, &halt).expect("write back");
+                    assert_eq!(read_halt(disk, &paths).expect("read back"), Some(halt));
+                }
+                Ok(None) => panic!("a present halt.json is never read as absent"),
+                Err(e) => assert!(META_CODES.contains(&e.to_halt().code())),
+            }
+        }
+        2 => {
+            aerodb_fuzz::put_file(disk, &fence_path(root), &bytes);
+            match read_fence(disk, root) {
+                Ok(Some(fence)) => {
+                    let _ = fence.evidence();
+                    write_checksummed(disk, &fence_path(root), &fence).expect("write back");
+                    assert_eq!(read_fence(disk, root).expect("read back"), Some(fence));
+                }
+                Ok(None) => panic!("a present fence.json is never read as absent"),
+                Err(e) => assert!(e.code.starts_with("META_") || e.code == "FENCE_VERSION", "{}", e.code),
+            }
+        }
+        3 => {
+            aerodb_fuzz::put_file(disk, &history_loss_path(root), &bytes);
+            match read_history_losses(disk, root) {
+                Ok(file) => {
+                    write_checksummed(disk, &history_loss_path(root), &file).expect("write back");
+                    assert_eq!(read_history_losses(disk, root).expect("read back"), file);
+                }
+                Err(e) => assert!(e.code.starts_with("META_"), "{}", e.code),
+            }
+        }
+        4 => {
+            aerodb_fuzz::put_file(disk, &snap.join("manifest.json"), &bytes);
+            match read_manifest(disk, &snap) {
+                Ok(m) => {
+                    write_checksummed(disk, &snap.join("manifest.json"), &m).expect("write back");
+                    assert_eq!(read_manifest(disk, &snap).expect("read back"), m);
+                }
+                Err(e) => assert!(["SNAPSHOT_MANIFEST", "SNAPSHOT_FORMAT"].contains(&e.code()), "{}", e.code()),
+            }
+        }
+        _ => {
+            let path = root.join("identity.json");
+            aerodb_fuzz::put_file(disk, &path, &bytes);
+            match read_checksummed::<serde_json::Value>(disk, &path) {
+                Ok(v) => {
+                    write_checksummed(disk, &path, &v).expect("write back");
+                    assert_eq!(read_checksummed::<serde_json::Value>(disk, &path).expect("read back"), v);
+                }
+                Err(e) => assert!(META_CODES.contains(&e.code()), "{}", e.code()),
+            }
+        }
+    }
+});
