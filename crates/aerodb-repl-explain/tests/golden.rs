@@ -26,7 +26,9 @@ use aerodb_repl_core::state::{BootstrapPhase, BootstrapProgress, ReplicaState, S
 use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
-use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplPortFacts, ReplicaFacts, WalFile,
+};
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
 use aerodb_repl_explain::{metrics, rules};
@@ -1382,6 +1384,11 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
         wal_fsyncs: Some(0),
         http: None,
+        repl_port: (role == "primary").then(|| ReplPortFacts {
+            open_connections: 2,
+            limits: vec![("max_connections", 64), ("hello_timeout_ms", 5000), ("max_frame_payload_bytes", 65536)],
+            rejects: vec![("TOO_MANY_CONNECTIONS", 0), ("HELLO_TIMEOUT", 1), ("FRAME_TOO_LARGE", 0), ("PROTOCOL_ERROR", 2)],
+        }),
         durability: Some(DurabilityFacts {
             startup: StartupDurability {
                 mark_file: "present",

@@ -21,7 +21,7 @@ use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
-use aerodb_repl_core::wire::{Message, ServeError};
+use aerodb_repl_core::wire::{FrameError, Message, ServeError, MAX_REPLICA_PAYLOAD};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::Lsn;
@@ -49,6 +49,22 @@ pub struct ConnectedReplica {
     shipped_bytes: u64,
 }
 
+/// Codes the replication port counts its refusals under (RES-3, RES-4), in
+/// the order `/metrics` lists them: over the connection cap, no HELLO in
+/// time, a frame too large, a malformed frame or field (or a REPORT beyond
+/// what was sent).
+pub const REJECT_CODES: [&str; 4] = ["TOO_MANY_CONNECTIONS", "HELLO_TIMEOUT", "FRAME_TOO_LARGE", "PROTOCOL_ERROR"];
+
+/// The [`REJECT_CODES`] index a session end counts under, if it was a refusal.
+fn reject_index(end: &SessionEnd) -> Option<usize> {
+    match end {
+        SessionEnd::HelloTimeout => Some(1),
+        SessionEnd::Frame { error: FrameError::TooLarge { .. } } => Some(2),
+        SessionEnd::Frame { .. } | SessionEnd::Protocol { .. } => Some(3),
+        _ => None,
+    }
+}
+
 /// Registry of connected replicas, keyed by connection number.
 #[derive(Default)]
 pub struct ReplicaRegistry {
@@ -56,7 +72,8 @@ pub struct ReplicaRegistry {
     next: AtomicU64,
     shipped_bytes: AtomicU64,
     open: AtomicUsize,
-    refused_over_cap: AtomicU64,
+    rejects: [AtomicU64; 4],
+    limits: Mutex<Vec<(&'static str, u64)>>,
 }
 
 impl ReplicaRegistry {
@@ -74,7 +91,21 @@ impl ReplicaRegistry {
     }
     /// Connections refused because the port was at its cap.
     pub fn refused_over_cap(&self) -> u64 {
-        self.refused_over_cap.load(Ordering::Relaxed)
+        self.rejects[0].load(Ordering::Relaxed)
+    }
+    /// Connections refused or closed for a bound or invalid input since
+    /// start, by code (every one of [`REJECT_CODES`], zeros included).
+    pub fn rejects(&self) -> Vec<(&'static str, u64)> {
+        REJECT_CODES.iter().zip(&self.rejects).map(|(code, n)| (*code, n.load(Ordering::Relaxed))).collect()
+    }
+    /// The bounds of the port being served (empty before it serves).
+    pub fn limits(&self) -> Vec<(&'static str, u64)> {
+        self.limits.lock().clone()
+    }
+    fn reject(&self, index: usize) {
+        if let Some(n) = self.rejects.get(index) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
     fn add(&self, peer: String) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -115,6 +146,17 @@ impl Default for PrimaryServerConfig {
     }
 }
 
+impl PrimaryServerConfig {
+    /// The port's bounds as `(name, value)`, in a fixed order (for `/metrics`).
+    pub fn limits(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("max_connections", self.max_connections as u64),
+            ("hello_timeout_ms", self.session.hello_timeout_ms),
+            ("max_frame_payload_bytes", MAX_REPLICA_PAYLOAD as u64),
+        ]
+    }
+}
+
 /// Everything the server needs from the primary.
 #[derive(Clone)]
 pub struct PrimaryContext {
@@ -147,6 +189,7 @@ impl PrimaryServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = ctx.registry.clone();
+        *registry.limits.lock() = config.limits();
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("repl-accept".into()).spawn(move || accept_loop(&listener, &ctx, config, &flag))?;
         Ok(PrimaryServer { stop, addr, registry, thread: Some(thread) })
@@ -194,7 +237,7 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             }
         };
         if ctx.registry.open.load(Ordering::SeqCst) >= config.max_connections {
-            ctx.registry.refused_over_cap.fetch_add(1, Ordering::Relaxed);
+            ctx.registry.reject(0);
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = stream.write_all(&Message::Error(ServeError::too_many_connections(config.max_connections)).to_frame());
             let _ = stream.shutdown(Shutdown::Both);
@@ -207,6 +250,9 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             let id = conn_ctx.registry.add(peer.clone());
             let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
             conn_ctx.registry.remove(id);
+            if let Some(index) = end.as_ref().and_then(reject_index) {
+                conn_ctx.registry.reject(index);
+            }
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
             tracing::info!(%peer, end = ?end, "replication connection closed");
         });
