@@ -209,10 +209,22 @@ fn start(bin: &Path, args: &[String], surfaces: &[&str]) -> Result<Node, String>
 }
 
 fn start_replica(bin: &Path, dir: &Path, primary: &str, method: &str) -> Result<Node, String> {
-    let args: Vec<String> = ["replica", "--data-dir", &dir.display().to_string(), "--primary", primary, "--listen", "127.0.0.1:0", "--dx-listen", "127.0.0.1:0", "--bootstrap", method]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let args: Vec<String> = [
+        "replica",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--primary",
+        primary,
+        "--listen",
+        "127.0.0.1:0",
+        "--dx-listen",
+        "127.0.0.1:0",
+        "--bootstrap",
+        method,
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
     start(bin, &args, &["client", "dx"])
 }
 
@@ -348,7 +360,12 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     eprintln!("fuzz-corpus: lose the primary's tail, restart with --accept-lost-history, fence");
     r1.stop()?;
     drop(primary); // SIGKILL
-    let mut seg_paths: Vec<PathBuf> = std::fs::read_dir(p_dir.join("wal")).map_err(e)?.filter_map(Result::ok).map(|d| d.path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).collect();
+    let mut seg_paths: Vec<PathBuf> = std::fs::read_dir(p_dir.join("wal"))
+        .map_err(e)?
+        .filter_map(Result::ok)
+        .map(|d| d.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
     seg_paths.sort();
     let tail = seg_paths.last().ok_or("the primary has no WAL segment")?;
     let len = std::fs::metadata(tail).map_err(e)?.len();
@@ -367,7 +384,11 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     let p_segments = segments(&p_dir.join("wal"))?;
     let mut kinds: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for seg in &r2_segments {
-        seeds.add("wal_segment_header", format!("header-{}", seeds.0.get("wal_segment_header").map_or(0, Vec::len)), with_mode(&[0], &seg[..64.min(seg.len())]));
+        seeds.add(
+            "wal_segment_header",
+            format!("header-{}", seeds.0.get("wal_segment_header").map_or(0, Vec::len)),
+            with_mode(&[0], &seg[..64.min(seg.len())]),
+        );
         let mut at = 64;
         while let Some(Ok(len)) = seg.get(at..).map(peek_record_len) {
             let rec = &seg[at..at + len];
@@ -399,7 +420,8 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     for (i, dir) in snapshot_dirs.iter().enumerate() {
         let manifest = read(&dir.join("manifest.json"))?;
         let mut files = vec![manifest.clone()];
-        let mut data: Vec<PathBuf> = std::fs::read_dir(dir).map_err(e)?.filter_map(Result::ok).map(|d| d.path()).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect();
+        let mut data: Vec<PathBuf> =
+            std::fs::read_dir(dir).map_err(e)?.filter_map(Result::ok).map(|d| d.path()).filter(|p| p.extension().is_some_and(|x| x == "bin")).collect();
         data.sort();
         for d in data {
             files.push(read(&d)?);
