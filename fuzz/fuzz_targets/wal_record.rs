@@ -28,8 +28,8 @@ fuzz_target!(|data: &[u8]| {
         (Ok(len), Ok((record, len2))) => {
             assert_eq!(len, len2);
             assert_eq!(Ok(*len), peeked);
-            let (encoded, _) = encode_body(record.commit_id, record.state_digest, aerodb_wal::GENESIS_FINGERPRINT, &record.body)
-                .expect("a decoded record re-encodes");
+            let (encoded, _) =
+                encode_body(record.commit_id, record.state_digest, aerodb_wal::GENESIS_FINGERPRINT, &record.body).expect("a decoded record re-encodes");
             assert_eq!(encoded.len(), *len);
             let rec = &bytes[..*len];
             assert_eq!(encoded[0..4], rec[0..4], "length");

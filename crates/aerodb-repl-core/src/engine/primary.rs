@@ -229,6 +229,10 @@ impl PrimarySession {
         if self.phase == Phase::Closed {
             return;
         }
+        if matches!(self.phase, Phase::AwaitingHello { deadline } if now >= deadline) {
+            // The deadline holds however the runtime interleaves bytes and timers.
+            return self.handle_timer(now);
+        }
         self.decoder.push(bytes);
         loop {
             let frame = match self.decoder.next_frame() {

@@ -79,6 +79,19 @@ fn res_3_hello_deadline_closes_the_connection() {
     assert_eq!(refused(&drain(&mut s)), (ServeCode::HelloTimeout, &SessionEnd::HelloTimeout));
 }
 
+/// RES-3: the HELLO deadline holds whatever the runtime delivers first: a
+/// HELLO whose last bytes arrive at the deadline is refused, not decided.
+#[test]
+fn res_3_hello_completed_at_the_deadline_is_refused() {
+    let mut s = session();
+    let whole = hello(HelloRequest::Snapshot);
+    s.handle_bytes(1, &whole[..5], &history(100, 2));
+    let deadline = s.poll_timeout().unwrap();
+    s.handle_bytes(deadline, &whole[5..], &history(100, 2));
+    assert_eq!(refused(&drain(&mut s)), (ServeCode::HelloTimeout, &SessionEnd::HelloTimeout));
+    assert!(s.view().hello.is_none(), "nothing of the late HELLO is kept");
+}
+
 /// RES-3: a frame header announcing 16 MiB is refused at once (the
 /// primary only accepts small frames from replicas).
 #[test]
