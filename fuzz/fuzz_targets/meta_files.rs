@@ -15,7 +15,7 @@ use std::path::Path;
 use aerodb_repl_core::fence::{fence_path, read_fence};
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::metadata::{read_halt, read_metadata, write_halt, write_metadata, ReplicaPaths};
-use aerodb_snapshot::format::snapshot_dir_name;
+use aerodb_snapshot::format::{snapshot_dir_name, SNAPSHOT_FORMAT_VERSION};
 use aerodb_snapshot::load::read_manifest;
 use aerodb_wal::checksummed::{read_checksummed, write_checksummed};
 use aerodb_wal::history::{history_loss_path, read_history_losses};
@@ -28,7 +28,12 @@ fuzz_target!(|data: &[u8]| {
     let bytes = if mode & 8 == 8 { aerodb_fuzz::reseal_envelope(rest) } else { rest.to_vec() };
     let root = Path::new("/d");
     let paths = ReplicaPaths::new(root);
-    let snap = root.join("snapshots").join(snapshot_dir_name(0));
+    // A manifest must name the boundary its directory is named after.
+    let boundary = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|env| env.get("body").and_then(|b| b.get("boundary_commit_id")).and_then(serde_json::Value::as_u64))
+        .unwrap_or(0);
+    let snap = root.join("snapshots").join(snapshot_dir_name(boundary));
     let (_sim, disk) = aerodb_fuzz::mem_disk(&[root, &paths.dir, &snap]);
     let disk = &*disk;
     match mode & 7 {
@@ -83,10 +88,12 @@ fuzz_target!(|data: &[u8]| {
         4 => {
             aerodb_fuzz::put_file(disk, &snap.join("manifest.json"), &bytes);
             match read_manifest(disk, &snap) {
-                Ok(m) => {
+                // This build writes only the current format (a format 1 manifest is read, never written).
+                Ok(m) if m.format_version == SNAPSHOT_FORMAT_VERSION => {
                     write_checksummed(disk, &snap.join("manifest.json"), &m).expect("write back");
                     assert_eq!(read_manifest(disk, &snap).expect("read back"), m);
                 }
+                Ok(m) => assert_eq!(m.history_horizon, 0, "a format 1 manifest is read with horizon 0"),
                 Err(e) => assert!(["SNAPSHOT_MANIFEST", "SNAPSHOT_FORMAT"].contains(&e.code()), "{}", e.code()),
             }
         }
