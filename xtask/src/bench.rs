@@ -2,7 +2,9 @@
 //! (lag, catch-up, bootstrap, replica reads), memory under overwrites, and
 //! `--vs-postgres`: the same figures for PostgreSQL 15 in the same sitting.
 //!
-//! Builds the release binary and runs real nodes on port 0 in a temporary
+//! Re-executes itself built with `--release` (so every figure, the
+//! in-process library ones included, comes from optimised code), builds
+//! the release binary and runs real nodes on port 0 in a temporary
 //! directory. HTTP load comes from `aerodb-client` on one tokio thread
 //! (N client tasks, keep-alive), so the load generator takes a small share
 //! of the two cores; its CPU is reported apart from the nodes' (`*_cpu_pct`).
@@ -32,12 +34,14 @@ pub(crate) const DOC_BYTES: usize = 200;
 /// Collection the benchmarks write to.
 pub(crate) const COLLECTION: &str = "bench";
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--vs-postgres [--rounds N] [--duration S] [--size-mb M] [--pg-scripts DIR]]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PHASE] [--vs-postgres [--rounds N] [--duration S] [--size-mb M] [--pg-scripts DIR]]
 
 Builds `aerodb` in release mode, runs real nodes on 127.0.0.1 and prints
 one JSON object (keys are described in README.md, section Benchmarks).
 
   --quick        a tenth of the size (operation counts, backlog, durations)
+  --only PHASE   run one phase: commits, lib, replica, catchup, memory (for
+                 profiling one path; not with --vs-postgres)
   --vs-postgres  also run the PostgreSQL 15 reference scripts in the same
                  sitting, interleaved phase by phase, and print ratio_* keys
   --rounds N     interleaved rounds of the commit/lag phases (default 3, minimum 1)
@@ -72,10 +76,15 @@ pub(crate) struct Options {
     pub size_mb: Option<u64>,
     /// The PostgreSQL scripts.
     pub pg_scripts: Option<PathBuf>,
+    /// Run only this phase.
+    pub only: Option<String>,
 }
 
+/// Phases `--only` selects.
+const PHASES: &[&str] = &["commits", "lib", "replica", "catchup", "memory"];
+
 fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
-    let mut o = Options { quick: false, vs_postgres: false, rounds: 3, duration_s: None, size_mb: None, pg_scripts: None };
+    let mut o = Options { quick: false, vs_postgres: false, rounds: 3, duration_s: None, size_mb: None, pg_scripts: None, only: None };
     let mut it = args.iter();
     let number = |flag: &str, v: Option<&String>| -> Result<u64, String> {
         v.and_then(|s| s.parse::<u64>().ok()).filter(|n| *n > 0).ok_or_else(|| format!("{flag} needs a positive integer"))
@@ -88,6 +97,10 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             "--duration" => o.duration_s = Some(number("--duration", it.next())?),
             "--size-mb" => o.size_mb = Some(number("--size-mb", it.next())?),
             "--pg-scripts" => o.pg_scripts = Some(PathBuf::from(it.next().ok_or("--pg-scripts needs a directory")?)),
+            "--only" => {
+                let phase = it.next().filter(|p| PHASES.contains(&p.as_str())).ok_or_else(|| format!("--only needs one of {PHASES:?}"))?;
+                o.only = Some(phase.clone());
+            }
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -95,11 +108,56 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
     if !o.vs_postgres && (o.duration_s.is_some() || o.size_mb.is_some() || o.pg_scripts.is_some()) {
         return Err("--duration, --size-mb and --pg-scripts apply to --vs-postgres".into());
     }
+    if o.vs_postgres && o.only.is_some() {
+        return Err("--only does not apply to --vs-postgres".into());
+    }
     Ok(Some(o))
+}
+
+/// Set in the environment of the release build of xtask that
+/// `cargo xtask bench` re-executes (so it does not re-execute again).
+const REEXEC_ENV: &str = "AERODB_BENCH_RELEASE";
+
+/// The profile this xtask was built in (`release` or `dev`).
+pub(crate) fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    }
+}
+
+/// `cargo xtask` runs in the dev profile (so `cargo test` stays fast):
+/// the library figures (`commit_lib_*`, `snapshot_*_mb_per_s`) would come
+/// from unoptimised workspace crates. A dev build therefore builds xtask
+/// and `aerodb` with `--release` and re-executes itself; returns the
+/// child's exit code, or `None` when this is already the release build.
+fn reexec_release(args: &[String]) -> Option<i32> {
+    if !cfg!(debug_assertions) || std::env::var_os(REEXEC_ENV).is_some() {
+        return None;
+    }
+    let exe = match node::build_release_bin(&["xtask", "aerodb"], "xtask") {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("cargo xtask bench: {e}");
+            return Some(1);
+        }
+    };
+    eprintln!("bench: re-executing the release build {}", exe.display());
+    match std::process::Command::new(&exe).arg("bench").args(args).env(REEXEC_ENV, "1").status() {
+        Ok(status) => Some(status.code().unwrap_or(1)),
+        Err(e) => {
+            eprintln!("cargo xtask bench: cannot run {}: {e}", exe.display());
+            Some(1)
+        }
+    }
 }
 
 /// Runs `cargo xtask bench`; returns the process exit code.
 pub fn run(args: &[String]) -> i32 {
+    if let Some(code) = parse_args(args).ok().flatten().and_then(|_| reexec_release(args)) {
+        return code;
+    }
     let options = match parse_args(args) {
         Ok(Some(o)) => o,
         Ok(None) => {
@@ -111,7 +169,7 @@ pub fn run(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let result = Ctx::new().and_then(|ctx| if options.vs_postgres { versus::run(&ctx, &options) } else { bench(&ctx, options.quick) });
+    let result = Ctx::new().and_then(|ctx| if options.vs_postgres { versus::run(&ctx, &options) } else { bench(&ctx, options.quick, options.only.as_deref()) });
     match result {
         Ok(report) => {
             println!("{}", Value::Object(report));
@@ -220,31 +278,40 @@ pub(crate) fn key(run: &str, n: u64) -> String {
     format!("{run}-{n:08}")
 }
 
-fn bench(ctx: &Ctx, quick: bool) -> Result<Map<String, Value>, String> {
+fn bench(ctx: &Ctx, quick: bool, only: Option<&str>) -> Result<Map<String, Value>, String> {
     let scale = if quick { 10 } else { 1 };
     let (c1_ops, c16_ops) = (C1_OPS / scale, C16_OPS / scale);
+    let runs = |phase: &str| only.is_none_or(|o| o == phase);
     let mut out = Map::new();
     out.insert("quick".into(), Value::Bool(quick));
     out.insert("doc_bytes".into(), Value::from(DOC_BYTES as u64));
     versus::machine(&mut out);
 
-    eprintln!("bench: HTTP, standalone node, {c1_ops} commits at 1 client, {c16_ops} at 16 clients");
-    let (c1, c16) = replication::standalone_commits(ctx, Stop::Ops(c1_ops), Stop::Ops(c16_ops))?;
-    c1.record(&mut out, "commit_c1");
-    c16.record(&mut out, "commit_c16");
-
-    eprintln!("bench: library API (PrimaryEngine in-process), same workload");
-    let lib_c1 = engine::load(&ctx.fresh("lib-c1"), 1, c1_ops)?;
-    let lib_c16 = engine::load(&ctx.fresh("lib-c16"), 16, c16_ops)?;
-    lib_c1.record(&mut out, "commit_lib_c1");
-    lib_c16.record(&mut out, "commit_lib_c16");
-
-    let lag = replication::with_replica(ctx, Stop::Ops(c16_ops), Some(Stop::Ops(READS / scale)))?;
-    lag.record(&mut out);
-    let cb = replication::catch_up_and_bootstrap(ctx, BACKLOG_BYTES / scale, true)?;
-    cb.record(&mut out);
-    let mem = memory::overwrite(ctx, OVERWRITE_KEYS / scale)?;
-    mem.record(&mut out);
+    if runs("commits") {
+        eprintln!("bench: HTTP, standalone node, {c1_ops} commits at 1 client, {c16_ops} at 16 clients");
+        let (c1, c16) = replication::standalone_commits(ctx, Stop::Ops(c1_ops), Stop::Ops(c16_ops))?;
+        c1.record(&mut out, "commit_c1");
+        c16.record(&mut out, "commit_c16");
+    }
+    if runs("lib") {
+        eprintln!("bench: library API (PrimaryEngine in-process), same workload");
+        let lib_c1 = engine::load(&ctx.fresh("lib-c1"), 1, c1_ops)?;
+        let lib_c16 = engine::load(&ctx.fresh("lib-c16"), 16, c16_ops)?;
+        lib_c1.record(&mut out, "commit_lib_c1");
+        lib_c16.record(&mut out, "commit_lib_c16");
+    }
+    if runs("replica") {
+        let lag = replication::with_replica(ctx, Stop::Ops(c16_ops), Some(Stop::Ops(READS / scale)))?;
+        lag.record(&mut out);
+    }
+    if runs("catchup") {
+        let cb = replication::catch_up_and_bootstrap(ctx, BACKLOG_BYTES / scale, true)?;
+        cb.record(&mut out);
+    }
+    if runs("memory") {
+        let mem = memory::overwrite(ctx, OVERWRITE_KEYS / scale)?;
+        mem.record(&mut out);
+    }
     Ok(out)
 }
 
@@ -329,6 +396,9 @@ mod tests {
         assert!(parse_args(&args("--duration 5")).is_err());
         assert!(parse_args(&args("--vs-postgres --rounds 0")).is_err());
         assert!(parse_args(&args("--nope")).is_err());
+        assert_eq!(parse_args(&args("--only catchup")).unwrap().unwrap().only.as_deref(), Some("catchup"));
+        assert!(parse_args(&args("--only nothing")).is_err());
+        assert!(parse_args(&args("--vs-postgres --only catchup")).is_err());
         assert_eq!(parse_args(&args("--help")).unwrap(), None);
     }
 }

@@ -35,8 +35,8 @@ pub struct Envelope<T> {
     pub notes: Vec<String>,
 }
 
-/// Lag in commits and bytes (`null` when unknown).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Lag in commits, bytes and seconds (`null` when unknown).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lag {
     /// Commits behind.
     #[serde(default)]
@@ -44,6 +44,57 @@ pub struct Lag {
     /// WAL bytes behind.
     #[serde(default)]
     pub bytes: Option<u64>,
+    /// Age of the oldest commit not applied yet, on the primary's clock
+    /// (observability only).
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// Whether the numbers are live or the last known (`null` when nothing is known).
+    #[serde(default)]
+    pub as_of: Option<LagAsOf>,
+}
+
+/// Whether lag figures are live or the last known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LagAsOf {
+    /// From a connection streaming now.
+    Live,
+    /// The last numbers heard (not streaming now).
+    LastKnown,
+}
+
+/// When a primary last heard from a replica.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LastSeen {
+    /// C_primary at that moment.
+    #[serde(default)]
+    pub commit_id: Option<u64>,
+    /// Seconds ago (0 while connected).
+    #[serde(default)]
+    pub seconds_ago: Option<f64>,
+}
+
+/// How much WAL the primary may still write before a replica is cut off (RES-2).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionForecast {
+    /// `reserved`, `beyond_cap`, `lost` or `unknown`.
+    #[serde(default)]
+    pub state: String,
+    /// LSN the replica needs the WAL from.
+    #[serde(default)]
+    pub needed_lsn: Option<u64>,
+    /// CommitId before it.
+    #[serde(default)]
+    pub needed_commit_id: Option<u64>,
+    /// WAL bytes left before it falls behind `--wal-keep-bytes`.
+    #[serde(default)]
+    pub bytes_remaining: Option<u64>,
+    /// The same in commits (an estimate).
+    #[serde(default)]
+    pub commits_remaining: Option<u64>,
+    /// `--wal-keep-bytes`.
+    #[serde(default)]
+    pub wal_keep_bytes: Option<u64>,
 }
 
 /// Positions a replica reported to its primary.
@@ -79,6 +130,27 @@ pub struct ReplicaEntry {
     /// Lag (`null` before the first report).
     #[serde(default)]
     pub lag: Option<Lag>,
+    /// Its `--name` (its id when it gave none).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The address it last connected from.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `streaming`, `snapshot` or `disconnected`.
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Handshakes accepted from it, ever.
+    #[serde(default)]
+    pub connections: Option<u64>,
+    /// When the primary last heard from it.
+    #[serde(default)]
+    pub last_seen: Option<LastSeen>,
+    /// How its last connection ended.
+    #[serde(default)]
+    pub last_disconnect_reason: Option<String>,
+    /// The retention forecast (RES-2).
+    #[serde(default)]
+    pub retention: Option<RetentionForecast>,
 }
 
 /// `/v1/replication` on a primary or standalone node.
@@ -119,6 +191,28 @@ pub struct BootstrapView {
     /// Boundary LSN, when known.
     #[serde(default)]
     pub boundary_lsn: Option<u64>,
+    /// While a snapshot transfer is in progress or interrupted:
+    /// `requesting`, `transferring`, `installing` or `interrupted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Snapshot bytes received so far (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_done: Option<u64>,
+    /// Snapshot bytes the manifest promises (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+    /// Transfer rate in bytes per second (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_bytes_per_s: Option<u64>,
+    /// Estimated seconds until every byte arrived (transfer in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta_s: Option<u64>,
+    /// Bytes held when the current connection resumed the transfer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<u64>,
+    /// Times the transfer was resumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumes: Option<u64>,
 }
 
 /// Why a replica does not advance or refuses reads.
@@ -305,6 +399,22 @@ mod tests {
         assert_eq!(p.replicas[0].reported.unwrap().applied_commit_id, 4);
         let standalone: ReplicationView = serde_json::from_value(json!({"role": "standalone", "commit_id": 0, "durable_lsn": 0})).unwrap();
         assert!(matches!(standalone, ReplicationView::Standalone(s) if s.replicas.is_empty()));
+    }
+
+    /// RES-2, REPL-10: a primary's registry entry reads back typed: name,
+    /// state, last seen, lag with seconds and `as_of`, retention forecast.
+    #[test]
+    fn res_2_registry_entries_read_back_typed() {
+        let e: ReplicaEntry = serde_json::from_value(json!({"replica_id": "r", "name": "east", "address": "10.0.0.7:4000", "peer": "10.0.0.7:4000",
+            "state": "disconnected", "session": null, "connections": 3, "sent_lsn": null, "reported": null,
+            "last_seen": {"commit_id": 9, "seconds_ago": 61.5}, "last_disconnect_reason": "PEER_CLOSED",
+            "lag": {"commits": 4, "bytes": 400, "seconds": 2.5, "as_of": "last_known"},
+            "retention": {"state": "beyond_cap", "needed_lsn": 100, "needed_commit_id": 1, "bytes_remaining": 0, "commits_remaining": 0, "wal_keep_bytes": 300}}))
+        .unwrap();
+        assert_eq!((e.name.as_deref(), e.state.as_deref(), e.connections), (Some("east"), Some("disconnected"), Some(3)));
+        assert_eq!(e.lag, Some(Lag { commits: Some(4), bytes: Some(400), seconds: Some(2.5), as_of: Some(LagAsOf::LastKnown) }));
+        assert_eq!(e.last_seen.and_then(|l| l.seconds_ago), Some(61.5));
+        assert_eq!(e.retention.map(|r| (r.state, r.bytes_remaining)), Some(("beyond_cap".to_string(), Some(0))));
     }
 
     /// F-O1: an undetermined rule (`evaluation: null`) stays undetermined, never a guess.

@@ -130,11 +130,21 @@ pub enum ClientError {
     /// runtime), or its runtime could not be created.
     #[error("blocking client: {0}")]
     Runtime(String),
+    /// TLS failed: the CA file is unusable, or the node's certificate does
+    /// not verify against it (wrong CA, wrong host name), or the node does
+    /// not speak TLS on that port.
+    #[error("TLS with {url}: {detail}")]
+    Tls {
+        /// The request URL (or the CA file for a configuration error).
+        url: String,
+        /// What failed, one line.
+        detail: String,
+    },
 }
 
 impl ClientError {
     /// A stable code: the server's code for [`ClientError::Api`], otherwise
-    /// `BAD_URL`, `UNREACHABLE`, `TIMEOUT`, `PROTOCOL` or `RUNTIME`.
+    /// `BAD_URL`, `UNREACHABLE`, `TIMEOUT`, `PROTOCOL`, `RUNTIME` or `TLS`.
     pub fn code(&self) -> &str {
         match self {
             ClientError::BadUrl { .. } => "BAD_URL",
@@ -143,6 +153,7 @@ impl ClientError {
             ClientError::Protocol { .. } => "PROTOCOL",
             ClientError::Api { error, .. } => &error.code,
             ClientError::Runtime(_) => "RUNTIME",
+            ClientError::Tls { .. } => "TLS",
         }
     }
 

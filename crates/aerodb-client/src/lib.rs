@@ -22,8 +22,9 @@
 //!   and distinct variants for a bad URL, an unreachable node, a timeout and
 //!   protocol errors. [`ClientError::code`] is a stable string for each.
 //!
-//! Plain HTTP only for now; `https://` URLs are refused with a clear error
-//! (the TLS seam is described in [`NodeUrl`]'s module).
+//! `https://` nodes are reached over TLS (rustls), verified against the CA
+//! in [`ClientConfig::tls`] ([`TlsConfig::from_ca_file`], the CLI's
+//! `--tls-ca`); a TLS failure is [`ClientError::Tls`].
 //!
 //! # Example
 //!
@@ -76,6 +77,7 @@ pub mod dx;
 mod error;
 pub mod node_url;
 pub mod path;
+pub mod tls;
 mod transport;
 mod types;
 
@@ -83,5 +85,6 @@ pub use client::{Client, DxClient};
 pub use dx::{Envelope, ExplainTarget, Explanation, ReplicationView};
 pub use error::{ApiError, ClientError, ErrorKind};
 pub use node_url::{NodeUrl, Scheme};
+pub use tls::TlsConfig;
 pub use transport::ClientConfig;
 pub use types::{CommitReceipt, Document, ReadOptions, ScanItem, ScanOptions, ScanPage, WriteOp, WriteSet};

@@ -9,10 +9,11 @@
 //! | `http://localhost:7700/` | one trailing `/` is allowed |
 //! | `http://[::1]:7700` | IPv6 literals in brackets |
 //!
+//! | `https://db.example:7700` | HTTPS (TLS); verified against the CA in [`crate::ClientConfig::tls`] |
+//!
 //! Refused with [`ClientError::BadUrl`](crate::ClientError::BadUrl), without
 //! any DNS lookup: an empty host (`http://`), another scheme (`unix://x`,
-//! `ftp://…`), `https://` (TLS is not built in yet, see below), a missing
-//! port, port 0, a path, query or fragment (`http://h:1/v1`), user info
+//! `ftp://…`), a missing port, port 0, a path, query or fragment (`http://h:1/v1`), user info
 //! (`http://u@h:1`), and host names with characters no host name can have.
 //!
 //! **The port is required.** AeroDB serves no well-known port (the defaults
@@ -21,9 +22,9 @@
 //! port 80 and failing later with "connection refused", it is refused here
 //! with a message naming the defaults.
 //!
-//! **TLS seam.** [`Scheme`] has one variant today. When TLS on the client API
-//! lands, `https://` parses to a new `Scheme::Https` and the transport
-//! (`transport.rs`) picks a TLS connector for it; nothing else changes.
+//! **TLS.** `https://` parses to [`Scheme::Https`]; the transport
+//! (`transport.rs`) then connects through rustls (hyper-rustls), verifying
+//! the node against the CA given in [`crate::ClientConfig::tls`].
 
 use std::fmt;
 
@@ -34,6 +35,8 @@ use crate::error::ClientError;
 pub enum Scheme {
     /// Plain HTTP/1.1 over TCP.
     Http,
+    /// HTTP/1.1 over TLS (rustls).
+    Https,
 }
 
 /// A validated node address: scheme, host and port, nothing else.
@@ -73,10 +76,8 @@ impl NodeUrl {
             Some((s, rest)) => {
                 let scheme = match s.to_ascii_lowercase().as_str() {
                     "http" => Scheme::Http,
-                    "https" => {
-                        return Err(bad(input, "https:// is not supported by this client yet (TLS is planned); use http://"));
-                    }
-                    other => return Err(bad(input, format!("unsupported scheme `{other}://`; use http://HOST:PORT"))),
+                    "https" => Scheme::Https,
+                    other => return Err(bad(input, format!("unsupported scheme `{other}://`; use http://HOST:PORT or https://HOST:PORT"))),
                 };
                 (scheme, rest)
             }
@@ -153,6 +154,7 @@ impl fmt::Display for NodeUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.scheme {
             Scheme::Http => write!(f, "http://{}:{}", self.host, self.port),
+            Scheme::Https => write!(f, "https://{}:{}", self.host, self.port),
         }
     }
 }
@@ -202,7 +204,8 @@ mod tests {
         assert!(reason("http:///").contains("no host"));
         assert!(reason("unix://x").contains("unsupported scheme `unix://`"));
         assert!(reason("ftp://h:1").contains("unsupported scheme"));
-        assert!(reason("https://h:1").contains("https:// is not supported"));
+        assert_eq!(NodeUrl::parse("HTTPS://h:1/").unwrap().to_string(), "https://h:1");
+        assert_eq!(NodeUrl::parse("https://h:1").unwrap().scheme(), Scheme::Https);
         assert!(reason("http://localhost").contains("missing port"));
         assert!(reason("localhost").contains("7700"));
         assert!(reason("http://h:0").contains("port 0"));

@@ -2,22 +2,25 @@
 //! pool with keep-alive, bounded connect and request timeouts, a bounded
 //! answer size, and the mapping of transport failures to [`ClientError`].
 //!
-//! TLS seam: the connector is [`HttpConnector`] today. TLS adds a
-//! `Scheme::Https` to [`crate::NodeUrl`] and a TLS connector here (for
-//! example hyper-rustls wrapping this `HttpConnector`), chosen by scheme in
-//! [`Transport::new`]; request building and error mapping stay as they are.
+//! TLS: an `https://` node gets a pool whose connector is hyper-rustls
+//! wrapping the same `HttpConnector`, verifying the node against
+//! [`ClientConfig::tls`] (chosen by scheme in [`Transport::new`]); request
+//! building and error mapping are shared. A TLS failure (unknown CA, wrong
+//! name, a plain port) is [`ClientError::Tls`].
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as Pool;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::ClientError;
-use crate::node_url::NodeUrl;
+use crate::node_url::{NodeUrl, Scheme};
+use crate::tls::{tls_cause, TlsConfig};
 
 /// Timeouts and bounds of a client. Every call is bounded in time: connect
 /// within `connect_timeout`, complete answer within `request_timeout` (plus
@@ -34,6 +37,10 @@ pub struct ClientConfig {
     pub idle_timeout: Duration,
     /// Largest answer body accepted (default 64 MiB); larger is a protocol error.
     pub max_answer_bytes: usize,
+    /// The CA an `https://` node is verified against (`--tls-ca`). An
+    /// `https://` URL without it is refused with [`ClientError::Tls`] on
+    /// first use.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +51,7 @@ impl Default for ClientConfig {
             max_idle_connections: 64,
             idle_timeout: Duration::from_secs(60),
             max_answer_bytes: 64 << 20,
+            tls: None,
         }
     }
 }
@@ -59,10 +67,19 @@ pub(crate) struct Answer {
     pub body: Bytes,
 }
 
+/// The pool of one scheme.
+#[derive(Clone, Debug)]
+enum Pools {
+    Http(Pool<HttpConnector, Full<Bytes>>),
+    Https(Pool<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    /// `https://` without a CA: every request fails with this detail.
+    NoTrust(String),
+}
+
 /// One node's connection pool.
 #[derive(Clone, Debug)]
 pub(crate) struct Transport {
-    pool: Pool<HttpConnector, Full<Bytes>>,
+    pool: Pools,
     base: NodeUrl,
     config: ClientConfig,
 }
@@ -89,12 +106,24 @@ impl Transport {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.enforce_http(true);
-        let pool = Pool::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.idle_timeout)
-            .pool_max_idle_per_host(config.max_idle_connections)
-            .build(connector);
+        let mut builder = Pool::builder(TokioExecutor::new());
+        builder.pool_timer(TokioTimer::new()).pool_idle_timeout(config.idle_timeout).pool_max_idle_per_host(config.max_idle_connections);
+        let pool = match (base.scheme(), &config.tls) {
+            (Scheme::Http, _) => {
+                connector.enforce_http(true);
+                Pools::Http(builder.build(connector))
+            }
+            (Scheme::Https, Some(tls)) => {
+                connector.enforce_http(false);
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((**tls.rustls_config()).clone())
+                    .https_only()
+                    .enable_http1()
+                    .wrap_connector(connector);
+                Pools::Https(builder.build(https))
+            }
+            (Scheme::Https, None) => Pools::NoTrust("an https:// node needs a CA to verify it against (--tls-ca)".into()),
+        };
         Transport { pool, base, config }
     }
 
@@ -116,8 +145,15 @@ impl Transport {
             .map_err(|e| ClientError::BadUrl { input: url.clone(), reason: format!("not a valid request URI: {e}") })?;
         let timeout = self.config.request_timeout.saturating_add(extra);
         let exchange = async {
-            let response = self.pool.request(request).await.map_err(|e| {
-                if e.is_connect() {
+            let result = match &self.pool {
+                Pools::Http(pool) => pool.request(request).await,
+                Pools::Https(pool) => pool.request(request).await,
+                Pools::NoTrust(detail) => return Err(ClientError::Tls { url: url.clone(), detail: detail.clone() }),
+            };
+            let response = result.map_err(|e| {
+                if let Some(detail) = tls_cause(&e) {
+                    ClientError::Tls { url: url.clone(), detail: format!("{detail} ({})", chain(&e)) }
+                } else if e.is_connect() {
                     ClientError::Unreachable { url: url.clone(), detail: chain(&e) }
                 } else {
                     ClientError::Protocol { url: url.clone(), status: None, detail: chain(&e) }

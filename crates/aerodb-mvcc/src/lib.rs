@@ -11,6 +11,26 @@
 //! version visible before its record is durable, never removes a version
 //! except by applying a GC record, and knows nothing about replication
 //! roles or the network.
+//!
+//! A primary's commit path and a read view, over a WAL in a temporary
+//! directory:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use aerodb_mvcc::{recover_store, ClientOp, PrimaryEngine, Store, WriteLimits};
+//! use aerodb_wal::{disk::OsDisk, log::SegmentAppender, ChainTip};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! SegmentAppender::create(OsDisk::shared(), dir.path(), ChainTip::GENESIS.segment_header()).unwrap();
+//! let store = Store::new();
+//! let (appender, _) = recover_store(OsDisk::shared(), dir.path(), &store).unwrap();
+//! let engine = PrimaryEngine::start(Arc::new(store), appender, WriteLimits::default(), 1 << 20).unwrap();
+//! let put = ClientOp::Put { collection: "users".into(), key: "alice".into(), doc: r#"{"v":1}"#.into() };
+//! let receipt = engine.submit(vec![put]).unwrap().wait().unwrap(); // fsynced and applied
+//! let view = engine.store().read_view(None).unwrap();
+//! assert_eq!(view.get(b"users", b"alice").map(|v| v.commit_id), Some(receipt.position.commit_id));
+//! engine.close();
+//! ```
 
 pub mod gc;
 pub mod input;

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use aerodb_wal::hash::version_hash_parts;
@@ -221,6 +221,11 @@ pub struct Store {
     /// Mirrors `inner.gc.unpurged()` so dropping a view can tell cheaply
     /// whether a purge may be due.
     unpurged: AtomicUsize,
+    /// The applied CommitId, published after each apply (batch) for the
+    /// hot read path (a read gate and `read_view` without the store lock).
+    applied_commit: AtomicU64,
+    /// The history horizon, published with it (MVCC-4).
+    horizon: AtomicU64,
     applied_signal: Mutex<CommitId>,
     applied_changed: Condvar,
     observer: std::sync::OnceLock<AppliedObserver>,
@@ -274,6 +279,8 @@ impl Store {
             inner: RwLock::new(Inner { collections, applied, versions, held: versions, horizon, gc_records: 0, gc }),
             pins: Mutex::new(Pins { views: BTreeMap::new(), horizon }),
             unpurged: AtomicUsize::new(0),
+            applied_commit: AtomicU64::new(applied.commit_id),
+            horizon: AtomicU64::new(horizon),
             applied_signal: Mutex::new(applied.commit_id),
             applied_changed: Condvar::new(),
             observer: std::sync::OnceLock::new(),
@@ -294,7 +301,7 @@ impl Store {
     /// Oldest CommitId whose read view this store answers exactly
     /// (MVCC-4): 0 until the first GC record is applied.
     pub fn history_horizon(&self) -> CommitId {
-        self.pins.lock().horizon
+        self.horizon.load(Ordering::Acquire)
     }
 
     /// Garbage-collection counters (observability).
@@ -338,6 +345,42 @@ impl Store {
     /// still needs stay in memory until it is dropped (MVCC-5).
     pub fn apply(&self, input: ApplyInput<'_>) -> Result<AppliedState, ApplyError> {
         let mut inner = self.inner.write();
+        let applied = self.apply_locked(&mut inner, input)?;
+        drop(inner);
+        self.applied_published(applied.commit_id);
+        Ok(applied)
+    }
+
+    /// Applies `inputs` in order under one write lock, each through the
+    /// one apply function ([`Store::apply`]'s checks and effects, record by
+    /// record), then tells the applied observer and wakes waiters once.
+    /// A reader waits for the batch's lock, so it sees each record whole or
+    /// not at all (MVCC-2), exactly as with one apply per record.
+    /// Stops at the first record that fails: the records before it stay
+    /// applied and visible, the failing one and those after it are not
+    /// (F-D3). Returns the applied state after the last applied record,
+    /// and the failing record's index and error, if any.
+    pub fn apply_batch<'a>(&self, inputs: impl IntoIterator<Item = ApplyInput<'a>>) -> (AppliedState, Option<(usize, ApplyError)>) {
+        let mut inner = self.inner.write();
+        let before = inner.applied;
+        let mut failed = None;
+        for (index, input) in inputs.into_iter().enumerate() {
+            if let Err(e) = self.apply_locked(&mut inner, input) {
+                failed = Some((index, e));
+                break;
+            }
+        }
+        let applied = inner.applied;
+        drop(inner);
+        if applied != before {
+            self.applied_published(applied.commit_id);
+        }
+        (applied, failed)
+    }
+
+    /// The one apply function (CORE-4), under the write lock: the order
+    /// check, the digest check, the record's effects, the purge.
+    fn apply_locked(&self, inner: &mut Inner, input: ApplyInput<'_>) -> Result<AppliedState, ApplyError> {
         let applied = inner.applied;
         let position = input.position;
         if position.commit_id != applied.commit_id + 1 || position.lsn != applied.end_lsn {
@@ -348,17 +391,28 @@ impl Store {
             RecordBody::Gc { horizon } => {
                 let applied = inner.apply_gc(position, input.state_digest, *horizon)?;
                 self.pins.lock().horizon = *horizon;
+                self.horizon.store(*horizon, Ordering::Release);
                 applied
             }
         };
-        self.purge_locked(&mut inner);
-        drop(inner);
-        *self.applied_signal.lock() = applied.commit_id;
+        self.purge_locked(inner);
+        self.applied_commit.store(applied.commit_id, Ordering::Release);
+        Ok(applied)
+    }
+
+    /// After the write lock is released: wake waiters and tell the observer.
+    fn applied_published(&self, commit_id: CommitId) {
+        *self.applied_signal.lock() = commit_id;
         self.applied_changed.notify_all();
         if let Some(observe) = self.observer.get() {
-            observe(applied.commit_id);
+            observe(commit_id);
         }
-        Ok(applied)
+    }
+
+    /// The applied CommitId, without taking the store lock (the hot read
+    /// path). Equal to `applied().commit_id` once an apply returned.
+    pub fn applied_commit_id(&self) -> CommitId {
+        self.applied_commit.load(Ordering::Acquire)
     }
 
     /// Installs the applied-CommitId observer (at most one per store) and
@@ -443,7 +497,7 @@ impl Store {
     /// included (MVCC-5). A view below the history horizon is refused
     /// (RS-4): the versions it needs may be gone.
     pub fn read_view(self: &Arc<Self>, at: Option<CommitId>) -> Result<ReadView, ViewError> {
-        let applied = self.applied().commit_id;
+        let applied = self.applied_commit_id();
         let r = at.unwrap_or(applied);
         if r > applied {
             return Err(ViewError::BeyondApplied { requested: r, applied });
@@ -514,7 +568,7 @@ impl Store {
     /// Builds a store from versions loaded from a snapshot. Versions must
     /// arrive in strictly increasing (collection, key, CommitId) order.
     pub fn builder() -> StoreBuilder {
-        StoreBuilder { collections: Chains::new(), digest: StateDigest::EMPTY, versions: 0, last: None }
+        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0, last: None }
     }
 }
 
@@ -707,9 +761,17 @@ pub enum LoadError {
     },
 }
 
-/// Accumulates snapshot versions, recomputing the state digest.
+/// One collection's chains in key order, as a snapshot delivers them.
+type SortedChains = Vec<(Bytes, Vec<Version>)>;
+
+/// Accumulates snapshot versions, recomputing the state digest. Versions
+/// arrive sorted, so each collection's keys are collected in order and its
+/// map is built in bulk when the next collection starts (no tree insert
+/// per version).
 pub struct StoreBuilder {
     collections: Chains,
+    /// The collection being filled: its name and its chains, in key order.
+    current: Option<(Bytes, SortedChains)>,
     digest: StateDigest,
     versions: u64,
     last: Option<(Bytes, Bytes, CommitId)>,
@@ -735,9 +797,26 @@ impl StoreBuilder {
             _ => (Bytes::copy_from_slice(&v.collection), Bytes::copy_from_slice(&v.key)),
         };
         self.last = Some((collection.clone(), key.clone(), v.commit_id));
-        self.collections.entry(collection).or_default().entry(key).or_default().push(Version { commit_id: v.commit_id, doc });
+        let version = Version { commit_id: v.commit_id, doc };
+        match &mut self.current {
+            Some((c, chains)) if *c == collection => match chains.last_mut() {
+                Some((k, chain)) if same_key && *k == key => chain.push(version),
+                _ => chains.push((key, vec![version])),
+            },
+            _ => {
+                self.flush();
+                self.current = Some((collection, vec![(key, vec![version])]));
+            }
+        }
         self.versions += 1;
         Ok(())
+    }
+
+    /// Builds the filled collection's map (its keys are already sorted).
+    fn flush(&mut self) {
+        if let Some((collection, chains)) = self.current.take() {
+            self.collections.insert(collection, chains.into_iter().collect());
+        }
     }
 
     /// Digest of everything added so far.
@@ -755,7 +834,8 @@ impl StoreBuilder {
     /// verifying the digest, that no version is beyond the cut, and that
     /// every version is retained at the horizon (a snapshot holds nothing
     /// else). Rebuilds the queue of GC candidates from the chains.
-    pub fn finish_at(self, cut: AppliedState, horizon: CommitId) -> Result<Store, LoadError> {
+    pub fn finish_at(mut self, cut: AppliedState, horizon: CommitId) -> Result<Store, LoadError> {
+        self.flush();
         if self.digest != cut.state_digest {
             return Err(LoadError::DigestMismatch { expected: cut.state_digest, computed: self.digest });
         }

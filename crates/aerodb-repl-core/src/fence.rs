@@ -25,6 +25,7 @@ use aerodb_wal::checksummed::{read_checksummed, write_checksummed, ChecksummedFi
 use aerodb_wal::disk::Disk;
 use aerodb_wal::{CommitId, Fingerprint, Lsn};
 
+use crate::auth::PeerAuth;
 use crate::handshake::{Hello, HelloRequest, Refusal, Refuse};
 use crate::ids::ClusterId;
 
@@ -120,10 +121,12 @@ impl Fence {
 /// the primary refused a resume request from a replica of its own cluster
 /// with `REPLICA_AHEAD` (the replica holds history beyond the primary's
 /// durable end) or `DIVERGED` (the primary's record at the replica's resume
-/// point differs). The primary's side comes from the refusal's typed
-/// evidence (what the decision saw).
-pub fn fence_for(cluster_id: &ClusterId, hello: &Hello, refuse: &Refuse) -> Option<Fence> {
-    if hello.cluster_id.as_ref() != Some(cluster_id) {
+/// point differs), and the peer authenticated when a token is configured
+/// (`peer`: an unauthenticated peer's claims never change the primary's
+/// state). The primary's side comes from the refusal's typed evidence
+/// (what the decision saw).
+pub fn fence_for(cluster_id: &ClusterId, peer: PeerAuth, hello: &Hello, refuse: &Refuse) -> Option<Fence> {
+    if !peer.may_act() || hello.cluster_id.as_ref() != Some(cluster_id) {
         return None;
     }
     let HelloRequest::Resume { end_lsn, commit_id, fingerprint } = hello.request else { return None };
@@ -280,7 +283,13 @@ mod tests {
                 primary_record_end_lsn: Some(880),
                 primary_record_fingerprint: Some(Fingerprint(7)),
             },
-            RefusalCode::WAL_UNAVAILABLE => Refusal::WalUnavailable { oldest_retained_lsn: 100, oldest_retained_commit_id: 1 },
+            RefusalCode::WAL_UNAVAILABLE => Refusal::WalUnavailable {
+                oldest_retained_lsn: 100,
+                oldest_retained_commit_id: 1,
+                primary_durable_lsn: 200,
+                primary_commit_id: 2,
+                wal_keep_bytes: Some(50),
+            },
             RefusalCode::CLUSTER_MISMATCH => Refusal::ClusterMismatch { primary_cluster_id: cid(C2) },
             RefusalCode::PROTOCOL_VERSION => Refusal::ProtocolVersion { primary_protocol_version: 9 },
         };
@@ -292,21 +301,33 @@ mod tests {
     /// request does not.
     #[test]
     fn repl_11_only_proof_of_lost_history_from_the_cluster_fences() {
-        let ahead = fence_for(&cid(C1), &hello(Some(C1)), &refuse(RefusalCode::REPLICA_AHEAD)).unwrap();
+        let ahead = fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C1)), &refuse(RefusalCode::REPLICA_AHEAD)).unwrap();
         assert_eq!((ahead.code.as_str(), ahead.rule_id.as_str(), ahead.failure.as_str()), ("REPLICA_AHEAD", "REPL-11", "F-P5"));
         assert_eq!(ahead.replica.resume, ResumePoint { end_lsn: 900, commit_id: 9, fingerprint: Fingerprint(99) });
         assert_eq!(ahead.replica.name.as_deref(), Some("east"));
         assert_eq!((ahead.primary.durable_lsn, ahead.primary.commit_id, ahead.primary.record_end_lsn), (500, 5, None));
-        let diverged = fence_for(&cid(C1), &hello(Some(C1)), &refuse(RefusalCode::DIVERGED)).unwrap();
+        let diverged = fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C1)), &refuse(RefusalCode::DIVERGED)).unwrap();
         assert_eq!((diverged.primary.record_end_lsn, diverged.primary.record_fingerprint), (Some(880), Some(Fingerprint(7))));
         for code in [RefusalCode::WAL_UNAVAILABLE, RefusalCode::CLUSTER_MISMATCH, RefusalCode::PROTOCOL_VERSION] {
-            assert!(fence_for(&cid(C1), &hello(Some(C1)), &refuse(code)).is_none(), "{code:?}");
+            assert!(fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C1)), &refuse(code)).is_none(), "{code:?}");
         }
-        assert!(fence_for(&cid(C1), &hello(Some(C2)), &refuse(RefusalCode::DIVERGED)).is_none());
-        assert!(fence_for(&cid(C1), &hello(None), &refuse(RefusalCode::REPLICA_AHEAD)).is_none());
+        assert!(fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C2)), &refuse(RefusalCode::DIVERGED)).is_none());
+        assert!(fence_for(&cid(C1), PeerAuth::NotRequired, &hello(None), &refuse(RefusalCode::REPLICA_AHEAD)).is_none());
         let mut snap = hello(Some(C1));
         snap.request = HelloRequest::Snapshot;
-        assert!(fence_for(&cid(C1), &snap, &refuse(RefusalCode::DIVERGED)).is_none());
+        assert!(fence_for(&cid(C1), PeerAuth::NotRequired, &snap, &refuse(RefusalCode::DIVERGED)).is_none());
+    }
+
+    /// REPL-11: when a token is configured, a peer that did not
+    /// authenticate never fences, even with a proof that would; an
+    /// authenticated peer of the cluster does.
+    #[test]
+    fn repl_11_unauthenticated_peer_never_fences() {
+        for code in [RefusalCode::REPLICA_AHEAD, RefusalCode::DIVERGED] {
+            assert!(fence_for(&cid(C1), PeerAuth::Unauthenticated, &hello(Some(C1)), &refuse(code)).is_none(), "{code:?}");
+            assert!(fence_for(&cid(C1), PeerAuth::Authenticated, &hello(Some(C1)), &refuse(code)).is_some(), "{code:?}");
+            assert!(fence_for(&cid(C1), PeerAuth::Authenticated, &hello(Some(C2)), &refuse(code)).is_none(), "{code:?}");
+        }
     }
 
     /// REPL-11, F-P5: a tripped latch refuses at once, persists the fence
@@ -317,8 +338,8 @@ mod tests {
         let disk = aerodb_wal::disk::OsDisk::shared();
         let latch = FenceLatch::new(disk.clone(), tmp.path().to_path_buf(), None);
         assert!(latch.current().is_none());
-        latch.trip(fence_for(&cid(C1), &hello(Some(C1)), &refuse(RefusalCode::REPLICA_AHEAD)).unwrap());
-        latch.trip(fence_for(&cid(C1), &hello(Some(C1)), &refuse(RefusalCode::DIVERGED)).unwrap());
+        latch.trip(fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C1)), &refuse(RefusalCode::REPLICA_AHEAD)).unwrap());
+        latch.trip(fence_for(&cid(C1), PeerAuth::NotRequired, &hello(Some(C1)), &refuse(RefusalCode::DIVERGED)).unwrap());
         assert_eq!(latch.proofs(), 2);
         let fence = latch.current().unwrap();
         assert_eq!(fence.code, "REPLICA_AHEAD", "the first proof is kept");

@@ -118,10 +118,27 @@ pub const RS4: &str = "R >= history horizon";
 /// RS-5.
 pub const RS5: &str = "the read pins one read view at R for its whole duration";
 
-/// Evaluates RS-1..RS-5 for one read. RS-5 holds when a view at R can be
-/// pinned (R lies between the horizon and C_replica); a read then records
-/// the real pin with [`GateDecision::pinned`].
-pub fn evaluate(g: &GateInputs) -> GateDecision {
+/// The verdict of each rule RS-1..RS-5 for one read, without evidence:
+/// the one place the rules are decided ([`evaluate`] adds the evidence,
+/// [`admits`] is the read path's check).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdicts {
+    /// R.
+    pub read_upper_bound: CommitId,
+    /// RS-1..RS-5 in order.
+    pub rules: [bool; 5],
+}
+
+impl Verdicts {
+    /// Whether every rule holds.
+    pub fn admitted(&self) -> bool {
+        self.rules.iter().all(|r| *r)
+    }
+}
+
+/// Decides RS-1..RS-5 for one read. RS-5 holds when a view at R can be
+/// pinned (R lies between the horizon and C_replica).
+pub fn verdicts(g: &GateInputs) -> Verdicts {
     let r = g.read_upper_bound();
     let state_ok = match g.state {
         StateKind::Streaming => true,
@@ -136,6 +153,23 @@ pub fn evaluate(g: &GateInputs) -> GateDecision {
     let rs3 = r <= g.replica_commit_id && min_ok;
     let rs4 = r >= g.history_horizon;
     let pinnable = rs1 && rs2 && r <= g.replica_commit_id && rs4;
+    Verdicts { read_upper_bound: r, rules: [rs1, rs2, rs3, rs4, pinnable] }
+}
+
+/// The read path's gate: `Some(R)` when every rule holds (the same
+/// verdicts [`evaluate`] explains), without building any evidence. A
+/// refused read is judged again with [`evaluate`] for its explanation.
+pub fn admits(g: &GateInputs) -> Option<CommitId> {
+    let v = verdicts(g);
+    v.admitted().then_some(v.read_upper_bound)
+}
+
+/// Evaluates RS-1..RS-5 for one read with every rule's evidence. RS-5
+/// holds when a view at R can be pinned (R lies between the horizon and
+/// C_replica); a read then records the real pin with
+/// [`GateDecision::pinned`].
+pub fn evaluate(g: &GateInputs) -> GateDecision {
+    let Verdicts { read_upper_bound: r, rules: [rs1, rs2, rs3, rs4, pinnable] } = verdicts(g);
     let rules = vec![
         RuleEvaluation {
             rule_id: "RS-1",
@@ -236,5 +270,40 @@ mod tests {
         ok.pinned(Err("below the history horizon 11".into()));
         assert!(!ok.admitted);
         assert_eq!(ok.first_failure().map(|r| r.rule_id), Some("RS-5"));
+    }
+
+    /// RS-5 / P5-I12: the read path's check without evidence ([`admits`])
+    /// admits exactly the reads [`evaluate`] admits, at the same R, over
+    /// every combination of state, handshakes, halt, bounds and horizon.
+    #[test]
+    fn rs_5_fast_admission_agrees_with_the_explained_gate() {
+        let states = [StateKind::Streaming, StateKind::Disconnected, StateKind::Connecting, StateKind::Bootstrapping, StateKind::Halted, StateKind::Recovering];
+        let mut cases = 0;
+        for state in states {
+            for (active, handshakes) in [(true, 0), (true, 1), (false, 1)] {
+                for failure in [None, Some("CHECKSUM_MISMATCH".to_string())] {
+                    for at in [None, Some(0), Some(4), Some(10), Some(11)] {
+                        for min_commit in [None, Some(9), Some(10), Some(11)] {
+                            for horizon in [0, 5] {
+                                let g = GateInputs {
+                                    replica_active: active,
+                                    state,
+                                    handshakes_since_start: handshakes,
+                                    integrity_failure: failure.clone(),
+                                    history_horizon: horizon,
+                                    requested_at: at,
+                                    min_commit,
+                                    ..base()
+                                };
+                                let d = evaluate(&g);
+                                assert_eq!(admits(&g), d.admitted.then_some(d.read_upper_bound), "{g:?}");
+                                cases += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(cases, 6 * 3 * 2 * 5 * 4 * 2);
     }
 }

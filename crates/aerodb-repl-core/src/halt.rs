@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use aerodb_mvcc::{AppliedState, ApplyError};
 use aerodb_wal::{ChainViolation, CommitId, Lsn};
 
+use crate::auth::AuthFailure;
 use crate::handshake::{HelloRequest, Refuse};
 use crate::ids::ClusterId;
 use crate::metadata::BootstrapBoundary;
@@ -595,6 +596,14 @@ pub enum Blocked {
         /// The error.
         detail: String,
     },
+    /// Token authentication with the primary failed or was refused (never
+    /// a halt: it is not a verdict about history).
+    Auth {
+        /// The `--primary` address.
+        primary: String,
+        /// What failed.
+        failure: AuthFailure,
+    },
 }
 
 impl Reason for Blocked {
@@ -610,10 +619,12 @@ impl Reason for Blocked {
             Blocked::PrimaryCannotServe { error } => error.code.as_str(),
             Blocked::SnapshotRejected { rejected } => rejected.fault.code(),
             Blocked::BootstrapStorage { .. } => "BOOTSTRAP_IO",
+            Blocked::Auth { failure, .. } => failure.code(),
         }
     }
     fn rule_id(&self) -> &'static str {
         match self {
+            Blocked::Auth { .. } => "REPL-1",
             Blocked::ConnectFailed { .. } | Blocked::ConnectionLost { .. } | Blocked::ConnectionIdle { .. } => "F-N1",
             Blocked::Frame { .. } | Blocked::Protocol { .. } => "F-N2",
             Blocked::PeerNotAerodb { .. } => "REPL-1",
@@ -629,7 +640,7 @@ impl Reason for Blocked {
             Blocked::Frame { .. } | Blocked::Protocol { .. } => Some("F-N2"),
             Blocked::PeerNotAerodb { .. } => Some("F-C1"),
             Blocked::SnapshotRejected { .. } => Some("F-S4"),
-            Blocked::Refused { .. } | Blocked::PrimaryCannotServe { .. } | Blocked::BootstrapStorage { .. } => None,
+            Blocked::Refused { .. } | Blocked::PrimaryCannotServe { .. } | Blocked::BootstrapStorage { .. } | Blocked::Auth { .. } => None,
         }
     }
     fn lsn(&self) -> Option<Lsn> {
@@ -658,6 +669,7 @@ impl Reason for Blocked {
             Blocked::PrimaryCannotServe { error } => format!("primary cannot serve: {}", error.detail),
             Blocked::SnapshotRejected { rejected } => format!("bootstrap snapshot rejected: {}", rejected.detail),
             Blocked::BootstrapStorage { detail } => format!("cannot write the bootstrap transfer: {detail}"),
+            Blocked::Auth { primary, failure } => failure.detail(primary),
         }
     }
     fn evidence(&self) -> Value {
@@ -672,6 +684,7 @@ impl Reason for Blocked {
             Blocked::PrimaryCannotServe { error } => json!({"code": error.code.as_str()}),
             Blocked::SnapshotRejected { rejected } => to_value(rejected),
             Blocked::BootstrapStorage { .. } => json!({}),
+            Blocked::Auth { primary, failure } => json!({"primary": primary, "authentication": to_value(failure)}),
         }
     }
 }

@@ -10,8 +10,14 @@ use aerodb_wal::{ChainTip, CommitId, Fingerprint, Lsn, GENESIS_FINGERPRINT};
 
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 
-/// Replication protocol version spoken by this build.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Replication protocol version spoken by this build. Version 2 added the
+/// primary's commit times to PROGRESS (lag in seconds), the cap to the
+/// WAL_UNAVAILABLE evidence, the snapshot transfer resume (F-S1):
+/// [`HelloRequest::SnapshotResume`] and [`Accept::snapshot_resume`], and the
+/// token authentication phase (AUTH_BEGIN/CHALLENGE/PROOF/REFUSE) before
+/// HELLO when a token is configured. A peer speaking another version is
+/// refused with `PROTOCOL_VERSION` (docs/protocol.md, "Versions").
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What the replica asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +34,33 @@ pub enum HelloRequest {
     },
     /// Send a snapshot for bootstrap.
     Snapshot,
+    /// Send a snapshot for bootstrap, continuing an interrupted transfer of
+    /// the snapshot with this manifest at `file_index`/`offset` if the
+    /// primary still serves that very snapshot (F-S1); otherwise a whole
+    /// snapshot, as for [`HelloRequest::Snapshot`].
+    SnapshotResume(SnapshotResume),
+}
+
+/// Where an interrupted snapshot transfer continues: the manifest it
+/// belongs to (its bytes' crc32c and length) and the first byte the
+/// replica does not hold yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotResume {
+    /// crc32c of the manifest bytes of SNAPSHOT_BEGIN.
+    pub manifest_crc32c: u32,
+    /// Their length.
+    pub manifest_len: u64,
+    /// The data file the next byte belongs to.
+    pub file_index: u32,
+    /// Its offset in that file.
+    pub offset: u64,
+}
+
+impl SnapshotResume {
+    /// Whether `manifest` is the manifest this resume point belongs to.
+    pub fn matches(&self, manifest: &[u8]) -> bool {
+        manifest.len() as u64 == self.manifest_len && crc32c::crc32c(manifest) == self.manifest_crc32c
+    }
 }
 
 impl HelloRequest {
@@ -65,6 +98,17 @@ pub struct Accept {
     pub durable_lsn: Lsn,
     /// Where streaming starts (the replica's end LSN), or None for a snapshot session.
     pub start_lsn: Option<Lsn>,
+    /// A snapshot session continuing the transfer the replica asked to
+    /// resume: the point it continues at (the one asked for). Absent when
+    /// the whole snapshot follows (another snapshot, or no resume asked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_resume: Option<SnapshotResume>,
+    /// The primary's client API address as it bound it (`--listen`), so a
+    /// replica can tell clients where writes go (observability only).
+    /// Optional and additive: absent from older primaries, ignored by older
+    /// replicas; a malformed address fails the frame's decoding (RES-4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<std::net::SocketAddr>,
 }
 
 /// Refusal codes (exact names from REPLICATION.md §4).
@@ -100,7 +144,7 @@ impl RefusalCode {
             RefusalCode::CLUSTER_MISMATCH => "REPL-1",
             RefusalCode::DIVERGED => "REPL-5",
             RefusalCode::REPLICA_AHEAD => "REPL-3",
-            RefusalCode::WAL_UNAVAILABLE => "REPL-7",
+            RefusalCode::WAL_UNAVAILABLE => "RES-2",
             RefusalCode::PROTOCOL_VERSION => "REPL-1",
         }
     }
@@ -140,12 +184,19 @@ pub enum Refusal {
         /// C_primary.
         primary_commit_id: CommitId,
     },
-    /// The primary no longer retains the WAL the replica needs.
+    /// The primary no longer retains the WAL the replica needs (RES-2).
     WalUnavailable {
         /// First LSN the primary still holds.
         oldest_retained_lsn: Lsn,
         /// CommitId just before it.
         oldest_retained_commit_id: CommitId,
+        /// Primary durable LSN.
+        primary_durable_lsn: Lsn,
+        /// C_primary.
+        primary_commit_id: CommitId,
+        /// `--wal-keep-bytes`: the most WAL the primary keeps for replicas
+        /// beyond what its snapshots need (None if it did not say).
+        wal_keep_bytes: Option<u64>,
     },
     /// The primary's record at the replica's resume point differs.
     Diverged {
@@ -202,6 +253,11 @@ pub trait PrimaryHistory {
     /// (end LSN, fingerprint) of the record with this CommitId, if retained
     /// and durable. Errors reading the WAL are reported as `Err(detail)`.
     fn record_end(&self, commit_id: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String>;
+    /// `--wal-keep-bytes` in force, stated in a WAL_UNAVAILABLE refusal
+    /// (RES-2). Evidence only: the decision never reads it.
+    fn wal_keep_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The primary's decision.
@@ -252,7 +308,7 @@ pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
         }
     }
     let (end_lsn, commit_id, fingerprint) = match hello.request {
-        HelloRequest::Snapshot => return Decision::ServeSnapshot,
+        HelloRequest::Snapshot | HelloRequest::SnapshotResume(_) => return Decision::ServeSnapshot,
         HelloRequest::Resume { end_lsn, commit_id, fingerprint } => (end_lsn, commit_id, fingerprint),
     };
     if end_lsn > durable_lsn || commit_id > c_primary {
@@ -263,9 +319,22 @@ pub fn decide(history: &dyn PrimaryHistory, hello: &Hello) -> Decision {
     }
     let oldest = history.oldest_retained();
     if commit_id < oldest.commit_id || (commit_id == 0 && oldest.end_lsn > 0) {
+        let keep = history.wal_keep_bytes();
+        let cap = keep.map_or(String::new(), |k| {
+            format!("; it keeps at most {k} bytes of WAL for replicas beyond what its snapshots need (--wal-keep-bytes) and the replica is {} bytes behind its durable LSN {durable_lsn}", durable_lsn.saturating_sub(end_lsn))
+        });
         return refuse(
-            Refusal::WalUnavailable { oldest_retained_lsn: oldest.end_lsn, oldest_retained_commit_id: oldest.commit_id },
-            format!("primary retains WAL from LSN {} (after CommitId {}); replica needs it after CommitId {commit_id}", oldest.end_lsn, oldest.commit_id),
+            Refusal::WalUnavailable {
+                oldest_retained_lsn: oldest.end_lsn,
+                oldest_retained_commit_id: oldest.commit_id,
+                primary_durable_lsn: durable_lsn,
+                primary_commit_id: c_primary,
+                wal_keep_bytes: keep,
+            },
+            format!(
+                "primary retains WAL from LSN {} (after CommitId {}); replica needs it from LSN {end_lsn} (after CommitId {commit_id}){cap}; re-bootstrap the replica from a snapshot (RES-2)",
+                oldest.end_lsn, oldest.commit_id
+            ),
         );
     }
     let record = if commit_id == oldest.commit_id {
@@ -385,6 +454,58 @@ mod tests {
         assert_eq!(code(decide(&f, &hello(0, 0, GENESIS_FINGERPRINT.0))), Some(RefusalCode::WAL_UNAVAILABLE));
         assert_eq!(decide(&f, &hello(200, 2, 2)), Decision::StreamFrom(200));
         assert_eq!(code(decide(&f, &hello(200, 2, 7))), Some(RefusalCode::DIVERGED));
+    }
+
+    /// RES-2: a WAL_UNAVAILABLE refusal carries the numbers: the oldest LSN
+    /// and CommitId held, the primary's durable position and the cap, and
+    /// its detail names the replica's resume point; the cap is evidence
+    /// only (the decision is the same without it). A protocol-1 replica is
+    /// refused PROTOCOL_VERSION naming version 2.
+    #[test]
+    fn res_2_wal_unavailable_refusal_carries_the_numbers() {
+        struct Capped(Fake);
+        impl PrimaryHistory for Capped {
+            fn cluster_id(&self) -> &ClusterId {
+                self.0.cluster_id()
+            }
+            fn durable(&self) -> (Lsn, CommitId) {
+                self.0.durable()
+            }
+            fn oldest_retained(&self) -> ChainTip {
+                self.0.oldest_retained()
+            }
+            fn record_end(&self, c: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
+                self.0.record_end(c)
+            }
+            fn wal_keep_bytes(&self) -> Option<u64> {
+                Some(150)
+            }
+        }
+        let mut f = fake();
+        f.oldest = ChainTip { end_lsn: 200, commit_id: 2, fingerprint: Fingerprint(2) };
+        let Decision::Refuse(r) = decide(&Capped(f), &hello(100, 1, 1)) else { panic!("expected a refusal") };
+        assert_eq!(
+            r.refusal,
+            Refusal::WalUnavailable {
+                oldest_retained_lsn: 200,
+                oldest_retained_commit_id: 2,
+                primary_durable_lsn: 300,
+                primary_commit_id: 3,
+                wal_keep_bytes: Some(150)
+            }
+        );
+        for needle in ["from LSN 200 (after CommitId 2)", "from LSN 100 (after CommitId 1)", "at most 150 bytes", "200 bytes behind its durable LSN 300"] {
+            assert!(r.detail.contains(needle), "{needle:?} not in {}", r.detail);
+        }
+        assert_eq!((r.code().rule_id(), r.code().halts()), ("RES-2", false));
+        let mut f = fake();
+        f.oldest = ChainTip { end_lsn: 200, commit_id: 2, fingerprint: Fingerprint(2) };
+        let Decision::Refuse(plain) = decide(&f, &hello(100, 1, 1)) else { panic!("expected a refusal") };
+        assert!(matches!(plain.refusal, Refusal::WalUnavailable { wal_keep_bytes: None, .. }));
+        let mut v1 = hello(0, 0, GENESIS_FINGERPRINT.0);
+        v1.protocol_version = 1;
+        let Decision::Refuse(r) = decide(&fake(), &v1) else { panic!("expected a refusal") };
+        assert_eq!(r.refusal, Refusal::ProtocolVersion { primary_protocol_version: 2 });
     }
 
     /// RES-4: a refusal round-trips on the wire with its typed evidence and

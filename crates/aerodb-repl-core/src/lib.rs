@@ -10,8 +10,13 @@
 //! and blocking reasons ([`halt`]), the read-safety gate ([`gate`],
 //! [`reads`]), the primary's fence ([`fence`], REPL-11: the pure rule that
 //! a handshake proves lost history, and the persisted fence state),
-//! peer-supplied identifiers ([`ids`]) and the frames and messages on the
-//! replication port ([`wire`]).
+//! peer-supplied identifiers ([`ids`]), the frames and messages on the
+//! replication port ([`wire`]), the primary's registry of the replicas it
+//! has served with its retention forecast ([`registry`], RES-2), and lag in
+//! seconds from the primary's commit times ([`commit_times`];
+//! observability only, REPL-10), and the token authentication of the
+//! replication port ([`auth`]: HMAC proofs over both sides' nonces; the
+//! nonces come from the runtime).
 //!
 //! It must never open a socket, spawn a thread or read a clock: time is
 //! passed in, files are reached only through the `Disk` trait, and no
@@ -20,6 +25,8 @@
 //! (deterministic simulation).
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod commit_times;
 pub mod engine;
 pub mod fence;
 pub mod gate;
@@ -31,6 +38,7 @@ pub mod pipeline;
 pub mod positions;
 pub mod primary_io;
 pub mod reads;
+pub mod registry;
 pub mod replica;
 pub mod state;
 pub mod status;

@@ -26,6 +26,16 @@ pub enum BootstrapMethod {
     Snapshot,
 }
 
+impl BootstrapMethod {
+    /// The method as written on the command line and in JSON (`wal`, `snapshot`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootstrapMethod::Wal => "wal",
+            BootstrapMethod::Snapshot => "snapshot",
+        }
+    }
+}
+
 /// The bootstrap boundary: where the replica's own WAL starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootstrapBoundary {

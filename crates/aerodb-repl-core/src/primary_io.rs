@@ -30,12 +30,18 @@ pub struct PrimaryWal {
     disk: Arc<dyn Disk>,
     segments: SegmentList,
     durable: Arc<DurableWatch>,
+    wal_keep_bytes: Option<u64>,
 }
 
 impl PrimaryWal {
     /// The WAL of a running primary.
     pub fn new(cluster_id: ClusterId, disk: Arc<dyn Disk>, segments: SegmentList, durable: Arc<DurableWatch>) -> Self {
-        PrimaryWal { cluster_id, disk, segments, durable }
+        PrimaryWal { cluster_id, disk, segments, durable, wal_keep_bytes: None }
+    }
+    /// States `--wal-keep-bytes` in WAL_UNAVAILABLE refusals (RES-2).
+    pub fn with_wal_keep_bytes(mut self, keep: u64) -> Self {
+        self.wal_keep_bytes = Some(keep);
+        self
     }
     /// The durable point watch.
     pub fn durable_watch(&self) -> &Arc<DurableWatch> {
@@ -61,6 +67,9 @@ impl PrimaryHistory for PrimaryWal {
     }
     fn oldest_retained(&self) -> ChainTip {
         self.segments.snapshot().first().map_or(ChainTip::GENESIS, |s| ChainTip::of_segment(&s.header))
+    }
+    fn wal_keep_bytes(&self) -> Option<u64> {
+        self.wal_keep_bytes
     }
     fn record_end(&self, commit_id: CommitId) -> Result<Option<(Lsn, Fingerprint)>, String> {
         let durable = self.durable.current();
@@ -97,6 +106,10 @@ impl PrimaryHistory for PrimaryWal {
 pub struct ServedSnapshot {
     /// Raw `manifest.json` bytes.
     pub manifest: Bytes,
+    /// Its cut: `L_snap`.
+    pub boundary_lsn: Lsn,
+    /// Its cut: `C_snap`.
+    pub boundary_commit_id: CommitId,
     files: Vec<Box<dyn DiskFile>>,
     sizes: Vec<u64>,
 }
@@ -140,5 +153,5 @@ pub fn open_served_snapshot(disk: &dyn Disk, dir: &std::path::Path) -> Result<Se
         files.push(disk.open(&path).map_err(|e| format!("open {}: {e}", path.display()))?);
         sizes.push(f.size);
     }
-    Ok(ServedSnapshot { manifest: Bytes::from(raw), files, sizes })
+    Ok(ServedSnapshot { manifest: Bytes::from(raw), boundary_lsn: manifest.boundary_lsn, boundary_commit_id: manifest.boundary_commit_id, files, sizes })
 }

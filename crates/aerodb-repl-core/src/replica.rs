@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Serialize;
 use thiserror::Error;
 
@@ -32,6 +33,33 @@ pub trait SnapshotFormat: Send + Sync {
     /// manifest, the cluster id, and the state digest after loading) and
     /// returns the loaded store with its cut (REPL-8, F-S4).
     fn load(&self, dir: &Path, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected>;
+    /// A streamed validation and load of the snapshot whose manifest is in
+    /// `dir`, fed with the data files' bytes as they arrive: the same
+    /// checks as [`SnapshotFormat::load`] without reading anything back.
+    fn stream(&self, dir: &Path) -> Result<Box<dyn SnapshotStream>, SnapshotRejected>;
+}
+
+/// A snapshot validated and loaded from its bytes as they arrive.
+pub trait SnapshotStream: Send {
+    /// The next bytes of file `file_index` (files in manifest order, each
+    /// file's bytes in order). A file is checked completely (size, crc32c,
+    /// header, records) as soon as its last byte arrived.
+    fn piece(&mut self, file_index: u32, bytes: Bytes) -> Result<(), SnapshotRejected>;
+    /// Every byte arrived: the rest of the validation (every file complete,
+    /// the cluster id, the version count, the state digest) and the store
+    /// at the snapshot's cut (REPL-8, F-S4).
+    fn finish(self: Box<Self>, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected>;
+}
+
+impl SnapshotStream for aerodb_snapshot::StreamLoad {
+    fn piece(&mut self, file_index: u32, bytes: Bytes) -> Result<(), SnapshotRejected> {
+        aerodb_snapshot::StreamLoad::piece(self, file_index as usize, bytes).map_err(|e| SnapshotRejected::from(&e))
+    }
+
+    fn finish(self: Box<Self>, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected> {
+        let (store, manifest) = aerodb_snapshot::StreamLoad::finish(*self, Some(expected_cluster.as_str())).map_err(|e| SnapshotRejected::from(&e))?;
+        Ok((store, manifest.cut()))
+    }
 }
 
 /// [`SnapshotFormat`] over `aerodb-snapshot`'s on-disk format, through a [`Disk`].
@@ -55,6 +83,12 @@ impl SnapshotFormat for SnapshotFiles {
     fn load(&self, dir: &Path, expected_cluster: &ClusterId) -> Result<(Store, AppliedState), SnapshotRejected> {
         let (store, manifest) = aerodb_snapshot::load_snapshot(&*self.disk, dir, Some(expected_cluster.as_str())).map_err(|e| SnapshotRejected::from(&e))?;
         Ok((store, manifest.cut()))
+    }
+
+    fn stream(&self, dir: &Path) -> Result<Box<dyn SnapshotStream>, SnapshotRejected> {
+        let manifest = aerodb_snapshot::read_manifest(&*self.disk, dir).map_err(|e| SnapshotRejected::from(&e))?;
+        let label = dir.file_name().map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Box::new(aerodb_snapshot::StreamLoad::new(&label, manifest)))
     }
 }
 
@@ -282,13 +316,21 @@ pub fn bootstrap_from_genesis(
     Ok(ready(metadata, Store::new(), appender, None))
 }
 
-/// A snapshot transfer being written into `replica/bootstrap.tmp/`.
+/// A snapshot transfer being written into `replica/bootstrap.tmp/` and,
+/// at the same time, validated and loaded from the bytes received (its
+/// [`SnapshotStream`]): nothing is read back, each file is fsynced once,
+/// when its last byte was written. The stream runs inline by default; a
+/// runtime may detach it ([`SnapshotTransfer::detach_stream`]) to load on
+/// another thread while the transfer goes on, and hand the result to
+/// [`SnapshotTransfer::install`].
 pub struct SnapshotTransfer {
     disk: Arc<dyn Disk>,
     paths: ReplicaPaths,
     files: Vec<(String, u64)>,
     current: Option<(u32, Box<dyn DiskFile>, u64)>,
     finished_files: u32,
+    stream: Option<Box<dyn SnapshotStream>>,
+    manifest: Bytes,
 }
 
 fn plain_file_name(name: &str) -> bool {
@@ -301,7 +343,7 @@ fn plain_file_name(name: &str) -> bool {
 
 impl SnapshotTransfer {
     /// Starts a transfer: discards any previous partial one and writes the manifest.
-    pub fn begin(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn SnapshotFormat, manifest: &[u8]) -> Result<Self, BootstrapError> {
+    pub fn begin(disk: Arc<dyn Disk>, paths: &ReplicaPaths, format: &dyn SnapshotFormat, manifest: &Bytes) -> Result<Self, BootstrapError> {
         let tmp = paths.bootstrap_tmp();
         if disk.exists(&tmp) {
             disk.remove_dir_all(&tmp).map_err(io)?;
@@ -317,7 +359,13 @@ impl SnapshotTransfer {
                 detail: "manifest names a file outside the snapshot directory".into(),
             }));
         }
-        Ok(SnapshotTransfer { disk, paths: paths.clone(), files, current: None, finished_files: 0 })
+        let stream = format.stream(&tmp).map_err(BootstrapError::Rejected)?;
+        Ok(SnapshotTransfer { disk, paths: paths.clone(), files, current: None, finished_files: 0, stream: Some(stream), manifest: manifest.clone() })
+    }
+
+    /// The manifest bytes this transfer was begun with.
+    pub fn manifest(&self) -> &Bytes {
+        &self.manifest
     }
 
     /// Total bytes the manifest promises.
@@ -325,8 +373,16 @@ impl SnapshotTransfer {
         self.files.iter().fold(0u64, |acc, (_, size)| acc.saturating_add(*size))
     }
 
-    /// Writes one piece. Pieces must arrive in file order and offset order.
-    pub fn piece(&mut self, file_index: u32, offset: u64, bytes: &[u8]) -> Result<(), BootstrapError> {
+    /// Takes the validating load out, to be fed on another thread with the
+    /// same bytes in the same order (then finish with [`SnapshotTransfer::install`]).
+    pub fn detach_stream(&mut self) -> Option<Box<dyn SnapshotStream>> {
+        self.stream.take()
+    }
+
+    /// Writes one piece (and feeds the inline stream). Pieces must arrive
+    /// in file order and offset order; a file is fsynced when its last
+    /// byte was written.
+    pub fn piece(&mut self, file_index: u32, offset: u64, bytes: &Bytes) -> Result<(), BootstrapError> {
         let Some((name, size)) = self.files.get(file_index as usize).cloned() else {
             return Err(BootstrapError::Protocol(format!("piece for unknown file #{file_index}")));
         };
@@ -344,6 +400,13 @@ impl SnapshotTransfer {
         }
         file.append(bytes).map_err(io)?;
         *written += bytes.len() as u64;
+        let complete = *written == size;
+        if let Some(stream) = self.stream.as_mut() {
+            stream.piece(file_index, bytes.clone()).map_err(BootstrapError::Rejected)?;
+        }
+        if complete {
+            self.close_current()?;
+        }
         aerodb_wal::crash_point!("bootstrap.mid_transfer");
         Ok(())
     }
@@ -356,12 +419,11 @@ impl SnapshotTransfer {
         Ok(())
     }
 
-    /// Completes the transfer: fsync, validate everything (F-S4), install
-    /// atomically, create the WAL at the cut (P5-I9) and commit the
-    /// metadata. Any failure removes the partial snapshot.
-    pub fn finish(mut self, format: &dyn SnapshotFormat, cluster_id: &ClusterId, replica_id: &ReplicaId) -> Result<ReadyReplica, BootstrapError> {
+    /// Makes every transferred file durable (each was fsynced when its last
+    /// byte was written; zero-length files are created now) and the
+    /// directory too. Fails if a file is incomplete.
+    pub fn complete_files(&mut self) -> Result<(), BootstrapError> {
         self.close_current()?;
-        // Zero-length files get no pieces: create them now.
         while (self.finished_files as usize) < self.files.len() {
             let (name, size) = self.files[self.finished_files as usize].clone();
             if size != 0 {
@@ -371,10 +433,33 @@ impl SnapshotTransfer {
             f.sync_data().map_err(io)?;
             self.finished_files += 1;
         }
-        let tmp = self.paths.bootstrap_tmp();
-        self.disk.sync_dir(&tmp).map_err(io)?;
+        self.disk.sync_dir(&self.paths.bootstrap_tmp()).map_err(io)?;
         aerodb_wal::crash_point!("bootstrap.before_validate");
-        let (store, cut) = match format.load(&tmp, cluster_id) {
+        Ok(())
+    }
+
+    /// Completes the transfer with the inline stream: every file durable,
+    /// the validation finished (F-S4), then [`SnapshotTransfer::install`].
+    pub fn finish(mut self, cluster_id: &ClusterId, replica_id: &ReplicaId) -> Result<ReadyReplica, BootstrapError> {
+        self.complete_files()?;
+        let loaded = match self.stream.take() {
+            Some(stream) => stream.finish(cluster_id),
+            None => return Err(BootstrapError::Protocol("the snapshot stream was detached".into())),
+        };
+        self.install(loaded, cluster_id, replica_id)
+    }
+
+    /// Installs a validated and loaded snapshot: atomically, then the WAL
+    /// at the cut (P5-I9), then the metadata commit. A rejected load (or
+    /// any failure) removes the partial snapshot.
+    pub fn install(
+        self,
+        loaded: Result<(Store, AppliedState), SnapshotRejected>,
+        cluster_id: &ClusterId,
+        replica_id: &ReplicaId,
+    ) -> Result<ReadyReplica, BootstrapError> {
+        let tmp = self.paths.bootstrap_tmp();
+        let (store, cut) = match loaded {
             Ok(v) => v,
             Err(e) => {
                 let _ = self.disk.remove_dir_all(&tmp);

@@ -16,26 +16,53 @@ pub type Millis = u64;
 pub type ConnId = u64;
 
 /// What phase a snapshot bootstrap is in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BootstrapPhase {
     /// Waiting for the primary to accept the snapshot request.
+    #[default]
     Requesting,
     /// Receiving snapshot files.
     Transferring,
     /// Validating and installing what was received.
     Installing,
+    /// The connection ended mid-transfer; the bytes received are kept to
+    /// resume from (F-S1).
+    Interrupted,
 }
 
-/// Bootstrap progress (observability only).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+impl BootstrapPhase {
+    /// The exact name.
+    pub fn name(self) -> &'static str {
+        match self {
+            BootstrapPhase::Requesting => "requesting",
+            BootstrapPhase::Transferring => "transferring",
+            BootstrapPhase::Installing => "installing",
+            BootstrapPhase::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// Bootstrap progress (observability only: nothing is decided on it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct BootstrapProgress {
     /// Phase.
     pub phase: BootstrapPhase,
-    /// Snapshot bytes received so far.
+    /// Snapshot bytes received so far (over every connection of this transfer).
     pub bytes_done: u64,
     /// Snapshot bytes the manifest promises (0 until the manifest arrived).
     pub bytes_total: u64,
+    /// Bytes this transfer already held when the current connection
+    /// resumed it (0: not resumed).
+    pub resumed_from: u64,
+    /// Times this transfer was resumed after an interruption.
+    pub resumes: u64,
+    /// Transfer rate of the current connection, bytes per second (0 until
+    /// measurable).
+    pub rate_bytes_per_s: u64,
+    /// Estimated seconds until every byte arrived at that rate (None until
+    /// a rate and the total are known).
+    pub eta_s: Option<u64>,
 }
 
 /// Replica runtime states (names from REPLICATION.md §5), each with its data.
@@ -203,6 +230,51 @@ pub struct StateMachine {
     handshakes: u64,
     /// Reconnections (Disconnected -> Connecting or Bootstrapping).
     reconnects: u64,
+    /// Log rate limit for a retry loop (logging only; decides nothing).
+    #[serde(skip)]
+    retry_log: RetryLog,
+}
+
+/// Rate-limits the log lines of a replica that keeps failing to connect
+/// (issue 14, item 6): every transition is logged at `info` until the same
+/// blocking code repeats; from then on only the attempts numbered 2, 4, 8,
+/// 16, ... (and every 64th) are logged, the others at `debug`. Counting, not
+/// a clock: the engine stays deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetryLog {
+    /// Consecutive failed sessions with `code` (reset by Streaming or another code).
+    failures: u64,
+    /// Blocking code of the last failure.
+    code: Option<&'static str>,
+}
+
+impl RetryLog {
+    /// Counts a failure with `code`; whether its lines are logged at `info`.
+    pub fn failed(&mut self, code: &'static str) -> bool {
+        if self.code == Some(code) {
+            self.failures += 1;
+        } else {
+            self.code = Some(code);
+            self.failures = 1;
+        }
+        self.loud()
+    }
+
+    /// Whether the current attempt's lines are logged at `info`.
+    pub fn loud(&self) -> bool {
+        let k = self.failures;
+        k <= 1 || k.is_power_of_two() || k.is_multiple_of(64)
+    }
+
+    /// Consecutive failures with the same code.
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// A session succeeded.
+    pub fn reset(&mut self) {
+        *self = RetryLog::default();
+    }
 }
 
 impl Default for StateMachine {
@@ -214,7 +286,7 @@ impl Default for StateMachine {
 impl StateMachine {
     /// A machine in `Initializing`.
     pub fn new() -> Self {
-        StateMachine { state: ReplicaState::Initializing, handshakes: 0, reconnects: 0 }
+        StateMachine { state: ReplicaState::Initializing, handshakes: 0, reconnects: 0, retry_log: RetryLog::default() }
     }
     /// Current state.
     pub fn state(&self) -> &ReplicaState {
@@ -244,13 +316,40 @@ impl StateMachine {
         }
         if to_kind == StateKind::Streaming {
             self.handshakes += 1;
+            self.retry_log.reset();
         }
         match &to {
             ReplicaState::Halted { halt } => {
                 tracing::error!(from = from.name(), code = halt.code(), rule_id = halt.rule_id(), detail = %halt.detail(), "replica halted");
             }
             ReplicaState::Disconnected { blocked, .. } => {
-                tracing::info!(from = from.name(), to = to_kind.name(), code = blocked.code(), reason = why, "replica state transition");
+                let failures = self.retry_log.failures() + 1;
+                if self.retry_log.failed(blocked.code()) {
+                    let detail = blocked.detail();
+                    if failures > 1 {
+                        tracing::info!(
+                            from = from.name(),
+                            to = to_kind.name(),
+                            code = blocked.code(),
+                            %detail,
+                            consecutive_failures = self.retry_log.failures(),
+                            "replica state transition (still failing; retries back off with jitter up to 10 s; the lines of other attempts are at debug level)"
+                        );
+                    } else {
+                        tracing::info!(from = from.name(), to = to_kind.name(), code = blocked.code(), %detail, reason = why, "replica state transition");
+                    }
+                } else {
+                    tracing::debug!(
+                        from = from.name(),
+                        to = to_kind.name(),
+                        code = blocked.code(),
+                        consecutive_failures = self.retry_log.failures(),
+                        "replica state transition"
+                    );
+                }
+            }
+            _ if from == StateKind::Disconnected && !self.retry_log.loud() => {
+                tracing::debug!(from = from.name(), to = to_kind.name(), reason = why, "replica state transition");
             }
             _ => tracing::info!(from = from.name(), to = to_kind.name(), reason = why, "replica state transition"),
         }
@@ -272,6 +371,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use StateKind::*;
+
+    /// F-N1: a replica that keeps failing to reach its primary logs the
+    /// first failures, then only attempts 2, 4, 8, ... (and every 64th): the
+    /// log does not grow by lines per retry while the primary is down.
+    #[test]
+    fn f_n1_retry_logging_is_rate_limited_by_attempt_count() {
+        let mut log = RetryLog::default();
+        let mut loud = Vec::new();
+        for k in 1..=200u64 {
+            if log.failed("CONNECT_FAILED") {
+                loud.push(k);
+            }
+        }
+        assert_eq!(loud, vec![1, 2, 4, 8, 16, 32, 64, 128, 192]);
+        assert!(log.failed("PROTOCOL_ERROR"), "another code is logged at once");
+        assert_eq!(log.failures(), 1);
+        log.reset();
+        assert!(log.failed("CONNECT_FAILED"));
+    }
 
     /// REPL-5: Halted is never left automatically; every state can halt.
     #[test]

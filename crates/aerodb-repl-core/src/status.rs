@@ -14,7 +14,7 @@ use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 use crate::metadata::{BootstrapBoundary, BootstrapMethod, ReplicaMetadata};
 use crate::state::{ReplicaState, StateKind};
 
-pub use crate::positions::{Positions, PrimaryProgress};
+pub use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 
 /// Bootstrap progress as observed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -63,6 +63,10 @@ pub struct ReplicaObserved {
     pub positions: Positions,
     /// Last progress from the primary (None if never).
     pub primary: Option<PrimaryProgress>,
+    /// Lag in milliseconds on the primary's clock at the last PROGRESS
+    /// (0 when caught up with it; None when unknown). Live while
+    /// `Streaming`, last-known otherwise. Observability only (REPL-10).
+    pub lag_ms: Option<u64>,
     /// Metadata once bootstrapped.
     pub metadata: Option<ReplicaMetadata>,
     /// This replica's id.
@@ -73,14 +77,26 @@ pub struct ReplicaObserved {
     pub bootstrap_method_requested: BootstrapMethod,
     /// The primary address.
     pub primary_addr: String,
+    /// The primary's client API address from its last ACCEPT (None until
+    /// one arrives, or from a primary that does not send it).
+    pub primary_client_addr: Option<std::net::SocketAddr>,
     /// Last recovery report (JSON), if recovery ran.
     pub recovery: Option<Arc<serde_json::Value>>,
+    /// Snapshot transfer progress while bootstrapping, or of an
+    /// interrupted transfer kept to resume (F-S1).
+    pub transfer: Option<crate::state::BootstrapProgress>,
 }
 
 impl ReplicaObserved {
     /// The state's name.
     pub fn kind(&self) -> StateKind {
         self.state.kind()
+    }
+    /// Whether the lag figures are live (streaming: the primary's position
+    /// and clock arrive continuously) rather than last-known (issue 14: a
+    /// replica whose primary is down never claims a live lag).
+    pub fn lag_is_live(&self) -> bool {
+        self.state.kind() == StateKind::Streaming && self.primary.is_some()
     }
     /// The halt, if halted.
     pub fn halt(&self) -> Option<&Halt> {
@@ -102,7 +118,7 @@ impl ReplicaObserved {
     pub fn bootstrap_state(&self) -> BootstrapState {
         if self.metadata.is_some() {
             BootstrapState::Complete
-        } else if self.state.kind() == StateKind::Bootstrapping {
+        } else if self.state.kind() == StateKind::Bootstrapping || self.transfer.is_some() {
             BootstrapState::InProgress
         } else {
             BootstrapState::NotStarted

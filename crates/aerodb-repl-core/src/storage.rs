@@ -33,10 +33,21 @@ impl WalSink {
     /// Appends one accepted chunk (starting a segment where the primary
     /// did) and fsyncs; returns the durable end.
     pub fn persist(&mut self, work: &PersistWork) -> Result<Lsn, LogError> {
-        if let Some(header) = work.new_segment {
-            self.appender.start_segment(header)?;
+        self.persist_all(std::slice::from_ref(work))
+    }
+
+    /// Appends accepted chunks in order (each starting a segment where the
+    /// primary did; a segment is fsynced before the next one starts) and
+    /// fsyncs once at the end: one fsync for a batch of chunks that queued
+    /// up while the previous fsync ran. Returns the durable end. Nothing is
+    /// reported durable before the fsync that covers it returned.
+    pub fn persist_all(&mut self, works: &[PersistWork]) -> Result<Lsn, LogError> {
+        for work in works {
+            if let Some(header) = work.new_segment {
+                self.appender.start_segment(header)?;
+            }
+            self.appender.append(work.start_lsn, &work.bytes)?;
         }
-        self.appender.append(work.start_lsn, &work.bytes)?;
         aerodb_wal::crash_point!("replica.before_fsync");
         let through = self.appender.sync()?;
         aerodb_wal::crash_point!("replica.after_persist");
@@ -66,19 +77,34 @@ impl Applier {
         &self.store
     }
 
-    /// Applies `records` in order through the one apply function; a digest
-    /// mismatch stops before that commit becomes visible (F-D3). Returns
-    /// the applied state after the last one, or the failing record's LSN
-    /// and error.
+    /// Applies `records` in order through the one apply function
+    /// ([`Store::apply_batch`]: one store write lock and one applied
+    /// notification per batch of at most [`MAX_APPLY_BATCH`] records, so a
+    /// read never waits behind a whole backlog); a digest mismatch stops
+    /// before that commit becomes visible (F-D3). Returns the applied state
+    /// after the last one, or the failing record's LSN and error.
     pub fn apply(&self, records: &[ValidatedRecord]) -> Result<AppliedState, (Lsn, ApplyError)> {
         let mut state = self.store.applied();
-        for (index, (record, position)) in records.iter().enumerate() {
-            if index == 1 {
+        // The first record is applied on its own: the crash point between two
+        // records of one apply (nothing of apply is durable) follows it.
+        let (first, rest) = records.split_at(records.len().min(1));
+        for (n, batch) in std::iter::once(first).chain(rest.chunks(MAX_APPLY_BATCH)).enumerate() {
+            if n == 1 {
                 aerodb_wal::crash_point!("replica.mid_apply");
             }
-            let input = ApplyInput::of_record(*position, record);
-            state = self.store.apply(input).map_err(|e| (position.lsn, e))?;
+            if batch.is_empty() {
+                continue;
+            }
+            let (applied, failed) = self.store.apply_batch(batch.iter().map(|(r, p)| ApplyInput::of_record(*p, r)));
+            state = applied;
+            if let Some((i, e)) = failed {
+                return Err((batch[i].1.lsn, e));
+            }
         }
         Ok(state)
     }
 }
+
+/// Most records applied under one store write lock: bounds how long a read
+/// waits for the lock (about a millisecond of apply work).
+pub const MAX_APPLY_BATCH: usize = 256;

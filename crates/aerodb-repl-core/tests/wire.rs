@@ -7,14 +7,14 @@
 use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, Refusal, Refuse, PROTOCOL_VERSION};
 use aerodb_repl_core::ids::{ClusterId, ReplicaId, ReplicaName};
 use aerodb_repl_core::pipeline::ReceivedChunk;
-use aerodb_repl_core::status::{Positions, PrimaryProgress};
+use aerodb_repl_core::status::{Positions, PrimaryProgress, ProgressTimes};
 use aerodb_repl_core::wire::{frame, Frame, FrameDecoder, FrameType, Message, ServeCode, ServeError, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN};
 use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::Fingerprint;
 use bytes::Bytes;
 use proptest::prelude::*;
 
-const ALL_TYPES: [FrameType; 10] = FrameType::ALL;
+const ALL_TYPES: [FrameType; 14] = FrameType::ALL;
 
 fn cid() -> ClusterId {
     ClusterId::parse("c0ffee00c0ffee00c0ffee00c0ffee00").unwrap()
@@ -22,6 +22,29 @@ fn cid() -> ClusterId {
 
 fn rid(s: &str) -> ReplicaId {
     ReplicaId::parse(s).unwrap()
+}
+
+fn resume() -> aerodb_repl_core::handshake::SnapshotResume {
+    aerodb_repl_core::handshake::SnapshotResume { manifest_crc32c: 0xdead_beef, manifest_len: 812, file_index: 2, offset: 3 << 20 }
+}
+
+/// F-S1: the version-2 resume request and answer have the documented JSON
+/// shape (docs/protocol.md), and a version-1 ACCEPT (no `snapshot_resume`)
+/// still decodes, as a whole-snapshot answer.
+#[test]
+fn f_s1_snapshot_resume_request_and_accept_json_shape() {
+    let hello = serde_json::to_value(HelloRequest::SnapshotResume(resume())).unwrap();
+    assert_eq!(
+        hello,
+        serde_json::json!({"kind": "snapshot_resume", "manifest_crc32c": 0xdead_beef_u32, "manifest_len": 812, "file_index": 2, "offset": 3 << 20})
+    );
+    let accept: Accept = serde_json::from_value(
+        serde_json::json!({"cluster_id": "c0ffee00c0ffee00c0ffee00c0ffee00", "primary_commit_id": 1, "durable_lsn": 2, "start_lsn": null}),
+    )
+    .unwrap();
+    assert_eq!(accept.snapshot_resume, None);
+    let plain = serde_json::to_value(&accept).unwrap();
+    assert!(plain.get("snapshot_resume").is_none(), "absent when not resuming: {plain}");
 }
 
 fn samples() -> Vec<Message> {
@@ -35,8 +58,30 @@ fn samples() -> Vec<Message> {
             request: HelloRequest::Resume { end_lsn: 4096, commit_id: 41, fingerprint: Fingerprint(7) },
         }),
         Message::Hello(Hello { protocol_version: PROTOCOL_VERSION, cluster_id: None, replica_id: rid("r2"), name: None, request: HelloRequest::Snapshot }),
-        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 99, durable_lsn: 8192, start_lsn: Some(4096) }),
-        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None }),
+        Message::Accept(Accept {
+            cluster_id: cid(),
+            primary_commit_id: 99,
+            durable_lsn: 8192,
+            start_lsn: Some(4096),
+            snapshot_resume: None,
+            client_addr: Some("10.0.0.1:7700".parse().unwrap()),
+        }),
+        Message::Accept(Accept { cluster_id: cid(), primary_commit_id: 0, durable_lsn: 0, start_lsn: None, snapshot_resume: None, client_addr: None }),
+        Message::Hello(Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: None,
+            replica_id: rid("r3"),
+            name: None,
+            request: HelloRequest::SnapshotResume(resume()),
+        }),
+        Message::Accept(Accept {
+            cluster_id: cid(),
+            primary_commit_id: 7,
+            durable_lsn: 700,
+            start_lsn: None,
+            snapshot_resume: Some(resume()),
+            client_addr: None,
+        }),
         Message::Refuse(Refuse {
             refusal: Refusal::Diverged {
                 primary_durable_lsn: 9000,
@@ -49,7 +94,11 @@ fn samples() -> Vec<Message> {
         Message::Wal(ReceivedChunk { start_lsn: 4096, segment_start: Some(header), bytes: Bytes::from_static(b"verbatim wal bytes") }),
         Message::Wal(ReceivedChunk { start_lsn: 5000, segment_start: None, bytes: Bytes::from_static(b"more") }),
         Message::Wal(ReceivedChunk { start_lsn: 0, segment_start: None, bytes: Bytes::new() }),
-        Message::Progress(PrimaryProgress { commit_id: 12, durable_lsn: 3456 }),
+        Message::Progress(PrimaryProgress { commit_id: 12, durable_lsn: 3456 }, ProgressTimes::default()),
+        Message::Progress(
+            PrimaryProgress { commit_id: 12, durable_lsn: 3456 },
+            ProgressTimes { primary_time_ms: 1_700_000_000_500, commit_time_ms: 1_700_000_000_400, next_commit_id: 11, next_commit_time_ms: 1_700_000_000_300 },
+        ),
         Message::Report(Positions { received_lsn: 30, validated_lsn: 20, applied_lsn: 10, applied_commit_id: 2 }),
         Message::SnapshotBegin(Bytes::from_static(b"{\"manifest\":1}")),
         Message::SnapshotChunk { file_index: 3, offset: 1 << 20, bytes: Bytes::from_static(b"piece") },
@@ -86,7 +135,7 @@ fn f_n2_every_message_round_trips_through_a_frame() {
                 assert_eq!(a.segment_start, b.segment_start);
                 assert_eq!(a.bytes, b.bytes);
             }
-            (Message::Progress(a), Message::Progress(b)) => assert_eq!(a, b),
+            (Message::Progress(a, x), Message::Progress(b, y)) => assert_eq!((a, x), (b, y)),
             (Message::Report(a), Message::Report(b)) => assert_eq!(a, b),
             (Message::SnapshotBegin(a), Message::SnapshotBegin(b)) => assert_eq!(a, b),
             (Message::SnapshotChunk { file_index: i1, offset: o1, bytes: b1 }, Message::SnapshotChunk { file_index: i2, offset: o2, bytes: b2 }) => {
@@ -142,7 +191,7 @@ fn f_n2_stream_of_frames_reads_back_in_order_and_truncation_is_an_error() {
 /// reserved byte, an oversize length and a damaged crc are each reported.
 #[test]
 fn f_n2_frame_errors_have_stable_codes() {
-    let good = frame::encode(FrameType::Progress, &[0u8; 16]);
+    let good = frame::encode(FrameType::Progress, &[0u8; 48]);
     let code = |b: &[u8], max: usize| frame::decode(b, max).unwrap_err().code();
     assert_eq!(code(b"GET / HTTP/1.1\r\n\r\n", DEFAULT_MAX_PAYLOAD), "PEER_NOT_AERODB");
     let mut t = good.clone();
@@ -151,7 +200,7 @@ fn f_n2_frame_errors_have_stable_codes() {
     let mut t = good.clone();
     t[3] = 1;
     assert_eq!(code(&t, DEFAULT_MAX_PAYLOAD), "PROTOCOL_ERROR");
-    assert_eq!(code(&good, 15), "FRAME_TOO_LARGE");
+    assert_eq!(code(&good, 47), "FRAME_TOO_LARGE");
     let mut t = good.clone();
     t[FRAME_HEADER_LEN + 3] ^= 1;
     assert_eq!(code(&t, DEFAULT_MAX_PAYLOAD), "FRAME_CHECKSUM");
@@ -188,7 +237,9 @@ fn f_n2_malformed_payloads_are_rejected() {
     p.extend_from_slice(&damaged);
     bad(FrameType::Wal, &p);
     bad(FrameType::Progress, &[0u8; 15]);
-    bad(FrameType::Progress, &[0u8; 17]);
+    bad(FrameType::Progress, &[0u8; 16]); // a protocol-1 PROGRESS
+    bad(FrameType::Progress, &[0u8; 47]);
+    bad(FrameType::Progress, &[0u8; 49]);
     bad(FrameType::Report, &[0u8; 31]);
     bad(FrameType::SnapshotChunk, &[0u8; 11]);
     bad(FrameType::SnapshotEnd, b"x");
@@ -237,6 +288,23 @@ fn res_4_peer_detail_text_is_shown_escaped() {
     assert!(shown.len() <= MAX_DETAIL_BYTES && shown.ends_with(&format!("({} bytes)", controls.len())), "{shown}");
     assert_eq!(shown_text(&shown, MAX_DETAIL_BYTES), shown, "idempotent");
     assert!(shown_text("é".repeat(10).as_str(), 9).len() <= 9);
+}
+
+/// RES-4: a PROGRESS (protocol version 2) is exactly six u64; its times
+/// are bounded and its next CommitId never beyond its CommitId.
+#[test]
+fn res_4_progress_times_are_validated() {
+    let payload = |fields: [u64; 6]| -> Vec<u8> { fields.iter().flat_map(|v| v.to_le_bytes()).collect() };
+    let decode = |fields: [u64; 6]| Message::decode(&Frame { kind: FrameType::Progress, payload: Bytes::from(payload(fields)) });
+    let ok = decode([9, 900, 1_700_000_000_000, 1_699_999_999_000, 7, 1_699_999_998_000]).unwrap();
+    let times =
+        ProgressTimes { primary_time_ms: 1_700_000_000_000, commit_time_ms: 1_699_999_999_000, next_commit_id: 7, next_commit_time_ms: 1_699_999_998_000 };
+    assert_eq!(ok, Message::Progress(PrimaryProgress { commit_id: 9, durable_lsn: 900 }, times));
+    assert!(decode([9, 900, 1 << 54, 0, 0, 0]).is_err(), "primary time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, u64::MAX, 0, 0]).is_err(), "commit time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, 0, 0, (1 << 53) + 1]).is_err(), "next commit time beyond 2^53 ms");
+    assert!(decode([9, 900, 0, 0, 10, 0]).is_err(), "next commit beyond the durable commit");
+    assert!(decode([9, 900, 0, 0, 9, 0]).is_ok());
 }
 
 fn frame_type() -> impl Strategy<Value = FrameType> {
@@ -310,4 +378,17 @@ proptest! {
             prop_assert!(false, "flip at {} accepted as {:?}", i, f.kind);
         }
     }
+}
+
+/// RES-4: ACCEPT's optional client address is additive (absent from older
+/// primaries) and validated when decoded: a malformed one fails the frame.
+#[test]
+fn res_4_accept_client_addr_is_optional_and_validated() {
+    let decode = |json: &str| Message::decode(&frame::decode(&frame::encode(FrameType::Accept, json.as_bytes()), DEFAULT_MAX_PAYLOAD).unwrap().unwrap().0);
+    let old = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null}}"#, cid());
+    assert!(matches!(decode(&old), Ok(Message::Accept(Accept { client_addr: None, .. }))));
+    let bad = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null,"client_addr":"../../x"}}"#, cid());
+    assert!(decode(&bad).is_err());
+    let long = format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":2,"start_lsn":null,"client_addr":"{}"}}"#, cid(), "9".repeat(100_000));
+    assert!(decode(&long).is_err());
 }

@@ -196,7 +196,11 @@ pub fn safety_from_decision(decision: &GateDecision, request: ReadBound, o: &Rep
         "replica_commit_id": applied.map(|a| a.commit_id),
         "node_state": replica_node_state(o),
         "replica_state": o.state.name(),
-        "blocking_reason": o.halt().map(|h| json!({"code": h.code(), "rule_id": h.rule_id()})).or_else(|| o.blocking().map(|b| json!({"code": b.code(), "rule_id": b.rule_id()}))),
+        // A halt is explained in full by `replication.halt`; a blocking reason
+        // (which never halts) carries its detail and both sides' evidence here.
+        "blocking_reason": o.halt().map(|h| json!({"code": h.code(), "rule_id": h.rule_id()})).or_else(|| {
+            o.blocking().map(|b| json!({"code": b.code(), "rule_id": b.rule_id(), "lsn": b.lsn(), "commit_id": b.commit_id(), "detail": b.detail(), "evidence": b.evidence()}))
+        }),
         "missing_evidence": missing_rules(&rules_applied),
     });
     Explanation {
@@ -981,12 +985,15 @@ mod tests {
             reconnects: m.reconnects(),
             positions: Default::default(),
             primary: None,
+            lag_ms: None,
             metadata,
             replica_id: ReplicaId::parse("r1").unwrap(),
             name: None,
             bootstrap_method_requested: BootstrapMethod::Wal,
             primary_addr: "127.0.0.1:7701".into(),
+            primary_client_addr: None,
             recovery: None,
+            transfer: None,
         }
     }
 

@@ -4,6 +4,7 @@
 
 use aerodb_mvcc::{AppliedState, GcStats};
 use aerodb_repl_core::fence::Fence;
+use aerodb_repl_core::registry::KnownReplica;
 use aerodb_repl_core::status::{Positions, ReplicaObserved};
 use aerodb_snapshot::scrub::ScrubStatus;
 use aerodb_snapshot::{PrimaryRecoveryReport, SchedulerStatus, SnapshotInfo, SnapshotPolicy};
@@ -12,6 +13,7 @@ use aerodb_wal::history::StartupDurability;
 use aerodb_wal::log::SegmentInfo;
 use aerodb_wal::mark_writer::{MarkPolicy, MarkStatus};
 use aerodb_wal::{CommitId, Lsn};
+use serde::Serialize;
 
 /// A primary's fence (REPL-11): the one in force, the one the operator
 /// lifted at startup, and how many handshakes proved lost history.
@@ -46,10 +48,46 @@ pub struct PeerReplica {
     pub peer: String,
     /// `streaming` or `snapshot`.
     pub session: String,
+    /// Its name, if it gave one.
+    pub name: Option<String>,
     /// Last reported positions (None before the first report).
     pub reported: Option<Positions>,
     /// LSN the primary has sent up to.
     pub sent_lsn: Lsn,
+}
+
+/// One replica the primary knows (its persisted registry entry), with its
+/// live connection while one is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownReplicaFacts {
+    /// The registry entry (id, name, address, last-known positions, last seen).
+    pub known: KnownReplica,
+    /// Its connection while one is open and past its handshake.
+    pub connection: Option<PeerReplica>,
+    /// When the first commit it has not applied became durable on the
+    /// primary (Unix ms; None when unknown or when it has applied all).
+    pub oldest_unapplied_commit_time_ms: Option<u64>,
+}
+
+/// The primary's registry of the replicas it has served (RES-2, issue 14).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RegistryFacts {
+    /// Every known replica, ordered by (name, id).
+    pub replicas: Vec<KnownReplicaFacts>,
+    /// The registry file (None when not persisted).
+    pub file: Option<String>,
+    /// Replicas read back from it at startup.
+    pub loaded_at_startup: usize,
+    /// Why the file could not be used at startup (code, detail), if so.
+    pub load_error: Option<(String, String)>,
+    /// Where an unusable file was moved.
+    pub moved_aside: Option<String>,
+    /// Replicas removed by `--forget-replica` at this startup.
+    pub forgotten_at_startup: Vec<String>,
+    /// Entries removed by `--forget-replica` over the file's life.
+    pub forgotten_total: u64,
+    /// Entries forgotten to stay within the cap over the file's life.
+    pub evicted_total: u64,
 }
 
 /// A primary's (or standalone node's) observable state.
@@ -85,6 +123,12 @@ pub struct PrimaryFacts {
     pub snapshot_status: Option<SchedulerStatus>,
     /// Connected replicas (None when replication is disabled).
     pub replicas: Option<Vec<PeerReplica>>,
+    /// Every replica the primary has served (None when replication is
+    /// disabled or the caller does not know).
+    pub registry: Option<RegistryFacts>,
+    /// The primary's wall clock when the facts were captured (Unix ms), for
+    /// lag in seconds and "last seen" (None if unknown). Observability only.
+    pub now_ms: Option<u64>,
     /// WAL bytes shipped to replicas since start (None when replication is disabled).
     pub wal_shipped_bytes: Option<u64>,
     /// WAL fsyncs since start (None if unknown to the caller).
@@ -100,6 +144,34 @@ pub struct PrimaryFacts {
     pub fence: Option<FenceFacts>,
     /// Background re-verification (None when the node runs no scrub).
     pub scrub: Option<ScrubStatus>,
+    /// Token authentication and TLS of the replication port (None when
+    /// replication is disabled or unknown to the caller).
+    pub repl_security: Option<ReplSecurityFacts>,
+}
+
+/// Security of a primary's replication port and the peers it refused.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplSecurityFacts {
+    /// `--repl-token-file` is set: replicas must authenticate.
+    pub token_required: bool,
+    /// `--tls-cert/--tls-key` are set: the port speaks TLS only.
+    pub tls: bool,
+    /// Peers refused since start, by code (`AUTH_REQUIRED`, `AUTH_FAILED`,
+    /// `AUTH_NOT_CONFIGURED`, `TLS_REQUIRED`, `TLS_HANDSHAKE_FAILED`), ordered by code.
+    pub refused: Vec<(String, u64)>,
+    /// The most recent refusal: peer address, code and detail.
+    pub last_refused: Option<RefusedPeerFacts>,
+}
+
+/// One refused peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RefusedPeerFacts {
+    /// Peer address.
+    pub peer: String,
+    /// Stable code.
+    pub code: String,
+    /// What happened.
+    pub detail: String,
 }
 
 /// One WAL segment file held by a replica.
@@ -193,4 +265,25 @@ pub struct HttpSurfaceFacts {
     /// Requests or connections refused at a bound since start, by code
     /// (every code listed, zeros included).
     pub rejects: Vec<(&'static str, u64)>,
+}
+
+/// The process's own resource usage, read by the server (from `/proc` on
+/// Linux) when it renders `/metrics`. Every field is `None` where the
+/// platform does not say.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessFacts {
+    /// Resident memory, bytes.
+    pub resident_memory_bytes: Option<u64>,
+    /// Virtual memory, bytes.
+    pub virtual_memory_bytes: Option<u64>,
+    /// User plus system CPU time, seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// The soft limit on open file descriptors.
+    pub max_fds: Option<u64>,
+    /// When the process started, seconds since the Unix epoch.
+    pub start_time_seconds: Option<f64>,
+    /// OS threads.
+    pub threads: Option<u64>,
 }

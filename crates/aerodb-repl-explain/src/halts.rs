@@ -384,11 +384,11 @@ pub const HALT_CODES: &[HaltCode] = &[
     },
     HaltCode {
         code: "WAL_UNAVAILABLE",
-        rule_id: "REPL-7",
+        rule_id: "RES-2",
         failure: None,
         halts: false,
-        meaning: "the primary no longer retains the WAL the replica needs",
-        action: "re-bootstrap the replica from a snapshot with `aerodb replica --rebootstrap --bootstrap snapshot`, or keep more WAL on the primary (`--wal-retention all`)",
+        meaning: "the primary no longer retains the WAL the replica needs: the replica fell further behind than the primary's `--wal-keep-bytes` and the WAL was removed (the detail gives its resume point, the oldest LSN and CommitId the primary holds, its durable position and the cap)",
+        action: "re-bootstrap the replica from a snapshot with `aerodb replica --rebootstrap --bootstrap snapshot`; to keep replicas from being cut off, raise the primary's `--wal-keep-bytes` and watch `retention` in its `/v1/replication`",
     },
     HaltCode {
         code: "PRIMARY_WAL_UNREADABLE",

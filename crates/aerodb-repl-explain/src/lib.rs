@@ -16,5 +16,6 @@ pub mod explain;
 pub mod facts;
 pub mod halts;
 pub mod metrics;
+pub mod replicas;
 pub mod rules;
 pub mod views;

@@ -1,22 +1,34 @@
 //! `/metrics`: the same raw numbers as the DX views, in the Prometheus text
-//! exposition format (version 0.0.4). Only numbers and states: no health
-//! verdicts. A value the node does not know is omitted, never guessed
-//! (F-O1). Output order is fixed: the same facts render the same bytes.
+//! exposition format (version 0.0.4), encoded by the `prometheus-client`
+//! crate. Only numbers and states: no health verdicts. A value the node
+//! does not know is omitted, never guessed (F-O1). Output order is fixed:
+//! the same facts render the same bytes.
+//!
+//! Every family is built here, through [`Exposition`] (`family`, `sample`,
+//! `single`), and encoded in one place ([`Exposition::render`]); the list
+//! in docs/operations.md ("Metrics") is checked against what these
+//! functions emit (`tests/metrics_docs.rs`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 use aerodb_repl_core::gate::evaluate;
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
 use aerodb_snapshot::scrub::ScrubStatus;
 
-use crate::facts::{HttpFacts, PrimaryFacts, ReplPortFacts, ReplicaFacts};
+use crate::facts::{HttpFacts, KnownReplicaFacts, PrimaryFacts, ProcessFacts, RegistryFacts, ReplPortFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
 use crate::views::default_read_inputs;
 
 /// Content type of the exposition.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Every replica runtime state, in the order the gauge lists them.
 const REPLICA_STATES: [StateKind; 7] = StateKind::ALL;
@@ -24,30 +36,54 @@ const REPLICA_STATES: [StateKind; 7] = StateKind::ALL;
 /// Read refusals listed even when zero, so the series always exist.
 const GATE_RULES: [&str; 5] = ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"];
 
-/// Escapes a label value (backslash, double quote, newline).
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+/// One sample's value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum SampleValue {
+    /// An integer (positions, counts, CommitIds).
+    Int(u64),
+    /// A float (seconds).
+    Float(f64),
 }
 
-/// Builds one exposition, metric family by family.
-#[derive(Default)]
+/// One metric family as built: name (counters end in `_total`), type,
+/// help, and its samples in order.
+#[derive(Clone, Debug)]
+struct FamilyDef {
+    name: String,
+    counter: bool,
+    help: String,
+    samples: Vec<(Vec<(String, String)>, SampleValue)>,
+}
+
+/// Builds one exposition, family by family, in a fixed order.
+#[derive(Default, Debug)]
 struct Exposition {
-    out: String,
+    families: Vec<FamilyDef>,
 }
 
 impl Exposition {
+    /// Starts a family; `kind` is `gauge` or `counter` (a counter's name ends in `_total`).
     fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        self.families.push(FamilyDef { name: name.to_string(), counter: kind == "counter", help: help.to_string(), samples: Vec::new() });
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
-        if labels.is_empty() {
-            let _ = writeln!(self.out, "{name} {value}");
-        } else {
-            let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
-            let _ = writeln!(self.out, "{name}{{{}}} {value}", l.join(","));
+    fn push(&mut self, name: &str, labels: &[(&str, &str)], value: SampleValue) {
+        let labels = labels.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())).collect();
+        match self.families.iter_mut().rev().find(|f| f.name == name) {
+            Some(f) => f.samples.push((labels, value)),
+            // A sample without its family is a bug in this module; keep it visible as an untyped gauge.
+            None => self.families.push(FamilyDef { name: name.to_string(), counter: false, help: String::new(), samples: vec![(labels, value)] }),
         }
+    }
+
+    /// A sample of the family `name` (started with [`Exposition::family`]).
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+        self.push(name, labels, SampleValue::Int(value));
+    }
+
+    /// A float sample (seconds).
+    fn sample_f64(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.push(name, labels, SampleValue::Float(value));
     }
 
     /// A family with one unlabelled sample, omitted entirely when unknown.
@@ -57,6 +93,62 @@ impl Exposition {
             self.sample(name, &[], v);
         }
     }
+
+    /// The text exposition (Prometheus 0.0.4), through prometheus-client.
+    fn render(self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Families(self.families)));
+        let mut out = String::new();
+        // Writing into a String cannot fail; an encoder error would leave the exposition partial, never panic.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// The built families as a prometheus-client collector (encoded in order).
+#[derive(Debug)]
+struct Families(Vec<FamilyDef>);
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in &self.0 {
+            // prometheus-client adds `_total` to a counter's name itself.
+            let (name, metric_type) = match f.name.strip_suffix("_total").filter(|_| f.counter) {
+                Some(base) => (base, MetricType::Counter),
+                None => (f.name.as_str(), MetricType::Gauge),
+            };
+            let mut family = encoder.encode_descriptor(name, &f.help, None, metric_type)?;
+            for (labels, value) in &f.samples {
+                let sample = family.encode_family(labels)?;
+                match (metric_type, *value) {
+                    (MetricType::Counter, SampleValue::Int(v)) => ConstCounter::new(v).encode(sample)?,
+                    (MetricType::Counter, SampleValue::Float(v)) => ConstCounter::new(v).encode(sample)?,
+                    (_, SampleValue::Int(v)) => ConstGauge::new(v).encode(sample)?,
+                    (_, SampleValue::Float(v)) => ConstGauge::new(v).encode(sample)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Process metrics (the conventional `process_*` names), when the server
+/// could read them.
+fn process_metrics(e: &mut Exposition, p: Option<&ProcessFacts>) {
+    let Some(p) = p else { return };
+    e.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_memory_bytes);
+    e.single("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_memory_bytes);
+    if let Some(cpu) = p.cpu_seconds {
+        e.family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+        e.sample_f64("process_cpu_seconds_total", &[], cpu);
+    }
+    e.single("process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds);
+    e.single("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds);
+    if let Some(start) = p.start_time_seconds {
+        e.family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+        e.sample_f64("process_start_time_seconds", &[], start);
+    }
+    e.single("process_threads", "gauge", "Number of OS threads in the process.", p.threads);
 }
 
 const VERSIONS_HELP: &str = "Document versions retained at the history horizon (the ones the state digest covers).";
@@ -81,6 +173,11 @@ fn gc_metrics(e: &mut Exposition, gc: Option<&aerodb_mvcc::GcStats>) {
 
 /// The exposition of a primary or standalone node.
 pub fn primary_metrics(f: &PrimaryFacts) -> String {
+    primary_metrics_with(f, None)
+}
+
+/// The exposition of a primary or standalone node, with process metrics.
+pub fn primary_metrics_with(f: &PrimaryFacts, process: Option<&ProcessFacts>) -> String {
     let mut e = Exposition::default();
     let role = f.role;
     e.family("aerodb_node_info", "gauge", "Constant 1, labelled with the node role and state.");
@@ -151,37 +248,33 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
         e.single("aerodb_fence_proofs_total", "counter", "Handshakes that proved lost history since start.", Some(fence.proofs));
     }
     scrub_metrics(&mut e, f.scrub.as_ref());
+    if let Some(sec) = &f.repl_security {
+        e.family(
+            "aerodb_repl_security_enabled",
+            "gauge",
+            "1 when the replication port requires the mechanism (token: --repl-token-file, tls: --tls-cert), else 0.",
+        );
+        e.sample("aerodb_repl_security_enabled", &[("mechanism", "token")], u64::from(sec.token_required));
+        e.sample("aerodb_repl_security_enabled", &[("mechanism", "tls")], u64::from(sec.tls));
+        e.family("aerodb_repl_refused_peers_total", "counter", "Replication peers refused by token authentication or TLS since start, by code.");
+        for (code, n) in &sec.refused {
+            e.sample("aerodb_repl_refused_peers_total", &[("code", code)], *n);
+        }
+    }
     if let Some(replicas) = &f.replicas {
         e.single("aerodb_replicas_connected", "gauge", "Replica connections open now.", Some(replicas.len() as u64));
-        let reported: Vec<_> = replicas.iter().filter_map(|r| r.reported.map(|p| (r, p))).collect();
-        e.family("aerodb_replica_sent_lsn", "gauge", "LSN the primary has sent a replica up to.");
-        for r in replicas {
-            e.sample("aerodb_replica_sent_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("session", &r.session)], r.sent_lsn);
-        }
-        if !reported.is_empty() {
-            e.family("aerodb_replica_reported_lsn", "gauge", "Positions a replica last reported, per stage (LSN).");
-            for (r, p) in &reported {
-                for (stage, v) in [("received", p.received_lsn), ("validated", p.validated_lsn), ("applied", p.applied_lsn)] {
-                    e.sample("aerodb_replica_reported_lsn", &[("replica_id", &r.replica_id), ("peer", &r.peer), ("stage", stage)], v);
-                }
-            }
-            e.family("aerodb_replica_reported_commit_id", "gauge", "CommitId a replica last reported as applied.");
-            for (r, p) in &reported {
-                e.sample("aerodb_replica_reported_commit_id", &[("replica_id", &r.replica_id), ("peer", &r.peer)], p.applied_commit_id);
-            }
-            e.family("aerodb_replica_lag_commits", "gauge", "C_primary minus the replica's reported CommitId.");
-            for (r, p) in &reported {
-                e.sample(
-                    "aerodb_replica_lag_commits",
-                    &[("replica_id", &r.replica_id), ("peer", &r.peer)],
-                    f.applied.commit_id.saturating_sub(p.applied_commit_id),
-                );
-            }
-            e.family("aerodb_replica_lag_bytes", "gauge", "Durable LSN minus the replica's reported applied LSN.");
-            for (r, p) in &reported {
-                e.sample("aerodb_replica_lag_bytes", &[("replica_id", &r.replica_id), ("peer", &r.peer)], f.durable.lsn.saturating_sub(p.applied_lsn));
-            }
-        }
+    }
+    if let Some(policy) = &f.snapshot_policy {
+        e.single("aerodb_wal_keep_bytes", "gauge", "WAL kept for replicas beyond what snapshots need (--wal-keep-bytes, RES-2).", Some(policy.wal_keep_bytes));
+    }
+    e.single(
+        "aerodb_wal_retained_bytes",
+        "gauge",
+        "WAL bytes held: durable LSN minus the first LSN held.",
+        f.segments.first().map(|s| f.durable.lsn.saturating_sub(s.header.start_lsn)),
+    );
+    if let Some(registry) = &f.registry {
+        replica_registry_metrics(&mut e, f, registry);
     }
     if let Some(port) = &f.repl_port {
         repl_port_metrics(&mut e, port);
@@ -189,7 +282,107 @@ pub fn primary_metrics(f: &PrimaryFacts) -> String {
     if let Some(http) = &f.http {
         http_metrics(&mut e, http);
     }
-    e.out
+    process_metrics(&mut e, process);
+    e.render()
+}
+
+/// Per-replica series of a primary, one set per replica it knows (connected
+/// or not). Labels: `replica_id` and `peer` = the replica's name (its id
+/// when it has none), never its ephemeral address, so a reconnect continues
+/// the same series.
+fn replica_registry_metrics(e: &mut Exposition, f: &PrimaryFacts, registry: &RegistryFacts) {
+    use crate::replicas::{metric_peer, replica_forecast, replica_lag, retention_state_name, seconds, RETENTION_STATES};
+    let rs = &registry.replicas;
+    e.single("aerodb_replicas_known", "gauge", "Replicas this primary remembers (connected or not; at most 128).", Some(rs.len() as u64));
+    if rs.is_empty() {
+        return;
+    }
+    fn labels(r: &KnownReplicaFacts) -> [(&'static str, &str); 2] {
+        [("replica_id", r.known.replica_id.as_str()), ("peer", metric_peer(r))]
+    }
+    let family = |e: &mut Exposition, name: &str, kind: &str, help: &str, value: &dyn Fn(&KnownReplicaFacts) -> Option<u64>| {
+        let rows: Vec<_> = rs.iter().filter_map(|r| value(r).map(|v| (labels(r), v))).collect();
+        if rows.is_empty() {
+            return;
+        }
+        e.family(name, kind, help);
+        for (l, v) in rows {
+            e.sample(name, &l, v);
+        }
+    };
+    family(e, "aerodb_replica_connected", "gauge", "1 while the replica has a connection past its handshake, else 0.", &|r| {
+        Some(u64::from(r.connection.is_some()))
+    });
+    family(e, "aerodb_replica_connections_total", "counter", "Connections accepted from the replica (kept across restarts).", &|r| Some(r.known.connections));
+    family(e, "aerodb_replica_sent_lsn", "gauge", "LSN the primary has sent the replica up to (connected replicas).", &|r| {
+        r.connection.as_ref().map(|c| c.sent_lsn)
+    });
+    family(e, "aerodb_replica_reported_commit_id", "gauge", "CommitId the replica last reported as applied.", &|r| {
+        r.known.reported.map(|p| p.applied_commit_id)
+    });
+    family(
+        e,
+        "aerodb_replica_lag_commits",
+        "gauge",
+        "C_primary minus the CommitId the replica last stated (live while connected, last-known otherwise).",
+        &|r| replica_lag(f, r).0,
+    );
+    family(e, "aerodb_replica_lag_bytes", "gauge", "Durable LSN minus the LSN the replica last stated.", &|r| replica_lag(f, r).1);
+    family(e, "aerodb_replica_last_seen_commit_id", "gauge", "C_primary when the replica was last heard from.", &|r| Some(r.known.last_seen_commit_id));
+    family(
+        e,
+        "aerodb_replica_retention_bytes_remaining",
+        "gauge",
+        "WAL bytes the primary may still write before the replica falls behind --wal-keep-bytes (RES-2).",
+        &|r| replica_forecast(f, r).and_then(|x| x.bytes_remaining),
+    );
+    family(
+        e,
+        "aerodb_replica_retention_commits_remaining",
+        "gauge",
+        "The same in commits (estimated at the average record size since the replica's position).",
+        &|r| replica_forecast(f, r).and_then(|x| x.commits_remaining),
+    );
+    let reported: Vec<_> = rs.iter().filter_map(|r| r.known.reported.map(|p| (labels(r), p))).collect();
+    if !reported.is_empty() {
+        e.family("aerodb_replica_reported_lsn", "gauge", "Positions the replica last reported, per stage (LSN).");
+        for ([l1, l2], p) in &reported {
+            for (stage, v) in [("received", p.received_lsn), ("validated", p.validated_lsn), ("applied", p.applied_lsn)] {
+                e.sample("aerodb_replica_reported_lsn", &[*l1, *l2, ("stage", stage)], v);
+            }
+        }
+    }
+    let lag_s: Vec<_> = rs.iter().filter_map(|r| replica_lag(f, r).2.map(|ms| (labels(r), ms))).collect();
+    if !lag_s.is_empty() {
+        e.family(
+            "aerodb_replica_lag_seconds",
+            "gauge",
+            "Age of the oldest commit the replica has not applied, on the primary's clock (0 when caught up; observability only, REPL-10).",
+        );
+        for (l, ms) in &lag_s {
+            e.sample_f64("aerodb_replica_lag_seconds", l, seconds(*ms));
+        }
+    }
+    if let Some(now) = f.now_ms {
+        e.family("aerodb_replica_last_seen_seconds", "gauge", "Seconds since the replica was last heard from (0 while connected).");
+        for r in rs {
+            let ms = if r.connection.is_some() { 0 } else { now.saturating_sub(r.known.last_seen_ms) };
+            e.sample_f64("aerodb_replica_last_seen_seconds", &labels(r), seconds(ms));
+        }
+    }
+    let states: Vec<_> = rs.iter().filter_map(|r| replica_forecast(f, r).map(|x| (labels(r), x.state))).collect();
+    if !states.is_empty() {
+        e.family(
+            "aerodb_replica_retention_state",
+            "gauge",
+            "1 for where the replica stands against WAL retention (reserved, beyond_cap, lost, unknown), 0 for the others.",
+        );
+        for ([l1, l2], state) in &states {
+            for s in RETENTION_STATES {
+                e.sample("aerodb_replica_retention_state", &[*l1, *l2, ("state", retention_state_name(s))], u64::from(*state == s));
+            }
+        }
+    }
 }
 
 /// The replication port's bounds and usage (RES-3, RES-4).
@@ -236,6 +429,11 @@ fn http_metrics(e: &mut Exposition, http: &HttpFacts) {
 
 /// The exposition of a replica.
 pub fn replica_metrics(f: &ReplicaFacts) -> String {
+    replica_metrics_with(f, None)
+}
+
+/// The exposition of a replica, with process metrics.
+pub fn replica_metrics_with(f: &ReplicaFacts, process: Option<&ProcessFacts>) -> String {
     let o = &f.observed;
     let mut e = Exposition::default();
     let node_state = crate::views::replica_node_state(o);
@@ -262,6 +460,20 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
         "gauge",
         "Reported primary durable LSN minus the applied LSN.",
         o.primary.filter(|_| known).map(|p| p.durable_lsn.saturating_sub(o.positions.applied_lsn)),
+    );
+    if let Some(ms) = o.lag_ms.filter(|_| known) {
+        e.family(
+            "aerodb_replication_lag_seconds",
+            "gauge",
+            "Age of the oldest commit not applied yet, on the primary's clock (0 when caught up; observability only, REPL-10).",
+        );
+        e.sample_f64("aerodb_replication_lag_seconds", &[], crate::replicas::seconds(ms));
+    }
+    e.single(
+        "aerodb_replication_lag_live",
+        "gauge",
+        "1 when the lag figures are live (streaming), 0 when they are the last known (the primary is not streaming to this replica now).",
+        o.primary.map(|_| u64::from(o.lag_is_live())),
     );
     e.single("aerodb_replica_reconnects_total", "counter", "Reconnections since start.", Some(o.reconnects));
     e.single("aerodb_replica_handshakes_total", "counter", "Successful handshakes since start.", Some(o.handshakes));
@@ -297,7 +509,8 @@ pub fn replica_metrics(f: &ReplicaFacts) -> String {
         http_metrics(&mut e, http);
     }
     scrub_metrics(&mut e, f.scrub.as_ref());
-    e.out
+    process_metrics(&mut e, process);
+    e.render()
 }
 
 /// Scrub counters (CORE-6), when the node runs a scrub.
@@ -318,10 +531,28 @@ fn scrub_metrics(e: &mut Exposition, scrub: Option<&ScrubStatus>) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// P5-I14: the exposition is Prometheus text 0.0.4 with counters named `_total`,
+    /// label values escaped, families in build order and unknown values omitted.
     #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    fn p5_i14_exposition_is_prometheus_text_in_build_order() {
+        let mut e = Exposition::default();
+        e.single("aerodb_b", "gauge", "B.", Some(2));
+        e.single("aerodb_unknown", "gauge", "Never shown.", None);
+        e.family("aerodb_a_total", "counter", "A.");
+        e.sample("aerodb_a_total", &[("code", "X"), ("peer", "a\"b\\c\nd")], 7);
+        e.family("process_cpu_seconds_total", "counter", "CPU.");
+        e.sample_f64("process_cpu_seconds_total", &[], 1.5);
+        e.family("aerodb_empty", "gauge", "No samples.");
+        let text = e.render();
+        assert_eq!(
+            text,
+            "# HELP aerodb_b B.\n# TYPE aerodb_b gauge\naerodb_b 2\n\
+             # HELP aerodb_a_total A.\n# TYPE aerodb_a_total counter\naerodb_a_total{code=\"X\",peer=\"a\\\"b\\\\c\\nd\"} 7\n\
+             # HELP process_cpu_seconds_total CPU.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n\
+             # HELP aerodb_empty No samples.\n# TYPE aerodb_empty gauge\n"
+        );
     }
 }

@@ -85,9 +85,14 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         notes.push("the primary has not reported its position since this process started: primary_commit_id and lag are unknown".to_string());
     }
     let lag = match (o.primary, c_replica) {
-        (Some(p), Some(c)) => json!({"commits": p.commit_id.saturating_sub(c), "bytes": p.durable_lsn.saturating_sub(applied_lsn)}),
-        _ => json!({"commits": null, "bytes": null}),
+        (Some(p), Some(c)) => {
+            crate::replicas::lag_json(Some(p.commit_id.saturating_sub(c)), Some(p.durable_lsn.saturating_sub(applied_lsn)), o.lag_ms, o.lag_is_live())
+        }
+        _ => crate::replicas::lag_json(None, None, None, false),
     };
+    if o.primary.is_some() && !o.lag_is_live() {
+        notes.push("lag is last-known: the replica is not streaming from its primary now; the numbers are those of the primary's last report".to_string());
+    }
     let gate = evaluate(&default_read_inputs(o, applied, history_horizon));
     let blocking = reason_json(o);
     let bootstrap_state = bootstrap_state_name(o.bootstrap_state());
@@ -103,12 +108,7 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         "wal_validated_lsn": known.then_some(o.positions.validated_lsn),
         "wal_applied_lsn": known.then_some(applied_lsn),
         "state_digest": applied.map(|a| a.state_digest.to_string()),
-        "snapshot_bootstrap": {
-            "state": bootstrap_state,
-            "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
-            "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
-            "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
-        },
+        "snapshot_bootstrap": snapshot_bootstrap(o, bootstrap_state),
         "history_horizon": history_horizon,
         "read_safety": if gate.admitted { "safe" } else { "unsafe" },
         "blocking_reason": blocking,
@@ -121,8 +121,32 @@ pub fn replica_replication(o: &ReplicaObserved, applied: Option<&AppliedState>, 
         },
         "cluster_id": o.cluster_id(),
         "replica_id": o.replica_id,
+        "name": o.name.as_ref().map_or(o.replica_id.as_str(), |n| n.as_str()),
     });
     (data, notes)
+}
+
+/// `snapshot_bootstrap`: the state, method and boundary; while a snapshot
+/// transfer is in progress (or interrupted and kept to resume, F-S1) also
+/// its `phase`, `bytes_done`, `bytes_total`, `rate_bytes_per_s`, `eta_s`
+/// (estimated seconds remaining), `resumed_from` and `resumes`.
+fn snapshot_bootstrap(o: &ReplicaObserved, state: &str) -> Value {
+    let mut v = json!({
+        "state": state,
+        "method": o.bootstrap().map(|b| b.method).unwrap_or(o.bootstrap_method_requested),
+        "boundary_commit_id": o.bootstrap().map(|b| b.boundary_commit_id),
+        "boundary_lsn": o.bootstrap().map(|b| b.boundary_lsn),
+    });
+    if let (Some(p), Some(map)) = (o.transfer.filter(|_| o.metadata.is_none()), v.as_object_mut()) {
+        map.insert("phase".into(), json!(p.phase.name()));
+        map.insert("bytes_done".into(), json!(p.bytes_done));
+        map.insert("bytes_total".into(), json!(p.bytes_total));
+        map.insert("rate_bytes_per_s".into(), json!(p.rate_bytes_per_s));
+        map.insert("eta_s".into(), json!(p.eta_s));
+        map.insert("resumed_from".into(), json!(p.resumed_from));
+        map.insert("resumes".into(), json!(p.resumes));
+    }
+    v
 }
 
 // ---------------------------------------------------------------------------
@@ -171,6 +195,7 @@ pub fn replica_status(f: &ReplicaFacts) -> (Value, Vec<String>) {
         "blocking_reason": blocking_reason(o),
         "cluster_id": o.cluster_id(),
         "replica_id": o.replica_id,
+        "name": o.name.as_ref().map_or(o.replica_id.as_str(), |n| n.as_str()),
         "flags": {
             "replication": true,
             "primary": o.primary_addr,
@@ -293,26 +318,39 @@ pub fn replica_snapshots(f: &ReplicaFacts) -> (Value, Vec<String>) {
 // Primary / standalone views
 // ---------------------------------------------------------------------------
 
-/// `/v1/replication` on a primary (or standalone): its position and one
-/// entry per connected replica with the positions it reported and the lag.
+/// `/v1/replication` on a primary (or standalone): its position, its WAL
+/// retention (RES-2) and one entry per replica it knows, connected or not
+/// (name, id, address, state, last-known positions, last seen, lag in
+/// commits, bytes and seconds, retention forecast).
 pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
     let applied = f.applied;
     let mut notes = Vec::new();
     if f.replicas.is_none() {
         notes.push("replication is disabled on this node: no replicas can connect".to_string());
     }
-    let replicas: Vec<Value> = f
-        .replicas
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            let lag = r
-                .reported
-                .map(|p| json!({"commits": applied.commit_id.saturating_sub(p.applied_commit_id), "bytes": f.durable.lsn.saturating_sub(p.applied_lsn)}));
-            json!({"replica_id": r.replica_id, "peer": r.peer, "session": r.session, "sent_lsn": r.sent_lsn, "reported": r.reported, "lag": lag})
-        })
-        .collect();
+    let replicas: Vec<Value> = match &f.registry {
+        Some(registry) => {
+            if registry.replicas.iter().any(|r| r.known.needs().is_some_and(|n| n.commit_id < applied.commit_id) && r.oldest_unapplied_commit_time_ms.is_none()) {
+                notes.push("lag.seconds is null where the commit a replica waits for was made before this primary process started (commit times are kept in memory)".to_string());
+            }
+            if let Some((code, detail)) = &registry.load_error {
+                notes.push(format!("the replica registry file could not be read at startup ({code}: {detail}); replicas known before are missing until they reconnect"));
+            }
+            registry.replicas.iter().map(|r| crate::replicas::known_replica_entry(f, r)).collect()
+        }
+        None => f
+            .replicas
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                let lag = r.reported.map(|p| {
+                    crate::replicas::lag_json(Some(applied.commit_id.saturating_sub(p.applied_commit_id)), Some(f.durable.lsn.saturating_sub(p.applied_lsn)), None, r.session == "streaming")
+                });
+                json!({"replica_id": r.replica_id, "name": r.name.as_deref().unwrap_or(&r.replica_id), "peer": r.peer, "session": r.session, "sent_lsn": r.sent_lsn, "reported": r.reported, "lag": lag})
+            })
+            .collect(),
+    };
     let data = json!({
         "role": f.role,
         "node_state": "PrimaryActive",
@@ -323,9 +361,17 @@ pub fn primary_replication(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "history_horizon": f.history_horizon,
         "cluster_id": f.cluster_id,
         "replicas": replicas,
+        "wal_retention": crate::replicas::wal_retention_json(f),
+        "registry": crate::replicas::registry_json(f),
         "wal_shipped_bytes": f.wal_shipped_bytes,
         "fence": fence_view(f),
     });
+    let mut data = data;
+    if let Some(sec) = &f.repl_security {
+        // Peers refused by token authentication or TLS (REPL-1), by code.
+        let refused: serde_json::Map<String, Value> = sec.refused.iter().map(|(c, n)| (c.clone(), json!(n))).collect();
+        data["security"] = json!({"token_required": sec.token_required, "tls": sec.tls, "refused": refused, "last_refused": sec.last_refused});
+    }
     (data, notes)
 }
 
@@ -348,7 +394,8 @@ pub fn primary_status(f: &PrimaryFacts) -> (Value, Vec<String>) {
         "flags": {
             "replication": f.replicas.is_some(),
             "snapshot_every_bytes": f.snapshot_policy.map(|p| p.snapshot_every_bytes),
-            "wal_retention": f.snapshot_policy.map(|p| if p.wal_retention_after_snapshot { "after-oldest-snapshot" } else { "all" }),
+            "wal_retention": f.snapshot_policy.map(|p| p.retention_mode().as_str()),
+            "wal_keep_bytes": f.snapshot_policy.map(|p| p.wal_keep_bytes),
             "snapshots_kept": f.snapshot_policy.map(|p| p.keep),
             "durable_mark_every_ms": f.durability.as_ref().map(|d| d.policy.every_ms),
             "durable_mark_every_bytes": f.durability.as_ref().map(|d| d.policy.every_bytes),
@@ -497,6 +544,7 @@ pub fn primary_snapshots(f: &PrimaryFacts) -> (Value, Vec<String>) {
             "snapshots_created": s.snapshots_created,
             "snapshots_deleted": s.snapshots_deleted,
             "segments_removed": s.segments_removed,
+            "last_retention_floor": s.retention_floor,
             "last_snapshot_commit_id": s.last_snapshot.as_ref().map(|l| l.commit_id),
             "last_error": s.last_error,
         })
@@ -504,7 +552,7 @@ pub fn primary_snapshots(f: &PrimaryFacts) -> (Value, Vec<String>) {
     let data = json!({
         "role": f.role,
         "snapshots": held,
-        "policy": f.snapshot_policy.map(|p| json!({"snapshot_every_bytes": p.snapshot_every_bytes, "wal_retention_after_snapshot": p.wal_retention_after_snapshot, "keep": p.keep})),
+        "policy": f.snapshot_policy.map(|p| json!({"snapshot_every_bytes": p.snapshot_every_bytes, "wal_retention_after_snapshot": p.wal_retention_after_snapshot, "wal_retention": p.retention_mode().as_str(), "wal_keep_bytes": p.wal_keep_bytes, "keep": p.keep})),
         "scheduler": scheduler,
         "at_startup": recovery,
     });

@@ -18,16 +18,19 @@ use aerodb_mvcc::{AppliedState, ApplyInput, Store};
 use aerodb_repl_core::gate::{evaluate, GateDecision};
 use aerodb_repl_core::halt::{Blocked, Halt, Reason, StorageOp};
 use aerodb_repl_core::handshake::{decide, Decision, Hello, HelloRequest, PrimaryHistory, PROTOCOL_VERSION};
+use aerodb_repl_core::ids::ReplicaName;
 use aerodb_repl_core::ids::{ClusterId, ReplicaId};
 use aerodb_repl_core::metadata::{write_metadata, BootstrapBoundary, BootstrapMethod, ReplicaMetadata, ReplicaPaths, METADATA_FORMAT};
 use aerodb_repl_core::pipeline::ReceivedChunk;
+use aerodb_repl_core::registry::{KnownReplica, WalPoint};
 use aerodb_repl_core::replica::{bootstrap_from_genesis, recover_replica, Recovered, SnapshotFiles};
 use aerodb_repl_core::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
 use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
 use aerodb_repl_explain::facts::{
-    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, RefusalCount, ReplPortFacts, ReplicaFacts, WalFile,
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusalCount, RegistryFacts, ReplPortFacts,
+    ReplicaFacts, WalFile,
 };
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
@@ -229,12 +232,15 @@ impl Obs {
             reconnects: 0,
             positions: Default::default(),
             primary: None,
+            lag_ms: None,
             metadata: None,
             replica_id: replica_id(),
             name: None,
             bootstrap_method_requested: method,
             primary_addr: addr.to_string(),
+            primary_client_addr: None,
             recovery: None,
+            transfer: None,
         };
         Obs { machine: StateMachine::new(), base }
     }
@@ -242,7 +248,7 @@ impl Obs {
         let state = match kind {
             StateKind::Recovering => ReplicaState::Recovering,
             StateKind::Bootstrapping => {
-                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+                ReplicaState::Bootstrapping { conn: 1, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, ..BootstrapProgress::default() } }
             }
             StateKind::Connecting => ReplicaState::Connecting { conn: 1, after: self.machine.state().blocked().cloned() },
             StateKind::Streaming => ReplicaState::Streaming { conn: 1 },
@@ -1028,7 +1034,13 @@ impl PrimaryHistory for PrimaryWal {
         }
         Ok(None)
     }
+    fn wal_keep_bytes(&self) -> Option<u64> {
+        Some(WAL_KEEP_BYTES)
+    }
 }
+
+/// `--wal-keep-bytes` the golden primaries state in WAL_UNAVAILABLE.
+const WAL_KEEP_BYTES: u64 = 4096;
 
 /// A recovered replica at CommitId `applied` whose handshake just failed.
 fn connecting(applied: usize) -> (Obs, Option<Arc<Store>>) {
@@ -1094,11 +1106,13 @@ fn f_n2_golden_blocking_frame_checksum() {
     pin_blocking("FRAME_CHECKSUM", "F-N2", frame_blocked(&b), streaming(3), None);
 }
 
-/// REPL-7: a replica at CommitId 2 asks to resume from a primary whose
-/// real WAL directory starts after CommitId 3 (older segments retired):
-/// the primary's `decide` refuses with the non-halting WAL_UNAVAILABLE.
+/// RES-2, REPL-7: a replica at CommitId 2 asks to resume from a primary
+/// whose real WAL directory starts after CommitId 3 (older segments
+/// retired beyond `--wal-keep-bytes`): the primary's `decide` refuses with
+/// the non-halting WAL_UNAVAILABLE, with the numbers (the replica's resume
+/// point, the oldest LSN and CommitId held, the primary's end, the cap).
 #[test]
-fn repl_7_golden_blocking_wal_unavailable() {
+fn res_2_golden_blocking_wal_unavailable() {
     let dir = TempDir::new().unwrap();
     let wal = dir.path().join("wal");
     let recs = history();
@@ -1108,7 +1122,15 @@ fn repl_7_golden_blocking_wal_unavailable() {
     assert_eq!(primary.record_end(4), Ok(Some((recs[3].end_lsn, recs[3].fingerprint))), "the primary's WAL reads back");
     let Decision::Refuse(r) = decide(&primary, &hello) else { panic!("expected a refusal") };
     assert!(!r.code().halts());
-    pin_blocking("WAL_UNAVAILABLE", "REPL-7", Blocked::Refused { refuse: r, request: hello.request }, connecting(2), None);
+    let blocked = Blocked::Refused { refuse: r, request: hello.request };
+    let (mut s, store) = connecting(2);
+    s.block(blocked.clone());
+    let f = replica_facts(s.observe(), store.as_ref(), None);
+    let e = explain::replica_safety(&f);
+    let text = e.to_value().to_string();
+    assert!(text.contains(&format!("\"wal_keep_bytes\":{WAL_KEEP_BYTES}")) && text.contains("\"oldest_retained_commit_id\":3"), "{text}");
+    pin("explain_blocking_wal_unavailable", &e, None);
+    pin_blocking("WAL_UNAVAILABLE", "RES-2", blocked, connecting(2), None);
 }
 
 /// REPL-10: the primary cannot read its own WAL to decide the handshake: a
@@ -1356,31 +1378,11 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         segments: appender.segments().snapshot(),
         recovery: Some(report),
         snapshots: Ok(held),
-        snapshot_policy: Some(SnapshotPolicy::new(1 << 20, false)),
+        snapshot_policy: Some(SnapshotPolicy::new(1 << 20, false).with_wal_keep_bytes(300)),
         snapshot_status: Some(SchedulerStatus::default()),
-        replicas: (role == "primary").then(|| {
-            vec![
-                PeerReplica {
-                    replica_id: REPLICA_ID.into(),
-                    peer: "replica.example:40000".into(),
-                    session: "streaming".into(),
-                    reported: Some(aerodb_repl_core::status::Positions {
-                        received_lsn: recs[5].end_lsn,
-                        validated_lsn: recs[5].end_lsn,
-                        applied_lsn: recs[4].end_lsn,
-                        applied_commit_id: 5,
-                    }),
-                    sent_lsn: recs[5].end_lsn,
-                },
-                PeerReplica {
-                    replica_id: "0123456789abcdef0123456789abcdef".into(),
-                    peer: "replica.example:40001".into(),
-                    session: "snapshot".into(),
-                    reported: None,
-                    sent_lsn: 0,
-                },
-            ]
-        }),
+        replicas: (role == "primary").then(|| golden_peers(&recs)),
+        registry: (role == "primary").then(|| golden_registry(&recs)),
+        now_ms: Some(NOW_MS),
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
         wal_fsyncs: Some(0),
         http: None,
@@ -1410,6 +1412,86 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         }),
         fence: (role == "primary").then(FenceFacts::default),
         scrub: None,
+        repl_security: None,
+    }
+}
+
+/// The golden primary's wall clock (Unix ms).
+const NOW_MS: u64 = 1_700_000_000_000;
+
+/// The connections open on the golden primary: `east` streaming, an
+/// unnamed replica being sent a snapshot.
+fn golden_peers(recs: &[Rec]) -> Vec<PeerReplica> {
+    vec![
+        PeerReplica {
+            replica_id: REPLICA_ID.into(),
+            name: Some("east".into()),
+            peer: "replica.example:40000".into(),
+            session: "streaming".into(),
+            reported: Some(aerodb_repl_core::status::Positions {
+                received_lsn: recs[5].end_lsn,
+                validated_lsn: recs[5].end_lsn,
+                applied_lsn: recs[4].end_lsn,
+                applied_commit_id: 5,
+            }),
+            sent_lsn: recs[5].end_lsn,
+        },
+        PeerReplica {
+            replica_id: "0123456789abcdef0123456789abcdef".into(),
+            name: None,
+            peer: "replica.example:40001".into(),
+            session: "snapshot".into(),
+            reported: None,
+            sent_lsn: 0,
+        },
+    ]
+}
+
+/// The golden primary's registry: `east` streaming 1.5 s behind, `west`
+/// disconnected a minute ago and beyond the cap, an unnamed replica
+/// bootstrapping from a snapshot.
+fn golden_registry(recs: &[Rec]) -> RegistryFacts {
+    let peers = golden_peers(recs);
+    let known = |id: &str, name: Option<&str>, address: &str, last_seen_ms: u64, last_seen_commit_id: u64| KnownReplica {
+        replica_id: ReplicaId::parse(id).unwrap(),
+        name: name.map(|n| ReplicaName::parse(n).unwrap()),
+        address: address.into(),
+        first_seen_ms: NOW_MS - 3_600_000,
+        last_seen_ms,
+        last_seen_commit_id,
+        connections: 2,
+        resume: None,
+        reported: None,
+        snapshot: None,
+        last_end: Some("PEER_CLOSED".into()),
+    };
+    let mut east = known(REPLICA_ID, Some("east"), "10.0.0.7:40000", NOW_MS, 6);
+    east.resume = Some(WalPoint { lsn: recs[2].end_lsn, commit_id: 3 });
+    east.reported = peers[0].reported;
+    let mut west = known("babe0000babe0000babe0000babe0000", Some("west"), "10.0.0.8:40100", NOW_MS - 60_000, 4);
+    west.reported = Some(aerodb_repl_core::status::Positions {
+        received_lsn: recs[1].end_lsn,
+        validated_lsn: recs[1].end_lsn,
+        applied_lsn: recs[1].end_lsn,
+        applied_commit_id: 2,
+    });
+    let mut boot = known("0123456789abcdef0123456789abcdef", None, "10.0.0.9:40001", NOW_MS, 6);
+    boot.connections = 1;
+    boot.last_end = None;
+    boot.snapshot = Some(WalPoint { lsn: recs[3].end_lsn, commit_id: 4 });
+    RegistryFacts {
+        replicas: vec![
+            KnownReplicaFacts { known: boot, connection: Some(peers[1].clone()), oldest_unapplied_commit_time_ms: Some(NOW_MS - 500) },
+            KnownReplicaFacts { known: east, connection: Some(peers[0].clone()), oldest_unapplied_commit_time_ms: Some(NOW_MS - 1_500) },
+            KnownReplicaFacts { known: west, connection: None, oldest_unapplied_commit_time_ms: None },
+        ],
+        file: Some("<dir>/replicas.json".into()),
+        loaded_at_startup: 2,
+        load_error: None,
+        moved_aside: None,
+        forgotten_at_startup: Vec::new(),
+        forgotten_total: 1,
+        evicted_total: 0,
     }
 }
 
@@ -1573,6 +1655,8 @@ fn p5_i14_golden_replica_views_and_metrics() {
             applied_commit_id: applied.commit_id,
         };
         o.primary = Some(PrimaryProgress { commit_id: 8, durable_lsn: recs[5].end_lsn + 100 });
+        o.lag_ms = Some(1_500);
+        o.name = Some(ReplicaName::parse("east").unwrap());
         o.recovery = ready.info.report.clone().map(Arc::new);
     });
     let mut f = replica_facts(s.observe(), Some(&ready.store), Some(&paths.wal));
@@ -1588,6 +1672,48 @@ fn p5_i14_golden_replica_views_and_metrics() {
     }
     insta::assert_snapshot!("metrics_replica", metrics::replica_metrics(&f));
     pin("recovery_replica_from_facts", &explain::replica_recovery(&f), Some(dir.path()));
+}
+
+/// REPL-10, RES-2: the primary's `/v1/replication` lists every replica it
+/// knows — streaming, bootstrapping, disconnected — with its name, address,
+/// last-known positions, last seen, lag in commits, bytes and seconds
+/// (`live` or `last_known`) and its retention forecast (`reserved`,
+/// `beyond_cap` under a 300-byte `--wal-keep-bytes`), and `/metrics` has
+/// one series set per replica labelled by name, never by address.
+#[test]
+fn res_2_golden_primary_registry_view_and_metrics() {
+    let (f, dir) = primary_with_snapshots();
+    let v = views::primary_replication(&f);
+    let replicas = v.0["replicas"].as_array().unwrap().clone();
+    let states: Vec<&str> = replicas.iter().map(|r| r["retention"]["state"].as_str().unwrap()).collect();
+    assert!(states.contains(&"reserved") && states.contains(&"beyond_cap"), "{states:?}");
+    assert_eq!(replicas.iter().map(|r| r["lag"]["as_of"].as_str().unwrap()).collect::<Vec<_>>(), ["live", "live", "last_known"]);
+    pin_value("view_primary_replication_registry", redact(view(v), dir.path()));
+    let text = metrics::primary_metrics(&f);
+    assert!(!text.contains("peer=\"replica.example") && !text.contains("peer=\"10.0.0"), "{text}");
+    assert!(text.contains("aerodb_replica_lag_seconds{replica_id=\"feedfacefeedfacefeedfacefeedface\",peer=\"east\"} 1.5"), "{text}");
+}
+
+/// REPL-10: a replica whose primary is gone shows its last-known lag,
+/// marked `last_known` (never a live `lag 0`), with a note; `/metrics`
+/// says `aerodb_replication_lag_live 0`.
+#[test]
+fn repl_10_golden_replica_lag_last_known_while_disconnected() {
+    let (mut s, store) = streaming(4);
+    s.update(|o| {
+        o.primary = Some(PrimaryProgress { commit_id: 4, durable_lsn: history()[3].end_lsn });
+        o.lag_ms = Some(0);
+    });
+    let live = replica_facts(s.observe(), store.as_ref(), None);
+    let v = view(views::replica_replication_view(&live));
+    assert_eq!(v["data"]["lag"]["as_of"], "live");
+    assert!(metrics::replica_metrics(&live).contains("aerodb_replication_lag_live 1"));
+    s.block(Blocked::ConnectionLost { detail: "primary closed the connection".into() });
+    let f = replica_facts(s.observe(), store.as_ref(), None);
+    let v = view(views::replica_replication_view(&f));
+    assert_eq!((v["data"]["lag"]["as_of"].as_str(), v["data"]["lag"]["commits"].as_u64()), (Some("last_known"), Some(0)));
+    assert!(metrics::replica_metrics(&f).contains("aerodb_replication_lag_live 0"));
+    pin_value("view_replica_replication_lag_last_known", v);
 }
 
 /// The HTTP facts of a node with some load and some refusals.
@@ -1668,7 +1794,7 @@ fn real_fence() -> aerodb_repl_core::fence::Fence {
     h.name = Some(aerodb_repl_core::ids::ReplicaName::parse("replica-east").unwrap());
     let primary = History(recs);
     let Decision::Refuse(refuse) = decide(&primary, &h) else { panic!("expected a refusal") };
-    aerodb_repl_core::fence::fence_for(&cluster(), &h, &refuse).expect("REPLICA_AHEAD fences")
+    aerodb_repl_core::fence::fence_for(&cluster(), aerodb_repl_core::auth::PeerAuth::NotRequired, &h, &refuse).expect("REPLICA_AHEAD fences")
 }
 
 /// REPL-11, F-P5: a fenced primary explains the fence: REPL-11 fails in
@@ -1953,4 +2079,103 @@ fn mvcc_4_golden_halt_gc_bad_horizon() {
     let e = store.apply(ApplyInput { position, state_digest: a.state_digest, body: &RecordBody::Gc { horizon: 2 } }).unwrap_err();
     assert_eq!(store.applied(), a, "nothing applied");
     pin_halt("GC_BAD_HORIZON", Halt::from_apply(&e, position.lsn), None);
+}
+
+// ---------------------------------------------------------------------------
+// docs/operations.md lists every metric family and label (issue 14, item 10)
+// ---------------------------------------------------------------------------
+
+/// The `| `name` | type | labels | ...` rows of docs/operations.md's metrics table.
+fn documented_metrics() -> std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>)> {
+    let doc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md")).unwrap();
+    doc.lines()
+        .filter(|l| l.starts_with("| `aerodb_") || l.starts_with("| `process_"))
+        .map(|l| {
+            let cols: Vec<&str> = l.trim_matches('|').split(" | ").map(str::trim).collect();
+            let labels = if cols[2] == "—" { Default::default() } else { cols[2].split(", ").map(|x| x.trim_matches('`').to_string()).collect() };
+            (cols[0].trim_matches('`').to_string(), (cols[1].to_string(), labels))
+        })
+        .collect()
+}
+
+/// Family name → (type, label names seen on its samples) of an exposition.
+fn emitted_metrics(text: &str, into: &mut std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>)>) {
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            into.entry(name.to_string()).or_insert_with(|| (kind.to_string(), Default::default()));
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let name = &line[..name_end];
+            let entry = into.get_mut(name).unwrap_or_else(|| panic!("sample {line:?} without a TYPE line"));
+            if let Some(labels) = line[name_end..].strip_prefix('{') {
+                let labels = &labels[..labels.rfind('}').unwrap()];
+                for pair in labels.split("\",") {
+                    entry.1.insert(pair.split_once('=').unwrap().0.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// P5-I14, F-O1: docs/operations.md lists exactly the metric families and
+/// labels the node emits: every family and label a primary, a standalone
+/// node and a replica (streaming, halted) emit is documented with its type,
+/// and every documented family is emitted by one of them.
+#[test]
+fn p5_i14_operations_doc_lists_every_metric_family_and_label() {
+    use aerodb_repl_explain::facts::ProcessFacts;
+    use aerodb_snapshot::scrub::{ScrubPolicy, ScrubState, ScrubTarget, TargetKind};
+    let process = ProcessFacts {
+        resident_memory_bytes: Some(1),
+        virtual_memory_bytes: Some(2),
+        cpu_seconds: Some(0.5),
+        open_fds: Some(3),
+        max_fds: Some(4),
+        start_time_seconds: Some(5.0),
+        threads: Some(6),
+    };
+    let mut scrub = ScrubState::new(ScrubPolicy::default());
+    let target = ScrubTarget { kind: TargetKind::WalSegment, name: "wal/x.seg".into(), path: PathBuf::from("x.seg"), expected_end: None, cluster_id: None };
+    scrub.begin_pass(vec![target], Some(1), 0);
+    scrub.add_bytes(10);
+    let mut emitted = std::collections::BTreeMap::new();
+
+    let (mut p, _dir) = primary_with_snapshots();
+    p.http = Some(http_facts());
+    p.scrub = Some(scrub.status());
+    p.repl_security = Some(aerodb_repl_explain::facts::ReplSecurityFacts {
+        token_required: true,
+        tls: false,
+        refused: vec![("AUTH_FAILED".to_string(), 1)],
+        last_refused: None,
+    });
+    emitted_metrics(&metrics::primary_metrics_with(&p, Some(&process)), &mut emitted);
+    let standalone_dir = TempDir::new().unwrap();
+    write_wal(&standalone_dir.path().join("wal"), ChainTip::GENESIS, &history());
+    emitted_metrics(&metrics::primary_metrics(&primary_facts(standalone_dir.path(), "standalone")), &mut emitted);
+
+    let (o, store) = replica_at(STREAMING, 3);
+    let mut observed = o.observe();
+    observed.lag_ms = Some(1_500);
+    let mut r = replica_facts(observed, Some(&store), None);
+    r.http = Some(http_facts());
+    r.scrub = Some(scrub.status());
+    emitted_metrics(&metrics::replica_metrics_with(&r, Some(&process)), &mut emitted);
+    let recs = history();
+    let v = violation(|v, _| v.validate(recs[3].lsn + 1, &Bytes::from(recs[3].bytes.clone())).map(|_| ()));
+    let (halted, _) = halted_streaming(Halt::from_violation(&v));
+    emitted_metrics(&metrics::replica_metrics(&replica_facts(halted, Some(&store), None)), &mut emitted);
+
+    let documented = documented_metrics();
+    assert!(documented.len() > 50, "the metrics table was not found in docs/operations.md");
+    for (name, (kind, labels)) in &emitted {
+        let Some((doc_kind, doc_labels)) = documented.get(name) else { panic!("{name} ({kind}) is emitted but not in docs/operations.md") };
+        assert_eq!(doc_kind, kind, "{name}: the type in docs/operations.md");
+        if !labels.is_empty() {
+            assert_eq!(doc_labels, labels, "{name}: the labels in docs/operations.md");
+        }
+    }
+    let never: Vec<&String> = documented.keys().filter(|name| !emitted.contains_key(*name)).collect();
+    assert!(never.is_empty(), "documented but never emitted: {never:?}");
 }

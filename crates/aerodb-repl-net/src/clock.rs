@@ -1,7 +1,7 @@
 //! The runtime's monotonic clock: milliseconds since the runtime started,
 //! the time the engines are given. It never decides anything (REPL-10).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aerodb_repl_core::engine::Millis;
 
@@ -33,4 +33,11 @@ impl Clock {
             None => cap,
         }
     }
+}
+
+/// The wall clock in Unix milliseconds (0 if it is before 1970): commit
+/// times, lag in seconds and "last seen" are observability only; nothing
+/// is decided by them (REPL-10).
+pub fn wall_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -9,14 +9,23 @@
 //! what is true about history.
 //!
 //! Public API: [`replica::Replica::open`] runs a replica, and
-//! [`primary::PrimaryServer::serve`] runs a primary's replication port.
+//! [`primary::PrimaryServer::serve`] runs a primary's replication port;
+//! [`registry::ReplicaRegistry`] is the primary's view of its replicas
+//! (connections, the persisted registry, commit times).
+//! Security edges: [`security`] reads the token file and draws nonces from
+//! the OS RNG for the engines' authentication exchange; [`tls`] carries the
+//! replication protocol over rustls on both sides.
 #![deny(missing_docs)]
 
 pub mod clock;
 pub mod framed;
 pub mod primary;
+pub mod registry;
 pub mod replica;
+pub mod security;
+pub mod tls;
 pub mod transport;
 
-pub use primary::{PrimaryContext, PrimaryServer, PrimaryServerConfig, ReplicaRegistry};
+pub use primary::{PrimaryContext, PrimaryServer, PrimaryServerConfig};
+pub use registry::{KnownReplicaStatus, RegistryStartup, ReplicaRegistry};
 pub use replica::{Replica, ReplicaOptions};

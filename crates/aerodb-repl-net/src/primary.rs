@@ -4,50 +4,30 @@
 //! and timers arrive on one channel; WAL and snapshot reads and socket
 //! writes are executed here. Blocking writes give natural TCP backpressure.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use parking_lot::Mutex;
-use serde::Serialize;
-
-use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd, SessionView};
+use aerodb_repl_core::auth::ReplToken;
+use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig, SessionEnd};
 use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
-use aerodb_repl_core::positions::Positions;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
-use aerodb_repl_core::wire::{FrameError, Message, ServeError, MAX_REPLICA_PAYLOAD};
+use aerodb_repl_core::registry::WalPoint;
+use aerodb_repl_core::wire::{FrameError, Message, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
-use aerodb_wal::Lsn;
+use aerodb_wal::log::LogError;
 
-use crate::clock::Clock;
-
-/// What one connected replica reported (observability only: never a write
-/// acknowledgement).
-#[derive(Clone, Debug, Serialize)]
-pub struct ConnectedReplica {
-    /// Replica id from its hello (empty before the hello).
-    pub replica_id: String,
-    /// Its name, if it sent one.
-    pub name: Option<String>,
-    /// Peer address.
-    pub peer: String,
-    /// `handshake`, `streaming` or `snapshot`.
-    pub session: &'static str,
-    /// Last reported positions (None before the first report).
-    pub reported: Option<Positions>,
-    /// LSN the primary has sent up to.
-    pub sent_lsn: Lsn,
-    /// WAL bytes shipped on this connection.
-    #[serde(skip)]
-    shipped_bytes: u64,
-}
+use crate::clock::{wall_ms, Clock};
+pub use crate::registry::{ConnectedReplica, ReplicaRegistry};
+use crate::security::fresh_nonce;
+use crate::tls::{self, Accepted};
+use crate::transport::{plain_connection, Connection};
 
 /// Codes the replication port counts its refusals under (RES-3, RES-4), in
 /// the order `/metrics` lists them: over the connection cap, no HELLO in
@@ -55,79 +35,24 @@ pub struct ConnectedReplica {
 /// what was sent).
 pub const REJECT_CODES: [&str; 4] = ["TOO_MANY_CONNECTIONS", "HELLO_TIMEOUT", "FRAME_TOO_LARGE", "PROTOCOL_ERROR"];
 
-/// The [`REJECT_CODES`] index a session end counts under, if it was a refusal.
-fn reject_index(end: &SessionEnd) -> Option<usize> {
+/// The [`REJECT_CODES`] entry a session end counts under, if it was a refusal.
+fn reject_code(end: &SessionEnd) -> Option<&'static str> {
     match end {
-        SessionEnd::HelloTimeout => Some(1),
-        SessionEnd::Frame { error: FrameError::TooLarge { .. } } => Some(2),
-        SessionEnd::Frame { .. } | SessionEnd::Protocol { .. } => Some(3),
+        SessionEnd::HelloTimeout => Some("HELLO_TIMEOUT"),
+        SessionEnd::Frame { error: FrameError::TooLarge { .. } } => Some("FRAME_TOO_LARGE"),
+        SessionEnd::Frame { .. } | SessionEnd::Protocol { .. } => Some("PROTOCOL_ERROR"),
         _ => None,
     }
 }
 
-/// Registry of connected replicas, keyed by connection number.
-#[derive(Default)]
-pub struct ReplicaRegistry {
-    inner: Mutex<BTreeMap<u64, ConnectedReplica>>,
-    next: AtomicU64,
-    shipped_bytes: AtomicU64,
-    open: AtomicUsize,
-    rejects: [AtomicU64; 4],
-    limits: Mutex<Vec<(&'static str, u64)>>,
-}
-
-impl ReplicaRegistry {
-    /// Replicas past their handshake, in connection order.
-    pub fn list(&self) -> Vec<ConnectedReplica> {
-        self.inner.lock().values().filter(|r| r.session != "handshake").cloned().collect()
-    }
-    /// WAL bytes shipped since start.
-    pub fn shipped_bytes(&self) -> u64 {
-        self.shipped_bytes.load(Ordering::Relaxed)
-    }
-    /// Connections open on the replication port now.
-    pub fn open_connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
-    }
-    /// Connections refused because the port was at its cap.
-    pub fn refused_over_cap(&self) -> u64 {
-        self.rejects[0].load(Ordering::Relaxed)
-    }
-    /// Connections refused or closed for a bound or invalid input since
-    /// start, by code (every one of [`REJECT_CODES`], zeros included).
-    pub fn rejects(&self) -> Vec<(&'static str, u64)> {
-        REJECT_CODES.iter().zip(&self.rejects).map(|(code, n)| (*code, n.load(Ordering::Relaxed))).collect()
-    }
-    /// The bounds of the port being served (empty before it serves).
-    pub fn limits(&self) -> Vec<(&'static str, u64)> {
-        self.limits.lock().clone()
-    }
-    fn reject(&self, index: usize) {
-        if let Some(n) = self.rejects.get(index) {
-            n.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    fn add(&self, peer: String) -> u64 {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let entry = ConnectedReplica { replica_id: String::new(), name: None, peer, session: "handshake", reported: None, sent_lsn: 0, shipped_bytes: 0 };
-        self.inner.lock().insert(id, entry);
-        id
-    }
-    fn update(&self, id: u64, view: &SessionView) {
-        if let Some(r) = self.inner.lock().get_mut(&id) {
-            if let Some(h) = &view.hello {
-                r.replica_id = h.replica_id.to_string();
-                r.name = h.name.as_ref().map(ToString::to_string);
-            }
-            self.shipped_bytes.fetch_add(view.shipped_bytes.saturating_sub(r.shipped_bytes), Ordering::Relaxed);
-            r.shipped_bytes = view.shipped_bytes;
-            r.session = view.session;
-            r.reported = view.reported;
-            r.sent_lsn = view.sent_lsn;
-        }
-    }
-    fn remove(&self, id: u64) {
-        self.inner.lock().remove(&id);
+/// What a refused connection did wrong, for the log (peer text in it is
+/// already bounded and escaped, RES-4).
+fn refusal_detail(end: &SessionEnd, hello_timeout_ms: u64) -> String {
+    match end {
+        SessionEnd::HelloTimeout => format!("no complete HELLO within {hello_timeout_ms} ms of the accept"),
+        SessionEnd::Frame { error } => error.to_string(),
+        SessionEnd::Protocol { error } => error.to_string(),
+        _ => String::new(),
     }
 }
 
@@ -171,8 +96,21 @@ pub struct PrimaryContext {
     /// The primary's fence (REPL-11): a replica's proof of lost history
     /// trips it (None on a node that is never fenced).
     pub fence: Option<Arc<FenceLatch>>,
-    /// Connected replicas.
+    /// The replicas the primary knows (connections, the persisted
+    /// registry, commit times).
     pub registry: Arc<ReplicaRegistry>,
+    /// Token authentication and TLS of the port (default: neither).
+    pub security: PrimarySecurity,
+}
+
+/// Security of the replication port.
+#[derive(Clone, Default)]
+pub struct PrimarySecurity {
+    /// `--repl-token-file`: every replica must prove it (and the primary
+    /// proves it back) before its HELLO is decided.
+    pub token: Option<ReplToken>,
+    /// `--tls-cert/--tls-key`: the port speaks TLS only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// A running replication port. Stops when dropped.
@@ -189,7 +127,13 @@ impl PrimaryServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = ctx.registry.clone();
-        *registry.limits.lock() = config.limits();
+        registry.set_limits(config.limits());
+        // The primary's commit times, for lag in seconds (observability only).
+        let (times, watching) = (registry.commit_times().clone(), stop.clone());
+        ctx.wal.durable_watch().subscribe(move |p| {
+            times.record(p.commit_id, wall_ms());
+            !watching.load(Ordering::Relaxed)
+        });
         let flag = stop.clone();
         let thread = std::thread::Builder::new().name("repl-accept".into()).spawn(move || accept_loop(&listener, &ctx, config, &flag))?;
         Ok(PrimaryServer { stop, addr, registry, thread: Some(thread) })
@@ -215,6 +159,7 @@ impl PrimaryServer {
                 tracing::error!("replication accept thread panicked");
             }
         }
+        self.registry.flush();
     }
 }
 
@@ -237,7 +182,7 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             }
         };
         if ctx.registry.open.load(Ordering::SeqCst) >= config.max_connections {
-            ctx.registry.reject(0);
+            ctx.registry.reject("TOO_MANY_CONNECTIONS");
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let _ = stream.write_all(&Message::Error(ServeError::too_many_connections(config.max_connections)).to_frame());
             let _ = stream.shutdown(Shutdown::Both);
@@ -248,13 +193,18 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let id = conn_ctx.registry.add(peer.clone());
-            let end = serve_connection(stream, &conn_ctx, config.session, id, &conn_stop);
-            conn_ctx.registry.remove(id);
-            if let Some(index) = end.as_ref().and_then(reject_index) {
-                conn_ctx.registry.reject(index);
+            // One clock from the accept: the HELLO deadline covers the TLS
+            // handshake and the authentication phase as well (RES-3).
+            let clock = Clock::new();
+            // The TLS handshake runs here, after the cap and within the HELLO deadline.
+            let end = open_connection(stream, &conn_ctx, config.session, &peer)
+                .and_then(|conn| serve_connection(conn, &clock, &conn_ctx, config.session, id, &conn_stop, &peer));
+            if let Some((end, code)) = end.as_ref().and_then(|e| reject_code(e).map(|c| (e, c))) {
+                conn_ctx.registry.reject(code);
+                tracing::info!(%peer, code, detail = %refusal_detail(end, config.session.hello_timeout_ms), "replication connection closed: refused at a bound or for invalid input (RES-3, RES-4)");
             }
+            conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
-            tracing::info!(%peer, end = ?end, "replication connection closed");
         });
         if let Err(e) = spawned {
             ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
@@ -274,12 +224,51 @@ const MAX_WAIT: Duration = Duration::from_millis(100);
 /// How long one socket write may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool) -> Option<SessionEnd> {
-    let clock = Clock::new();
+/// The connection's halves: plain TCP, or TLS when the port is configured
+/// for it (a plain peer on a TLS port is answered `TLS_REQUIRED` in the
+/// replication protocol and counted; a failed handshake is counted).
+fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfig, peer: &str) -> Option<Connection> {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Some(tls_config) = &ctx.security.tls else {
+        return plain_connection(stream).ok();
+    };
+    let deadline = Duration::from_millis(config.hello_timeout_ms);
+    match tls::accept(stream, tls_config.clone(), deadline, WRITE_TIMEOUT) {
+        Ok(Accepted::Tls(conn)) => Some(conn),
+        Ok(Accepted::Plain(mut sock, first)) => {
+            let detail = format!("this replication port requires TLS (the peer sent plain bytes starting {first:#04x}); start the replica with --tls-ca");
+            tracing::warn!(%peer, code = "TLS_REQUIRED", "replication peer refused: {detail}");
+            ctx.registry.security.refused(peer, "TLS_REQUIRED", &detail);
+            let e = ServeError { code: ServeCode::TlsRequired, detail };
+            let _ = sock.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = sock.write_all(&Message::Error(e).to_frame());
+            let _ = sock.shutdown(Shutdown::Both);
+            None
+        }
+        Err(e) => {
+            tracing::warn!(%peer, code = "TLS_HANDSHAKE_FAILED", error = %e, "replication peer refused: TLS handshake failed");
+            ctx.registry.security.refused(peer, "TLS_HANDSHAKE_FAILED", &e.to_string());
+            if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+                // The handshake ran out of the HELLO deadline (RES-3).
+                ctx.registry.reject("HELLO_TIMEOUT");
+            }
+            None
+        }
+    }
+}
+
+fn serve_connection(
+    conn: Connection,
+    clock: &Clock,
+    ctx: &PrimaryContext,
+    config: SessionConfig,
+    id: u64,
+    stop: &AtomicBool,
+    peer: &str,
+) -> Option<SessionEnd> {
+    let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
-    let mut reader = stream.try_clone().ok()?;
     let reader_tx = tx.clone();
     let reader_thread = std::thread::Builder::new()
         .name("repl-conn-read".into())
@@ -302,14 +291,27 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
         .ok()?;
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
-    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current());
+    // The HELLO deadline runs from the accept (time 0 of `clock`), not from the end of the TLS handshake.
+    let mut session =
+        PrimarySession::new(0, config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current()).with_commit_times(ctx.registry.commit_times().clone());
+    if let Some(token) = &ctx.security.token {
+        match fresh_nonce() {
+            Ok(nonce) => session = session.with_auth(token.clone(), nonce),
+            Err(e) => {
+                tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                closer();
+                let _ = reader_thread.join();
+                return None;
+            }
+        }
+    }
     let mut wal_reader = ctx.wal.reader();
     let mut served: Option<ServedSnapshot> = None;
-    let mut writer = stream.try_clone().ok()?;
     let mut end = None;
     while end.is_none() {
         // A durable wake-up dropped by a full channel is recovered here.
         session.handle_durable(clock.now(), ctx.wal.durable_watch().current());
+        session.handle_wall_clock(wall_ms());
         while let Some(action) = session.poll_action() {
             let now = clock.now();
             match action {
@@ -320,11 +322,16 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                 }
                 SessionAction::ReadWal { from, limit, max_bytes } => match PrimaryWal::read(&mut wal_reader, from, limit, max_bytes) {
                     Ok(chunk) => session.handle_wal_read(now, chunk),
+                    // Retention removed it while this replica was being sent it (RES-2).
+                    Err(LogError::NotHeld { .. }) => session.handle_wal_retired(now),
                     Err(e) => session.handle_wal_read_failed(now, e.to_string()),
                 },
                 SessionAction::PrepareSnapshot => match ctx.snapshots.snapshot_dir().and_then(|dir| open_served_snapshot(&*ctx.disk, &dir)) {
                     Ok(s) => {
                         let (manifest, sizes) = (s.manifest.clone(), s.sizes());
+                        // Registered first (the hello was accepted), then the cut it will resume from.
+                        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
+                        ctx.registry.snapshot_served(id, WalPoint { lsn: s.boundary_lsn, commit_id: s.boundary_commit_id });
                         served = Some(s);
                         session.handle_snapshot_ready(now, manifest, sizes);
                     }
@@ -340,10 +347,27 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
                         latch.trip(*fence);
                     }
                 }
-                SessionAction::Close(e) => end = Some(e),
+                SessionAction::Close(e) => {
+                    match &e {
+                        SessionEnd::AuthRefused { code } => {
+                            let detail = match session.view().hello {
+                                Some(h) => format!("replica {} refused by token authentication", h.replica_id),
+                                None => "replica refused by token authentication".to_string(),
+                            };
+                            ctx.registry.security.refused(peer, code.as_str(), &detail);
+                        }
+                        SessionEnd::AuthAbandoned => ctx.registry.security.refused(
+                            peer,
+                            "AUTH_FAILED",
+                            "the peer closed after the token challenge: it could not verify this primary's proof (another --repl-token-file)",
+                        ),
+                        _ => {}
+                    }
+                    end = Some(e);
+                }
             }
         }
-        ctx.registry.update(id, &session.view());
+        ctx.registry.update(id, &session.view(), ctx.wal.durable_watch().current().commit_id);
         if end.is_some() || stop.load(Ordering::SeqCst) {
             break;
         }
@@ -356,7 +380,7 @@ fn serve_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConf
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    closer();
     let _ = reader_thread.join();
     end
 }

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+use aerodb_repl_core::auth::{Nonce, ReplToken};
 use aerodb_repl_core::engine::replica::{Completion, RecoveryOutcome, ReplicaAction, ReplicaConfig, ReplicaEngine, ReplicaTiming, StorageFailure};
 use aerodb_repl_core::engine::ConnId;
 use aerodb_repl_core::halt::StorageOp;
@@ -22,13 +23,15 @@ use aerodb_repl_core::ids::{ReplicaId, ReplicaName};
 use aerodb_repl_core::metadata::{BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_core::replica::{
-    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, ReadyReplica, Recovered, SnapshotFiles, SnapshotFormat, SnapshotTransfer,
+    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, ReadyReplica, Recovered, SnapshotFiles, SnapshotFormat,
+    SnapshotStream, SnapshotTransfer,
 };
 use aerodb_repl_core::status::ReplicaShared;
 use aerodb_repl_core::storage::{Applier, WalSink};
 use aerodb_wal::disk::Disk;
 
 use crate::clock::Clock;
+use crate::security::fresh_nonce;
 use crate::transport::{Connection, Transport};
 
 /// How a replica runs.
@@ -52,6 +55,8 @@ pub struct ReplicaOptions {
     pub seed: u64,
     /// The metadata on disk at startup, if the replica is bootstrapped.
     pub recorded: Option<ReplicaMetadata>,
+    /// `--repl-token-file`: authenticate both ways on every connection.
+    pub token: Option<ReplToken>,
 }
 
 impl ReplicaOptions {
@@ -67,6 +72,7 @@ impl ReplicaOptions {
             max_unapplied_bytes: 64 * 1024 * 1024,
             seed,
             recorded: None,
+            token: None,
         }
     }
 }
@@ -74,7 +80,7 @@ impl ReplicaOptions {
 /// Inputs to the engine thread.
 enum Event {
     Bytes(ConnId, Vec<u8>),
-    Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>),
+    Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>, Option<Nonce>),
     ConnectFailed(ConnId, String),
     Closed(ConnId, String),
     Recovered(RecoveryOutcome),
@@ -145,7 +151,10 @@ impl Replica {
             seed: options.seed,
             recorded: options.recorded.clone(),
         };
-        let engine = ReplicaEngine::new(config);
+        let engine = match options.token.clone() {
+            Some(token) => ReplicaEngine::new(config).with_auth(token),
+            None => ReplicaEngine::new(config),
+        };
         let handle = Arc::new(ReplicaHandle::new(Arc::new(ReplicaShared::new(engine.observe()))));
         let (tx, rx) = mpsc::channel();
         let (disk_jobs, disk_worker) = spawn_disk_worker(disk.clone(), ReplicaPaths::new(&options.data_dir), handle.clone(), tx.clone())?;
@@ -232,12 +241,15 @@ impl Runtime {
                     break;
                 }
                 Event::Bytes(conn, bytes) => self.engine.handle_bytes(now, conn, &bytes),
-                Event::Connected(conn, writer, closer) => {
+                Event::Connected(conn, writer, closer, nonce) => {
                     if let Some(link) = self.links.get_mut(&conn) {
                         link.writer = Some(writer);
                         link.closer = Some(closer);
                     }
-                    self.engine.handle_connected(now, conn);
+                    match nonce {
+                        Some(nonce) => self.engine.handle_connected_with_nonce(now, conn, nonce),
+                        None => self.engine.handle_connected(now, conn),
+                    }
                 }
                 Event::ConnectFailed(conn, detail) => {
                     self.links.remove(&conn);
@@ -310,10 +322,20 @@ impl Runtime {
         let gate = ReadGate::new();
         self.links.insert(conn, Link { writer: None, closer: None, gate: gate.clone() });
         let (transport, addr, timeout, events) = (self.transport.clone(), self.primary.clone(), self.connect_timeout, self.events.clone());
+        let wants_nonce = self.engine.requires_auth();
         let spawned = std::thread::Builder::new().name("replica-conn".into()).spawn(move || match transport.connect(&addr, timeout) {
             Ok(Connection { reader, writer, closer }) => {
                 let closer: Arc<dyn Fn() + Send + Sync> = Arc::from(closer);
-                if events.send(Event::Connected(conn, writer, closer.clone())).is_ok() {
+                // A fresh nonce per connection, from the OS RNG (the engine never draws randomness).
+                let nonce = match wants_nonce.then(fresh_nonce).transpose() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        closer();
+                        let _ = events.send(Event::ConnectFailed(conn, format!("no nonce for the authentication exchange: {e}")));
+                        return;
+                    }
+                };
+                if events.send(Event::Connected(conn, writer, closer.clone(), nonce)).is_ok() {
                     read_loop(conn, reader, &gate, &events);
                 }
                 closer();
@@ -368,14 +390,34 @@ fn spawn_disk_worker(
     let thread = std::thread::Builder::new().name("replica-disk".into()).spawn(move || {
         let format = SnapshotFiles::new(disk.clone());
         let mut worker = DiskWorker { disk, paths, handle, sink: None, transfer: None };
-        while let Ok(job) = rx.recv() {
-            let event = match job {
-                DiskJob::Recover => Some(Event::Recovered(worker.recover(&format))),
-                DiskJob::Action(action) => worker.execute(action, &format).map(Event::Completion),
+        let mut next = None;
+        while let Some(job) = next.take().or_else(|| rx.recv().ok()) {
+            let completions = match job {
+                DiskJob::Recover => {
+                    // The engine may have stopped; the job still ran to completion.
+                    let _ = events.send(Event::Recovered(worker.recover(&format)));
+                    continue;
+                }
+                DiskJob::Action(ReplicaAction::Persist(work)) => {
+                    // Persists that queued up while the last fsync ran share one
+                    // fsync; the first other job waits for the batch.
+                    let mut batch = vec![work];
+                    while batch.len() < MAX_PERSIST_BATCH {
+                        match rx.try_recv() {
+                            Ok(DiskJob::Action(ReplicaAction::Persist(work))) => batch.push(work),
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    worker.persist(&batch)
+                }
+                DiskJob::Action(action) => worker.execute(action, &format).into_iter().collect(),
             };
-            if let Some(event) = event {
-                // The engine may have stopped; the job still ran to completion.
-                let _ = events.send(event);
+            for completion in completions {
+                let _ = events.send(Event::Completion(completion));
             }
         }
     })?;
@@ -387,10 +429,115 @@ struct DiskWorker {
     paths: ReplicaPaths,
     handle: Arc<ReplicaHandle>,
     sink: Option<WalSink>,
-    transfer: Option<SnapshotTransfer>,
+    transfer: Option<(SnapshotTransfer, Loader)>,
 }
 
+/// Pieces a snapshot loader may hold queued: the disk worker waits when the
+/// loader is this far behind (so the transfer's backpressure reaches the
+/// socket), about 64 MiB with 1 MiB pieces.
+const LOADER_QUEUE: usize = 64;
+
+/// A snapshot transfer's validating load on a thread of its own, fed the
+/// pieces the disk worker wrote (no copy: the received bytes are shared),
+/// so decoding and building the store overlap the transfer.
+struct Loader {
+    pieces: Option<mpsc::SyncSender<(u32, bytes::Bytes)>>,
+    thread: Option<JoinHandle<()>>,
+    /// The first rejection, as soon as a file fails its checks.
+    failed: Arc<Mutex<Option<aerodb_repl_core::halt::SnapshotRejected>>>,
+    result: Receiver<Result<(aerodb_mvcc::Store, aerodb_mvcc::AppliedState), aerodb_repl_core::halt::SnapshotRejected>>,
+    cancelled: Arc<std::sync::atomic::AtomicBool>,
+    cluster: Arc<Mutex<Option<aerodb_repl_core::ids::ClusterId>>>,
+}
+
+impl Loader {
+    fn spawn(mut stream: Box<dyn SnapshotStream>) -> std::io::Result<Loader> {
+        let (tx, rx) = mpsc::sync_channel::<(u32, bytes::Bytes)>(LOADER_QUEUE);
+        let (result_tx, result) = mpsc::channel();
+        let failed = Arc::new(Mutex::new(None));
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cluster: Arc<Mutex<Option<aerodb_repl_core::ids::ClusterId>>> = Arc::new(Mutex::new(None));
+        let (f, c, cl) = (failed.clone(), cancelled.clone(), cluster.clone());
+        let thread = std::thread::Builder::new().name("replica-snapshot-load".into()).spawn(move || {
+            let mut rejected = None;
+            while let Ok((file_index, bytes)) = rx.recv() {
+                if c.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                if rejected.is_none() {
+                    if let Err(e) = stream.piece(file_index, bytes) {
+                        *f.lock() = Some(e.clone());
+                        rejected = Some(e);
+                    }
+                }
+            }
+            // The sender is gone: either the transfer finished (the cluster
+            // id is set) or it was abandoned.
+            let Some(cluster) = cl.lock().take() else { return };
+            let outcome = match rejected {
+                Some(e) => Err(e),
+                None => stream.finish(&cluster),
+            };
+            let _ = result_tx.send(outcome);
+        })?;
+        Ok(Loader { pieces: Some(tx), thread: Some(thread), failed, result, cancelled, cluster })
+    }
+
+    /// Hands a written piece over (waits while the loader is far behind).
+    fn feed(&self, file_index: u32, bytes: bytes::Bytes) -> Result<(), aerodb_repl_core::halt::SnapshotRejected> {
+        if let Some(e) = self.failed.lock().clone() {
+            return Err(e);
+        }
+        if let Some(tx) = &self.pieces {
+            let _ = tx.send((file_index, bytes));
+        }
+        Ok(())
+    }
+
+    /// Every piece was handed over: waits for the rest of the validation.
+    fn finish(
+        mut self,
+        cluster: &aerodb_repl_core::ids::ClusterId,
+    ) -> Result<(aerodb_mvcc::Store, aerodb_mvcc::AppliedState), aerodb_repl_core::halt::SnapshotRejected> {
+        *self.cluster.lock() = Some(cluster.clone());
+        self.pieces = None;
+        let outcome = self.result.recv().unwrap_or_else(|_| {
+            Err(aerodb_repl_core::halt::SnapshotRejected { fault: aerodb_repl_core::halt::SnapshotFault::Io, detail: "the snapshot loader stopped".into() })
+        });
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        outcome
+    }
+}
+
+impl Drop for Loader {
+    fn drop(&mut self) {
+        self.cancelled.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.pieces = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Most queued persists sharing one fsync (bounds the time until the
+/// first of them is reported durable).
+const MAX_PERSIST_BATCH: usize = 64;
+
 impl DiskWorker {
+    /// Appends a batch of accepted chunks and fsyncs once: one `Persisted`
+    /// completion per chunk (the engine counts one per action), all after
+    /// the fsync that made them durable.
+    fn persist(&mut self, batch: &[aerodb_repl_core::pipeline::PersistWork]) -> Vec<Completion> {
+        let completion = match self.sink.as_mut().map(|s| s.persist_all(batch)) {
+            Some(Ok(through)) => Completion::Persisted { through },
+            Some(Err(e)) => Completion::Failed(StorageFailure::Wal { op: StorageOp::PersistWal, detail: e.to_string() }),
+            None => Completion::Failed(StorageFailure::Wal { op: StorageOp::PersistWal, detail: "no WAL is open".into() }),
+        };
+        vec![completion; batch.len()]
+    }
+
     fn install(&mut self, ready: ReadyReplica) -> Completion {
         self.handle.set_store(ready.store);
         self.sink = Some(ready.sink);
@@ -405,7 +552,7 @@ impl DiskWorker {
             },
             Ok(Recovered::Uninitialised { discarded }) => {
                 if !discarded.is_empty() {
-                    tracing::warn!(?discarded, "discarded an uncommitted bootstrap (F-S1/F-S2)");
+                    tracing::warn!(discarded = %discarded.join(", "), "discarded an uncommitted bootstrap (F-S1/F-S2)");
                 }
                 RecoveryOutcome::Uninitialised
             }
@@ -417,11 +564,7 @@ impl DiskWorker {
     fn execute(&mut self, action: ReplicaAction, format: &dyn SnapshotFormat) -> Option<Completion> {
         let wal_failed = |op, e: &dyn std::fmt::Display| Completion::Failed(StorageFailure::Wal { op, detail: e.to_string() });
         Some(match action {
-            ReplicaAction::Persist(work) => match self.sink.as_mut().map(|s| s.persist(&work)) {
-                Some(Ok(through)) => Completion::Persisted { through },
-                Some(Err(e)) => wal_failed(StorageOp::PersistWal, &e),
-                None => wal_failed(StorageOp::PersistWal, &"no WAL is open"),
-            },
+            ReplicaAction::Persist(work) => return self.persist(std::slice::from_ref(&work)).pop(),
             ReplicaAction::TruncateUnvalidated { to } => match self.sink.as_mut().map(|s| s.truncate_unvalidated(to)) {
                 Some(Ok(())) => Completion::Truncated,
                 Some(Err(e)) => wal_failed(StorageOp::TruncateUnvalidated, &e),
@@ -434,26 +577,36 @@ impl DiskWorker {
                 }
             }
             ReplicaAction::BootstrapBegin { manifest } => match SnapshotTransfer::begin(self.disk.clone(), &self.paths, format, &manifest) {
-                Ok(t) => {
+                Ok(mut t) => {
                     let bytes_total = t.bytes_total();
-                    self.transfer = Some(t);
+                    let loader = match t.detach_stream().map(Loader::spawn) {
+                        Some(Ok(loader)) => loader,
+                        Some(Err(e)) => return Some(Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Io(e.to_string())))),
+                        None => return Some(Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Protocol("no snapshot stream".into())))),
+                    };
+                    self.transfer = Some((t, loader));
                     Completion::BootstrapBegun { bytes_total }
                 }
                 Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
             },
             ReplicaAction::BootstrapPiece { file_index, offset, bytes } => match self.transfer.as_mut() {
-                Some(t) => match t.piece(file_index, offset, &bytes) {
-                    Ok(()) => Completion::PieceWritten { bytes: bytes.len() as u64 },
-                    Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
-                },
-                None => Completion::Failed(StorageFailure::Bootstrap(aerodb_repl_core::replica::BootstrapError::Protocol("no transfer in progress".into()))),
+                Some((t, loader)) => {
+                    match t.piece(file_index, offset, &bytes).and_then(|()| loader.feed(file_index, bytes.clone()).map_err(BootstrapError::Rejected)) {
+                        Ok(()) => Completion::PieceWritten { bytes: bytes.len() as u64 },
+                        Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+                    }
+                }
+                None => Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Protocol("no transfer in progress".into()))),
             },
             ReplicaAction::BootstrapFinish { cluster_id, replica_id } => match self.transfer.take() {
-                Some(t) => match t.finish(format, &cluster_id, &replica_id) {
-                    Ok(ready) => self.install(ready),
+                Some((mut t, loader)) => match t.complete_files() {
+                    Ok(()) => match t.install(loader.finish(&cluster_id), &cluster_id, &replica_id) {
+                        Ok(ready) => self.install(ready),
+                        Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
+                    },
                     Err(e) => Completion::Failed(StorageFailure::Bootstrap(e)),
                 },
-                None => Completion::Failed(StorageFailure::Bootstrap(aerodb_repl_core::replica::BootstrapError::Protocol("no transfer in progress".into()))),
+                None => Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Protocol("no transfer in progress".into()))),
             },
             ReplicaAction::BootstrapDiscard => {
                 self.transfer = None;

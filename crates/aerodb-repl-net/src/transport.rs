@@ -1,6 +1,7 @@
 //! Connecting to a primary. A transport yields a reader and a writer for
 //! one connection; the replica runtime reads on one thread and writes from
-//! its engine thread.
+//! its engine thread. [`TcpTransport`] is plain TCP; `crate::tls::TlsTransport`
+//! adds TLS (rustls) on top of the same socket setup.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -29,27 +30,40 @@ pub struct TcpTransport;
 /// How long one write may block before the connection is considered dead.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-impl Transport for TcpTransport {
-    fn connect(&self, addr: &str, timeout: Duration) -> io::Result<Connection> {
+impl TcpTransport {
+    /// A connected socket to `addr` (the first address that answers within
+    /// `timeout`), with Nagle off and the write timeout set.
+    pub fn connect_socket(addr: &str, timeout: Duration) -> io::Result<TcpStream> {
         let mut last = None;
         for a in addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&a, timeout) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
                     stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                    let writer = stream.try_clone()?;
-                    let closer = stream.try_clone()?;
-                    return Ok(Connection {
-                        reader: Box::new(stream),
-                        writer: Box::new(writer),
-                        closer: Box::new(move || {
-                            let _ = closer.shutdown(Shutdown::Both);
-                        }),
-                    });
+                    return Ok(stream);
                 }
                 Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{addr} resolves to no address"))))
+    }
+}
+
+/// Splits a plain TCP stream into the runtime's halves.
+pub fn plain_connection(stream: TcpStream) -> io::Result<Connection> {
+    let writer = stream.try_clone()?;
+    let closer = stream.try_clone()?;
+    Ok(Connection {
+        reader: Box::new(stream),
+        writer: Box::new(writer),
+        closer: Box::new(move || {
+            let _ = closer.shutdown(Shutdown::Both);
+        }),
+    })
+}
+
+impl Transport for TcpTransport {
+    fn connect(&self, addr: &str, timeout: Duration) -> io::Result<Connection> {
+        plain_connection(TcpTransport::connect_socket(addr, timeout)?)
     }
 }

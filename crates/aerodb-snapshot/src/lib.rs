@@ -7,7 +7,8 @@
 //! (REPL-8, F-S4), loading it back into a [`aerodb_mvcc::Store`] with the
 //! state digest verified, the primary's recovery policy (newest valid
 //! snapshot + WAL after it, falling back to older snapshots and finally the
-//! WAL from genesis), the snapshot/retention scheduler, and the scrub's
+//! WAL from genesis), the snapshot/retention scheduler and the WAL
+//! retention rule (RES-2, [`retention`]), and the scrub's
 //! pure core and checks (CORE-6: re-verifying retained snapshots and sealed
 //! WAL segments at a bounded rate, withdrawing damaged snapshots).
 //!
@@ -25,6 +26,7 @@ pub mod error;
 pub mod format;
 pub mod load;
 pub mod recovery;
+pub mod retention;
 pub mod scheduler;
 pub mod scrub;
 
@@ -32,6 +34,7 @@ pub use create::{create_snapshot, create_snapshot_with, SnapshotInfo, SnapshotOp
 pub use dir::{cleanup_incomplete, delete_snapshot, list_snapshots, prune_snapshots, withdraw_snapshot, SnapshotRef};
 pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};
-pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming};
+pub use load::{load_snapshot, read_manifest, validate_snapshot, verify_snapshot_streaming, StreamLoad};
 pub use recovery::{recover_primary, recover_primary_with, PrimaryRecoveryError, PrimaryRecoveryReport, RejectedSnapshot, SnapshotUsed};
-pub use scheduler::{retire, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};
+pub use retention::{RetentionMode, WalHolds, DEFAULT_WAL_KEEP_BYTES};
+pub use scheduler::{retire, retire_with_holds, RetireOutcome, SchedulerStatus, SnapshotPolicy, SnapshotScheduler};

@@ -23,7 +23,7 @@ use bytes::Bytes;
 use crate::error::SnapshotError;
 use crate::format::{
     data_file_name, decode_version, parse_snapshot_dir_name, DataHeader, DataHeaderError, Decoded, Manifest, ManifestFile, DATA_HEADER_LEN, MANIFEST_FILE,
-    READABLE_SNAPSHOT_FORMATS, TMP_PREFIX,
+    READABLE_SNAPSHOT_FORMATS, TMP_PREFIX, VERSION_HEADER_LEN,
 };
 
 /// Bytes read from a data file at a time.
@@ -128,7 +128,7 @@ fn check_file_set(disk: &dyn Disk, dir: &Path, snapshot: &str, m: &Manifest) -> 
 
 /// Where the versions a data file holds go while it is streamed: a store
 /// being built (load), or only their digest (scrub, CORE-6).
-trait VersionSink {
+pub(crate) trait VersionSink {
     fn add(&mut self, v: OwnedVersion) -> Result<(), String>;
 }
 
@@ -228,128 +228,373 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
     for (index, f) in manifest.files.iter().enumerate() {
         count += stream_file(disk, dir, index, f, &manifest, Some(&mut builder), &mut |_| {})?;
     }
+    finish_load(&snapshot, manifest, builder, count)
+}
+
+/// A snapshot validated and loaded from its bytes as they arrive (a
+/// replica's bootstrap): the data files in manifest order, each in pieces
+/// of any size, each checked and decoded by the same [`FileDecoder`] a load
+/// from disk uses, straight into the store being built: nothing is read
+/// back. [`StreamLoad::finish`] makes the checks [`load_snapshot`] makes
+/// after the files: the cluster id, the version count and the state digest.
+pub struct StreamLoad {
+    snapshot: String,
+    manifest: Manifest,
+    builder: StoreBuilder,
+    current: Option<FileDecoder>,
+    /// Files finished.
+    done: usize,
+    versions: u64,
+}
+
+impl StreamLoad {
+    /// A load of the snapshot `manifest` describes (`label`: its name in
+    /// errors). The manifest must have been checked ([`read_manifest`]).
+    pub fn new(label: &str, manifest: Manifest) -> Self {
+        StreamLoad { snapshot: label.to_string(), manifest, builder: Store::builder(), current: None, done: 0, versions: 0 }
+    }
+
+    /// The manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Where the next byte belongs: (file index, offset in that file).
+    pub fn position(&self) -> (usize, u64) {
+        (self.done, self.current.as_ref().map_or(0, FileDecoder::received))
+    }
+
+    /// Takes the next `bytes` of file `file_index`: files must come in
+    /// manifest order and each file's bytes in order. A file is checked
+    /// (size, crc32c, header, records) as soon as its last byte arrived.
+    pub fn piece(&mut self, file_index: usize, bytes: Bytes) -> Result<(), SnapshotError> {
+        if file_index > self.done {
+            // The next file started: the current one is shorter than promised.
+            if let Some(f) = self.manifest.files.get(self.done) {
+                let found = self.current.as_ref().map_or(0, FileDecoder::received);
+                return Err(SnapshotError::SizeMismatch { snapshot: self.snapshot.clone(), file: f.name.clone(), expected: f.size, found });
+            }
+        }
+        if file_index != self.done {
+            return Err(SnapshotError::Corrupt {
+                snapshot: self.snapshot.clone(),
+                file: MANIFEST_FILE.into(),
+                offset: 0,
+                detail: format!("bytes of file #{file_index} arrived while file #{} is expected", self.done),
+            });
+        }
+        let Some(entry) = self.manifest.files.get(file_index) else {
+            return Err(SnapshotError::Corrupt {
+                snapshot: self.snapshot.clone(),
+                file: MANIFEST_FILE.into(),
+                offset: 0,
+                detail: format!("no file #{file_index}"),
+            });
+        };
+        let decoder = self.current.get_or_insert_with(|| FileDecoder::new(self.snapshot.clone(), file_index, entry, &self.manifest));
+        decoder.feed(bytes, Some(&mut self.builder))?;
+        if decoder.received() == entry.size {
+            self.end_file()?;
+        }
+        Ok(())
+    }
+
+    fn end_file(&mut self) -> Result<(), SnapshotError> {
+        if let Some(decoder) = self.current.take() {
+            self.versions += decoder.finish()?;
+            self.done += 1;
+        }
+        Ok(())
+    }
+
+    /// Every byte arrived: checks that every file is complete, the cluster
+    /// id (when given), the version count and the state digest, and returns
+    /// the store at the snapshot's cut.
+    pub fn finish(mut self, expected_cluster: Option<&str>) -> Result<(Store, Manifest), SnapshotError> {
+        check_cluster(&self.snapshot, &self.manifest, expected_cluster)?;
+        if let Some(f) = self.manifest.files.get(self.done) {
+            let found = self.current.as_ref().map_or(0, FileDecoder::received);
+            return Err(SnapshotError::SizeMismatch { snapshot: self.snapshot, file: f.name.clone(), expected: f.size, found });
+        }
+        self.end_file()?;
+        finish_load(&self.snapshot, self.manifest, self.builder, self.versions)
+    }
+}
+
+/// The checks after every file was loaded: the version count and the state
+/// digest (with the horizon's retention rules).
+fn finish_load(snapshot: &str, manifest: Manifest, builder: StoreBuilder, count: u64) -> Result<(Store, Manifest), SnapshotError> {
     if count != manifest.version_count {
         return Err(SnapshotError::Corrupt {
-            snapshot,
+            snapshot: snapshot.to_string(),
             file: MANIFEST_FILE.into(),
             offset: 0,
             detail: format!("manifest says {} versions, the data files hold {count}", manifest.version_count),
         });
     }
     let store = builder.finish_at(manifest.cut(), manifest.history_horizon).map_err(|e| match e {
-        LoadError::DigestMismatch { expected, computed } => SnapshotError::Digest { snapshot: snapshot.clone(), expected, computed },
-        other => SnapshotError::Corrupt { snapshot: snapshot.clone(), file: MANIFEST_FILE.into(), offset: 0, detail: other.to_string() },
+        LoadError::DigestMismatch { expected, computed } => SnapshotError::Digest { snapshot: snapshot.to_string(), expected, computed },
+        other => SnapshotError::Corrupt { snapshot: snapshot.to_string(), file: MANIFEST_FILE.into(), offset: 0, detail: other.to_string() },
     })?;
     Ok((store, manifest))
 }
 
 /// Reads one data file in chunks, verifying size, header and crc32c, and
-/// (with a sink) decoding its versions into it. Structural problems are
-/// held back until the whole file was checksummed, so a flipped byte is
-/// reported as the checksum failure it is. Returns the versions decoded.
+/// (with a sink) decoding its versions into it, through the same
+/// [`FileDecoder`] a streamed transfer uses. Returns the versions decoded.
 fn stream_file(
     disk: &dyn Disk,
     dir: &Path,
     index: usize,
     entry: &ManifestFile,
     manifest: &Manifest,
-    mut builder: Option<&mut dyn VersionSink>,
+    mut builder: Option<&mut (dyn VersionSink + 'static)>,
     pace: &mut dyn FnMut(u64),
 ) -> Result<u64, SnapshotError> {
-    let snapshot = &dir_label(dir);
-    let boundary: CommitId = manifest.boundary_commit_id;
+    let snapshot = dir_label(dir);
     let path = dir.join(&entry.name);
     let file = disk.open(&path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => SnapshotError::MissingFile { snapshot: snapshot.to_string(), file: entry.name.clone() },
+        std::io::ErrorKind::NotFound => SnapshotError::MissingFile { snapshot: snapshot.clone(), file: entry.name.clone() },
         _ => SnapshotError::io("open data file", &path, e),
     })?;
     let len = file.len().map_err(|e| SnapshotError::io("stat data file", &path, e))?;
     if len != entry.size {
-        return Err(SnapshotError::SizeMismatch { snapshot: snapshot.to_string(), file: entry.name.clone(), expected: entry.size, found: len });
+        return Err(SnapshotError::SizeMismatch { snapshot, file: entry.name.clone(), expected: entry.size, found: len });
     }
-    let corrupt = |offset: u64, detail: String| SnapshotError::Corrupt { snapshot: snapshot.to_string(), file: entry.name.clone(), offset, detail };
-    let mut header = [0u8; DATA_HEADER_LEN];
-    pace(DATA_HEADER_LEN as u64);
-    read_at(&*file, &path, &mut header, 0)?;
-    let mut crc = crc32c::crc32c(&header);
-    let mut deferred: Option<SnapshotError> = match DataHeader::decode(&header) {
-        Ok(h) if h.boundary_commit_id != boundary || h.file_index as usize != index => {
-            Some(corrupt(0, format!("header belongs to snapshot {} file #{}, expected {boundary} #{index}", h.boundary_commit_id, h.file_index)))
-        }
-        Ok(h) if h.format_version != manifest.format_version => Some(SnapshotError::Format {
-            snapshot: snapshot.to_string(),
-            file: entry.name.clone(),
-            detail: format!("data file format version {} in a format {} snapshot", h.format_version, manifest.format_version),
-        }),
-        Ok(_) => None,
-        Err(DataHeaderError::Format(detail)) => Some(SnapshotError::Format { snapshot: snapshot.to_string(), file: entry.name.clone(), detail }),
-        Err(DataHeaderError::Checksum) => Some(corrupt(0, "header crc32c mismatch".into())),
-        Err(DataHeaderError::Truncated) => Some(corrupt(0, "header truncated".into())),
-    };
-    let mut versions = 0u64;
-    let mut read_pos = DATA_HEADER_LEN as u64;
-    // Unparsed bytes (the start of a record cut by the chunk boundary) and
-    // the file offset of their first byte.
-    let mut pending = Bytes::new();
-    let mut pending_at = read_pos;
-    let mut need = 0usize;
+    let mut decoder = FileDecoder::new(snapshot, index, entry, manifest);
+    let mut read_pos = 0u64;
     while read_pos < len {
-        let remaining = len - read_pos;
-        let want = READ_CHUNK.max(need.saturating_sub(pending.len()));
-        let n = usize::try_from(remaining).map_or(want, |r| r.min(want));
+        let want = if read_pos == 0 { DATA_HEADER_LEN } else { READ_CHUNK.max(decoder.needed()) };
+        let n = usize::try_from(len - read_pos).map_or(want, |r| r.min(want));
         pace(n as u64);
-        let parsing = builder.is_some() && deferred.is_none();
-        let keep = if parsing { pending.len() } else { 0 };
-        let mut buf = Vec::with_capacity(keep + n);
-        buf.extend_from_slice(&pending[..keep]);
-        buf.resize(keep + n, 0);
-        read_at(&*file, &path, &mut buf[keep..], read_pos)?;
-        crc = crc32c::crc32c_append(crc, &buf[keep..]);
+        let mut buf = vec![0u8; n];
+        read_at(&*file, &path, &mut buf, read_pos)?;
         read_pos += n as u64;
-        let Some(b) = builder.as_deref_mut().filter(|_| parsing) else {
-            pending = Bytes::new();
-            continue;
+        decoder.feed(Bytes::from(buf), builder.as_deref_mut())?;
+    }
+    decoder.finish()
+}
+
+/// One data file checked and decoded from its bytes as they arrive, in
+/// order, in pieces of any size (a disk read or a received transfer
+/// chunk): size, header, crc32c and version records. Structural problems
+/// are held back until the whole file was checksummed, so a flipped byte
+/// is reported as the checksum failure it is. Without a sink only the
+/// checksum and header are checked.
+pub(crate) struct FileDecoder {
+    snapshot: String,
+    name: String,
+    index: usize,
+    size: u64,
+    expected_crc: u32,
+    boundary: CommitId,
+    format_version: u32,
+    /// Bytes of the header received so far (until it is complete).
+    header: Vec<u8>,
+    received: u64,
+    crc: u32,
+    /// Unparsed bytes (the start of a record cut by a piece boundary) and
+    /// the file offset of their first byte.
+    pending: Bytes,
+    pending_at: u64,
+    /// Bytes the pending record needs in total (0: unknown).
+    need: usize,
+    deferred: Option<SnapshotError>,
+    versions: u64,
+    parsed: bool,
+}
+
+impl FileDecoder {
+    /// A decoder for file `index` (`entry`) of `manifest`.
+    pub(crate) fn new(snapshot: String, index: usize, entry: &ManifestFile, manifest: &Manifest) -> Self {
+        FileDecoder {
+            snapshot,
+            name: entry.name.clone(),
+            index,
+            size: entry.size,
+            expected_crc: entry.crc32c,
+            boundary: manifest.boundary_commit_id,
+            format_version: manifest.format_version,
+            header: Vec::with_capacity(DATA_HEADER_LEN),
+            received: 0,
+            crc: 0,
+            pending: Bytes::new(),
+            pending_at: DATA_HEADER_LEN as u64,
+            need: 0,
+            deferred: None,
+            versions: 0,
+            parsed: false,
+        }
+    }
+
+    /// Bytes received so far.
+    pub(crate) fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// Bytes the record cut by the last piece needs in total (a reader's
+    /// next read should be at least this long).
+    pub(crate) fn needed(&self) -> usize {
+        self.need.saturating_sub(self.pending.len())
+    }
+
+    fn corrupt(&self, offset: u64, detail: String) -> SnapshotError {
+        SnapshotError::Corrupt { snapshot: self.snapshot.clone(), file: self.name.clone(), offset, detail }
+    }
+
+    /// Takes the next bytes of the file. Errors only for bytes beyond the
+    /// size the manifest states; everything else is reported by
+    /// [`FileDecoder::finish`].
+    pub(crate) fn feed(&mut self, mut bytes: Bytes, sink: Option<&mut (dyn VersionSink + 'static)>) -> Result<(), SnapshotError> {
+        if self.received.saturating_add(bytes.len() as u64) > self.size {
+            return Err(SnapshotError::SizeMismatch {
+                snapshot: self.snapshot.clone(),
+                file: self.name.clone(),
+                expected: self.size,
+                found: self.received.saturating_add(bytes.len() as u64),
+            });
+        }
+        self.received += bytes.len() as u64;
+        self.parsed |= sink.is_some();
+        if self.header.len() < DATA_HEADER_LEN {
+            let take = (DATA_HEADER_LEN - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..take]);
+            bytes = bytes.slice(take..);
+            if self.header.len() < DATA_HEADER_LEN {
+                return Ok(());
+            }
+            self.crc = crc32c::crc32c(&self.header);
+            self.deferred = self.check_header();
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &bytes);
+        let Some(sink) = sink.filter(|_| self.deferred.is_none()) else {
+            self.pending = Bytes::new();
+            return Ok(());
         };
-        let chunk = Bytes::from(buf);
-        let mut at = 0usize;
-        need = 0;
-        while at < chunk.len() {
-            match decode_version(&chunk, at) {
-                Ok(Decoded::Version(v, rec_len)) => {
-                    let offset = pending_at + at as u64;
-                    if v.commit_id > boundary {
-                        deferred = Some(corrupt(offset, format!("version with CommitId {} beyond the boundary {boundary}", v.commit_id)));
+        // Complete a record cut by the previous piece: copy only its rest.
+        if !self.pending.is_empty() {
+            let mut joined = Vec::with_capacity(self.need.max(self.pending.len() + VERSION_HEADER_LEN));
+            joined.extend_from_slice(&self.pending);
+            loop {
+                let want = self.need.max(VERSION_HEADER_LEN);
+                let take = want.saturating_sub(joined.len()).min(bytes.len());
+                joined.extend_from_slice(&bytes[..take]);
+                bytes = bytes.slice(take..);
+                let chunk = Bytes::from(std::mem::take(&mut joined));
+                match self.decode_at(&chunk, sink) {
+                    Some(0) if bytes.is_empty() => {
+                        self.pending = chunk;
+                        return Ok(());
+                    }
+                    Some(0) => joined = chunk.to_vec(),
+                    Some(used) => {
+                        // A record shorter than the header size completed with
+                        // bytes it did not need: give them back.
+                        let extra = chunk.len() - used;
+                        if extra > 0 {
+                            let mut rest = chunk.slice(used..).to_vec();
+                            rest.extend_from_slice(&bytes);
+                            bytes = Bytes::from(rest);
+                        }
+                        self.pending = Bytes::new();
+                        self.need = 0;
                         break;
                     }
-                    if let Err(e) = b.add(v) {
-                        deferred = Some(corrupt(offset, e.to_string()));
-                        break;
-                    }
-                    versions += 1;
-                    at += rec_len;
-                }
-                Ok(Decoded::Incomplete(needed)) => {
-                    need = needed;
-                    break;
-                }
-                Err(detail) => {
-                    deferred = Some(corrupt(pending_at + at as u64, detail.to_string()));
-                    break;
+                    None => return Ok(()),
                 }
             }
         }
-        pending = chunk.slice(at.min(chunk.len())..);
-        pending_at += at as u64;
+        let mut at = 0usize;
+        while at < bytes.len() {
+            let rest = bytes.slice(at..);
+            match self.decode_at(&rest, sink) {
+                Some(0) => {
+                    self.pending = rest;
+                    return Ok(());
+                }
+                Some(used) => at += used,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
     }
-    if deferred.is_none() && builder.is_some() && !pending.is_empty() {
-        deferred = Some(corrupt(pending_at, format!("file ends inside a record ({} trailing bytes)", pending.len())));
+
+    /// Decodes one record at the start of `chunk` (whose first byte is at
+    /// `pending_at`): `Some(len)` when one was added, `Some(0)` when the
+    /// record is incomplete (`need` set), `None` after a deferred error.
+    fn decode_at(&mut self, chunk: &Bytes, sink: &mut dyn VersionSink) -> Option<usize> {
+        match decode_version(chunk, 0) {
+            Ok(Decoded::Version(v, rec_len)) => {
+                let offset = self.pending_at;
+                if v.commit_id > self.boundary {
+                    self.deferred = Some(self.corrupt(offset, format!("version with CommitId {} beyond the boundary {}", v.commit_id, self.boundary)));
+                    return None;
+                }
+                if let Err(e) = sink.add(v) {
+                    self.deferred = Some(self.corrupt(offset, e));
+                    return None;
+                }
+                self.versions += 1;
+                self.pending_at += rec_len as u64;
+                Some(rec_len)
+            }
+            Ok(Decoded::Incomplete(needed)) => {
+                self.need = needed;
+                Some(0)
+            }
+            Err(detail) => {
+                self.deferred = Some(self.corrupt(self.pending_at, detail.to_string()));
+                None
+            }
+        }
     }
-    if crc != entry.crc32c {
-        return Err(SnapshotError::Checksum { snapshot: snapshot.to_string(), file: entry.name.clone(), expected: entry.crc32c, computed: crc });
+
+    fn check_header(&self) -> Option<SnapshotError> {
+        let (boundary, index) = (self.boundary, self.index);
+        match DataHeader::decode(&self.header) {
+            Ok(h) if h.boundary_commit_id != boundary || h.file_index as usize != index => {
+                Some(self.corrupt(0, format!("header belongs to snapshot {} file #{}, expected {boundary} #{index}", h.boundary_commit_id, h.file_index)))
+            }
+            Ok(h) if h.format_version != self.format_version => Some(SnapshotError::Format {
+                snapshot: self.snapshot.clone(),
+                file: self.name.clone(),
+                detail: format!("data file format version {} in a format {} snapshot", h.format_version, self.format_version),
+            }),
+            Ok(_) => None,
+            Err(DataHeaderError::Format(detail)) => Some(SnapshotError::Format { snapshot: self.snapshot.clone(), file: self.name.clone(), detail }),
+            Err(DataHeaderError::Checksum) => Some(self.corrupt(0, "header crc32c mismatch".into())),
+            Err(DataHeaderError::Truncated) => Some(self.corrupt(0, "header truncated".into())),
+        }
     }
-    match deferred {
-        Some(e) => Err(e),
-        None => Ok(versions),
+
+    /// The whole file arrived: its size, crc32c, header and records are
+    /// checked (in that order of precedence). Returns the versions decoded.
+    pub(crate) fn finish(self) -> Result<u64, SnapshotError> {
+        if self.received != self.size {
+            return Err(SnapshotError::SizeMismatch { snapshot: self.snapshot, file: self.name, expected: self.size, found: self.received });
+        }
+        if self.crc != self.expected_crc {
+            return Err(SnapshotError::Checksum { snapshot: self.snapshot, file: self.name, expected: self.expected_crc, computed: self.crc });
+        }
+        let mut deferred = self.deferred;
+        if deferred.is_none() && self.header.len() < DATA_HEADER_LEN {
+            deferred = Some(SnapshotError::Corrupt { snapshot: self.snapshot.clone(), file: self.name.clone(), offset: 0, detail: "header truncated".into() });
+        }
+        if deferred.is_none() && self.parsed && !self.pending.is_empty() {
+            deferred = Some(SnapshotError::Corrupt {
+                snapshot: self.snapshot.clone(),
+                file: self.name.clone(),
+                offset: self.pending_at,
+                detail: format!("file ends inside a record ({} trailing bytes)", self.pending.len()),
+            });
+        }
+        match deferred {
+            Some(e) => Err(e),
+            None => Ok(self.versions),
+        }
     }
 }
 

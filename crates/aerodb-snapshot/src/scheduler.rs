@@ -4,17 +4,19 @@
 //! snapshot each time `snapshot_every_bytes` of WAL have become durable
 //! since the last snapshot's L_snap. The replication layer can ask for one
 //! with [`SnapshotScheduler::request_snapshot`]. After each snapshot only
-//! the newest [`SnapshotPolicy::keep`] are kept, and, with WAL retention
-//! enabled, WAL segments wholly before the oldest kept snapshot's L_snap
-//! are removed. Snapshots that recovery rejected (F-S4) are never counted
-//! among the kept ones nor used as a retention base; they are deleted once
-//! a new snapshot exists. Snapshots are taken one at a time.
+//! the newest [`SnapshotPolicy::keep`] are kept, and WAL segments wholly
+//! before the retention floor are removed ([`crate::retention`], RES-2:
+//! never what the oldest kept snapshot needs, and before it only what the
+//! cap and the replicas' holds allow). Snapshots that recovery rejected
+//! (F-S4) are never counted among the kept ones nor used as a retention
+//! base; they are deleted once a new snapshot exists. Snapshots are taken
+//! one at a time.
 
 use std::collections::BTreeSet;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ use crate::create::{create_snapshot_with, SnapshotInfo, SnapshotOptions};
 use crate::dir::{delete_snapshot, list_snapshots};
 use crate::error::SnapshotError;
 use crate::load::read_manifest;
+use crate::retention::{retention_floor, RetentionInputs, RetentionMode, WalHolds, DEFAULT_WAL_KEEP_BYTES};
 
 /// Snapshots kept by default (the newest two).
 pub const DEFAULT_KEEP: usize = 2;
@@ -43,16 +46,36 @@ pub struct SnapshotPolicy {
     /// Take a snapshot each time this many WAL bytes became durable since
     /// the last snapshot's L_snap (0 = never automatically).
     pub snapshot_every_bytes: u64,
-    /// Remove WAL segments wholly before the oldest kept snapshot.
+    /// `--wal-retention after-oldest-snapshot`: before the oldest kept
+    /// snapshot keep only what known replicas need (within the cap);
+    /// otherwise (`all`) keep everything within the cap.
     pub wal_retention_after_snapshot: bool,
     /// Snapshots kept (at least 1).
     pub keep: usize,
+    /// `--wal-keep-bytes`: the most WAL kept behind the durable end for
+    /// replicas, beyond what snapshots need (RES-2).
+    pub wal_keep_bytes: u64,
 }
 
 impl SnapshotPolicy {
-    /// The policy for the node's two flags, keeping [`DEFAULT_KEEP`] snapshots.
+    /// The policy for the node's two flags, keeping [`DEFAULT_KEEP`]
+    /// snapshots and [`DEFAULT_WAL_KEEP_BYTES`] of WAL for replicas.
     pub fn new(snapshot_every_bytes: u64, wal_retention_after_snapshot: bool) -> Self {
-        SnapshotPolicy { snapshot_every_bytes, wal_retention_after_snapshot, keep: DEFAULT_KEEP }
+        SnapshotPolicy { snapshot_every_bytes, wal_retention_after_snapshot, keep: DEFAULT_KEEP, wal_keep_bytes: DEFAULT_WAL_KEEP_BYTES }
+    }
+
+    /// The same policy with another `--wal-keep-bytes`.
+    pub fn with_wal_keep_bytes(self, wal_keep_bytes: u64) -> Self {
+        SnapshotPolicy { wal_keep_bytes, ..self }
+    }
+
+    /// The retention mode (`--wal-retention`).
+    pub fn retention_mode(&self) -> RetentionMode {
+        if self.wal_retention_after_snapshot {
+            RetentionMode::AfterOldestSnapshot
+        } else {
+            RetentionMode::All
+        }
     }
 }
 
@@ -67,6 +90,8 @@ pub struct SchedulerStatus {
     pub snapshots_deleted: u64,
     /// WAL segment files removed by retention in this process.
     pub segments_removed: u64,
+    /// The retention floor of the last retention pass (RES-2), if one ran.
+    pub retention_floor: Option<Lsn>,
     /// The last failure (creation, pruning or retention), if any.
     pub last_error: Option<String>,
 }
@@ -82,6 +107,8 @@ struct Shared {
     options: SnapshotOptions,
     /// Snapshots recovery rejected: never kept, never a retention base.
     rejected: BTreeSet<CommitId>,
+    /// What known replicas still need (the primary's replica registry).
+    holds: RwLock<Option<Arc<dyn WalHolds>>>,
     stop: AtomicBool,
     /// L_snap of the newest snapshot known.
     last_lsn: AtomicU64,
@@ -140,6 +167,7 @@ impl SnapshotScheduler {
             policy,
             options,
             rejected,
+            holds: RwLock::new(None),
             stop: AtomicBool::new(false),
             last_lsn: AtomicU64::new(newest_lsn),
             create_lock: Mutex::new(()),
@@ -158,7 +186,8 @@ impl SnapshotScheduler {
         };
         tracing::info!(
             every_bytes = policy.snapshot_every_bytes,
-            wal_retention = policy.wal_retention_after_snapshot,
+            wal_retention = policy.retention_mode().as_str(),
+            wal_keep_bytes = policy.wal_keep_bytes,
             keep = policy.keep,
             "snapshot scheduler started"
         );
@@ -191,6 +220,12 @@ impl SnapshotScheduler {
     /// The policy in force.
     pub fn policy(&self) -> SnapshotPolicy {
         self.shared.policy
+    }
+
+    /// Lets retention keep what the replicas a primary knows still need
+    /// (within `--wal-keep-bytes`, RES-2). Only WAL retention reads it.
+    pub fn set_wal_holds(&self, holds: Arc<dyn WalHolds>) {
+        *self.shared.holds.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(holds);
     }
 
     /// Blocks until this process has created at least `count` snapshots or
@@ -289,12 +324,16 @@ impl Shared {
         Ok(info)
     }
 
-    /// Keeps the newest snapshots and retires WAL ([`retire`]).
+    /// Keeps the newest snapshots and retires WAL ([`retire_with_holds`]).
     fn retire(&self) -> Result<(), SnapshotError> {
-        let outcome = retire(&*self.disk, &self.dir, &self.segments, &self.policy, &self.rejected);
+        let holds = self.holds.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let outcome = retire_with_holds(&*self.disk, &self.dir, &self.segments, &self.policy, &self.rejected, holds.as_deref());
         self.record(|s| {
             s.snapshots_deleted += outcome.deleted.len() as u64;
             s.segments_removed += outcome.segments_removed.len() as u64;
+            if outcome.retention_floor.is_some() {
+                s.retention_floor = outcome.retention_floor;
+            }
         });
         outcome.result
     }
@@ -314,18 +353,36 @@ pub struct RetireOutcome {
     pub deleted: Vec<CommitId>,
     /// WAL segment files removed.
     pub segments_removed: Vec<String>,
+    /// The retention floor this pass decided (None if it stopped before).
+    pub retention_floor: Option<Lsn>,
     /// The first failure, if any (nothing unsafe was removed).
     pub result: Result<(), SnapshotError>,
 }
 
 /// One retention pass, run after each snapshot by the scheduler (and by the
 /// simulator): keeps the newest `policy.keep` snapshots (those in
-/// `rejected`, which recovery refused, never count and are deleted) and,
-/// with WAL retention on, removes WAL segments wholly before the oldest kept
-/// snapshot's L_snap, so the WAL still continues every kept snapshot (P5-I9).
+/// `rejected`, which recovery refused, never count and are deleted) and
+/// removes WAL segments wholly before the retention floor
+/// ([`crate::retention::retention_floor`]): never what the oldest kept
+/// snapshot needs, so the WAL still continues every kept snapshot (P5-I9),
+/// and before it only what `--wal-retention` and `--wal-keep-bytes` let go
+/// (RES-2). No replica holds: see [`retire_with_holds`].
 pub fn retire(disk: &dyn Disk, dir: &std::path::Path, segments: &SegmentList, policy: &SnapshotPolicy, rejected: &BTreeSet<CommitId>) -> RetireOutcome {
-    let mut outcome = RetireOutcome { deleted: Vec::new(), segments_removed: Vec::new(), result: Ok(()) };
-    outcome.result = retire_into(disk, dir, segments, policy, rejected, &mut outcome.deleted, &mut outcome.segments_removed);
+    retire_with_holds(disk, dir, segments, policy, rejected, None)
+}
+
+/// [`retire`], keeping what `holds` (the primary's known replicas) still
+/// need within the cap.
+pub fn retire_with_holds(
+    disk: &dyn Disk,
+    dir: &std::path::Path,
+    segments: &SegmentList,
+    policy: &SnapshotPolicy,
+    rejected: &BTreeSet<CommitId>,
+    holds: Option<&dyn WalHolds>,
+) -> RetireOutcome {
+    let mut outcome = RetireOutcome { deleted: Vec::new(), segments_removed: Vec::new(), retention_floor: None, result: Ok(()) };
+    outcome.result = retire_into(disk, dir, segments, policy, rejected, holds, &mut outcome);
     outcome
 }
 
@@ -335,9 +392,10 @@ fn retire_into(
     segments: &SegmentList,
     policy: &SnapshotPolicy,
     rejected: &BTreeSet<CommitId>,
-    deleted: &mut Vec<CommitId>,
-    removed: &mut Vec<String>,
+    holds: Option<&dyn WalHolds>,
+    outcome: &mut RetireOutcome,
 ) -> Result<(), SnapshotError> {
+    let deleted = &mut outcome.deleted;
     let keep = policy.keep.max(1);
     let (refused, usable): (Vec<_>, Vec<_>) = list_snapshots(disk, dir)?.into_iter().partition(|s| rejected.contains(&s.commit_id));
     for old in refused.iter().chain(usable.iter().skip(keep)) {
@@ -345,23 +403,35 @@ fn retire_into(
         tracing::info!(commit_id = old.commit_id, rejected_at_recovery = rejected.contains(&old.commit_id), "deleted old snapshot");
         deleted.push(old.commit_id);
     }
-    if !policy.wal_retention_after_snapshot {
-        return Ok(());
-    }
     // The WAL must still continue the oldest snapshot kept, so only
-    // segments wholly before its L_snap may go.
+    // segments wholly before its L_snap may go; before it, the cap and the
+    // replicas' holds decide (RES-2).
     let Some(oldest) = usable.get(keep.min(usable.len()).saturating_sub(1)) else {
         return Ok(());
     };
-    let lsn: Lsn = read_manifest(disk, &oldest.path)?.boundary_lsn;
+    let snapshot_floor: Lsn = read_manifest(disk, &oldest.path)?.boundary_lsn;
+    let end_lsn = segments.snapshot().last().map_or(0, |s| s.end_lsn);
+    let inputs = RetentionInputs { snapshot_floor: Some(snapshot_floor), end_lsn, replica_hold: holds.and_then(|h| h.oldest_needed()) };
+    let lsn = retention_floor(policy.retention_mode(), policy.wal_keep_bytes, inputs);
+    outcome.retention_floor = Some(lsn);
     let gone = segments.remove_segments_before(disk, lsn).map_err(|e| SnapshotError::Io {
         op: "remove WAL segments",
         path: segments.dir().display().to_string(),
         source: std::io::Error::other(e.to_string()),
     })?;
     if !gone.is_empty() {
-        tracing::info!(before_lsn = lsn, segments = ?gone, "removed WAL segments wholly before the oldest snapshot");
-        removed.extend(gone);
+        tracing::info!(
+            before_lsn = lsn,
+            snapshot_floor,
+            end_lsn,
+            wal_keep_bytes = policy.wal_keep_bytes,
+            replica_hold = inputs.replica_hold,
+            segments = gone.len(),
+            first = gone.first().map(String::as_str).unwrap_or(""),
+            last = gone.last().map(String::as_str).unwrap_or(""),
+            "removed WAL segments wholly before the retention floor (RES-2)"
+        );
+        outcome.segments_removed.extend(gone);
     }
     Ok(())
 }

@@ -121,7 +121,7 @@ fn f_s4_no_usable_base_after_retention_when_every_snapshot_is_broken() {
 fn repl_8_scheduler_snapshots_by_wal_volume_keeps_two_and_retires_wal() {
     let l = Layout::new();
     let engine = start_engine(&l.wal(), 1024);
-    let policy = SnapshotPolicy { snapshot_every_bytes: 2048, wal_retention_after_snapshot: true, keep: 2 };
+    let policy = SnapshotPolicy { snapshot_every_bytes: 2048, wal_retention_after_snapshot: true, keep: 2, wal_keep_bytes: 0 };
     let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS, &[]).unwrap();
     let mut i = 0u64;
     while scheduler.status().snapshots_created < 4 {
@@ -204,7 +204,7 @@ fn f_s4_snapshot_rejected_at_recovery_is_neither_kept_nor_a_retention_base() {
     assert_eq!(rejected, vec![broken.commit_id]);
 
     let engine = start_engine(&l.wal(), 512);
-    let policy = SnapshotPolicy { snapshot_every_bytes: 0, wal_retention_after_snapshot: true, keep: 2 };
+    let policy = SnapshotPolicy { snapshot_every_bytes: 0, wal_retention_after_snapshot: true, keep: 2, wal_keep_bytes: 0 };
     let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS, &rejected).unwrap();
     assert_eq!(scheduler.request_snapshot(false).unwrap().commit_id, valid.commit_id, "a rejected snapshot is never served");
     engine_put(&engine, "c", "k", "{}");
@@ -221,4 +221,57 @@ fn f_s4_snapshot_rejected_at_recovery_is_neither_kept_nor_a_retention_base() {
     let (store, _, report) = recover_primary(disk(), &l.snapshots(), &l.wal(), CLUSTER).unwrap();
     assert_eq!(store.applied(), expected);
     assert_eq!(report.snapshot_used.map(|s| s.commit_id), Some(valid.commit_id));
+}
+
+/// A replica registry stand-in: every known replica needs the WAL from `0`.
+struct HoldAt(u64);
+
+impl aerodb_snapshot::WalHolds for HoldAt {
+    fn oldest_needed(&self) -> Option<u64> {
+        Some(self.0)
+    }
+}
+
+/// RES-2: the scheduler's retention keeps what snapshots need, and before
+/// that what the cap allows: `after-oldest-snapshot` keeps a known
+/// replica's WAL only within `--wal-keep-bytes`, `all` keeps everything
+/// within it; the floor is recorded for observability and recovery still
+/// works from the oldest kept snapshot.
+#[test]
+fn res_2_scheduler_keeps_replica_wal_within_the_cap_only() {
+    let run = |after_oldest: bool, keep: u64, hold: Option<u64>| -> (u64, u64, Option<u64>) {
+        let l = Layout::new();
+        let engine = start_engine(&l.wal(), 512);
+        let policy = SnapshotPolicy { snapshot_every_bytes: 0, wal_retention_after_snapshot: after_oldest, keep: 2, wal_keep_bytes: keep };
+        let scheduler = SnapshotScheduler::start_with(disk(), l.snapshots(), &engine, CLUSTER, policy, OPTIONS, &[]).unwrap();
+        if let Some(lsn) = hold {
+            scheduler.set_wal_holds(std::sync::Arc::new(HoldAt(lsn)));
+        }
+        for round in 0..3 {
+            for i in 0..40 {
+                engine_put(&engine, "c", &format!("k{i}"), &format!("{{\"round\":{round},\"pad\":\"{}\"}}", "p".repeat(40)));
+            }
+            scheduler.request_snapshot(true).unwrap();
+        }
+        let status = scheduler.status();
+        let first = engine.segments().snapshot()[0].header.start_lsn;
+        scheduler.stop();
+        let expected = engine.store().applied();
+        drop(scheduler);
+        drop(engine);
+        let (store, _, _) = recover_primary(disk(), &l.snapshots(), &l.wal(), CLUSTER).unwrap();
+        assert_eq!(store.applied(), expected, "recovery from what retention kept");
+        (first, status.segments_removed, status.retention_floor)
+    };
+    let (first, removed, floor) = run(true, 1 << 30, Some(0));
+    assert_eq!((first, removed, floor), (0, 0, Some(0)), "a known replica at genesis within the cap keeps everything");
+    let (first, removed, floor) = run(true, 0, Some(0));
+    assert!(first > 0 && removed > 0, "a cap of 0 keeps nothing for replicas: {first} {removed}");
+    assert_eq!(floor.map(|f| f >= first), Some(true));
+    let (first, removed, _) = run(true, 1 << 30, None);
+    assert!(first > 0 && removed > 0, "no known replica: only what snapshots need");
+    let (first, removed, _) = run(false, 1 << 30, None);
+    assert_eq!((first, removed), (0, 0), "`all` keeps everything within the cap");
+    let (first, removed, _) = run(false, 2048, None);
+    assert!(first > 0 && removed > 0, "`all` removes what falls behind the cap");
 }

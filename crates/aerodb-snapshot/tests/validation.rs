@@ -13,6 +13,7 @@ use std::path::Path;
 use aerodb_mvcc::AppliedState;
 use aerodb_snapshot::{
     cleanup_incomplete, create_snapshot_with, list_snapshots, load_snapshot, recover_primary, validate_snapshot, PrimaryRecoveryError, SnapshotOptions,
+    StreamLoad,
 };
 use aerodb_wal::checksummed::write_checksummed;
 use common::*;
@@ -237,6 +238,46 @@ fn breakages() -> Vec<Breakage> {
     ]
 }
 
+/// Loads the snapshot in `dir` the way a replica's bootstrap does: the
+/// manifest, then every data file's bytes in `piece`-byte pieces through a
+/// [`StreamLoad`]. None when the manifest is unreadable or a listed file is
+/// missing (a transfer would never start or finish).
+fn stream_load(dir: &Path, piece: usize) -> Option<Result<(aerodb_mvcc::Store, aerodb_snapshot::Manifest), aerodb_snapshot::SnapshotError>> {
+    let manifest = aerodb_snapshot::read_manifest(&*disk(), dir).ok()?;
+    let files: Vec<Vec<u8>> = manifest.files.iter().map(|f| fs::read(dir.join(&f.name))).collect::<Result<_, _>>().ok()?;
+    let mut load = StreamLoad::new("streamed", manifest);
+    for (i, bytes) in files.iter().enumerate() {
+        for p in bytes.chunks(piece) {
+            if let Err(e) = load.piece(i, bytes::Bytes::copy_from_slice(p)) {
+                return Some(Err(e));
+            }
+        }
+    }
+    Some(load.finish(Some(CLUSTER)))
+}
+
+/// F-S4, REPL-8: a snapshot streamed in pieces of any size (a replica's
+/// bootstrap, nothing read back) loads the same state, digest and versions
+/// as a load from disk; pieces out of file order are refused.
+#[test]
+fn f_s4_streamed_load_equals_the_load_from_disk_for_any_piece_size() {
+    let f = fixture();
+    let dir = f.l.snapshot(f.new);
+    let (from_disk, manifest) = load_snapshot(&*disk(), &dir, Some(CLUSTER)).unwrap();
+    for piece in [1, 3, 20, 33, 1000, 4096, 1 << 20] {
+        let (streamed, m) = stream_load(&dir, piece).unwrap().unwrap();
+        assert_eq!(m, manifest);
+        assert_eq!(streamed.applied(), from_disk.applied(), "piece {piece}");
+        assert_eq!(streamed.version_count(), from_disk.version_count(), "piece {piece}");
+        assert_eq!(streamed.versions_upto(u64::MAX, None, usize::MAX), from_disk.versions_upto(u64::MAX, None, usize::MAX), "piece {piece}");
+    }
+    let mut load = StreamLoad::new("streamed", manifest);
+    let err = load.piece(1, bytes::Bytes::from_static(b"x")).unwrap_err();
+    assert_eq!((err.code(), err.rule_id()), ("SNAPSHOT_SIZE", "F-S4"), "file 1 cannot start before file 0 is whole");
+    let load = StreamLoad::new("streamed", aerodb_snapshot::read_manifest(&*disk(), &dir).unwrap());
+    assert_eq!(load.finish(Some(CLUSTER)).err().map(|e| e.code()), Some("SNAPSHOT_SIZE"), "nothing arrived");
+}
+
 /// F-S4: every way to break a snapshot (truncated file, flipped byte,
 /// wrong manifest field, missing file, extra file, wrong cluster, content
 /// that only the digest or the record structure can catch) is rejected
@@ -260,6 +301,13 @@ fn f_s4_every_broken_snapshot_is_rejected_with_its_code() {
         assert_eq!(err.rule_id(), "F-S4", "{name}");
         let validated = validate_snapshot(&*disk(), &dir, Some(CLUSTER));
         assert_eq!(validated.as_ref().err().map(|e| e.code()), validate_code, "{name}: {validated:?}");
+        // A bootstrap's streamed load of the same bytes (pieces of any size)
+        // rejects it with the same code, unless only the directory (a file
+        // missing or extra) or the manifest itself is wrong.
+        let directory_only = matches!(load_code, "SNAPSHOT_EXTRA_FILE" | "SNAPSHOT_MISSING_FILE");
+        if let Some(streamed) = stream_load(&dir, 7_777).filter(|_| !directory_only) {
+            assert_eq!(streamed.err().map(|e| e.code()), Some(load_code), "{name}: streamed");
+        }
     }
     // And the pristine snapshot under a foreign cluster id.
     let dir = f.l.snapshot(f.old);

@@ -13,6 +13,26 @@
 //! durable WAL may run ahead of it, and the pure judgement of what recovery
 //! may drop given the mark; and re-verification of sealed segments (scrub,
 //! CORE-6) and the repair of a WAL tail from another node's copy.
+//!
+//! A record round trip: encoding chains the fingerprint, and decoding
+//! verifies the crc32c before anything else is read (CORE-2).
+//!
+//! ```
+//! use aerodb_wal::record::{decode_record, encode_record};
+//! use aerodb_wal::{Op, StateDigest, GENESIS_FINGERPRINT};
+//! use bytes::Bytes;
+//!
+//! let ops = [Op::Put { collection: Bytes::from_static(b"users"), key: Bytes::from_static(b"alice"), doc: Bytes::from_static(b"{}") }];
+//! let (bytes, fingerprint) = encode_record(1, StateDigest(7), GENESIS_FINGERPRINT, &ops).unwrap();
+//! let (record, len) = decode_record(&Bytes::from(bytes.clone())).unwrap();
+//! assert_eq!((record.commit_id, record.fingerprint, len), (1, fingerprint, bytes.len()));
+//!
+//! let mut damaged = bytes;
+//! damaged[30] ^= 1;
+//! assert_eq!(decode_record(&Bytes::from(damaged)).unwrap_err().code(), "CHECKSUM_MISMATCH");
+//! ```
+//!
+//! A whole WAL (group commit, then recovery): `examples/append_and_recover.rs`.
 
 pub mod checksummed;
 pub mod disk;

@@ -45,6 +45,15 @@ pub enum TailRule {
 }
 
 impl TailRule {
+    /// The rule's name for logs: `drop-torn-tail`, `mark` or `accept-loss`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TailRule::DropTornTail => "drop-torn-tail",
+            TailRule::Mark { .. } => "mark",
+            TailRule::AcceptLoss { .. } => "accept-loss",
+        }
+    }
+
     /// The mark the rule holds, if any.
     pub fn mark(&self) -> Option<DurableMark> {
         match self {

@@ -308,7 +308,7 @@ pub fn scan_wal_with(
     if let (Some(drop), Some((_, path, file_len))) = (&verdict.drop, &invalid) {
         match mode {
             RecoveryMode::Repair => {
-                tracing::warn!(segment = %drop.segment, lsn = drop.lsn, bytes_dropped = drop.bytes_dropped, reason = %drop.reason, rule = ?tail, "truncating torn WAL tail (CORE-3, CORE-5)");
+                tracing::warn!(segment = %drop.segment, lsn = drop.lsn, bytes_dropped = drop.bytes_dropped, reason = %drop.reason, rule = tail.name(), "truncating torn WAL tail (CORE-3, CORE-5)");
                 let mut file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
                 file.truncate(*file_len).map_err(|e| LogError::io("truncate torn tail", path, e))?;
             }
@@ -318,7 +318,13 @@ pub fn scan_wal_with(
         }
     }
     if let Some(lost) = &verdict.lost {
-        tracing::warn!(?lost, "history before the durable mark is lost and the operator accepted it (--accept-lost-history, CORE-5)");
+        tracing::warn!(
+            from_lsn = lost.from_lsn,
+            to_lsn = lost.to_lsn,
+            first_commit_id = lost.first_commit_id,
+            last_commit_id = lost.last_commit_id,
+            "history before the durable mark is lost and the operator accepted it (--accept-lost-history, CORE-5)"
+        );
     }
     let torn_tail = verdict.drop.clone();
     Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files })

@@ -5,24 +5,56 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::exit::EXIT_CODES_HELP;
 use crate::http::limits::{self, HttpLimits, SurfaceLimits};
 
 /// AeroDB: one primary, WAL-shipping read replicas, correctness first.
 #[derive(Parser, Debug)]
-#[command(name = "aerodb", version, about, long_about = None)]
+#[command(name = "aerodb", version, about, long_about = None, after_help = EXIT_CODES_HELP)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// WAL retention policy.
+/// WAL retention policy (RES-2): what is kept before the oldest retained
+/// snapshot, always within `--wal-keep-bytes`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum WalRetention {
-    /// Keep every WAL segment (default).
+    /// Keep every WAL segment within --wal-keep-bytes of the end (default).
     All,
-    /// Remove segments wholly before the oldest retained snapshot.
+    /// Before the oldest retained snapshot, keep only what known replicas still need (within --wal-keep-bytes).
     AfterOldestSnapshot,
+}
+
+/// What `aerodb explain` explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExplainWhat {
+    /// replication.safety (and replication.halt when halted): may a read be served now?
+    Replication,
+    /// recovery.process: what startup recovery did.
+    Recovery,
+    /// mvcc.read_visibility of COLLECTION KEY [--at N]: which version a read sees.
+    Read,
+}
+
+impl ExplainWhat {
+    /// The word on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExplainWhat::Replication => "replication",
+            ExplainWhat::Recovery => "recovery",
+            ExplainWhat::Read => "read",
+        }
+    }
+}
+
+/// `--interval`: positive seconds, at most a day.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.05..=86_400.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not an interval in seconds between 0.05 and 86400")),
+    }
 }
 
 /// Replica bootstrap path.
@@ -40,18 +72,25 @@ pub struct WriterFlags {
     /// Data directory (created and initialised if empty).
     #[arg(long)]
     pub data_dir: PathBuf,
-    /// Client API address (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:7700")]
+    /// Client API address, HOST:PORT (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7700", value_parser = crate::addr::listen)]
     pub listen: String,
-    /// DX API address, or `off` to disable it.
-    #[arg(long, default_value = "127.0.0.1:7702")]
+    /// DX API address, HOST:PORT, or `off` to disable it.
+    #[arg(long, default_value = "127.0.0.1:7702", value_parser = crate::addr::dx_listen)]
     pub dx_listen: String,
     /// Take a snapshot each time this many WAL bytes were written since the last one (0 = never).
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     pub snapshot_every_bytes: u64,
-    /// Whether WAL wholly before the oldest retained snapshot may be removed.
+    /// What WAL before the oldest retained snapshot is kept: `all` (everything within --wal-keep-bytes) or
+    /// `after-oldest-snapshot` (only what known replicas still need, within --wal-keep-bytes). WAL a snapshot
+    /// needs for recovery is always kept.
     #[arg(long, value_enum, default_value_t = WalRetention::All)]
     pub wal_retention: WalRetention,
+    /// Cap on WAL kept for replicas beyond what snapshots need, counted back from the durable end (RES-2). A
+    /// replica further behind loses its WAL at the next retention pass (after a snapshot) and is answered
+    /// WAL_UNAVAILABLE; /v1/replication shows per replica how many bytes and commits remain before that.
+    #[arg(long, default_value_t = aerodb_snapshot::DEFAULT_WAL_KEEP_BYTES)]
+    pub wal_keep_bytes: u64,
     /// Bounds of the HTTP surfaces.
     #[command(flatten)]
     pub http: HttpFlags,
@@ -64,11 +103,47 @@ pub struct WriterFlags {
     /// Background re-verification (CORE-6).
     #[command(flatten)]
     pub scrub: ScrubFlags,
+    /// TLS on the client API, the DX API (and, on a primary, the replication port).
+    #[command(flatten)]
+    pub tls: TlsServerFlags,
     /// MVCC history kept behind the newest commit: reads at C - N and later stay answerable;
     /// older versions are removed by GC records in the WAL (horizon = C - N, written every N/10
     /// commits). Replicas follow the primary's GC records.
     #[arg(long, default_value_t = aerodb_mvcc::GcPolicy::DEFAULT_RETAIN_COMMITS)]
     pub history_retain_commits: u64,
+}
+
+/// `--tls-cert/--tls-key` (docs/operations.md, "Securing replication").
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsServerFlags {
+    /// PEM certificate chain: serve TLS (rustls) on the client API, the DX API and the replication port.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsServerFlags {
+    /// The files these flags name.
+    pub fn files(&self) -> crate::security::TlsServerFiles {
+        crate::security::TlsServerFiles { cert: self.tls_cert.clone(), key: self.tls_key.clone() }
+    }
+}
+
+/// A replica's replication security flags.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReplicaSecurityFlags {
+    /// Shared secret of the replication port (one line, owner-only permissions): the replica and the
+    /// primary prove to each other that they hold it (challenge-response; it never crosses the wire).
+    #[arg(long)]
+    pub repl_token_file: Option<PathBuf>,
+    /// PEM CA certificate(s): connect to the primary over TLS and verify it against this CA.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// TLS on this replica's own client and DX APIs.
+    #[command(flatten)]
+    pub tls: TlsServerFlags,
 }
 
 /// Bounds of the client and DX HTTP surfaces (RES-3; docs/operations.md, "Limits").
@@ -163,9 +238,17 @@ pub enum Command {
         /// Common flags.
         #[command(flatten)]
         node: WriterFlags,
-        /// Replication address replicas connect to.
-        #[arg(long, default_value = "127.0.0.1:7701")]
+        /// Replication address replicas connect to, HOST:PORT (their --primary).
+        #[arg(long, default_value = "127.0.0.1:7701", value_parser = crate::addr::listen)]
         repl_listen: String,
+        /// Explicit operator action: forget a replica the primary remembers (by replica id or --name; repeatable).
+        /// Its WAL is no longer held and it leaves /v1/replication; it is remembered again if it reconnects.
+        #[arg(long, value_name = "ID_OR_NAME")]
+        forget_replica: Vec<String>,
+        /// Shared secret of the replication port (one line, owner-only permissions): every replica must
+        /// prove it holds it, and the primary proves it back (challenge-response; it never crosses the wire).
+        #[arg(long)]
+        repl_token_file: Option<PathBuf>,
     },
     /// Run a node with replication disabled.
     Standalone {
@@ -178,14 +261,18 @@ pub enum Command {
         /// Data directory.
         #[arg(long)]
         data_dir: PathBuf,
-        /// The primary's replication address.
-        #[arg(long)]
+        /// The primary's replication address (its --repl-listen), HOST:PORT, e.g. primary-host:7701.
+        #[arg(long, value_parser = crate::addr::primary)]
         primary: String,
-        /// Client API address.
-        #[arg(long, default_value = "127.0.0.1:7710")]
+        /// This replica's name, shown by the primary (like PostgreSQL's application_name): 1-64 ASCII letters,
+        /// digits, '.', '_' or '-'. Default: the replica id.
+        #[arg(long)]
+        name: Option<String>,
+        /// Client API address, HOST:PORT (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:7710", value_parser = crate::addr::listen)]
         listen: String,
-        /// DX API address, or `off`.
-        #[arg(long, default_value = "127.0.0.1:7712")]
+        /// DX API address, HOST:PORT, or `off`.
+        #[arg(long, default_value = "127.0.0.1:7712", value_parser = crate::addr::dx_listen)]
         dx_listen: String,
         /// How an empty replica bootstraps.
         #[arg(long, value_enum, default_value_t = BootstrapMode::Snapshot)]
@@ -199,10 +286,14 @@ pub enum Command {
         /// Background re-verification (CORE-6).
         #[command(flatten)]
         scrub: ScrubFlags,
+        /// Token authentication and TLS.
+        #[command(flatten)]
+        security: ReplicaSecurityFlags,
     },
     /// Put a document; prints the CommitId.
+    #[command(after_help = EXIT_CODES_HELP)]
     Put {
-        /// Node client URL, e.g. http://127.0.0.1:7700
+        /// Node client API URL, e.g. http://127.0.0.1:7700 (the primary's --listen).
         #[arg(long)]
         node: String,
         /// Collection.
@@ -211,20 +302,28 @@ pub enum Command {
         key: String,
         /// Document (JSON).
         json: String,
+        /// Print the node's full JSON answer (errors too, on stdout).
+        #[arg(long = "json")]
+        json_output: bool,
     },
     /// Delete a document; prints the CommitId.
+    #[command(after_help = EXIT_CODES_HELP)]
     Delete {
-        /// Node client URL.
+        /// Node client API URL, e.g. http://127.0.0.1:7700.
         #[arg(long)]
         node: String,
         /// Collection.
         collection: String,
         /// Key.
         key: String,
+        /// Print the node's full JSON answer (errors too, on stdout).
+        #[arg(long = "json")]
+        json_output: bool,
     },
-    /// Read a document; prints the response JSON.
+    /// Read a document; prints it with its CommitId and read view.
+    #[command(after_help = EXIT_CODES_HELP)]
     Get {
-        /// Node client URL.
+        /// Node client API URL, e.g. http://127.0.0.1:7710 (a replica's --listen).
         #[arg(long)]
         node: String,
         /// Collection.
@@ -237,17 +336,65 @@ pub enum Command {
         /// Require the node to have applied at least this CommitId.
         #[arg(long)]
         min_commit: Option<u64>,
+        /// Wait up to this many milliseconds for --min-commit (at most 30000).
+        #[arg(long)]
+        wait_ms: Option<u64>,
+        /// Print the node's full JSON answer (errors too, on stdout).
+        #[arg(long = "json")]
+        json_output: bool,
     },
-    /// Print a node's replication view as a table.
+    /// Read one page of a collection in key order.
+    #[command(after_help = EXIT_CODES_HELP)]
+    Scan {
+        /// Node client API URL, e.g. http://127.0.0.1:7700.
+        #[arg(long)]
+        node: String,
+        /// Collection.
+        collection: String,
+        /// First key (inclusive).
+        #[arg(long)]
+        start: Option<String>,
+        /// End key (exclusive).
+        #[arg(long)]
+        end: Option<String>,
+        /// Page size (1-1000; the node's default is 100).
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Read view R (pass the previous page's read view to page at one view).
+        #[arg(long)]
+        at: Option<u64>,
+        /// Require the node to have applied at least this CommitId.
+        #[arg(long)]
+        min_commit: Option<u64>,
+        /// Print the node's full JSON answer (errors too, on stdout).
+        #[arg(long = "json")]
+        json_output: bool,
+    },
+    /// Print a node's replication view as tables.
+    #[command(after_help = EXIT_CODES_HELP)]
     Status {
-        /// Node DX URL.
+        /// Node DX URL, e.g. http://127.0.0.1:7702 (the node's --dx-listen).
         #[arg(long)]
         dx: String,
+        /// Print the whole /v1/replication answer as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every --interval: redrawn in place on a terminal, one snapshot per interval otherwise.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes with --watch.
+        #[arg(long, default_value_t = 2.0, value_parser = parse_interval)]
+        interval: f64,
+        /// With --watch: stop after this many snapshots (default: until interrupted).
+        #[arg(long, requires = "watch")]
+        count: Option<u64>,
     },
     /// Print an explanation as JSON.
+    #[command(after_help = EXIT_CODES_HELP)]
     Explain {
-        /// replication | recovery | read
-        what: String,
+        /// What to explain.
+        #[arg(value_enum)]
+        what: ExplainWhat,
         /// Collection (for `read`).
         collection: Option<String>,
         /// Key (for `read`).
@@ -255,9 +402,12 @@ pub enum Command {
         /// Read view (for `read`).
         #[arg(long)]
         at: Option<u64>,
-        /// Node DX URL.
+        /// Node DX URL, e.g. http://127.0.0.1:7702.
         #[arg(long)]
         dx: String,
+        /// Print the whole DX envelope (observed_at, data, notes) on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Offline check of WAL, snapshots and metadata.
     Verify {
@@ -277,7 +427,7 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
-    /// One line per WAL record: LSN, CommitId, ops, fingerprint.
+    /// One line per WAL record: LSN, CommitId, ops, fingerprint (or JSON lines, or statistics).
     WalDump {
         /// Data directory.
         #[arg(long)]
@@ -288,6 +438,15 @@ pub enum Command {
         /// Most records to print.
         #[arg(long)]
         limit: Option<u64>,
+        /// Only records whose CommitId is in this range: N..M (inclusive), N.., ..M or N.
+        #[arg(long, value_parser = crate::wal_dump::parse_commit_range)]
+        commit: Option<crate::wal_dump::CommitRange>,
+        /// One JSON object per line (field names in docs/operations.md, "wal-dump").
+        #[arg(long)]
+        json: bool,
+        /// Print statistics of the selected records (records, commits, GC records, bytes, ops, per segment) instead of the records.
+        #[arg(long)]
+        stats: bool,
     },
     /// Run the local walkthrough: a primary and two replicas.
     Demo(DemoArgs),

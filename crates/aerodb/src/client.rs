@@ -1,100 +1,112 @@
-//! `aerodb put|delete|get`: a small HTTP client of the client API.
+//! `aerodb put|delete|get|scan --node URL`: the CLI on the client API,
+//! through `aerodb_client` (the one typed HTTP client: node URLs are
+//! validated before any lookup, keys are percent-encoded, `.`/`..`
+//! included). Default output is one short human line; `--json` prints the
+//! node's full answer. Failures are rendered by [`crate::render`].
 
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use serde_json::Value;
+use aerodb_client::{blocking, ClientError, Document, ReadOptions, ScanOptions};
+use serde_json::{json, Value};
 
-/// Characters left unescaped in a path segment (RFC 3986 unreserved).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+use crate::exit::Exit;
+use crate::render::{failure, Api, Failure};
 
-/// Percent-encodes one path segment.
-pub fn segment(s: &str) -> String {
-    utf8_percent_encode(s, SEGMENT).to_string()
+/// Output options shared by the client commands.
+#[derive(Clone, Copy, Debug)]
+pub struct Output {
+    /// Print full JSON answers.
+    pub json: bool,
 }
 
-/// A node address as a base URL: `http://` is added when no scheme is
-/// given, a trailing `/` is removed.
-pub fn base_url(node: &str) -> String {
-    let base = node.trim_end_matches('/');
-    if base.starts_with("http://") || base.starts_with("https://") {
-        base.to_string()
+/// A client of `node`, or the failure to report.
+fn connect(node: &str) -> Result<blocking::Client, Failure> {
+    blocking::Client::new(node).map_err(|e| failure(&e, None, Api::Client))
+}
+
+/// Reports `result` of a call to `client`'s node.
+fn finish<T>(client: &blocking::Client, out: Output, result: Result<T, ClientError>, print: impl FnOnce(T, Output)) -> i32 {
+    match result {
+        Ok(value) => {
+            print(value, out);
+            Exit::Ok.code()
+        }
+        Err(e) => failure(&e, Some(client.url()), Api::Client).report(out.json),
+    }
+}
+
+/// `aerodb put`: prints the CommitId (`{"commit_id": N}` with `--json`).
+pub fn put(node: &str, collection: &str, key: &str, json_text: &str, out: Output) -> i32 {
+    let doc: Value = match serde_json::from_str(json_text) {
+        Ok(doc) => doc,
+        Err(e) => return Failure::bad_arguments("BAD_JSON", format!("the document argument is not valid JSON: {e}")).report(out.json),
+    };
+    let client = match connect(node) {
+        Ok(c) => c,
+        Err(f) => return f.report(out.json),
+    };
+    let result = client.put(collection, key, &doc);
+    finish(&client, out, result, print_receipt)
+}
+
+/// `aerodb delete`: prints the CommitId.
+pub fn delete(node: &str, collection: &str, key: &str, out: Output) -> i32 {
+    let client = match connect(node) {
+        Ok(c) => c,
+        Err(f) => return f.report(out.json),
+    };
+    let result = client.delete(collection, key);
+    finish(&client, out, result, print_receipt)
+}
+
+fn print_receipt(r: aerodb_client::CommitReceipt, out: Output) {
+    if out.json {
+        outln!("{}", json!({"commit_id": r.commit_id}));
     } else {
-        format!("http://{base}")
+        outln!("{}", r.commit_id);
     }
 }
 
-/// The URL of one document.
-pub fn doc_url(node: &str, collection: &str, key: &str) -> String {
-    format!("{}/v1/docs/{}/{}", base_url(node), segment(collection), segment(key))
+/// The human line of a read: the document, then where it was read.
+pub fn document_line(d: &Document) -> String {
+    format!("{}  (CommitId {}, read view {})", d.doc.get(), d.commit_id, d.read_view)
 }
 
-/// Longest a CLI request may take: above the 30 s `wait_ms` bound, so a
-/// waiting read is never cut short, while a hung node cannot hang the CLI.
-const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Outcome of a client call: the JSON body and whether it was a success.
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// JSON body.
-    pub body: Value,
-}
-
-/// Sends a request and returns the status and JSON body, whatever the status.
-pub fn call(method: &str, url: &str, body: Option<&Value>) -> Result<Answer, String> {
-    let req = ureq::request(method, url).timeout(REQUEST_TIMEOUT);
-    let result = match body {
-        Some(b) => req.send_json(b.clone()),
-        None => req.call(),
+/// `aerodb get`.
+pub fn get(node: &str, collection: &str, key: &str, opts: ReadOptions, out: Output) -> i32 {
+    let client = match connect(node) {
+        Ok(c) => c,
+        Err(f) => return f.report(out.json),
     };
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(format!("cannot reach {url}: {e}")),
+    let result = client.get(collection, key, &opts);
+    finish(&client, out, result, |d, out| {
+        if out.json {
+            outln!("{{\"read_view\":{},\"commit_id\":{},\"doc\":{}}}", d.read_view, d.commit_id, d.doc.get());
+        } else {
+            outln!("{}", document_line(&d));
+        }
+    })
+}
+
+/// `aerodb scan`: one page of a range read; one line per document
+/// (`KEY  DOC  (CommitId N)`), then the next page's start on stderr.
+pub fn scan(node: &str, collection: &str, opts: ScanOptions, out: Output) -> i32 {
+    let client = match connect(node) {
+        Ok(c) => c,
+        Err(f) => return f.report(out.json),
     };
-    let status = response.status();
-    let text = response.into_string().map_err(|e| format!("cannot read the answer from {url}: {e}"))?;
-    let body = serde_json::from_str(&text).map_err(|e| format!("answer from {url} is not JSON ({e}): {text}"))?;
-    Ok(Answer { status, body })
-}
-
-/// Runs `put` / `delete`: prints the CommitId, or the error body on stderr.
-pub fn write(method: &str, url: &str, body: Option<&Value>) -> i32 {
-    match call(method, url, body) {
-        Ok(a) if a.status == 200 => match a.body.get("commit_id") {
-            Some(id) => {
-                outln!("{id}");
-                0
-            }
-            None => {
-                eprintln!("unexpected answer: {}", a.body);
-                1
-            }
-        },
-        Ok(a) => {
-            eprintln!("{}", a.body);
-            1
+    let result = client.scan(collection, &opts);
+    finish(&client, out, result, |page, out| {
+        if out.json {
+            let items: Vec<String> =
+                page.items.iter().map(|i| format!("{{\"key\":{},\"commit_id\":{},\"doc\":{}}}", json!(i.key), i.commit_id, i.doc.get())).collect();
+            outln!("{{\"read_view\":{},\"items\":[{}],\"next\":{}}}", page.read_view, items.join(","), json!(page.next));
+            return;
         }
-        Err(e) => {
-            eprintln!("{e}");
-            1
+        for item in &page.items {
+            outln!("{}  {}  (CommitId {})", item.key, item.doc.get(), item.commit_id);
         }
-    }
-}
-
-/// Runs `get`: prints the response JSON (stdout on 200, stderr otherwise).
-pub fn get(url: &str) -> i32 {
-    match call("GET", url, None) {
-        Ok(a) if a.status == 200 => {
-            outln!("{}", a.body);
-            0
+        match &page.next {
+            Some(next) => eprintln!("{} document(s) at read view {}; more from --start {next:?} --at {}", page.items.len(), page.read_view, page.read_view),
+            None => eprintln!("{} document(s) at read view {}", page.items.len(), page.read_view),
         }
-        Ok(a) => {
-            eprintln!("{}", a.body);
-            1
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    }
+    })
 }

@@ -101,8 +101,19 @@ pub fn router(api: Arc<ClientApi>) -> Router {
         .with_state(api)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", None, "no such endpoint", json!({}))
+/// An unknown path on the client API: 404 with the endpoints it serves
+/// and where the DX endpoints are (the usual mistake is asking the client
+/// port for `/v1/status`, `/v1/replication` or `/metrics`).
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path().chars().take(200).collect::<String>();
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NO_SUCH_ENDPOINT",
+        None,
+        "no such endpoint on the client API (documents: /v1/docs/{collection}[/{key}], /v1/commit); \
+         /v1/status, /v1/replication, /v1/explain/... and /metrics are on the DX port (--dx-listen, default 7702)",
+        json!({"path": path, "endpoints": ["/v1/docs/{collection}/{key}", "/v1/docs/{collection}", "/v1/commit"], "dx_port_hint": "--dx-listen (default 127.0.0.1:7702; a replica's default is 7712)"}),
+    )
 }
 
 /// A known path with a method it does not serve: 405 with the documented

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aerodb_client::{blocking, ClientError, ReadOptions};
 use serde_json::{json, Value};
 
 use crate::cli::DemoArgs;
@@ -25,6 +26,7 @@ struct DemoNode {
     child: Child,
     client: String,
     dx: String,
+    dx_client: blocking::DxClient,
     repl: Option<String>,
 }
 
@@ -67,7 +69,9 @@ impl DemoNode {
                 sink.clear();
             }
         });
-        Ok(DemoNode { name, args, child, client: client.unwrap_or_default(), dx: dx.unwrap_or_default(), repl })
+        let dx = dx.unwrap_or_default();
+        let dx_client = blocking::DxClient::new(&dx).map_err(|e| format!("{name}: {e}"))?;
+        Ok(DemoNode { name, args, child, client: client.unwrap_or_default(), dx, dx_client, repl })
     }
 
     fn kill(&mut self) {
@@ -86,8 +90,12 @@ impl DemoNode {
     }
 
     fn view(&self) -> Result<Value, String> {
-        let (_, body) = http("GET", &format!("http://{}/v1/replication", self.dx), None)?;
-        Ok(body["data"].clone())
+        self.dx_client.envelope::<Value>("/v1/replication").map(|env| env.data).map_err(|e| e.to_string())
+    }
+
+    /// A client of this node's client API.
+    fn api(&self) -> Result<blocking::Client, String> {
+        blocking::Client::new(&self.client).map_err(|e| format!("{}: {e}", self.name))
     }
 }
 
@@ -96,22 +104,6 @@ impl Drop for DemoNode {
         // Never leave a node running, whatever happened.
         self.kill();
     }
-}
-
-fn http(method: &str, url: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(30));
-    let result = match body {
-        Some(b) => req.send_string(&b.to_string()),
-        None => req.call(),
-    };
-    let resp = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(format!("{method} {url}: {e}")),
-    };
-    let status = resp.status();
-    let text = resp.into_string().map_err(|e| e.to_string())?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
 }
 
 fn s(v: &[&str]) -> Vec<String> {
@@ -181,18 +173,16 @@ fn write_range_with(primary: &DemoNode, from: u64, to: u64, label: Option<&str>,
     let done = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for _ in 0..WRITERS {
-        let (next, high, done, client) = (next.clone(), high.clone(), done.clone(), primary.client.clone());
+        let (next, high, done) = (next.clone(), high.clone(), done.clone());
+        let client = primary.api()?;
         handles.push(std::thread::spawn(move || -> Result<(), String> {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= to {
                     return Ok(());
                 }
-                let (status, body) = http("PUT", &format!("http://{client}/v1/docs/users/u{i:06}"), Some(&doc(i)))?;
-                if status != 200 {
-                    return Err(format!("write {i} failed: {status} {body}"));
-                }
-                high.fetch_max(body["commit_id"].as_u64().unwrap_or(0), Ordering::Relaxed);
+                let receipt = client.put("users", &format!("u{i:06}"), &doc(i)).map_err(|e| format!("write {i} failed: {e}"))?;
+                high.fetch_max(receipt.commit_id, Ordering::Relaxed);
                 done.fetch_add(1, Ordering::Relaxed);
             }
         }));
@@ -217,12 +207,14 @@ fn write_range_with(primary: &DemoNode, from: u64, to: u64, label: Option<&str>,
 
 fn lag_line(name: &str, v: &Value) -> String {
     format!(
-        "   {name:<10} state={:<13} C_replica={:<6} C_primary={:<6} lag: {} commits, {} bytes  reconnects={}",
+        "   {name:<10} state={:<13} C_replica={:<6} C_primary={:<6} lag: {} commits, {} bytes, {} s ({})  reconnects={}",
         v["replica_state"].as_str().unwrap_or("?"),
         v["replica_commit_id"],
         v["primary_commit_id"],
         v["lag"]["commits"],
         v["lag"]["bytes"],
+        v["lag"]["seconds"],
+        v["lag"]["as_of"].as_str().unwrap_or("unknown"),
         v["connection"]["reconnects"]
     )
 }
@@ -249,10 +241,10 @@ fn wait_view(node: &DemoNode, what: &str, pred: impl Fn(&Value) -> bool) -> Resu
     }
 }
 
-fn replica_args(dir: &Path, primary_repl: &str, bootstrap: &str) -> Vec<String> {
+fn replica_args(name: &str, dir: &Path, primary_repl: &str, bootstrap: &str) -> Vec<String> {
     let mut a = s(&["replica", "--data-dir"]);
     a.push(dir.display().to_string());
-    a.extend(s(&["--primary", primary_repl, "--listen", "127.0.0.1:0", "--dx-listen", "127.0.0.1:0", "--bootstrap", bootstrap]));
+    a.extend(s(&["--primary", primary_repl, "--name", name, "--listen", "127.0.0.1:0", "--dx-listen", "127.0.0.1:0", "--bootstrap", bootstrap]));
     a
 }
 
@@ -303,8 +295,8 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     say(&format!("   primary is at CommitId {c1}"));
 
     step(3, "start replica-a (bootstrap from WAL) and replica-b (bootstrap from a snapshot)");
-    let mut a = DemoNode::start("replica-a", replica_args(&dir("replica-a"), &repl, "wal"), &root.join("replica-a.log"))?;
-    let b = DemoNode::start("replica-b", replica_args(&dir("replica-b"), &repl, "snapshot"), &root.join("replica-b.log"))?;
+    let mut a = DemoNode::start("replica-a", replica_args("replica-a", &dir("replica-a"), &repl, "wal"), &root.join("replica-a.log"))?;
+    let b = DemoNode::start("replica-b", replica_args("replica-b", &dir("replica-b"), &repl, "snapshot"), &root.join("replica-b.log"))?;
     wait_view(&a, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
     let vb = wait_view(&b, "caught up", |v| v["replica_state"] == "Streaming" && v["replica_commit_id"].as_u64() == Some(c1))?;
     say(&format!(
@@ -351,31 +343,35 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
 
     step(6, "a read refused on a replica, with its explanation, then admitted once safe");
     let next = c3 + 1;
-    let url = format!("http://{}/v1/docs/users/latest?min_commit={next}", b.client);
-    let (status, body) = http("GET", &url, None)?;
-    say(&format!("   GET replica-b /v1/docs/users/latest?min_commit={next} -> {status}"));
-    if status != 503 {
-        return Err(format!("expected the read to be refused (C_replica {c3} < {next}), got {status} {body}"));
-    }
-    say(&format!("   refused: code={} rule_id={} message={}", body["error"]["code"], body["error"]["rule_id"], body["error"]["message"]));
+    let reader = b.api()?;
+    let wanted = ReadOptions { min_commit: Some(next), ..ReadOptions::default() };
+    let refusal = match reader.get("users", "latest", &wanted) {
+        Err(ClientError::Api { status: 503, error, .. }) => error,
+        Err(e) => return Err(format!("expected the read to be refused (C_replica {c3} < {next}), got {e}")),
+        Ok(d) => return Err(format!("expected the read to be refused (C_replica {c3} < {next}), got a document at read view {}", d.read_view)),
+    };
+    say(&format!("   GET replica-b /v1/docs/users/latest?min_commit={next} -> 503"));
+    say(&format!("   refused: code={} rule_id={} message={}", refusal.code, refusal.rule_id.as_deref().unwrap_or("null"), refusal.message));
     // The refusal carries the replication.safety explanation of this very read.
-    let explanation = &body["error"]["evidence"]["explanation"];
+    let explanation = &refusal.evidence["explanation"];
     say(&format!("   explanation ({}), every rule in order:", explanation["explanation_type"].as_str().unwrap_or("?")));
     for rule in explanation["rules_applied"].as_array().map(Vec::as_slice).unwrap_or_default() {
         let holds = if rule["evaluation"] == true { "holds " } else { "FAILS " };
         say(&format!("     {:<6} {holds} evidence {}", rule["rule_id"].as_str().unwrap_or("?"), rule["evidence"]));
     }
     say(&format!("   conclusion: {}", explanation["conclusion"]));
-    let (status, body) = http("PUT", &format!("http://{}/v1/docs/users/latest", primary.client), Some(&json!({"note": "written after the refusal"})))?;
-    if status != 200 || body["commit_id"].as_u64() != Some(next) {
-        return Err(format!("write on the primary returned {status} {body}"));
+    let receipt =
+        primary.api()?.put("users", "latest", &json!({"note": "written after the refusal"})).map_err(|e| format!("write on the primary failed: {e}"))?;
+    if receipt.commit_id != next {
+        return Err(format!("write on the primary got CommitId {}, expected {next}", receipt.commit_id));
     }
     say(&format!("   PUT primary /v1/docs/users/latest -> CommitId {next}"));
-    let (status, body) = http("GET", &format!("{url}&wait_ms=10000"), None)?;
-    say(&format!("   GET replica-b ...?min_commit={next}&wait_ms=10000 -> {status} {body}"));
-    if status != 200 {
-        return Err(format!("the read was not admitted once safe: {status} {body}"));
-    }
+    let waiting = ReadOptions { wait_ms: Some(10_000), ..wanted };
+    let d = reader.get("users", "latest", &waiting).map_err(|e| format!("the read was not admitted once safe: {e}"))?;
+    say(&format!(
+        "   GET replica-b ...?min_commit={next}&wait_ms=10000 -> 200 {}",
+        json!({"read_view": d.read_view, "commit_id": d.commit_id, "doc": d.value().unwrap_or(Value::Null)})
+    ));
 
     step(7, "verify: same CommitId and state digest everywhere");
     let pv = primary.view()?;
@@ -383,44 +379,37 @@ fn walkthrough(args: &DemoArgs, root: &Path) -> Result<(), String> {
     let va = wait_view(&a, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let vb = wait_view(&b, "final", |v| v["replica_commit_id"].as_u64() == Some(target))?;
     let pv = primary.view()?;
-    outln!();
-    outln!(
-        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-        "node",
-        "role",
-        "bootstrap",
-        "CommitId",
-        "state digest",
-        "received",
-        "validated",
-        "applied",
-        "reconnects"
-    );
-    outln!(
-        "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-        "primary",
-        "primary",
-        "-",
+    let mut table = comfy_table::Table::new();
+    let style = if std::io::stdout().is_terminal() { comfy_table::presets::UTF8_FULL_CONDENSED } else { comfy_table::presets::ASCII_FULL_CONDENSED };
+    table.load_style(style);
+    table.set_header(["node", "role", "bootstrap", "CommitId", "state digest", "received LSN", "validated LSN", "applied LSN", "reconnects"]);
+    table.add_row(vec![
+        "primary".to_string(),
+        "primary".to_string(),
+        "-".to_string(),
         pv["commit_id"].to_string(),
-        pv["state_digest"].as_str().unwrap_or("?"),
-        "-",
-        "-",
+        pv["state_digest"].as_str().unwrap_or("?").to_string(),
+        "-".to_string(),
+        "-".to_string(),
         pv["durable_lsn"].to_string(),
-        "-"
-    );
+        "-".to_string(),
+    ]);
     for (name, v) in [("replica-a", &va), ("replica-b", &vb)] {
-        outln!(
-            "   {:<10} {:<8} {:<10} {:>9} {:<34} {:>10} {:>10} {:>10} {:>10}",
-            name,
-            "replica",
-            v["snapshot_bootstrap"]["method"].as_str().unwrap_or("?"),
+        table.add_row(vec![
+            name.to_string(),
+            "replica".to_string(),
+            v["snapshot_bootstrap"]["method"].as_str().unwrap_or("?").to_string(),
             v["replica_commit_id"].to_string(),
-            v["state_digest"].as_str().unwrap_or("?"),
+            v["state_digest"].as_str().unwrap_or("?").to_string(),
             v["wal_received_lsn"].to_string(),
             v["wal_validated_lsn"].to_string(),
             v["wal_applied_lsn"].to_string(),
-            v["connection"]["reconnects"].to_string()
-        );
+            v["connection"]["reconnects"].to_string(),
+        ]);
+    }
+    outln!();
+    for line in table.lines() {
+        outln!("   {}", line.trim_end());
     }
     for v in [&va, &vb] {
         if v["state_digest"] != pv["state_digest"] || v["replica_commit_id"] != pv["commit_id"] || v["wal_applied_lsn"] != pv["durable_lsn"] {

@@ -123,7 +123,7 @@ pub fn seal_startup(
     };
     let history_losses = match &accepted_loss {
         Some(loss) => {
-            tracing::warn!(?loss, "--accept-lost-history: recording the lost history durably (CORE-5)");
+            tracing::warn!(loss = %serde_json::to_string(&loss).unwrap_or_default(), "--accept-lost-history: recording the lost history durably (CORE-5)");
             append_history_loss(disk, dir.root(), loss.clone()).map_err(history_error)?
         }
         None => {

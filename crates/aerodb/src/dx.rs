@@ -14,7 +14,10 @@ use aerodb_repl_core::fence::{Fence, FenceLatch};
 use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
-use aerodb_repl_explain::facts::{DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, PeerReplica, PrimaryFacts, ReplPortFacts, ReplicaFacts, WalFile};
+use aerodb_repl_explain::facts::{
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusedPeerFacts, RegistryFacts, ReplPortFacts,
+    ReplSecurityFacts, ReplicaFacts, WalFile,
+};
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
 use aerodb_repl_net::ReplicaRegistry;
@@ -59,6 +62,8 @@ pub struct PrimaryDx {
     pub http: Arc<NodeHttp>,
     /// Durable mark, fence and scrub (CORE-5, REPL-11, CORE-6).
     pub guards: Option<PrimaryGuards>,
+    /// Replication port security in force: (token required, TLS).
+    pub repl_security: (bool, bool),
 }
 
 /// What a primary's DX API reads about its guards of acknowledged history.
@@ -120,12 +125,8 @@ impl PrimaryDx {
         let applied = store.applied();
         let gc = store.gc_stats();
         let durable = self.engine.durable().current();
-        let replicas = self.replicas.as_ref().map(|r| {
-            r.list()
-                .into_iter()
-                .map(|c| PeerReplica { replica_id: c.replica_id, peer: c.peer, session: c.session.to_string(), reported: c.reported, sent_lsn: c.sent_lsn })
-                .collect()
-        });
+        let replicas = self.replicas.as_ref().map(|r| r.list().into_iter().map(peer_replica).collect());
+        let registry = self.replicas.as_ref().map(|r| registry_facts(r, applied.commit_id));
         PrimaryFacts {
             role: self.role,
             cluster_id: self.cluster_id.clone(),
@@ -145,6 +146,8 @@ impl PrimaryDx {
             snapshot_policy: self.snapshots.as_ref().map(|s| s.policy()),
             snapshot_status: self.snapshots.as_ref().map(|s| s.status()),
             replicas,
+            registry,
+            now_ms: Some(aerodb_repl_net::clock::wall_ms()),
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
             wal_fsyncs: Some(self.engine.fsyncs()),
             http: Some(http_facts(&self.http)),
@@ -158,7 +161,49 @@ impl PrimaryDx {
                 g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })
             }),
             scrub: self.guards.as_ref().map(|g| g.scrub.status()),
+            // Shown once a token or TLS is configured, or a peer was refused
+            // (a node with neither and no refusal keeps its v1 shape).
+            repl_security: self.replicas.as_ref().and_then(|r| {
+                let sec = r.security();
+                let facts = ReplSecurityFacts {
+                    token_required: self.repl_security.0,
+                    tls: self.repl_security.1,
+                    refused: sec.counts(),
+                    last_refused: sec.last().map(|l| RefusedPeerFacts { peer: l.peer, code: l.code, detail: l.detail }),
+                };
+                (facts.token_required || facts.tls || !facts.refused.is_empty()).then_some(facts)
+            }),
         }
+    }
+}
+
+fn peer_replica(c: aerodb_repl_net::primary::ConnectedReplica) -> PeerReplica {
+    PeerReplica { replica_id: c.replica_id, name: c.name, peer: c.peer, session: c.session.to_string(), reported: c.reported, sent_lsn: c.sent_lsn }
+}
+
+/// The registry as facts: every known replica with its connection and the
+/// commit time of the first commit it has not applied (lag in seconds).
+fn registry_facts(registry: &ReplicaRegistry, c_primary: CommitId) -> RegistryFacts {
+    let times = registry.commit_times();
+    let replicas = registry
+        .known()
+        .into_iter()
+        .map(|k| {
+            let oldest_unapplied_commit_time_ms = k.known.needs().filter(|n| n.commit_id < c_primary).and_then(|n| times.time_of(n.commit_id + 1));
+            KnownReplicaFacts { known: k.known, connection: k.connection.map(peer_replica), oldest_unapplied_commit_time_ms }
+        })
+        .collect();
+    let startup = registry.startup();
+    let (forgotten_total, evicted_total) = registry.forgotten_and_evicted();
+    RegistryFacts {
+        replicas,
+        file: startup.file.clone(),
+        loaded_at_startup: startup.loaded,
+        load_error: startup.load_error.clone(),
+        moved_aside: startup.moved_aside.clone(),
+        forgotten_at_startup: startup.forgotten.clone(),
+        forgotten_total,
+        evicted_total,
     }
 }
 
@@ -311,7 +356,7 @@ impl DxNode {
                         None => (Value::Null, Vec::new()),
                     },
                     Endpoint::Scrub => views::scrub_view(f.role, f.scrub.as_ref()),
-                    Endpoint::Metrics => return metrics_response(metrics::primary_metrics(&f)),
+                    Endpoint::Metrics => return metrics_response(metrics::primary_metrics_with(&f, Some(&crate::process_stats::sample()))),
                 };
                 (c, data, notes)
             }
@@ -343,7 +388,7 @@ impl DxNode {
                         None => (Value::Null, Vec::new()),
                     },
                     Endpoint::Scrub => views::scrub_view("replica", f.scrub.as_ref()),
-                    Endpoint::Metrics => return metrics_response(metrics::replica_metrics(&f)),
+                    Endpoint::Metrics => return metrics_response(metrics::replica_metrics_with(&f, Some(&crate::process_stats::sample()))),
                 };
                 (c, data, notes)
             }
@@ -399,7 +444,13 @@ async fn only_get(State(node): State<DxNode>, request: Request, next: Next) -> R
 }
 
 async fn not_found(State(node): State<DxNode>) -> Response {
-    error(StatusCode::NOT_FOUND, "NO_SUCH_ENDPOINT", "no such DX endpoint", json!({"endpoints": DX_PATHS}), node.commit_id())
+    error(
+        StatusCode::NOT_FOUND,
+        "NO_SUCH_ENDPOINT",
+        "no such DX endpoint; documents (/v1/docs/...) are on the client API port (--listen, default 7700)",
+        json!({"endpoints": DX_PATHS}),
+        node.commit_id(),
+    )
 }
 
 fn router(node: DxNode) -> Router {

@@ -57,6 +57,14 @@ pub enum StartupError {
     /// A flag value is out of range or inconsistent with another.
     #[error("bad flags: {0}")]
     BadFlags(String),
+    /// A security file (token, certificate, key, CA) cannot be used.
+    #[error("{detail}")]
+    Security {
+        /// Stable code (`TOKEN_FILE_*`, `TLS_*_INVALID`).
+        code: &'static str,
+        /// The file and what is wrong with it (never a secret).
+        detail: String,
+    },
     /// Anything else, already phrased for the operator.
     #[error("{0}")]
     Other(String),
@@ -72,7 +80,7 @@ impl StartupError {
         match self {
             StartupError::RoleMismatch { .. } => "ROLE_MISMATCH",
             StartupError::Locked { .. } => "DATA_DIR_LOCKED",
-            StartupError::Metadata { code, .. } | StartupError::Recovery { code, .. } => code,
+            StartupError::Metadata { code, .. } | StartupError::Recovery { code, .. } | StartupError::Security { code, .. } => code,
             StartupError::Io { .. } => "IO_ERROR",
             StartupError::BadFlags(_) => "BAD_FLAGS",
             StartupError::Other(_) => "STARTUP_FAILED",

@@ -41,8 +41,13 @@ pub struct PrimaryOptions {
     pub repl_listen: Option<String>,
     /// Take a snapshot every N bytes of WAL (0 = never).
     pub snapshot_every_bytes: u64,
-    /// Whether WAL wholly before the oldest snapshot may be removed.
+    /// `--wal-retention after-oldest-snapshot`: before the oldest snapshot
+    /// keep only what known replicas need (within the cap).
     pub wal_retention_after_snapshot: bool,
+    /// `--wal-keep-bytes` (RES-2).
+    pub wal_keep_bytes: u64,
+    /// `--forget-replica` ids or names (primary only).
+    pub forget_replicas: Vec<String>,
     /// Target segment size.
     pub segment_target_bytes: u64,
     /// Input limits.
@@ -55,6 +60,10 @@ pub struct PrimaryOptions {
     pub scrub: ScrubPolicy,
     /// MVCC history retention (`--history-retain-commits`, MVCC-4).
     pub gc: GcPolicy,
+    /// `--tls-cert/--tls-key`.
+    pub tls: crate::security::TlsServerFiles,
+    /// `--repl-token-file` (primary only).
+    pub repl_token_file: Option<PathBuf>,
 }
 
 impl PrimaryOptions {
@@ -67,12 +76,16 @@ impl PrimaryOptions {
             repl_listen: Some("127.0.0.1:7701".into()),
             snapshot_every_bytes: 0,
             wal_retention_after_snapshot: false,
+            wal_keep_bytes: aerodb_snapshot::DEFAULT_WAL_KEEP_BYTES,
+            forget_replicas: Vec::new(),
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
             http: HttpLimits::default(),
             durability: DurabilityOptions::default(),
             scrub: ScrubPolicy::default(),
             gc: GcPolicy::default(),
+            tls: crate::security::TlsServerFiles::default(),
+            repl_token_file: None,
         }
     }
 }
@@ -104,6 +117,10 @@ pub struct OpenedPrimary {
     /// The fence `--lift-fence` removed at this startup.
     #[cfg(feature = "replication")]
     pub fence_lifted: Option<aerodb_repl_core::fence::Fence>,
+    /// The replicas this primary knows (persisted registry, RES-2 holds);
+    /// None on a standalone node.
+    #[cfg(feature = "replication")]
+    pub replicas: Option<Arc<aerodb_repl_net::ReplicaRegistry>>,
     /// Background re-verification (CORE-6).
     pub scrub: Arc<ScrubHandle>,
     /// The options it was opened with.
@@ -160,16 +177,17 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         recover_primary_with(disk.clone(), &dir.snapshots(), &dir.wal(), &identity.cluster_id, choice.rule).map_err(|e| recovery_refusal(&e, role))?;
     let recovery = &primary_recovery.store;
     tracing::info!(
-        snapshot = ?primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
+        snapshot_commit_id = primary_recovery.snapshot_used.as_ref().map(|s| s.commit_id),
         rejected_snapshots = primary_recovery.rejected_snapshots.len(),
-        removed_incomplete_snapshots = ?primary_recovery.removed_incomplete,
-        replayed = ?recovery.replayed,
+        removed_incomplete_snapshots = %primary_recovery.removed_incomplete.join(", "),
+        replayed_from = recovery.replayed.map(|r| r.0),
+        replayed_to = recovery.replayed.map(|r| r.1),
         records_verified = recovery.wal.records_verified,
         commit_id = recovery.applied.commit_id,
         history_horizon = store.history_horizon(),
         end_lsn = recovery.applied.end_lsn,
         state_digest = %recovery.applied.state_digest,
-        torn_tail = ?recovery.wal.torn_tail,
+        torn_tail_bytes = recovery.wal.torn_tail.as_ref().map_or(0, |t| t.bytes_dropped),
         "recovery complete"
     );
     #[cfg(feature = "replication")]
@@ -191,10 +209,26 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         .map_err(|e| StartupError::Other(format!("cannot start the durable mark writer: {e}")))?;
     let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()), opts.gc)
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
-    let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot);
+    let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot).with_wal_keep_bytes(opts.wal_keep_bytes);
     let rejected: Vec<u64> = primary_recovery.rejected_snapshots.iter().map(|r| r.commit_id).collect();
     let snapshots = SnapshotScheduler::start(disk.clone(), dir.snapshots(), &engine, &identity.cluster_id, policy, &rejected)
         .map_err(|e| StartupError::Other(format!("cannot start the snapshot scheduler: {e}")))?;
+    #[cfg(feature = "replication")]
+    let replicas = match role {
+        Role::Primary => {
+            let known_after = engine.durable().current().commit_id;
+            let registry = Arc::new(aerodb_repl_net::ReplicaRegistry::open(disk.clone(), dir.root().to_path_buf(), known_after, &opts.forget_replicas));
+            // RES-2: retention keeps what known replicas still need, within --wal-keep-bytes.
+            snapshots.set_wal_holds(registry.clone());
+            Some(registry)
+        }
+        _ => {
+            if !opts.forget_replicas.is_empty() {
+                tracing::info!("--forget-replica: a standalone node serves no replicas");
+            }
+            None
+        }
+    };
     log_snapshots_held(&snapshots);
     let engine = Arc::new(engine);
     let snapshots = Arc::new(snapshots);
@@ -210,6 +244,8 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
         fence,
         #[cfg(feature = "replication")]
         fence_lifted,
+        #[cfg(feature = "replication")]
+        replicas,
         scrub,
         options: opts.clone(),
         marker,
@@ -270,10 +306,20 @@ fn initialise(disk: &dyn Disk, dir: &DataDir, role: Role) -> Result<Identity, St
     Ok(id)
 }
 
-/// Binds `addr` and prints `listening <surface> <bound addr>` on stdout.
-pub async fn bind(surface: &str, addr: &str) -> Result<TcpListener, StartupError> {
-    let listener = TcpListener::bind(addr).await.map_err(|e| StartupError::Other(format!("cannot bind {surface} address {addr}: {e}")))?;
+/// Binds `addr` before anything touches the data directory (a bad or
+/// busy address refuses startup with nothing written); the listener is
+/// announced later, when the node serves ([`adopt`]).
+pub fn bind_early(surface: &str, addr: &str) -> Result<std::net::TcpListener, StartupError> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| StartupError::BadFlags(format!("cannot bind the {surface} address {addr}: {e}")))?;
+    listener.set_nonblocking(true).map_err(|e| StartupError::Other(format!("cannot configure the {surface} listener: {e}")))?;
+    Ok(listener)
+}
+
+/// Takes an early-bound listener into the runtime and prints
+/// `listening <surface> <bound addr>` on stdout.
+pub fn adopt(surface: &str, listener: std::net::TcpListener) -> Result<TcpListener, StartupError> {
     let bound: SocketAddr = listener.local_addr().map_err(|e| StartupError::Other(format!("cannot read bound {surface} address: {e}")))?;
+    let listener = TcpListener::from_std(listener).map_err(|e| StartupError::Other(format!("cannot serve the {surface} address: {e}")))?;
     announce(surface, bound);
     Ok(listener)
 }
@@ -319,6 +365,28 @@ pub fn check_http_limits(limits: &HttpLimits, write_limits: &WriteLimits) -> Res
 /// within the bounded shutdown time (RES-3, see [`crate::serving`]).
 pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &opts.limits)?;
+    // Security files are checked before the data directory is touched.
+    let tls = crate::security::server_config(&opts.tls)?;
+    #[cfg(feature = "replication")]
+    let token = match role {
+        Role::Primary => crate::security::load_token(opts.repl_token_file.as_deref())?,
+        _ => None,
+    };
+    #[cfg(not(feature = "replication"))]
+    if opts.repl_token_file.is_some() {
+        return Err(StartupError::BadFlags("--repl-token-file needs a build with replication (P5-I16)".into()));
+    }
+    // Every address is bound before the data directory is opened or created.
+    let client_listener = bind_early("client", &opts.listen)?;
+    #[cfg(feature = "replication")]
+    let repl_listener = match (&opts.repl_listen, role) {
+        (Some(addr), Role::Primary) => Some(bind_early("repl", addr)?),
+        _ => None,
+    };
+    let dx_listener = match &opts.dx_listen {
+        Some(addr) if cfg!(feature = "replication") => Some(bind_early("dx", addr)?),
+        _ => None,
+    };
     let opened = open_primary(&opts, role)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,18 +397,19 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
     let cluster_id = opened.identity.cluster_id.clone();
     #[cfg(feature = "replication")]
     let mut replication: Option<aerodb_repl_net::PrimaryServer> = None;
-    #[cfg(not(feature = "replication"))]
-    let replication: Option<()> = None;
-    let http = NodeHttp::new(opts.http);
+    let http = NodeHttp::with_tls(opts.http, tls.clone().map(tokio_rustls::TlsAcceptor::from));
     // Waiting reads are woken by the store itself after each commit.
     let _ = engine.store().set_applied_observer(http.applied.observer());
     runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
-        let client = bind("client", &opts.listen).await?;
         #[cfg(feature = "replication")]
-        let replicas = match (&opts.repl_listen, role) {
-            (Some(addr), Role::Primary) => {
-                let server = crate::primary_repl::start(addr, &opened)?;
+        let client_addr = client_listener.local_addr().ok();
+        let client = adopt("client", client_listener)?;
+        #[cfg(feature = "replication")]
+        let replicas = match repl_listener {
+            Some(listener) => {
+                let security = aerodb_repl_net::primary::PrimarySecurity { token: token.clone(), tls: tls.clone() };
+                let server = crate::primary_repl::start(listener, &opened, client_addr, security)?;
                 let registry = server.registry().clone();
                 replication = Some(server);
                 Some(registry)
@@ -350,9 +419,9 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let replicas: Option<()> = None;
         #[cfg(feature = "replication")]
-        let dx = match &opts.dx_listen {
-            Some(addr) => {
-                let listener = bind("dx", addr).await?;
+        let dx = match dx_listener {
+            Some(listener) => {
+                let listener = adopt("dx", listener)?;
                 let dx = crate::dx::PrimaryDx {
                     role: role.as_str(),
                     engine: engine.clone(),
@@ -362,6 +431,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
                     snapshots: Some(opened.snapshots.clone()),
                     http: http.clone(),
                     guards: Some(crate::dx::PrimaryGuards::of(&opened)),
+                    repl_security: (token.is_some(), tls.is_some()),
                 };
                 let (router, render) = crate::dx::primary_router(dx);
                 Some((Listening { listener, router }, render))
@@ -371,6 +441,7 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let dx = {
             let _: Option<()> = replicas;
+            let _ = dx_listener;
             if opts.dx_listen.is_some() {
                 tracing::info!("this build has no replication or DX code (P5-I16): --dx-listen is ignored");
             }
@@ -381,11 +452,12 @@ pub fn run_primary(opts: PrimaryOptions, role: Role) -> Result<(), StartupError>
         #[cfg(not(feature = "replication"))]
         let fence = None;
         let router = http.client_router(Arc::new(PrimaryService::new(engine).with_fence(fence)), opts.limits);
-        tracing::info!(role = role.as_str(), %cluster_id, "serving");
+        tracing::info!(role = role.as_str(), %cluster_id, tls = tls.is_some(), "serving");
         serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
         Ok::<(), StartupError>(())
     })?;
     // Stops accepting replicas and ends every session before the data directory is released.
+    #[cfg(feature = "replication")]
     drop(replication);
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
     opened.close();

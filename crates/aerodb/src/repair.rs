@@ -24,7 +24,7 @@ use aerodb_wal::repair::{apply_repair, backup_dir, plan_repair};
 use crate::datadir::{DataDir, Role};
 
 /// Exit code of a partial repair (the copy ends before the mark).
-const PARTIAL: i32 = 3;
+const PARTIAL: i32 = crate::exit::Exit::Partial.code();
 
 fn fail(what: &str, detail: &str, code: &str, rule: &str) -> i32 {
     outln!("FAIL  {what}: {detail} [{code}, {rule}]");

@@ -10,13 +10,14 @@ use std::time::Duration;
 
 use aerodb_mvcc::{AppliedState, ClientOp, ReadView, WriteLimits};
 use aerodb_repl_core::halt::Reason;
-use aerodb_repl_core::ids::ReplicaId;
+use aerodb_repl_core::ids::{ReplicaId, ReplicaName};
 use aerodb_repl_core::metadata::{read_halt, read_metadata, BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::{ReadRefusal, ReplicaHandle};
 use aerodb_repl_core::status::ReplicaObserved;
 use aerodb_repl_explain::explain::{replication_halt, safety_from_decision, ReadBound};
 use aerodb_repl_explain::facts::RefusalCount;
-use aerodb_repl_net::transport::TcpTransport;
+use aerodb_repl_net::tls::TlsTransport;
+use aerodb_repl_net::transport::{TcpTransport, Transport};
 use aerodb_repl_net::{Replica, ReplicaOptions as RuntimeOptions};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::group::CommitTicket;
@@ -27,7 +28,7 @@ use crate::api_error::ApiError;
 use crate::datadir::{random_hex_id, DataDir, Role};
 use crate::error::StartupError;
 use crate::http::limits::{HttpLimits, SHUTDOWN_CLEANUP_BOUND};
-use crate::node::{bind, check_http_limits, ShutdownSignals};
+use crate::node::{adopt, bind_early, check_http_limits, ShutdownSignals};
 use crate::service::{DocService, ReadRequest};
 use crate::serving::{serve_until_signal, Listening, NodeHttp};
 
@@ -38,6 +39,8 @@ pub struct ReplicaOptions {
     pub data_dir: PathBuf,
     /// Primary replication address.
     pub primary: String,
+    /// `--name` as given (validated before anything touches the data directory).
+    pub name: Option<String>,
     /// Client API address.
     pub listen: String,
     /// DX API address (None = disabled).
@@ -50,6 +53,12 @@ pub struct ReplicaOptions {
     pub http: HttpLimits,
     /// Scrub policy (CORE-6).
     pub scrub: aerodb_snapshot::scrub::ScrubPolicy,
+    /// `--repl-token-file`: authenticate both ways with the primary.
+    pub repl_token_file: Option<PathBuf>,
+    /// `--tls-ca`: reach the primary over TLS, verified against this CA.
+    pub tls_ca: Option<PathBuf>,
+    /// `--tls-cert/--tls-key`: TLS on this replica's client and DX APIs.
+    pub tls: crate::security::TlsServerFiles,
 }
 
 /// Client requests a replica refused, by (code, rule): the counters behind
@@ -91,13 +100,20 @@ impl ReplicaService {
 /// refusal.
 pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &ReplicaObserved, applied: Option<&AppliedState>) -> ApiError {
     let explanation = safety_from_decision(&r.decision, request, observed, applied);
-    let failing = r.decision.first_failure();
     let replica_commit_id = r.decision.rules.get(2).map(|x| x.evidence["replica_commit_id"].clone()).unwrap_or_default();
+    // One source (issue 14, item 2): `evidence.rules` are the gate's rules
+    // exactly as the embedded explanation states them (same evaluation,
+    // `null` where evidence is missing, same wording), in RS-1..RS-5 order.
+    let gate_ids: Vec<&str> = r.decision.rules.iter().map(|x| x.rule_id).collect();
+    let rules: Vec<serde_json::Value> =
+        explanation.rules_applied.iter().filter(|x| gate_ids.contains(&x.rule_id)).map(|x| serde_json::to_value(x).unwrap_or_default()).collect();
+    let failing =
+        explanation.rules_applied.iter().find(|x| gate_ids.contains(&x.rule_id) && x.evaluation == Some(false)).map(|f| (f.rule_id, f.description.clone()));
     let mut evidence = json!({
         "read_upper_bound": r.decision.read_upper_bound,
         "replica_commit_id": replica_commit_id,
         "replica_state": observed.state.name(),
-        "rules": r.decision.rules,
+        "rules": rules,
         "explanation": explanation.to_value(),
     });
     if let Some(h) = observed.halt() {
@@ -114,10 +130,13 @@ pub fn read_refusal_error(r: &ReadRefusal, request: ReadBound, observed: &Replic
             evidence,
         );
     }
-    let rule = failing.map_or("REPL-6", |f| f.rule_id);
-    let message = match failing {
-        Some(f) => format!("read refused: {} does not hold", f.rule_id),
-        None => "read refused: safety could not be proven".into(),
+    let (rule, message) = match failing {
+        Some((id, description)) => (id, format!("read refused: {id} does not hold: {}", description.trim_end_matches('.'))),
+        None => match r.decision.first_failure() {
+            // The gate refused on a rule whose evidence the explanation lacks.
+            Some(f) => (f.rule_id, format!("read refused: {} could not be proven (evidence missing)", f.rule_id)),
+            None => ("REPL-6", "read refused: safety could not be proven".into()),
+        },
     };
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "READ_REFUSED", Some(rule), message, evidence)
 }
@@ -136,23 +155,42 @@ impl ReplicaService {
         let observed = self.handle.shared.observe();
         self.refusals.record("WRITE_REJECTED", Some("REPL-1"));
         let primary = observed.primary_addr.clone();
+        let client = primary_client_address(&primary, observed.primary_client_addr);
+        let message = match &client {
+            Some(addr) => format!("this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API at {addr}"),
+            None => format!(
+                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address, \
+                 default port 7700), not to {primary}: that is the primary's replication port, which serves replicas only"
+            ),
+        };
         ApiError::new(
             StatusCode::FORBIDDEN,
             "WRITE_REJECTED",
             Some("REPL-1"),
-            format!(
-                "this node is a replica and never accepts writes (REPL-1); send writes to the primary's client API (its --listen address). \
-                 {primary} is the primary's replication port, which serves replicas only"
-            ),
+            message,
             json!({
                 "role": "replica",
                 "node_state": aerodb_repl_explain::views::replica_node_state(&observed),
                 "replica_state": observed.state.name(),
+                // From the primary's ACCEPT; null until one arrived (never guessed, F-O1).
+                "primary_client_addr": client,
                 "primary_replication_addr": primary,
-                "writes_accepted_by": "the primary's client API (--listen), not its replication port",
+                "writes_accepted_by": "the primary's client API (--listen); its replication address serves replicas only",
             }),
         )
     }
+}
+
+/// Where writes go: the client API address the primary sent in its ACCEPT.
+/// A primary bound to every interface (`0.0.0.0`, `::`) is named by the
+/// host this replica reaches it at (`--primary`) with that port.
+pub fn primary_client_address(primary_addr: &str, client: Option<std::net::SocketAddr>) -> Option<String> {
+    let client = client?;
+    if !client.ip().is_unspecified() {
+        return Some(client.to_string());
+    }
+    let host = primary_addr.rsplit_once(':').map_or(primary_addr, |(h, _)| h);
+    Some(format!("{host}:{}", client.port()))
 }
 
 impl DocService for ReplicaService {
@@ -222,15 +260,31 @@ fn start_scrub(disk: Arc<dyn Disk>, opts: &ReplicaOptions, handle: &Arc<ReplicaH
 /// Runs a replica until a shutdown signal.
 pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     check_http_limits(&opts.http, &WriteLimits::default())?;
+    let name = match &opts.name {
+        Some(n) => Some(ReplicaName::parse(n).map_err(|e| StartupError::BadFlags(format!("--name: {e}")))?),
+        None => None,
+    };
+    // Security files are checked before the data directory is touched.
+    let token = crate::security::load_token(opts.repl_token_file.as_deref())?;
+    let transport: Arc<dyn Transport> = match &opts.tls_ca {
+        Some(ca) => Arc::new(TlsTransport::new(crate::security::client_config(ca)?)),
+        None => Arc::new(TcpTransport),
+    };
+    let server_tls = crate::security::server_config(&opts.tls)?;
+    // Every address is bound before the data directory is opened or created.
+    let client_listener = bind_early("client", &opts.listen)?;
+    let dx_listener = opts.dx_listen.as_deref().map(|addr| bind_early("dx", addr)).transpose()?;
     let disk: Arc<dyn Disk> = OsDisk::shared();
     let (lock, metadata) = open_dir(&*disk, &opts)?;
     let new_replica_id = ReplicaId::parse(&random_hex_id()?).map_err(|e| StartupError::Other(e.to_string()))?;
     let seed = u64::from_str_radix(&random_hex_id()?[..16], 16).unwrap_or(0);
     let mut runtime_options = RuntimeOptions::new(opts.data_dir.clone(), opts.primary.clone(), opts.bootstrap, new_replica_id, seed);
+    runtime_options.name = name;
     // Initialised on disk: the replica says so from the first moment, even
     // while a long recovery runs (ReplicaActive, not Uninitialized).
     runtime_options.recorded = metadata;
-    let http = NodeHttp::new(opts.http);
+    runtime_options.token = token;
+    let http = NodeHttp::with_tls(opts.http, server_tls.map(tokio_rustls::TlsAcceptor::from));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("aerodb-http")
@@ -239,14 +293,12 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     let refusals = Arc::new(RefusalCounters::default());
     let result = runtime.block_on(async {
         let signals = ShutdownSignals::install()?;
-        let client = bind("client", &opts.listen).await?;
-        let dx = match &opts.dx_listen {
-            Some(addr) => Some(bind("dx", addr).await?),
-            None => None,
-        };
-        let replica =
-            Replica::open(runtime_options, disk.clone(), Arc::new(TcpTransport)).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
+        let client = adopt("client", client_listener)?;
+        let dx = dx_listener.map(|l| adopt("dx", l)).transpose()?;
+        let replica = Replica::open(runtime_options, disk.clone(), transport).map_err(|e| StartupError::Other(format!("cannot start the replica: {e}")))?;
         let handle = replica.handle().clone();
+        let progress_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let progress = crate::bootstrap_progress::spawn(handle.clone(), progress_stop.clone());
         // Waiting reads are woken by whichever store the replica installs.
         let _ = handle.set_applied_observer(http.applied.observer());
         let service: Arc<dyn DocService> = Arc::new(ReplicaService::new(handle.clone(), refusals.clone()));
@@ -264,6 +316,8 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
         });
         let router = http.client_router(service, WriteLimits::default());
         serve_until_signal(&http, signals, Listening { listener: client, router }, dx).await;
+        progress_stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(progress);
         // The replica stops at its next wake-up; the process does not wait
         // for it longer than the cleanup bound (the watchdog ends it anyway).
         let mut replica = replica;
@@ -279,4 +333,20 @@ pub fn run_replica(opts: ReplicaOptions) -> Result<(), StartupError> {
     result?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// REPL-1: a rejected write names the primary's client API, with the host
+    /// the replica reaches the primary at when the primary binds every interface.
+    #[test]
+    fn repl_1_write_rejected_names_the_primary_client_api_address() {
+        assert_eq!(primary_client_address("db1:7701", Some("10.0.0.5:7700".parse().unwrap())).as_deref(), Some("10.0.0.5:7700"));
+        assert_eq!(primary_client_address("db1.example:7701", Some("0.0.0.0:7700".parse().unwrap())).as_deref(), Some("db1.example:7700"));
+        assert_eq!(primary_client_address("[fd00::1]:7701", Some("[::]:7700".parse().unwrap())).as_deref(), Some("[fd00::1]:7700"));
+        assert_eq!(primary_client_address("db1:7701", None), None);
+    }
 }

@@ -131,7 +131,7 @@ fn run(state: &Mutex<ScrubState>, stop: &AtomicBool, disk: &dyn Disk, sources: &
                 code = damage.code,
                 check = damage.check_rule,
                 detail = %damage.detail,
-                action = ?action,
+                action = %serde_json::to_string(&action).unwrap_or_default(),
                 "SCRUB FOUND DAMAGE in stored data (CORE-6, F-SC1)"
             );
         }

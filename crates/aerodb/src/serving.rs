@@ -47,11 +47,13 @@ pub struct NodeHttp {
     pub applied: AppliedWatch,
     /// Set on SIGINT/SIGTERM.
     pub shutdown: Shutdown,
+    /// TLS for both surfaces (`--tls-cert/--tls-key`), or plain HTTP.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl NodeHttp {
-    /// Fresh state under `limits`.
-    pub fn new(limits: HttpLimits) -> Arc<Self> {
+    /// Fresh state under `limits`, serving HTTPS with `tls` when given.
+    pub fn with_tls(limits: HttpLimits, tls: Option<tokio_rustls::TlsAcceptor>) -> Arc<Self> {
         let applied = AppliedWatch::new();
         Arc::new(NodeHttp {
             limits,
@@ -61,6 +63,7 @@ impl NodeHttp {
             budget: BodyBudget::new(limits.body_budget_bytes),
             applied,
             shutdown: Shutdown::new(),
+            tls,
         })
     }
 
@@ -97,10 +100,10 @@ pub struct Listening {
 pub async fn serve_until_signal(http: &Arc<NodeHttp>, signals: ShutdownSignals, client: Listening, dx: Option<(Listening, RenderRefusal)>) {
     raise_fd_limit(&http.limits);
     let timeout = http.limits.shutdown_timeout;
-    let client_surface = Surface::new(http.client.clone(), http.shutdown.clone(), client_refusal_body());
+    let client_surface = Surface::with_tls(http.client.clone(), http.shutdown.clone(), client_refusal_body(), http.tls.clone());
     let client_task = tokio::spawn(server::serve(client.listener, client_surface, client.router, timeout));
     let dx_task = dx.map(|(l, render)| {
-        let surface = Surface::new(http.dx.clone(), http.shutdown.clone(), render);
+        let surface = Surface::with_tls(http.dx.clone(), http.shutdown.clone(), render, http.tls.clone());
         tokio::spawn(server::serve(l.listener, surface, l.router, timeout))
     });
     signals.recv().await;

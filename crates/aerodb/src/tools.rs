@@ -4,10 +4,78 @@
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::mark::read_mark;
 use aerodb_wal::mark_check::TailRule;
-use aerodb_wal::recovery::{scan_wal, scan_wal_with, RecoveryMode, ReplayRefusal};
-use aerodb_wal::{Op, RecordBody};
+use aerodb_wal::recovery::{scan_wal_with, RecoveryMode, ReplayRefusal};
 
 use crate::datadir::{DataDir, Identity, Role};
+use crate::exit::Exit;
+
+/// Why an offline tool cannot work on a directory (the same code and rule
+/// for `verify` and `wal-dump`).
+#[derive(Debug)]
+pub struct ToolFailure {
+    /// Exit code.
+    pub exit: Exit,
+    /// Stable code.
+    pub code: &'static str,
+    /// Rule.
+    pub rule_id: &'static str,
+    /// One line.
+    pub message: String,
+}
+
+impl ToolFailure {
+    /// `message [CODE, RULE]`.
+    pub fn line(&self) -> String {
+        format!("{} [{}, {}]", self.message, self.code, self.rule_id)
+    }
+}
+
+/// Opens a data directory for an offline tool: it must exist
+/// (`NO_SUCH_DIRECTORY`, bad arguments) and hold an identity file
+/// (`NOT_A_DATA_DIR`, REPL-1: without one the directory has no role).
+pub fn open_data_dir(disk: &dyn Disk, path: &std::path::Path) -> Result<(DataDir, Identity), ToolFailure> {
+    let dir = DataDir::new(path);
+    if !disk.exists(path) {
+        return Err(ToolFailure {
+            exit: Exit::BadArguments,
+            code: "NOT_A_DATA_DIR",
+            rule_id: "REPL-1",
+            message: format!("{} is not a directory (no AeroDB data directory there)", path.display()),
+        });
+    }
+    match dir.read_identity(disk) {
+        Ok(Some(id)) => Ok((dir, id)),
+        Ok(None) => Err(ToolFailure {
+            exit: Exit::Failure,
+            code: "NOT_A_DATA_DIR",
+            rule_id: "REPL-1",
+            message: format!("{} is missing: not an AeroDB data directory (or its identity was removed)", dir.identity().display()),
+        }),
+        Err(e) => Err(ToolFailure { exit: Exit::Failure, code: e.code(), rule_id: "F-RC2", message: e.to_string() }),
+    }
+}
+
+/// The cluster a directory belongs to: the identity's, or for a replica
+/// the one its bootstrap recorded (a replica learns its cluster then).
+fn cluster_of(disk: &dyn Disk, dir: &DataDir, id: &Identity) -> String {
+    if !id.cluster_id.is_empty() {
+        return id.cluster_id.clone();
+    }
+    #[cfg(feature = "replication")]
+    {
+        use aerodb_repl_core::metadata::{read_metadata, ReplicaPaths};
+        match read_metadata(disk, &ReplicaPaths::new(dir.root())) {
+            Ok(Some(m)) => m.cluster_id.to_string(),
+            Ok(None) => "none yet (the replica has not bootstrapped)".to_string(),
+            Err(_) => "unknown (replica metadata unreadable: see below)".to_string(),
+        }
+    }
+    #[cfg(not(feature = "replication"))]
+    {
+        let _ = (disk, dir);
+        "unknown".to_string()
+    }
+}
 
 /// The rule `verify` judges the WAL's end under: the same as startup's
 /// (CORE-5), read-only. `Err(exit code)` after printing the failure.
@@ -49,21 +117,14 @@ fn verify_tail_rule(disk: &dyn Disk, dir: &DataDir, id: &Identity) -> Result<Tai
 /// ID. Exit code 0 only if everything checks.
 pub fn verify(data_dir: &std::path::Path) -> i32 {
     let disk = OsDisk::shared();
-    let dir = DataDir::new(data_dir);
-    let id = match dir.read_identity(&*disk) {
-        Ok(Some(id)) => {
-            outln!("ok    identity: role {} cluster {}", id.role.as_str(), id.cluster_id);
-            id
-        }
-        Ok(None) => {
-            outln!("FAIL  identity: {} missing (not an AeroDB data directory?) [REPL-1]", dir.identity().display());
-            return 1;
-        }
-        Err(e) => {
-            outln!("FAIL  identity: {e} [F-RC2]");
-            return 1;
+    let (dir, id) = match open_data_dir(&*disk, data_dir) {
+        Ok(opened) => opened,
+        Err(f) => {
+            outln!("FAIL  identity: {}", f.line());
+            return f.exit.code();
         }
     };
+    outln!("ok    identity: role {} cluster {}", id.role.as_str(), cluster_of(&*disk, &dir, &id));
     let rule = match verify_tail_rule(&*disk, &dir, &id) {
         Ok(rule) => rule,
         Err(code) => return code,
@@ -161,50 +222,5 @@ impl GcSeen {
         self.records += 1;
         self.last = Some((record.commit_id, horizon));
         Ok(())
-    }
-}
-
-/// `aerodb wal-dump`: one line per record from `from`, at most `limit`.
-pub fn wal_dump(data_dir: &std::path::Path, from: u64, limit: Option<u64>) -> i32 {
-    let disk: std::sync::Arc<dyn Disk> = OsDisk::shared();
-    let dir = DataDir::new(data_dir);
-    let mut printed = 0u64;
-    let result = scan_wal(disk, &dir.wal(), RecoveryMode::ReadOnly, |record, pos| {
-        if pos.lsn < from || limit.is_some_and(|l| printed >= l) {
-            return Ok(());
-        }
-        let ops: Vec<String> = match &record.body {
-            RecordBody::Commit(ops) => ops
-                .iter()
-                .map(|op| {
-                    let kind = match op {
-                        Op::Put { .. } => "put",
-                        Op::Delete { .. } => "delete",
-                    };
-                    format!("{kind} {}/{}", String::from_utf8_lossy(op.collection()), String::from_utf8_lossy(op.key()))
-                })
-                .collect(),
-            // A GC record creates no version: it states the new history horizon (MVCC-4).
-            RecordBody::Gc { horizon } => vec![format!("gc horizon={horizon}")],
-        };
-        outln!(
-            "lsn={} end={} commit_id={} ops={} fingerprint={} digest={} [{}]",
-            pos.lsn,
-            pos.end_lsn,
-            pos.commit_id,
-            record.ops().len(),
-            pos.fingerprint,
-            record.state_digest,
-            ops.join(", ")
-        );
-        printed += 1;
-        Ok::<(), ReplayRefusal>(())
-    });
-    match result {
-        Ok(_) => 0,
-        Err(e) => {
-            eprintln!("wal-dump stopped: {e} [{}]", e.rule_id());
-            1
-        }
     }
 }

@@ -41,10 +41,10 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
     };
     let b = meta.bootstrap;
     outln!(
-        "ok    replica metadata: cluster {} replica {} bootstrap {:?} at CommitId {} LSN {}",
+        "ok    replica metadata: cluster {} replica {} bootstrap {} at CommitId {} LSN {}",
         meta.cluster_id,
         meta.replica_id,
-        b.method,
+        b.method.as_str(),
         b.boundary_commit_id,
         b.boundary_lsn
     );
@@ -67,7 +67,8 @@ fn verify_replica(disk: &dyn Disk, dir: &DataDir) -> i32 {
         Ok(None) => 0,
         Ok(Some(h)) => {
             let h = aerodb_repl_core::halt::Reason::view(&h);
-            outln!("FAIL  replica: halted with {} at LSN {:?} CommitId {:?}: {} [{}]", h.code, h.lsn, h.commit_id, h.detail, h.rule_id);
+            let at = |what: &str, v: Option<u64>| v.map(|v| format!(" {what} {v}")).unwrap_or_default();
+            outln!("FAIL  replica: halted with {}{}{}: {} [{}]", h.code, at("at LSN", h.lsn), at("CommitId", h.commit_id), h.detail, h.rule_id);
             1
         }
         Err(e) => {

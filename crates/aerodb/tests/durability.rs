@@ -1,4 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+// These tests read the DX API (and replication), which a build without the
+// `replication` feature does not have: its nodes never print `listening dx`.
+#![cfg(feature = "replication")]
 //! CORE-5 and F-P4 against the real binary: acknowledged history is never
 //! shortened silently. After a clean stop, every kind of damage to the
 //! WAL's tail (a flipped byte in the last record, a zeroed last 4 KiB

@@ -109,7 +109,8 @@ fn assert_explanation(e: &Value, ty: &str) {
     assert!(e["conclusion"].is_object());
 }
 
-/// Replaces run-specific substrings everywhere, and blanks `peer` addresses.
+/// Replaces run-specific substrings everywhere, and blanks `peer` and
+/// `address` (a replica's ephemeral port).
 fn redact(v: &Value, subs: &[(String, &str)]) -> Value {
     match v {
         Value::String(s) => {
@@ -122,9 +123,9 @@ fn redact(v: &Value, subs: &[(String, &str)]) -> Value {
             Value::String(s)
         }
         Value::Array(a) => Value::Array(a.iter().map(|x| redact(x, subs)).collect()),
-        Value::Object(o) => {
-            Value::Object(o.iter().map(|(k, x)| (k.clone(), if k == "peer" && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect())
-        }
+        Value::Object(o) => Value::Object(
+            o.iter().map(|(k, x)| (k.clone(), if (k == "peer" || k == "address") && x.is_string() { json!("[peer]") } else { redact(x, subs) })).collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -343,7 +344,7 @@ fn p5_i14_every_endpoint_for_primary_and_replica_pinned() {
     }
     let (code, out, err) = cli(&["status", "--dx", &format!("http://{}", dx(&p.primary))]);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("durable lsn") && out.contains("replicas connected  1") && out.contains("REPLICA"), "{out}");
+    assert!(out.contains("durable lsn") && out.lines().any(|l| l.starts_with("replicas") && l.ends_with(" 1")) && out.contains("REPLICA"), "{out}");
     let (code, out, err) = cli(&["explain", "read", "users", "alice", "--at", "3", "--dx", dx(&p.replica)]);
     assert_eq!(code, 0, "{err}");
     let printed: Value = serde_json::from_str(&out).unwrap();
@@ -476,6 +477,13 @@ fn p5_i14_halted_replica_explains_halt_and_refusals_embed_it() {
     let (code, out, _) = cli(&["status", "--dx", dx(&replica)]);
     assert_eq!(code, 0);
     assert!(out.contains("CLUSTER_MISMATCH (REPL-1)") && out.contains("ReplicationHalted"), "{out}");
+    // The CLI: a read of a halted replica exits 7 (halted), a write 6 (write rejected).
+    let client = format!("http://{}", replica.client);
+    let (code, _, err) = cli(&["get", "--node", &client, "users", "alice"]);
+    assert_eq!(code, 7, "{err}");
+    assert!(err.starts_with("aerodb: replica halted (CLUSTER_MISMATCH, REPL-1)"), "{err}");
+    let (code, _, err) = cli(&["put", "--node", &client, "users", "alice", "1"]);
+    assert_eq!(code, 6, "{err}");
 
     let mut subs = node_subs(&[(&a, "a"), (&b, "b"), (&replica, "replica")]);
     subs.push((cluster_a, "[cluster-a]"));
@@ -496,7 +504,7 @@ fn f_o1_dx_answers_during_failure_with_what_is_known() {
     let view = replica.wait_replication("blocked on CONNECT_FAILED", |v| v["blocking_reason"]["code"] == "CONNECT_FAILED");
     assert!(view["replica_commit_id"].is_null() && view["wal_applied_lsn"].is_null() && view["primary_commit_id"].is_null(), "{view}");
     assert_eq!(view["read_safety"], "unsafe");
-    assert_eq!(view["lag"], json!({"commits": null, "bytes": null}));
+    assert_eq!(view["lag"], json!({"commits": null, "bytes": null, "seconds": null, "as_of": null}));
 
     for path in PATHS.iter().filter(|p| **p != "/metrics") {
         let env = envelope(&replica, path);
@@ -525,6 +533,17 @@ fn f_o1_dx_answers_during_failure_with_what_is_known() {
     assert_eq!(body["error"]["rule_id"], "RS-1");
     assert_eq!(body["error"]["evidence"]["explanation"]["conclusion"]["first_failing_rule"], "RS-1");
     assert_eq!(body["error"]["evidence"]["explanation"]["conclusion"]["missing_evidence"], json!(missing));
+    // One source (issue 14, item 2): the gate rules in `evidence.rules` are the
+    // explanation's own entries, same evaluation (null where evidence is missing)
+    // and same wording; nothing in the body contradicts itself.
+    let rules = body["error"]["evidence"]["rules"].as_array().unwrap();
+    let applied = body["error"]["evidence"]["explanation"]["rules_applied"].as_array().unwrap();
+    assert_eq!(rules.iter().map(|r| r["rule_id"].as_str().unwrap()).collect::<Vec<_>>(), ["RS-1", "RS-2", "RS-3", "RS-4", "RS-5"]);
+    for r in rules {
+        let same = applied.iter().find(|a| a["rule_id"] == r["rule_id"]).unwrap();
+        assert_eq!(r, same, "evidence.rules and explanation.rules_applied disagree on {}", r["rule_id"]);
+    }
+    assert!(rules.iter().any(|r| r["rule_id"] == "RS-3" && r["evaluation"].is_null()), "RS-3 is undetermined without local state: {rules:?}");
 
     let m = metrics(&replica);
     assert!(!m.contains_key("aerodb_commit_id"), "unknown values are omitted, never guessed");
@@ -539,8 +558,9 @@ fn f_o1_dx_answers_during_failure_with_what_is_known() {
     assert!(out.contains("unknown") && out.contains("CONNECT_FAILED"), "{out}");
     for args in [vec!["status", "--dx", dead_addr.as_str()], vec!["explain", "recovery", "--dx", dead_addr.as_str()]] {
         let (code, _, err) = cli(&args);
-        assert_eq!(code, 1, "{args:?}");
-        assert!(err.contains("cannot reach the DX API"), "{err}");
+        assert_eq!(code, 8, "{args:?}: exit code 8 = node unreachable");
+        assert!(err.starts_with(&format!("aerodb: cannot reach http://{dead_addr}: connection refused")), "{err}");
+        assert_eq!(err.matches("cannot reach").count(), 1, "{err}");
     }
 }
 

@@ -1,4 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+// These tests read the DX API (and replication), which a build without the
+// `replication` feature does not have: its nodes never print `listening dx`.
+#![cfg(feature = "replication")]
 //! REPL-11, F-P5 and CORE-5 with real primaries and real replicas over TCP:
 //! a primary that lost acknowledged history is fenced by the replica that
 //! proves it (across restarts, until `--lift-fence`); `aerodb repair-wal`

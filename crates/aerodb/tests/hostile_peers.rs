@@ -14,7 +14,8 @@ mod repl_support;
 use std::path::Path;
 use std::time::Duration;
 
-use aerodb_repl_core::handshake::HelloRequest;
+use aerodb_repl_core::handshake::{HelloRequest, PROTOCOL_VERSION};
+use aerodb_repl_core::positions::ProgressTimes;
 use aerodb_repl_core::status::{Positions, PrimaryProgress};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_wal::record::record_identity;
@@ -191,7 +192,7 @@ fn res_4_hello_with_an_oversized_or_invalid_id_or_name_is_refused_and_never_show
     let repl = repl_addr(&primary);
     let big = "x".repeat(2 << 20);
     let hello_json = |id: &str, name: Option<&str>| {
-        let mut h = json!({"protocol_version": 1, "cluster_id": null, "replica_id": id, "request": {"kind": "snapshot"}});
+        let mut h = json!({"protocol_version": PROTOCOL_VERSION, "cluster_id": null, "replica_id": id, "request": {"kind": "snapshot"}});
         if let Some(n) = name {
             h["name"] = json!(n);
         }
@@ -303,7 +304,7 @@ fn f_n2_p5_i4_record_split_across_frames_then_a_disconnect_resumes_at_the_valida
     let real = RealWal::read(pdir.path());
     let n = real.records.len();
     let end = real.end_of(n);
-    let progress = Message::Progress(PrimaryProgress { commit_id: n as u64, durable_lsn: end });
+    let progress = Message::Progress(PrimaryProgress { commit_id: n as u64, durable_lsn: end }, ProgressTimes::default());
 
     let fake = FakePrimary::bind();
     let rdir = TempDir::new().unwrap();

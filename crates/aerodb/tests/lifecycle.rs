@@ -108,8 +108,9 @@ fn bad_flags_are_refused_with_a_non_zero_exit_and_a_reason() {
         Ok(_) => panic!("an unparsable listen address must be refused"),
         Err(f) => f,
     };
-    assert!(failure.status.and_then(|s| s.code()).is_some_and(|c| c != 0));
-    assert!(failure.stderr.lines().any(|l| l.contains("refusing to start")), "{}", failure.stderr);
+    assert_eq!(failure.status.and_then(|s| s.code()), Some(2), "bad arguments: {}", failure.stderr);
+    assert!(failure.stderr.lines().any(|l| l.contains("--listen") && l.contains("HOST:PORT")), "{}", failure.stderr);
+    assert!(!data.exists(), "refused before the data directory is written");
     let (code, _, stderr) = support::run_tool(&["standalone", "--data-dir", data.to_str().unwrap(), "--snapshot-every-bytes", "lots"]);
     assert!(code.is_some_and(|c| c != 0), "{stderr}");
 }

@@ -135,14 +135,41 @@ fn f_s1_crash_during_snapshot_transfer_discards_partial_snapshot_and_bootstraps_
     });
 }
 
+/// `text` without ANSI colour sequences (`ESC [ ... m`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Data bytes of the snapshot the primary in `pdir` served.
+fn served_snapshot_bytes(pdir: &Path) -> u64 {
+    let (_, snap) = primary_snapshots(pdir).pop().expect("the primary made a snapshot for the bootstrap");
+    let manifest = checksummed_body(&snap.join("manifest.json"));
+    manifest["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum()
+}
+
 /// F-S1, REPL-9, P5-I8, REPL-3, REPL-4: the connection is cut in the
 /// middle of the snapshot transfer (a proxy forwards 1.5 MB of a larger
-/// snapshot stream, closes, then refuses reconnects): the partial transfer
-/// is discarded and the replica stays uninitialised — no snapshot, no
-/// metadata, no WAL, bootstrap not complete, reads refused under RS-1 —
-/// until, given the primary again, it bootstraps from scratch.
+/// snapshot stream, closes, then refuses reconnects): the replica stays
+/// uninitialised — no snapshot, no metadata, no WAL, bootstrap not
+/// complete, reads refused under RS-1 — while the verified bytes are kept
+/// to resume (`snapshot_bootstrap.phase` = `interrupted`, with the bytes
+/// held). A restarted process starts the transfer again from scratch and,
+/// given the primary again, bootstraps.
 #[test]
-fn f_s1_disconnect_during_snapshot_transfer_discards_partial_snapshot_and_stays_uninitialised() {
+fn f_s1_disconnect_during_snapshot_transfer_keeps_verified_chunks_and_stays_uninitialised() {
     const CUT: usize = 1_500_000;
     let tmp = tmp();
     let pdir = tmp.path().join("p");
@@ -153,17 +180,25 @@ fn f_s1_disconnect_during_snapshot_transfer_discards_partial_snapshot_and_stays_
     let replica = repl_support::start_replica(&rdir, &proxy, &["--bootstrap", "snapshot"], &[]);
     let v = wait_connect_failed(&replica);
     assert_eq!(cut.join().unwrap(), CUT, "the connection was cut by the proxy, not ended by the primary");
-    let (_, snap) = primary_snapshots(&pdir).pop().expect("the primary made a snapshot for the bootstrap");
-    let manifest = checksummed_body(&snap.join("manifest.json"));
-    let size: u64 = manifest["files"].as_array().unwrap().iter().map(|f| f["size"].as_u64().unwrap()).sum();
+    let size = served_snapshot_bytes(&pdir);
     assert!(size > CUT as u64, "the cut came in the middle of the transfer ({size} bytes of data files)");
 
-    assert_ne!(v["snapshot_bootstrap"]["state"], "complete", "{v}");
+    let boot = &v["snapshot_bootstrap"];
+    assert_eq!((boot["state"].as_str(), boot["phase"].as_str()), (Some("in_progress"), Some("interrupted")), "{v}");
+    let held = boot["bytes_done"].as_u64().unwrap();
+    assert!(held > 0 && held < CUT as u64 && boot["bytes_total"].as_u64() == Some(size), "{v}");
     assert_eq!(v["replica_commit_id"], Value::Null, "{v}");
     let r = rdir.join("replica");
-    for gone in ["bootstrap.tmp", "snapshot", "replica.json", "halt.json"] {
-        assert!(!r.join(gone).exists(), "{gone} is absent: the partial transfer was discarded, nothing halted");
+    for gone in ["snapshot", "replica.json", "halt.json"] {
+        assert!(!r.join(gone).exists(), "{gone} is absent: nothing installed, nothing halted");
     }
+    let written: u64 = std::fs::read_dir(r.join("bootstrap.tmp"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() != "manifest.json")
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(written, held, "the bytes kept to resume are the bytes written");
     assert!(!rdir.join("wal").exists() || segments(&rdir).is_empty(), "no WAL");
     refused(&replica, "", "RS-1");
     assert_eq!(replica.stop(), Some(0));
@@ -173,6 +208,56 @@ fn f_s1_disconnect_during_snapshot_transfer_discards_partial_snapshot_and_stays_
     recorder.point_at(&replica.client);
     let v = replica.wait_caught_up(boundary);
     assert_eq!((v["snapshot_bootstrap"]["state"].as_str(), v["snapshot_bootstrap"]["boundary_commit_id"].as_u64()), (Some("complete"), Some(boundary)), "{v}");
+    assert!(!r.join("bootstrap.tmp").exists());
+    workload(&primary, "after", 3, 64);
+    assert_converged(&primary, &[&replica]);
+    check_recorded(&primary, recorder);
+}
+
+/// F-S1, REPL-8, REPL-3, REPL-4: the connection is cut in the middle of the
+/// snapshot transfer and the replica reconnects to a primary that still
+/// serves the same snapshot: the transfer resumes from the bytes already
+/// verified and written — the resumed connection carries only the rest of
+/// the snapshot (the primary → replica byte count proves nothing was sent
+/// twice) — then validates completely, installs, streams, and ends with
+/// the primary's state digest (REPL-4) and a byte-exact WAL prefix.
+#[test]
+fn f_s1_interrupted_transfer_resumes_without_resending_verified_bytes() {
+    const CUT: usize = 1_500_000;
+    let tmp = tmp();
+    let pdir = tmp.path().join("p");
+    let primary = repl_support::start_primary(&pdir, &[], &[]);
+    let boundary = workload(&primary, "big", 70, 12_000);
+    let proxy = ResumingProxy::start(primary.repl.as_ref().unwrap(), CUT);
+    let rdir = tmp.path().join("r");
+    let log = tmp.path().join("r.log");
+    let recorder = Recorder::start();
+    let replica = start_replica_logged(&rdir, &proxy.addr, "snapshot", &[("RUST_LOG", "info")], &log);
+    recorder.point_at(&replica.client);
+    let v = replica.wait_caught_up(boundary);
+    assert_eq!((v["snapshot_bootstrap"]["state"].as_str(), v["snapshot_bootstrap"]["boundary_commit_id"].as_u64()), (Some("complete"), Some(boundary)), "{v}");
+    let size = served_snapshot_bytes(&pdir);
+    let counts = proxy.counts();
+    assert!(counts.len() >= 2, "a second connection: {counts:?}");
+    assert_eq!(counts[0], CUT, "the first connection was cut mid-transfer ({size} bytes of data files)");
+    // The replica logged how many verified bytes it held when it resumed
+    // (whole pieces: the piece the cut split was never verified, so not kept).
+    let text = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    let line = text.lines().find(|l| l.contains("resuming the snapshot transfer")).unwrap_or_else(|| panic!("the replica logged the resume: {text}"));
+    let held: u64 = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("bytes_done="))
+        .and_then(|n| n.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .unwrap_or_else(|| panic!("no byte count in {line:?}"));
+    assert!(held > 0 && held <= CUT as u64, "{line}");
+    // The resumed session carries the rest of the snapshot plus frame
+    // headers, the handshake and the manifest: never the held bytes again.
+    let rest = size - held;
+    let resumed = counts[1] as u64;
+    assert!(
+        resumed >= rest && resumed < rest + 64 * 1024,
+        "resumed session sent {resumed} bytes for the {rest} bytes not yet held (snapshot {size}): {counts:?}"
+    );
     workload(&primary, "after", 3, 64);
     assert_converged(&primary, &[&replica]);
     check_recorded(&primary, recorder);

@@ -1,4 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs, dead_code)]
+// These tests read the DX API (and replication), which a build without the
+// `replication` feature does not have: its nodes never print `listening dx`.
+#![cfg(feature = "replication")]
 //! CORE-6 and F-SC1 against running nodes: the background scrub re-reads
 //! every retained snapshot and sealed WAL segment at a bounded rate, reports
 //! damage in `GET /v1/scrub` (file, offset, rule CORE-6, when in CommitIds)

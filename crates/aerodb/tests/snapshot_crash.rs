@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![cfg(feature = "replication")] // these tests read the DX API, which a build without replication does not have (P5-I16)
 //! F-S1, REPL-9 with a real process: a standalone node that crashes while
 //! publishing a snapshot leaves no visible partial snapshot, recovers, and
 //! keeps every acknowledged write.

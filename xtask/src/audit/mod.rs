@@ -8,6 +8,7 @@
 mod coverage;
 mod hygiene;
 mod layering;
+mod msrv;
 mod source;
 
 use source::{SourceFile, Workspace};
@@ -51,13 +52,6 @@ impl fmt::Display for Finding {
             (false, None) => write!(f, "{}: {}", self.file, self.message),
         }
     }
-}
-
-/// The result of one check.
-struct Outcome {
-    name: &'static str,
-    what: &'static str,
-    findings: Vec<Finding>,
 }
 
 /// Inputs gathered from disk.
@@ -128,10 +122,17 @@ fn gather(root: &Path) -> Inputs {
     inputs
 }
 
-fn cargo_metadata(root: &Path) -> Result<String, Finding> {
+fn cargo_metadata(root: &Path, no_deps: bool) -> Result<String, Finding> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--manifest-path"])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["metadata", "--format-version", "1"]);
+    if no_deps {
+        cmd.arg("--no-deps");
+    } else {
+        cmd.arg("--locked");
+    }
+    let output = cmd
+        .arg("--manifest-path")
         .arg(root.join("Cargo.toml"))
         .current_dir(root)
         .output()
@@ -182,8 +183,9 @@ fn print_map(root: &Path, ws: &Workspace) -> i32 {
 
 const USAGE: &str = "usage: cargo xtask audit [--root DIR] [--map]
 
-Checks: layering, rule-coverage, no-ignored-tests, no-fixed-sleeps,
-no-wall-clock-in-repl-core, insta-snapshots. Exit code 0 when all pass.
+Checks: layering, rust-version, rule-coverage, no-ignored-tests, no-fixed-sleeps,
+no-wall-clock-in-repl-core, insta-snapshots. Exit code 0 when all pass; progress
+goes to stderr as each check runs.
 --map prints each rule ID with the tests that prove it, and runs no checks.";
 
 /// Runs `cargo xtask audit`; returns the process exit code.
@@ -212,56 +214,71 @@ pub fn run(args: &[String]) -> i32 {
         }
     }
 
+    let started = std::time::Instant::now();
+    let progress = |what: &str| {
+        use std::io::Write as _;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "audit: {what} ({:.1} s)", started.elapsed().as_secs_f64());
+    };
+    progress("reading sources under crates/ and xtask/");
     let inputs = gather(&root);
     let ws = Workspace::parse(&inputs.sources);
     if map {
         return print_map(&root, &ws);
     }
-
-    let layering = match cargo_metadata(&root) {
-        Ok(json) => layering::check_layering(&json, &|p| std::fs::read_to_string(p).ok()),
-        Err(f) => vec![f],
-    };
-    let mut outcomes = vec![
-        Outcome { name: "layering", what: "workspace crates depend only downwards (ARCHITECTURE.md)", findings: layering },
-        Outcome {
-            name: "rule-coverage",
-            what: "every rule ID is in docs/invariants.md and proven by a test; tests cite only known IDs",
-            findings: coverage(&root, &ws),
-        },
-        Outcome { name: "no-ignored-tests", what: "no #[ignore] on any test", findings: hygiene::check_ignored(&ws) },
-        Outcome { name: "no-fixed-sleeps", what: "tests never sleep a fixed time", findings: hygiene::check_fixed_sleeps(&ws) },
-        Outcome { name: "no-wall-clock-in-repl-core", what: "repl-core decisions never read the wall clock", findings: hygiene::check_wall_clock(&ws) },
-        Outcome {
-            name: "insta-snapshots",
-            what: "no pending .snap.new / .pending-snap files",
-            findings: hygiene::check_pending_snapshots(&inputs.crate_files),
-        },
-    ];
-    if !inputs.errors.is_empty() {
-        outcomes.push(Outcome { name: "read-sources", what: "every source file is readable", findings: inputs.errors });
-    }
-
     println!("audit: {} ({} Rust files)", root.display(), ws.files.len());
+
+    type Check<'a> = (&'static str, &'static str, Box<dyn FnOnce() -> Vec<Finding> + 'a>);
+    let checks: Vec<Check> = vec![
+        (
+            "layering",
+            "workspace crates depend only downwards (docs/architecture.md)",
+            Box::new(|| match cargo_metadata(&root, true) {
+                Ok(json) => layering::check_layering(&json, &|p| std::fs::read_to_string(p).ok()),
+                Err(f) => vec![f],
+            }),
+        ),
+        (
+            "rust-version",
+            "every crate declares the workspace rust-version and no dependency needs a newer Rust",
+            Box::new(|| match cargo_metadata(&root, false) {
+                Ok(json) => msrv::check_rust_version(&json).1,
+                Err(f) => vec![f],
+            }),
+        ),
+        ("rule-coverage", "every rule ID is in docs/invariants.md and proven by a test; tests cite only known IDs", Box::new(|| coverage(&root, &ws))),
+        ("no-ignored-tests", "no #[ignore] on any test", Box::new(|| hygiene::check_ignored(&ws))),
+        ("no-fixed-sleeps", "tests never sleep a fixed time", Box::new(|| hygiene::check_fixed_sleeps(&ws))),
+        ("no-wall-clock-in-repl-core", "repl-core decisions never read the wall clock", Box::new(|| hygiene::check_wall_clock(&ws))),
+        ("insta-snapshots", "no pending .snap.new / .pending-snap files", Box::new(|| hygiene::check_pending_snapshots(&inputs.crate_files))),
+    ];
+    let total = checks.len() + usize::from(!inputs.errors.is_empty());
     let mut failed = 0;
-    for o in &outcomes {
-        if o.findings.is_empty() {
-            println!("PASS {}: {}", o.name, o.what);
+    let mut report = |name: &str, what: &str, findings: Vec<Finding>| {
+        if findings.is_empty() {
+            println!("PASS {name}: {what}");
         } else {
             failed += 1;
-            let n = o.findings.len();
+            let n = findings.len();
             let s = if n == 1 { "" } else { "s" };
-            println!("FAIL {}: {} ({n} finding{s})", o.name, o.what);
-            for f in &o.findings {
+            println!("FAIL {name}: {what} ({n} finding{s})");
+            for f in &findings {
                 println!("    {f}");
             }
         }
+    };
+    for (i, (name, what, check)) in checks.into_iter().enumerate() {
+        progress(&format!("[{}/{total}] {name}", i + 1));
+        report(name, what, check());
+    }
+    if !inputs.errors.is_empty() {
+        report("read-sources", "every source file is readable", inputs.errors.clone());
     }
     if failed == 0 {
-        println!("audit: all {} checks passed", outcomes.len());
+        println!("audit: all {total} checks passed ({:.1} s)", started.elapsed().as_secs_f64());
         0
     } else {
-        println!("audit: {failed} of {} checks failed", outcomes.len());
+        println!("audit: {failed} of {total} checks failed ({:.1} s)", started.elapsed().as_secs_f64());
         1
     }
 }

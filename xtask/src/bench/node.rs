@@ -10,32 +10,41 @@ use aerodb_client::{blocking, ClientConfig, ReplicationView};
 
 use super::COLLECTION;
 
-/// `cargo build --release -p aerodb`; returns the built executable's path
-/// (read from cargo's JSON messages, so CARGO_TARGET_DIR is honoured).
-pub(crate) fn build_release() -> Result<PathBuf, String> {
+/// `cargo build --release` of `packages`; returns the path of the binary
+/// target `bin` (read from cargo's JSON messages, so CARGO_TARGET_DIR is
+/// honoured).
+pub(crate) fn build_release_bin(packages: &[&str], bin: &str) -> Result<PathBuf, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().ok_or("xtask has no parent directory")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("bench: cargo build --release -p aerodb");
-    let out = Command::new(cargo)
-        .current_dir(root)
-        .args(["build", "--release", "-p", "aerodb", "--message-format=json-render-diagnostics"])
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut args = vec!["build", "--release", "--message-format=json-render-diagnostics"];
+    for p in packages {
+        args.extend(["-p", p]);
+    }
+    eprintln!("bench: cargo {}", args.join(" "));
+    let out = Command::new(cargo).current_dir(root).args(&args).stderr(Stdio::inherit()).output().map_err(|e| format!("cannot run cargo: {e}"))?;
     if !out.status.success() {
-        return Err(format!("cargo build --release -p aerodb failed ({})", out.status));
+        return Err(format!("cargo {} failed ({})", args.join(" "), out.status));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     stdout
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|m| {
-            m["reason"] == "compiler-artifact"
-                && m["target"]["name"] == "aerodb"
-                && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == "bin"))
+            m["reason"] == "compiler-artifact" && m["target"]["name"] == bin && m["target"]["kind"].as_array().is_some_and(|k| k.iter().any(|x| x == "bin"))
         })
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .ok_or_else(|| "cargo did not report the aerodb executable".to_string())
+        .ok_or_else(|| format!("cargo did not report the {bin} executable"))
+}
+
+/// `cargo build --release -p aerodb`; returns the built executable's path.
+/// `AERODB_BENCH_BINARY=<path>` runs the node phases on that binary instead
+/// (an A/B comparison of two builds in one sitting).
+pub(crate) fn build_release() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("AERODB_BENCH_BINARY") {
+        eprintln!("bench: nodes run {} (AERODB_BENCH_BINARY)", Path::new(&path).display());
+        return Ok(PathBuf::from(path));
+    }
+    build_release_bin(&["aerodb"], "aerodb")
 }
 
 /// A running node.

@@ -208,8 +208,10 @@ pub(crate) fn with_replica(ctx: &Ctx, writes: Stop, reads: Option<Stop>) -> Resu
 }
 
 /// Writes a WAL backlog of at least `bytes` into an initialised primary
-/// data directory through the library; returns (records, WAL bytes).
-fn write_backlog(dir: &Path, bytes: u64) -> Result<(u64, u64), String> {
+/// data directory through the library; returns (client commits, the last
+/// CommitId, WAL bytes). The last CommitId counts every WAL record, GC
+/// records the writer appended included.
+fn write_backlog(dir: &Path, bytes: u64) -> Result<(u64, u64, u64), String> {
     let store = Store::new();
     let (appender, _) = recover_store(OsDisk::shared(), &dir.join("wal"), &store).map_err(|e| e.to_string())?;
     let engine = PrimaryEngine::start(Arc::new(store), appender, WriteLimits::default(), DEFAULT_SEGMENT_TARGET_BYTES).map_err(|e| e.to_string())?;
@@ -228,21 +230,25 @@ fn write_backlog(dir: &Path, bytes: u64) -> Result<(u64, u64), String> {
     let durable = engine.durable().clone();
     drop(engine);
     let end = durable.current();
-    Ok((end.commit_id, end.lsn))
+    Ok((records, end.commit_id, end.lsn))
 }
 
 /// Catch-up and bootstrap figures.
 pub(crate) struct CatchUpFigures {
     /// WAL bytes of the backlog.
     pub wal_bytes: u64,
-    /// Records (commits) of the backlog.
+    /// Records of the backlog (client commits and GC records): its last CommitId.
     pub records: u64,
+    /// Client commits of the backlog (each with BACKLOG_OPS_PER_RECORD puts).
+    pub commits: u64,
     /// Primary restart over the backlog.
     pub primary_recovery_s: f64,
     /// Replica from genesis to streaming at the last CommitId.
     pub catchup_s: f64,
     /// Replica start to its first admitted read at the last CommitId.
     pub bootstrap_s: f64,
+    /// When the bootstrap's phases were first seen.
+    pub phases: BootstrapPhases,
     /// Snapshot data bytes.
     pub snapshot_bytes: u64,
     /// Library snapshot creation and load rates (MB/s), when measured.
@@ -252,7 +258,7 @@ pub(crate) struct CatchUpFigures {
 impl CatchUpFigures {
     /// Ops (puts) per second of catch-up.
     pub(crate) fn ops_per_s(&self) -> f64 {
-        (self.records * BACKLOG_OPS_PER_RECORD as u64) as f64 / self.catchup_s.max(1e-9)
+        (self.commits * BACKLOG_OPS_PER_RECORD as u64) as f64 / self.catchup_s.max(1e-9)
     }
 
     /// WAL MB/s of catch-up.
@@ -273,6 +279,12 @@ impl CatchUpFigures {
         out.insert("snapshot_bytes".into(), Value::from(self.snapshot_bytes));
         out.insert("bootstrap_1gib_s".into(), round(self.bootstrap_s, 3));
         out.insert("bootstrap_mb_per_s".into(), round(self.snapshot_bytes as f64 / 1e6 / self.bootstrap_s.max(1e-9), 1));
+        if let Some(s) = self.phases.first_byte_s {
+            out.insert("bootstrap_first_byte_s".into(), round(s, 3));
+        }
+        if let Some(s) = self.phases.installing_s {
+            out.insert("bootstrap_transfer_done_s".into(), round(s, 3));
+        }
         if let Some((create, load)) = self.snapshot_lib {
             out.insert("snapshot_create_mb_per_s".into(), round(create, 1));
             out.insert("snapshot_load_mb_per_s".into(), round(load, 1));
@@ -280,15 +292,27 @@ impl CatchUpFigures {
     }
 }
 
+/// When the phases of a snapshot bootstrap were first seen, in seconds
+/// since the replica started (from its `snapshot_bootstrap` on the DX API).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct BootstrapPhases {
+    /// The first snapshot byte arrived (the primary prepared its snapshot).
+    pub first_byte_s: Option<f64>,
+    /// Every byte arrived; installing.
+    pub installing_s: Option<f64>,
+}
+
 /// Polls `key` on the replica with `min_commit` until the gate admits the
-/// read (READ_REFUSED and other 503s while bootstrapping mean "not yet").
-fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64) -> Result<(), String> {
+/// read (READ_REFUSED and other 503s while bootstrapping mean "not yet"),
+/// noting when the transfer's phases were first seen.
+fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64, started: Instant) -> Result<BootstrapPhases, String> {
     let client = blocking::Client::new(&replica.url()).map_err(|e| e.to_string())?;
-    let started = Instant::now();
+    let dx = blocking::DxClient::new(replica.addr("dx")?).map_err(|e| e.to_string())?;
     let opts = ReadOptions { min_commit: Some(min_commit), ..ReadOptions::default() };
+    let mut phases = BootstrapPhases::default();
     loop {
         match client.get(COLLECTION, key, &opts) {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(phases),
             Err(e) if e.kind() == Some(ErrorKind::ReplicationHalted) => return Err(format!("replica halted while bootstrapping: {e}")),
             Err(e @ aerodb_client::ClientError::Api { status: 503, .. }) => {
                 if started.elapsed() > DEADLINE {
@@ -296,6 +320,20 @@ fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64) -> Resul
                 }
             }
             Err(e) => return Err(format!("bootstrap read failed: {e}")),
+        }
+        if phases.installing_s.is_none() {
+            if let Ok(ReplicationView::Replica(r)) = dx.replication().map(|env| env.data) {
+                let b = r.snapshot_bootstrap.as_ref();
+                let (bytes_done, phase, state) = (b.and_then(|b| b.bytes_done), b.and_then(|b| b.phase.clone()), b.map(|b| b.state.clone()));
+                let at = started.elapsed().as_secs_f64();
+                if phases.first_byte_s.is_none() && bytes_done.unwrap_or(0) > 0 {
+                    phases.first_byte_s = Some(at);
+                }
+                if phase.as_deref() == Some("installing") || state.as_deref() == Some("complete") {
+                    phases.first_byte_s.get_or_insert(at);
+                    phases.installing_s = Some(at);
+                }
+            }
         }
         std::thread::sleep(Duration::from_millis(2));
     }
@@ -308,7 +346,7 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     let pdir = ctx.fresh("backlog-primary");
     primary(&ctx.binary, &pdir)?.stop()?;
     eprintln!("bench: writing a WAL backlog of {} MiB ({BACKLOG_OPS_PER_RECORD} puts per record)", backlog_bytes >> 20);
-    let (records, wal_bytes) = write_backlog(&pdir, backlog_bytes)?;
+    let (commits, records, wal_bytes) = write_backlog(&pdir, backlog_bytes)?;
 
     let started = Instant::now();
     let p = primary(&ctx.binary, &pdir)?;
@@ -321,10 +359,10 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     r.stop()?;
 
     eprintln!("bench: snapshot bootstrap of the same state, timed to the first admitted read");
-    let last_key = key("backlog", records * BACKLOG_OPS_PER_RECORD as u64 - 1);
+    let last_key = key("backlog", commits * BACKLOG_OPS_PER_RECORD as u64 - 1);
     let started = Instant::now();
     let r = replica(&ctx.binary, &ctx.fresh("snapshot-replica"), &p, "snapshot")?;
-    wait_first_admitted_read(&r, &last_key, records)?;
+    let phases = wait_first_admitted_read(&r, &last_key, records, started)?;
     let bootstrap_s = started.elapsed().as_secs_f64().max(1e-9);
     let snaps = aerodb_snapshot::list_snapshots(&OsDisk, &pdir.join("snapshots")).map_err(|e| e.to_string())?;
     let snapshot_bytes = snaps.first().and_then(|s| aerodb_snapshot::read_manifest(&OsDisk, &s.path).ok()).map_or(0, |m| m.data_bytes());
@@ -332,7 +370,7 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     p.stop()?;
 
     let snapshot_lib = if snapshot_lib { Some(library_snapshot(ctx, &pdir, records)?) } else { None };
-    Ok(CatchUpFigures { wal_bytes, records, primary_recovery_s, catchup_s, bootstrap_s, snapshot_bytes, snapshot_lib })
+    Ok(CatchUpFigures { wal_bytes, records, commits, primary_recovery_s, catchup_s, bootstrap_s, phases, snapshot_bytes, snapshot_lib })
 }
 
 /// Snapshot creation and load through the library on the recovered state

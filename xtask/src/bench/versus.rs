@@ -17,6 +17,7 @@ use super::{round, Ctx, Options};
 
 /// Machine description keys (cores, CPU model, kernel).
 pub(crate) fn machine(out: &mut Map<String, Value>) {
+    out.insert("bench_build".into(), Value::from(super::build_profile()));
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get() as u64);
     out.insert("machine_cores".into(), Value::from(cores));
     let cpu = std::fs::read_to_string("/proc/cpuinfo")

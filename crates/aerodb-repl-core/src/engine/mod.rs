@@ -24,3 +24,6 @@ pub mod primary;
 pub mod replica;
 
 pub use crate::state::{ConnId, Millis};
+
+#[cfg(test)]
+mod auth_tests;

@@ -16,16 +16,18 @@ use aerodb_wal::{ChainTip, Lsn};
 
 use super::backoff::Backoff;
 use super::{ConnId, Millis};
+use crate::auth::{AuthFailure, AuthRefuseCode, Nonce, ReplToken};
+use crate::commit_times::LagClock;
 use crate::halt::{Blocked, Halt, StorageOp};
-use crate::handshake::{Accept, Hello, HelloRequest, PROTOCOL_VERSION};
+use crate::handshake::{Accept, Hello, HelloRequest, SnapshotResume, PROTOCOL_VERSION};
 use crate::ids::{ClusterId, ReplicaId, ReplicaName};
 use crate::metadata::{BootstrapMethod, ReplicaMetadata};
 use crate::pipeline::{PersistWork, PipelineError, StreamState, ValidatedRecord};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::replica::{BootstrapError, ReadyInfo};
 use crate::state::{BootstrapPhase, BootstrapProgress, ReplicaState, StateKind, StateMachine};
 use crate::status::ReplicaObserved;
-use crate::wire::{Frame, FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, DEFAULT_MAX_PAYLOAD};
+use crate::wire::{frame, AuthMessage, Frame, FrameDecoder, FrameError, FrameType, Message, MessageError, ReceivedChunk, DEFAULT_MAX_PAYLOAD};
 
 /// Timeouts and retry pacing. They close connections and schedule
 /// retries; they never decide what is true (REPL-10).
@@ -226,6 +228,10 @@ pub enum RecoveryOutcome {
 enum LinkPhase {
     /// `Connect` emitted; waiting for the transport.
     Opening,
+    /// AUTH_BEGIN sent (a token is configured); waiting for the primary's
+    /// AUTH_CHALLENGE. Nothing the peer says before it proved the token
+    /// can halt this replica.
+    Authenticating,
     /// HELLO sent; waiting for ACCEPT / REFUSE / ERROR.
     Handshaking,
     /// ACCEPTed by an empty replica bootstrapping from genesis: waiting
@@ -254,6 +260,62 @@ struct Link {
     clock: Millis,
     request: Option<HelloRequest>,
     accepted: Option<Accept>,
+    /// While authenticating: this connection's nonce and the HELLO to send
+    /// once the primary proved the token.
+    pending: Option<(Nonce, Hello)>,
+    /// The cluster id the primary proved the token for (AUTH_CHALLENGE).
+    proven_cluster: Option<ClusterId>,
+}
+
+/// A snapshot transfer handed to storage, kept across connections while
+/// the replica is uninitialised, so an interrupted transfer resumes from
+/// the bytes already written (F-S1) if the primary still serves the same
+/// snapshot. Storage writes pieces in order and reports a failure of any
+/// of them (which discards the transfer), and a reconnect waits until
+/// every piece was written, so the resume point is exactly what storage
+/// holds.
+#[derive(Clone, Debug)]
+struct Transfer {
+    /// SNAPSHOT_BEGIN's manifest bytes (the snapshot's identity).
+    manifest: Bytes,
+    /// Where the next byte belongs.
+    next_file: u32,
+    next_offset: u64,
+    /// Progress (observability).
+    progress: BootstrapProgress,
+    /// When the current connection's transfer started, and the bytes held then.
+    session_started: Millis,
+}
+
+impl Transfer {
+    fn resume_point(&self) -> SnapshotResume {
+        SnapshotResume {
+            manifest_crc32c: crc32c::crc32c(&self.manifest),
+            manifest_len: self.manifest.len() as u64,
+            file_index: self.next_file,
+            offset: self.next_offset,
+        }
+    }
+
+    /// Whether a piece at `file_index`/`offset` continues the transfer:
+    /// the next byte of the current file, or the start of a later one.
+    fn continues(&self, file_index: u32, offset: u64) -> bool {
+        (file_index == self.next_file && offset == self.next_offset) || (file_index > self.next_file && offset == 0)
+    }
+
+    /// Counts a piece and refreshes the rate and the estimate.
+    fn advance(&mut self, now: Millis, file_index: u32, offset: u64, len: u64) {
+        self.next_file = file_index;
+        self.next_offset = offset.saturating_add(len);
+        let p = &mut self.progress;
+        p.phase = BootstrapPhase::Transferring;
+        p.bytes_done = p.bytes_done.saturating_add(len);
+        let elapsed_ms = now.saturating_sub(self.session_started);
+        if elapsed_ms >= 100 {
+            p.rate_bytes_per_s = p.bytes_done.saturating_sub(p.resumed_from).saturating_mul(1000) / elapsed_ms;
+        }
+        p.eta_s = (p.rate_bytes_per_s > 0 && p.bytes_total > 0).then(|| p.bytes_total.saturating_sub(p.bytes_done).div_ceil(p.rate_bytes_per_s));
+    }
 }
 
 /// A replica's sans-IO engine.
@@ -264,6 +326,11 @@ pub struct ReplicaEngine {
     stream: Option<StreamState>,
     link: Option<Link>,
     primary: Option<PrimaryProgress>,
+    /// The primary's commit times from PROGRESS (lag in seconds; REPL-10:
+    /// observability only).
+    lag: LagClock,
+    /// The primary's client API address from its last ACCEPT (observability only).
+    primary_client_addr: Option<std::net::SocketAddr>,
     backoff: Backoff,
     next_conn: ConnId,
     /// Storage actions (other than Apply) emitted and not yet completed.
@@ -274,7 +341,12 @@ pub struct ReplicaEngine {
     transfer_inflight: u64,
     /// A retry is due but waits for storage to finish (so the resume point is final).
     connect_pending: bool,
+    /// The snapshot transfer in progress or interrupted, if any.
+    transfer: Option<Transfer>,
     recovery_report: Option<std::sync::Arc<serde_json::Value>>,
+    /// The replication token (`--repl-token-file`): when set, every
+    /// connection authenticates both ways before HELLO.
+    token: Option<ReplToken>,
     actions: VecDeque<ReplicaAction>,
     stopped: bool,
     version: u64,
@@ -291,17 +363,34 @@ impl ReplicaEngine {
             stream: None,
             link: None,
             primary: None,
+            lag: LagClock::default(),
+            primary_client_addr: None,
             backoff,
             next_conn: 1,
             disk_inflight: 0,
             apply_inflight: 0,
             transfer_inflight: 0,
             connect_pending: false,
+            transfer: None,
             recovery_report: None,
+            token: None,
             actions: VecDeque::new(),
             stopped: false,
             version: 0,
         }
+    }
+
+    /// Requires token authentication with the primary on every
+    /// connection (`--repl-token-file`). The runtime then answers each
+    /// `Connect` with [`ReplicaEngine::handle_connected_with_nonce`].
+    pub fn with_auth(mut self, token: ReplToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Whether a token is configured.
+    pub fn requires_auth(&self) -> bool {
+        self.token.is_some()
     }
 
     // ----- outputs -------------------------------------------------------
@@ -319,7 +408,7 @@ impl ReplicaEngine {
         match (self.machine.state(), &self.link) {
             (ReplicaState::Disconnected { retry_at, .. }, _) if !self.connect_pending => Some(*retry_at),
             (_, Some(link)) => match link.phase {
-                LinkPhase::Opening | LinkPhase::Handshaking => Some(link.clock),
+                LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking => Some(link.clock),
                 LinkPhase::Streaming | LinkPhase::Transfer { .. } => Some(link.clock.saturating_add(self.config.timing.idle_timeout_ms)),
                 LinkPhase::InstallingGenesis | LinkPhase::TransferDone => None,
             },
@@ -363,12 +452,24 @@ impl ReplicaEngine {
             reconnects: self.machine.reconnects(),
             positions: self.positions(),
             primary: self.primary,
+            lag_ms: self.lag.lag_ms(self.positions().applied_commit_id, self.primary),
             metadata: self.metadata.clone(),
             replica_id: self.replica_id().clone(),
             name: self.config.name.clone(),
             bootstrap_method_requested: self.config.bootstrap,
             primary_addr: self.config.primary.clone(),
+            primary_client_addr: self.primary_client_addr,
             recovery: self.recovery_report.clone(),
+            transfer: self.bootstrap_progress(),
+        }
+    }
+
+    /// The snapshot transfer's progress: live while bootstrapping, kept
+    /// (phase `Interrupted`) while an interrupted transfer waits to resume.
+    pub fn bootstrap_progress(&self) -> Option<BootstrapProgress> {
+        match self.machine.state() {
+            ReplicaState::Bootstrapping { progress, .. } => Some(*progress),
+            _ => self.transfer.as_ref().map(|t| BootstrapProgress { phase: BootstrapPhase::Interrupted, rate_bytes_per_s: 0, eta_s: None, ..t.progress }),
         }
     }
 
@@ -410,8 +511,19 @@ impl ReplicaEngine {
         self.finish_step();
     }
 
-    /// The transport connected `conn`.
+    /// The transport connected `conn` (no token configured).
     pub fn handle_connected(&mut self, now: Millis, conn: ConnId) {
+        self.connected(now, conn, None);
+    }
+
+    /// The transport connected `conn`; `nonce` is this connection's fresh
+    /// replica nonce, drawn by the runtime from the OS RNG (used when a
+    /// token is configured).
+    pub fn handle_connected_with_nonce(&mut self, now: Millis, conn: ConnId, nonce: Nonce) {
+        self.connected(now, conn, Some(nonce));
+    }
+
+    fn connected(&mut self, now: Millis, conn: ConnId, nonce: Option<Nonce>) {
         if !self.is_current(conn) {
             self.actions.push_back(ReplicaAction::Close { conn });
             return;
@@ -419,7 +531,10 @@ impl ReplicaEngine {
         let request = match (&self.stream, self.config.bootstrap) {
             (Some(s), _) => HelloRequest::resume(s.resume_tip()),
             (None, BootstrapMethod::Wal) => HelloRequest::resume(ChainTip::GENESIS),
-            (None, BootstrapMethod::Snapshot) => HelloRequest::Snapshot,
+            (None, BootstrapMethod::Snapshot) => match &self.transfer {
+                Some(t) => HelloRequest::SnapshotResume(t.resume_point()),
+                None => HelloRequest::Snapshot,
+            },
         };
         let hello = Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -428,10 +543,25 @@ impl ReplicaEngine {
             name: self.config.name.clone(),
             request,
         };
+        let deadline = now.saturating_add(self.config.timing.handshake_timeout_ms);
+        if self.token.is_some() {
+            let Some(nonce) = nonce else {
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure: AuthFailure::NoNonce });
+                return self.finish_step();
+            };
+            if let Some(link) = self.link.as_mut() {
+                link.phase = LinkPhase::Authenticating;
+                link.request = Some(request);
+                link.clock = deadline;
+                link.pending = Some((nonce, hello));
+            }
+            self.send(Message::Auth(AuthMessage::Begin { protocol_version: PROTOCOL_VERSION, replica_nonce: nonce }));
+            return self.finish_step();
+        }
         if let Some(link) = self.link.as_mut() {
             link.phase = LinkPhase::Handshaking;
             link.request = Some(request);
-            link.clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
+            link.clock = deadline;
         }
         self.send(Message::Hello(hello));
         self.finish_step();
@@ -480,12 +610,16 @@ impl ReplicaEngine {
         } else if let Some(link) = &self.link {
             let idle = self.config.timing.idle_timeout_ms;
             let expired = match link.phase {
-                LinkPhase::Opening | LinkPhase::Handshaking => now >= link.clock,
+                LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking => now >= link.clock,
                 LinkPhase::Streaming | LinkPhase::Transfer { .. } => now >= link.clock.saturating_add(idle),
                 LinkPhase::InstallingGenesis | LinkPhase::TransferDone => false,
             };
             if expired {
-                let limit = if matches!(link.phase, LinkPhase::Opening | LinkPhase::Handshaking) { self.config.timing.handshake_timeout_ms } else { idle };
+                let limit = if matches!(link.phase, LinkPhase::Opening | LinkPhase::Authenticating | LinkPhase::Handshaking) {
+                    self.config.timing.handshake_timeout_ms
+                } else {
+                    idle
+                };
                 self.end_link(now, Blocked::ConnectionIdle { idle_limit_ms: limit });
             }
         }
@@ -591,7 +725,13 @@ impl ReplicaEngine {
         self.next_conn += 1;
         let after = self.machine.state().blocked().cloned();
         let target = if self.metadata.is_none() && self.config.bootstrap == BootstrapMethod::Snapshot {
-            ReplicaState::Bootstrapping { conn, progress: BootstrapProgress { phase: BootstrapPhase::Requesting, bytes_done: 0, bytes_total: 0 } }
+            let progress = self.transfer.as_ref().map_or_else(BootstrapProgress::default, |t| BootstrapProgress {
+                phase: BootstrapPhase::Requesting,
+                rate_bytes_per_s: 0,
+                eta_s: None,
+                ..t.progress
+            });
+            ReplicaState::Bootstrapping { conn, progress }
         } else {
             ReplicaState::Connecting { conn, after }
         };
@@ -599,7 +739,8 @@ impl ReplicaEngine {
         if self.transition(target, why) {
             let decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
             let clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
-            self.link = Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None });
+            self.link =
+                Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None, pending: None, proven_cluster: None });
             self.actions.push_back(ReplicaAction::Connect { conn });
         }
     }
@@ -625,10 +766,8 @@ impl ReplicaEngine {
     fn end_link(&mut self, now: Millis, blocked: Blocked) {
         let Some(link) = self.link.take() else { return };
         self.actions.push_back(ReplicaAction::Close { conn: link.conn });
-        if self.metadata.is_none() && matches!(link.phase, LinkPhase::Transfer { .. }) {
-            self.disk_inflight += 1;
-            self.actions.push_back(ReplicaAction::BootstrapDiscard);
-        }
+        // An interrupted snapshot transfer is kept: the next connection asks
+        // to resume it (F-S1); storage failures discard it (bootstrap_failed).
         let retry_at = now.saturating_add(self.backoff.next_delay());
         self.transition(ReplicaState::Disconnected { blocked, retry_at }, "connection ended");
     }
@@ -697,6 +836,27 @@ impl ReplicaEngine {
         let Some(phase) = self.link.as_ref().map(|l| l.phase) else { return };
         match (phase, message) {
             (_, Message::Error(error)) => self.end_link(now, Blocked::PrimaryCannotServe { error }),
+            (LinkPhase::Authenticating, Message::Auth(AuthMessage::Challenge { primary_nonce, cluster_id, proof })) => {
+                self.on_challenge(now, primary_nonce, cluster_id, proof)
+            }
+            (LinkPhase::Authenticating | LinkPhase::Handshaking, Message::Auth(AuthMessage::Refuse(refuse))) => {
+                let failure = match refuse.code {
+                    AuthRefuseCode::AUTH_REQUIRED => AuthFailure::PrimaryRequiresToken { detail: refuse.detail },
+                    AuthRefuseCode::AUTH_FAILED => AuthFailure::ProofRejected { detail: refuse.detail },
+                    AuthRefuseCode::AUTH_NOT_CONFIGURED => AuthFailure::PrimaryHasNoToken { detail: refuse.detail },
+                };
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+            }
+            // The peer has not proved the token: what it says is never a
+            // verdict about this replica's history (no halt).
+            (LinkPhase::Authenticating, Message::Refuse(refuse)) => {
+                let request = self.link.as_ref().and_then(|l| l.request).unwrap_or(HelloRequest::Snapshot);
+                self.end_link(now, Blocked::Refused { refuse, request });
+            }
+            (LinkPhase::Authenticating, m) => {
+                let failure = AuthFailure::PrimaryUnproven { answered: format!("{:?}", m.kind()) };
+                self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+            }
             (LinkPhase::Handshaking, Message::Accept(accept)) => self.on_accept(now, accept),
             (LinkPhase::Handshaking, Message::Refuse(refuse)) => {
                 let request = self.link.as_ref().and_then(|l| l.request).unwrap_or(HelloRequest::Snapshot);
@@ -707,25 +867,11 @@ impl ReplicaEngine {
                     self.end_link(now, Blocked::Refused { refuse, request });
                 }
             }
-            (LinkPhase::Streaming, Message::Progress(p)) => self.on_progress(now, p),
+            (LinkPhase::Streaming, Message::Progress(p, times)) => self.on_progress(now, p, times),
             (LinkPhase::Streaming, Message::Wal(chunk)) => self.on_wal(now, chunk),
-            (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => {
-                if let Some(link) = self.link.as_mut() {
-                    link.phase = LinkPhase::Transfer { begun: true };
-                }
-                self.disk_inflight += 1;
-                self.actions.push_back(ReplicaAction::BootstrapBegin { manifest });
-            }
+            (LinkPhase::Transfer { begun: false }, Message::SnapshotBegin(manifest)) => self.on_snapshot_begin(now, manifest),
             (LinkPhase::Transfer { begun: true }, Message::SnapshotChunk { file_index, offset, bytes }) => {
-                let len = bytes.len() as u64;
-                self.disk_inflight += 1;
-                self.transfer_inflight += len;
-                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
-                    progress.phase = BootstrapPhase::Transferring;
-                    progress.bytes_done = progress.bytes_done.saturating_add(len);
-                }
-                self.version += 1;
-                self.actions.push_back(ReplicaAction::BootstrapPiece { file_index, offset, bytes });
+                self.on_snapshot_chunk(now, file_index, offset, bytes)
             }
             (LinkPhase::Transfer { begun: true }, Message::SnapshotEnd) => self.on_snapshot_end(),
             (LinkPhase::TransferDone, _) => {}
@@ -733,7 +879,32 @@ impl ReplicaEngine {
         }
     }
 
+    /// AUTH_CHALLENGE: check the primary's proof (constant time), then
+    /// prove the token back over the exact HELLO bytes and send them.
+    fn on_challenge(&mut self, now: Millis, primary_nonce: Nonce, cluster_id: ClusterId, proof: crate::auth::Proof) {
+        let (Some(token), Some((nonce, hello))) = (self.token.clone(), self.link.as_mut().and_then(|l| l.pending.take())) else {
+            return self.protocol_error(now, "AuthChallenge", "AUTH_CHALLENGE without a pending authentication".into());
+        };
+        if !token.verify_primary(PROTOCOL_VERSION, &cluster_id, &nonce, &primary_nonce, &proof) {
+            let failure = AuthFailure::PrimaryProofInvalid { claimed_cluster_id: cluster_id };
+            return self.end_link(now, Blocked::Auth { primary: self.config.primary.clone(), failure });
+        }
+        let payload = Message::Hello(hello).payload();
+        let proof = token.replica_proof(PROTOCOL_VERSION, &cluster_id, &nonce, &primary_nonce, &payload);
+        self.send(Message::Auth(AuthMessage::Proof { proof }));
+        if let Some(link) = self.link.as_mut() {
+            link.phase = LinkPhase::Handshaking;
+            link.proven_cluster = Some(cluster_id);
+            // The HELLO goes out as exactly the bytes the proof covers.
+            self.actions.push_back(ReplicaAction::Send { conn: link.conn, frame: Bytes::from(frame::encode(FrameType::Hello, &payload)) });
+        }
+    }
+
     fn on_accept(&mut self, now: Millis, accept: Accept) {
+        let proven = self.link.as_ref().and_then(|l| l.proven_cluster.clone());
+        if proven.as_ref().is_some_and(|c| *c != accept.cluster_id) {
+            return self.protocol_error(now, "Accept", format!("ACCEPT names cluster {} but the primary proved the token for {proven:?}", accept.cluster_id));
+        }
         if let Some(m) = &self.metadata {
             if accept.cluster_id != m.cluster_id {
                 let halt = Halt::ClusterMismatchAtAccept { replica_cluster_id: m.cluster_id.clone(), primary_cluster_id: accept.cluster_id };
@@ -747,9 +918,11 @@ impl ReplicaEngine {
             (None, BootstrapMethod::Snapshot) => None,
         };
         if accept.start_lsn != expected_start {
-            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {:?}, the replica asked for {expected_start:?}", accept.start_lsn));
+            let lsn = |l: Option<Lsn>| l.map_or_else(|| "a snapshot session".to_string(), |l| format!("LSN {l}"));
+            return self.protocol_error(now, "Accept", format!("ACCEPT starts at {}, the replica asked for {}", lsn(accept.start_lsn), lsn(expected_start)));
         }
         self.primary = Some(progress);
+        self.primary_client_addr = accept.client_addr.or(self.primary_client_addr);
         let (cluster_id, replica_id) = (accept.cluster_id.clone(), self.replica_id().clone());
         let Some(link) = self.link.as_mut() else { return };
         link.accepted = Some(accept);
@@ -769,21 +942,107 @@ impl ReplicaEngine {
             }
             (None, BootstrapMethod::Snapshot) => {
                 link.phase = LinkPhase::Transfer { begun: false };
-                if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
-                    progress.phase = BootstrapPhase::Transferring;
+                let resume = link.accepted.as_ref().and_then(|a| a.snapshot_resume);
+                let asked = match link.request {
+                    Some(HelloRequest::SnapshotResume(r)) => Some(r),
+                    _ => None,
+                };
+                match (resume, asked) {
+                    // The primary continues where this replica asked: keep what storage holds.
+                    (Some(r), Some(a)) if r == a => {
+                        if let Some(t) = self.transfer.as_mut() {
+                            t.progress.resumed_from = t.progress.bytes_done;
+                            t.progress.resumes += 1;
+                            t.session_started = now;
+                            tracing::info!(
+                                bytes_done = t.progress.bytes_done,
+                                file_index = r.file_index,
+                                offset = r.offset,
+                                "resuming the snapshot transfer (F-S1)"
+                            );
+                        }
+                    }
+                    (Some(r), _) => {
+                        return self.protocol_error(now, "Accept", format!("ACCEPT resumes a snapshot transfer at {r:?}, the replica asked for {asked:?}"));
+                    }
+                    // A whole snapshot follows: what an interrupted transfer left is discarded.
+                    (None, _) => self.drop_transfer(),
+                }
+                let progress = self.transfer.as_ref().map_or_else(BootstrapProgress::default, |t| t.progress);
+                if let ReplicaState::Bootstrapping { progress: p, .. } = self.machine.data_mut() {
+                    *p = BootstrapProgress { phase: BootstrapPhase::Transferring, ..progress };
                 }
                 self.version += 1;
             }
         }
     }
 
-    fn on_progress(&mut self, now: Millis, p: PrimaryProgress) {
+    fn on_snapshot_begin(&mut self, now: Millis, manifest: Bytes) {
+        let Some(link) = self.link.as_mut() else { return };
+        let resumed = link.accepted.as_ref().is_some_and(|a| a.snapshot_resume.is_some());
+        if resumed {
+            // The resume point named this manifest; the bytes must be the same.
+            if self.transfer.as_ref().is_none_or(|t| t.manifest != manifest) {
+                self.drop_transfer();
+                return self.protocol_error(now, "SnapshotBegin", "a resumed transfer announced another manifest".into());
+            }
+            if let Some(link) = self.link.as_mut() {
+                link.phase = LinkPhase::Transfer { begun: true };
+            }
+            return;
+        }
+        link.phase = LinkPhase::Transfer { begun: true };
+        self.transfer =
+            Some(Transfer { manifest: manifest.clone(), next_file: 0, next_offset: 0, progress: BootstrapProgress::default(), session_started: now });
+        self.disk_inflight += 1;
+        self.actions.push_back(ReplicaAction::BootstrapBegin { manifest });
+    }
+
+    fn on_snapshot_chunk(&mut self, now: Millis, file_index: u32, offset: u64, bytes: Bytes) {
+        let Some(t) = self.transfer.as_mut() else { return };
+        if !t.continues(file_index, offset) {
+            let (f, o) = (t.next_file, t.next_offset);
+            return self.protocol_error(
+                now,
+                "SnapshotChunk",
+                format!("piece of file #{file_index} at {offset} does not continue the transfer at file #{f}, offset {o}"),
+            );
+        }
+        let len = bytes.len() as u64;
+        t.advance(now, file_index, offset, len);
+        let progress = t.progress;
+        self.disk_inflight += 1;
+        self.transfer_inflight += len;
+        if let ReplicaState::Bootstrapping { progress: p, .. } = self.machine.data_mut() {
+            *p = progress;
+        }
+        self.version += 1;
+        self.actions.push_back(ReplicaAction::BootstrapPiece { file_index, offset, bytes });
+    }
+
+    /// Forgets the transfer and has storage remove what it wrote.
+    fn drop_transfer(&mut self) {
+        if self.transfer.take().is_some() {
+            self.disk_inflight += 1;
+            self.actions.push_back(ReplicaAction::BootstrapDiscard);
+        }
+    }
+
+    fn on_progress(&mut self, now: Millis, p: PrimaryProgress, times: ProgressTimes) {
         if let Some(last) = self.primary {
             if p.commit_id < last.commit_id || p.durable_lsn < last.durable_lsn {
-                return self.protocol_error(now, "Progress", format!("primary progress went backwards: {last:?} then {p:?}"));
+                return self.protocol_error(
+                    now,
+                    "Progress",
+                    format!(
+                        "primary progress went backwards: CommitId {} durable LSN {} then CommitId {} durable LSN {}",
+                        last.commit_id, last.durable_lsn, p.commit_id, p.durable_lsn
+                    ),
+                );
             }
         }
         self.primary = Some(p);
+        self.lag.on_progress(p, times, self.positions().applied_commit_id);
         self.version += 1;
     }
 
@@ -841,6 +1100,9 @@ impl ReplicaEngine {
             }
             Completion::Installed { info } => self.installed(now, info),
             Completion::BootstrapBegun { bytes_total } => {
+                if let Some(t) = self.transfer.as_mut() {
+                    t.progress.bytes_total = bytes_total;
+                }
                 if let ReplicaState::Bootstrapping { progress, .. } = self.machine.data_mut() {
                     progress.bytes_total = bytes_total;
                 }
@@ -860,7 +1122,13 @@ impl ReplicaEngine {
         }
         self.start_stream(&info);
         self.transfer_inflight = 0;
-        tracing::info!(method = ?info.metadata.bootstrap.method, commit_id = info.metadata.bootstrap.boundary_commit_id, lsn = info.metadata.bootstrap.boundary_lsn, "bootstrap committed");
+        self.transfer = None;
+        tracing::info!(
+            method = info.metadata.bootstrap.method.as_str(),
+            commit_id = info.metadata.bootstrap.boundary_commit_id,
+            lsn = info.metadata.bootstrap.boundary_lsn,
+            "bootstrap committed"
+        );
         let phase = self.link.as_ref().map(|l| l.phase);
         match phase {
             Some(LinkPhase::InstallingGenesis) => {
@@ -896,16 +1164,13 @@ impl ReplicaEngine {
                     BootstrapError::Io(detail) => Blocked::BootstrapStorage { detail },
                 };
                 tracing::warn!(code = crate::halt::Reason::code(&blocked), "bootstrap attempt failed; the replica stays uninitialised");
-                if self.link.as_ref().is_some_and(|l| l.phase == LinkPhase::TransferDone) {
-                    // Let end_link discard the partial transfer.
-                    if let Some(link) = self.link.as_mut() {
-                        link.phase = LinkPhase::Transfer { begun: true };
-                    }
-                }
+                // Nothing of a failed transfer is kept: the next attempt starts clean.
+                self.drop_transfer();
                 self.end_link(now, blocked);
             }
-            // A stale completion of an attempt that already ended.
-            _ => {}
+            // A completion of an attempt whose connection already ended: a
+            // transfer storage could not continue is not resumed.
+            _ => self.drop_transfer(),
         }
     }
 }

@@ -54,11 +54,19 @@ pub enum FrameType {
     SnapshotEnd = 9,
     /// Primary → replica: the primary cannot serve (JSON).
     Error = 10,
+    /// Replica → primary: start of the token authentication phase (binary, v2).
+    AuthBegin = 11,
+    /// Primary → replica: the primary's nonce, cluster id and proof (binary, v2).
+    AuthChallenge = 12,
+    /// Replica → primary: the replica's proof over the HELLO that follows (binary, v2).
+    AuthProof = 13,
+    /// Primary → replica: authentication refused (JSON, v2).
+    AuthRefuse = 14,
 }
 
 impl FrameType {
     /// Every frame type, in wire order.
-    pub const ALL: [FrameType; 10] = [
+    pub const ALL: [FrameType; 14] = [
         FrameType::Hello,
         FrameType::Accept,
         FrameType::Refuse,
@@ -69,6 +77,10 @@ impl FrameType {
         FrameType::SnapshotChunk,
         FrameType::SnapshotEnd,
         FrameType::Error,
+        FrameType::AuthBegin,
+        FrameType::AuthChallenge,
+        FrameType::AuthProof,
+        FrameType::AuthRefuse,
     ];
 
     /// The type with wire value `v`, if any.

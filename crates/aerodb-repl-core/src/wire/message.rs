@@ -11,7 +11,8 @@ use aerodb_wal::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::handshake::{Accept, Hello, Refuse};
-use crate::positions::{Positions, PrimaryProgress};
+use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
+use crate::wire::auth::AuthMessage;
 use crate::wire::frame::{encode, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
@@ -100,6 +101,9 @@ pub enum ServeCode {
     /// No complete HELLO within the deadline after the connection was
     /// accepted (RES-3).
     HelloTimeout,
+    /// The replication port speaks TLS only and the replica connected in
+    /// plain TCP (sent unencrypted, before any TLS).
+    TlsRequired,
 }
 
 impl ServeCode {
@@ -113,6 +117,7 @@ impl ServeCode {
             ServeCode::FrameTooLarge => "FRAME_TOO_LARGE",
             ServeCode::ProtocolError => "PROTOCOL_ERROR",
             ServeCode::HelloTimeout => "HELLO_TIMEOUT",
+            ServeCode::TlsRequired => "TLS_REQUIRED",
         }
     }
     /// The rule behind it.
@@ -124,6 +129,7 @@ impl ServeCode {
             ServeCode::ShuttingDown => "F-N1",
             ServeCode::FrameTooLarge | ServeCode::HelloTimeout => "RES-3",
             ServeCode::ProtocolError => "RES-4",
+            ServeCode::TlsRequired => "REPL-1",
         }
     }
 }
@@ -156,8 +162,8 @@ pub enum Message {
     Refuse(Refuse),
     /// WAL bytes.
     Wal(ReceivedChunk),
-    /// Primary progress.
-    Progress(PrimaryProgress),
+    /// Primary progress and, since protocol version 2, its commit times.
+    Progress(PrimaryProgress, ProgressTimes),
     /// Replica positions.
     Report(Positions),
     /// Snapshot manifest bytes.
@@ -175,6 +181,8 @@ pub enum Message {
     SnapshotEnd,
     /// The primary cannot serve.
     Error(ServeError),
+    /// The v2 token authentication phase ([`crate::wire::auth`]).
+    Auth(AuthMessage),
 }
 
 /// A frame whose payload does not match its type (a protocol error, F-N2).
@@ -211,6 +219,9 @@ fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
+/// PROGRESS payload length (protocol version 2): six u64 LE.
+pub const PROGRESS_LEN: usize = 48;
+
 const WAL_FLAG_CONTINUES: u8 = 0;
 const WAL_FLAG_SEGMENT_START: u8 = 1;
 
@@ -220,6 +231,9 @@ impl Message {
     pub fn decode(f: &Frame) -> Result<Message, MessageError> {
         let bad = |detail: &str| MessageError::new(f.kind, detail);
         let p = &f.payload;
+        if let Some(auth) = AuthMessage::decode(f) {
+            return auth.map(Message::Auth);
+        }
         Ok(match f.kind {
             FrameType::Hello => Message::Hello(json(f)?),
             FrameType::Accept => Message::Accept(json(f)?),
@@ -253,10 +267,27 @@ impl Message {
                 Message::Wal(ReceivedChunk { start_lsn, segment_start, bytes: p.slice(body_at..) })
             }
             FrameType::Progress => {
-                let (Some(commit_id), Some(durable_lsn), 16) = (u64_at(p, 0), u64_at(p, 8), p.len()) else {
+                let field = |i: usize| u64_at(p, i * 8);
+                let (
+                    Some(commit_id),
+                    Some(durable_lsn),
+                    Some(primary_time_ms),
+                    Some(commit_time_ms),
+                    Some(next_commit_id),
+                    Some(next_commit_time_ms),
+                    PROGRESS_LEN,
+                ) = (field(0), field(1), field(2), field(3), field(4), field(5), p.len())
+                else {
                     return Err(bad("length"));
                 };
-                Message::Progress(PrimaryProgress { commit_id, durable_lsn })
+                if [primary_time_ms, commit_time_ms, next_commit_time_ms].iter().any(|t| *t > MAX_TIME_MS) {
+                    return Err(bad("a time beyond 2^53 ms"));
+                }
+                if next_commit_id > commit_id {
+                    return Err(bad("next_commit_id beyond commit_id"));
+                }
+                let times = ProgressTimes { primary_time_ms, commit_time_ms, next_commit_id, next_commit_time_ms };
+                Message::Progress(PrimaryProgress { commit_id, durable_lsn }, times)
             }
             FrameType::Report => {
                 let fields = (u64_at(p, 0), u64_at(p, 8), u64_at(p, 16), u64_at(p, 24), p.len());
@@ -282,6 +313,9 @@ impl Message {
                 }
                 Message::SnapshotEnd
             }
+            FrameType::AuthBegin | FrameType::AuthChallenge | FrameType::AuthProof | FrameType::AuthRefuse => {
+                return Err(bad("authentication frame not decoded by the auth family"))
+            }
         })
     }
 
@@ -292,12 +326,13 @@ impl Message {
             Message::Accept(_) => FrameType::Accept,
             Message::Refuse(_) => FrameType::Refuse,
             Message::Wal(_) => FrameType::Wal,
-            Message::Progress(_) => FrameType::Progress,
+            Message::Progress(..) => FrameType::Progress,
             Message::Report(_) => FrameType::Report,
             Message::SnapshotBegin(_) => FrameType::SnapshotBegin,
             Message::SnapshotChunk { .. } => FrameType::SnapshotChunk,
             Message::SnapshotEnd => FrameType::SnapshotEnd,
             Message::Error(_) => FrameType::Error,
+            Message::Auth(a) => a.kind(),
         }
     }
 
@@ -325,7 +360,10 @@ impl Message {
                 out.extend_from_slice(&c.bytes);
                 out
             }
-            Message::Progress(p) => [p.commit_id.to_le_bytes(), p.durable_lsn.to_le_bytes()].concat(),
+            Message::Progress(p, t) => [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
             Message::Report(p) => [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id].iter().flat_map(|v| v.to_le_bytes()).collect(),
             Message::SnapshotBegin(b) => b.to_vec(),
             Message::SnapshotChunk { file_index, offset, bytes } => {
@@ -336,6 +374,7 @@ impl Message {
                 out
             }
             Message::SnapshotEnd => Vec::new(),
+            Message::Auth(a) => a.payload(),
         }
     }
 

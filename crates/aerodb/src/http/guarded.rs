@@ -43,9 +43,9 @@ enum Closing {
     Done,
 }
 
-/// A TCP stream guarded by the request framer.
-pub struct Guarded {
-    inner: TcpStream,
+/// A TCP (or TLS over TCP) stream guarded by the request framer.
+pub struct Guarded<S: AsyncRead + AsyncWrite + Unpin = TcpStream> {
+    inner: S,
     framer: RequestFramer,
     /// Bytes read but not yet handed to hyper: a head in progress, or an
     /// approved prefix (`release`) followed by one.
@@ -63,10 +63,10 @@ pub struct Guarded {
     refused: Arc<Notify>,
 }
 
-impl Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> Guarded<S> {
     /// Wraps `inner`; `refused` is notified when a head is refused (the
     /// connection task then shuts the connection down gracefully).
-    pub fn new(inner: TcpStream, surface: Arc<Surface>, refused: Arc<Notify>) -> Self {
+    pub fn new(inner: S, surface: Arc<Surface>, refused: Arc<Notify>) -> Self {
         Guarded {
             inner,
             framer: RequestFramer::new(surface.head_limits()),
@@ -139,7 +139,7 @@ fn write_progress<T>(stall: &mut Option<Pin<Box<Sleep>>>, cx: &mut Context<'_>, 
     }
 }
 
-impl AsyncRead for Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Guarded<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
@@ -205,7 +205,7 @@ impl AsyncRead for Guarded {
     }
 }
 
-impl AsyncWrite for Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let result = Pin::new(&mut this.inner).poll_write(cx, buf);
@@ -305,11 +305,15 @@ impl AsyncWrite for Guarded {
 /// timeout fires (and the server drops it when the shutdown timeout cuts
 /// it): a half-sent head still gets its answer, written without waiting
 /// (it fits the socket buffer; if not, the connection is cut as it is).
-impl Drop for Guarded {
+impl<S: AsyncRead + AsyncWrite + Unpin> Drop for Guarded<S> {
     fn drop(&mut self) {
         if matches!(self.closing, Closing::Open) {
             if let Some(r) = self.closing_answer() {
-                let _ = self.inner.try_write(&self.surface.response_bytes(&r));
+                // Written without waiting, whatever the stream (TCP or TLS).
+                let bytes = self.surface.response_bytes(&r);
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                let _ = Pin::new(&mut self.inner).poll_write(&mut cx, &bytes);
+                let _ = Pin::new(&mut self.inner).poll_flush(&mut cx);
             }
         }
     }

@@ -38,12 +38,15 @@ pub struct Surface {
     pub shutdown: Shutdown,
     render: RenderRefusal,
     refusing: AtomicUsize,
+    /// TLS (`--tls-cert/--tls-key`): every connection must complete a TLS
+    /// handshake within the header timeout before HTTP is read.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Surface {
-    /// A surface named by `stats`, answering refusals with `render`.
-    pub fn new(stats: Arc<SurfaceStats>, shutdown: Shutdown, render: RenderRefusal) -> Arc<Self> {
-        Arc::new(Surface { limits: stats.limits, stats, shutdown, render, refusing: AtomicUsize::new(0) })
+    /// A surface named by `stats`, answering refusals with `render`, serving HTTPS with `tls` (plain HTTP when None).
+    pub fn with_tls(stats: Arc<SurfaceStats>, shutdown: Shutdown, render: RenderRefusal, tls: Option<tokio_rustls::TlsAcceptor>) -> Arc<Self> {
+        Arc::new(Surface { limits: stats.limits, stats, shutdown, render, refusing: AtomicUsize::new(0), tls })
     }
 
     /// `client` or `dx`.
@@ -159,10 +162,62 @@ async fn refuse_connection(mut stream: TcpStream, response: Vec<u8>) {
     .await;
 }
 
-/// Serves one connection with hyper until it closes; a refused head or the
-/// node's shutdown closes it gracefully (the response in progress finishes).
+/// The first byte of a TLS handshake record.
+const TLS_HANDSHAKE_BYTE: u8 = 0x16;
+
+/// Serves one connection: plain, or after a TLS handshake bounded by the
+/// header timeout (RES-3). A plain HTTP client on a TLS port gets a plain
+/// 400 `TLS_REQUIRED` answer instead of a handshake failure it cannot read.
 async fn serve_connection(stream: TcpStream, surface: Arc<Surface>, router: Router) {
     let _ = stream.set_nodelay(true);
+    let Some(acceptor) = surface.tls.clone() else {
+        return serve_http(stream, surface, router).await;
+    };
+    let deadline = tokio::time::Instant::now() + surface.limits.header_timeout;
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        r = tokio::time::timeout_at(deadline, stream.peek(&mut first)) => r,
+        () = surface.shutdown.triggered() => return,
+    };
+    match peeked {
+        Ok(Ok(1)) if first[0] != TLS_HANDSHAKE_BYTE => return refuse_plain_client(stream, &surface).await,
+        Ok(Ok(1)) => {}
+        _ => return,
+    }
+    let accepted = tokio::select! {
+        r = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => r,
+        () = surface.shutdown.triggered() => return,
+    };
+    match accepted {
+        Ok(Ok(tls_stream)) => serve_http(tls_stream, surface, router).await,
+        Ok(Err(e)) => tracing::debug!(surface = surface.name(), error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(surface = surface.name(), "TLS handshake did not finish within the header timeout"),
+    }
+}
+
+/// Answers a plain HTTP client that reached a TLS port with an unencrypted
+/// 400 `TLS_REQUIRED` (the JSON error body) and closes, lingering briefly
+/// so the answer is read rather than reset.
+async fn refuse_plain_client(stream: TcpStream, surface: &Surface) {
+    tracing::debug!(surface = surface.name(), "plain HTTP on a TLS port: answered TLS_REQUIRED");
+    let body = serde_json::json!({"error": {
+        "code": "TLS_REQUIRED",
+        "rule_id": null,
+        "message": "this port serves HTTPS only (the node runs with --tls-cert/--tls-key); use https:// and --tls-ca",
+        "evidence": {},
+    }})
+    .to_string();
+    let response = format!("HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+    refuse_connection(stream, response.into_bytes()).await;
+}
+
+/// Serves HTTP on one (plain or TLS) stream with hyper until it closes; a
+/// refused head or the node's shutdown closes it gracefully (the response
+/// in progress finishes).
+async fn serve_http<S>(stream: S, surface: Arc<Surface>, router: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let refused = Arc::new(Notify::new());
     let io = Guarded::new(stream, surface.clone(), refused.clone());
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -168,7 +168,14 @@ pub fn hello(replica_id: &str, request: HelloRequest) -> Message {
 
 /// An ACCEPT of `cluster_id` streaming from `start_lsn` (None: a snapshot).
 pub fn accept(cluster_id: &str, commit_id: u64, durable_lsn: Lsn, start_lsn: Option<Lsn>) -> Message {
-    Message::Accept(Accept { cluster_id: ClusterId::parse(cluster_id).unwrap(), primary_commit_id: commit_id, durable_lsn, start_lsn })
+    Message::Accept(Accept {
+        cluster_id: ClusterId::parse(cluster_id).unwrap(),
+        primary_commit_id: commit_id,
+        durable_lsn,
+        start_lsn,
+        client_addr: None,
+        snapshot_resume: None,
+    })
 }
 
 /// A WAL frame: `bytes` at `start_lsn`, starting the segment `segment` when given.

@@ -489,3 +489,89 @@ pub fn cutting_proxy(upstream: &str, cut_after: usize) -> (String, JoinHandle<us
     });
     (addr, handle)
 }
+
+/// A proxy to `upstream` that cuts its first connection after forwarding
+/// `cut_after` primary → replica bytes, then forwards every later
+/// connection in full. Counts the primary → replica bytes of each
+/// connection, in order. Stops accepting when dropped.
+pub struct ResumingProxy {
+    pub addr: String,
+    counts: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ResumingProxy {
+    pub fn start(upstream: &str, cut_after: usize) -> ResumingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let upstream = upstream.to_string();
+        let counts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c, s) = (counts.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut index = 0usize;
+            loop {
+                let Ok((client, _)) = listener.accept() else { return };
+                // Drop wakes the accept with a connection of its own.
+                if s.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else { return };
+                let limit = if index == 0 { cut_after } else { usize::MAX };
+                c.lock().unwrap().push(0);
+                let (slot, counts) = (index, c.clone());
+                index += 1;
+                let (mut c_read, mut s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let (mut s_read, mut c_write) = (server, client);
+                    let mut forwarded = 0usize;
+                    let mut buf = [0u8; 64 * 1024];
+                    while forwarded < limit {
+                        let want = buf.len().min(limit - forwarded);
+                        match s_read.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if c_write.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                                forwarded += n;
+                                counts.lock().unwrap()[slot] = forwarded;
+                            }
+                        }
+                    }
+                    let _ = c_write.shutdown(Shutdown::Both);
+                    let _ = s_read.shutdown(Shutdown::Both);
+                });
+            }
+        });
+        ResumingProxy { addr, counts, stop, thread: Some(thread) }
+    }
+
+    /// Primary → replica bytes of each connection so far, in order.
+    pub fn counts(&self) -> Vec<usize> {
+        self.counts.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ResumingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(&self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -47,18 +47,35 @@ pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Op
     }
     let mut child = cmd.spawn().expect("spawn aerodb");
     let stdout = child.stdout.take().unwrap();
-    let mut reader = BufReader::new(stdout);
     let wants_dx = !args.iter().any(|a| a == "off");
     let wants_repl = args.first().map(String::as_str) == Some("primary");
-    let (mut client, mut dx, mut repl) = (None, None, None);
-    loop {
+    // stdout is read on its own thread so a node that never announces a
+    // surface fails the test at the deadline instead of hanging CI.
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        let n = reader.read_line(&mut line).unwrap_or(0);
-        if n == 0 {
-            let status = child.wait().ok();
-            let said = log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
-            panic!("aerodb {args:?} exited before listening: {status:?}; stderr: {said}");
+        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            // Once the test stops listening, keep draining so the child never blocks on a full pipe.
+            let _ = lines_tx.send(std::mem::take(&mut line));
         }
+    });
+    let (mut client, mut dx, mut repl) = (None, None, None);
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let line = match lines_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("aerodb {args:?} did not announce every surface within {DEADLINE:?}: client {client:?}, dx {dx:?}, repl {repl:?}");
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().ok();
+                let said = log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
+                panic!("aerodb {args:?} exited before listening: {status:?}; stderr: {said}");
+            }
+        };
         let mut parts = line.split_whitespace();
         if parts.next() == Some("listening") {
             match (parts.next(), parts.next()) {
@@ -72,13 +89,6 @@ pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Op
             break;
         }
     }
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
     Node { child, data_dir: data_dir.to_path_buf(), client: client.unwrap(), dx, repl, args: args.to_vec() }
 }
 

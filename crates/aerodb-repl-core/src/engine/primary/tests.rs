@@ -117,7 +117,7 @@ fn f_p1_ships_only_below_the_durable_lsn() {
     let chunk = WalChunk { start_lsn: 0, segment_start: None, bytes: Bytes::from(vec![7u8; 100]), records: 2 };
     s.handle_wal_read(2, chunk);
     let out = sent(&drain(&mut s));
-    assert!(matches!(&out[..], [Message::Progress(p), Message::Wal(c)] if p.durable_lsn == 100 && c.start_lsn == 0 && c.bytes.len() == 100));
+    assert!(matches!(&out[..], [Message::Progress(p, _), Message::Wal(c)] if p.durable_lsn == 100 && c.start_lsn == 0 && c.bytes.len() == 100));
     assert!(drain(&mut s).is_empty(), "nothing beyond the durable LSN");
     s.handle_durable(3, DurablePoint { lsn: 150, commit_id: 3 });
     assert!(drain(&mut s).contains(&SessionAction::ReadWal { from: 100, limit: 150, max_bytes: SessionConfig::default().max_chunk_bytes }));
@@ -167,4 +167,95 @@ fn repl_8_snapshot_session_sends_every_piece_in_order() {
     let last = drain(&mut s);
     assert!(matches!(&sent(&last)[..], [Message::SnapshotChunk { file_index: 2, .. }, Message::SnapshotEnd]));
     assert_eq!(last.last(), Some(&SessionAction::Close(SessionEnd::SnapshotServed)));
+}
+
+fn resume_at(manifest: &[u8], file_index: u32, offset: u64) -> crate::handshake::SnapshotResume {
+    crate::handshake::SnapshotResume { manifest_crc32c: crc32c::crc32c(manifest), manifest_len: manifest.len() as u64, file_index, offset }
+}
+
+/// F-S1: a replica asking to resume a transfer of the very snapshot the
+/// primary serves (same manifest bytes) gets an ACCEPT naming the resume
+/// point, the manifest, and only the bytes from that point on.
+#[test]
+fn f_s1_primary_resumes_the_same_snapshot_at_the_requested_point() {
+    let mut s = PrimarySession::new(
+        0,
+        SessionConfig { snapshot_piece_bytes: 2, ..SessionConfig::default() },
+        ClusterId::parse(CLUSTER).unwrap(),
+        DurablePoint { lsn: 100, commit_id: 2 },
+    );
+    let r = resume_at(b"m", 0, 3);
+    s.handle_bytes(1, &hello(HelloRequest::SnapshotResume(r)), &history(100, 2));
+    assert_eq!(drain(&mut s), vec![SessionAction::PrepareSnapshot]);
+    s.handle_snapshot_ready(2, Bytes::from_static(b"m"), vec![3, 2]);
+    let a = drain(&mut s);
+    assert!(matches!(&sent(&a)[..], [Message::Accept(acc), Message::SnapshotBegin(m)] if acc.snapshot_resume == Some(r) && m == &Bytes::from_static(b"m")));
+    // File 0 is complete on the replica: the next read is file 1 from its start.
+    assert_eq!(a.last(), Some(&SessionAction::ReadSnapshot { file_index: 1, offset: 0, len: 2 }));
+    s.handle_snapshot_piece(3, Bytes::from_static(b"xy"));
+    let last = drain(&mut s);
+    assert!(matches!(&sent(&last)[..], [Message::SnapshotChunk { file_index: 1, offset: 0, .. }, Message::SnapshotEnd]));
+}
+
+/// F-S1: a resume point for another snapshot (other manifest bytes), or
+/// beyond a file's end, gets the whole snapshot and an ACCEPT without a
+/// resume point, so the replica discards its partial transfer.
+#[test]
+fn f_s1_primary_serves_the_whole_snapshot_when_the_resume_point_is_not_its_own() {
+    for r in [resume_at(b"other manifest", 0, 1), resume_at(b"m", 0, 9), resume_at(b"m", 5, 0)] {
+        let mut s = session();
+        s.handle_bytes(1, &hello(HelloRequest::SnapshotResume(r)), &history(100, 2));
+        assert_eq!(drain(&mut s), vec![SessionAction::PrepareSnapshot]);
+        s.handle_snapshot_ready(2, Bytes::from_static(b"m"), vec![3]);
+        let a = drain(&mut s);
+        assert!(matches!(&sent(&a)[..], [Message::Accept(acc), Message::SnapshotBegin(_)] if acc.snapshot_resume.is_none()), "{r:?}");
+        assert_eq!(a.last(), Some(&SessionAction::ReadSnapshot { file_index: 0, offset: 0, len: 3 }), "{r:?}");
+    }
+}
+
+/// REPL-10: PROGRESS (protocol version 2) carries the primary's clock, the
+/// time its durable commit became durable and the first commit of the WAL
+/// frame that follows with its time; without an index the times are 0
+/// (unknown). Observability only: nothing else in the session changes.
+#[test]
+fn repl_10_progress_carries_the_primarys_commit_times() {
+    use aerodb_wal::record::encode_record;
+    use aerodb_wal::StateDigest;
+    let times = Arc::new(CommitTimes::new(0));
+    times.record(1, 1_000);
+    times.record(2, 2_000);
+    let mut s = session().with_commit_times(times);
+    s.handle_wall_clock(5_000);
+    let resume = HelloRequest::Resume { end_lsn: 0, commit_id: 0, fingerprint: GENESIS_FINGERPRINT };
+    s.handle_bytes(1, &hello(resume), &history(100, 2));
+    drain(&mut s);
+    let op = aerodb_wal::Op::Delete { collection: Bytes::from_static(b"c"), key: Bytes::from_static(b"k") };
+    let (record, _) = encode_record(1, StateDigest::default(), GENESIS_FINGERPRINT, &[op]).unwrap();
+    let chunk = WalChunk { start_lsn: 0, segment_start: None, bytes: Bytes::from(record), records: 1 };
+    s.handle_wal_read(2, chunk);
+    let out = sent(&drain(&mut s));
+    let expected = ProgressTimes { primary_time_ms: 5_000, commit_time_ms: 2_000, next_commit_id: 1, next_commit_time_ms: 1_000 };
+    assert!(matches!(&out[..], [Message::Progress(p, t), Message::Wal(_)] if p.commit_id == 2 && *t == expected), "{out:?}");
+    s.handle_wall_clock(6_000);
+    s.handle_timer(10_000);
+    let out = sent(&drain(&mut s));
+    let heartbeat = ProgressTimes { primary_time_ms: 6_000, commit_time_ms: 2_000, next_commit_id: 0, next_commit_time_ms: 0 };
+    assert!(matches!(&out[..], [Message::Progress(_, t)] if *t == heartbeat), "{out:?}");
+    let mut plain = session();
+    plain.handle_bytes(1, &hello(resume), &history(100, 2));
+    drain(&mut plain);
+    plain.handle_timer(10_000);
+    assert!(matches!(&sent(&drain(&mut plain))[..], [Message::Progress(_, t)] if *t == ProgressTimes::default()));
+}
+
+/// RES-2: WAL removed under a streaming replica closes the connection
+/// (its next handshake gets WAL_UNAVAILABLE with the numbers).
+#[test]
+fn res_2_wal_retired_under_a_stream_closes_the_connection() {
+    let mut s = session();
+    s.handle_bytes(1, &hello(HelloRequest::Resume { end_lsn: 0, commit_id: 0, fingerprint: GENESIS_FINGERPRINT }), &history(100, 2));
+    drain(&mut s);
+    s.handle_wal_retired(2);
+    assert_eq!(drain(&mut s), vec![SessionAction::Close(SessionEnd::WalRetired)]);
+    assert_eq!(SessionEnd::WalRetired.code(), "WAL_RETIRED");
 }

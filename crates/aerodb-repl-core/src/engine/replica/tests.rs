@@ -10,7 +10,7 @@ use aerodb_wal::segment::SegmentHeader;
 use aerodb_wal::{ChainTip, Fingerprint, Lsn, Op, StateDigest, GENESIS_FINGERPRINT};
 
 use super::*;
-use crate::handshake::{Refusal, Refuse};
+use crate::handshake::{Refusal, Refuse, SnapshotResume};
 use crate::metadata::{BootstrapBoundary, METADATA_FORMAT};
 use crate::replica::StreamStart;
 use crate::state::StateKind;
@@ -92,7 +92,7 @@ fn streaming() -> ReplicaEngine {
     e.handle_start(0);
     e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
     e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 3, durable_lsn: 1000, start_lsn: Some(0) };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 3, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     assert_eq!(e.state().kind(), StateKind::Streaming);
     drain(&mut e);
@@ -116,7 +116,7 @@ fn p5_i8_snapshot_bootstrap_emits_transfer_then_install_then_connect() {
     e.handle_connected(1, 1);
     let hello = sent_messages(&drain(&mut e));
     assert!(matches!(&hello[..], [Message::Hello(h)] if h.request == HelloRequest::Snapshot && h.cluster_id.is_none()));
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 9, durable_lsn: 900, start_lsn: None };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 9, durable_lsn: 900, start_lsn: None, snapshot_resume: None, client_addr: None };
     let mut wire = frame_of(Message::Accept(accept)).to_vec();
     wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(b"{manifest}"))));
     wire.extend_from_slice(&frame_of(Message::SnapshotChunk { file_index: 0, offset: 0, bytes: Bytes::from_static(b"abc") }));
@@ -260,7 +260,14 @@ fn res_3_split_record_and_disconnect_resume_at_the_validated_end() {
     e.handle_connected(retry + 1, 2);
     let sent = sent_messages(&drain(&mut e));
     assert!(matches!(&sent[..], [Message::Hello(h)] if h.request == HelloRequest::resume(tips[0])), "{sent:?}");
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: tips[1].end_lsn, start_lsn: Some(tips[0].end_lsn) };
+    let accept = Accept {
+        cluster_id: cluster(),
+        primary_commit_id: 2,
+        durable_lsn: tips[1].end_lsn,
+        start_lsn: Some(tips[0].end_lsn),
+        snapshot_resume: None,
+        client_addr: None,
+    };
     e.handle_bytes(retry + 2, 2, &frame_of(Message::Accept(accept)));
     drain(&mut e);
     e.handle_bytes(retry + 3, 2, &wal(tips[0].end_lsn, recs[1].clone()));
@@ -289,7 +296,7 @@ fn f_c1_accept_from_another_cluster_halts() {
     e.handle_connected(1, 1);
     drain(&mut e);
     let other = ClusterId::parse("fedcba9876543210fedcba9876543210").unwrap();
-    let accept = Accept { cluster_id: other, primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0) };
+    let accept = Accept { cluster_id: other, primary_commit_id: 0, durable_lsn: 0, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     assert!(matches!(e.state(), ReplicaState::Halted { halt: Halt::ClusterMismatchAtAccept { .. } }));
 }
@@ -304,7 +311,7 @@ fn res_3_backpressure_while_storage_lags() {
     e.handle_start(0);
     e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
     e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0) };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
     drain(&mut e);
     let (recs, tips) = history(2);
@@ -334,4 +341,160 @@ fn f_v2_segment_start_that_breaks_the_chain_halts() {
     e.handle_bytes(4, 1, &frame_of(Message::Wal(chunk)));
     assert!(matches!(e.state(), ReplicaState::Halted { halt: Halt::Chain { .. } }));
     let _ = FrameType::Wal;
+}
+
+/// An empty replica bootstrapping by snapshot: recovered, connected on
+/// conn 1, HELLO sent.
+fn snapshot_hello_sent() -> ReplicaEngine {
+    let mut e = ReplicaEngine::new(config(BootstrapMethod::Snapshot));
+    e.handle_start(0);
+    e.handle_recovered(0, RecoveryOutcome::Uninitialised);
+    e.handle_connected(1, 1);
+    drain(&mut e);
+    e
+}
+
+fn snapshot_accept(resume: Option<SnapshotResume>) -> Bytes {
+    frame_of(Message::Accept(Accept {
+        cluster_id: cluster(),
+        primary_commit_id: 9,
+        durable_lsn: 900,
+        start_lsn: None,
+        snapshot_resume: resume,
+        client_addr: None,
+    }))
+}
+
+fn chunk(file_index: u32, offset: u64, bytes: &'static [u8]) -> Bytes {
+    frame_of(Message::SnapshotChunk { file_index, offset, bytes: Bytes::from_static(bytes) })
+}
+
+const MANIFEST: &[u8] = b"{manifest}";
+
+/// A transfer of MANIFEST that wrote "abcde" of file 0 and then lost its
+/// connection (every piece written): Disconnected, transfer kept.
+fn interrupted_transfer() -> ReplicaEngine {
+    let mut e = snapshot_hello_sent();
+    let mut wire = snapshot_accept(None).to_vec();
+    wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(MANIFEST))));
+    wire.extend_from_slice(&chunk(0, 0, b"abc"));
+    wire.extend_from_slice(&chunk(0, 3, b"de"));
+    e.handle_bytes(1_000, 1, &wire);
+    drain(&mut e);
+    e.handle_completion(1_001, Completion::BootstrapBegun { bytes_total: 12 });
+    e.handle_completion(1_002, Completion::PieceWritten { bytes: 3 });
+    e.handle_completion(1_003, Completion::PieceWritten { bytes: 2 });
+    e.handle_closed(1_500, 1, "reset".into());
+    assert_eq!(drain(&mut e), vec![ReplicaAction::Close { conn: 1 }], "nothing is discarded on a lost connection");
+    assert_eq!(e.state().kind(), StateKind::Disconnected);
+    e
+}
+
+fn reconnect(e: &mut ReplicaEngine) -> Vec<Message> {
+    let ReplicaState::Disconnected { retry_at, .. } = e.state().clone() else { panic!("not disconnected: {:?}", e.state()) };
+    e.handle_timer(retry_at);
+    assert_eq!(drain(e), vec![ReplicaAction::Connect { conn: 2 }]);
+    assert_eq!(e.state().kind(), StateKind::Bootstrapping);
+    e.handle_connected(retry_at, 2);
+    sent_messages(&drain(e))
+}
+
+/// F-S1: a transfer interrupted by a lost connection is kept (phase
+/// `interrupted`, bytes written so far); the next HELLO asks to resume it at
+/// exactly the bytes storage wrote; when the primary accepts that point the
+/// rest continues the same transfer (no BootstrapBegin, no discard), the
+/// progress counts both connections and the resume.
+#[test]
+fn f_s1_interrupted_transfer_resumes_from_the_bytes_written() {
+    let mut e = interrupted_transfer();
+    let p = e.observe().transfer.unwrap();
+    assert_eq!((p.phase, p.bytes_done, p.bytes_total, p.resumes), (BootstrapPhase::Interrupted, 5, 12, 0));
+    let hello = reconnect(&mut e);
+    let expected = SnapshotResume { manifest_crc32c: crc32c::crc32c(MANIFEST), manifest_len: MANIFEST.len() as u64, file_index: 0, offset: 5 };
+    assert!(matches!(&hello[..], [Message::Hello(h)] if h.request == HelloRequest::SnapshotResume(expected)), "{hello:?}");
+
+    let mut wire = snapshot_accept(Some(expected)).to_vec();
+    wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(MANIFEST))));
+    wire.extend_from_slice(&chunk(0, 5, b"fg"));
+    wire.extend_from_slice(&chunk(1, 0, b"hijkl"));
+    wire.extend_from_slice(&frame_of(Message::SnapshotEnd));
+    e.handle_bytes(3_000, 2, &wire);
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            ReplicaAction::BootstrapPiece { file_index: 0, offset: 5, bytes: Bytes::from_static(b"fg") },
+            ReplicaAction::BootstrapPiece { file_index: 1, offset: 0, bytes: Bytes::from_static(b"hijkl") },
+            ReplicaAction::BootstrapFinish { cluster_id: cluster(), replica_id: ReplicaId::parse("r1").unwrap() },
+        ]
+    );
+    let p = e.bootstrap_progress().unwrap();
+    assert_eq!((p.phase, p.bytes_done, p.bytes_total, p.resumed_from, p.resumes), (BootstrapPhase::Installing, 12, 12, 5, 1));
+}
+
+/// F-S1: when the primary serves another snapshot (an ACCEPT without a
+/// resume point) the partial transfer is discarded before the new one
+/// begins, from its first byte.
+#[test]
+fn f_s1_another_snapshot_discards_the_partial_transfer_and_starts_clean() {
+    let mut e = interrupted_transfer();
+    reconnect(&mut e);
+    let mut wire = snapshot_accept(None).to_vec();
+    wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(b"{other}"))));
+    wire.extend_from_slice(&chunk(0, 0, b"zz"));
+    e.handle_bytes(3_000, 2, &wire);
+    assert_eq!(
+        drain(&mut e),
+        vec![
+            ReplicaAction::BootstrapDiscard,
+            ReplicaAction::BootstrapBegin { manifest: Bytes::from_static(b"{other}") },
+            ReplicaAction::BootstrapPiece { file_index: 0, offset: 0, bytes: Bytes::from_static(b"zz") },
+        ]
+    );
+    let p = e.bootstrap_progress().unwrap();
+    assert_eq!((p.bytes_done, p.resumed_from, p.resumes), (2, 0, 0));
+}
+
+/// F-S1, F-S4: a storage failure of an interrupted transfer (a piece that
+/// failed its checks after the connection ended) discards it: the next
+/// HELLO asks for a whole snapshot.
+#[test]
+fn f_s1_storage_failure_discards_the_interrupted_transfer() {
+    let mut e = snapshot_hello_sent();
+    let mut wire = snapshot_accept(None).to_vec();
+    wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(MANIFEST))));
+    wire.extend_from_slice(&chunk(0, 0, b"abc"));
+    e.handle_bytes(1_000, 1, &wire);
+    drain(&mut e);
+    e.handle_completion(1_001, Completion::BootstrapBegun { bytes_total: 12 });
+    e.handle_closed(1_002, 1, "reset".into());
+    drain(&mut e);
+    let rejected = crate::halt::SnapshotRejected { fault: crate::halt::SnapshotFault::Checksum, detail: "crc32c mismatch".into() };
+    e.handle_completion(1_003, Completion::Failed(StorageFailure::Bootstrap(BootstrapError::Rejected(rejected))));
+    assert_eq!(drain(&mut e), vec![ReplicaAction::BootstrapDiscard]);
+    assert!(e.observe().transfer.is_none());
+    e.handle_completion(1_004, Completion::Discarded);
+    let hello = reconnect(&mut e);
+    assert!(matches!(&hello[..], [Message::Hello(h)] if h.request == HelloRequest::Snapshot), "{hello:?}");
+}
+
+/// F-S1, F-N2: a resumed transfer must continue exactly where the replica
+/// asked: an ACCEPT naming another point, or a piece elsewhere, ends the
+/// connection as a protocol error without writing anything.
+#[test]
+fn f_s1_a_resumed_transfer_continues_only_where_the_replica_asked() {
+    let expected = SnapshotResume { manifest_crc32c: crc32c::crc32c(MANIFEST), manifest_len: MANIFEST.len() as u64, file_index: 0, offset: 5 };
+    let mut e = interrupted_transfer();
+    reconnect(&mut e);
+    let mut wire = snapshot_accept(Some(expected)).to_vec();
+    wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(MANIFEST))));
+    wire.extend_from_slice(&chunk(0, 0, b"abcde"));
+    e.handle_bytes(3_000, 2, &wire);
+    assert_eq!(drain(&mut e), vec![ReplicaAction::Close { conn: 2 }]);
+    assert!(matches!(e.state(), ReplicaState::Disconnected { blocked: Blocked::Protocol { .. }, .. }));
+
+    let mut e = interrupted_transfer();
+    reconnect(&mut e);
+    e.handle_bytes(3_000, 2, &snapshot_accept(Some(SnapshotResume { offset: 4, ..expected })));
+    assert_eq!(drain(&mut e), vec![ReplicaAction::Close { conn: 2 }]);
+    assert!(matches!(e.state(), ReplicaState::Disconnected { blocked: Blocked::Protocol { .. }, .. }));
 }
