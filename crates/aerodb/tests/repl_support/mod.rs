@@ -35,7 +35,22 @@ pub fn spawn(args: &[String], envs: &[(&str, &str)], data_dir: &Path) -> Node {
 
 /// [`spawn`], writing the node's stderr to `log` when given (so a test can
 /// read what it said before dying) instead of inheriting it.
+///
+/// A node restarted on the fixed ports of an earlier one can find a port
+/// taken meanwhile by another test's ephemeral connection; when its log
+/// says so, the start is retried until the port is free (deadline).
 pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Option<&Path>) -> Node {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match try_spawn_to(args, envs, data_dir, log) {
+            Ok(node) => return node,
+            Err(said) if said.contains("Address already in use") && Instant::now() < deadline => continue,
+            Err(said) => panic!("{said}"),
+        }
+    }
+}
+
+fn try_spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Option<&Path>) -> Result<Node, String> {
     let stderr = match log {
         Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
         None => Stdio::inherit(),
@@ -73,7 +88,7 @@ pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Op
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.wait().ok();
                 let said = log.map(|l| std::fs::read_to_string(l).unwrap_or_default()).unwrap_or_default();
-                panic!("aerodb {args:?} exited before listening: {status:?}; stderr: {said}");
+                return Err(format!("aerodb {args:?} exited before listening: {status:?}; stderr: {said}"));
             }
         };
         let mut parts = line.split_whitespace();
@@ -89,7 +104,7 @@ pub fn spawn_to(args: &[String], envs: &[(&str, &str)], data_dir: &Path, log: Op
             break;
         }
     }
-    Node { child, data_dir: data_dir.to_path_buf(), client: client.unwrap(), dx, repl, args: args.to_vec() }
+    Ok(Node { child, data_dir: data_dir.to_path_buf(), client: client.unwrap(), dx, repl, args: args.to_vec() })
 }
 
 fn s(v: &[&str]) -> Vec<String> {
