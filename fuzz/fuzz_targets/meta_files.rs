@@ -1,20 +1,24 @@
-//! Every checksummed JSON file read at startup (docs/formats.md §1, §3,
-//! §6, §7; F-RC2, REPL-11, CORE-5), through the node's own readers on an
-//! in-memory disk: `replica/replica.json`, `replica/halt.json`,
-//! `fence.json`, `history-loss.json`, a snapshot's `manifest.json`, and
+//! Every small file read at startup (docs/formats.md §1, §3, §6, §7, §9;
+//! F-RC2, REPL-11, CORE-5, RES-2, REPL-1), through the node's own readers
+//! on an in-memory disk: `replica/replica.json`, `replica/halt.json`,
+//! `fence.json`, `history-loss.json`, a snapshot's `manifest.json`, the
+//! primary's replica registry `replicas.json`, a `--repl-token-file`, and
 //! the bare envelope (`aerodb_wal::checksummed`, which `identity.json`
 //! uses too). The first byte picks the file (low 3 bits) and asks for the
 //! envelope crc to be recomputed (bit 3), so mutated bodies reach the
 //! body checks. Properties: never a panic; every refusal has a stable
 //! code; whatever is accepted is written back by the node's writer and
-//! reads back equal.
+//! reads back equal; a token is accepted exactly when it has the
+//! documented format.
 #![no_main]
 
 use std::path::Path;
 
+use aerodb_repl_core::auth::{ReplToken, MAX_TOKEN_BYTES, MIN_TOKEN_BYTES};
 use aerodb_repl_core::fence::{fence_path, read_fence};
 use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::metadata::{read_halt, read_metadata, write_halt, write_metadata, ReplicaPaths};
+use aerodb_repl_core::registry::{read_registry, write_registry, REGISTRY_FILE};
 use aerodb_snapshot::format::{snapshot_dir_name, SNAPSHOT_FORMAT_VERSION};
 use aerodb_snapshot::load::read_manifest;
 use aerodb_wal::checksummed::{read_checksummed, write_checksummed};
@@ -95,6 +99,41 @@ fuzz_target!(|data: &[u8]| {
                 }
                 Ok(m) => assert_eq!(m.history_horizon, 0, "a format 1 manifest is read with horizon 0"),
                 Err(e) => assert!(["SNAPSHOT_MANIFEST", "SNAPSHOT_FORMAT"].contains(&e.code()), "{}", e.code()),
+            }
+        }
+        5 => {
+            aerodb_fuzz::put_file(disk, &root.join(REGISTRY_FILE), &bytes);
+            match read_registry(disk, root) {
+                Ok(Some(registry)) => {
+                    for r in registry.list() {
+                        let _ = (r.display_name(), registry.get(&r.replica_id));
+                    }
+                    let _ = registry.oldest_needed();
+                    write_registry(disk, root, &registry).expect("write back");
+                    let again = read_registry(disk, root).expect("read back").expect("present");
+                    // The writer orders entries by replica id; the content is the same.
+                    assert_eq!(again.to_file(), registry.to_file());
+                }
+                Ok(None) => panic!("a present replicas.json is never read as absent"),
+                Err(e) => assert!(META_CODES.contains(&e.code()), "{}", e.code()),
+            }
+        }
+        6 => {
+            // A --repl-token-file's contents (the file checks before it are the node's).
+            let body = rest.strip_suffix(b"\n").unwrap_or(rest);
+            let body = body.strip_suffix(b"\r").unwrap_or(body);
+            let valid = (MIN_TOKEN_BYTES..=MAX_TOKEN_BYTES).contains(&body.len()) && body.iter().all(|b| (0x21..=0x7e).contains(b));
+            match ReplToken::parse(rest) {
+                Ok(token) => {
+                    assert!(valid, "an invalid token was accepted");
+                    assert_eq!(format!("{token:?}"), "ReplToken(<redacted>)");
+                }
+                Err(e) => {
+                    assert!(!valid, "a valid token was refused: {e}");
+                    if body.len() >= MIN_TOKEN_BYTES {
+                        assert!(!e.detail.as_bytes().windows(body.len()).any(|w| w == body), "the refusal quotes the token");
+                    }
+                }
             }
         }
         _ => {

@@ -1,18 +1,25 @@
-//! Every message payload of the replication protocol (docs/protocol.md:
-//! HELLO, ACCEPT, REFUSE, WAL, PROGRESS, REPORT, SNAPSHOT_BEGIN/CHUNK/END,
-//! ERROR) through `Message::decode`, the first input byte choosing the
-//! frame type. Properties (RES-4, F-N2): never a panic; a decoded message
-//! travels in its frame type and survives an encode/decode round trip
-//! (binary payloads re-encode byte for byte); every identifier in a
-//! decoded HELLO/ACCEPT/REFUSE is in its documented format; an error
-//! names the frame type and quotes the peer's bytes only boundedly; a
-//! REPORT passes `check_report` only within what the primary sent.
+//! Every message payload of the replication protocol, version 2
+//! (docs/protocol.md: HELLO with its optional name and snapshot resume,
+//! ACCEPT with its optional snapshot resume and client address, REFUSE,
+//! WAL, PROGRESS with the commit times, REPORT, SNAPSHOT_BEGIN/CHUNK/END,
+//! ERROR, and the authentication phase AUTH_BEGIN/CHALLENGE/PROOF/REFUSE)
+//! through `Message::decode`, the first input byte choosing the frame type
+//! (every type of `FrameType::ALL`). Properties (RES-4, F-N2): never a
+//! panic; a decoded message travels in its frame type and survives an
+//! encode/decode round trip (binary payloads re-encode byte for byte);
+//! every identifier in a decoded HELLO/ACCEPT/REFUSE/AUTH_CHALLENGE is in
+//! its documented format; PROGRESS times are within 2^53 ms and its next
+//! CommitId never beyond its CommitId; free text is bounded; an error names
+//! the frame type and quotes the peer's bytes only boundedly; a REPORT
+//! passes `check_report` only within what the primary sent.
 #![no_main]
 
+use aerodb_repl_core::auth::AuthRefuseCode;
 use aerodb_repl_core::handshake::Refusal;
 use aerodb_repl_core::ids::{ClusterId, ReplicaId, ReplicaName};
-use aerodb_repl_core::wire::message::check_report;
-use aerodb_repl_core::wire::{Frame, FrameType, Message};
+use aerodb_repl_core::positions::MAX_TIME_MS;
+use aerodb_repl_core::wire::message::{check_report, MAX_DETAIL_BYTES};
+use aerodb_repl_core::wire::{AuthMessage, Frame, FrameType, Message};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +37,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(k, kind);
             let again = Message::decode(&Frame { kind, payload: Bytes::from(bytes.clone()) }).expect("an encoded message decodes");
             assert_eq!(again, message, "round trip");
-            if !matches!(kind, FrameType::Hello | FrameType::Accept | FrameType::Refuse | FrameType::Error) {
+            if !matches!(kind, FrameType::Hello | FrameType::Accept | FrameType::Refuse | FrameType::Error | FrameType::AuthRefuse) {
                 assert_eq!(bytes, payload, "binary payloads re-encode byte for byte");
             }
             check_fields(&message);
@@ -65,12 +72,21 @@ fn check_fields(m: &Message) {
         }
         Message::Accept(a) => valid_cluster(&a.cluster_id),
         Message::Refuse(r) => {
-            assert!(r.detail.len() <= aerodb_repl_core::wire::message::MAX_DETAIL_BYTES);
+            assert!(r.detail.len() <= MAX_DETAIL_BYTES);
             if let Refusal::ClusterMismatch { primary_cluster_id } = &r.refusal {
                 valid_cluster(primary_cluster_id);
             }
         }
-        Message::Error(e) => assert!(e.detail.len() <= aerodb_repl_core::wire::message::MAX_DETAIL_BYTES),
+        Message::Error(e) => assert!(e.detail.len() <= MAX_DETAIL_BYTES),
+        Message::Progress(p, t) => {
+            assert!([t.primary_time_ms, t.commit_time_ms, t.next_commit_time_ms].iter().all(|ms| *ms <= MAX_TIME_MS), "{t:?}");
+            assert!(t.next_commit_id <= p.commit_id, "{p:?} {t:?}");
+        }
+        Message::Auth(AuthMessage::Challenge { cluster_id, .. }) => valid_cluster(cluster_id),
+        Message::Auth(AuthMessage::Refuse(r)) => {
+            assert!(r.detail.len() <= MAX_DETAIL_BYTES);
+            assert!(AuthRefuseCode::ALL.contains(&r.code));
+        }
         _ => {}
     }
 }

@@ -10,7 +10,16 @@
 //!    `--accept-lost-history` (`history-loss.json`); the WAL replica then
 //!    proves the loss at its handshake, so the primary fences itself
 //!    (`fence.json`) and the replica halts (`replica/halt.json`);
-//! 4. one connection announcing an oversized frame (an ERROR frame back).
+//! 4. one connection announcing an oversized frame (an ERROR frame back),
+//!    and one sending HELLO without the token (an AUTH_REFUSE back).
+//!
+//! Every node shares one `--repl-token-file`, so the recorded connections
+//! carry the protocol version 2 authentication phase (AUTH_BEGIN,
+//! AUTH_CHALLENGE, AUTH_PROOF) before each HELLO; the replicas send a
+//! `--name`; PROGRESS carries the commit times. A few messages a calm run
+//! never sends (a snapshot-resume HELLO and ACCEPT) are added from the
+//! node's own encoder. The primary's replica registry (`replicas.json`)
+//! and the token file are `meta_files` seeds.
 //!
 //! The client API traffic also goes through a recording proxy. Seeds are
 //! the files the nodes wrote, the frames and HTTP requests the proxies
@@ -26,7 +35,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aerodb_client::{blocking, ReadOptions, ScanOptions, WriteSet};
-use aerodb_repl_core::wire::{frame, Frame, FrameDecoder, FrameType, DEFAULT_MAX_PAYLOAD};
+use aerodb_repl_core::handshake::{Accept, Hello, HelloRequest, SnapshotResume, PROTOCOL_VERSION};
+use aerodb_repl_core::ids::{ClusterId, ReplicaId, ReplicaName};
+use aerodb_repl_core::wire::{frame, Frame, FrameDecoder, FrameType, Message, DEFAULT_MAX_PAYLOAD};
 use aerodb_wal::record::peek_record_len;
 use serde_json::{json, Value};
 
@@ -35,7 +46,7 @@ use crate::bench::node::{build_release, Node};
 /// Largest seed written (libFuzzer works best on small inputs).
 const MAX_SEED: usize = 8 * 1024;
 /// Most seeds per target (the corpus stays small; the fuzzer finds the rest).
-const MAX_SEEDS_PER_TARGET: usize = 24;
+const MAX_SEEDS_PER_TARGET: usize = 40;
 /// Most seeds of one kind (frame type, HTTP method) in a target.
 const MAX_SEEDS_PER_KIND: usize = 3;
 /// Most bytes a proxy records per direction and connection.
@@ -208,7 +219,7 @@ fn start(bin: &Path, args: &[String], surfaces: &[&str]) -> Result<Node, String>
     Node::start_with(bin, &args, surfaces)
 }
 
-fn start_replica(bin: &Path, dir: &Path, primary: &str, method: &str) -> Result<Node, String> {
+fn start_replica(bin: &Path, dir: &Path, primary: &str, method: &str, token: &Path) -> Result<Node, String> {
     let args: Vec<String> = [
         "replica",
         "--data-dir",
@@ -221,6 +232,10 @@ fn start_replica(bin: &Path, dir: &Path, primary: &str, method: &str) -> Result<
         "127.0.0.1:0",
         "--bootstrap",
         method,
+        "--name",
+        &format!("corpus-{method}"),
+        "--repl-token-file",
+        &token.display().to_string(),
     ]
     .iter()
     .map(ToString::to_string)
@@ -267,6 +282,17 @@ impl Seeds {
         }
         Ok(summary)
     }
+}
+
+/// A HELLO as a named replica sends it.
+fn corpus_hello(request: HelloRequest) -> Result<Message, String> {
+    Ok(Message::Hello(Hello {
+        protocol_version: PROTOCOL_VERSION,
+        cluster_id: None,
+        replica_id: ReplicaId::parse("fedcba9876543210fedcba9876543210").map_err(e)?,
+        name: Some(ReplicaName::parse("corpus-raw").map_err(e)?),
+        request,
+    }))
 }
 
 fn with_mode(mode: &[u8], body: &[u8]) -> Vec<u8> {
@@ -336,14 +362,28 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     let tmp = tempfile::tempdir().map_err(e)?;
     let (p_dir, r1_dir, r2_dir) = (tmp.path().join("primary"), tmp.path().join("replica-snapshot"), tmp.path().join("replica-wal"));
 
+    // One replication token for every node (owner-only permissions, as the node requires).
+    let token = tmp.path().join("repl.token");
+    std::fs::write(&token, "corpus-token-0123456789abcdef0123456789abcdef\n").map_err(e)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).map_err(e)?;
+    }
+    let token_arg = token.display().to_string();
+    let with_token = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<&str> = vec!["--repl-token-file", &token_arg];
+        args.extend_from_slice(extra);
+        primary_args(&p_dir, &args)
+    };
+
     eprintln!("fuzz-corpus: primary, two replicas, workload");
-    let primary = start(&bin, &primary_args(&p_dir, &[]), &["client", "repl", "dx"])?;
+    let primary = start(&bin, &with_token(&[]), &["client", "repl", "dx"])?;
     let http = Recorder::start(primary.addr("client")?)?;
     let repl = Recorder::start(primary.addr("repl")?)?;
     let client = blocking::Client::new(&format!("http://{}", http.addr)).map_err(e)?;
     workload(&client, 0..30)?;
-    let r1 = start_replica(&bin, &r1_dir, &repl.addr, "snapshot")?;
-    let r2 = start_replica(&bin, &r2_dir, &repl.addr, "wal")?;
+    let r1 = start_replica(&bin, &r1_dir, &repl.addr, "snapshot", &token)?;
+    let r2 = start_replica(&bin, &r2_dir, &repl.addr, "wal", &token)?;
     let last = workload(&client, 30..60)?;
     for r in [&r1, &r2] {
         wait_for("replicas caught up", || replication(r)["replica_commit_id"].as_u64() >= Some(last))?;
@@ -354,6 +394,12 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     let mut header = frame::encode(FrameType::Hello, &[]);
     header[4..8].copy_from_slice(&((16u32 << 20) + 1024).to_le_bytes());
     raw.write_all(&header).map_err(e)?;
+    raw.set_read_timeout(Some(Duration::from_secs(10))).map_err(e)?;
+    let _ = raw.read_to_end(&mut Vec::new());
+
+    // A HELLO without the token: the primary answers AUTH_REFUSE (AUTH_REQUIRED) and closes.
+    let mut raw = TcpStream::connect(&repl.addr).map_err(e)?;
+    raw.write_all(&corpus_hello(HelloRequest::Snapshot)?.to_frame()).map_err(e)?;
     raw.set_read_timeout(Some(Duration::from_secs(10))).map_err(e)?;
     let _ = raw.read_to_end(&mut Vec::new());
 
@@ -370,7 +416,7 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
     let tail = seg_paths.last().ok_or("the primary has no WAL segment")?;
     let len = std::fs::metadata(tail).map_err(e)?.len();
     std::fs::OpenOptions::new().write(true).open(tail).and_then(|f| f.set_len(len.saturating_sub(100).max(64))).map_err(e)?;
-    let primary = start(&bin, &primary_args(&p_dir, &["--accept-lost-history"]), &["client", "repl", "dx"])?;
+    let primary = start(&bin, &with_token(&["--accept-lost-history"]), &["client", "repl", "dx"])?;
     repl.retarget(primary.addr("repl")?);
     wait_for("the WAL replica to halt on the lost history", || replication(&r2)["replica_state"] == "Halted")?;
     wait_for("the primary's fence", || p_dir.join("fence.json").exists())?;
@@ -437,8 +483,10 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
         (1, "halt-json-replica-ahead", r2_dir.join("replica").join("halt.json")),
         (2, "fence-json-replica-ahead", p_dir.join("fence.json")),
         (3, "history-loss-json", p_dir.join("history-loss.json")),
-        (5, "identity-json-primary", p_dir.join("identity.json")),
-        (5, "identity-json-replica", r1_dir.join("identity.json")),
+        (5, "replicas-json", p_dir.join("replicas.json")),
+        (6, "repl-token-file", token.clone()),
+        (7, "identity-json-primary", p_dir.join("identity.json")),
+        (7, "identity-json-replica", r1_dir.join("identity.json")),
     ] {
         seeds.add("meta_files", label, with_mode(&[mode], &read(&path)?));
     }
@@ -454,6 +502,22 @@ pub(super) fn generate(out: &Path) -> Result<Vec<(String, usize, u64)>, String> 
         for f in frames(up).into_iter().chain(frames(down)) {
             seeds.add_kind("repl_message", &format!("{:?}", f.kind).to_lowercase(), with_mode(&[f.kind as u8 - 1], &f.payload));
         }
+    }
+
+    // Messages of protocol version 2 a calm run does not send, from the node's own encoder.
+    let resume = SnapshotResume { manifest_crc32c: 0x1234_5678, manifest_len: 812, file_index: 1, offset: 65_536 };
+    let cluster = ClusterId::parse("0123456789abcdef0123456789abcdef").map_err(e)?;
+    let accept = Accept {
+        cluster_id: cluster,
+        primary_commit_id: 60,
+        durable_lsn: 9_000,
+        start_lsn: None,
+        snapshot_resume: Some(resume),
+        client_addr: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 7_700))),
+    };
+    for m in [corpus_hello(HelloRequest::SnapshotResume(resume))?, Message::Accept(accept)] {
+        let (kind, payload) = m.encode();
+        seeds.add_kind("repl_message", &format!("{kind:?}-snapshot-resume").to_lowercase(), with_mode(&[kind as u8 - 1], &payload));
     }
 
     // Client API requests, as the proxy saw them.
