@@ -419,7 +419,7 @@ pub const HALT_CODES: &[HaltCode] = &[
         rule_id: "RES-3",
         failure: None,
         halts: false,
-        meaning: "the primary closed the connection because the replica's HELLO did not arrive in full within 5 s",
+        meaning: "the primary closed the connection because the replica did not finish the TLS handshake (with TLS), the token authentication (with a token) and a whole HELLO within 5 s of the connection",
         action: "check the network path between the replica and the primary (a slow or stalling link); the replica retries",
     },
 ];

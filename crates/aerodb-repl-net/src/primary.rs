@@ -56,6 +56,18 @@ fn refusal_detail(end: &SessionEnd, hello_timeout_ms: u64) -> String {
     }
 }
 
+/// Records how a connection ended — the refusal counted under its code
+/// and logged, the peer removed from the registry — before the socket is
+/// closed, so a peer that has seen the close finds its refusal already in
+/// `/metrics` and itself gone from `/v1/replication` (RES-3, RES-4).
+fn account_end(ctx: &PrimaryContext, id: u64, end: Option<&SessionEnd>, config: SessionConfig, peer: &str) {
+    if let Some((end, code)) = end.and_then(|e| reject_code(e).map(|c| (e, c))) {
+        ctx.registry.reject(code);
+        tracing::info!(%peer, code, detail = %refusal_detail(end, config.hello_timeout_ms), "replication connection closed: refused at a bound or for invalid input (RES-3, RES-4)");
+    }
+    ctx.registry.remove(id, end, ctx.wal.durable_watch().current().commit_id);
+}
+
 /// Limits of the replication port.
 #[derive(Clone, Copy, Debug)]
 pub struct PrimaryServerConfig {
@@ -197,13 +209,11 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             // handshake and the authentication phase as well (RES-3).
             let clock = Clock::new();
             // The TLS handshake runs here, after the cap and within the HELLO deadline.
-            let end = open_connection(stream, &conn_ctx, config.session, &peer)
-                .and_then(|conn| serve_connection(conn, &clock, &conn_ctx, config.session, id, &conn_stop, &peer));
-            if let Some((end, code)) = end.as_ref().and_then(|e| reject_code(e).map(|c| (e, c))) {
-                conn_ctx.registry.reject(code);
-                tracing::info!(%peer, code, detail = %refusal_detail(end, config.session.hello_timeout_ms), "replication connection closed: refused at a bound or for invalid input (RES-3, RES-4)");
+            match open_connection(stream, &conn_ctx, config.session, &peer) {
+                // Accounts for the connection's end itself, before it closes the socket.
+                Some(conn) => serve_connection(conn, &clock, &conn_ctx, config.session, id, &conn_stop, &peer),
+                None => account_end(&conn_ctx, id, None, config.session, &peer),
             }
-            conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
@@ -258,37 +268,31 @@ fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfi
     }
 }
 
-fn serve_connection(
-    conn: Connection,
-    clock: &Clock,
-    ctx: &PrimaryContext,
-    config: SessionConfig,
-    id: u64,
-    stop: &AtomicBool,
-    peer: &str,
-) -> Option<SessionEnd> {
+fn serve_connection(conn: Connection, clock: &Clock, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) {
     let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
     let reader_tx = tx.clone();
-    let reader_thread = std::thread::Builder::new()
-        .name("repl-conn-read".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = reader_tx.send(Inbound::Closed);
+    let spawned = std::thread::Builder::new().name("repl-conn-read".into()).spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = reader_tx.send(Inbound::Closed);
+                    return;
+                }
+                Ok(n) => {
+                    if reader_tx.send(Inbound::Bytes(buf[..n].to_vec())).is_err() {
                         return;
-                    }
-                    Ok(n) => {
-                        if reader_tx.send(Inbound::Bytes(buf[..n].to_vec())).is_err() {
-                            return;
-                        }
                     }
                 }
             }
-        })
-        .ok()?;
+        }
+    });
+    let Ok(reader_thread) = spawned else {
+        // The halves drop (closing the socket) right after the accounting.
+        account_end(ctx, id, None, config, peer);
+        return;
+    };
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
     // The HELLO deadline runs from the accept (time 0 of `clock`), not from the end of the TLS handshake.
@@ -299,9 +303,10 @@ fn serve_connection(
             Ok(nonce) => session = session.with_auth(token.clone(), nonce),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                account_end(ctx, id, None, config, peer);
                 closer();
                 let _ = reader_thread.join();
-                return None;
+                return;
             }
         }
     }
@@ -380,7 +385,7 @@ fn serve_connection(
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
+    account_end(ctx, id, end.as_ref(), config, peer);
     closer();
     let _ = reader_thread.join();
-    end
 }
