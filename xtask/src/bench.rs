@@ -15,7 +15,7 @@ mod cpu;
 mod engine;
 mod load;
 mod memory;
-mod node;
+pub(crate) mod node;
 mod postgres;
 mod replication;
 mod versus;

@@ -245,6 +245,51 @@ fn f_n2_malformed_payloads_are_rejected() {
     bad(FrameType::SnapshotEnd, b"x");
 }
 
+/// RES-4: a decode error may quote what the peer sent (serde quotes the
+/// offending string), so it quotes at most `MAX_ERROR_DETAIL_BYTES` of it,
+/// with control characters escaped: a 60 KiB HELLO field of the wrong type,
+/// a 2 MB cluster id in an ACCEPT and an invalid name never reach a log
+/// line or the DX API whole.
+#[test]
+fn res_4_decode_errors_quote_peer_bytes_boundedly() {
+    use aerodb_repl_core::wire::message::MAX_ERROR_DETAIL_BYTES;
+    let huge = "A".repeat(60 * 1024);
+    let escape = "\u{1b}[31m\nforged log line";
+    for (kind, payload) in [
+        (FrameType::Hello, format!(r#"{{"protocol_version":"{huge}","cluster_id":null,"replica_id":"r","request":{{"kind":"snapshot"}}}}"#)),
+        (FrameType::Hello, format!(r#"{{"protocol_version":1,"cluster_id":null,"replica_id":"{huge}","request":{{"kind":"snapshot"}}}}"#)),
+        (FrameType::Hello, format!(r#"{{"protocol_version":1,"cluster_id":null,"replica_id":"r","name":"{escape}","request":{{"kind":"snapshot"}}}}"#)),
+        (FrameType::Accept, format!(r#"{{"cluster_id":"{}","primary_commit_id":1,"durable_lsn":1,"start_lsn":0}}"#, "../".repeat(700_000))),
+        (FrameType::Accept, r#"{"cluster_id":"../../not-a-cluster","primary_commit_id":1,"durable_lsn":1,"start_lsn":0}"#.to_string()),
+        (FrameType::Error, format!(r#"{{"code":"{huge}","detail":""}}"#)),
+    ] {
+        let err = Message::decode(&Frame { kind, payload: Bytes::from(payload) }).unwrap_err();
+        assert!(err.detail.len() <= MAX_ERROR_DETAIL_BYTES, "{kind:?}: {} bytes", err.detail.len());
+        assert!(!err.detail.chars().any(char::is_control), "{kind:?}: {:?}", err.detail);
+        assert!(!err.to_string().contains('\n'));
+    }
+}
+
+/// RES-4: the free text a primary sends (REFUSE and ERROR `detail`, at most
+/// 4 KiB) is stored and shown with control characters escaped, and the
+/// escaping is stable (a decoded message round-trips unchanged).
+#[test]
+fn res_4_peer_detail_text_is_shown_escaped() {
+    use aerodb_repl_core::wire::message::{shown_text, MAX_DETAIL_BYTES};
+    let raw = serde_json::to_vec(&serde_json::json!({"code": "SHUTTING_DOWN", "detail": "line\nforged\u{1b}[2J"})).unwrap();
+    let Message::Error(decoded) = Message::decode(&Frame { kind: FrameType::Error, payload: Bytes::from(raw) }).unwrap() else { panic!() };
+    assert_eq!(decoded.detail, "line\\nforged\\u{1b}[2J");
+    assert_eq!(
+        Message::decode(&Frame { kind: FrameType::Error, payload: Bytes::from(Message::Error(decoded.clone()).payload()) }).unwrap(),
+        Message::Error(decoded)
+    );
+    let controls = "\u{7}".repeat(MAX_DETAIL_BYTES);
+    let shown = shown_text(&controls, MAX_DETAIL_BYTES);
+    assert!(shown.len() <= MAX_DETAIL_BYTES && shown.ends_with(&format!("({} bytes)", controls.len())), "{shown}");
+    assert_eq!(shown_text(&shown, MAX_DETAIL_BYTES), shown, "idempotent");
+    assert!(shown_text("é".repeat(10).as_str(), 9).len() <= 9);
+}
+
 /// RES-4: a PROGRESS (protocol version 2) is exactly six u64; its times
 /// are bounded and its next CommitId never beyond its CommitId.
 #[test]

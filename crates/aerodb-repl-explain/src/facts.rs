@@ -135,6 +135,9 @@ pub struct PrimaryFacts {
     pub wal_fsyncs: Option<u64>,
     /// The HTTP surfaces' bounds and usage (None if unknown to the caller).
     pub http: Option<HttpFacts>,
+    /// The replication port's bounds and usage (None when replication is
+    /// disabled or unknown to the caller).
+    pub repl_port: Option<ReplPortFacts>,
     /// The durable high-water mark (None if unknown to the caller).
     pub durability: Option<DurabilityFacts>,
     /// The fence (None on a standalone node, which has no replicas).
@@ -233,6 +236,21 @@ pub struct HttpFacts {
     /// Node-wide bounds as `(name, value)`: `max_waiting_reads`,
     /// `body_budget_bytes`, `shutdown_timeout_ms`.
     pub limits: Vec<(&'static str, u64)>,
+}
+
+/// The replication port's bounds and usage (RES-3, RES-4), as the
+/// primary's accept loop and sessions counted them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplPortFacts {
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Its bounds as `(name, value)`: `max_connections`, `hello_timeout_ms`,
+    /// `max_frame_payload_bytes` (what a primary accepts from a replica).
+    pub limits: Vec<(&'static str, u64)>,
+    /// Connections refused or closed since start because a bound was
+    /// reached or a replica sent something invalid, by code (every code
+    /// listed, zeros included).
+    pub rejects: Vec<(&'static str, u64)>,
 }
 
 /// One HTTP surface's bounds and usage.

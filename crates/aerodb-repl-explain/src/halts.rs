@@ -406,6 +406,22 @@ pub const HALT_CODES: &[HaltCode] = &[
         meaning: "the primary could not provide a snapshot for bootstrap",
         action: "check the primary's logs and disk space under `snapshots/`; the replica retries",
     },
+    HaltCode {
+        code: "TOO_MANY_CONNECTIONS",
+        rule_id: "RES-3",
+        failure: None,
+        halts: false,
+        meaning: "the primary's replication port is at its connection cap (64) and refused this connection",
+        action: "check what holds connections to the primary's `--repl-listen` port (only replicas should connect); the replica retries with backoff",
+    },
+    HaltCode {
+        code: "HELLO_TIMEOUT",
+        rule_id: "RES-3",
+        failure: None,
+        halts: false,
+        meaning: "the primary closed the connection because the replica did not finish the TLS handshake (with TLS), the token authentication (with a token) and a whole HELLO within 5 s of the connection",
+        action: "check the network path between the replica and the primary (a slow or stalling link); the replica retries",
+    },
 ];
 
 /// Looks up a code in the catalogue.

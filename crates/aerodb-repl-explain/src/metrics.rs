@@ -23,7 +23,7 @@ use aerodb_repl_core::halt::Reason;
 use aerodb_repl_core::state::StateKind;
 use aerodb_snapshot::scrub::ScrubStatus;
 
-use crate::facts::{HttpFacts, KnownReplicaFacts, PrimaryFacts, ProcessFacts, RegistryFacts, ReplicaFacts};
+use crate::facts::{HttpFacts, KnownReplicaFacts, PrimaryFacts, ProcessFacts, RegistryFacts, ReplPortFacts, ReplicaFacts};
 use crate::halts::HALT_CODES;
 use crate::views::default_read_inputs;
 
@@ -276,6 +276,9 @@ pub fn primary_metrics_with(f: &PrimaryFacts, process: Option<&ProcessFacts>) ->
     if let Some(registry) = &f.registry {
         replica_registry_metrics(&mut e, f, registry);
     }
+    if let Some(port) = &f.repl_port {
+        repl_port_metrics(&mut e, port);
+    }
     if let Some(http) = &f.http {
         http_metrics(&mut e, http);
     }
@@ -379,6 +382,23 @@ fn replica_registry_metrics(e: &mut Exposition, f: &PrimaryFacts, registry: &Reg
                 e.sample("aerodb_replica_retention_state", &[*l1, *l2, ("state", retention_state_name(s))], u64::from(*state == s));
             }
         }
+    }
+}
+
+/// The replication port's bounds and usage (RES-3, RES-4).
+fn repl_port_metrics(e: &mut Exposition, port: &ReplPortFacts) {
+    e.single("aerodb_repl_connections_open", "gauge", "Connections open on the replication port now.", Some(port.open_connections));
+    e.family("aerodb_repl_limit", "gauge", "Every bound of the replication port (RES-3), by name.");
+    for (name, value) in &port.limits {
+        e.sample("aerodb_repl_limit", &[("limit", name)], *value);
+    }
+    e.family(
+        "aerodb_repl_rejects_total",
+        "counter",
+        "Replication connections refused or closed at a bound or for invalid input (RES-3, RES-4) since start, by code.",
+    );
+    for (code, count) in &port.rejects {
+        e.sample("aerodb_repl_rejects_total", &[("code", code)], *count);
     }
 }
 

@@ -29,7 +29,8 @@ use aerodb_repl_core::status::{PrimaryProgress, ReplicaObserved};
 use aerodb_repl_core::wire::{frame, FrameType, Message, ServeCode, ServeError};
 use aerodb_repl_explain::explain::{self, Explanation, ReadBound, ReadQuery, RecoveryInput};
 use aerodb_repl_explain::facts::{
-    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusalCount, RegistryFacts, ReplicaFacts, WalFile,
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusalCount, RegistryFacts, ReplPortFacts,
+    ReplicaFacts, WalFile,
 };
 use aerodb_repl_explain::halts::HALT_CODES;
 use aerodb_repl_explain::views::{self, default_read_inputs};
@@ -1161,6 +1162,30 @@ fn repl_8_golden_blocking_snapshot_unavailable() {
     pin_blocking("SNAPSHOT_UNAVAILABLE", "REPL-8", h, (s, None), Some(dir.path()));
 }
 
+/// RES-3: the replication port is at its connection cap; the primary
+/// answers the connection with an Error frame (the message its accept
+/// loop sends) and closes it; the replica blocks and retries.
+#[test]
+fn res_3_golden_blocking_too_many_connections() {
+    let ServeError { code, detail } = ServeError::too_many_connections(64);
+    pin_blocking("TOO_MANY_CONNECTIONS", "RES-3", served_error(code, detail), connecting(3), None);
+}
+
+/// RES-3: a connection whose HELLO did not arrive in full within the
+/// deadline: the primary's real session answers with an Error frame; the
+/// replica blocks and retries.
+#[test]
+fn res_3_golden_blocking_hello_timeout() {
+    use aerodb_repl_core::engine::primary::{PrimarySession, SessionAction, SessionConfig};
+    let mut session = PrimarySession::new(0, SessionConfig::default(), cluster(), aerodb_wal::durable::DurablePoint { lsn: 0, commit_id: 0 });
+    let deadline = session.poll_timeout().unwrap();
+    session.handle_timer(deadline);
+    let Some(SessionAction::Send(bytes)) = session.poll_action() else { panic!("the session answers before it closes") };
+    let (frame, _) = frame::decode(&bytes, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let Ok(Message::Error(ServeError { code, detail })) = Message::decode(&frame) else { panic!("not an error frame") };
+    pin_blocking("HELLO_TIMEOUT", "RES-3", served_error(code, detail), connecting(3), None);
+}
+
 /// P5-I14: `docs/operations.md` lists every halt and blocking code with its
 /// rule, failure row and operator action exactly as explanations give them.
 #[test]
@@ -1361,6 +1386,11 @@ fn primary_facts(root: &Path, role: &'static str) -> PrimaryFacts {
         wal_shipped_bytes: (role == "primary").then_some(recs[5].end_lsn),
         wal_fsyncs: Some(0),
         http: None,
+        repl_port: (role == "primary").then(|| ReplPortFacts {
+            open_connections: 2,
+            limits: vec![("max_connections", 64), ("hello_timeout_ms", 5000), ("max_frame_payload_bytes", 65536)],
+            rejects: vec![("TOO_MANY_CONNECTIONS", 0), ("HELLO_TIMEOUT", 1), ("FRAME_TOO_LARGE", 0), ("PROTOCOL_ERROR", 2)],
+        }),
         durability: Some(DurabilityFacts {
             startup: StartupDurability {
                 mark_file: "present",

@@ -18,7 +18,7 @@ use aerodb_repl_core::fence::FenceLatch;
 use aerodb_repl_core::ids::ClusterId;
 use aerodb_repl_core::primary_io::{open_served_snapshot, PrimaryWal, ServedSnapshot, SnapshotSource};
 use aerodb_repl_core::registry::WalPoint;
-use aerodb_repl_core::wire::{Message, ServeCode, ServeError};
+use aerodb_repl_core::wire::{FrameError, Message, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::DurablePoint;
 use aerodb_wal::log::LogError;
@@ -28,6 +28,45 @@ pub use crate::registry::{ConnectedReplica, ReplicaRegistry};
 use crate::security::fresh_nonce;
 use crate::tls::{self, Accepted};
 use crate::transport::{plain_connection, Connection};
+
+/// Codes the replication port counts its refusals under (RES-3, RES-4), in
+/// the order `/metrics` lists them: over the connection cap, no HELLO in
+/// time, a frame too large, a malformed frame or field (or a REPORT beyond
+/// what was sent).
+pub const REJECT_CODES: [&str; 4] = ["TOO_MANY_CONNECTIONS", "HELLO_TIMEOUT", "FRAME_TOO_LARGE", "PROTOCOL_ERROR"];
+
+/// The [`REJECT_CODES`] entry a session end counts under, if it was a refusal.
+fn reject_code(end: &SessionEnd) -> Option<&'static str> {
+    match end {
+        SessionEnd::HelloTimeout => Some("HELLO_TIMEOUT"),
+        SessionEnd::Frame { error: FrameError::TooLarge { .. } } => Some("FRAME_TOO_LARGE"),
+        SessionEnd::Frame { .. } | SessionEnd::Protocol { .. } => Some("PROTOCOL_ERROR"),
+        _ => None,
+    }
+}
+
+/// What a refused connection did wrong, for the log (peer text in it is
+/// already bounded and escaped, RES-4).
+fn refusal_detail(end: &SessionEnd, hello_timeout_ms: u64) -> String {
+    match end {
+        SessionEnd::HelloTimeout => format!("no complete HELLO within {hello_timeout_ms} ms of the accept"),
+        SessionEnd::Frame { error } => error.to_string(),
+        SessionEnd::Protocol { error } => error.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Records how a connection ended — the refusal counted under its code
+/// and logged, the peer removed from the registry — before the socket is
+/// closed, so a peer that has seen the close finds its refusal already in
+/// `/metrics` and itself gone from `/v1/replication` (RES-3, RES-4).
+fn account_end(ctx: &PrimaryContext, id: u64, end: Option<&SessionEnd>, config: SessionConfig, peer: &str) {
+    if let Some((end, code)) = end.and_then(|e| reject_code(e).map(|c| (e, c))) {
+        ctx.registry.reject(code);
+        tracing::info!(%peer, code, detail = %refusal_detail(end, config.hello_timeout_ms), "replication connection closed: refused at a bound or for invalid input (RES-3, RES-4)");
+    }
+    ctx.registry.remove(id, end, ctx.wal.durable_watch().current().commit_id);
+}
 
 /// Limits of the replication port.
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +80,17 @@ pub struct PrimaryServerConfig {
 impl Default for PrimaryServerConfig {
     fn default() -> Self {
         PrimaryServerConfig { session: SessionConfig::default(), max_connections: 64 }
+    }
+}
+
+impl PrimaryServerConfig {
+    /// The port's bounds as `(name, value)`, in a fixed order (for `/metrics`).
+    pub fn limits(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("max_connections", self.max_connections as u64),
+            ("hello_timeout_ms", self.session.hello_timeout_ms),
+            ("max_frame_payload_bytes", MAX_REPLICA_PAYLOAD as u64),
+        ]
     }
 }
 
@@ -89,6 +139,7 @@ impl PrimaryServer {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let registry = ctx.registry.clone();
+        registry.set_limits(config.limits());
         // The primary's commit times, for lag in seconds (observability only).
         let (times, watching) = (registry.commit_times().clone(), stop.clone());
         ctx.wal.durable_watch().subscribe(move |p| {
@@ -143,13 +194,9 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
             }
         };
         if ctx.registry.open.load(Ordering::SeqCst) >= config.max_connections {
-            ctx.registry.refused_over_cap.fetch_add(1, Ordering::Relaxed);
-            let e = ServeError {
-                code: ServeCode::TooManyConnections,
-                detail: format!("the replication port serves at most {} connections", config.max_connections),
-            };
+            ctx.registry.reject("TOO_MANY_CONNECTIONS");
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let _ = stream.write_all(&Message::Error(e).to_frame());
+            let _ = stream.write_all(&Message::Error(ServeError::too_many_connections(config.max_connections)).to_frame());
             let _ = stream.shutdown(Shutdown::Both);
             continue;
         }
@@ -158,10 +205,15 @@ fn accept_loop(listener: &TcpListener, ctx: &PrimaryContext, config: PrimaryServ
         let spawned = std::thread::Builder::new().name("repl-conn".into()).spawn(move || {
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             let id = conn_ctx.registry.add(peer.clone());
-            // The TLS handshake runs here, after the cap and within the HELLO deadline (RES-3).
-            let end = open_connection(stream, &conn_ctx, config.session, &peer)
-                .and_then(|conn| serve_connection(conn, &conn_ctx, config.session, id, &conn_stop, &peer));
-            conn_ctx.registry.remove(id, end.as_ref(), conn_ctx.wal.durable_watch().current().commit_id);
+            // One clock from the accept: the HELLO deadline covers the TLS
+            // handshake and the authentication phase as well (RES-3).
+            let clock = Clock::new();
+            // The TLS handshake runs here, after the cap and within the HELLO deadline.
+            match open_connection(stream, &conn_ctx, config.session, &peer) {
+                // Accounts for the connection's end itself, before it closes the socket.
+                Some(conn) => serve_connection(conn, &clock, &conn_ctx, config.session, id, &conn_stop, &peer),
+                None => account_end(&conn_ctx, id, None, config.session, &peer),
+            }
             conn_ctx.registry.open.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
@@ -207,47 +259,54 @@ fn open_connection(stream: TcpStream, ctx: &PrimaryContext, config: SessionConfi
         Err(e) => {
             tracing::warn!(%peer, code = "TLS_HANDSHAKE_FAILED", error = %e, "replication peer refused: TLS handshake failed");
             ctx.registry.security.refused(peer, "TLS_HANDSHAKE_FAILED", &e.to_string());
+            if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+                // The handshake ran out of the HELLO deadline (RES-3).
+                ctx.registry.reject("HELLO_TIMEOUT");
+            }
             None
         }
     }
 }
 
-fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) -> Option<SessionEnd> {
-    let clock = Clock::new();
+fn serve_connection(conn: Connection, clock: &Clock, ctx: &PrimaryContext, config: SessionConfig, id: u64, stop: &AtomicBool, peer: &str) {
     let Connection { mut reader, mut writer, closer } = conn;
     let (tx, rx) = mpsc::sync_channel::<Inbound>(16);
     let reader_tx = tx.clone();
-    let reader_thread = std::thread::Builder::new()
-        .name("repl-conn-read".into())
-        .spawn(move || {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let _ = reader_tx.send(Inbound::Closed);
+    let spawned = std::thread::Builder::new().name("repl-conn-read".into()).spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    let _ = reader_tx.send(Inbound::Closed);
+                    return;
+                }
+                Ok(n) => {
+                    if reader_tx.send(Inbound::Bytes(buf[..n].to_vec())).is_err() {
                         return;
-                    }
-                    Ok(n) => {
-                        if reader_tx.send(Inbound::Bytes(buf[..n].to_vec())).is_err() {
-                            return;
-                        }
                     }
                 }
             }
-        })
-        .ok()?;
+        }
+    });
+    let Ok(reader_thread) = spawned else {
+        // The halves drop (closing the socket) right after the accounting.
+        account_end(ctx, id, None, config, peer);
+        return;
+    };
     let wake: SyncSender<Inbound> = tx;
     ctx.wal.durable_watch().subscribe(move |p| !matches!(wake.try_send(Inbound::Durable(p)), Err(mpsc::TrySendError::Disconnected(_))));
-    let mut session = PrimarySession::new(clock.now(), config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current())
-        .with_commit_times(ctx.registry.commit_times().clone());
+    // The HELLO deadline runs from the accept (time 0 of `clock`), not from the end of the TLS handshake.
+    let mut session =
+        PrimarySession::new(0, config, ctx.cluster_id.clone(), ctx.wal.durable_watch().current()).with_commit_times(ctx.registry.commit_times().clone());
     if let Some(token) = &ctx.security.token {
         match fresh_nonce() {
             Ok(nonce) => session = session.with_auth(token.clone(), nonce),
             Err(e) => {
                 tracing::error!(%peer, error = %e, "no nonce for the authentication exchange; closing the connection");
+                account_end(ctx, id, None, config, peer);
                 closer();
                 let _ = reader_thread.join();
-                return None;
+                return;
             }
         }
     }
@@ -326,7 +385,7 @@ fn serve_connection(conn: Connection, ctx: &PrimaryContext, config: SessionConfi
             Err(RecvTimeoutError::Timeout) => session.handle_timer(clock.now()),
         }
     }
+    account_end(ctx, id, end.as_ref(), config, peer);
     closer();
     let _ = reader_thread.join();
-    end
 }

@@ -31,6 +31,7 @@ use aerodb_wal::disk::Disk;
 use aerodb_wal::{CommitId, Lsn};
 
 use crate::clock::wall_ms;
+use crate::primary::REJECT_CODES;
 use crate::security::SecurityStats;
 
 /// Reports are written to `replicas.json` at most this often (connects,
@@ -114,7 +115,10 @@ pub struct ReplicaRegistry {
     next: AtomicU64,
     shipped_bytes: AtomicU64,
     pub(crate) open: AtomicUsize,
-    pub(crate) refused_over_cap: AtomicU64,
+    /// Refusals of the port's bounds since start, one per [`REJECT_CODES`] entry.
+    rejects: [AtomicU64; REJECT_CODES.len()],
+    /// The bounds of the port being served (empty before it serves).
+    limits: Mutex<Vec<(&'static str, u64)>>,
     /// Peers refused by token authentication or TLS since start.
     pub(crate) security: SecurityStats,
 }
@@ -139,7 +143,8 @@ impl ReplicaRegistry {
             next: AtomicU64::new(0),
             shipped_bytes: AtomicU64::new(0),
             open: AtomicUsize::new(0),
-            refused_over_cap: AtomicU64::new(0),
+            rejects: Default::default(),
+            limits: Mutex::new(Vec::new()),
             security: SecurityStats::default(),
         }
     }
@@ -238,7 +243,25 @@ impl ReplicaRegistry {
 
     /// Connections refused because the port was at its cap.
     pub fn refused_over_cap(&self) -> u64 {
-        self.refused_over_cap.load(Ordering::Relaxed)
+        self.rejects[0].load(Ordering::Relaxed)
+    }
+    /// Connections refused or closed for a bound or invalid input since
+    /// start, by code (every one of [`REJECT_CODES`], zeros included).
+    pub fn rejects(&self) -> Vec<(&'static str, u64)> {
+        REJECT_CODES.iter().zip(&self.rejects).map(|(code, n)| (*code, n.load(Ordering::Relaxed))).collect()
+    }
+    /// The bounds of the port being served (empty before it serves).
+    pub fn limits(&self) -> Vec<(&'static str, u64)> {
+        self.limits.lock().clone()
+    }
+    pub(crate) fn set_limits(&self, limits: Vec<(&'static str, u64)>) {
+        *self.limits.lock() = limits;
+    }
+    /// Counts a refusal under `code` (one of [`REJECT_CODES`]).
+    pub(crate) fn reject(&self, code: &str) {
+        if let Some(n) = REJECT_CODES.iter().position(|c| *c == code).and_then(|i| self.rejects.get(i)) {
+            n.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn add(&self, peer: String) -> u64 {

@@ -178,6 +178,7 @@ pub enum Accepted {
 /// so the caller can answer it in its own protocol. An error is a failed
 /// or timed-out handshake (`TLS_HANDSHAKE_FAILED`).
 pub fn accept(mut sock: TcpStream, config: Arc<ServerConfig>, timeout: Duration, write_timeout: Duration) -> io::Result<Accepted> {
+    let deadline = Instant::now() + timeout;
     let mut first = [0u8; 1];
     sock.set_read_timeout(Some(timeout))?;
     match sock.peek(&mut first)? {
@@ -186,7 +187,8 @@ pub fn accept(mut sock: TcpStream, config: Arc<ServerConfig>, timeout: Duration,
         _ => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed before the TLS handshake")),
     }
     let mut conn = rustls::Connection::Server(ServerConnection::new(config).map_err(io::Error::other)?);
-    handshake(&mut conn, &mut sock, timeout)?;
+    // One deadline for the first byte and the whole handshake.
+    handshake(&mut conn, &mut sock, deadline.saturating_duration_since(Instant::now()))?;
     split(conn, sock, write_timeout).map(Accepted::Tls)
 }
 

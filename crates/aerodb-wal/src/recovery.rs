@@ -271,7 +271,12 @@ pub fn scan_wal_with(
             at_mark = Some(ChainTip::of_segment(&header));
         }
         let body = Bytes::from(contents).slice(SEGMENT_HEADER_LEN as usize..);
-        file_end_lsn = header.start_lsn + body.len() as u64;
+        // A header near the end of the LSN space: its bytes would pass it
+        // (found by the `wal_recovery` fuzz target: an overflow).
+        file_end_lsn = header.start_lsn.checked_add(body.len() as u64).ok_or_else(|| WalRecoveryError::SegmentLayout {
+            segment: name.clone(),
+            detail: format!("{} bytes starting at LSN {} pass the end of the LSN space", body.len(), header.start_lsn),
+        })?;
         let mut offset = 0usize;
         while offset < body.len() {
             let lsn = header.start_lsn + offset as u64;

@@ -56,6 +56,10 @@ pub enum SegmentHeaderError {
     /// crc32c mismatch.
     #[error("segment header crc32c mismatch")]
     Checksum,
+    /// The reserved bytes `[48, 60)` are not zero (a header this build did
+    /// not write; found by the `wal_segment_header` fuzz target).
+    #[error("segment header reserved bytes are not zero")]
+    Reserved,
 }
 
 impl SegmentHeader {
@@ -88,6 +92,9 @@ impl SegmentHeader {
         let version = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
         if version != SEGMENT_VERSION || b[12..16] != (SEGMENT_HEADER_LEN as u32).to_le_bytes() {
             return Err(SegmentHeaderError::Version(version));
+        }
+        if b[48..60].iter().any(|&x| x != 0) {
+            return Err(SegmentHeaderError::Reserved);
         }
         let mut lsn = [0u8; 8];
         lsn.copy_from_slice(&b[16..24]);

@@ -172,8 +172,11 @@ impl ChainValidator {
             return Err(ChainViolation::LsnDiscontinuity { expected: self.tip.end_lsn, found: lsn });
         }
         let (record, len) = decode_record(bytes).map_err(|error| ChainViolation::InvalidRecord { lsn, error })?;
-        let expected_commit = self.tip.commit_id + 1;
-        if record.commit_id != expected_commit {
+        // A tip at CommitId u64::MAX (only a hostile or corrupt segment header
+        // declares one) has no successor: every record after it breaks the
+        // chain (`expected` then shows the saturated u64::MAX).
+        let expected_commit = self.tip.commit_id.saturating_add(1);
+        if self.tip.commit_id == CommitId::MAX || record.commit_id != expected_commit {
             return Err(ChainViolation::CommitIdDiscontinuity { lsn, expected: expected_commit, found: record.commit_id });
         }
         let expected_fp = expected_fingerprint(self.tip.fingerprint, &bytes[..len]);

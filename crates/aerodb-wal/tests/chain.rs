@@ -75,6 +75,24 @@ fn repl_2_commit_id_gap_is_rejected() {
     assert_chain_break(tmp.path(), &expected);
 }
 
+/// REPL-2, regression of a `wal_recovery` fuzz crash (an add overflow):
+/// a segment whose header declares the previous CommitId u64::MAX cannot
+/// be continued. Whatever CommitId the next record carries (0, as a
+/// wrapping `+ 1` would expect, or u64::MAX again) it is a
+/// CommitIdDiscontinuity, and the tip stays where it was.
+#[test]
+fn repl_2_a_history_ending_at_the_largest_commit_id_cannot_be_continued() {
+    let tip = ChainTip { end_lsn: 0, commit_id: CommitId::MAX, fingerprint: ChainTip::GENESIS.fingerprint };
+    for found in [0, 1, CommitId::MAX] {
+        let (r, _) = rec(found, tip.fingerprint);
+        let mut v = ChainValidator::new(tip);
+        let err = v.validate(0, &Bytes::from(r)).unwrap_err();
+        assert_eq!(err, ChainViolation::CommitIdDiscontinuity { lsn: 0, expected: CommitId::MAX, found });
+        assert_eq!((err.code(), err.rule_id()), ("COMMIT_ID_GAP", "REPL-2"));
+        assert_eq!(v.tip(), tip);
+    }
+}
+
 /// REPL-2 / REPL-7: a duplicated record (same CommitId again, no gap) and a
 /// CommitId going backwards are rejected.
 #[test]

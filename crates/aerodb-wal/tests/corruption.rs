@@ -131,6 +131,55 @@ fn core_3_truncated_earlier_segment_is_corruption() {
     assert_eq!(recover(tmp.path()).unwrap().report.records_verified, 60);
 }
 
+/// REPL-7: a segment whose (checksum-valid) header starts it so close to
+/// the end of the LSN space that its bytes would pass it is refused as a
+/// segment layout error, never read with overflowing LSNs (found by the
+/// `wal_recovery` fuzz target: an arithmetic overflow in recovery).
+#[test]
+fn repl_7_segment_past_the_end_of_the_lsn_space_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let start = u64::MAX - 8;
+    let header = aerodb_wal::segment::SegmentHeader { start_lsn: start, prev_commit_id: 3, prev_fingerprint: aerodb_wal::Fingerprint(7) };
+    let mut bytes = header.encode().to_vec();
+    bytes.extend_from_slice(&[0x2a; 40]);
+    std::fs::write(tmp.path().join(segment_file_name(start)), &bytes).unwrap();
+    let err = recover(tmp.path()).err().unwrap();
+    assert_eq!(err.code(), "WAL_SEGMENT_LAYOUT", "{err}");
+    assert_eq!(err.rule_id(), "REPL-7");
+    // Bytes ending exactly at the end of the LSN space are read (here: a torn tail, dropped).
+    bytes.truncate(64 + 8);
+    std::fs::write(tmp.path().join(segment_file_name(start)), &bytes).unwrap();
+    let recovered = recover(tmp.path()).unwrap();
+    assert_eq!(recovered.report.torn_tail.map(|t| (t.lsn, t.bytes_dropped)), Some((start, 8)));
+}
+
+/// CORE-3: a segment header whose reserved bytes are not zero is not a
+/// header this build wrote, even with a matching crc32c: recovery halts on
+/// it instead of reading it as a valid header (found by the
+/// `wal_segment_header` fuzz target: a decoded header did not re-encode to
+/// its own bytes).
+#[test]
+fn core_3_segment_header_with_nonzero_reserved_bytes_halts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, files) = many_segments(tmp.path());
+    let (_, path) = files[1].clone();
+    let original = std::fs::read(&path).unwrap();
+    let mut bytes = original.clone();
+    bytes[50] = 0x69;
+    let crc = crc32c::crc32c(&bytes[0..60]);
+    bytes[60..64].copy_from_slice(&crc.to_le_bytes());
+    assert_eq!(aerodb_wal::segment::SegmentHeader::decode(&bytes), Err(SegmentHeaderError::Reserved));
+    std::fs::write(&path, &bytes).unwrap();
+    let before = dir_contents(tmp.path());
+    let err = recover(tmp.path()).err().unwrap();
+    assert_eq!(err.code(), "WAL_BAD_SEGMENT_HEADER");
+    assert_eq!(err.rule_id(), "CORE-3");
+    assert!(matches!(err, WalRecoveryError::BadSegmentHeader { error: SegmentHeaderError::Reserved, .. }), "{err:?}");
+    assert_eq!(dir_contents(tmp.path()), before, "nothing changed on disk");
+    std::fs::write(&path, original).unwrap();
+    assert_eq!(recover(tmp.path()).unwrap().report.records_verified, 60);
+}
+
 /// CORE-3: a damaged segment header halts recovery, in the last segment as
 /// well (a header is never a torn tail: segments are created atomically).
 #[test]

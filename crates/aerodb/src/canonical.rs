@@ -4,9 +4,14 @@
 //! The canonical form is exactly what `serde_json::to_vec(&Value)` writes
 //! for the parsed document (compact, object keys sorted by bytes, the last
 //! of duplicate keys kept, numbers as serde_json prints them), so WAL bytes
-//! are unchanged from earlier versions. The transcoder writes scalars and
-//! arrays straight to the output and buffers only each object's members to
-//! sort them: memory stays within a small multiple of the document size.
+//! are unchanged from earlier versions, except that numbers now parse to
+//! the nearest f64 (serde_json's `float_roundtrip`; before, some long
+//! decimals landed one f64 off): the canonical form of canonical bytes is
+//! the same bytes, so a document read and written back never drifts.
+//!
+//! The transcoder writes scalars and arrays straight to the output and
+//! buffers only each object's members to sort them: memory stays within a
+//! small multiple of the document size.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -160,6 +165,36 @@ mod tests {
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         assert_eq!(canonical_json(deep.as_bytes()).is_ok(), via_value(deep.as_bytes()).is_ok(), "recursion limit is the same");
+    }
+
+    /// RES-3 / CORE-4, regression of a `client_commit` fuzz crash: a long
+    /// decimal (`9.98888888888888888888888888889`) became
+    /// `9.988888888888889`, which became `9.988888888888887` when stored
+    /// again: serde_json's default float parsing is not correctly rounded,
+    /// so a document drifted each time it was read and written back. With
+    /// `float_roundtrip` every number parses to the nearest f64 (as the
+    /// standard library's parser does) and the canonical form is a fixed
+    /// point.
+    #[test]
+    fn res_3_canonical_json_numbers_are_exact_and_idempotent() {
+        for number in [
+            "9.98888888888888888888888888889",
+            "9.988888888888889",
+            "9.988888888888887",
+            "0.30000000000000004",
+            "2.2250738585072011e-308",
+            "1.7976931348623157e308",
+            "123456789.123456789123456789",
+            "-0.000000000000000000000000000001234567890123456789",
+        ] {
+            let once = canonical_json(number.as_bytes()).unwrap();
+            assert_eq!(canonical_json(&once).unwrap(), once, "{number}: the canonical form is a fixed point");
+            let parsed: f64 = std::str::from_utf8(&once).unwrap().parse().unwrap();
+            assert_eq!(parsed.to_bits(), number.parse::<f64>().unwrap().to_bits(), "{number}: the nearest f64");
+            let doc = format!(r#"{{"items":[225,6],"total":{number}}}"#);
+            let once = canonical_json(doc.as_bytes()).unwrap();
+            assert_eq!(canonical_json(&once).unwrap(), once, "{doc}");
+        }
     }
 
     fn json_value() -> impl Strategy<Value = Value> {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerodb_mvcc::input::validate_name;
-use aerodb_mvcc::{ClientOp, InputError, WriteLimits};
+use aerodb_mvcc::{ClientOp, WriteLimits};
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -23,22 +23,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use serde::Deserialize;
 use serde_json::json;
-use serde_json::value::RawValue;
 
 use crate::api_error::ApiError;
-use crate::canonical::canonical_json;
 use crate::http::body::{read_body, BodyBudget, BodyReservation, BodyRules};
 use crate::http::refusal::LimitRefusal;
 use crate::http::shutdown::Shutdown;
 use crate::http::stats::SurfaceStats;
-use crate::service::{acknowledged, DocService, ReadRequest, MAX_WAIT_MS};
+use crate::request::{canonical_doc, parse_commit, read_request, scan_request, ReadRequest};
+use crate::service::{acknowledged, DocService};
 use crate::waiting::ReadWaiters;
-
-/// Default and maximum page size of range reads.
-const DEFAULT_SCAN_LIMIT: usize = 100;
-const MAX_SCAN_LIMIT: usize = 1000;
 
 /// A PUT body may exceed the document limit by this much (whitespace the
 /// canonical form drops); above it: 413 before anything is read.
@@ -137,15 +131,6 @@ fn json_response(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Canonical bytes of one document, refused above the document limit.
-fn canonical_doc(text: &[u8], max_doc_bytes: usize) -> Result<Bytes, ApiError> {
-    let doc = canonical_json(text).map_err(|e| ApiError::bad_request("BAD_JSON", format!("body is not valid JSON: {e}")))?;
-    if doc.len() > max_doc_bytes {
-        return Err(InputError::DocTooLarge { size: doc.len(), max: max_doc_bytes }.into());
-    }
-    Ok(Bytes::from(doc))
-}
-
 async fn put_doc(State(api): Api, path: Result<Path<(String, String)>, PathRejection>, body: Body) -> Response {
     respond(
         async {
@@ -182,58 +167,6 @@ fn query_error(e: QueryRejection) -> ApiError {
     ApiError::bad_request("BAD_REQUEST", format!("invalid query: {e}"))
 }
 
-/// A `/v1/commit` body. Documents stay raw slices of the body until each is
-/// canonicalised in turn.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CommitBody<'a> {
-    #[serde(borrow)]
-    ops: Vec<RawOp<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOp<'a> {
-    op: String,
-    collection: String,
-    key: String,
-    #[serde(borrow, default)]
-    doc: RawDoc<'a>,
-}
-
-/// A `doc` field: absent, or any JSON value (`null` included) kept raw.
-#[derive(Default)]
-struct RawDoc<'a>(Option<&'a RawValue>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawDoc<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        <&'a RawValue>::deserialize(deserializer).map(|raw| RawDoc(Some(raw)))
-    }
-}
-
-/// Parses a `/v1/commit` body into client ops: the op count is checked
-/// before any document is touched, then documents are canonicalised one at
-/// a time (each refused above the document limit as soon as it is seen).
-pub fn parse_commit(bytes: &[u8], limits: &WriteLimits) -> Result<Vec<ClientOp>, ApiError> {
-    let bad = |detail: String| ApiError::bad_request("BAD_REQUEST", format!("invalid commit body: {detail}"));
-    let parsed: CommitBody<'_> = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    if parsed.ops.len() > limits.max_ops {
-        return Err(InputError::TooManyOps { count: parsed.ops.len(), max: limits.max_ops }.into());
-    }
-    let mut ops = Vec::with_capacity(parsed.ops.len());
-    for (i, op) in parsed.ops.into_iter().enumerate() {
-        let RawOp { op, collection, key, doc } = op;
-        ops.push(match (op.as_str(), doc.0) {
-            ("put", Some(raw)) => ClientOp::Put { collection, key, doc: canonical_doc(raw.get().as_bytes(), limits.max_doc_bytes)? },
-            ("put", None) => return Err(bad(format!("op {i}: put needs a doc"))),
-            ("delete", None) => ClientOp::Delete { collection, key },
-            ("delete", Some(_)) => return Err(bad(format!("op {i}: delete takes no doc"))),
-            (other, _) => return Err(bad(format!("op {i}: unknown op {other:?}, expected put or delete"))),
-        });
-    }
-    Ok(ops)
-}
-
 async fn commit(State(api): Api, body: Body) -> Response {
     respond(
         async {
@@ -245,21 +178,6 @@ async fn commit(State(api): Api, body: Body) -> Response {
         }
         .await,
     )
-}
-
-fn parse_u64(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    params
-        .get(name)
-        .map(|v| v.parse::<u64>().map_err(|_| ApiError::bad_request("BAD_REQUEST", format!("query parameter {name} must be an unsigned integer"))))
-        .transpose()
-}
-
-fn read_request(params: &HashMap<String, String>) -> Result<ReadRequest, ApiError> {
-    let wait_ms = parse_u64(params, "wait_ms")?.unwrap_or(0);
-    if wait_ms > MAX_WAIT_MS {
-        return Err(ApiError::bad_request("BAD_REQUEST", format!("wait_ms is limited to {MAX_WAIT_MS}")));
-    }
-    Ok(ReadRequest { at: parse_u64(params, "at")?, min_commit: parse_u64(params, "min_commit")?, wait_ms })
 }
 
 fn doc_text(doc: &[u8]) -> Result<&str, ApiError> {
@@ -315,14 +233,10 @@ async fn scan_docs(State(api): Api, path: Result<Path<String>, PathRejection>, q
             let Path(collection) = path.map_err(path_error)?;
             let Query(params) = query.map_err(query_error)?;
             validate_name("collection", &collection)?;
-            let req = read_request(&params)?;
-            let limit = parse_u64(&params, "limit")?.map_or(DEFAULT_SCAN_LIMIT, |l| usize::try_from(l).unwrap_or(usize::MAX));
-            if limit == 0 || limit > MAX_SCAN_LIMIT {
-                return Err(ApiError::bad_request("BAD_REQUEST", format!("limit must be 1..={MAX_SCAN_LIMIT}")));
-            }
-            api.wait(req).await?;
-            let view = api.service.open_read(req)?;
-            let page = view.scan(collection.as_bytes(), params.get("start").map(|s| s.as_bytes()), params.get("end").map(|s| s.as_bytes()), limit);
+            let scan = scan_request(&params)?;
+            api.wait(scan.read).await?;
+            let view = api.service.open_read(scan.read)?;
+            let page = view.scan(collection.as_bytes(), scan.start.as_deref().map(str::as_bytes), scan.end.as_deref().map(str::as_bytes), scan.limit);
             let size: usize = page.items.iter().map(|(k, _, d)| k.len() + d.len() + 48).sum();
             let mut body = String::with_capacity(size + 64);
             let _ = write!(body, "{{\"read_view\":{},\"items\":[", view.read_upper_bound());
@@ -342,42 +256,4 @@ async fn scan_docs(State(api): Api, path: Result<Path<String>, PathRejection>, q
         }
         .await,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// §11 / RES-3: a commit body's ops are checked in order; `null` is a
-    /// document; unknown ops, a put without a doc and a delete with one are
-    /// refused; too many ops are refused before any document is parsed.
-    #[test]
-    fn res_3_commit_body_parses_raw_documents_one_at_a_time() {
-        let limits = WriteLimits::default();
-        let body = br#"{"ops":[{"op":"put","collection":"c","key":"a","doc":{"z":1, "a" : [ 1.0 ]}},{"op":"put","collection":"c","key":"n","doc":null},{"op":"delete","collection":"c","key":"b"}]}"#;
-        let ops = parse_commit(body, &limits).unwrap();
-        assert_eq!(
-            ops,
-            vec![
-                ClientOp::Put { collection: "c".into(), key: "a".into(), doc: Bytes::from_static(br#"{"a":[1.0],"z":1}"#) },
-                ClientOp::Put { collection: "c".into(), key: "n".into(), doc: Bytes::from_static(b"null") },
-                ClientOp::Delete { collection: "c".into(), key: "b".into() },
-            ]
-        );
-        for bad in [
-            &br#"{"ops":[{"op":"put","collection":"c","key":"k"}]}"#[..],
-            br#"{"ops":[{"op":"delete","collection":"c","key":"k","doc":1}]}"#,
-            br#"{"ops":[{"op":"upsert","collection":"c","key":"k","doc":1}]}"#,
-            br#"{"ops":[],"more":1}"#,
-        ] {
-            assert_eq!(parse_commit(bad, &limits).unwrap_err().code, "BAD_REQUEST");
-        }
-        let small = WriteLimits { max_ops: 1, ..limits };
-        let two = br#"{"ops":[{"op":"put","collection":"c","key":"a","doc":[}, {"op":"delete","collection":"c","key":"b"}]}"#;
-        assert_eq!(parse_commit(two, &small).unwrap_err().code, "BAD_REQUEST", "malformed JSON is refused as a whole");
-        let two = br#"{"ops":[{"op":"put","collection":"c","key":"a","doc":1}, {"op":"delete","collection":"c","key":"b"}]}"#;
-        assert_eq!(parse_commit(two, &small).unwrap_err().code, "TOO_MANY_OPS");
-        let tiny = WriteLimits { max_doc_bytes: 3, ..limits };
-        assert_eq!(parse_commit(br#"{"ops":[{"op":"put","collection":"c","key":"a","doc":"long"}]}"#, &tiny).unwrap_err().code, "DOC_TOO_LARGE");
-    }
 }

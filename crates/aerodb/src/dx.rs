@@ -15,8 +15,8 @@ use aerodb_repl_core::metadata::ReplicaPaths;
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_explain::explain::{self, ReadQuery};
 use aerodb_repl_explain::facts::{
-    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusedPeerFacts, RegistryFacts, ReplSecurityFacts,
-    ReplicaFacts, WalFile,
+    DurabilityFacts, FenceFacts, HttpFacts, HttpSurfaceFacts, KnownReplicaFacts, PeerReplica, PrimaryFacts, RefusedPeerFacts, RegistryFacts, ReplPortFacts,
+    ReplSecurityFacts, ReplicaFacts, WalFile,
 };
 use aerodb_repl_explain::metrics;
 use aerodb_repl_explain::views::{self, envelope};
@@ -151,6 +151,11 @@ impl PrimaryDx {
             wal_shipped_bytes: self.replicas.as_ref().map(|r| r.shipped_bytes()),
             wal_fsyncs: Some(self.engine.fsyncs()),
             http: Some(http_facts(&self.http)),
+            repl_port: self.replicas.as_ref().map(|r| ReplPortFacts {
+                open_connections: r.open_connections() as u64,
+                limits: r.limits(),
+                rejects: r.rejects(),
+            }),
             durability: self.guards.as_ref().map(|g| DurabilityFacts { startup: (*g.startup).clone(), policy: g.policy, live: g.gate.status() }),
             fence: self.guards.as_ref().and_then(|g| {
                 g.fence.as_ref().map(|latch| FenceFacts { current: latch.current(), lifted_at_startup: g.fence_lifted.clone(), proofs: latch.proofs() })

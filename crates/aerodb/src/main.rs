@@ -26,10 +26,8 @@ macro_rules! out {
 }
 
 mod addr;
-mod api_error;
 #[cfg(feature = "replication")]
 mod bootstrap_progress;
-mod canonical;
 mod cli;
 mod client;
 mod client_api;
@@ -63,6 +61,10 @@ mod waiting;
 mod wal_dump;
 
 use std::io::IsTerminal;
+
+// The pure parsers of client input live in the library target (so the
+// fuzz targets run the same code); `crate::api_error` etc. resolve to them.
+use aerodb::{api_error, request};
 
 use clap::Parser;
 

@@ -16,20 +16,7 @@ use serde_json::json;
 
 use crate::api_error::ApiError;
 
-/// Longest a read may wait for `min_commit` (bounded; waiting never
-/// changes what is admitted).
-pub const MAX_WAIT_MS: u64 = 30_000;
-
-/// A read request's view parameters.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ReadRequest {
-    /// Explicit read view R (`at`).
-    pub at: Option<CommitId>,
-    /// CommitId the client must see (`min_commit`).
-    pub min_commit: Option<CommitId>,
-    /// How long to wait for `min_commit`, in milliseconds.
-    pub wait_ms: u64,
-}
+pub use crate::request::ReadRequest;
 
 /// A node's document service.
 pub trait DocService: Send + Sync + 'static {

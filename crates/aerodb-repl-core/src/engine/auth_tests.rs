@@ -21,7 +21,7 @@ use crate::ids::{ClusterId, ReplicaId};
 use crate::metadata::{BootstrapBoundary, BootstrapMethod, ReplicaMetadata, METADATA_FORMAT};
 use crate::replica::{ReadyInfo, StreamStart};
 use crate::state::{ReplicaState, StateKind};
-use crate::wire::{frame, AuthMessage, Message};
+use crate::wire::{frame, AuthMessage, Message, ServeCode};
 
 const CLUSTER: &str = "0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "4f1c2a9e8b7d6c5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f";
@@ -337,7 +337,10 @@ fn repl_11_unauthenticated_peer_cannot_fence_the_primary() {
     assert_eq!(p.peer_auth(), PeerAuth::Authenticated);
 }
 
-/// RES-3: the whole authentication phase runs within the HELLO deadline.
+/// RES-3: the whole authentication phase runs within the HELLO deadline,
+/// which runs from the accept (the session's creation at 0 ms), not from
+/// the first bytes; missing it is answered like any late HELLO: one ERROR
+/// `HELLO_TIMEOUT`, then the close (docs/protocol.md).
 #[test]
 fn res_3_auth_phase_is_bounded_by_the_hello_deadline() {
     let mut p = session(Some(TOKEN));
@@ -345,8 +348,15 @@ fn res_3_auth_phase_is_bounded_by_the_hello_deadline() {
     drain_p(&mut p);
     let deadline = p.poll_timeout().unwrap();
     assert_eq!(deadline, SessionConfig::default().hello_timeout_ms);
+    p.handle_timer(deadline - 1);
+    assert!(drain_p(&mut p).is_empty(), "open until the deadline");
     p.handle_timer(deadline);
-    assert_eq!(drain_p(&mut p), vec![SessionAction::Close(SessionEnd::HelloTimeout)]);
+    let out = drain_p(&mut p);
+    match (&primary_sent(&out)[..], out.last()) {
+        ([Message::Error(e)], Some(SessionAction::Close(SessionEnd::HelloTimeout))) => assert_eq!(e.code, ServeCode::HelloTimeout, "{e:?}"),
+        other => panic!("expected ERROR HELLO_TIMEOUT then Close, got {other:?}"),
+    }
+    assert_eq!(p.peer_auth(), PeerAuth::Unauthenticated);
 
     // The replica's handshake deadline covers AUTH_CHALLENGE too.
     let mut r = bootstrapped(Some(TOKEN));

@@ -326,39 +326,68 @@ impl PrimarySession {
     }
 
     /// Bytes from the replica. `history` answers the handshake decision.
+    /// Whatever the replica sends is decoded and validated before it is
+    /// stored, logged or shown (RES-4); a bad frame or field is answered
+    /// with an ERROR frame carrying its stable code, then the connection
+    /// closes.
     pub fn handle_bytes(&mut self, now: Millis, bytes: &[u8], history: &dyn PrimaryHistory) {
         if self.phase == Phase::Closed {
             return;
+        }
+        if matches!(self.phase, Phase::AwaitingHello { deadline } if now >= deadline) {
+            // The deadline holds however the runtime interleaves bytes and timers.
+            return self.handle_timer(now);
         }
         self.decoder.push(bytes);
         loop {
             let frame = match self.decoder.next_frame() {
                 Ok(Some(f)) => f,
                 Ok(None) => return,
-                Err(error) => return self.close(SessionEnd::Frame { error }),
+                Err(error) => return self.refuse_frame(error),
             };
             let message = match Message::decode(&frame) {
                 Ok(m) => m,
-                Err(error) => return self.close(SessionEnd::Protocol { error }),
+                Err(error) => return self.refuse_message(error),
             };
             match (&self.phase, message) {
                 (Phase::AwaitingHello { .. }, Message::Auth(m)) => self.on_auth(m),
                 (Phase::AwaitingHello { .. }, Message::Hello(hello)) => self.on_hello_frame(now, hello, &frame.payload, history),
                 (Phase::Streaming { next_lsn, .. }, Message::Report(report)) => {
                     if let Err(error) = check_report(&report, *next_lsn, self.sent.commit_id) {
-                        return self.close(SessionEnd::Protocol { error });
+                        return self.refuse_message(error);
                     }
                     self.reported = Some(report);
                 }
                 (_, m) => {
                     let error = MessageError { kind: format!("{:?}", m.kind()), detail: "unexpected frame from a replica".into() };
-                    return self.close(SessionEnd::Protocol { error });
+                    return self.refuse_message(error);
                 }
             }
             if self.phase == Phase::Closed {
                 return;
             }
         }
+    }
+
+    /// Answers a frame error with ERROR (unless the peer does not speak
+    /// the protocol at all) and closes.
+    fn refuse_frame(&mut self, error: FrameError) {
+        let code = match &error {
+            FrameError::BadMagic { .. } => None,
+            FrameError::TooLarge { .. } => Some(ServeCode::FrameTooLarge),
+            FrameError::UnknownType { .. } | FrameError::Reserved { .. } | FrameError::Checksum => Some(ServeCode::ProtocolError),
+        };
+        if let Some(code) = code {
+            self.send(Message::Error(ServeError { code, detail: error.to_string() }));
+        }
+        self.close(SessionEnd::Frame { error });
+    }
+
+    /// Answers a malformed, unexpected or out-of-range message with ERROR
+    /// `PROTOCOL_ERROR` (its detail is already bounded) and closes.
+    fn refuse_message(&mut self, error: MessageError) {
+        self.send(Message::Error(ServeError { code: ServeCode::ProtocolError, detail: error.to_string() }));
+        self.close(SessionEnd::Protocol { error });
     }
 
     fn refuse_auth(&mut self, code: AuthRefuseCode, detail: String) {
@@ -393,7 +422,7 @@ impl PrimarySession {
             (auth, m) => {
                 self.auth = auth;
                 let error = MessageError { kind: format!("{:?}", m.kind()), detail: "unexpected authentication frame from a replica".into() };
-                self.close(SessionEnd::Protocol { error });
+                self.refuse_message(error);
             }
         }
     }
@@ -606,7 +635,11 @@ impl PrimarySession {
     /// Deadlines and heartbeats.
     pub fn handle_timer(&mut self, now: Millis) {
         match &mut self.phase {
-            Phase::AwaitingHello { deadline } if now >= *deadline => self.close(SessionEnd::HelloTimeout),
+            Phase::AwaitingHello { deadline } if now >= *deadline => {
+                let detail = format!("no complete HELLO within {} ms of the connection", self.config.hello_timeout_ms);
+                self.send(Message::Error(ServeError { code: ServeCode::HelloTimeout, detail }));
+                self.close(SessionEnd::HelloTimeout);
+            }
             Phase::Streaming { last_sent, reading, next_lsn } if now >= last_sent.saturating_add(self.config.heartbeat_ms) => {
                 *last_sent = now;
                 let caught_up = !*reading && *next_lsn >= self.durable.lsn;

@@ -17,6 +17,45 @@ use crate::wire::frame::{encode, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
 pub const MAX_DETAIL_BYTES: usize = 4096;
+/// Longest detail of a [`MessageError`]: a decode error may quote the
+/// peer's bytes (a serde error quotes the offending string), and is logged
+/// and shown, so it carries at most this much of them (RES-4).
+pub const MAX_ERROR_DETAIL_BYTES: usize = 512;
+
+/// `text` as it may be stored, logged or shown (RES-4): control characters
+/// escaped (no terminal escapes or forged log lines from a peer), and at
+/// most `max` bytes, cut on a character boundary with a note of the
+/// original length. Idempotent: shown text is shown unchanged.
+pub fn shown_text(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    let mut cut = false;
+    for c in text.chars() {
+        let before = out.len();
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+        if out.len() > max {
+            out.truncate(before);
+            cut = true;
+            break;
+        }
+    }
+    if cut {
+        let note = format!(" ... ({} bytes)", text.len());
+        let room = if note.len() <= max { max - note.len() } else { max };
+        let mut end = room.min(out.len());
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        if note.len() <= max {
+            out.push_str(&note);
+        }
+    }
+    out
+}
 
 /// WAL bytes as they arrived from the primary (one WAL frame).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,8 +76,10 @@ impl ReceivedChunk {
     }
 }
 
-/// Why the primary cannot serve a connection (never a verdict about the
-/// replica, which retries).
+/// Why the primary does not serve a connection: it cannot (its own WAL or
+/// snapshot, its connection cap, shutdown), or it refuses what the peer
+/// sent (a frame too large, a malformed frame or field, no HELLO in time).
+/// Never a verdict about the replica's history: the replica retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ServeCode {
@@ -50,6 +91,16 @@ pub enum ServeCode {
     TooManyConnections,
     /// The primary is shutting down.
     ShuttingDown,
+    /// The replica's frame announced a payload above what a primary accepts
+    /// from a replica (RES-3): refused at its header, nothing buffered.
+    FrameTooLarge,
+    /// A malformed or unexpected frame or field from the replica: a HELLO
+    /// field outside its documented format, a REPORT claiming more than the
+    /// primary sent, a bad frame (RES-4, F-N2).
+    ProtocolError,
+    /// No complete HELLO within the deadline after the connection was
+    /// accepted (RES-3).
+    HelloTimeout,
     /// The replication port speaks TLS only and the replica connected in
     /// plain TCP (sent unencrypted, before any TLS).
     TlsRequired,
@@ -63,6 +114,9 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "PRIMARY_WAL_UNREADABLE",
             ServeCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ServeCode::ShuttingDown => "SHUTTING_DOWN",
+            ServeCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ServeCode::ProtocolError => "PROTOCOL_ERROR",
+            ServeCode::HelloTimeout => "HELLO_TIMEOUT",
             ServeCode::TlsRequired => "TLS_REQUIRED",
         }
     }
@@ -73,6 +127,8 @@ impl ServeCode {
             ServeCode::PrimaryWalUnreadable => "REPL-10",
             ServeCode::TooManyConnections => "RES-3",
             ServeCode::ShuttingDown => "F-N1",
+            ServeCode::FrameTooLarge | ServeCode::HelloTimeout => "RES-3",
+            ServeCode::ProtocolError => "RES-4",
             ServeCode::TlsRequired => "REPL-1",
         }
     }
@@ -85,6 +141,14 @@ pub struct ServeError {
     pub code: ServeCode,
     /// Detail (bounded when decoded).
     pub detail: String,
+}
+
+impl ServeError {
+    /// The answer to a connection beyond the replication port's cap of
+    /// `max` connections (RES-3): the replica retries with backoff.
+    pub fn too_many_connections(max: usize) -> ServeError {
+        ServeError { code: ServeCode::TooManyConnections, detail: format!("the replication port serves at most {max} connections; retry later") }
+    }
 }
 
 /// One decoded message.
@@ -133,7 +197,7 @@ pub struct MessageError {
 
 impl MessageError {
     fn new(kind: FrameType, detail: impl Into<String>) -> Self {
-        MessageError { kind: format!("{kind:?}"), detail: detail.into() }
+        MessageError { kind: format!("{kind:?}"), detail: shown_text(&detail.into(), MAX_ERROR_DETAIL_BYTES) }
     }
 }
 
@@ -174,13 +238,15 @@ impl Message {
             FrameType::Hello => Message::Hello(json(f)?),
             FrameType::Accept => Message::Accept(json(f)?),
             FrameType::Refuse => {
-                let r: Refuse = json(f)?;
+                let mut r: Refuse = json(f)?;
                 bounded(f.kind, &r.detail)?;
+                r.detail = shown_text(&r.detail, MAX_DETAIL_BYTES);
                 Message::Refuse(r)
             }
             FrameType::Error => {
-                let e: ServeError = json(f)?;
+                let mut e: ServeError = json(f)?;
                 bounded(f.kind, &e.detail)?;
+                e.detail = shown_text(&e.detail, MAX_DETAIL_BYTES);
                 Message::Error(e)
             }
             FrameType::Wal => {

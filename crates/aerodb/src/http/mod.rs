@@ -12,10 +12,10 @@
 //! - [`shutdown`]: the node-wide shutdown signal.
 
 pub mod body;
-pub mod framer;
 mod guarded;
-pub mod limits;
-pub mod refusal;
 pub mod server;
 pub mod shutdown;
 pub mod stats;
+
+// The pure parts are in the library target (`aerodb::http`), shared with the fuzz targets.
+pub use aerodb::http::{framer, limits, refusal};

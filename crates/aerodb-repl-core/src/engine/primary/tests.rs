@@ -58,14 +58,38 @@ fn sent(actions: &[SessionAction]) -> Vec<Message> {
         .collect()
 }
 
-/// RES-3: a connection that does not send a whole HELLO in time is closed.
+/// The code of the ERROR frame the session sent, then the end it closed with.
+fn refused(actions: &[SessionAction]) -> (ServeCode, &SessionEnd) {
+    match (&sent(actions)[..], actions.last()) {
+        ([Message::Error(e)], Some(SessionAction::Close(end))) => (e.code, end),
+        other => panic!("expected ERROR then Close, got {other:?}"),
+    }
+}
+
+/// RES-3: a connection that does not send a whole HELLO in time is
+/// answered ERROR `HELLO_TIMEOUT` and closed.
 #[test]
 fn res_3_hello_deadline_closes_the_connection() {
     let mut s = session();
     s.handle_bytes(1, &hello(HelloRequest::Snapshot)[..5], &history(100, 2));
     let deadline = s.poll_timeout().unwrap();
+    s.handle_timer(deadline - 1);
+    assert!(drain(&mut s).is_empty(), "open until the deadline");
     s.handle_timer(deadline);
-    assert_eq!(drain(&mut s), vec![SessionAction::Close(SessionEnd::HelloTimeout)]);
+    assert_eq!(refused(&drain(&mut s)), (ServeCode::HelloTimeout, &SessionEnd::HelloTimeout));
+}
+
+/// RES-3: the HELLO deadline holds whatever the runtime delivers first: a
+/// HELLO whose last bytes arrive at the deadline is refused, not decided.
+#[test]
+fn res_3_hello_completed_at_the_deadline_is_refused() {
+    let mut s = session();
+    let whole = hello(HelloRequest::Snapshot);
+    s.handle_bytes(1, &whole[..5], &history(100, 2));
+    let deadline = s.poll_timeout().unwrap();
+    s.handle_bytes(deadline, &whole[5..], &history(100, 2));
+    assert_eq!(refused(&drain(&mut s)), (ServeCode::HelloTimeout, &SessionEnd::HelloTimeout));
+    assert!(s.view().hello.is_none(), "nothing of the late HELLO is kept");
 }
 
 /// RES-3: a frame header announcing 16 MiB is refused at once (the
@@ -76,7 +100,8 @@ fn res_3_oversized_frame_from_a_replica_is_refused_at_its_header() {
     let mut header = frame::encode(FrameType::Hello, &[]);
     header[4..8].copy_from_slice(&(16u32 * 1024 * 1024 + 1024).to_le_bytes());
     s.handle_bytes(1, &header, &history(100, 2));
-    assert!(matches!(&drain(&mut s)[..], [SessionAction::Close(SessionEnd::Frame { error: FrameError::TooLarge { .. } })]));
+    let actions = drain(&mut s);
+    assert!(matches!(refused(&actions), (ServeCode::FrameTooLarge, SessionEnd::Frame { error: FrameError::TooLarge { .. } })));
 }
 
 /// F-P1: after ACCEPT the session reads WAL only up to the durable LSN and
@@ -108,7 +133,8 @@ fn res_4_report_beyond_sent_is_refused_and_repl_11_ahead_fences() {
     drain(&mut s);
     let report = Positions { received_lsn: u64::MAX, validated_lsn: 0, applied_lsn: 0, applied_commit_id: 0 };
     s.handle_bytes(2, &Message::Report(report).to_frame(), &history(100, 2));
-    assert!(matches!(&drain(&mut s)[..], [SessionAction::Close(SessionEnd::Protocol { .. })]));
+    let actions = drain(&mut s);
+    assert!(matches!(refused(&actions), (ServeCode::ProtocolError, SessionEnd::Protocol { .. })));
 
     let mut s = session();
     s.handle_bytes(1, &hello(HelloRequest::Resume { end_lsn: 500, commit_id: 9, fingerprint: Fingerprint(1) }), &history(100, 2));
