@@ -135,24 +135,6 @@ fn f_s1_crash_during_snapshot_transfer_discards_partial_snapshot_and_bootstraps_
     });
 }
 
-/// `text` without ANSI colour sequences (`ESC [ ... m`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// Data bytes of the snapshot the primary in `pdir` served.
 fn served_snapshot_bytes(pdir: &Path) -> u64 {
     let (_, snap) = primary_snapshots(pdir).pop().expect("the primary made a snapshot for the bootstrap");
@@ -242,7 +224,7 @@ fn f_s1_interrupted_transfer_resumes_without_resending_verified_bytes() {
     assert_eq!(counts[0], CUT, "the first connection was cut mid-transfer ({size} bytes of data files)");
     // The replica logged how many verified bytes it held when it resumed
     // (whole pieces: the piece the cut split was never verified, so not kept).
-    let text = strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
+    let text = repl_support::strip_ansi(&std::fs::read_to_string(&log).unwrap_or_default());
     let line = text.lines().find(|l| l.contains("resuming the snapshot transfer")).unwrap_or_else(|| panic!("the replica logged the resume: {text}"));
     let held: u64 = line
         .split_whitespace()

@@ -71,19 +71,7 @@ fn restart_replica(args: &[String], dir: &std::path::Path, envs: &[(&str, &str)]
 
 /// The handshake decisions the primary logged (in order), ANSI colours removed.
 fn decisions(log: &str) -> Vec<String> {
-    let mut plain = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            plain.push(c);
-        }
-    }
+    let plain = repl_support::strip_ansi(log);
     let field = |l: &str, name: &str| l.split(&format!("{name}=")).nth(1).and_then(|v| v.split_whitespace().next()).map(|v| v.trim_matches('"').to_string());
     plain
         .lines()

@@ -287,3 +287,21 @@ pub fn assert_wal_prefix(primary_dir: &Path, replica_dir: &Path) {
     assert!(off + r.len() <= p.len(), "replica WAL is longer than the primary's (REPL-3)");
     assert!(p[off..off + r.len()] == r[..], "replica WAL bytes differ from the primary's (REPL-3)");
 }
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
