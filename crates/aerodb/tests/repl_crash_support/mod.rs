@@ -443,6 +443,28 @@ pub fn log_since(log: &Path, from: usize) -> String {
     all.get(from..).unwrap_or_default().to_string()
 }
 
+/// Copies `from` to `to` until `limit` bytes went through (never more),
+/// either side closes or fails; reports the running total to `progress`
+/// after each write. Returns the bytes forwarded.
+fn forward_up_to(from: &mut impl std::io::Read, to: &mut impl std::io::Write, limit: usize, mut progress: impl FnMut(usize)) -> usize {
+    let mut forwarded = 0usize;
+    let mut buf = [0u8; 64 * 1024];
+    while forwarded < limit {
+        let want = buf.len().min(limit - forwarded);
+        match from.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                forwarded += n;
+                progress(forwarded);
+            }
+        }
+    }
+    forwarded
+}
+
 /// A one-shot TCP proxy in front of `upstream`: it accepts exactly one
 /// connection, forwards both directions, and cuts the connection (both
 /// sockets shut down) once `cut_after` bytes have gone from upstream to the
@@ -469,20 +491,7 @@ pub fn cutting_proxy(upstream: &str, cut_after: usize) -> (String, JoinHandle<us
             }
         });
         let (mut s_read, mut c_write) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-        let mut forwarded = 0usize;
-        let mut buf = [0u8; 16 * 1024];
-        while forwarded < cut_after {
-            let want = buf.len().min(cut_after - forwarded);
-            match s_read.read(&mut buf[..want]) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if c_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    forwarded += n;
-                }
-            }
-        }
+        let forwarded = forward_up_to(&mut s_read, &mut c_write, cut_after, |_| {});
         let _ = client.shutdown(Shutdown::Both);
         let _ = server.shutdown(Shutdown::Both);
         forwarded
@@ -537,21 +546,7 @@ impl ResumingProxy {
                 });
                 std::thread::spawn(move || {
                     let (mut s_read, mut c_write) = (server, client);
-                    let mut forwarded = 0usize;
-                    let mut buf = [0u8; 64 * 1024];
-                    while forwarded < limit {
-                        let want = buf.len().min(limit - forwarded);
-                        match s_read.read(&mut buf[..want]) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if c_write.write_all(&buf[..n]).is_err() {
-                                    break;
-                                }
-                                forwarded += n;
-                                counts.lock().unwrap()[slot] = forwarded;
-                            }
-                        }
-                    }
+                    forward_up_to(&mut s_read, &mut c_write, limit, |forwarded| counts.lock().unwrap()[slot] = forwarded);
                     let _ = c_write.shutdown(Shutdown::Both);
                     let _ = s_read.shutdown(Shutdown::Both);
                 });
