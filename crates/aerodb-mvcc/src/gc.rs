@@ -21,10 +21,10 @@
 use std::collections::VecDeque;
 
 use aerodb_wal::CommitId;
-use bytes::Bytes;
 use serde::Serialize;
 
-use crate::store::Version;
+use crate::chain::Name;
+use crate::store::ChainEntry;
 
 /// How much MVCC history the primary keeps behind its newest commit
 /// (`--history-retain-commits`). The policy decides only from CommitIds,
@@ -74,29 +74,71 @@ impl GcPolicy {
 /// horizon `horizon`: it is newer than the horizon, or it is the newest
 /// version at or below the horizon and not a tombstone. Snapshots and
 /// explanations use this, so they never depend on when the purge ran.
-pub fn retained(chain: &[Version], index: usize, horizon: CommitId) -> bool {
-    let above = chain.partition_point(|v| v.commit_id <= horizon);
-    index >= above || (index + 1 == above && chain[index].doc.is_some())
+pub fn retained<V: ChainEntry>(chain: &[V], index: usize, horizon: CommitId) -> bool {
+    let above = chain.partition_point(|v| v.commit_id() <= horizon);
+    index >= above || (index + 1 == above && !chain[index].is_tombstone())
 }
 
 /// The versions of `chain` retained at `horizon`, oldest first.
-pub fn retained_versions(chain: &[Version], horizon: CommitId) -> impl Iterator<Item = &Version> {
+pub fn retained_versions<V: ChainEntry>(chain: &[V], horizon: CommitId) -> impl Iterator<Item = &V> {
     chain.iter().enumerate().filter(move |(i, _)| retained(chain, *i, horizon)).map(|(_, v)| v)
 }
 
 /// A version that becomes removable once the horizon reaches `removable_at`.
+/// One exists per superseded version inside the retention window, none per
+/// live key (RES-1).
 #[derive(Clone, Debug)]
 pub(crate) struct Candidate {
     /// Horizon from which no view can see the version.
     pub removable_at: CommitId,
-    /// Its collection (shares the store's key allocation).
-    pub collection: Bytes,
-    /// Its key (shares the store's key allocation).
-    pub key: Bytes,
     /// The version's CommitId.
     pub commit_id: CommitId,
-    /// The version's hash, subtracted from the digest when it is removed.
-    pub hash: u128,
+    /// The version's hash, subtracted from the digest when it is removed
+    /// (low and high halves: 8-byte alignment keeps the entry at 56 bytes).
+    hash: [u64; 2],
+    /// Its collection and key: the collection's length in one byte, the
+    /// collection, the key (short ones need no allocation).
+    path: Name,
+}
+
+impl Candidate {
+    /// The candidate for version `commit_id` of `collection`/`key`.
+    /// Names are at most 255 bytes (longer ones never pass validation;
+    /// one would only make this candidate's path ambiguous, never unsafe).
+    pub fn new(removable_at: CommitId, collection: &[u8], key: &[u8], commit_id: CommitId, hash: u128) -> Candidate {
+        let mut buf = [0u8; 1 + 2 * 255];
+        let coll_len = collection.len().min(255);
+        let key_len = key.len().min(255);
+        buf[0] = coll_len as u8;
+        buf[1..1 + coll_len].copy_from_slice(&collection[..coll_len]);
+        buf[1 + coll_len..1 + coll_len + key_len].copy_from_slice(&key[..key_len]);
+        let path = Name::new(&buf[..1 + coll_len + key_len]);
+        Candidate { removable_at, commit_id, hash: [hash as u64, (hash >> 64) as u64], path }
+    }
+
+    /// The version's hash.
+    pub fn hash(&self) -> u128 {
+        u128::from(self.hash[0]) | (u128::from(self.hash[1]) << 64)
+    }
+
+    /// The collection-and-key path (see [`path_names`]).
+    #[cfg(test)]
+    pub fn path(&self) -> &Name {
+        &self.path
+    }
+
+    /// The path and the version's CommitId (purging a taken candidate).
+    pub fn into_path(self) -> (Name, CommitId) {
+        (self.path, self.commit_id)
+    }
+}
+
+/// The collection and the key of a candidate's path.
+pub(crate) fn path_names(path: &Name) -> (&[u8], &[u8]) {
+    let bytes = path.as_bytes();
+    let coll_len = bytes.first().map_or(0, |n| usize::from(*n));
+    let rest = bytes.get(1..).unwrap_or_default();
+    rest.split_at(coll_len.min(rest.len()))
 }
 
 /// Candidates in `removable_at` order. The front `removed` entries were
@@ -140,7 +182,7 @@ impl GcQueue {
         let mut r = Removal { versions: 0, hash_sum: 0 };
         for c in self.queue.iter().skip(self.removed).take_while(|c| c.removable_at <= horizon) {
             r.versions += 1;
-            r.hash_sum = r.hash_sum.wrapping_add(c.hash);
+            r.hash_sum = r.hash_sum.wrapping_add(c.hash());
         }
         r
     }
@@ -179,6 +221,8 @@ impl GcQueue {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::store::Version;
+    use bytes::Bytes;
 
     fn v(commit_id: CommitId, put: bool) -> Version {
         Version { commit_id, doc: put.then(|| Bytes::from_static(b"{}")) }

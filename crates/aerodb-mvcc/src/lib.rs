@@ -32,6 +32,7 @@
 //! engine.close();
 //! ```
 
+mod chain;
 pub mod gc;
 pub mod input;
 pub mod primary;
@@ -40,4 +41,4 @@ pub mod store;
 pub use gc::GcPolicy;
 pub use input::{ClientOp, InputError, WriteLimits};
 pub use primary::{recover_store, recover_store_with, PrimaryEngine, StoreRecoveryError, StoreRecoveryReport, StoreSink};
-pub use store::{AppliedObserver, AppliedState, ApplyError, ApplyInput, CutPin, GcStats, ReadView, ScanPage, Store, Version, ViewError, Visible};
+pub use store::{AppliedObserver, AppliedState, ApplyError, ApplyInput, ChainEntry, CutPin, GcStats, ReadView, ScanPage, Store, Version, ViewError, Visible};

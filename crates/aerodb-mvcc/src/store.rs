@@ -13,7 +13,8 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::gc::{retained, retained_versions, Candidate, GcQueue};
+use crate::chain::{Chain, Name, Stored};
+use crate::gc::{path_names, retained, retained_versions, Candidate, GcQueue};
 
 /// One version of a document: the commit that created it and its body,
 /// or `None` for a tombstone.
@@ -23,6 +24,24 @@ pub struct Version {
     pub commit_id: CommitId,
     /// Full document body (canonical JSON), or `None` for a delete.
     pub doc: Option<Bytes>,
+}
+
+/// What the visibility and retention rules need of a version (implemented
+/// by [`Version`] and by the store's internal form of it).
+pub trait ChainEntry {
+    /// CommitId that created the version.
+    fn commit_id(&self) -> CommitId;
+    /// Whether the version is a delete.
+    fn is_tombstone(&self) -> bool;
+}
+
+impl ChainEntry for Version {
+    fn commit_id(&self) -> CommitId {
+        self.commit_id
+    }
+    fn is_tombstone(&self) -> bool {
+        self.doc.is_none()
+    }
 }
 
 /// The store's position in history: everything up to and including
@@ -153,7 +172,9 @@ pub enum ViewError {
     },
 }
 
-type Chains = BTreeMap<Bytes, BTreeMap<Bytes, Vec<Version>>>;
+/// Per collection, per key, the key's versions (RES-1: the compact
+/// representation of [`crate::chain`]).
+type Chains = BTreeMap<Name, BTreeMap<Name, Chain>>;
 
 /// Called with the new applied CommitId after each apply, once the commit is
 /// visible. Lets a server wake its waiting readers with its own runtime's
@@ -515,8 +536,8 @@ impl Store {
     /// first (for explanations; never depends on when the purge ran).
     pub fn version_chain(&self, collection: &[u8], key: &[u8]) -> Vec<Version> {
         let inner = self.inner.read();
-        let chain = inner.collections.get(collection).and_then(|c| c.get(key)).map_or(&[][..], Vec::as_slice);
-        retained_versions(chain, inner.horizon).cloned().collect()
+        let chain = inner.collections.get(collection).and_then(|c| c.get(key)).map_or(&[][..], Chain::as_slice);
+        retained_versions(chain, inner.horizon).map(Stored::to_version).collect()
     }
 
     /// Up to `max_keys` keys' versions with CommitId <= `upto` retained at
@@ -541,25 +562,29 @@ impl Store {
         let mut keys = 0usize;
         let mut last: Option<(Bytes, Bytes)> = None;
         let start_coll = match after {
-            Some((c, _)) => Bound::Included(c.clone()),
+            Some((c, _)) => Bound::Included(&c[..]),
             None => Bound::Unbounded,
         };
-        for (coll, chains) in inner.collections.range((start_coll, Bound::Unbounded)) {
+        for (coll, chains) in inner.collections.range::<[u8], _>((start_coll, Bound::Unbounded)) {
+            // One copy of the name per collection, shared by its versions.
+            let coll_bytes = Bytes::copy_from_slice(coll.as_bytes());
             let key_start = match after {
-                Some((c, k)) if c == coll => Bound::Excluded(k.clone()),
+                Some((c, k)) if c[..] == *coll.as_bytes() => Bound::Excluded(&k[..]),
                 _ => Bound::Unbounded,
             };
-            for (key, chain) in chains.range((key_start, Bound::Unbounded)) {
+            for (key, chain) in chains.range::<[u8], _>((key_start, Bound::Unbounded)) {
                 if keys == max_keys {
                     return (out, last);
                 }
                 keys += 1;
+                let key = Bytes::copy_from_slice(key.as_bytes());
+                let chain = chain.as_slice();
                 for (i, v) in chain.iter().enumerate().take_while(|(_, v)| v.commit_id <= upto) {
                     if retained(chain, i, horizon) {
-                        out.push(OwnedVersion { collection: coll.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc.clone() });
+                        out.push(OwnedVersion { collection: coll_bytes.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc_bytes() });
                     }
                 }
-                last = Some((coll.clone(), key.clone()));
+                last = Some((coll_bytes.clone(), key));
             }
         }
         (out, None)
@@ -621,39 +646,35 @@ impl Inner {
 
     /// Inserts one version, copying names and body into allocations of
     /// their own (RES-1: a decoded op is a slice of a whole WAL segment or
-    /// network chunk), and queues what it makes removable.
+    /// network chunk), and queues what it makes removable. A key's first
+    /// version is held inline (no chain allocation).
     fn insert(&mut self, commit_id: CommitId, op: &Op) {
         let (collection, key) = (op.collection(), op.key());
-        let doc = op.doc().map(Bytes::copy_from_slice);
-        let tombstone = doc.is_none();
-        let coll_name = match self.collections.get_key_value(collection) {
-            Some((name, _)) => name.clone(),
-            None => {
-                let name = Bytes::copy_from_slice(collection);
-                self.collections.insert(name.clone(), BTreeMap::new());
-                name
-            }
-        };
-        let Some(chains) = self.collections.get_mut(collection) else { return };
-        let key_name = match chains.get_key_value(key) {
-            Some((name, _)) => name.clone(),
-            None => {
-                let name = Bytes::copy_from_slice(key);
-                chains.insert(name.clone(), Vec::new());
-                name
-            }
-        };
-        let Some(chain) = chains.get_mut(key) else { return };
-        // The version this one shadows becomes removable once the horizon
-        // reaches this commit (a tombstone is queued already, at its own).
-        if let Some(prev) = chain.last().filter(|v| v.doc.is_some()) {
-            let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
-            self.gc.push(Candidate { removable_at: commit_id, collection: coll_name.clone(), key: key_name.clone(), commit_id: prev.commit_id, hash });
+        let version = Stored::new(commit_id, op.doc());
+        let tombstone = version.doc.is_none();
+        if !self.collections.contains_key(collection) {
+            self.collections.insert(Name::new(collection), BTreeMap::new());
         }
-        chain.push(Version { commit_id, doc });
+        let Some(chains) = self.collections.get_mut(collection) else { return };
+        match chains.get_mut(key) {
+            None => {
+                chains.insert(Name::new(key), Chain::One(version));
+            }
+            Some(chain) => {
+                // The version this one shadows becomes removable once the
+                // horizon reaches this commit (a tombstone is queued
+                // already, at its own).
+                let prev = chain.newest();
+                if prev.doc.is_some() {
+                    let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
+                    self.gc.push(Candidate::new(commit_id, collection, key, prev.commit_id, hash));
+                }
+                chain.push(version);
+            }
+        }
         if tombstone {
             let hash = version_hash_parts(commit_id, collection, key, None);
-            self.gc.push(Candidate { removable_at: commit_id, collection: coll_name, key: key_name, commit_id, hash });
+            self.gc.push(Candidate::new(commit_id, collection, key, commit_id, hash));
         }
     }
 
@@ -685,34 +706,32 @@ impl Inner {
         if taken.is_empty() {
             return;
         }
-        let mut per_key: HashMap<(Bytes, Bytes), Vec<CommitId>> = HashMap::new();
+        let mut per_key: HashMap<Name, Vec<CommitId>> = HashMap::new();
         for c in taken {
-            per_key.entry((c.collection, c.key)).or_default().push(c.commit_id);
+            let (path, commit_id) = c.into_path();
+            per_key.entry(path).or_default().push(commit_id);
         }
-        for ((collection, key), commits) in per_key {
-            let Some(chains) = self.collections.get_mut(&collection) else { continue };
-            let Some(chain) = chains.get_mut(&key) else { continue };
-            let before = chain.len();
-            let prefix = chain.len() >= commits.len() && chain.iter().zip(&commits).all(|(v, c)| v.commit_id == *c);
-            if prefix {
-                chain.drain(..commits.len());
+        for (path, commits) in per_key {
+            let (collection, key) = path_names(&path);
+            let Some(chains) = self.collections.get_mut(collection) else { continue };
+            let Some(chain) = chains.get_mut(key) else { continue };
+            let before = chain.as_slice().len();
+            let versions = chain.as_slice();
+            let prefix = versions.len() >= commits.len() && versions.iter().zip(&commits).all(|(v, c)| v.commit_id == *c);
+            let left = if prefix {
+                chain.remove_oldest(commits.len())
             } else {
                 // Not expected (candidates are queued in chain order); stay exact anyway.
                 debug_assert!(false, "GC candidates are not a prefix of their chain");
-                for c in &commits {
-                    if let Some(i) = chain.iter().position(|v| v.commit_id == *c) {
-                        chain.remove(i);
-                    }
-                }
-            }
-            self.held -= (before - chain.len()) as u64;
-            if chain.is_empty() {
-                chains.remove(&key);
+                chain.remove_commits(&commits)
+            };
+            let after = if left { chain.as_slice().len() } else { 0 };
+            self.held -= (before - after) as u64;
+            if !left {
+                chains.remove(key);
                 if chains.is_empty() {
-                    self.collections.remove(&collection);
+                    self.collections.remove(collection);
                 }
-            } else if chain.capacity() > 2 * chain.len() + 4 {
-                chain.shrink_to_fit();
             }
         }
     }
@@ -768,7 +787,7 @@ pub enum LoadError {
 }
 
 /// One collection's chains in key order, as a snapshot delivers them.
-type SortedChains = Vec<(Bytes, Vec<Version>)>;
+type SortedChains = Vec<(Name, Chain)>;
 
 /// Accumulates snapshot versions, recomputing the state digest. Versions
 /// arrive sorted, so each collection's keys are collected in order and its
@@ -777,10 +796,10 @@ type SortedChains = Vec<(Bytes, Vec<Version>)>;
 pub struct StoreBuilder {
     collections: Chains,
     /// The collection being filled: its name and its chains, in key order.
-    current: Option<(Bytes, SortedChains)>,
+    current: Option<(Name, SortedChains)>,
     digest: StateDigest,
     versions: u64,
-    last: Option<(Bytes, Bytes, CommitId)>,
+    last: Option<(Name, Name, CommitId)>,
 }
 
 impl StoreBuilder {
@@ -788,39 +807,44 @@ impl StoreBuilder {
     /// of their own (RES-1: decoded versions are slices of a read chunk).
     pub fn add(&mut self, v: OwnedVersion) -> Result<(), LoadError> {
         if let Some((c, k, id)) = &self.last {
-            let ordered = (c, k, *id) < (&v.collection, &v.key, v.commit_id);
+            let ordered = (c.as_bytes(), k.as_bytes(), *id) < (&v.collection[..], &v.key[..], v.commit_id);
             if !ordered {
                 return Err(LoadError::OutOfOrder { index: self.versions });
             }
         }
         self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-        let doc = v.doc.as_deref().map(Bytes::copy_from_slice);
-        let same_key = self.last.as_ref().is_some_and(|(c, k, _)| *c == v.collection && *k == v.key);
+        let same_collection = self.last.as_ref().is_some_and(|(c, _, _)| c.as_bytes() == &v.collection[..]);
+        let same_key = same_collection && self.last.as_ref().is_some_and(|(_, k, _)| k.as_bytes() == &v.key[..]);
         let (collection, key) = match &self.last {
-            // Share the allocation of the previous version's names.
             Some((c, k, _)) if same_key => (c.clone(), k.clone()),
-            Some((c, _, _)) if *c == v.collection => (c.clone(), Bytes::copy_from_slice(&v.key)),
-            _ => (Bytes::copy_from_slice(&v.collection), Bytes::copy_from_slice(&v.key)),
+            Some((c, _, _)) if same_collection => (c.clone(), Name::new(&v.key)),
+            _ => (Name::new(&v.collection), Name::new(&v.key)),
         };
         self.last = Some((collection.clone(), key.clone(), v.commit_id));
-        let version = Version { commit_id: v.commit_id, doc };
+        let version = Stored::new(v.commit_id, v.doc.as_deref());
         match &mut self.current {
             Some((c, chains)) if *c == collection => match chains.last_mut() {
                 Some((k, chain)) if same_key && *k == key => chain.push(version),
-                _ => chains.push((key, vec![version])),
+                _ => chains.push((key, Chain::One(version))),
             },
             _ => {
                 self.flush();
-                self.current = Some((collection, vec![(key, vec![version])]));
+                self.current = Some((collection, vec![(key, Chain::One(version))]));
             }
         }
         self.versions += 1;
         Ok(())
     }
 
-    /// Builds the filled collection's map (its keys are already sorted).
+    /// Builds the filled collection's map (its keys are already sorted),
+    /// trimming the chains that hold history to their exact length.
     fn flush(&mut self) {
-        if let Some((collection, chains)) = self.current.take() {
+        if let Some((collection, mut chains)) = self.current.take() {
+            for (_, chain) in &mut chains {
+                if let Chain::Many(versions) = chain {
+                    versions.shrink_to_fit();
+                }
+            }
             self.collections.insert(collection, chains.into_iter().collect());
         }
     }
@@ -851,14 +875,15 @@ impl StoreBuilder {
         let mut candidates = Vec::new();
         for (collection, chains) in &self.collections {
             for (key, chain) in chains {
+                let chain = chain.as_slice();
                 if let Some(v) = chain.last().filter(|v| v.commit_id > cut.commit_id) {
                     return Err(LoadError::BeyondCut { commit_id: v.commit_id, cut: cut.commit_id });
                 }
                 for (i, v) in chain.iter().enumerate() {
                     if !retained(chain, i, horizon) {
                         return Err(LoadError::NotRetained {
-                            collection: String::from_utf8_lossy(collection).into_owned(),
-                            key: String::from_utf8_lossy(key).into_owned(),
+                            collection: String::from_utf8_lossy(collection.as_bytes()).into_owned(),
+                            key: String::from_utf8_lossy(key.as_bytes()).into_owned(),
                             commit_id: v.commit_id,
                             horizon,
                         });
@@ -870,8 +895,8 @@ impl StoreBuilder {
                         (Some(_), Some(next)) => next.commit_id,
                         (Some(_), None) => continue,
                     };
-                    let hash = version_hash_parts(v.commit_id, collection, key, v.doc.as_deref());
-                    candidates.push(Candidate { removable_at, collection: collection.clone(), key: key.clone(), commit_id: v.commit_id, hash });
+                    let hash = version_hash_parts(v.commit_id, collection.as_bytes(), key.as_bytes(), v.doc.as_deref());
+                    candidates.push(Candidate::new(removable_at, collection.as_bytes(), key.as_bytes(), v.commit_id, hash));
                 }
             }
         }
@@ -900,9 +925,9 @@ impl ReadView {
     pub fn get(&self, collection: &[u8], key: &[u8]) -> Option<Visible> {
         let inner = self.store.inner.read();
         let chain = inner.collections.get(collection)?.get(key)?;
-        visible_in(chain, self.read_upper_bound)
+        visible_in(chain.as_slice(), self.read_upper_bound)
             .filter(|v| v.doc.is_some() || v.commit_id > inner.horizon)
-            .map(|v| Visible { commit_id: v.commit_id, doc: v.doc.clone() })
+            .map(|v| Visible { commit_id: v.commit_id, doc: v.doc_bytes() })
     }
 
     /// Visible, non-deleted documents with `start <= key < end`, at most
@@ -915,20 +940,23 @@ impl ReadView {
         let Some(chains) = inner.collections.get(collection) else {
             return ScanPage { items, next: None };
         };
-        let lower = start.map_or(Bound::Unbounded, |s| Bound::Included(Bytes::copy_from_slice(s)));
-        let upper = end.map_or(Bound::Unbounded, |e| Bound::Excluded(Bytes::copy_from_slice(e)));
+        let lower = start.map_or(Bound::Unbounded, Bound::Included);
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
         if let (Some(s), Some(e)) = (start, end) {
             if s >= e {
                 return ScanPage { items, next: None };
             }
         }
-        for (key, chain) in chains.range((lower, upper)) {
-            let Some(v) = visible_in(chain, self.read_upper_bound) else { continue };
-            let Some(doc) = &v.doc else { continue };
-            if items.len() == limit {
-                return ScanPage { items, next: Some(key.clone()) };
+        for (key, chain) in chains.range::<[u8], _>((lower, upper)) {
+            let Some(v) = visible_in(chain.as_slice(), self.read_upper_bound) else { continue };
+            if v.doc.is_none() {
+                continue;
             }
-            items.push((key.clone(), v.commit_id, doc.clone()));
+            if items.len() == limit {
+                return ScanPage { items, next: Some(Bytes::copy_from_slice(key.as_bytes())) };
+            }
+            let Some(doc) = v.doc_bytes() else { continue };
+            items.push((Bytes::copy_from_slice(key.as_bytes()), v.commit_id, doc));
         }
         ScanPage { items, next: None }
     }
@@ -941,7 +969,7 @@ impl Drop for ReadView {
 }
 
 /// MVCC-1: the version with the largest CommitId <= r.
-pub fn visible_in(chain: &[Version], r: CommitId) -> Option<&Version> {
-    let idx = chain.partition_point(|v| v.commit_id <= r);
+pub fn visible_in<V: ChainEntry>(chain: &[V], r: CommitId) -> Option<&V> {
+    let idx = chain.partition_point(|v| v.commit_id() <= r);
     idx.checked_sub(1).map(|i| &chain[i])
 }

@@ -1,0 +1,289 @@
+//! The compact per-key representation of the store (RES-1): names held
+//! inline when short, and version chains that keep their only version
+//! inline.
+//!
+//! Almost every key holds exactly one version: history is retained only
+//! inside the GC window. A `Vec<Version>` per key would cost a heap
+//! allocation (four versions of capacity after the first push) for every
+//! live key; a [`Chain`] spills to a vector only while a key has history.
+//! Names (collections and keys, at most 255 bytes) of up to
+//! [`Name::INLINE`] bytes need no allocation at all, and a longer one has
+//! an allocation of exactly its length that nothing else shares, so no
+//! name or version ever pins a WAL read buffer or network chunk.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use aerodb_wal::CommitId;
+use bytes::Bytes;
+
+use crate::store::{ChainEntry, Version};
+
+/// A version as the store holds it. The body is an allocation of exactly
+/// its length shared by reference count: 16 bytes in the chain instead of
+/// a `Bytes`' 32, and a read takes a reference without changing what is
+/// stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Stored {
+    /// CommitId that created this version.
+    pub commit_id: CommitId,
+    /// Body, or `None` for a tombstone.
+    pub doc: Option<Arc<[u8]>>,
+}
+
+impl Stored {
+    /// A version holding a copy of `doc`.
+    pub fn new(commit_id: CommitId, doc: Option<&[u8]>) -> Stored {
+        Stored { commit_id, doc: doc.map(Arc::from) }
+    }
+
+    /// The body as `Bytes` sharing the stored allocation (no copy).
+    pub fn doc_bytes(&self) -> Option<Bytes> {
+        self.doc.as_ref().map(|d| Bytes::from_owner(d.clone()))
+    }
+
+    /// The public form of this version.
+    pub fn to_version(&self) -> Version {
+        Version { commit_id: self.commit_id, doc: self.doc_bytes() }
+    }
+}
+
+impl ChainEntry for Stored {
+    fn commit_id(&self) -> CommitId {
+        self.commit_id
+    }
+    fn is_tombstone(&self) -> bool {
+        self.doc.is_none()
+    }
+}
+
+/// A collection or key name, compared, ordered and hashed exactly like its
+/// bytes (so a map keyed by it is looked up and ranged with `&[u8]`).
+#[derive(Clone)]
+pub(crate) enum Name {
+    /// Up to [`Name::INLINE`] bytes, no allocation.
+    Inline {
+        /// Bytes used.
+        len: u8,
+        /// The name, zero padded.
+        bytes: [u8; Name::INLINE],
+    },
+    /// A longer name in an allocation of exactly its length.
+    Heap(Box<[u8]>),
+}
+
+impl Name {
+    /// Longest name held inline: fills the 24 bytes the heap variant needs.
+    pub const INLINE: usize = 22;
+
+    /// A name holding a copy of `name`.
+    pub fn new(name: &[u8]) -> Name {
+        match u8::try_from(name.len()) {
+            Ok(len) if name.len() <= Name::INLINE => {
+                let mut bytes = [0u8; Name::INLINE];
+                bytes[..name.len()].copy_from_slice(name);
+                Name::Inline { len, bytes }
+            }
+            _ => Name::Heap(name.into()),
+        }
+    }
+
+    /// The name's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Name::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Name::Heap(b) => b,
+        }
+    }
+}
+
+impl Borrow<[u8]> for Name {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// The versions of one key, oldest first, never empty.
+#[derive(Clone, Debug)]
+pub(crate) enum Chain {
+    /// The common case: one version, held inline.
+    One(Stored),
+    /// Two or more versions (history inside the GC window).
+    Many(Vec<Stored>),
+}
+
+impl Chain {
+    /// The versions, oldest first.
+    pub fn as_slice(&self) -> &[Stored] {
+        match self {
+            Chain::One(v) => std::slice::from_ref(v),
+            Chain::Many(vs) => vs,
+        }
+    }
+
+    /// A chain of `versions` (oldest first), or `None` when there are none.
+    pub fn from_vec(mut versions: Vec<Stored>) -> Option<Chain> {
+        match versions.len() {
+            0 => None,
+            1 => versions.pop().map(Chain::One),
+            _ => {
+                versions.shrink_to_fit();
+                Some(Chain::Many(versions))
+            }
+        }
+    }
+
+    /// The newest version.
+    pub fn newest(&self) -> &Stored {
+        match self {
+            Chain::One(v) => v,
+            // Never empty: a `Many` chain holds at least two versions.
+            Chain::Many(vs) => &vs[vs.len() - 1],
+        }
+    }
+
+    /// Appends a newer version (spilling to a vector of exactly two).
+    pub fn push(&mut self, version: Stored) {
+        match self {
+            Chain::Many(vs) => vs.push(version),
+            Chain::One(only) => {
+                let placeholder = Stored { commit_id: 0, doc: None };
+                let older = std::mem::replace(only, placeholder);
+                *self = Chain::Many(vec![older, version]);
+            }
+        }
+    }
+
+    /// Removes the `n` oldest versions; `false` when that leaves none (the
+    /// caller then removes the key). A chain left with one version goes
+    /// back inline; a vector left mostly empty is shrunk.
+    pub fn remove_oldest(&mut self, n: usize) -> bool {
+        match self {
+            Chain::One(_) => n == 0,
+            Chain::Many(vs) => {
+                vs.drain(..n.min(vs.len()));
+                match vs.len() {
+                    0 => false,
+                    1 => {
+                        if let Some(only) = vs.pop() {
+                            *self = Chain::One(only);
+                        }
+                        true
+                    }
+                    len => {
+                        if vs.capacity() > 2 * len + 4 {
+                            vs.shrink_to_fit();
+                        }
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the versions with these CommitIds wherever they are (not
+    /// expected: removals are prefixes); `false` when none is left.
+    pub fn remove_commits(&mut self, commits: &[CommitId]) -> bool {
+        let kept: Vec<Stored> = self.as_slice().iter().filter(|v| !commits.contains(&v.commit_id)).cloned().collect();
+        match Chain::from_vec(kept) {
+            Some(chain) => {
+                *self = chain;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn v(commit_id: u64) -> Stored {
+        Stored::new(commit_id, Some(format!("{{\"v\":{commit_id}}}").as_bytes()))
+    }
+
+    /// RES-1: a name and a one-version chain cost no allocation of their
+    /// own beyond the document, and the per-key entry stays small.
+    #[test]
+    fn res_1_per_key_representation_is_compact() {
+        assert_eq!(std::mem::size_of::<Name>(), 24);
+        assert_eq!(std::mem::size_of::<Stored>(), 24);
+        assert!(std::mem::size_of::<Chain>() <= 32, "{}", std::mem::size_of::<Chain>());
+        assert!(matches!(Name::new(&[b'k'; Name::INLINE]), Name::Inline { .. }));
+        assert!(matches!(Name::new(&[b'k'; Name::INLINE + 1]), Name::Heap(_)));
+        let mut chain = Chain::One(v(1));
+        chain.push(v(2));
+        assert!(matches!(&chain, Chain::Many(vs) if vs.capacity() == 2));
+        chain.push(v(3));
+        assert_eq!(chain.as_slice().iter().map(|v| v.commit_id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(chain.newest().commit_id, 3);
+        assert!(chain.remove_oldest(2));
+        assert!(matches!(&chain, Chain::One(only) if only.commit_id == 3), "back inline once one version is left");
+        assert!(!chain.remove_oldest(1));
+        let mut chain = Chain::from_vec(vec![v(1), v(2), v(3)]).unwrap();
+        assert!(chain.remove_commits(&[2]));
+        assert_eq!(chain.as_slice().iter().map(|v| v.commit_id).collect::<Vec<_>>(), [1, 3]);
+        assert!(Chain::from_vec(Vec::new()).is_none());
+        assert_eq!(std::mem::size_of::<crate::gc::Candidate>(), 56, "one GC candidate per superseded version in the window");
+        let c = crate::gc::Candidate::new(9, b"users", b"alice", 7, u128::MAX - 5);
+        assert_eq!((crate::gc::path_names(c.path()), c.hash()), ((&b"users"[..], &b"alice"[..]), u128::MAX - 5));
+        let long = [b'k'; 255];
+        let c = crate::gc::Candidate::new(9, &long, &long, 7, 1);
+        assert_eq!(crate::gc::path_names(c.path()), (&long[..], &long[..]));
+    }
+
+    proptest! {
+        /// RES-1: inline and heap names compare, order and hash exactly like
+        /// their bytes, so maps keyed by them behave as with byte keys.
+        #[test]
+        fn res_1_names_order_and_compare_like_their_bytes(a in proptest::collection::vec(any::<u8>(), 0..40), b in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let (na, nb) = (Name::new(&a), Name::new(&b));
+            prop_assert_eq!(na.as_bytes(), &a[..]);
+            prop_assert_eq!(na.cmp(&nb), a.cmp(&b));
+            prop_assert_eq!(na == nb, a == b);
+            let hash = |x: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                x(&mut h);
+                h.finish()
+            };
+            prop_assert_eq!(hash(&|h| na.hash(h)), hash(&|h| a[..].hash(h)));
+        }
+    }
+}
