@@ -374,6 +374,25 @@ fn res_1_stored_versions_do_not_pin_the_buffer_they_were_decoded_from() {
     assert!(!chunk_range.contains(&(doc.as_ptr() as usize)));
 }
 
+/// RES-1: reads share the stored body instead of copying it or changing
+/// what the store holds: two reads, a scan and a snapshot stream of the
+/// same version all point at one allocation, which is not the buffer the
+/// record came from.
+#[test]
+fn res_1_reads_share_the_stored_body_without_copying() {
+    let store = Arc::new(Store::new());
+    apply_next(&store, &[op_put(COLL, "k", "{\"v\":1}")]);
+    let view = store.read_view(None).unwrap();
+    let a = view.get(COLL.as_bytes(), b"k").unwrap().doc.unwrap();
+    let b = view.get(COLL.as_bytes(), b"k").unwrap().doc.unwrap();
+    let scanned = view.scan(COLL.as_bytes(), None, None, 10).items.remove(0).2;
+    let streamed = all_versions(&store).remove(0).doc.unwrap();
+    assert_eq!(&a[..], b"{\"v\":1}");
+    for other in [&b, &scanned, &streamed] {
+        assert_eq!(other.as_ptr(), a.as_ptr(), "one stored allocation");
+    }
+}
+
 /// MVCC-4: the keys a store lists after GC are those with a retained
 /// version; a key whose only versions were removed is gone entirely.
 #[test]

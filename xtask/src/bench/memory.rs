@@ -2,13 +2,20 @@
 //! `keys` live 200-byte documents overwritten pass after pass until 10× the
 //! live data has been written; RSS of both nodes empty, after pass 5 and
 //! after pass 10 (flat from pass 5 to 10 is the target: memory follows live
-//! data and the retention window, not history).
+//! data and the retention window, not history). The retention window is
+//! read from the primary after pass 10: the superseded versions it holds
+//! (`gc.versions_held` of `/v1/mvcc` minus the live keys; the workload
+//! never deletes), each a 200-byte document. The target is growth <= 2x the
+//! live bytes plus those window bytes.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use aerodb_client::blocking;
+
 use super::load::{self, Stop, Work};
+use super::node::Node;
 use super::replication::{primary, primary_commit_id, replica, wait_caught_up, WRITE_CLIENTS};
 use super::{round, Ctx, DOC_BYTES};
 
@@ -25,6 +32,8 @@ pub(crate) struct MemoryFigures {
     empty: Rss,
     pass5: Rss,
     pass10: Rss,
+    /// Versions the primary held after pass 10 (live plus superseded).
+    versions_held: u64,
     ops: u64,
     wall: Duration,
 }
@@ -37,6 +46,10 @@ impl MemoryFigures {
         out.insert("overwrite_live_bytes".into(), Value::from(self.keys * DOC_BYTES as u64));
         out.insert("overwrite_passes".into(), Value::from(PASSES));
         out.insert("overwrite_per_s".into(), round(self.ops as f64 / self.wall.as_secs_f64().max(1e-9), 1));
+        let window_versions = self.versions_held.saturating_sub(self.keys);
+        let window = window_versions * DOC_BYTES as u64;
+        out.insert("retention_window_versions".into(), Value::from(window_versions));
+        out.insert("retention_window_bytes".into(), Value::from(window));
         for (role, empty, p5, p10) in [("primary", self.empty.0, self.pass5.0, self.pass10.0), ("replica", self.empty.1, self.pass5.1, self.pass10.1)] {
             out.insert(format!("rss_overwrite_{role}_mib"), round(p10 as f64 / MIB, 1));
             out.insert(format!("rss_overwrite_{role}_pass5_mib"), round(p5 as f64 / MIB, 1));
@@ -45,6 +58,8 @@ impl MemoryFigures {
             out.insert(format!("rss_empty_{role}_mib"), round(empty as f64 / MIB, 1));
             out.insert(format!("mem_per_live_byte_{role}"), round(p10 as f64 / live.max(1.0), 2));
             out.insert(format!("mem_growth_per_live_byte_{role}"), round(p10.saturating_sub(empty) as f64 / live.max(1.0), 2));
+            let beyond_window = p10.saturating_sub(empty).saturating_sub(window);
+            out.insert(format!("mem_growth_beyond_window_per_live_byte_{role}"), round(beyond_window as f64 / live.max(1.0), 2));
         }
     }
 }
@@ -71,9 +86,17 @@ pub(crate) fn overwrite(ctx: &Ctx, keys: u64) -> Result<MemoryFigures, String> {
     }
     wait_caught_up(&r, primary_commit_id(&p)?)?;
     let pass10 = rss()?;
+    let versions_held = versions_held(&p)?;
     r.stop()?;
     p.stop()?;
-    Ok(MemoryFigures { keys, empty, pass5, pass10, ops, wall })
+    Ok(MemoryFigures { keys, empty, pass5, pass10, versions_held, ops, wall })
+}
+
+/// `gc.versions_held` of the node's `/v1/mvcc`: every version in memory.
+fn versions_held(node: &Node) -> Result<u64, String> {
+    let dx = blocking::DxClient::new(node.addr("dx")?).map_err(|e| e.to_string())?;
+    let mvcc = dx.mvcc().map_err(|e| e.to_string())?.data;
+    mvcc["gc"]["versions_held"].as_u64().ok_or_else(|| format!("no gc.versions_held in /v1/mvcc: {mvcc}"))
 }
 
 #[cfg(test)]
@@ -81,6 +104,8 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
 
+    /// RES-1: the memory figures, the retention window included, are
+    /// derived from RSS, live bytes and the versions the primary holds.
     #[test]
     fn memory_keys_are_derived_from_rss_and_live_bytes() {
         let m = MemoryFigures {
@@ -88,6 +113,7 @@ mod tests {
             empty: (10 << 20, 8 << 20),
             pass5: (20 << 20, 16 << 20),
             pass10: (22 << 20, 16 << 20),
+            versions_held: 6_000,
             ops: 50_000,
             wall: Duration::from_secs(5),
         };
@@ -101,5 +127,10 @@ mod tests {
         assert_eq!(out["mem_per_live_byte_primary"], 23.07);
         assert_eq!(out["mem_growth_per_live_byte_replica"], 8.39);
         assert_eq!(out["overwrite_per_s"], 10_000.0);
+        assert_eq!(out["retention_window_versions"], 1_000);
+        assert_eq!(out["retention_window_bytes"], 200_000);
+        // (22 MiB - 10 MiB - 200,000 B) / 1,000,000 B
+        assert_eq!(out["mem_growth_beyond_window_per_live_byte_primary"], 12.38);
+        assert_eq!(out["mem_growth_beyond_window_per_live_byte_replica"], 8.19);
     }
 }
