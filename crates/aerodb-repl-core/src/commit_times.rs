@@ -27,7 +27,11 @@ use aerodb_wal::CommitId;
 use crate::positions::{PrimaryProgress, ProgressTimes};
 
 /// Entries a [`CommitTimes`] index holds at most.
-pub const MAX_PRIMARY_COMMIT_TIMES: usize = 65_536;
+///
+/// 16,384 entries of 16 bytes: 256 KiB, a fixed cost of the primary
+/// (RES-1). Commits made durable in the same millisecond share one entry,
+/// so at most the last 16 s of writing are exact, older ones thinned.
+pub const MAX_PRIMARY_COMMIT_TIMES: usize = 16_384;
 
 /// Entries a replica's [`LagClock`] holds at most.
 pub const MAX_REPLICA_COMMIT_TIMES: usize = 1_024;
@@ -47,6 +51,15 @@ impl TimeIndex {
         if time_ms == 0 {
             return;
         }
+        // A later commit durable in the same millisecond as the newest entry
+        // replaces that entry's CommitId: every commit up to the new one was
+        // durable by that time, so lookups answer exactly as before.
+        if let Some((c, t)) = self.entries.back_mut() {
+            if commit_id > *c && time_ms == *t {
+                *c = commit_id;
+                return;
+            }
+        }
         let i = self.entries.partition_point(|(c, _)| *c < commit_id);
         match self.entries.get_mut(i) {
             Some((c, t)) if *c == commit_id => {
@@ -55,7 +68,7 @@ impl TimeIndex {
             }
             _ => self.entries.insert(i, (commit_id, time_ms)),
         }
-        if self.entries.len() > cap.max(4) {
+        if self.entries.len() >= cap.max(4) {
             // Drop every other entry of the older half: a lookup there then
             // answers with a later entry's time (lag understated, never
             // overstated); recent commits keep exact times.
@@ -226,6 +239,23 @@ mod tests {
         assert_eq!(big.time_of(last), Some(last * 10), "recent commits keep exact times");
         let old = big.time_of(5).unwrap();
         assert!(old >= 50, "a thinned entry never predates the commit");
+    }
+
+    /// REPL-10, RES-1: commits made durable in the same millisecond share
+    /// one entry, and every one of them still answers that time.
+    #[test]
+    fn repl_10_commits_durable_in_the_same_millisecond_share_one_entry() {
+        let t = CommitTimes::new(0);
+        t.record(5, 1_000);
+        for c in 6..=1_000 {
+            t.record(c, 2_000);
+        }
+        t.record(1_001, 3_000);
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.time_of(5), Some(1_000));
+        assert_eq!(t.time_of(6), Some(2_000));
+        assert_eq!(t.time_of(1_000), Some(2_000));
+        assert_eq!(t.time_of(1_001), Some(3_000));
     }
 
     /// REPL-10: a replica's lag clock follows PROGRESS frames: live numbers
