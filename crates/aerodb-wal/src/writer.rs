@@ -10,6 +10,11 @@ use crate::Lsn;
 /// Default size at which a new segment is started.
 pub const DEFAULT_SEGMENT_TARGET_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Appended bytes held in memory before they are written anyway: a group
+/// is written with one `write` at [`WalWriter::sync`], and this bounds
+/// what a writer that is not synced for a long time holds.
+pub const MAX_PENDING_BYTES: usize = 1024 * 1024;
+
 /// A record appended (not yet durable until [`WalWriter::sync`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppendedRecord {
@@ -40,8 +45,17 @@ pub enum AppendError {
 }
 
 /// Assigns CommitIds, chains fingerprints and digests, and appends records.
+///
+/// Appended records are gathered in memory and written to the segment with
+/// one `write` when the writer syncs (or rolls to a new segment, or holds
+/// [`MAX_PENDING_BYTES`], or is dropped; a GC record is written at once,
+/// since it is fsynced alone right after): a commit group costs one write
+/// and one fsync, not a write per record. Nothing is durable, or visible to
+/// WAL readers, before [`WalWriter::sync`] either way (CORE-1).
 pub struct WalWriter {
     appender: SegmentAppender,
+    /// Encoded records appended after the appender's end, not yet written.
+    pending: Vec<u8>,
     tip: ChainTip,
     digest: StateDigest,
     segment_target_bytes: u64,
@@ -53,7 +67,7 @@ impl WalWriter {
     /// Continues after a recovered history whose last record is `tip` with
     /// state digest `digest`.
     pub fn new(appender: SegmentAppender, tip: ChainTip, digest: StateDigest, segment_target_bytes: u64) -> Self {
-        WalWriter { appender, tip, digest, segment_target_bytes: segment_target_bytes.max(1), fresh: true }
+        WalWriter { appender, pending: Vec::new(), tip, digest, segment_target_bytes: segment_target_bytes.max(1), fresh: true }
     }
 
     /// Encodes `ops` as the next commit and appends it.
@@ -81,7 +95,11 @@ impl WalWriter {
     pub fn append_gc(&mut self, horizon: crate::CommitId, digest_after: StateDigest, limit: Option<Lsn>) -> Result<AppendedRecord, AppendError> {
         let commit_id = self.tip.commit_id + 1;
         let (bytes, fingerprint) = encode_gc_record(commit_id, digest_after, self.tip.fingerprint, horizon)?;
-        self.append_encoded(commit_id, digest_after, bytes, fingerprint, limit)
+        let appended = self.append_encoded(commit_id, digest_after, bytes, fingerprint, limit)?;
+        // A GC record is fsynced alone right after: it reaches the file at
+        // once, so a crash before its fsync finds it there (F-G2).
+        self.write_pending()?;
+        Ok(appended)
     }
 
     fn append_encoded(
@@ -98,20 +116,45 @@ impl WalWriter {
                 return Err(AppendError::BeyondLimit { end_lsn, limit });
             }
         }
-        if self.appender.current_segment_len() > 0 && self.appender.current_segment_len() + bytes.len() as u64 > self.segment_target_bytes {
+        let segment_len = self.appender.current_segment_len() + self.pending.len() as u64;
+        if segment_len > 0 && segment_len + bytes.len() as u64 > self.segment_target_bytes {
+            self.write_pending()?;
             self.appender.start_segment(self.tip.segment_header())?;
         }
         let lsn = self.tip.end_lsn;
-        self.appender.append(lsn, &bytes)?;
         let end_lsn = lsn + bytes.len() as u64;
+        if self.pending.is_empty() {
+            self.pending = bytes;
+        } else {
+            self.pending.extend_from_slice(&bytes);
+        }
+        if self.pending.len() >= MAX_PENDING_BYTES {
+            self.write_pending()?;
+        }
         self.tip = ChainTip { end_lsn, commit_id, fingerprint };
         self.fresh = false;
         self.digest = digest;
         Ok(AppendedRecord { position: RecordPosition { lsn, end_lsn, commit_id, fingerprint }, state_digest: digest })
     }
 
-    /// fsyncs everything appended; returns the durable LSN.
+    /// Writes the gathered records to the segment with one `write`.
+    fn write_pending(&mut self) -> Result<(), LogError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lsn = self.appender.end_lsn();
+        let result = self.appender.append(lsn, &self.pending);
+        self.pending.clear();
+        if self.pending.capacity() > MAX_PENDING_BYTES {
+            self.pending = Vec::new();
+        }
+        result
+    }
+
+    /// Writes every appended record (one `write`) and fsyncs; returns the
+    /// durable LSN.
     pub fn sync(&mut self) -> Result<Lsn, LogError> {
+        self.write_pending()?;
         self.appender.sync()
     }
 
@@ -128,5 +171,16 @@ impl WalWriter {
     /// Segment list for readers.
     pub fn segments(&self) -> &SegmentList {
         self.appender.segments()
+    }
+}
+
+impl Drop for WalWriter {
+    /// Hands records appended since the last sync to the file (not durable),
+    /// as an unbuffered writer would have: what a crash then keeps is for
+    /// recovery to judge, exactly as before.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_pending() {
+            tracing::debug!(error = %e, "WAL writer dropped: unsynced records not written");
+        }
     }
 }

@@ -29,6 +29,8 @@ use common::*;
 struct TrackingDisk {
     synced: Arc<Mutex<HashMap<PathBuf, u64>>>,
     fail_sync: Arc<AtomicBool>,
+    /// `append` calls per file (write syscalls on the real disk).
+    appends: Arc<Mutex<HashMap<PathBuf, usize>>>,
 }
 
 struct TrackingFile {
@@ -41,6 +43,9 @@ impl TrackingDisk {
     fn synced_len(&self, path: &Path) -> u64 {
         self.synced.lock().unwrap().get(path).copied().unwrap_or(0)
     }
+    fn appends(&self, path: &Path) -> usize {
+        self.appends.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
     fn wrap(&self, path: &Path, inner: Box<dyn DiskFile>) -> Box<dyn DiskFile> {
         Box::new(TrackingFile { path: path.to_path_buf(), inner, disk: self.clone() })
     }
@@ -51,6 +56,7 @@ impl DiskFile for TrackingFile {
         self.inner.read_exact_at(buf, offset)
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        *self.disk.appends.lock().unwrap().entry(self.path.clone()).or_default() += 1;
         self.inner.append(buf)
     }
     fn sync_data(&self) -> io::Result<()> {
@@ -515,6 +521,49 @@ fn core_over(dir: &Path, disk: Arc<dyn Disk>, sink: RecordingSink) -> GroupCommi
 }
 
 type Answers = Vec<(u64, Result<CommitReceipt, CommitError>)>;
+
+/// CORE-1: a commit group reaches its segment with one write, at the
+/// fsync: appending a group writes nothing to the file (nothing is
+/// acknowledged or durable yet), completing it writes every record at once
+/// and fsyncs, and the bytes on disk are exactly the records' bytes, in WAL
+/// order, recovered whole. A writer dropped before its fsync still hands
+/// its records to the file (unsynced; recovery judges them as before).
+#[test]
+fn core_1_group_is_written_with_one_write_at_its_fsync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk = TrackingDisk::default();
+    let sink = RecordingSink::default();
+    let seg = tmp.path().join(segment_file_name(0));
+    let mut core = core_over(tmp.path(), Arc::new(disk.clone()), sink.clone());
+    let mut answers: Answers = Vec::new();
+    let batch = (1..=5).map(|i| GroupRequest { ops: sample_ops(i), reply: i }).collect();
+    let group = core.append_group(batch, &mut |r, res| answers.push((r, res)));
+    let end = group.records().last().unwrap().position.end_lsn;
+    assert_eq!(disk.appends(&seg), 0, "nothing written before the group's fsync");
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_LEN);
+    core.complete_group(group, &mut |r, res| answers.push((r, res)));
+    assert_eq!(disk.appends(&seg), 1, "one write for the whole group");
+    assert_eq!(disk.synced_len(&seg), SEGMENT_HEADER_LEN + end, "all of it fsynced before the answers");
+    assert_eq!(answers.iter().map(|(r, res)| (*r, res.as_ref().unwrap().position.commit_id)).collect::<Vec<_>>(), (1..=5).map(|i| (i, i)).collect::<Vec<_>>());
+
+    // A second group: one more write.
+    let batch = (6..=7).map(|i| GroupRequest { ops: sample_ops(i), reply: i }).collect();
+    core.commit_group(batch, &mut |r, res| answers.push((r, res)));
+    assert_eq!(disk.appends(&seg), 2);
+    drop(core);
+    let rec = recover(tmp.path()).unwrap();
+    assert_eq!(rec.report.records_verified, 7);
+    assert_eq!(rec.report.torn_tail, None);
+
+    // Appended, never synced, writer dropped: the bytes reach the file
+    // unsynced, and recovery finds them whole (a process crash keeps them).
+    let mut w = rec.into_writer(NO_ROLL);
+    let pending = w.append(&sample_ops(8)).unwrap();
+    drop(w);
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), SEGMENT_HEADER_LEN + pending.position.end_lsn);
+    let again = recover(tmp.path()).unwrap();
+    assert_eq!(again.report.records_verified, 8);
+}
 
 /// CORE-1 / MVCC-2: the factored group step answers nobody when appending;
 /// only completing it (fsync, sink, publish) acknowledges, in WAL order,
