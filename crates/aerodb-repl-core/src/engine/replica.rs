@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use aerodb_mvcc::{AppliedState, ApplyError};
 use aerodb_wal::{ChainTip, Lsn};
@@ -583,13 +583,25 @@ impl ReplicaEngine {
         self.finish_step();
     }
 
-    /// Bytes arrived on `conn`.
+    /// Bytes arrived on `conn` (copied into the link's frame decoder).
     pub fn handle_bytes(&mut self, now: Millis, conn: ConnId, bytes: &[u8]) {
+        self.received(now, conn, |decoder| decoder.push(bytes));
+    }
+
+    /// Bytes arrived on `conn` in a buffer the runtime hands over: the
+    /// same decisions as [`ReplicaEngine::handle_bytes`], without copying
+    /// when the runtime reads each frame into one buffer
+    /// ([`FrameDecoder::push_owned`]).
+    pub fn handle_received(&mut self, now: Millis, conn: ConnId, bytes: BytesMut) {
+        self.received(now, conn, |decoder| decoder.push_owned(bytes));
+    }
+
+    fn received(&mut self, now: Millis, conn: ConnId, push: impl FnOnce(&mut FrameDecoder)) {
         if !self.is_current(conn) {
             return;
         }
         if let Some(link) = self.link.as_mut() {
-            link.decoder.push(bytes);
+            push(&mut link.decoder);
             if matches!(link.phase, LinkPhase::Streaming | LinkPhase::Transfer { .. }) {
                 link.clock = now;
             }
