@@ -74,6 +74,16 @@ pub struct ReplicaConfig {
     pub recorded: Option<ReplicaMetadata>,
 }
 
+/// Most records in one [`ReplicaAction::Apply`] (one store lock batch,
+/// [`crate::storage::MAX_APPLY_BATCH`]). Records made durable by one fsync
+/// are handed to the applier in actions of at most this many, each
+/// answered by its own `Applied`: the unapplied bytes (the backpressure
+/// budget) fall as apply progresses, so the socket and the WAL sink keep
+/// receiving the next records while the applier works instead of waiting
+/// for a whole fsync batch to be applied, and C_replica and the REPORT
+/// advance once per batch.
+pub const MAX_APPLY_RECORDS: usize = crate::storage::MAX_APPLY_BATCH;
+
 /// Outputs the runtime executes, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplicaAction {
@@ -1097,10 +1107,13 @@ impl ReplicaEngine {
         match completion {
             Completion::Persisted { through } => {
                 if let Some(stream) = self.stream.as_mut() {
-                    let ready = stream.persisted(through);
-                    if !ready.is_empty() {
+                    let mut ready = stream.persisted(through).into_iter().peekable();
+                    while ready.peek().is_some() {
+                        // Bounded actions: each is reported applied on its own, so
+                        // the unapplied budget frees as apply progresses.
+                        let records: Vec<ValidatedRecord> = ready.by_ref().take(MAX_APPLY_RECORDS).collect();
                         self.apply_inflight += 1;
-                        self.actions.push_back(ReplicaAction::Apply { records: ready });
+                        self.actions.push_back(ReplicaAction::Apply { records });
                     }
                     self.version += 1;
                 }

@@ -363,6 +363,55 @@ fn res_3_backpressure_while_storage_lags() {
     assert!(actions.iter().any(|a| matches!(a, ReplicaAction::Persist(w) if w.start_lsn == tips[0].end_lsn)), "{actions:?}");
 }
 
+/// RES-3 / P5-I5: records made durable by one fsync go to the applier in
+/// bounded batches (one store lock, one `Applied`, one REPORT and one
+/// C_replica publication each), only once validated and durable; each
+/// batch applied frees its bytes from the backpressure budget, so the
+/// socket reopens while later batches are still being applied.
+#[test]
+fn res_3_p5_i5_apply_batches_are_bounded_and_each_frees_the_budget() {
+    let n = MAX_APPLY_RECORDS as u64 * 2 + 3;
+    let (recs, tips) = history(n);
+    let total = tips[n as usize - 1].end_lsn;
+    let mut cfg = config(BootstrapMethod::Wal);
+    cfg.max_unapplied_bytes = total;
+    let mut e = ReplicaEngine::new(cfg);
+    e.handle_start(0);
+    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
+    e.handle_connected(1, 1);
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: n, durable_lsn: total, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
+    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    drain(&mut e);
+    let all: Vec<u8> = recs.iter().flat_map(|r| r.to_vec()).collect();
+    e.handle_bytes(3, 1, &wal(0, Bytes::from(all)));
+    let actions = drain(&mut e);
+    assert!(matches!(&actions[..], [ReplicaAction::Persist(_)]), "nothing is applied before it is durable: {actions:?}");
+    assert!(!e.wants_bytes(), "the whole budget is unapplied");
+    e.handle_completion(4, Completion::Persisted { through: total });
+    let batches: Vec<Vec<ValidatedRecord>> = drain(&mut e)
+        .into_iter()
+        .map(|a| match a {
+            ReplicaAction::Apply { records } => records,
+            other => panic!("expected only Apply actions, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![MAX_APPLY_RECORDS, MAX_APPLY_RECORDS, 3]);
+    let commit_ids: Vec<u64> = batches.iter().flatten().map(|(_, p)| p.commit_id).collect();
+    assert_eq!(commit_ids, (1..=n).collect::<Vec<_>>(), "in order, each once");
+    let mut reported = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        let last = batch[batch.len() - 1].1;
+        let state = AppliedState { commit_id: last.commit_id, end_lsn: last.end_lsn, fingerprint: last.fingerprint, state_digest: StateDigest(0) };
+        e.handle_completion(5 + i as u64, Completion::Applied { state });
+        assert!(e.wants_bytes(), "batch {i} applied: the socket reopens");
+        assert_eq!(e.positions().applied_commit_id, last.commit_id);
+        let sent = sent_messages(&drain(&mut e));
+        assert!(matches!(&sent[..], [Message::Report(p)] if p.applied_commit_id == last.commit_id), "one REPORT per batch: {sent:?}");
+        reported.push(last.commit_id);
+    }
+    assert_eq!(reported, vec![MAX_APPLY_RECORDS as u64, 2 * MAX_APPLY_RECORDS as u64, n]);
+}
+
 /// F-V2: a segment header that does not continue the chain halts.
 #[test]
 fn f_v2_segment_start_that_breaks_the_chain_halts() {
