@@ -220,8 +220,11 @@ impl FrameDecoder {
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         if let Some(h) = self.buf.get(..FRAME_HEADER_LEN) {
-            let total = FRAME_HEADER_LEN.saturating_add(announced_len(h).min(self.max_payload));
-            self.buf.reserve(total.saturating_sub(self.buf.len()));
+            // A header announcing more than the bound is refused by next_frame.
+            let len = announced_len(h);
+            if len <= self.max_payload {
+                self.buf.reserve((FRAME_HEADER_LEN + len).saturating_sub(self.buf.len()));
+            }
         }
     }
 
