@@ -23,6 +23,7 @@
 pub mod clock;
 pub mod framed;
 pub mod primary;
+pub mod receive;
 pub mod registry;
 pub mod replica;
 pub mod security;

@@ -28,9 +28,11 @@ use aerodb_repl_core::replica::{
 };
 use aerodb_repl_core::status::ReplicaShared;
 use aerodb_repl_core::storage::{Applier, WalSink};
+use aerodb_repl_core::wire::DEFAULT_MAX_PAYLOAD;
 use aerodb_wal::disk::Disk;
 
 use crate::clock::Clock;
+use crate::receive::FrameAssembler;
 use crate::security::fresh_nonce;
 use crate::transport::{Connection, Transport};
 
@@ -79,7 +81,7 @@ impl ReplicaOptions {
 
 /// Inputs to the engine thread.
 enum Event {
-    Bytes(ConnId, Vec<u8>),
+    Bytes(ConnId, Vec<bytes::BytesMut>),
     Connected(ConnId, Box<dyn Write + Send>, Arc<dyn Fn() + Send + Sync>, Option<Nonce>),
     ConnectFailed(ConnId, String),
     Closed(ConnId, String),
@@ -240,7 +242,11 @@ impl Runtime {
                     self.publish();
                     break;
                 }
-                Event::Bytes(conn, bytes) => self.engine.handle_bytes(now, conn, &bytes),
+                Event::Bytes(conn, pieces) => {
+                    for piece in pieces {
+                        self.engine.handle_received(now, conn, piece);
+                    }
+                }
                 Event::Connected(conn, writer, closer, nonce) => {
                     if let Some(link) = self.links.get_mut(&conn) {
                         link.writer = Some(writer);
@@ -357,9 +363,12 @@ fn close_link(link: &Link) {
     }
 }
 
-/// Reads from the socket while the engine wants bytes.
+/// Reads from the socket while the engine wants bytes, into one buffer
+/// per frame ([`FrameAssembler`]: the only copy on the replica's receive
+/// path).
 fn read_loop(conn: ConnId, mut reader: Box<dyn Read + Send>, gate: &ReadGate, events: &Sender<Event>) {
     let mut buf = vec![0u8; 256 * 1024];
+    let mut frames = FrameAssembler::new(DEFAULT_MAX_PAYLOAD);
     while gate.wait_open() {
         match reader.read(&mut buf) {
             Ok(0) => {
@@ -367,7 +376,9 @@ fn read_loop(conn: ConnId, mut reader: Box<dyn Read + Send>, gate: &ReadGate, ev
                 return;
             }
             Ok(n) => {
-                if events.send(Event::Bytes(conn, buf[..n].to_vec())).is_err() {
+                let mut pieces = Vec::new();
+                frames.take(&buf[..n], &mut pieces);
+                if !pieces.is_empty() && events.send(Event::Bytes(conn, pieces)).is_err() {
                     return;
                 }
             }

@@ -9,7 +9,7 @@
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use aerodb_mvcc::{AppliedState, ApplyError};
 use aerodb_wal::{ChainTip, Lsn};
@@ -73,6 +73,16 @@ pub struct ReplicaConfig {
     /// so a bootstrapped replica is never shown as uninitialised).
     pub recorded: Option<ReplicaMetadata>,
 }
+
+/// Most records in one [`ReplicaAction::Apply`] (one store lock batch,
+/// [`crate::storage::MAX_APPLY_BATCH`]). Records made durable by one fsync
+/// are handed to the applier in actions of at most this many, each
+/// answered by its own `Applied`: the unapplied bytes (the backpressure
+/// budget) fall as apply progresses, so the socket and the WAL sink keep
+/// receiving the next records while the applier works instead of waiting
+/// for a whole fsync batch to be applied, and C_replica and the REPORT
+/// advance once per batch.
+pub const MAX_APPLY_RECORDS: usize = crate::storage::MAX_APPLY_BATCH;
 
 /// Outputs the runtime executes, in order.
 #[derive(Clone, Debug, PartialEq)]
@@ -583,13 +593,25 @@ impl ReplicaEngine {
         self.finish_step();
     }
 
-    /// Bytes arrived on `conn`.
+    /// Bytes arrived on `conn` (copied into the link's frame decoder).
     pub fn handle_bytes(&mut self, now: Millis, conn: ConnId, bytes: &[u8]) {
+        self.received(now, conn, |decoder| decoder.push(bytes));
+    }
+
+    /// Bytes arrived on `conn` in a buffer the runtime hands over: the
+    /// same decisions as [`ReplicaEngine::handle_bytes`], without copying
+    /// when the runtime reads each frame into one buffer
+    /// ([`FrameDecoder::push_owned`]).
+    pub fn handle_received(&mut self, now: Millis, conn: ConnId, bytes: BytesMut) {
+        self.received(now, conn, |decoder| decoder.push_owned(bytes));
+    }
+
+    fn received(&mut self, now: Millis, conn: ConnId, push: impl FnOnce(&mut FrameDecoder)) {
         if !self.is_current(conn) {
             return;
         }
         if let Some(link) = self.link.as_mut() {
-            link.decoder.push(bytes);
+            push(&mut link.decoder);
             if matches!(link.phase, LinkPhase::Streaming | LinkPhase::Transfer { .. }) {
                 link.clock = now;
             }
@@ -1085,10 +1107,13 @@ impl ReplicaEngine {
         match completion {
             Completion::Persisted { through } => {
                 if let Some(stream) = self.stream.as_mut() {
-                    let ready = stream.persisted(through);
-                    if !ready.is_empty() {
+                    let mut ready = stream.persisted(through).into_iter().peekable();
+                    while ready.peek().is_some() {
+                        // Bounded actions: each is reported applied on its own, so
+                        // the unapplied budget frees as apply progresses.
+                        let records: Vec<ValidatedRecord> = ready.by_ref().take(MAX_APPLY_RECORDS).collect();
                         self.apply_inflight += 1;
-                        self.actions.push_back(ReplicaAction::Apply { records: ready });
+                        self.actions.push_back(ReplicaAction::Apply { records });
                     }
                     self.version += 1;
                 }

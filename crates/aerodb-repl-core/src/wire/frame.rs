@@ -191,6 +191,15 @@ pub fn decode(buf: &[u8], max_payload: usize) -> Result<Option<(Frame, usize)>, 
     Ok(Some((Frame { kind, payload: Bytes::copy_from_slice(payload) }, FRAME_HEADER_LEN + len)))
 }
 
+/// The payload length a frame header announces, unchecked: for sizing
+/// receive buffers only (the decoder checks the header before trusting it).
+pub fn announced_len(header: &[u8]) -> usize {
+    match header.get(4..8) {
+        Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+        _ => 0,
+    }
+}
+
 /// A byte-stream frame decoder for one connection: bytes go in as they
 /// arrive, whole frames come out. It buffers at most one frame of the
 /// configured maximum (a header announcing more is an error at once).
@@ -206,9 +215,27 @@ impl FrameDecoder {
         FrameDecoder { buf: BytesMut::new(), max_payload }
     }
 
-    /// Appends received bytes.
+    /// Appends received bytes (copied into the decoder's buffer, which is
+    /// grown once for the whole frame its header announces).
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+        if let Some(h) = self.buf.get(..FRAME_HEADER_LEN) {
+            // A header announcing more than the bound is refused by next_frame.
+            let len = announced_len(h);
+            if len <= self.max_payload {
+                self.buf.reserve((FRAME_HEADER_LEN + len).saturating_sub(self.buf.len()));
+            }
+        }
+    }
+
+    /// Appends received bytes the runtime already owns. When they continue
+    /// the buffered bytes in the same allocation (a runtime reading each
+    /// frame into one buffer of the frame's size) nothing is copied, and
+    /// the frame returned later shares that allocation; otherwise they are
+    /// copied as by [`FrameDecoder::push`]. The same frames and errors
+    /// either way: every check is made by [`FrameDecoder::next_frame`].
+    pub fn push_owned(&mut self, bytes: BytesMut) {
+        self.buf.unsplit(bytes);
     }
 
     /// Bytes buffered but not yet returned as frames.
@@ -228,8 +255,6 @@ impl FrameDecoder {
         let Some(h) = self.buf.get(..FRAME_HEADER_LEN) else { return Ok(None) };
         let (kind, len, stored) = parse_header(h, self.max_payload)?;
         if self.buf.len() < FRAME_HEADER_LEN + len {
-            // Reserve once for the whole frame so it arrives without regrowth.
-            self.buf.reserve(FRAME_HEADER_LEN + len - self.buf.len());
             return Ok(None);
         }
         let header: [u8; 8] = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];

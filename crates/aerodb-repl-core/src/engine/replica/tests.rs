@@ -2,7 +2,7 @@
 //! actions the engine emits and the state it is in.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use aerodb_mvcc::AppliedState;
 use aerodb_wal::record::encode_record;
@@ -225,6 +225,40 @@ fn p5_i5_apply_waits_for_durability() {
     assert!(matches!(&sent[..], [Message::Report(p)] if p.applied_commit_id == 3));
 }
 
+/// P5-I4 / P5-I5: bytes handed over as owned buffers (the production
+/// runtime's receive path, one buffer per frame, no copy) and the same bytes
+/// copied in (the simulator's path) make exactly the same decisions, under
+/// any cut of the stream: the same persists, the same records applied.
+#[test]
+fn p5_i4_owned_and_copied_receive_paths_decide_the_same() {
+    let (recs, tips) = history(3);
+    let mut stream = Vec::new();
+    let mut at = 0;
+    for r in &recs {
+        stream.extend_from_slice(&wal(at, r.clone()));
+        at += r.len() as u64;
+    }
+    let run = |feed: &dyn Fn(&mut ReplicaEngine)| {
+        let mut e = streaming();
+        feed(&mut e);
+        let mut actions = drain(&mut e);
+        e.handle_completion(4, Completion::Persisted { through: tips[2].end_lsn });
+        actions.extend(drain(&mut e));
+        (actions, e.positions())
+    };
+    let copied = run(&|e| e.handle_bytes(3, 1, &stream));
+    assert_eq!(copied.0.iter().filter(|a| matches!(a, ReplicaAction::Persist(_))).count(), 3, "{:?}", copied.0);
+    assert!(copied.0.iter().any(|a| matches!(a, ReplicaAction::Apply { records } if records.len() == 3)), "{:?}", copied.0);
+    for cut in [1, 7, 12, 13, 50, stream.len()] {
+        let owned = run(&|e| {
+            for piece in stream.chunks(cut) {
+                e.handle_received(3, 1, BytesMut::from(piece));
+            }
+        });
+        assert_eq!(owned, copied, "cut {cut}");
+    }
+}
+
 /// F-N2 / REPL-7: a chunk that starts at the wrong LSN is a protocol error:
 /// connection dropped, nothing persisted, fresh handshake later.
 #[test]
@@ -327,6 +361,55 @@ fn res_3_backpressure_while_storage_lags() {
     e.handle_completion(5, Completion::Applied { state: applied });
     let actions = drain(&mut e);
     assert!(actions.iter().any(|a| matches!(a, ReplicaAction::Persist(w) if w.start_lsn == tips[0].end_lsn)), "{actions:?}");
+}
+
+/// RES-3 / P5-I5: records made durable by one fsync go to the applier in
+/// bounded batches (one store lock, one `Applied`, one REPORT and one
+/// C_replica publication each), only once validated and durable; each
+/// batch applied frees its bytes from the backpressure budget, so the
+/// socket reopens while later batches are still being applied.
+#[test]
+fn res_3_p5_i5_apply_batches_are_bounded_and_each_frees_the_budget() {
+    let n = MAX_APPLY_RECORDS as u64 * 2 + 3;
+    let (recs, tips) = history(n);
+    let total = tips[n as usize - 1].end_lsn;
+    let mut cfg = config(BootstrapMethod::Wal);
+    cfg.max_unapplied_bytes = total;
+    let mut e = ReplicaEngine::new(cfg);
+    e.handle_start(0);
+    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
+    e.handle_connected(1, 1);
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: n, durable_lsn: total, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
+    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    drain(&mut e);
+    let all: Vec<u8> = recs.iter().flat_map(|r| r.to_vec()).collect();
+    e.handle_bytes(3, 1, &wal(0, Bytes::from(all)));
+    let actions = drain(&mut e);
+    assert!(matches!(&actions[..], [ReplicaAction::Persist(_)]), "nothing is applied before it is durable: {actions:?}");
+    assert!(!e.wants_bytes(), "the whole budget is unapplied");
+    e.handle_completion(4, Completion::Persisted { through: total });
+    let batches: Vec<Vec<ValidatedRecord>> = drain(&mut e)
+        .into_iter()
+        .map(|a| match a {
+            ReplicaAction::Apply { records } => records,
+            other => panic!("expected only Apply actions, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![MAX_APPLY_RECORDS, MAX_APPLY_RECORDS, 3]);
+    let commit_ids: Vec<u64> = batches.iter().flatten().map(|(_, p)| p.commit_id).collect();
+    assert_eq!(commit_ids, (1..=n).collect::<Vec<_>>(), "in order, each once");
+    let mut reported = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        let last = batch[batch.len() - 1].1;
+        let state = AppliedState { commit_id: last.commit_id, end_lsn: last.end_lsn, fingerprint: last.fingerprint, state_digest: StateDigest(0) };
+        e.handle_completion(5 + i as u64, Completion::Applied { state });
+        assert!(e.wants_bytes(), "batch {i} applied: the socket reopens");
+        assert_eq!(e.positions().applied_commit_id, last.commit_id);
+        let sent = sent_messages(&drain(&mut e));
+        assert!(matches!(&sent[..], [Message::Report(p)] if p.applied_commit_id == last.commit_id), "one REPORT per batch: {sent:?}");
+        reported.push(last.commit_id);
+    }
+    assert_eq!(reported, vec![MAX_APPLY_RECORDS as u64, 2 * MAX_APPLY_RECORDS as u64, n]);
 }
 
 /// F-V2: a segment header that does not continue the chain halts.
