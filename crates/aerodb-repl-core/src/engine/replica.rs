@@ -752,8 +752,18 @@ impl ReplicaEngine {
         if self.transition(target, why) {
             let decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
             let clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
-            self.link =
-                Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None, pending: None, proven_cluster: None, closed: None });
+            self.link = Some(Link {
+                conn,
+                phase: LinkPhase::Opening,
+                decoder,
+                frames: 0,
+                clock,
+                request: None,
+                accepted: None,
+                pending: None,
+                proven_cluster: None,
+                closed: None,
+            });
             self.actions.push_back(ReplicaAction::Connect { conn });
         }
     }
