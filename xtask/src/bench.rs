@@ -34,7 +34,7 @@ pub(crate) const DOC_BYTES: usize = 200;
 /// Collection the benchmarks write to.
 pub(crate) const COLLECTION: &str = "bench";
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PHASE] [--vs-postgres [--rounds N] [--duration S] [--size-mb M] [--pg-scripts DIR]]
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PHASE] [--size-mb M] [--vs-postgres [--rounds N] [--duration S] [--pg-scripts DIR]]
 
 Builds `aerodb` in release mode, runs real nodes on 127.0.0.1 and prints
 one JSON object (keys are described in README.md, section Benchmarks).
@@ -105,8 +105,8 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    if !o.vs_postgres && (o.duration_s.is_some() || o.size_mb.is_some() || o.pg_scripts.is_some()) {
-        return Err("--duration, --size-mb and --pg-scripts apply to --vs-postgres".into());
+    if !o.vs_postgres && (o.duration_s.is_some() || o.pg_scripts.is_some()) {
+        return Err("--duration and --pg-scripts apply to --vs-postgres".into());
     }
     if o.vs_postgres && o.only.is_some() {
         return Err("--only does not apply to --vs-postgres".into());
@@ -169,7 +169,7 @@ pub fn run(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let result = Ctx::new().and_then(|ctx| if options.vs_postgres { versus::run(&ctx, &options) } else { bench(&ctx, options.quick, options.only.as_deref()) });
+    let result = Ctx::new().and_then(|ctx| if options.vs_postgres { versus::run(&ctx, &options) } else { bench(&ctx, &options) });
     match result {
         Ok(report) => {
             println!("{}", Value::Object(report));
@@ -278,8 +278,10 @@ pub(crate) fn key(run: &str, n: u64) -> String {
     format!("{run}-{n:08}")
 }
 
-fn bench(ctx: &Ctx, quick: bool, only: Option<&str>) -> Result<Map<String, Value>, String> {
+fn bench(ctx: &Ctx, options: &Options) -> Result<Map<String, Value>, String> {
+    let (quick, only) = (options.quick, options.only.as_deref());
     let scale = if quick { 10 } else { 1 };
+    let backlog_bytes = options.size_mb.map_or(BACKLOG_BYTES / scale, |mb| mb << 20);
     let (c1_ops, c16_ops) = (C1_OPS / scale, C16_OPS / scale);
     let runs = |phase: &str| only.is_none_or(|o| o == phase);
     let mut out = Map::new();
@@ -305,7 +307,7 @@ fn bench(ctx: &Ctx, quick: bool, only: Option<&str>) -> Result<Map<String, Value
         lag.record(&mut out);
     }
     if runs("catchup") {
-        let cb = replication::catch_up_and_bootstrap(ctx, BACKLOG_BYTES / scale, true)?;
+        let cb = replication::catch_up_and_bootstrap(ctx, backlog_bytes, true)?;
         cb.record(&mut out);
     }
     if runs("memory") {
@@ -397,6 +399,7 @@ mod tests {
         assert!(parse_args(&args("--vs-postgres --rounds 0")).is_err());
         assert!(parse_args(&args("--nope")).is_err());
         assert_eq!(parse_args(&args("--only catchup")).unwrap().unwrap().only.as_deref(), Some("catchup"));
+        assert_eq!(parse_args(&args("--only catchup --size-mb 256")).unwrap().unwrap().size_mb, Some(256));
         assert!(parse_args(&args("--only nothing")).is_err());
         assert!(parse_args(&args("--vs-postgres --only catchup")).is_err());
         assert_eq!(parse_args(&args("--help")).unwrap(), None);

@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 use aerodb_mvcc::store::OwnedVersion;
 use aerodb_mvcc::{CutPin, Store};
@@ -174,7 +174,9 @@ fn ensure_dir(disk: &dyn Disk, dir: &Path) -> Result<(), SnapshotError> {
 }
 
 /// Writes data files and the manifest into `tmp_dir` and makes them and the
-/// directory durable.
+/// directory durable. The versions are encoded on this thread while a
+/// writer thread checksums, appends and fsyncs what was encoded (each file
+/// once, when it is complete), so encoding overlaps the disk.
 fn write_contents(
     disk: &dyn Disk,
     tmp_dir: &Path,
@@ -185,30 +187,28 @@ fn write_contents(
     cancel: Option<&AtomicBool>,
 ) -> Result<Manifest, SnapshotError> {
     let cut = pin.cut();
-    let mut files = DataFilesWriter::new(disk, tmp_dir, cut.commit_id, options.file_target_bytes)?;
-    let mut digest = StateDigest::EMPTY;
-    let mut count = 0u64;
-    let mut after: Option<(Bytes, Bytes)> = None;
-    loop {
-        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
-            return Err(SnapshotError::Cancelled);
+    let ((digest, count), file_list) = std::thread::scope(|scope| -> Result<((StateDigest, u64), Vec<ManifestFile>), SnapshotError> {
+        let (jobs, job_rx) = mpsc::sync_channel::<WriteJob>(WRITE_QUEUE);
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        let writer = std::thread::Builder::new()
+            .name("snapshot-writer".into())
+            .spawn_scoped(scope, move || write_files(disk, tmp_dir, &job_rx, &free_tx))
+            .map_err(|e| SnapshotError::io("start the snapshot writer thread", tmp_dir, e))?;
+        let mut files = DataFilesEncoder::new(jobs, free_rx, cut.commit_id, options.file_target_bytes);
+        let encoded = encode_cut(&mut files, store, pin, options, cancel).and_then(|done| files.finish().map(|()| done));
+        drop(files);
+        let written =
+            writer.join().unwrap_or_else(|_| Err(SnapshotError::io("write data files", tmp_dir, std::io::Error::other("the snapshot writer thread panicked"))));
+        // A write failure stops the encoder too: report the cause.
+        match (encoded, written) {
+            (Ok(done), Ok(files)) => Ok((done, files)),
+            (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
         }
-        let (batch, next) = store.versions_of_cut(pin, after.as_ref(), options.batch_keys.max(1));
-        for v in &batch {
-            digest = digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-            files.add(v)?;
-            count += 1;
-        }
-        match next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
+    })?;
     // Assert what must hold: the versions streamed are exactly the cut.
     if digest != cut.state_digest {
         return Err(SnapshotError::Digest { snapshot: tmp_dir_name(cut.commit_id), expected: cut.state_digest, computed: digest });
     }
-    let file_list = files.finish()?;
     aerodb_wal::crash_point!("snapshot.after_data_files");
     let manifest = Manifest {
         format_version: SNAPSHOT_FORMAT_VERSION,
@@ -227,85 +227,168 @@ fn write_contents(
     Ok(manifest)
 }
 
-/// Appends version records into size-bounded data files.
-struct DataFilesWriter<'a> {
-    disk: &'a dyn Disk,
-    dir: &'a Path,
-    boundary: CommitId,
-    target: u64,
-    done: Vec<ManifestFile>,
-    current: Option<OpenDataFile>,
+/// Streams the versions of the cut in batches into `files`, summing their
+/// state digest. Returns the digest and the number of versions.
+fn encode_cut(
+    files: &mut DataFilesEncoder,
+    store: &Store,
+    pin: &CutPin<'_>,
+    options: &SnapshotOptions,
+    cancel: Option<&AtomicBool>,
+) -> Result<(StateDigest, u64), SnapshotError> {
+    let mut digest = StateDigest::EMPTY;
+    let mut count = 0u64;
+    let mut after: Option<(Bytes, Bytes)> = None;
+    loop {
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(SnapshotError::Cancelled);
+        }
+        let (batch, next) = store.versions_of_cut(pin, after.as_ref(), options.batch_keys.max(1));
+        for v in &batch {
+            digest = digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
+            files.add(v)?;
+            count += 1;
+        }
+        match next {
+            Some(n) => after = Some(n),
+            None => return Ok((digest, count)),
+        }
+    }
 }
 
-struct OpenDataFile {
-    name: String,
-    file: Box<dyn DiskFile>,
-    size: u64,
-    crc: u32,
-    buf: Vec<u8>,
-}
+/// Encoded bytes queued for the writer thread (about 8 MiB).
+const WRITE_QUEUE: usize = 8;
 
+/// Size of one buffer handed to the writer thread.
 const WRITE_BUFFER: usize = 1024 * 1024;
 
-impl<'a> DataFilesWriter<'a> {
-    fn new(disk: &'a dyn Disk, dir: &'a Path, boundary: CommitId, target: u64) -> Result<Self, SnapshotError> {
-        let mut w = DataFilesWriter { disk, dir, boundary, target, done: Vec::new(), current: None };
-        w.open_next()?;
-        Ok(w)
+/// What the encoder hands the writer thread, in file order.
+enum WriteJob {
+    /// Create data file number `index`.
+    Open(u32),
+    /// The next bytes of the open file.
+    Data(Vec<u8>),
+    /// The open file is complete: fsync it.
+    Close,
+}
+
+/// Encodes version records into size-bounded data files: the file layout
+/// is decided here; the bytes go to the writer thread.
+struct DataFilesEncoder {
+    jobs: mpsc::SyncSender<WriteJob>,
+    /// Buffers the writer thread has emptied, for reuse.
+    free: mpsc::Receiver<Vec<u8>>,
+    boundary: CommitId,
+    target: u64,
+    files: u32,
+    /// The open file's size so far and its bytes not yet handed over.
+    current: Option<(u64, Vec<u8>)>,
+}
+
+impl DataFilesEncoder {
+    fn new(jobs: mpsc::SyncSender<WriteJob>, free: mpsc::Receiver<Vec<u8>>, boundary: CommitId, target: u64) -> Self {
+        DataFilesEncoder { jobs, free, boundary, target, files: 0, current: None }
+    }
+
+    /// Hands a job over; fails only when the writer thread stopped (its
+    /// error is the one reported).
+    fn send(&self, job: WriteJob) -> Result<(), SnapshotError> {
+        self.jobs.send(job).map_err(|_| SnapshotError::Io {
+            op: "write data files",
+            path: String::new(),
+            source: std::io::Error::other("the snapshot writer stopped"),
+        })
+    }
+
+    fn buffer(&self) -> Vec<u8> {
+        self.free.try_recv().unwrap_or_else(|_| Vec::with_capacity(WRITE_BUFFER + WRITE_BUFFER / 4))
     }
 
     fn open_next(&mut self) -> Result<(), SnapshotError> {
-        let index = u32::try_from(self.done.len()).map_err(|_| SnapshotError::Unencodable { detail: "too many data files".into() })?;
-        let name = data_file_name(index);
-        let path = self.dir.join(&name);
-        let file = self.disk.create(&path).map_err(|e| SnapshotError::io("create data file", &path, e))?;
+        let index = self.files;
+        self.files = index.checked_add(1).ok_or_else(|| SnapshotError::Unencodable { detail: "too many data files".into() })?;
+        self.send(WriteJob::Open(index))?;
         let header = DataHeader { format_version: SNAPSHOT_FORMAT_VERSION, boundary_commit_id: self.boundary, file_index: index }.encode();
-        let mut buf = Vec::with_capacity(WRITE_BUFFER);
+        let mut buf = self.buffer();
         buf.extend_from_slice(&header);
-        self.current = Some(OpenDataFile { name, file, size: DATA_HEADER_LEN as u64, crc: crc32c::crc32c(&header), buf });
+        self.current = Some((DATA_HEADER_LEN as u64, buf));
         Ok(())
     }
 
     fn add(&mut self, v: &OwnedVersion) -> Result<(), SnapshotError> {
         let len = version_record_len(v) as u64;
-        let full = self.current.as_ref().is_some_and(|c| c.size > DATA_HEADER_LEN as u64 && c.size + len > self.target);
-        if full {
+        let full = self.current.as_ref().is_some_and(|(size, _)| *size > DATA_HEADER_LEN as u64 && size + len > self.target);
+        if full || self.current.is_none() {
             self.close_current()?;
             self.open_next()?;
         }
-        let Some(cur) = self.current.as_mut() else {
+        let Some((size, buf)) = self.current.as_mut() else {
             return Err(SnapshotError::Unencodable { detail: "no open data file".into() });
         };
-        let start = cur.buf.len();
-        encode_version(&mut cur.buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
-        cur.crc = crc32c::crc32c_append(cur.crc, &cur.buf[start..]);
-        cur.size += len;
-        if cur.buf.len() >= WRITE_BUFFER {
-            flush(self.dir, cur)?;
+        encode_version(buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
+        *size += len;
+        if buf.len() >= WRITE_BUFFER {
+            let next = self.buffer();
+            if let Some((_, buf)) = self.current.as_mut() {
+                let full = std::mem::replace(buf, next);
+                self.send(WriteJob::Data(full))?;
+            }
         }
         Ok(())
     }
 
     fn close_current(&mut self) -> Result<(), SnapshotError> {
-        if let Some(mut cur) = self.current.take() {
-            flush(self.dir, &mut cur)?;
-            let path = self.dir.join(&cur.name);
-            cur.file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &path, e))?;
-            self.done.push(ManifestFile { name: cur.name, size: cur.size, crc32c: cur.crc });
+        if let Some((_, buf)) = self.current.take() {
+            self.send(WriteJob::Data(buf))?;
+            self.send(WriteJob::Close)?;
         }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<Vec<ManifestFile>, SnapshotError> {
-        self.close_current()?;
-        Ok(self.done)
+    /// Closes the last file (a cut with no versions still gets one, holding
+    /// only its header).
+    fn finish(&mut self) -> Result<(), SnapshotError> {
+        if self.files == 0 {
+            self.open_next()?;
+        }
+        self.close_current()
     }
 }
 
-fn flush(dir: &Path, cur: &mut OpenDataFile) -> Result<(), SnapshotError> {
-    if !cur.buf.is_empty() {
-        cur.file.append(&cur.buf).map_err(|e| SnapshotError::io("write data file", &dir.join(&cur.name), e))?;
-        cur.buf.clear();
+/// The writer thread: creates each data file, checksums and appends the
+/// bytes it is handed, and fsyncs each file once, when it is complete.
+/// Returns the files closed, in order. Stops at the first failure (the
+/// encoder then stops too) or when the encoder is done or gave up.
+fn write_files(disk: &dyn Disk, dir: &Path, jobs: &mpsc::Receiver<WriteJob>, free: &mpsc::Sender<Vec<u8>>) -> Result<Vec<ManifestFile>, SnapshotError> {
+    let mut done = Vec::new();
+    let mut open: Option<(String, Box<dyn DiskFile>, u64, u32)> = None;
+    while let Ok(job) = jobs.recv() {
+        match job {
+            WriteJob::Open(index) => {
+                let name = data_file_name(index);
+                let path = dir.join(&name);
+                let file = disk.create(&path).map_err(|e| SnapshotError::io("create data file", &path, e))?;
+                open = Some((name, file, 0, 0));
+            }
+            WriteJob::Data(mut buf) => {
+                let Some((name, file, size, crc)) = open.as_mut() else {
+                    return Err(SnapshotError::Unencodable { detail: "data for no open data file".into() });
+                };
+                if !buf.is_empty() {
+                    *crc = crc32c::crc32c_append(*crc, &buf);
+                    *size += buf.len() as u64;
+                    file.append(&buf).map_err(|e| SnapshotError::io("write data file", &dir.join(&*name), e))?;
+                }
+                buf.clear();
+                let _ = free.send(buf);
+            }
+            WriteJob::Close => {
+                if let Some((name, file, size, crc)) = open.take() {
+                    file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &dir.join(&name), e))?;
+                    done.push(ManifestFile { name, size, crc32c: crc });
+                }
+            }
+        }
     }
-    Ok(())
+    Ok(done)
 }

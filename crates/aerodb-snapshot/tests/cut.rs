@@ -125,3 +125,131 @@ fn repl_8_snapshot_of_the_empty_state_round_trips() {
     let (loaded, _) = load_snapshot(&*disk(), &info.path, Some(CLUSTER)).unwrap();
     assert_eq!(loaded.applied(), aerodb_mvcc::AppliedState::GENESIS);
 }
+
+/// An `OsDisk` that logs the data-file and manifest operations in order,
+/// and fails the `n`th append to a data file when told to.
+struct LoggingDisk {
+    log: std::sync::Mutex<Vec<String>>,
+    fail_append: Option<usize>,
+    appends: std::sync::atomic::AtomicUsize,
+}
+
+struct LoggingFile<'a> {
+    disk: &'a LoggingDisk,
+    name: String,
+    inner: Box<dyn aerodb_wal::disk::DiskFile>,
+}
+
+impl LoggingDisk {
+    fn new(fail_append: Option<usize>) -> &'static LoggingDisk {
+        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append, appends: 0.into() }))
+    }
+    fn note(&self, what: String) {
+        self.log.lock().unwrap().push(what);
+    }
+}
+
+impl aerodb_wal::disk::DiskFile for LoggingFile<'static> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn append(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        if self.name.starts_with("data-") {
+            let n = self.disk.appends.fetch_add(1, Ordering::SeqCst);
+            if self.disk.fail_append == Some(n) {
+                return Err(std::io::Error::other("injected write failure"));
+            }
+        }
+        self.inner.append(buf)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.disk.note(format!("sync {}", self.name));
+        self.inner.sync_data()
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.inner.len()
+    }
+    fn truncate(&mut self, len: u64) -> std::io::Result<()> {
+        self.inner.truncate(len)
+    }
+}
+
+impl aerodb_wal::disk::Disk for &'static LoggingDisk {
+    fn create(&self, path: &std::path::Path) -> std::io::Result<Box<dyn aerodb_wal::disk::DiskFile>> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.note(format!("create {name}"));
+        Ok(Box::new(LoggingFile { disk: self, name, inner: aerodb_wal::disk::OsDisk.create(path)? }))
+    }
+    fn open(&self, path: &std::path::Path) -> std::io::Result<Box<dyn aerodb_wal::disk::DiskFile>> {
+        aerodb_wal::disk::OsDisk.open(path)
+    }
+    fn list(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        aerodb_wal::disk::OsDisk.list(dir)
+    }
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        aerodb_wal::disk::OsDisk.create_dir_all(dir)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        let name = to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.note(format!("rename {name}"));
+        aerodb_wal::disk::OsDisk.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.note(format!("sync_dir {name}"));
+        aerodb_wal::disk::OsDisk.sync_dir(dir)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        aerodb_wal::disk::OsDisk.remove_file(path)
+    }
+    fn remove_dir_all(&self, path: &std::path::Path) -> std::io::Result<()> {
+        aerodb_wal::disk::OsDisk.remove_dir_all(path)
+    }
+    fn read_bounded(&self, path: &std::path::Path, max_len: u64) -> std::io::Result<Vec<u8>> {
+        aerodb_wal::disk::OsDisk.read_bounded(path, max_len)
+    }
+    fn exists(&self, path: &std::path::Path) -> bool {
+        aerodb_wal::disk::OsDisk.exists(path)
+    }
+}
+
+/// REPL-9: creation (encoder and writer thread) fsyncs every data file
+/// exactly once, after its last byte and before the manifest is written,
+/// then the directory, then publishes by rename; a write failure on the
+/// writer thread is reported as the IO error it is and publishes nothing
+/// (no snapshot, no temporary directory), and the same store then
+/// snapshots to the same bytes as on a healthy disk.
+#[test]
+fn repl_9_data_files_fsynced_once_before_the_manifest_and_a_failed_write_publishes_nothing() {
+    let l = Layout::new();
+    let mut h = History::create(&l.wal(), 4096);
+    h.commit_samples(150, "durable");
+    let options = SnapshotOptions { file_target_bytes: 2048, batch_keys: 5 };
+
+    let logged = LoggingDisk::new(None);
+    let dir = tempfile::tempdir().unwrap();
+    let info = create_snapshot_with(&logged, dir.path(), &h.store, CLUSTER, &options, None).unwrap();
+    assert!(info.files > 2, "several data files");
+    let log = logged.log.lock().unwrap().clone();
+    let pos = |what: &str| log.iter().position(|l| l == what).unwrap_or_else(|| panic!("{what} missing from {log:?}"));
+    let manifest_created = log.iter().position(|l| l.starts_with("create") && l.contains("manifest")).unwrap();
+    for i in 0..info.files {
+        let name = format!("data-{i:06}.bin");
+        assert_eq!(log.iter().filter(|l| **l == format!("sync {name}")).count(), 1, "{name} fsynced once: {log:?}");
+        assert!(pos(&format!("create {name}")) < pos(&format!("sync {name}")));
+        assert!(pos(&format!("sync {name}")) < manifest_created, "{name} durable before the manifest: {log:?}");
+    }
+    let tmp_synced = pos(&format!("sync_dir .tmp-{}", info.name));
+    assert!(manifest_created < tmp_synced && tmp_synced < pos(&format!("rename {}", info.name)), "{log:?}");
+    validate_snapshot(&*disk(), &info.path, Some(CLUSTER)).unwrap();
+
+    let failing = LoggingDisk::new(Some(1));
+    let bad = tempfile::tempdir().unwrap();
+    let e = create_snapshot_with(&failing, bad.path(), &h.store, CLUSTER, &options, None).unwrap_err();
+    assert_eq!(e.code(), "SNAPSHOT_IO", "{e}");
+    assert!(e.to_string().contains("injected write failure"), "{e}");
+    assert!(names(bad.path()).is_empty(), "nothing published, nothing left: {:?}", names(bad.path()));
+
+    let again = create_snapshot_with(&*disk(), bad.path(), &h.store, CLUSTER, &options, None).unwrap();
+    assert_eq!(dir_bytes(&again.path), dir_bytes(&info.path));
+}

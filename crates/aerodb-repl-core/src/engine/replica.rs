@@ -275,6 +275,11 @@ struct Link {
     pending: Option<(Nonce, Hello)>,
     /// The cluster id the primary proved the token for (AUTH_CHALLENGE).
     proven_cluster: Option<ClusterId>,
+    /// The primary closed the connection while snapshot frames it sent
+    /// were still buffered here (held back by backpressure): they are
+    /// taken first, and the link ends only if they do not finish the
+    /// transfer (F-S1: a served transfer is never cut by its own EOF).
+    closed: Option<String>,
 }
 
 /// A snapshot transfer handed to storage, kept across connections while
@@ -587,8 +592,16 @@ impl ReplicaEngine {
 
     /// The connection `conn` ended (peer closed, reset, write failed).
     pub fn handle_closed(&mut self, now: Millis, conn: ConnId, detail: String) {
-        if self.is_current(conn) && self.link.as_ref().is_some_and(|l| l.phase != LinkPhase::TransferDone) {
-            self.end_link(now, Blocked::ConnectionLost { detail });
+        if self.is_current(conn) {
+            match self.link.as_mut() {
+                // Frames the primary sent before closing are taken first.
+                Some(link) if matches!(link.phase, LinkPhase::Transfer { .. }) && link.decoder.buffered() > 0 => {
+                    link.closed = Some(detail);
+                    self.pump(now);
+                }
+                Some(link) if link.phase != LinkPhase::TransferDone => self.end_link(now, Blocked::ConnectionLost { detail }),
+                _ => {}
+            }
         }
         self.finish_step();
     }
@@ -761,8 +774,18 @@ impl ReplicaEngine {
         if self.transition(target, why) {
             let decoder = FrameDecoder::new(DEFAULT_MAX_PAYLOAD);
             let clock = now.saturating_add(self.config.timing.handshake_timeout_ms);
-            self.link =
-                Some(Link { conn, phase: LinkPhase::Opening, decoder, frames: 0, clock, request: None, accepted: None, pending: None, proven_cluster: None });
+            self.link = Some(Link {
+                conn,
+                phase: LinkPhase::Opening,
+                decoder,
+                frames: 0,
+                clock,
+                request: None,
+                accepted: None,
+                pending: None,
+                proven_cluster: None,
+                closed: None,
+            });
             self.actions.push_back(ReplicaAction::Connect { conn });
         }
     }
@@ -822,7 +845,15 @@ impl ReplicaEngine {
                     link.frames += 1;
                     self.on_frame(now, frame);
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    // Every whole frame was taken: a closed link ends now.
+                    if let Some(detail) = link.closed.take() {
+                        if link.phase != LinkPhase::TransferDone {
+                            self.end_link(now, Blocked::ConnectionLost { detail });
+                        }
+                    }
+                    return;
+                }
                 Err(e) => {
                     self.on_frame_error(now, e, first);
                     return;

@@ -581,3 +581,52 @@ fn f_s1_a_resumed_transfer_continues_only_where_the_replica_asked() {
     assert_eq!(drain(&mut e), vec![ReplicaAction::Close { conn: 2 }]);
     assert!(matches!(e.state(), ReplicaState::Disconnected { blocked: Blocked::Protocol { .. }, .. }));
 }
+
+/// F-S1: the primary closes the connection right after SNAPSHOT_END while
+/// the replica still holds frames it sent (taken slowly, backpressure):
+/// they are taken first and the transfer finishes on this connection, with
+/// no reconnect and no resume; a connection whose buffered frames end
+/// short of SNAPSHOT_END is lost only after what was whole was taken.
+#[test]
+fn f_s1_frames_buffered_before_the_primary_closed_finish_the_transfer() {
+    for complete in [true, false] {
+        let mut cfg = config(BootstrapMethod::Snapshot);
+        cfg.max_unapplied_bytes = 1;
+        let mut e = ReplicaEngine::new(cfg);
+        e.handle_start(0);
+        e.handle_recovered(0, RecoveryOutcome::Uninitialised);
+        e.handle_connected(1, 1);
+        drain(&mut e);
+        let mut wire = snapshot_accept(None).to_vec();
+        wire.extend_from_slice(&frame_of(Message::SnapshotBegin(Bytes::from_static(MANIFEST))));
+        wire.extend_from_slice(&chunk(0, 0, b"abc"));
+        wire.extend_from_slice(&chunk(0, 3, b"de"));
+        if complete {
+            wire.extend_from_slice(&frame_of(Message::SnapshotEnd));
+        } else {
+            // Half of the next frame.
+            let next = chunk(0, 5, b"fg");
+            wire.extend_from_slice(&next[..next.len() / 2]);
+        }
+        e.handle_bytes(1_000, 1, &wire);
+        let actions = drain(&mut e);
+        assert_eq!(actions.iter().filter(|a| matches!(a, ReplicaAction::BootstrapPiece { .. })).count(), 1, "{actions:?}");
+        assert!(!e.wants_bytes());
+        e.handle_closed(1_001, 1, "primary closed the connection".into());
+        assert_eq!(drain(&mut e), vec![], "held-back frames are taken before the close");
+        assert_eq!(e.state().kind(), StateKind::Bootstrapping);
+        e.handle_completion(1_002, Completion::BootstrapBegun { bytes_total: 5 });
+        e.handle_completion(1_003, Completion::PieceWritten { bytes: 3 });
+        assert_eq!(drain(&mut e), vec![ReplicaAction::BootstrapPiece { file_index: 0, offset: 3, bytes: Bytes::from_static(b"de") }]);
+        e.handle_completion(1_004, Completion::PieceWritten { bytes: 2 });
+        let actions = drain(&mut e);
+        if complete {
+            assert_eq!(actions, vec![ReplicaAction::BootstrapFinish { cluster_id: cluster(), replica_id: ReplicaId::parse("r1").unwrap() }]);
+            assert_eq!(e.state().kind(), StateKind::Bootstrapping);
+        } else {
+            assert_eq!(actions, vec![ReplicaAction::Close { conn: 1 }]);
+            assert_eq!(e.state().kind(), StateKind::Disconnected);
+            assert_eq!(e.observe().transfer.unwrap().bytes_done, 5, "the partial transfer is kept for the resume");
+        }
+    }
+}
