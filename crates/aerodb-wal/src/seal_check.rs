@@ -18,8 +18,11 @@ use crate::segment::{SegmentHeader, SEGMENT_HEADER_LEN};
 use crate::validate::{ChainTip, ChainValidator, ChainViolation};
 use crate::Lsn;
 
-/// Bytes read from a segment at a time.
-const CHUNK: usize = 1024 * 1024;
+/// Bytes read from a segment at a time. Small on purpose: the scrub runs
+/// in the background of a serving node, and its buffer (at most a chunk
+/// plus one partly read record) is memory that does not follow live data
+/// (RES-1); a 1 MiB chunk kept about 2 MiB resident on every scrubbing node.
+const SEAL_CHECK_CHUNK: usize = 64 * 1024;
 
 /// What a clean check of one sealed segment covered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -119,9 +122,11 @@ pub fn verify_sealed_segment(
         }
         pending.drain(..pos);
         pos = 0;
-        let n = (len - read).min(CHUNK.max(need.saturating_sub(left)) as u64);
+        let n = (len - read).min(SEAL_CHECK_CHUNK.max(need.saturating_sub(left)) as u64);
         pace(n);
         let old = pending.len();
+        // Exact: no doubling beyond a chunk plus the record being completed.
+        pending.reserve_exact(n as usize);
         pending.resize(old + n as usize, 0);
         file.read_exact_at(&mut pending[old..], read).map_err(SealedSegmentError::Io)?;
         read += n;
