@@ -374,23 +374,25 @@ fn res_1_stored_versions_do_not_pin_the_buffer_they_were_decoded_from() {
     assert!(!chunk_range.contains(&(doc.as_ptr() as usize)));
 }
 
-/// RES-1: reads share the stored body instead of copying it or changing
-/// what the store holds: two reads, a scan and a snapshot stream of the
-/// same version all point at one allocation, which is not the buffer the
-/// record came from.
+/// RES-1: the store keeps each body in an allocation of exactly its
+/// length with no reference count; reads, scans and snapshot streams hand
+/// out equal copies, each independent of the others and of what is stored
+/// (the input buffer is never kept: see
+/// `res_1_stored_versions_do_not_pin_the_buffer_they_were_decoded_from`).
 #[test]
-fn res_1_reads_share_the_stored_body_without_copying() {
+fn res_1_reads_scans_and_streams_return_copies_of_the_stored_body() {
     let store = Arc::new(Store::new());
+    let input = b"{\"v\":1}";
     apply_next(&store, &[op_put(COLL, "k", "{\"v\":1}")]);
     let view = store.read_view(None).unwrap();
     let a = view.get(COLL.as_bytes(), b"k").unwrap().doc.unwrap();
     let b = view.get(COLL.as_bytes(), b"k").unwrap().doc.unwrap();
     let scanned = view.scan(COLL.as_bytes(), None, None, 10).items.remove(0).2;
     let streamed = all_versions(&store).remove(0).doc.unwrap();
-    assert_eq!(&a[..], b"{\"v\":1}");
-    for other in [&b, &scanned, &streamed] {
-        assert_eq!(other.as_ptr(), a.as_ptr(), "one stored allocation");
+    for body in [&a, &b, &scanned, &streamed] {
+        assert_eq!(&body[..], &input[..]);
     }
+    assert_ne!(a.as_ptr(), b.as_ptr(), "each read has its own copy");
 }
 
 /// MVCC-4: the keys a store lists after GC are those with a retained
