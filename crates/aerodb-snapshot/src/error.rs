@@ -118,8 +118,9 @@ pub enum SnapshotError {
         /// What is wrong.
         detail: String,
     },
-    /// Creation was stopped (shutdown); nothing was published.
-    #[error("snapshot creation cancelled")]
+    /// Creation, or a scrub check, was stopped (shutdown, RES-3); nothing
+    /// was published and nothing is known about the unread rest.
+    #[error("snapshot creation or check cancelled")]
     Cancelled,
 }
 

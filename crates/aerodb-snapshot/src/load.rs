@@ -10,6 +10,7 @@
 //! the process; every failure is a typed [`SnapshotError`].
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use aerodb_mvcc::store::{LoadError, OwnedVersion, StoreBuilder};
@@ -166,13 +167,15 @@ impl VersionSink for DigestSink {
 /// the version count, and the state digest — by streaming every data file
 /// once in bounded chunks, without building a store (scrub, CORE-6).
 /// `pace` is called with the byte count of each chunk before it is read,
-/// so the caller can bound the IO rate. Returns the manifest and the bytes
-/// read.
+/// so the caller can bound the IO rate; when it answers `Break` the check
+/// ends at once with [`SnapshotError::Cancelled`] (a shutdown must not wait
+/// for a whole snapshot to be read, RES-3). Returns the manifest and the
+/// bytes read.
 pub fn verify_snapshot_streaming(
     disk: &dyn Disk,
     dir: &Path,
     expected_cluster: Option<&str>,
-    pace: &mut dyn FnMut(u64),
+    pace: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<(Manifest, u64), SnapshotError> {
     let snapshot = dir_label(dir);
     let manifest = read_manifest(disk, dir)?;
@@ -207,7 +210,7 @@ pub fn validate_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&
     check_cluster(&snapshot, &manifest, expected_cluster)?;
     check_file_set(disk, dir, &snapshot, &manifest)?;
     for (index, f) in manifest.files.iter().enumerate() {
-        stream_file(disk, dir, index, f, &manifest, None, &mut |_| {})?;
+        stream_file(disk, dir, index, f, &manifest, None, &mut |_| ControlFlow::Continue(()))?;
     }
     Ok(manifest)
 }
@@ -226,7 +229,7 @@ pub fn load_snapshot(disk: &dyn Disk, dir: &Path, expected_cluster: Option<&str>
     let mut builder = Store::builder();
     let mut count = 0u64;
     for (index, f) in manifest.files.iter().enumerate() {
-        count += stream_file(disk, dir, index, f, &manifest, Some(&mut builder), &mut |_| {})?;
+        count += stream_file(disk, dir, index, f, &manifest, Some(&mut builder), &mut |_| ControlFlow::Continue(()))?;
     }
     finish_load(&snapshot, manifest, builder, count)
 }
@@ -349,7 +352,7 @@ fn stream_file(
     entry: &ManifestFile,
     manifest: &Manifest,
     mut builder: Option<&mut (dyn VersionSink + 'static)>,
-    pace: &mut dyn FnMut(u64),
+    pace: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<u64, SnapshotError> {
     let snapshot = dir_label(dir);
     let path = dir.join(&entry.name);
@@ -366,7 +369,9 @@ fn stream_file(
     while read_pos < len {
         let want = if read_pos == 0 { DATA_HEADER_LEN } else { READ_CHUNK.max(decoder.needed()) };
         let n = usize::try_from(len - read_pos).map_or(want, |r| r.min(want));
-        pace(n as u64);
+        if pace(n as u64).is_break() {
+            return Err(SnapshotError::Cancelled);
+        }
         let mut buf = vec![0u8; n];
         read_at(&*file, &path, &mut buf, read_pos)?;
         read_pos += n as u64;

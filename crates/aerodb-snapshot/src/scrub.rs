@@ -23,6 +23,7 @@
 //! bootstrap ever uses it.
 
 use std::collections::VecDeque;
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use aerodb_wal::disk::Disk;
@@ -138,6 +139,9 @@ pub enum TargetOutcome {
         /// The IO error.
         detail: String,
     },
+    /// The check was stopped part way (the node is shutting down, RES-3):
+    /// neither verified nor damaged, and not counted.
+    Interrupted,
 }
 
 /// What was done about a finding.
@@ -349,6 +353,10 @@ impl ScrubState {
     /// Records the outcome of the target [`ScrubState::next_target`]
     /// returned. Ends the pass after its last target.
     pub fn finish_target(&mut self, outcome: TargetOutcome, commit_id: Option<CommitId>, now_ms: u64) {
+        if outcome == TargetOutcome::Interrupted {
+            // Left where it is: the next run checks it again from the start.
+            return;
+        }
         let Some(pass) = self.current.as_mut() else { return };
         let Some(target) = pass.queue.pop_front() else { return };
         pass.progress.targets_done += 1;
@@ -361,6 +369,7 @@ impl ScrubState {
                 self.verified_total += 1;
             }
             TargetOutcome::Vanished => pass.summary.vanished += 1,
+            TargetOutcome::Interrupted => {}
             TargetOutcome::Unreadable { .. } => pass.summary.unreadable += 1,
             TargetOutcome::Damaged { damage, bytes, action } => {
                 pass.summary.damaged += 1;
@@ -414,19 +423,21 @@ impl ScrubState {
 }
 
 /// Checks one target through `disk` (see the module docs); `pace` is called
-/// with each chunk's size before it is read. A damaged snapshot is
+/// with each chunk's size before it is read, and a `Break` from it ends the
+/// check at once with [`TargetOutcome::Interrupted`]. A damaged snapshot is
 /// returned with [`FindingAction::Reported`]: withdrawing it is the
 /// caller's decision.
-pub fn check_target(disk: &dyn Disk, target: &ScrubTarget, pace: &mut dyn FnMut(u64)) -> TargetOutcome {
+pub fn check_target(disk: &dyn Disk, target: &ScrubTarget, pace: &mut dyn FnMut(u64) -> ControlFlow<()>) -> TargetOutcome {
     let mut read = 0u64;
     let mut counting = |n: u64| {
         read += n;
-        pace(n);
+        pace(n)
     };
     match target.kind {
         TargetKind::WalSegment => match verify_sealed_segment(disk, &target.path, target.expected_end, &mut counting) {
             Ok(check) => TargetOutcome::Verified { bytes: check.bytes },
             Err(SealedSegmentError::Vanished) => TargetOutcome::Vanished,
+            Err(SealedSegmentError::Interrupted) => TargetOutcome::Interrupted,
             Err(SealedSegmentError::Io(e)) => TargetOutcome::Unreadable { detail: e.to_string() },
             Err(SealedSegmentError::Damaged(d)) => TargetOutcome::Damaged {
                 damage: Damage {
@@ -450,6 +461,7 @@ pub fn check_target(disk: &dyn Disk, target: &ScrubTarget, pace: &mut dyn FnMut(
                 Ok((_, bytes)) => TargetOutcome::Verified { bytes },
                 // Removed (pruned) while it was read: not damage.
                 Err(_) if !disk.exists(&target.path) => TargetOutcome::Vanished,
+                Err(SnapshotError::Cancelled) => TargetOutcome::Interrupted,
                 Err(SnapshotError::Io { source, .. }) => TargetOutcome::Unreadable { detail: source.to_string() },
                 Err(e) => TargetOutcome::Damaged { damage: snapshot_damage(disk, target, &e), bytes: read, action: FindingAction::Reported },
             }

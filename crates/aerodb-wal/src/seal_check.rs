@@ -7,6 +7,7 @@
 //! Damage is reported with the file offset of the first bad byte found and
 //! the check that failed; nothing is ever changed.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -61,6 +62,9 @@ pub enum SealedSegmentError {
     Io(std::io::Error),
     /// The bytes are damaged.
     Damaged(SegmentDamage),
+    /// `pace` asked to stop (the node is shutting down, RES-3) before the
+    /// whole segment was read: nothing is known about the rest.
+    Interrupted,
 }
 
 fn damage(offset: u64, lsn: Option<Lsn>, code: &'static str, check_rule: &'static str, detail: String) -> SealedSegmentError {
@@ -74,12 +78,14 @@ fn violation(v: &ChainViolation, start_lsn: Lsn) -> SealedSegmentError {
 /// Verifies the sealed segment at `path` (see the module docs). When
 /// `expected_end` is given (the next segment's declared start), the last
 /// record must end exactly there. `pace` is called with each chunk's size
-/// before it is read, so the caller can bound the IO rate.
+/// before it is read, so the caller can bound the IO rate; when it answers
+/// `Break` the check ends at once with [`SealedSegmentError::Interrupted`]
+/// (a shutdown must not wait for a whole segment to be read, RES-3).
 pub fn verify_sealed_segment(
     disk: &dyn Disk,
     path: &Path,
     expected_end: Option<ChainTip>,
-    pace: &mut dyn FnMut(u64),
+    pace: &mut dyn FnMut(u64) -> ControlFlow<()>,
 ) -> Result<SealedSegmentCheck, SealedSegmentError> {
     let file = disk.open(path).map_err(|e| if e.kind() == std::io::ErrorKind::NotFound { SealedSegmentError::Vanished } else { SealedSegmentError::Io(e) })?;
     let len = file.len().map_err(SealedSegmentError::Io)?;
@@ -87,7 +93,9 @@ pub fn verify_sealed_segment(
     if len < SEGMENT_HEADER_LEN {
         return Err(damage(0, None, "WAL_BAD_SEGMENT_HEADER", "CORE-2", format!("file is {len} bytes, shorter than a segment header")));
     }
-    pace(SEGMENT_HEADER_LEN);
+    if pace(SEGMENT_HEADER_LEN).is_break() {
+        return Err(SealedSegmentError::Interrupted);
+    }
     file.read_exact_at(&mut head, 0).map_err(SealedSegmentError::Io)?;
     let header = SegmentHeader::decode(&head).map_err(|e| damage(0, None, "WAL_BAD_SEGMENT_HEADER", "CORE-2", e.to_string()))?;
     let start = ChainTip::of_segment(&header);
@@ -123,7 +131,9 @@ pub fn verify_sealed_segment(
         pending.drain(..pos);
         pos = 0;
         let n = (len - read).min(SEAL_CHECK_CHUNK.max(need.saturating_sub(left)) as u64);
-        pace(n);
+        if pace(n).is_break() {
+            return Err(SealedSegmentError::Interrupted);
+        }
         let old = pending.len();
         // Exact: no doubling beyond a chunk plus the record being completed.
         pending.reserve_exact(n as usize);

@@ -7,6 +7,7 @@
 mod common;
 
 use std::fs;
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -262,7 +263,11 @@ fn core_6_sealed_segment_check_finds_the_damaged_record() {
     let (first, second) = (segments[0], segments[1]);
     let path = segment_path(dir, 0);
     let mut paced = 0u64;
-    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| paced += n).unwrap();
+    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| {
+        paced += n;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(ok.end.end_lsn, first.end_lsn);
     assert_eq!(ok.bytes, fs::metadata(&path).unwrap().len());
     assert_eq!(paced, ok.bytes, "every byte read is paced");
@@ -270,7 +275,7 @@ fn core_6_sealed_segment_check_finds_the_damaged_record() {
 
     let victim = recs[3].position;
     flip_byte(&path, SEGMENT_HEADER_LEN + victim.lsn + 20, 0x01);
-    match verify_sealed_segment(&OsDisk, &path, None, &mut |_| {}) {
+    match verify_sealed_segment(&OsDisk, &path, None, &mut |_| ControlFlow::Continue(())) {
         Err(SealedSegmentError::Damaged(d)) => {
             assert_eq!((d.offset, d.lsn, d.code, d.check_rule), (SEGMENT_HEADER_LEN + victim.lsn, Some(victim.lsn), "CHECKSUM_MISMATCH", "CORE-2"), "{d:?}");
         }
@@ -279,16 +284,16 @@ fn core_6_sealed_segment_check_finds_the_damaged_record() {
     flip_byte(&path, SEGMENT_HEADER_LEN + victim.lsn + 20, 0x01);
     let len = fs::metadata(&path).unwrap().len();
     truncate_file(&path, len - 10);
-    match verify_sealed_segment(&OsDisk, &path, None, &mut |_| {}) {
+    match verify_sealed_segment(&OsDisk, &path, None, &mut |_| ControlFlow::Continue(())) {
         Err(SealedSegmentError::Damaged(d)) => assert_eq!(d.code, "INVALID_RECORD", "{d:?}"),
         other => panic!("{other:?}"),
     }
     let path2 = segment_path(dir, second.header.start_lsn);
-    match verify_sealed_segment(&OsDisk, &path2, Some(ChainTip::GENESIS), &mut |_| {}) {
+    match verify_sealed_segment(&OsDisk, &path2, Some(ChainTip::GENESIS), &mut |_| ControlFlow::Continue(())) {
         Err(SealedSegmentError::Damaged(d)) => assert_eq!(d.code, "SEGMENT_DISCONTINUITY", "{d:?}"),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(verify_sealed_segment(&OsDisk, &dir.join("nope.seg"), None, &mut |_| {}), Err(SealedSegmentError::Vanished)));
+    assert!(matches!(verify_sealed_segment(&OsDisk, &dir.join("nope.seg"), None, &mut |_| ControlFlow::Continue(())), Err(SealedSegmentError::Vanished)));
 }
 
 /// CORE-6, RES-1: the sealed-segment check reads a segment in small
@@ -310,7 +315,11 @@ fn core_6_res_1_sealed_segment_check_reads_in_chunks_across_record_boundaries() 
     let path = segment_path(dir, 0);
     assert!(fs::metadata(&path).unwrap().len() > 4 * 64 * 1024, "the segment spans many chunks");
     let mut paced = 0u64;
-    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| paced += n).unwrap();
+    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| {
+        paced += n;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(ok.end.end_lsn, first.end_lsn);
     assert_eq!(paced, ok.bytes, "every byte read is paced");
     assert_eq!(ok.records, recs.iter().filter(|r| r.position.end_lsn <= first.end_lsn).count() as u64);
@@ -318,4 +327,31 @@ fn core_6_res_1_sealed_segment_check_reads_in_chunks_across_record_boundaries() 
         recs.iter().any(|r| r.position.end_lsn <= first.end_lsn && r.position.end_lsn - r.position.lsn > 200 * 1024),
         "the big record is in the checked segment"
     );
+}
+
+/// RES-3, CORE-6: the sealed-segment check stops between two chunks when
+/// its pacer asks (a shutdown), reads nothing more and says it was
+/// interrupted, not that the segment is good or damaged.
+#[test]
+fn res_3_core_6_sealed_segment_check_stops_between_chunks_when_asked() {
+    use aerodb_wal::seal_check::{verify_sealed_segment, SealedSegmentError};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut w = new_writer(dir, 384 * 1024);
+    write_samples(&mut w, 4_000);
+    let path = segment_path(dir, 0);
+    assert!(fs::metadata(&path).unwrap().len() > 4 * 64 * 1024, "the segment spans many chunks");
+    let mut calls = 0u32;
+    let mut paced = 0u64;
+    let outcome = verify_sealed_segment(&OsDisk, &path, None, &mut |n| {
+        calls += 1;
+        if calls == 3 {
+            return ControlFlow::Break(());
+        }
+        paced += n;
+        ControlFlow::Continue(())
+    });
+    assert!(matches!(outcome, Err(SealedSegmentError::Interrupted)), "{outcome:?}");
+    assert_eq!(calls, 3, "no read is asked for after the stop");
+    assert!(paced < fs::metadata(&path).unwrap().len(), "the rest of the segment is not read");
 }

@@ -5,6 +5,7 @@
 //! snapshot (renamed out of the published namespace, kept for forensics)
 //! so neither primary recovery nor a bootstrap uses it.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -117,8 +118,18 @@ fn run(state: &Mutex<ScrubState>, stop: &AtomicBool, disk: &dyn Disk, sources: &
             let (started, done) = s.pass_clock().unwrap_or((0, 0));
             drop(s);
             wait(stop, pace_wait_ms(rate, done, now_ms().saturating_sub(started)));
+            // A stop ends the check between two chunks: shutdown never
+            // waits for the rest of a large target to be read (RES-3).
+            if stop.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         };
         let mut outcome = check_target(disk, &target, &mut pace);
+        if outcome == TargetOutcome::Interrupted {
+            break;
+        }
         if let TargetOutcome::Damaged { damage, action, .. } = &mut outcome {
             if target.kind == TargetKind::Snapshot {
                 if let Some(withdraw) = &sources.withdraw {
