@@ -180,10 +180,6 @@ impl DurableSink for StoreSink {
         let state_digest = self.store.gc_digest(horizon)?;
         Some(GcPlan { horizon, state_digest })
     }
-
-    fn gc_may_be_due(&mut self, tip: ChainTip) -> bool {
-        self.store.applied().commit_id == tip.commit_id && self.gc.due(tip.commit_id, self.store.history_horizon()).is_some()
-    }
 }
 
 /// The primary's write path over a recovered store and WAL.
@@ -237,17 +233,6 @@ impl PrimaryEngine {
     pub fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, InputError> {
         let ops = validate_write_set(ops, &self.limits)?;
         Ok(self.committer.submit(ops))
-    }
-
-    /// [`PrimaryEngine::submit`], but when the committer is idle (nothing
-    /// queued, no group in flight) the calling thread commits the group
-    /// itself and the ticket is ready on return; it may block for one
-    /// fsync. Saves two thread hand-offs per commit at low concurrency;
-    /// same guarantees (CORE-1, CORE-5). See
-    /// [`aerodb_wal::group::GroupCommitter::submit_or_lead`].
-    pub fn submit_or_lead(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, InputError> {
-        let ops = validate_write_set(ops, &self.limits)?;
-        Ok(self.committer.submit_or_lead(ops))
     }
 
     /// The store (for reads).

@@ -19,10 +19,10 @@
 //! record (MVCC-4), fsyncs it and hands it to the sink like any record, so
 //! every node applies it at the same position in the log.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
@@ -77,16 +77,6 @@ pub trait DurableSink: Send + 'static {
     fn plan_gc(&mut self, tip: ChainTip) -> Option<GcPlan> {
         let _ = tip;
         None
-    }
-
-    /// A cheap early answer to "could [`DurableSink::plan_gc`] plan a step
-    /// at `tip`?" (false only when it certainly would not). A caller that
-    /// led a group asks this instead of planning itself, so a GC step never
-    /// delays its answer; when true, the commit thread plans and writes the
-    /// step. Default: true (always let the thread look).
-    fn gc_may_be_due(&mut self, tip: ChainTip) -> bool {
-        let _ = tip;
-        true
     }
 }
 
@@ -229,103 +219,10 @@ impl Future for CommitTicket {
     }
 }
 
-/// Requests waiting for the commit thread, and whether it still takes any.
-#[derive(Default)]
-struct Queue {
-    items: VecDeque<Request>,
-    closed: bool,
-    /// A caller led a group after which a GC step may be due: the commit
-    /// thread runs [`GroupCommitCore::gc_step`] (off the caller's path).
-    gc_wanted: bool,
-}
-
-/// What the committer's callers and its thread share.
-struct Shared<S> {
-    queue: Mutex<Queue>,
-    /// Signalled when the queue goes from empty to non-empty, or closes.
-    arrived: Condvar,
-    /// The group step. Whoever holds it leads one group: the commit thread,
-    /// or a caller of [`GroupCommitter::submit_or_lead`] that found nothing
-    /// queued and nobody leading.
-    core: Mutex<LeaderState<S>>,
-    /// Requests submitted and not yet answered by a completed group step
-    /// (queued or in the group being led). A caller leads only when this
-    /// was zero: under concurrent load the commit thread gathers groups
-    /// and callers never block on an fsync.
-    pending: AtomicUsize,
-    /// Consecutive groups the commit thread led that held one request:
-    /// evidence that commits arrive one at a time. A caller leads only
-    /// after [`LEAD_AFTER_SINGLE_GROUPS`] of them; any larger group (load
-    /// grew) sends callers back to the queue, so under concurrency no
-    /// HTTP worker ever blocks on an fsync.
-    single_groups: AtomicUsize,
-}
-
-/// Groups of one in a row the commit thread must see before callers lead.
-const LEAD_AFTER_SINGLE_GROUPS: usize = 4;
-
-/// The core and whether it was closed (the commit thread ended).
-struct LeaderState<S> {
-    core: GroupCommitCore<S>,
-    closed: bool,
-}
-
-/// The type-erased half of [`Shared`] a [`GroupCommitter`] holds.
-trait Leader: Send + Sync {
-    /// Queues `req`, or leads its group on this thread when nothing is
-    /// queued and no group is in flight (then `req` is answered on return).
-    fn submit(&self, req: Request, may_lead: bool);
-    /// Stops taking requests and wakes the thread.
-    fn close(&self);
-}
-
-impl<S: DurableSink> Leader for Shared<S> {
-    fn submit(&self, req: Request, may_lead: bool) {
-        let mut queue = self.queue.lock();
-        if queue.closed {
-            // Dropping the reply answers ShuttingDown.
-            return;
-        }
-        let idle = self.pending.fetch_add(1, Ordering::AcqRel) == 0;
-        let serial = self.single_groups.load(Ordering::Acquire) >= LEAD_AFTER_SINGLE_GROUPS;
-        if may_lead && idle && serial && queue.items.is_empty() {
-            if let Some(mut leader) = self.core.try_lock() {
-                // Holding the core before the queue is released: a close
-                // racing with this waits for the group to complete.
-                drop(queue);
-                let mut gc_wanted = false;
-                if !leader.closed {
-                    lead_group(&mut leader.core, vec![GroupRequest { ops: req.ops, reply: req.reply }]);
-                    gc_wanted = leader.core.gc_may_be_due();
-                }
-                drop(leader);
-                self.pending.fetch_sub(1, Ordering::AcqRel);
-                if gc_wanted {
-                    self.queue.lock().gc_wanted = true;
-                    self.arrived.notify_one();
-                }
-                return;
-            }
-        }
-        let was_empty = queue.items.is_empty();
-        queue.items.push_back(req);
-        drop(queue);
-        if was_empty {
-            self.arrived.notify_one();
-        }
-    }
-
-    fn close(&self) {
-        self.queue.lock().closed = true;
-        self.arrived.notify_all();
-    }
-}
-
-/// Handle to group commit: a commit thread, and callers that may lead a
-/// group themselves when the committer is idle. Dropping it stops the
-/// thread after the queued requests are handled.
+/// Handle to the group-commit thread. Dropping it stops the thread after
+/// the queued requests are handled.
 pub struct GroupCommitter {
-    leader: Arc<dyn Leader>,
+    tx: Mutex<Option<SyncSender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     durable: Arc<DurableWatch>,
     fsyncs: Arc<AtomicU64>,
@@ -343,45 +240,28 @@ impl GroupCommitter {
     /// those committers, and waits for the mark writer before appending
     /// more. It publishes every durable tip to the gate.
     pub fn start_with(writer: WalWriter, sink: impl DurableSink, durable: Arc<DurableWatch>, gate: Option<Arc<MarkGate>>) -> std::io::Result<Self> {
+        let (tx, rx) = mpsc::sync_channel::<Request>(MAX_BATCH_RECORDS);
         let core = GroupCommitCore::new(writer, sink, durable.clone(), gate);
         let fsyncs = core.fsync_counter();
-        let shared = Arc::new(Shared {
-            queue: Mutex::new(Queue::default()),
-            arrived: Condvar::new(),
-            core: Mutex::new(LeaderState { core, closed: false }),
-            pending: AtomicUsize::new(0),
-            single_groups: AtomicUsize::new(0),
-        });
-        let for_thread = shared.clone();
-        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(&for_thread))?;
-        Ok(GroupCommitter { leader: shared, thread: Mutex::new(Some(thread)), durable, fsyncs })
+        let thread = std::thread::Builder::new().name("wal-group-commit".into()).spawn(move || run(core, rx))?;
+        Ok(GroupCommitter { tx: Mutex::new(Some(tx)), thread: Mutex::new(Some(thread)), durable, fsyncs })
     }
 
-    /// Queues a write set for the commit thread and returns at once. The
-    /// CommitId is assigned when it is appended.
+    /// Queues a write set. The CommitId is assigned when it is appended.
     pub fn submit(&self, ops: Vec<Op>) -> CommitTicket {
         let (ticket, reply) = CommitTicket::new();
-        self.leader.submit(Request { ops, reply }, false);
+        let tx = self.tx.lock().clone();
+        if let Some(tx) = tx {
+            // If the thread is gone the request (and its reply) is dropped,
+            // which answers the ticket with ShuttingDown.
+            let _ = tx.send(Request { ops, reply });
+        }
         ticket
     }
 
-    /// Like [`GroupCommitter::submit`], but when nothing is queued and no
-    /// group is in flight the calling thread leads the group itself:
-    /// appends, fsyncs, applies and answers before returning (the ticket is
-    /// then ready), saving the hand-off to the commit thread and back. It
-    /// therefore may block for one group step (an fsync; a mark wait when
-    /// the crash window is full). Otherwise it queues like `submit`. Same
-    /// guarantees either way: acknowledged only after fsync and apply
-    /// (CORE-1), bounded by the durable mark (CORE-5).
-    pub fn submit_or_lead(&self, ops: Vec<Op>) -> CommitTicket {
-        let (ticket, reply) = CommitTicket::new();
-        self.leader.submit(Request { ops, reply }, true);
-        ticket
-    }
-
-    /// Submits and waits (leading the group when the committer is idle).
+    /// Submits and waits.
     pub fn commit(&self, ops: Vec<Op>) -> Result<CommitReceipt, CommitError> {
-        self.submit_or_lead(ops).wait()
+        self.submit(ops).wait()
     }
 
     /// The durable point watch.
@@ -398,7 +278,7 @@ impl GroupCommitter {
     /// and waits for it to exit. Later submissions report shutdown.
     /// Idempotent.
     pub fn close(&self) {
-        self.leader.close();
+        self.tx.lock().take();
         let thread = self.thread.lock().take();
         if let Some(t) = thread {
             if t.join().is_err() {
@@ -419,75 +299,36 @@ fn ops_bytes(ops: &[Op]) -> usize {
     ops.iter().map(|o| o.collection().len() + o.key().len() + o.doc().map_or(0, <[u8]>::len)).sum()
 }
 
-/// Takes the queued requests that fit in one group (at least one).
-fn take_batch(queue: &mut Queue) -> Vec<GroupRequest<AckSender>> {
-    let mut bytes = 0;
-    let mut batch = Vec::new();
-    while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
-        let Some(req) = queue.items.pop_front() else { break };
-        bytes += ops_bytes(&req.ops);
-        batch.push(GroupRequest { ops: req.ops, reply: req.reply });
-    }
-    batch
-}
-
-/// Leads one group: runs the group step on `batch` (waiting for the mark
-/// writer whenever the crash window is full), then lets the sink's GC step
-/// run. Every request is answered on return.
-fn lead<S: DurableSink>(core: &mut GroupCommitCore<S>, batch: Vec<GroupRequest<AckSender>>) {
-    lead_group(core, batch);
-    core.gc_step();
-}
-
-/// The group step of [`lead`] without the GC step.
-fn lead_group<S: DurableSink>(core: &mut GroupCommitCore<S>, mut batch: Vec<GroupRequest<AckSender>>) {
+/// The commit thread: gathers whatever is queued into one group, runs the
+/// group step on it (waiting for the mark writer whenever the crash window
+/// is full), then lets the sink's GC step run.
+fn run<S: DurableSink>(mut core: GroupCommitCore<S>, rx: Receiver<Request>) {
     let mut answer = |reply: AckSender, result: Ack| reply.send(result);
-    loop {
-        let mut group = core.append_group(batch, &mut answer);
-        let blocked = group.take_blocked();
-        core.complete_group(group, &mut answer);
-        if blocked.is_empty() {
-            break;
+    while let Ok(first) = rx.recv() {
+        let mut bytes = ops_bytes(&first.ops);
+        let mut batch = vec![GroupRequest { ops: first.ops, reply: first.reply }];
+        while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(req) => {
+                    bytes += ops_bytes(&req.ops);
+                    batch.push(GroupRequest { ops: req.ops, reply: req.reply });
+                }
+                Err(_) => break,
+            }
         }
-        core.wait_for_mark();
-        batch = blocked;
-    }
-}
-
-/// The commit thread: gathers whatever is queued into one group and leads
-/// it, until the committer closes and the queue is empty; then closes the
-/// core (no caller leads after that).
-fn run<S: DurableSink>(shared: &Shared<S>) {
-    loop {
-        let batch = {
-            let mut queue = shared.queue.lock();
-            while queue.items.is_empty() && !queue.closed && !queue.gc_wanted {
-                shared.arrived.wait(&mut queue);
-            }
-            let gc_only = queue.items.is_empty() && queue.gc_wanted;
-            queue.gc_wanted = false;
-            if gc_only {
-                drop(queue);
-                shared.core.lock().core.gc_step();
-                continue;
-            }
-            if queue.items.is_empty() {
+        loop {
+            let mut group = core.append_group(batch, &mut answer);
+            let blocked = group.take_blocked();
+            core.complete_group(group, &mut answer);
+            if blocked.is_empty() {
                 break;
             }
-            take_batch(&mut queue)
-        };
-        let n = batch.len();
-        if n == 1 {
-            shared.single_groups.fetch_add(1, Ordering::AcqRel);
-        } else {
-            shared.single_groups.store(0, Ordering::Release);
+            core.wait_for_mark();
+            batch = blocked;
         }
-        lead(&mut shared.core.lock().core, batch);
-        shared.pending.fetch_sub(n, Ordering::AcqRel);
+        core.gc_step();
     }
-    let mut leader = shared.core.lock();
-    leader.closed = true;
-    leader.core.close();
+    core.close();
 }
 
 /// One commit request of a group: a write set and the caller's reply
@@ -685,11 +526,6 @@ impl<S: DurableSink> GroupCommitCore<S> {
         for req in blocked {
             answer(req.reply, Err(CommitError::WalFailed("the crash window is full and this caller cannot wait for a mark".into())));
         }
-    }
-
-    /// Whether a GC step may be due at the tip ([`DurableSink::gc_may_be_due`]).
-    pub fn gc_may_be_due(&mut self) -> bool {
-        self.failed.is_none() && self.sink.gc_may_be_due(self.writer.tip())
     }
 
     /// Blocks until the mark writer has marked everything durable (the

@@ -72,7 +72,7 @@ impl DocService for PrimaryService {
     }
 
     fn submit(&self, ops: Vec<ClientOp>) -> Result<CommitTicket, ApiError> {
-        Ok(self.engine.submit_or_lead(ops)?)
+        Ok(self.engine.submit(ops)?)
     }
 
     fn open_read(&self, req: ReadRequest) -> Result<ReadView, ApiError> {
