@@ -646,7 +646,7 @@ impl Store {
     /// Builds a store from versions loaded from a snapshot. Versions must
     /// arrive in strictly increasing (collection, key, CommitId) order.
     pub fn builder() -> StoreBuilder {
-        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0, last: None }
+        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0 }
     }
 }
 
@@ -868,37 +868,43 @@ pub struct StoreBuilder {
     current: Option<(Name, SortedChains)>,
     digest: StateDigest,
     versions: u64,
-    last: Option<(Name, Name, CommitId)>,
 }
 
 impl StoreBuilder {
     /// Adds the next version. Names and body are copied into allocations
     /// of their own (RES-1: decoded versions are slices of a read chunk).
     pub fn add(&mut self, v: OwnedVersion) -> Result<(), LoadError> {
-        if let Some((c, k, id)) = &self.last {
-            let ordered = (c.as_bytes(), k.as_bytes(), *id) < (&v.collection[..], &v.key[..], v.commit_id);
-            if !ordered {
-                return Err(LoadError::OutOfOrder { index: self.versions });
+        self.add_ref(VersionRef { collection: &v.collection, key: &v.key, commit_id: v.commit_id, doc: v.doc.as_deref() })
+    }
+
+    /// [`StoreBuilder::add`] of a borrowed version (a snapshot loader
+    /// decodes versions in place). The previous version is the newest of
+    /// the last key of the collection being filled: the order check needs
+    /// no copy of its names.
+    pub fn add_ref(&mut self, v: VersionRef<'_>) -> Result<(), LoadError> {
+        let last = self.current.as_ref().and_then(|(c, chains)| chains.last().map(|(k, chain)| (c, k, chain.newest().commit_id)));
+        let (same_collection, same_key) = match last {
+            Some((c, k, id)) => {
+                if (c.as_bytes(), k.as_bytes(), id) >= (v.collection, v.key, v.commit_id) {
+                    return Err(LoadError::OutOfOrder { index: self.versions });
+                }
+                let same_collection = c.as_bytes() == v.collection;
+                (same_collection, same_collection && k.as_bytes() == v.key)
             }
-        }
-        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-        let same_collection = self.last.as_ref().is_some_and(|(c, _, _)| c.as_bytes() == &v.collection[..]);
-        let same_key = same_collection && self.last.as_ref().is_some_and(|(_, k, _)| k.as_bytes() == &v.key[..]);
-        let (collection, key) = match &self.last {
-            Some((c, k, _)) if same_key => (c.clone(), k.clone()),
-            Some((c, _, _)) if same_collection => (c.clone(), Name::new(&v.key)),
-            _ => (Name::new(&v.collection), Name::new(&v.key)),
+            None => (false, false),
         };
-        self.last = Some((collection.clone(), key.clone(), v.commit_id));
-        let version = Stored::new(v.commit_id, v.doc.as_deref());
+        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, v.collection, v.key, v.doc));
+        let version = Stored::new(v.commit_id, v.doc);
         match &mut self.current {
-            Some((c, chains)) if *c == collection => match chains.last_mut() {
-                Some((k, chain)) if same_key && *k == key => chain.push(version),
-                _ => chains.push((key, Chain::One(version))),
-            },
+            Some((_, chains)) if same_key => {
+                if let Some((_, chain)) = chains.last_mut() {
+                    chain.push(version);
+                }
+            }
+            Some((_, chains)) if same_collection => chains.push((Name::new(v.key), Chain::One(version))),
             _ => {
                 self.flush();
-                self.current = Some((collection, vec![(key, Chain::One(version))]));
+                self.current = Some((Name::new(v.collection), vec![(Name::new(v.key), Chain::One(version))]));
             }
         }
         self.versions += 1;

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use aerodb_mvcc::store::OwnedVersion;
+use aerodb_mvcc::store::VersionRef;
 use aerodb_mvcc::{CutPin, Store};
 use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::{Disk, DiskFile};
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::SnapshotError;
 use crate::format::{
-    data_file_name, encode_version, snapshot_dir_name, tmp_dir_name, version_record_len, DataHeader, Manifest, ManifestFile, DATA_HEADER_LEN,
+    data_file_name, encode_version_ref, record_len_of, snapshot_dir_name, tmp_dir_name, DataHeader, Manifest, ManifestFile, DATA_HEADER_LEN,
     DEFAULT_FILE_TARGET_BYTES, MANIFEST_FILE, SNAPSHOT_FORMAT_VERSION,
 };
 use crate::load::read_manifest;
@@ -228,7 +228,10 @@ fn write_contents(
 }
 
 /// Streams the versions of the cut in batches into `files`, summing their
-/// state digest. Returns the digest and the number of versions.
+/// state digest. Each batch is encoded in place from the store, under its
+/// read lock (no copy of a version first); what the batch gives the writer
+/// thread is handed over after the lock is released, so a slow disk never
+/// holds up the store. Returns the digest and the number of versions.
 fn encode_cut(
     files: &mut DataFilesEncoder,
     store: &Store,
@@ -243,11 +246,20 @@ fn encode_cut(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(SnapshotError::Cancelled);
         }
-        let (batch, next) = store.versions_of_cut(pin, after.as_ref(), options.batch_keys.max(1));
-        for v in &batch {
-            digest = digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-            files.add(v)?;
-            count += 1;
+        let mut failed = None;
+        let next = store.visit_cut(pin, after.as_ref(), options.batch_keys.max(1), &mut |v| {
+            if failed.is_some() {
+                return;
+            }
+            digest = digest.plus_version(version_hash_parts(v.commit_id, v.collection, v.key, v.doc));
+            match files.add(&v) {
+                Ok(()) => count += 1,
+                Err(e) => failed = Some(e),
+            }
+        });
+        files.send_queued()?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         match next {
             Some(n) => after = Some(n),
@@ -283,21 +295,33 @@ struct DataFilesEncoder {
     files: u32,
     /// The open file's size so far and its bytes not yet handed over.
     current: Option<(u64, Vec<u8>)>,
+    /// Jobs decided but not yet handed over ([`DataFilesEncoder::send_queued`]).
+    queued: Vec<WriteJob>,
 }
 
 impl DataFilesEncoder {
     fn new(jobs: mpsc::SyncSender<WriteJob>, free: mpsc::Receiver<Vec<u8>>, boundary: CommitId, target: u64) -> Self {
-        DataFilesEncoder { jobs, free, boundary, target, files: 0, current: None }
+        DataFilesEncoder { jobs, free, boundary, target, files: 0, current: None, queued: Vec::new() }
     }
 
-    /// Hands a job over; fails only when the writer thread stopped (its
-    /// error is the one reported).
-    fn send(&self, job: WriteJob) -> Result<(), SnapshotError> {
-        self.jobs.send(job).map_err(|_| SnapshotError::Io {
-            op: "write data files",
-            path: String::new(),
-            source: std::io::Error::other("the snapshot writer stopped"),
-        })
+    /// Queues a job for the writer thread (never blocks: encoding runs
+    /// under the store's read lock).
+    fn send(&mut self, job: WriteJob) {
+        self.queued.push(job);
+    }
+
+    /// Hands the queued jobs over (waits while the writer is behind);
+    /// fails only when the writer thread stopped (its error is the one
+    /// reported).
+    fn send_queued(&mut self) -> Result<(), SnapshotError> {
+        for job in self.queued.drain(..) {
+            self.jobs.send(job).map_err(|_| SnapshotError::Io {
+                op: "write data files",
+                path: String::new(),
+                source: std::io::Error::other("the snapshot writer stopped"),
+            })?;
+        }
+        Ok(())
     }
 
     fn buffer(&self) -> Vec<u8> {
@@ -307,7 +331,7 @@ impl DataFilesEncoder {
     fn open_next(&mut self) -> Result<(), SnapshotError> {
         let index = self.files;
         self.files = index.checked_add(1).ok_or_else(|| SnapshotError::Unencodable { detail: "too many data files".into() })?;
-        self.send(WriteJob::Open(index))?;
+        self.send(WriteJob::Open(index));
         let header = DataHeader { format_version: SNAPSHOT_FORMAT_VERSION, boundary_commit_id: self.boundary, file_index: index }.encode();
         let mut buf = self.buffer();
         buf.extend_from_slice(&header);
@@ -315,8 +339,8 @@ impl DataFilesEncoder {
         Ok(())
     }
 
-    fn add(&mut self, v: &OwnedVersion) -> Result<(), SnapshotError> {
-        let len = version_record_len(v) as u64;
+    fn add(&mut self, v: &VersionRef<'_>) -> Result<(), SnapshotError> {
+        let len = record_len_of(v) as u64;
         let full = self.current.as_ref().is_some_and(|(size, _)| *size > DATA_HEADER_LEN as u64 && size + len > self.target);
         if full || self.current.is_none() {
             self.close_current()?;
@@ -325,13 +349,13 @@ impl DataFilesEncoder {
         let Some((size, buf)) = self.current.as_mut() else {
             return Err(SnapshotError::Unencodable { detail: "no open data file".into() });
         };
-        encode_version(buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
+        encode_version_ref(buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
         *size += len;
         if buf.len() >= WRITE_BUFFER {
             let next = self.buffer();
             if let Some((_, buf)) = self.current.as_mut() {
                 let full = std::mem::replace(buf, next);
-                self.send(WriteJob::Data(full))?;
+                self.send(WriteJob::Data(full));
             }
         }
         Ok(())
@@ -339,8 +363,8 @@ impl DataFilesEncoder {
 
     fn close_current(&mut self) -> Result<(), SnapshotError> {
         if let Some((_, buf)) = self.current.take() {
-            self.send(WriteJob::Data(buf))?;
-            self.send(WriteJob::Close)?;
+            self.send(WriteJob::Data(buf));
+            self.send(WriteJob::Close);
         }
         Ok(())
     }
@@ -351,7 +375,8 @@ impl DataFilesEncoder {
         if self.files == 0 {
             self.open_next()?;
         }
-        self.close_current()
+        self.close_current()?;
+        self.send_queued()
     }
 }
 
