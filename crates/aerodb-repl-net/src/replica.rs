@@ -589,6 +589,7 @@ impl DiskWorker {
             }
             ReplicaAction::BootstrapBegin { manifest } => match SnapshotTransfer::begin(self.disk.clone(), &self.paths, format, &manifest) {
                 Ok(mut t) => {
+                    t.sync_in_background();
                     let bytes_total = t.bytes_total();
                     let loader = match t.detach_stream().map(Loader::spawn) {
                         Some(Ok(loader)) => loader,
