@@ -339,10 +339,21 @@ pub struct SnapshotTransfer {
     finished_files: u32,
     stream: Option<Box<dyn SnapshotStream>>,
     manifest: Bytes,
-    /// With [`SnapshotTransfer::sync_in_background`]: the fsyncs of the
-    /// files already complete, each on a thread of its own; all are
-    /// joined before the snapshot counts as durable.
-    background_syncs: Option<Vec<std::thread::JoinHandle<std::io::Result<()>>>>,
+    /// With [`SnapshotTransfer::sync_with`]: who makes completed files
+    /// durable (the runtime's choice, possibly in the background); waited
+    /// for before the snapshot counts as durable.
+    syncer: Option<Box<dyn FileSyncer>>,
+}
+
+/// Makes completed bootstrap files durable, possibly in the background.
+/// A runtime with threads provides one (this crate never spawns a thread);
+/// without one, each file is fsynced inline.
+pub trait FileSyncer: Send {
+    /// Starts making `file` durable; may return before it is.
+    fn start(&mut self, file: Box<dyn DiskFile>) -> std::io::Result<()>;
+    /// Returns once every file started so far is durable, or the first
+    /// failure among them.
+    fn wait_all(&mut self) -> std::io::Result<()>;
 }
 
 fn plain_file_name(name: &str) -> bool {
@@ -380,7 +391,7 @@ impl SnapshotTransfer {
             finished_files: 0,
             stream: Some(stream),
             manifest: manifest.clone(),
-            background_syncs: None,
+            syncer: None,
         })
     }
 
@@ -394,15 +405,15 @@ impl SnapshotTransfer {
         self.files.iter().fold(0u64, |acc, (_, size)| acc.saturating_add(*size))
     }
 
-    /// Fsyncs each completed file on a thread of its own, so writing the
-    /// next file's pieces does not wait for the disk to flush the previous
-    /// file. Durability is unchanged: [`SnapshotTransfer::complete_files`]
-    /// waits for every one of these fsyncs (and fails if any failed)
-    /// before it syncs the directory, and nothing is installed before it.
-    /// A runtime with real threads opts in; the simulator keeps every
-    /// fsync inline (deterministic).
-    pub fn sync_in_background(&mut self) {
-        self.background_syncs.get_or_insert_with(Vec::new);
+    /// Has `syncer` make each completed file durable (e.g. on a thread of
+    /// its own, so writing the next file's pieces does not wait for the
+    /// disk to flush the previous one). Durability is unchanged:
+    /// [`SnapshotTransfer::complete_files`] waits for every file the syncer
+    /// was given (and fails if any failed) before it syncs the directory,
+    /// and nothing is installed before it. The production runtime opts in;
+    /// the simulator keeps every fsync inline (deterministic).
+    pub fn sync_with(&mut self, syncer: Box<dyn FileSyncer>) {
+        self.syncer = Some(syncer);
     }
 
     /// Takes the validating load out, to be fed on another thread with the
@@ -445,30 +456,13 @@ impl SnapshotTransfer {
 
     fn close_current(&mut self) -> Result<(), BootstrapError> {
         if let Some((_, file, _)) = self.current.take() {
-            match self.background_syncs.as_mut() {
-                Some(syncs) => {
-                    let sync = std::thread::Builder::new().name("bootstrap-fsync".into()).spawn(move || file.sync_data()).map_err(io)?;
-                    syncs.push(sync);
-                }
+            match self.syncer.as_mut() {
+                Some(syncer) => syncer.start(file).map_err(io)?,
                 None => file.sync_data().map_err(io)?,
             }
             self.finished_files += 1;
         }
         Ok(())
-    }
-
-    /// Waits for the fsyncs running in the background; the first failure
-    /// is the transfer's.
-    fn join_background_syncs(&mut self) -> Result<(), BootstrapError> {
-        let Some(syncs) = self.background_syncs.as_mut() else { return Ok(()) };
-        let mut first_error = None;
-        for sync in syncs.drain(..) {
-            let outcome = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked")));
-            if let Err(e) = outcome {
-                first_error.get_or_insert(e);
-            }
-        }
-        first_error.map_or(Ok(()), |e| Err(io(e)))
     }
 
     /// Makes every transferred file durable (each was fsynced when its last
@@ -485,7 +479,9 @@ impl SnapshotTransfer {
             f.sync_data().map_err(io)?;
             self.finished_files += 1;
         }
-        self.join_background_syncs()?;
+        if let Some(syncer) = self.syncer.as_mut() {
+            syncer.wait_all().map_err(io)?;
+        }
         self.disk.sync_dir(&self.paths.bootstrap_tmp()).map_err(io)?;
         aerodb_wal::crash_point!("bootstrap.before_validate");
         Ok(())

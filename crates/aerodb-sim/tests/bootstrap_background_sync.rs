@@ -1,24 +1,40 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The production runtime's bootstrap fsyncs each completed snapshot file
-//! on a thread of its own (`SnapshotTransfer::sync_in_background`): the
-//! bootstrap still commits only once every file is durable.
+//! on a thread of its own (`SnapshotTransfer::sync_with`, the runtime's
+//! `ThreadSyncer`): the bootstrap still commits only once every file is
+//! durable. Here the same kind of syncer runs over the simulated disk.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use aerodb_repl_core::ids::{ClusterId, ReplicaId};
 use aerodb_repl_core::metadata::ReplicaPaths;
-use aerodb_repl_core::replica::{recover_replica, BootstrapError, Recovered, SnapshotFiles, SnapshotTransfer};
+use aerodb_repl_core::replica::{recover_replica, BootstrapError, FileSyncer, Recovered, SnapshotFiles, SnapshotTransfer};
 use aerodb_sim::disk::{CrashKind, IoClass, SimDisk};
 use aerodb_sim::rng::SimRng;
 use aerodb_snapshot::{create_snapshot_with, read_manifest, SnapshotOptions};
-use aerodb_wal::disk::Disk;
+use aerodb_wal::disk::{Disk, DiskFile};
 use aerodb_wal::log::SegmentAppender;
 use aerodb_wal::writer::WalWriter;
 use aerodb_wal::{ChainTip, Op, StateDigest};
 use bytes::Bytes;
 
 const CLUSTER: &str = "0123456789abcdef0123456789abcdef";
+
+/// Each file's fsync on a thread of its own, like the runtime's.
+#[derive(Default)]
+struct Background(Vec<std::thread::JoinHandle<std::io::Result<()>>>);
+
+impl FileSyncer for Background {
+    fn start(&mut self, file: Box<dyn DiskFile>) -> std::io::Result<()> {
+        self.0.push(std::thread::spawn(move || file.sync_data()));
+        Ok(())
+    }
+    fn wait_all(&mut self) -> std::io::Result<()> {
+        let results: Vec<_> = self.0.drain(..).map(|t| t.join().unwrap()).collect();
+        results.into_iter().collect()
+    }
+}
 
 /// A primary at CommitId 40 with a snapshot split into several small files;
 /// returns the disk, the snapshot directory and the state digest.
@@ -50,7 +66,7 @@ fn transfer(disk: &SimDisk, snapshot: &Path) -> SnapshotTransfer {
     let paths = ReplicaPaths::new(Path::new("/r"));
     let manifest = disk.read_bounded(&snapshot.join("manifest.json"), 1 << 20).unwrap();
     let mut t = SnapshotTransfer::begin(shared.clone(), &paths, &SnapshotFiles::new(shared), &Bytes::from(manifest)).unwrap();
-    t.sync_in_background();
+    t.sync_with(Box::<Background>::default());
     for (i, f) in read_manifest(disk, snapshot).unwrap().files.iter().enumerate() {
         let bytes = Bytes::from(disk.read_bounded(&snapshot.join(&f.name), 1 << 20).unwrap());
         // Two pieces per file: a file completes while the next one starts.
