@@ -40,11 +40,16 @@ pub struct SnapshotOptions {
     pub file_target_bytes: u64,
     /// Keys read from the store per batch (one short read-lock each).
     pub batch_keys: usize,
+    /// Fsync each complete data file on a thread of its own while the next
+    /// one is written (every fsync still completes before the manifest is
+    /// written). The node does; the simulator does not, so that its disk
+    /// sees every operation in one deterministic order.
+    pub fsync_in_background: bool,
 }
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { file_target_bytes: DEFAULT_FILE_TARGET_BYTES, batch_keys: 1024 }
+        SnapshotOptions { file_target_bytes: DEFAULT_FILE_TARGET_BYTES, batch_keys: 1024, fsync_in_background: true }
     }
 }
 
@@ -192,7 +197,7 @@ fn write_contents(
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         let writer = std::thread::Builder::new()
             .name("snapshot-writer".into())
-            .spawn_scoped(scope, move || write_files(disk, tmp_dir, &job_rx, &free_tx))
+            .spawn_scoped(scope, move || write_files(disk, tmp_dir, &job_rx, &free_tx, options.fsync_in_background))
             .map_err(|e| SnapshotError::io("start the snapshot writer thread", tmp_dir, e))?;
         let mut files = DataFilesEncoder::new(jobs, free_rx, cut.commit_id, options.file_target_bytes);
         let encoded = encode_cut(&mut files, store, pin, options, cancel).and_then(|done| files.finish().map(|()| done));
@@ -384,7 +389,56 @@ impl DataFilesEncoder {
 /// bytes it is handed, and fsyncs each file once, when it is complete.
 /// Returns the files closed, in order. Stops at the first failure (the
 /// encoder then stops too) or when the encoder is done or gave up.
-fn write_files(disk: &dyn Disk, dir: &Path, jobs: &mpsc::Receiver<WriteJob>, free: &mpsc::Sender<Vec<u8>>) -> Result<Vec<ManifestFile>, SnapshotError> {
+fn write_files(
+    disk: &dyn Disk,
+    dir: &Path,
+    jobs: &mpsc::Receiver<WriteJob>,
+    free: &mpsc::Sender<Vec<u8>>,
+    background: bool,
+) -> Result<Vec<ManifestFile>, SnapshotError> {
+    if !background {
+        return write_files_syncing(disk, dir, jobs, free, &mut |name, file| {
+            file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &dir.join(name), e))
+        });
+    }
+    std::thread::scope(|scope| {
+        let mut syncing = Vec::new();
+        let written = write_files_syncing(disk, dir, jobs, free, &mut |name, file| {
+            // Each complete file is fsynced on a thread of its own while the
+            // next one is written; every fsync is joined below, before the
+            // files are reported (and so before the manifest is written).
+            let path = dir.join(name);
+            let sync = std::thread::Builder::new()
+                .name("snapshot-fsync".into())
+                .spawn_scoped(scope, move || file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &path, e)))
+                .map_err(|e| SnapshotError::io("start a snapshot fsync thread", &dir.join(name), e))?;
+            syncing.push(sync);
+            Ok(())
+        });
+        let mut synced = Ok(());
+        for sync in syncing {
+            let outcome = sync.join().unwrap_or_else(|_| Err(SnapshotError::io("fsync data file", dir, std::io::Error::other("the fsync thread panicked"))));
+            if synced.is_ok() {
+                synced = outcome;
+            }
+        }
+        let files = written?;
+        synced.map(|()| files)
+    })
+}
+
+/// Starts making a complete data file (its name, the open file) durable.
+type CloseFile<'a> = dyn FnMut(&str, Box<dyn DiskFile>) -> Result<(), SnapshotError> + 'a;
+
+/// [`write_files`]' loop: `close` starts making each complete file
+/// durable.
+fn write_files_syncing(
+    disk: &dyn Disk,
+    dir: &Path,
+    jobs: &mpsc::Receiver<WriteJob>,
+    free: &mpsc::Sender<Vec<u8>>,
+    close: &mut CloseFile<'_>,
+) -> Result<Vec<ManifestFile>, SnapshotError> {
     let mut done = Vec::new();
     let mut open: Option<(String, Box<dyn DiskFile>, u64, u32)> = None;
     while let Ok(job) = jobs.recv() {
@@ -409,7 +463,7 @@ fn write_files(disk: &dyn Disk, dir: &Path, jobs: &mpsc::Receiver<WriteJob>, fre
             }
             WriteJob::Close => {
                 if let Some((name, file, size, crc)) = open.take() {
-                    file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &dir.join(&name), e))?;
+                    close(&name, file)?;
                     done.push(ManifestFile { name, size, crc32c: crc });
                 }
             }
