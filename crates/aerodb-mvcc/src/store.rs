@@ -1,5 +1,6 @@
 //! Version chains, read views and the one apply function (CORE-4).
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -274,6 +275,19 @@ pub struct ScanPage {
     pub items: Vec<(Bytes, CommitId, Bytes)>,
     /// Key to continue from, or `None` when the range is exhausted.
     pub next: Option<Bytes>,
+}
+
+/// A version borrowed from the store or from a snapshot's bytes (no copy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionRef<'a> {
+    /// Collection.
+    pub collection: &'a [u8],
+    /// Key.
+    pub key: &'a [u8],
+    /// CommitId.
+    pub commit_id: CommitId,
+    /// Body or tombstone.
+    pub doc: Option<&'a [u8]>,
 }
 
 /// A version as written into or read from a snapshot.
@@ -557,43 +571,82 @@ impl Store {
     }
 
     fn versions_in(&self, upto: CommitId, horizon: CommitId, after: Option<&(Bytes, Bytes)>, max_keys: usize) -> (Vec<OwnedVersion>, Option<(Bytes, Bytes)>) {
+        let mut out: Vec<OwnedVersion> = Vec::new();
+        // One copy of each name, shared by that key's versions.
+        let mut names: Option<(Bytes, Bytes)> = None;
+        let next = self.visit_in(upto, horizon, after, max_keys, &mut |v| {
+            let same_key = names.as_ref().is_some_and(|(c, k)| c[..] == *v.collection && k[..] == *v.key);
+            if !same_key {
+                let collection = match &names {
+                    Some((c, _)) if c[..] == *v.collection => c.clone(),
+                    _ => Bytes::copy_from_slice(v.collection),
+                };
+                names = Some((collection, Bytes::copy_from_slice(v.key)));
+            }
+            if let Some((collection, key)) = &names {
+                out.push(OwnedVersion { collection: collection.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc.map(Bytes::copy_from_slice) });
+            }
+        });
+        (out, next)
+    }
+
+    /// [`Store::versions_of_cut`] without copying: calls `visit` with each
+    /// version of up to `max_keys` keys of the pinned cut, borrowed from
+    /// the store under its read lock (so `visit` must be quick and must not
+    /// block or call into the store), in (collection, key, CommitId) order
+    /// after `after`. Returns where to resume. Snapshot creation encodes
+    /// the versions in place with it.
+    pub fn visit_cut(
+        &self,
+        pin: &CutPin<'_>,
+        after: Option<&(Bytes, Bytes)>,
+        max_keys: usize,
+        visit: &mut dyn FnMut(VersionRef<'_>),
+    ) -> Option<(Bytes, Bytes)> {
+        self.visit_in(pin.cut.commit_id, pin.horizon, after, max_keys, visit)
+    }
+
+    fn visit_in(
+        &self,
+        upto: CommitId,
+        horizon: CommitId,
+        after: Option<&(Bytes, Bytes)>,
+        max_keys: usize,
+        visit: &mut dyn FnMut(VersionRef<'_>),
+    ) -> Option<(Bytes, Bytes)> {
         let inner = self.inner.read();
-        let mut out = Vec::new();
         let mut keys = 0usize;
-        let mut last: Option<(Bytes, Bytes)> = None;
+        let mut last: Option<(&Name, &Name)> = None;
         let start_coll = match after {
             Some((c, _)) => Bound::Included(&c[..]),
             None => Bound::Unbounded,
         };
         for (coll, chains) in inner.collections.range::<[u8], _>((start_coll, Bound::Unbounded)) {
-            // One copy of the name per collection, shared by its versions.
-            let coll_bytes = Bytes::copy_from_slice(coll.as_bytes());
             let key_start = match after {
                 Some((c, k)) if c[..] == *coll.as_bytes() => Bound::Excluded(&k[..]),
                 _ => Bound::Unbounded,
             };
             for (key, chain) in chains.range::<[u8], _>((key_start, Bound::Unbounded)) {
                 if keys == max_keys {
-                    return (out, last);
+                    return last.map(|(c, k)| (Bytes::copy_from_slice(c.as_bytes()), Bytes::copy_from_slice(k.as_bytes())));
                 }
                 keys += 1;
-                let key = Bytes::copy_from_slice(key.as_bytes());
                 let chain = chain.as_slice();
                 for (i, v) in chain.iter().enumerate().take_while(|(_, v)| v.commit_id <= upto) {
                     if retained(chain, i, horizon) {
-                        out.push(OwnedVersion { collection: coll_bytes.clone(), key: key.clone(), commit_id: v.commit_id, doc: v.doc_bytes() });
+                        visit(VersionRef { collection: coll.as_bytes(), key: key.as_bytes(), commit_id: v.commit_id, doc: v.doc.as_deref() });
                     }
                 }
-                last = Some((coll_bytes.clone(), key));
+                last = Some((coll, key));
             }
         }
-        (out, None)
+        None
     }
 
     /// Builds a store from versions loaded from a snapshot. Versions must
     /// arrive in strictly increasing (collection, key, CommitId) order.
     pub fn builder() -> StoreBuilder {
-        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0, last: None }
+        StoreBuilder { collections: Chains::new(), current: None, digest: StateDigest::EMPTY, versions: 0 }
     }
 }
 
@@ -652,25 +705,41 @@ impl Inner {
         let (collection, key) = (op.collection(), op.key());
         let version = Stored::new(commit_id, op.doc());
         let tombstone = version.doc.is_none();
-        if !self.collections.contains_key(collection) {
-            self.collections.insert(Name::new(collection), BTreeMap::new());
-        }
-        let Some(chains) = self.collections.get_mut(collection) else { return };
-        match chains.get_mut(key) {
-            None => {
-                chains.insert(Name::new(key), Chain::One(version));
-            }
-            Some(chain) => {
-                // The version this one shadows becomes removable once the
-                // horizon reaches this commit (a tombstone is queued
-                // already, at its own).
-                let prev = chain.newest();
-                if prev.doc.is_some() {
-                    let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
-                    self.gc.push(Candidate::new(commit_id, collection, key, prev.commit_id, hash));
+        // One search of the collection map (a hit but for a collection's
+        // first version) and one of the key map: a new key takes the slot
+        // the search found. A short (inline) name costs no allocation to
+        // search with; a longer one is allocated only for a new key.
+        let chains = match self.collections.get_mut(collection) {
+            Some(chains) => chains,
+            None => self.collections.entry(Name::new(collection)).or_default(),
+        };
+        let existing = if key.len() <= Name::INLINE {
+            match chains.entry(Name::new(key)) {
+                Entry::Vacant(slot) => {
+                    slot.insert(Chain::One(version));
+                    None
                 }
-                chain.push(version);
+                Entry::Occupied(slot) => Some((slot.into_mut(), version)),
             }
+        } else {
+            match chains.get_mut(key) {
+                Some(chain) => Some((chain, version)),
+                None => {
+                    chains.insert(Name::new(key), Chain::One(version));
+                    None
+                }
+            }
+        };
+        if let Some((chain, version)) = existing {
+            // The version this one shadows becomes removable once the
+            // horizon reaches this commit (a tombstone is queued already,
+            // at its own).
+            let prev = chain.newest();
+            if prev.doc.is_some() {
+                let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
+                self.gc.push(Candidate::new(commit_id, collection, key, prev.commit_id, hash));
+            }
+            chain.push(version);
         }
         if tombstone {
             let hash = version_hash_parts(commit_id, collection, key, None);
@@ -799,37 +868,43 @@ pub struct StoreBuilder {
     current: Option<(Name, SortedChains)>,
     digest: StateDigest,
     versions: u64,
-    last: Option<(Name, Name, CommitId)>,
 }
 
 impl StoreBuilder {
     /// Adds the next version. Names and body are copied into allocations
     /// of their own (RES-1: decoded versions are slices of a read chunk).
     pub fn add(&mut self, v: OwnedVersion) -> Result<(), LoadError> {
-        if let Some((c, k, id)) = &self.last {
-            let ordered = (c.as_bytes(), k.as_bytes(), *id) < (&v.collection[..], &v.key[..], v.commit_id);
-            if !ordered {
-                return Err(LoadError::OutOfOrder { index: self.versions });
+        self.add_ref(VersionRef { collection: &v.collection, key: &v.key, commit_id: v.commit_id, doc: v.doc.as_deref() })
+    }
+
+    /// [`StoreBuilder::add`] of a borrowed version (a snapshot loader
+    /// decodes versions in place). The previous version is the newest of
+    /// the last key of the collection being filled: the order check needs
+    /// no copy of its names.
+    pub fn add_ref(&mut self, v: VersionRef<'_>) -> Result<(), LoadError> {
+        let last = self.current.as_ref().and_then(|(c, chains)| chains.last().map(|(k, chain)| (c, k, chain.newest().commit_id)));
+        let (same_collection, same_key) = match last {
+            Some((c, k, id)) => {
+                if (c.as_bytes(), k.as_bytes(), id) >= (v.collection, v.key, v.commit_id) {
+                    return Err(LoadError::OutOfOrder { index: self.versions });
+                }
+                let same_collection = c.as_bytes() == v.collection;
+                (same_collection, same_collection && k.as_bytes() == v.key)
             }
-        }
-        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-        let same_collection = self.last.as_ref().is_some_and(|(c, _, _)| c.as_bytes() == &v.collection[..]);
-        let same_key = same_collection && self.last.as_ref().is_some_and(|(_, k, _)| k.as_bytes() == &v.key[..]);
-        let (collection, key) = match &self.last {
-            Some((c, k, _)) if same_key => (c.clone(), k.clone()),
-            Some((c, _, _)) if same_collection => (c.clone(), Name::new(&v.key)),
-            _ => (Name::new(&v.collection), Name::new(&v.key)),
+            None => (false, false),
         };
-        self.last = Some((collection.clone(), key.clone(), v.commit_id));
-        let version = Stored::new(v.commit_id, v.doc.as_deref());
+        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, v.collection, v.key, v.doc));
+        let version = Stored::new(v.commit_id, v.doc);
         match &mut self.current {
-            Some((c, chains)) if *c == collection => match chains.last_mut() {
-                Some((k, chain)) if same_key && *k == key => chain.push(version),
-                _ => chains.push((key, Chain::One(version))),
-            },
+            Some((_, chains)) if same_key => {
+                if let Some((_, chain)) = chains.last_mut() {
+                    chain.push(version);
+                }
+            }
+            Some((_, chains)) if same_collection => chains.push((Name::new(v.key), Chain::One(version))),
             _ => {
                 self.flush();
-                self.current = Some((collection, vec![(key, Chain::One(version))]));
+                self.current = Some((Name::new(v.collection), vec![(Name::new(v.key), Chain::One(version))]));
             }
         }
         self.versions += 1;

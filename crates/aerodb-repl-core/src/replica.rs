@@ -339,6 +339,21 @@ pub struct SnapshotTransfer {
     finished_files: u32,
     stream: Option<Box<dyn SnapshotStream>>,
     manifest: Bytes,
+    /// With [`SnapshotTransfer::sync_with`]: who makes completed files
+    /// durable (the runtime's choice, possibly in the background); waited
+    /// for before the snapshot counts as durable.
+    syncer: Option<Box<dyn FileSyncer>>,
+}
+
+/// Makes completed bootstrap files durable, possibly in the background.
+/// A runtime with threads provides one (this crate never spawns a thread);
+/// without one, each file is fsynced inline.
+pub trait FileSyncer: Send {
+    /// Starts making `file` durable; may return before it is.
+    fn start(&mut self, file: Box<dyn DiskFile>) -> std::io::Result<()>;
+    /// Returns once every file started so far is durable, or the first
+    /// failure among them.
+    fn wait_all(&mut self) -> std::io::Result<()>;
 }
 
 fn plain_file_name(name: &str) -> bool {
@@ -368,7 +383,16 @@ impl SnapshotTransfer {
             }));
         }
         let stream = format.stream(&tmp).map_err(BootstrapError::Rejected)?;
-        Ok(SnapshotTransfer { disk, paths: paths.clone(), files, current: None, finished_files: 0, stream: Some(stream), manifest: manifest.clone() })
+        Ok(SnapshotTransfer {
+            disk,
+            paths: paths.clone(),
+            files,
+            current: None,
+            finished_files: 0,
+            stream: Some(stream),
+            manifest: manifest.clone(),
+            syncer: None,
+        })
     }
 
     /// The manifest bytes this transfer was begun with.
@@ -379,6 +403,17 @@ impl SnapshotTransfer {
     /// Total bytes the manifest promises.
     pub fn bytes_total(&self) -> u64 {
         self.files.iter().fold(0u64, |acc, (_, size)| acc.saturating_add(*size))
+    }
+
+    /// Has `syncer` make each completed file durable (e.g. on a thread of
+    /// its own, so writing the next file's pieces does not wait for the
+    /// disk to flush the previous one). Durability is unchanged:
+    /// [`SnapshotTransfer::complete_files`] waits for every file the syncer
+    /// was given (and fails if any failed) before it syncs the directory,
+    /// and nothing is installed before it. The production runtime opts in;
+    /// the simulator keeps every fsync inline (deterministic).
+    pub fn sync_with(&mut self, syncer: Box<dyn FileSyncer>) {
+        self.syncer = Some(syncer);
     }
 
     /// Takes the validating load out, to be fed on another thread with the
@@ -421,7 +456,10 @@ impl SnapshotTransfer {
 
     fn close_current(&mut self) -> Result<(), BootstrapError> {
         if let Some((_, file, _)) = self.current.take() {
-            file.sync_data().map_err(io)?;
+            match self.syncer.as_mut() {
+                Some(syncer) => syncer.start(file).map_err(io)?,
+                None => file.sync_data().map_err(io)?,
+            }
             self.finished_files += 1;
         }
         Ok(())
@@ -440,6 +478,9 @@ impl SnapshotTransfer {
             let f = self.disk.create(&self.paths.bootstrap_tmp().join(&name)).map_err(io)?;
             f.sync_data().map_err(io)?;
             self.finished_files += 1;
+        }
+        if let Some(syncer) = self.syncer.as_mut() {
+            syncer.wait_all().map_err(io)?;
         }
         self.disk.sync_dir(&self.paths.bootstrap_tmp()).map_err(io)?;
         aerodb_wal::crash_point!("bootstrap.before_validate");

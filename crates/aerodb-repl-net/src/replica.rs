@@ -23,8 +23,8 @@ use aerodb_repl_core::ids::{ReplicaId, ReplicaName};
 use aerodb_repl_core::metadata::{BootstrapMethod, ReplicaMetadata, ReplicaPaths};
 use aerodb_repl_core::reads::ReplicaHandle;
 use aerodb_repl_core::replica::{
-    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, ReadyReplica, Recovered, SnapshotFiles, SnapshotFormat,
-    SnapshotStream, SnapshotTransfer,
+    bootstrap_from_genesis, discard_uncommitted, persist_halt, recover_replica, BootstrapError, FileSyncer, ReadyReplica, Recovered, SnapshotFiles,
+    SnapshotFormat, SnapshotStream, SnapshotTransfer,
 };
 use aerodb_repl_core::status::ReplicaShared;
 use aerodb_repl_core::storage::{Applier, WalSink};
@@ -532,6 +532,33 @@ impl Drop for Loader {
     }
 }
 
+/// Fsyncs each completed bootstrap file on a thread of its own, so the
+/// disk worker writes the next file's pieces meanwhile;
+/// [`FileSyncer::wait_all`] joins them all (the bootstrap's directory sync
+/// and install wait for it).
+#[derive(Default)]
+pub struct ThreadSyncer {
+    running: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl FileSyncer for ThreadSyncer {
+    fn start(&mut self, file: Box<dyn aerodb_wal::disk::DiskFile>) -> std::io::Result<()> {
+        let sync = std::thread::Builder::new().name("bootstrap-fsync".into()).spawn(move || file.sync_data())?;
+        self.running.push(sync);
+        Ok(())
+    }
+
+    fn wait_all(&mut self) -> std::io::Result<()> {
+        let mut first_error = None;
+        for sync in self.running.drain(..) {
+            if let Err(e) = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
 /// Most queued persists sharing one fsync (bounds the time until the
 /// first of them is reported durable).
 const MAX_PERSIST_BATCH: usize = 64;
@@ -589,6 +616,7 @@ impl DiskWorker {
             }
             ReplicaAction::BootstrapBegin { manifest } => match SnapshotTransfer::begin(self.disk.clone(), &self.paths, format, &manifest) {
                 Ok(mut t) => {
+                    t.sync_with(Box::<ThreadSyncer>::default());
                     let bytes_total = t.bytes_total();
                     let loader = match t.detach_stream().map(Loader::spawn) {
                         Some(Ok(loader)) => loader,
@@ -653,4 +681,58 @@ fn spawn_apply_worker(handle: Arc<ReplicaHandle>, events: Sender<Event>) -> std:
         }
     })?;
     Ok((tx, thread))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A file whose fsync counts, or fails.
+    struct Fake {
+        synced: Arc<AtomicUsize>,
+        fail: bool,
+    }
+
+    impl aerodb_wal::disk::DiskFile for Fake {
+        fn read_exact_at(&self, _buf: &mut [u8], _offset: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn append(&mut self, _buf: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            if self.fail {
+                return Err(std::io::Error::other("fsync failed"));
+            }
+            self.synced.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn len(&self) -> std::io::Result<u64> {
+            Ok(0)
+        }
+        fn truncate(&mut self, _len: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// REPL-9: the runtime's background syncer returns from `wait_all` only
+    /// after every file it was given was fsynced, and reports a failed
+    /// fsync (the bootstrap then fails before anything is installed).
+    #[test]
+    fn repl_9_thread_syncer_waits_for_every_fsync_and_reports_failures() {
+        let synced = Arc::new(AtomicUsize::new(0));
+        let mut syncer = ThreadSyncer::default();
+        for _ in 0..5 {
+            syncer.start(Box::new(Fake { synced: synced.clone(), fail: false })).unwrap();
+        }
+        syncer.wait_all().unwrap();
+        assert_eq!(synced.load(Ordering::SeqCst), 5);
+        syncer.start(Box::new(Fake { synced: synced.clone(), fail: true })).unwrap();
+        syncer.start(Box::new(Fake { synced: synced.clone(), fail: false })).unwrap();
+        assert!(syncer.wait_all().is_err());
+        assert_eq!(synced.load(Ordering::SeqCst), 6, "the other file was still waited for");
+        syncer.wait_all().unwrap();
+    }
 }

@@ -573,7 +573,7 @@ impl PrimaryNode {
         let (snapshots, config) = (self.snapshots(), self.config.clone());
         let Some(r) = self.running.as_mut() else { return };
         let before = disk.injected_errors();
-        let options = SnapshotOptions { file_target_bytes: config.snapshot_file_bytes, batch_keys: 8 };
+        let options = SnapshotOptions { file_target_bytes: config.snapshot_file_bytes, batch_keys: 8, fsync_in_background: false };
         let created = create_snapshot_with(&*shared, &snapshots, &r.store, &r.cluster_id, &options, None);
         let outcome = match created {
             Ok(info) => {
@@ -614,7 +614,7 @@ impl PrimaryNode {
             if let Some(info) = newest_usable(&disk, &snapshots, rejected).map_err(|e| e.to_string())? {
                 return Ok(info.path);
             }
-            let options = SnapshotOptions { file_target_bytes: config.snapshot_file_bytes, batch_keys: 8 };
+            let options = SnapshotOptions { file_target_bytes: config.snapshot_file_bytes, batch_keys: 8, fsync_in_background: false };
             let info = create_snapshot_with(&disk, &snapshots, store, cluster_id, &options, None).map_err(|e| e.to_string())?;
             created += 1;
             Ok(info.path)

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
-use aerodb_mvcc::store::OwnedVersion;
+use aerodb_mvcc::store::VersionRef;
 use aerodb_mvcc::{CutPin, Store};
 use aerodb_wal::checksummed::write_checksummed;
 use aerodb_wal::disk::{Disk, DiskFile};
@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::error::SnapshotError;
 use crate::format::{
-    data_file_name, encode_version, snapshot_dir_name, tmp_dir_name, version_record_len, DataHeader, Manifest, ManifestFile, DATA_HEADER_LEN,
+    data_file_name, encode_version_ref, record_len_of, snapshot_dir_name, tmp_dir_name, DataHeader, Manifest, ManifestFile, DATA_HEADER_LEN,
     DEFAULT_FILE_TARGET_BYTES, MANIFEST_FILE, SNAPSHOT_FORMAT_VERSION,
 };
 use crate::load::read_manifest;
@@ -40,11 +40,16 @@ pub struct SnapshotOptions {
     pub file_target_bytes: u64,
     /// Keys read from the store per batch (one short read-lock each).
     pub batch_keys: usize,
+    /// Fsync each complete data file on a thread of its own while the next
+    /// one is written (every fsync still completes before the manifest is
+    /// written). The node does; the simulator does not, so that its disk
+    /// sees every operation in one deterministic order.
+    pub fsync_in_background: bool,
 }
 
 impl Default for SnapshotOptions {
     fn default() -> Self {
-        SnapshotOptions { file_target_bytes: DEFAULT_FILE_TARGET_BYTES, batch_keys: 1024 }
+        SnapshotOptions { file_target_bytes: DEFAULT_FILE_TARGET_BYTES, batch_keys: 1024, fsync_in_background: true }
     }
 }
 
@@ -192,7 +197,7 @@ fn write_contents(
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         let writer = std::thread::Builder::new()
             .name("snapshot-writer".into())
-            .spawn_scoped(scope, move || write_files(disk, tmp_dir, &job_rx, &free_tx))
+            .spawn_scoped(scope, move || write_files(disk, tmp_dir, &job_rx, &free_tx, options.fsync_in_background))
             .map_err(|e| SnapshotError::io("start the snapshot writer thread", tmp_dir, e))?;
         let mut files = DataFilesEncoder::new(jobs, free_rx, cut.commit_id, options.file_target_bytes);
         let encoded = encode_cut(&mut files, store, pin, options, cancel).and_then(|done| files.finish().map(|()| done));
@@ -228,7 +233,10 @@ fn write_contents(
 }
 
 /// Streams the versions of the cut in batches into `files`, summing their
-/// state digest. Returns the digest and the number of versions.
+/// state digest. Each batch is encoded in place from the store, under its
+/// read lock (no copy of a version first); what the batch gives the writer
+/// thread is handed over after the lock is released, so a slow disk never
+/// holds up the store. Returns the digest and the number of versions.
 fn encode_cut(
     files: &mut DataFilesEncoder,
     store: &Store,
@@ -243,11 +251,20 @@ fn encode_cut(
         if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
             return Err(SnapshotError::Cancelled);
         }
-        let (batch, next) = store.versions_of_cut(pin, after.as_ref(), options.batch_keys.max(1));
-        for v in &batch {
-            digest = digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
-            files.add(v)?;
-            count += 1;
+        let mut failed = None;
+        let next = store.visit_cut(pin, after.as_ref(), options.batch_keys.max(1), &mut |v| {
+            if failed.is_some() {
+                return;
+            }
+            digest = digest.plus_version(version_hash_parts(v.commit_id, v.collection, v.key, v.doc));
+            match files.add(&v) {
+                Ok(()) => count += 1,
+                Err(e) => failed = Some(e),
+            }
+        });
+        files.send_queued()?;
+        if let Some(e) = failed {
+            return Err(e);
         }
         match next {
             Some(n) => after = Some(n),
@@ -283,21 +300,33 @@ struct DataFilesEncoder {
     files: u32,
     /// The open file's size so far and its bytes not yet handed over.
     current: Option<(u64, Vec<u8>)>,
+    /// Jobs decided but not yet handed over ([`DataFilesEncoder::send_queued`]).
+    queued: Vec<WriteJob>,
 }
 
 impl DataFilesEncoder {
     fn new(jobs: mpsc::SyncSender<WriteJob>, free: mpsc::Receiver<Vec<u8>>, boundary: CommitId, target: u64) -> Self {
-        DataFilesEncoder { jobs, free, boundary, target, files: 0, current: None }
+        DataFilesEncoder { jobs, free, boundary, target, files: 0, current: None, queued: Vec::new() }
     }
 
-    /// Hands a job over; fails only when the writer thread stopped (its
-    /// error is the one reported).
-    fn send(&self, job: WriteJob) -> Result<(), SnapshotError> {
-        self.jobs.send(job).map_err(|_| SnapshotError::Io {
-            op: "write data files",
-            path: String::new(),
-            source: std::io::Error::other("the snapshot writer stopped"),
-        })
+    /// Queues a job for the writer thread (never blocks: encoding runs
+    /// under the store's read lock).
+    fn send(&mut self, job: WriteJob) {
+        self.queued.push(job);
+    }
+
+    /// Hands the queued jobs over (waits while the writer is behind);
+    /// fails only when the writer thread stopped (its error is the one
+    /// reported).
+    fn send_queued(&mut self) -> Result<(), SnapshotError> {
+        for job in self.queued.drain(..) {
+            self.jobs.send(job).map_err(|_| SnapshotError::Io {
+                op: "write data files",
+                path: String::new(),
+                source: std::io::Error::other("the snapshot writer stopped"),
+            })?;
+        }
+        Ok(())
     }
 
     fn buffer(&self) -> Vec<u8> {
@@ -307,7 +336,7 @@ impl DataFilesEncoder {
     fn open_next(&mut self) -> Result<(), SnapshotError> {
         let index = self.files;
         self.files = index.checked_add(1).ok_or_else(|| SnapshotError::Unencodable { detail: "too many data files".into() })?;
-        self.send(WriteJob::Open(index))?;
+        self.send(WriteJob::Open(index));
         let header = DataHeader { format_version: SNAPSHOT_FORMAT_VERSION, boundary_commit_id: self.boundary, file_index: index }.encode();
         let mut buf = self.buffer();
         buf.extend_from_slice(&header);
@@ -315,8 +344,8 @@ impl DataFilesEncoder {
         Ok(())
     }
 
-    fn add(&mut self, v: &OwnedVersion) -> Result<(), SnapshotError> {
-        let len = version_record_len(v) as u64;
+    fn add(&mut self, v: &VersionRef<'_>) -> Result<(), SnapshotError> {
+        let len = record_len_of(v) as u64;
         let full = self.current.as_ref().is_some_and(|(size, _)| *size > DATA_HEADER_LEN as u64 && size + len > self.target);
         if full || self.current.is_none() {
             self.close_current()?;
@@ -325,13 +354,13 @@ impl DataFilesEncoder {
         let Some((size, buf)) = self.current.as_mut() else {
             return Err(SnapshotError::Unencodable { detail: "no open data file".into() });
         };
-        encode_version(buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
+        encode_version_ref(buf, v).map_err(|detail| SnapshotError::Unencodable { detail })?;
         *size += len;
         if buf.len() >= WRITE_BUFFER {
             let next = self.buffer();
             if let Some((_, buf)) = self.current.as_mut() {
                 let full = std::mem::replace(buf, next);
-                self.send(WriteJob::Data(full))?;
+                self.send(WriteJob::Data(full));
             }
         }
         Ok(())
@@ -339,8 +368,8 @@ impl DataFilesEncoder {
 
     fn close_current(&mut self) -> Result<(), SnapshotError> {
         if let Some((_, buf)) = self.current.take() {
-            self.send(WriteJob::Data(buf))?;
-            self.send(WriteJob::Close)?;
+            self.send(WriteJob::Data(buf));
+            self.send(WriteJob::Close);
         }
         Ok(())
     }
@@ -351,7 +380,8 @@ impl DataFilesEncoder {
         if self.files == 0 {
             self.open_next()?;
         }
-        self.close_current()
+        self.close_current()?;
+        self.send_queued()
     }
 }
 
@@ -359,7 +389,56 @@ impl DataFilesEncoder {
 /// bytes it is handed, and fsyncs each file once, when it is complete.
 /// Returns the files closed, in order. Stops at the first failure (the
 /// encoder then stops too) or when the encoder is done or gave up.
-fn write_files(disk: &dyn Disk, dir: &Path, jobs: &mpsc::Receiver<WriteJob>, free: &mpsc::Sender<Vec<u8>>) -> Result<Vec<ManifestFile>, SnapshotError> {
+fn write_files(
+    disk: &dyn Disk,
+    dir: &Path,
+    jobs: &mpsc::Receiver<WriteJob>,
+    free: &mpsc::Sender<Vec<u8>>,
+    background: bool,
+) -> Result<Vec<ManifestFile>, SnapshotError> {
+    if !background {
+        return write_files_syncing(disk, dir, jobs, free, &mut |name, file| {
+            file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &dir.join(name), e))
+        });
+    }
+    std::thread::scope(|scope| {
+        let mut syncing = Vec::new();
+        let written = write_files_syncing(disk, dir, jobs, free, &mut |name, file| {
+            // Each complete file is fsynced on a thread of its own while the
+            // next one is written; every fsync is joined below, before the
+            // files are reported (and so before the manifest is written).
+            let path = dir.join(name);
+            let sync = std::thread::Builder::new()
+                .name("snapshot-fsync".into())
+                .spawn_scoped(scope, move || file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &path, e)))
+                .map_err(|e| SnapshotError::io("start a snapshot fsync thread", &dir.join(name), e))?;
+            syncing.push(sync);
+            Ok(())
+        });
+        let mut synced = Ok(());
+        for sync in syncing {
+            let outcome = sync.join().unwrap_or_else(|_| Err(SnapshotError::io("fsync data file", dir, std::io::Error::other("the fsync thread panicked"))));
+            if synced.is_ok() {
+                synced = outcome;
+            }
+        }
+        let files = written?;
+        synced.map(|()| files)
+    })
+}
+
+/// Starts making a complete data file (its name, the open file) durable.
+type CloseFile<'a> = dyn FnMut(&str, Box<dyn DiskFile>) -> Result<(), SnapshotError> + 'a;
+
+/// [`write_files`]' loop: `close` starts making each complete file
+/// durable.
+fn write_files_syncing(
+    disk: &dyn Disk,
+    dir: &Path,
+    jobs: &mpsc::Receiver<WriteJob>,
+    free: &mpsc::Sender<Vec<u8>>,
+    close: &mut CloseFile<'_>,
+) -> Result<Vec<ManifestFile>, SnapshotError> {
     let mut done = Vec::new();
     let mut open: Option<(String, Box<dyn DiskFile>, u64, u32)> = None;
     while let Ok(job) = jobs.recv() {
@@ -384,7 +463,7 @@ fn write_files(disk: &dyn Disk, dir: &Path, jobs: &mpsc::Receiver<WriteJob>, fre
             }
             WriteJob::Close => {
                 if let Some((name, file, size, crc)) = open.take() {
-                    file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &dir.join(&name), e))?;
+                    close(&name, file)?;
                     done.push(ManifestFile { name, size, crc32c: crc });
                 }
             }

@@ -36,7 +36,7 @@
 //! Version 1 snapshots (written before garbage collection existed) are
 //! still read, as horizon 0 with full history; nothing else changed.
 
-use aerodb_mvcc::store::OwnedVersion;
+use aerodb_mvcc::store::{OwnedVersion, VersionRef};
 use aerodb_mvcc::AppliedState;
 use aerodb_wal::le::{u32_at as le_u32, u64_at as le_u64};
 use aerodb_wal::record::MAX_RECORD_LEN;
@@ -223,27 +223,43 @@ impl DataHeader {
 
 /// Encoded length of a version record.
 pub fn version_record_len(v: &OwnedVersion) -> usize {
-    VERSION_HEADER_LEN + v.collection.len() + v.key.len() + v.doc.as_ref().map_or(0, Bytes::len)
+    record_len_of(&as_ref(v))
+}
+
+/// Encoded length of the record of a borrowed version.
+pub fn record_len_of(v: &VersionRef<'_>) -> usize {
+    VERSION_HEADER_LEN + v.collection.len() + v.key.len() + v.doc.map_or(0, <[u8]>::len)
+}
+
+fn as_ref(v: &OwnedVersion) -> VersionRef<'_> {
+    VersionRef { collection: &v.collection, key: &v.key, commit_id: v.commit_id, doc: v.doc.as_deref() }
 }
 
 /// Appends the record of one version to `out`. Fails (writing nothing)
 /// when a name or the document does not fit the format.
 pub fn encode_version(out: &mut Vec<u8>, v: &OwnedVersion) -> Result<(), String> {
-    let (c, k) = (&v.collection, &v.key);
+    encode_version_ref(out, &as_ref(v))
+}
+
+/// [`encode_version`] of a borrowed version (snapshot creation encodes
+/// straight from the store).
+pub fn encode_version_ref(out: &mut Vec<u8>, v: &VersionRef<'_>) -> Result<(), String> {
+    let (c, k) = (v.collection, v.key);
     if c.is_empty() || c.len() > 255 || k.is_empty() || k.len() > 255 {
         return Err(format!("collection and key must be 1..=255 bytes (got {} and {})", c.len(), k.len()));
     }
-    let len = version_record_len(v);
+    let len = record_len_of(v);
     if len > MAX_VERSION_RECORD_LEN {
         return Err(format!("version record of {len} bytes exceeds the maximum"));
     }
     if v.commit_id == 0 {
         return Err("version with CommitId 0".into());
     }
-    let (kind, doc) = match &v.doc {
-        Some(d) => (KIND_PUT, &d[..]),
+    let (kind, doc) = match v.doc {
+        Some(d) => (KIND_PUT, d),
         None => (KIND_TOMBSTONE, &[][..]),
     };
+    out.reserve(len);
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(&v.commit_id.to_le_bytes());
     out.extend_from_slice(&[kind, c.len() as u8, k.len() as u8, 0]);
@@ -266,16 +282,41 @@ pub enum Decoded {
 /// Decodes the version record starting at `chunk[at]`. Names and document
 /// are zero-copy slices of `chunk`. Never panics on any bytes.
 pub fn decode_version(chunk: &Bytes, at: usize) -> Result<Decoded, &'static str> {
-    let b = chunk.get(at..).unwrap_or_default();
+    match decode_version_ref(chunk.get(at..).unwrap_or_default())? {
+        DecodedRef::Incomplete(needed) => Ok(Decoded::Incomplete(needed)),
+        DecodedRef::Version(v, len) => {
+            let base = at + VERSION_HEADER_LEN;
+            let (c, k) = (v.collection.len(), v.key.len());
+            let collection = chunk.slice(base..base + c);
+            let key = chunk.slice(base + c..base + c + k);
+            let doc = v.doc.map(|_| chunk.slice(base + c + k..at + len));
+            Ok(Decoded::Version(OwnedVersion { collection, key, commit_id: v.commit_id, doc }, len))
+        }
+    }
+}
+
+/// [`Decoded`] with the version borrowed from the bytes.
+#[derive(Debug)]
+pub enum DecodedRef<'a> {
+    /// A whole record: the version and the record's length.
+    Version(VersionRef<'a>, usize),
+    /// The bytes end inside the record: this many bytes are needed in total.
+    Incomplete(usize),
+}
+
+/// Decodes the version record at the start of `b`, borrowing names and
+/// document from it (a loader copies them once, into the store). Makes
+/// exactly the checks [`decode_version`] makes. Never panics on any bytes.
+pub fn decode_version_ref(b: &[u8]) -> Result<DecodedRef<'_>, &'static str> {
     if b.len() < 4 {
-        return Ok(Decoded::Incomplete(VERSION_HEADER_LEN));
+        return Ok(DecodedRef::Incomplete(VERSION_HEADER_LEN));
     }
     let len = le_u32(b, 0) as usize;
     if !(VERSION_HEADER_LEN + 2..=MAX_VERSION_RECORD_LEN).contains(&len) {
         return Err("record length out of bounds");
     }
     if b.len() < len {
-        return Ok(Decoded::Incomplete(len));
+        return Ok(DecodedRef::Incomplete(len));
     }
     let commit_id = le_u64(b, 4);
     let (kind, c, k, reserved) = (b[12], b[13] as usize, b[14] as usize, b[15]);
@@ -292,16 +333,16 @@ pub fn decode_version(chunk: &Bytes, at: usize) -> Result<Decoded, &'static str>
     if VERSION_HEADER_LEN.checked_add(c + k).and_then(|n| n.checked_add(doc_len)) != Some(len) {
         return Err("record length does not match its fields");
     }
-    let base = at + VERSION_HEADER_LEN;
-    let collection = chunk.slice(base..base + c);
-    let key = chunk.slice(base + c..base + c + k);
+    let base = VERSION_HEADER_LEN;
+    let collection = &b[base..base + c];
+    let key = &b[base + c..base + c + k];
     let doc = match kind {
-        KIND_PUT => Some(chunk.slice(base + c + k..at + len)),
+        KIND_PUT => Some(&b[base + c + k..len]),
         KIND_TOMBSTONE if doc_len == 0 => None,
         KIND_TOMBSTONE => return Err("tombstone with a body"),
         _ => return Err("unknown version kind"),
     };
-    Ok(Decoded::Version(OwnedVersion { collection, key, commit_id, doc }, len))
+    Ok(DecodedRef::Version(VersionRef { collection, key, commit_id, doc }, len))
 }
 
 #[cfg(test)]

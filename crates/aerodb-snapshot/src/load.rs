@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use aerodb_mvcc::store::{LoadError, OwnedVersion, StoreBuilder};
+use aerodb_mvcc::store::{LoadError, StoreBuilder, VersionRef};
 use aerodb_mvcc::Store;
 use aerodb_wal::checksummed::{read_checksummed, ChecksummedFileError};
 use aerodb_wal::disk::{Disk, DiskFile};
@@ -23,8 +23,8 @@ use bytes::Bytes;
 
 use crate::error::SnapshotError;
 use crate::format::{
-    data_file_name, decode_version, parse_snapshot_dir_name, DataHeader, DataHeaderError, Decoded, Manifest, ManifestFile, DATA_HEADER_LEN, MANIFEST_FILE,
-    READABLE_SNAPSHOT_FORMATS, TMP_PREFIX, VERSION_HEADER_LEN,
+    data_file_name, decode_version_ref, parse_snapshot_dir_name, DataHeader, DataHeaderError, DecodedRef, Manifest, ManifestFile, DATA_HEADER_LEN,
+    MANIFEST_FILE, READABLE_SNAPSHOT_FORMATS, TMP_PREFIX, VERSION_HEADER_LEN,
 };
 
 /// Bytes read from a data file at a time.
@@ -130,12 +130,12 @@ fn check_file_set(disk: &dyn Disk, dir: &Path, snapshot: &str, m: &Manifest) -> 
 /// Where the versions a data file holds go while it is streamed: a store
 /// being built (load), or only their digest (scrub, CORE-6).
 pub(crate) trait VersionSink {
-    fn add(&mut self, v: OwnedVersion) -> Result<(), String>;
+    fn add(&mut self, v: VersionRef<'_>) -> Result<(), String>;
 }
 
 impl VersionSink for StoreBuilder {
-    fn add(&mut self, v: OwnedVersion) -> Result<(), String> {
-        StoreBuilder::add(self, v).map_err(|e| e.to_string())
+    fn add(&mut self, v: VersionRef<'_>) -> Result<(), String> {
+        StoreBuilder::add_ref(self, v).map_err(|e| e.to_string())
     }
 }
 
@@ -144,20 +144,26 @@ impl VersionSink for StoreBuilder {
 #[derive(Default)]
 struct DigestSink {
     digest: StateDigest,
-    last: Option<(Bytes, Bytes, CommitId)>,
+    /// The previous version's collection, key and CommitId (buffers reused).
+    last: Option<(Vec<u8>, Vec<u8>, CommitId)>,
     versions: u64,
 }
 
 impl VersionSink for DigestSink {
-    fn add(&mut self, v: OwnedVersion) -> Result<(), String> {
+    fn add(&mut self, v: VersionRef<'_>) -> Result<(), String> {
         if let Some((c, k, id)) = &self.last {
-            if (c, k, *id) >= (&v.collection, &v.key, v.commit_id) {
+            if (&c[..], &k[..], *id) >= (v.collection, v.key, v.commit_id) {
                 return Err(LoadError::OutOfOrder { index: self.versions }.to_string());
             }
         }
-        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, &v.collection, &v.key, v.doc.as_deref()));
+        self.digest = self.digest.plus_version(version_hash_parts(v.commit_id, v.collection, v.key, v.doc));
         self.versions += 1;
-        self.last = Some((v.collection, v.key, v.commit_id));
+        let (c, k, id) = self.last.get_or_insert_with(Default::default);
+        c.clear();
+        c.extend_from_slice(v.collection);
+        k.clear();
+        k.extend_from_slice(v.key);
+        *id = v.commit_id;
         Ok(())
     }
 }
@@ -514,10 +520,9 @@ impl FileDecoder {
         }
         let mut at = 0usize;
         while at < bytes.len() {
-            let rest = bytes.slice(at..);
-            match self.decode_at(&rest, sink) {
+            match self.decode_at(&bytes[at..], sink) {
                 Some(0) => {
-                    self.pending = rest;
+                    self.pending = bytes.slice(at..);
                     return Ok(());
                 }
                 Some(used) => at += used,
@@ -530,9 +535,9 @@ impl FileDecoder {
     /// Decodes one record at the start of `chunk` (whose first byte is at
     /// `pending_at`): `Some(len)` when one was added, `Some(0)` when the
     /// record is incomplete (`need` set), `None` after a deferred error.
-    fn decode_at(&mut self, chunk: &Bytes, sink: &mut dyn VersionSink) -> Option<usize> {
-        match decode_version(chunk, 0) {
-            Ok(Decoded::Version(v, rec_len)) => {
+    fn decode_at(&mut self, chunk: &[u8], sink: &mut dyn VersionSink) -> Option<usize> {
+        match decode_version_ref(chunk) {
+            Ok(DecodedRef::Version(v, rec_len)) => {
                 let offset = self.pending_at;
                 if v.commit_id > self.boundary {
                     self.deferred = Some(self.corrupt(offset, format!("version with CommitId {} beyond the boundary {}", v.commit_id, self.boundary)));
@@ -546,7 +551,7 @@ impl FileDecoder {
                 self.pending_at += rec_len as u64;
                 Some(rec_len)
             }
-            Ok(Decoded::Incomplete(needed)) => {
+            Ok(DecodedRef::Incomplete(needed)) => {
                 self.need = needed;
                 Some(0)
             }

@@ -47,7 +47,7 @@ fn p5_i8_snapshot_during_concurrent_writes_holds_exactly_the_cut() {
         })
         .collect();
     assert!(engine.store().wait_for_commit(400, WAIT) >= 400, "writers made no progress");
-    let options = SnapshotOptions { file_target_bytes: 4096, batch_keys: 3 };
+    let options = SnapshotOptions { file_target_bytes: 4096, batch_keys: 3, ..SnapshotOptions::default() };
     let info = create_snapshot_with(&*disk(), &l.snapshots(), engine.store(), CLUSTER, &options, None).unwrap();
     assert!(info.created);
     assert!(info.files > 1, "small file target splits the cut into several files");
@@ -88,7 +88,7 @@ fn repl_8_two_snapshots_of_the_same_state_are_byte_identical() {
     let l = Layout::new();
     let mut h = History::create(&l.wal(), 4096);
     h.commit_samples(150, "det");
-    let options = SnapshotOptions { file_target_bytes: 2048, batch_keys: 5 };
+    let options = SnapshotOptions { file_target_bytes: 2048, batch_keys: 5, ..SnapshotOptions::default() };
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     let c = tempfile::tempdir().unwrap();
@@ -132,6 +132,8 @@ struct LoggingDisk {
     log: std::sync::Mutex<Vec<String>>,
     fail_append: Option<usize>,
     appends: std::sync::atomic::AtomicUsize,
+    /// A data file whose fsync fails.
+    fail_sync: Option<String>,
 }
 
 struct LoggingFile<'a> {
@@ -142,7 +144,10 @@ struct LoggingFile<'a> {
 
 impl LoggingDisk {
     fn new(fail_append: Option<usize>) -> &'static LoggingDisk {
-        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append, appends: 0.into() }))
+        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append, appends: 0.into(), fail_sync: None }))
+    }
+    fn failing_sync(name: &str) -> &'static LoggingDisk {
+        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append: None, appends: 0.into(), fail_sync: Some(name.into()) }))
     }
     fn note(&self, what: String) {
         self.log.lock().unwrap().push(what);
@@ -163,8 +168,13 @@ impl aerodb_wal::disk::DiskFile for LoggingFile<'static> {
         self.inner.append(buf)
     }
     fn sync_data(&self) -> std::io::Result<()> {
+        if self.disk.fail_sync.as_deref() == Some(self.name.as_str()) {
+            return Err(std::io::Error::other("injected fsync failure"));
+        }
+        // Noted once durable (data files are fsynced on threads of their own).
+        self.inner.sync_data()?;
         self.disk.note(format!("sync {}", self.name));
-        self.inner.sync_data()
+        Ok(())
     }
     fn len(&self) -> std::io::Result<u64> {
         self.inner.len()
@@ -218,13 +228,15 @@ impl aerodb_wal::disk::Disk for &'static LoggingDisk {
 /// then the directory, then publishes by rename; a write failure on the
 /// writer thread is reported as the IO error it is and publishes nothing
 /// (no snapshot, no temporary directory), and the same store then
-/// snapshots to the same bytes as on a healthy disk.
+/// snapshots to the same bytes as on a healthy disk. Each data file is
+/// fsynced on a thread of its own: every fsync completes before the
+/// manifest is written, and a failed one publishes nothing either.
 #[test]
 fn repl_9_data_files_fsynced_once_before_the_manifest_and_a_failed_write_publishes_nothing() {
     let l = Layout::new();
     let mut h = History::create(&l.wal(), 4096);
     h.commit_samples(150, "durable");
-    let options = SnapshotOptions { file_target_bytes: 2048, batch_keys: 5 };
+    let options = SnapshotOptions { file_target_bytes: 2048, batch_keys: 5, ..SnapshotOptions::default() };
 
     let logged = LoggingDisk::new(None);
     let dir = tempfile::tempdir().unwrap();
@@ -252,4 +264,13 @@ fn repl_9_data_files_fsynced_once_before_the_manifest_and_a_failed_write_publish
 
     let again = create_snapshot_with(&*disk(), bad.path(), &h.store, CLUSTER, &options, None).unwrap();
     assert_eq!(dir_bytes(&again.path), dir_bytes(&info.path));
+
+    // A data file's fsync (on its own thread) fails: reported, nothing published.
+    let failing = LoggingDisk::failing_sync("data-000001.bin");
+    let bad = tempfile::tempdir().unwrap();
+    let e = create_snapshot_with(&failing, bad.path(), &h.store, CLUSTER, &options, None).unwrap_err();
+    assert_eq!(e.code(), "SNAPSHOT_IO", "{e}");
+    assert!(e.to_string().contains("injected fsync failure"), "{e}");
+    assert!(names(bad.path()).is_empty(), "nothing published, nothing left: {:?}", names(bad.path()));
+    assert!(!failing.log.lock().unwrap().iter().any(|l| l.contains("manifest")), "no manifest after a failed fsync");
 }

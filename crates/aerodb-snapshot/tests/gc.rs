@@ -15,7 +15,7 @@ use aerodb_snapshot::format::{data_file_name, SNAPSHOT_FORMAT_VERSION};
 use aerodb_snapshot::{create_snapshot_with, load_snapshot, read_manifest, recover_primary, SnapshotOptions};
 use common::*;
 
-const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 3 };
+const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 3, fsync_in_background: true };
 const WAIT: Duration = Duration::from_secs(120);
 
 /// MVCC-4, REPL-4: after GC records, a snapshot holds only the retained
@@ -88,7 +88,7 @@ fn mvcc_5_f_g2_snapshot_streamed_while_gc_records_apply_keeps_its_cut() {
         })
         .collect();
     assert!(engine.store().wait_for_commit(300, WAIT) >= 300, "writers made no progress");
-    let options = SnapshotOptions { file_target_bytes: 4096, batch_keys: 1 };
+    let options = SnapshotOptions { file_target_bytes: 4096, batch_keys: 1, ..SnapshotOptions::default() };
     let mut infos = Vec::new();
     for _ in 0..3 {
         let info = create_snapshot_with(&*disk(), &l.snapshots(), engine.store(), CLUSTER, &options, None).unwrap();

@@ -59,7 +59,7 @@ proptest! {
         for (i, raw) in sets[..k].iter().enumerate() {
             h.commit(&write_set(raw, i));
         }
-        let options = SnapshotOptions { file_target_bytes: file_target, batch_keys };
+        let options = SnapshotOptions { file_target_bytes: file_target, batch_keys, ..SnapshotOptions::default() };
         let info = create_snapshot_with(&*disk(), &l.snapshots(), &h.store, CLUSTER, &options, None).unwrap();
         prop_assert_eq!(info.commit_id, k as u64);
         for (i, raw) in sets[k..].iter().enumerate() {

@@ -14,7 +14,7 @@ use aerodb_wal::recovery::{recover_wal, scan_wal, RecoveryMode, ReplayRefusal};
 use aerodb_wal::segment::segment_file_name;
 use common::*;
 
-const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 4096, batch_keys: 8 };
+const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 4096, batch_keys: 8, fsync_in_background: true };
 
 fn segment_list(l: &Layout) -> SegmentList {
     let (appender, _) = recover_wal(disk(), &l.wal(), |_, _| Ok(())).unwrap();

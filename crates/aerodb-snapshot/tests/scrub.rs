@@ -17,7 +17,7 @@ use aerodb_snapshot::{create_snapshot_with, list_snapshots, withdraw_snapshot, S
 use aerodb_wal::checksummed::write_checksummed;
 use common::*;
 
-const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 4 };
+const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 4, fsync_in_background: true };
 
 fn snapshot_target(l: &Layout, c: u64) -> ScrubTarget {
     ScrubTarget {

@@ -18,7 +18,7 @@ use aerodb_snapshot::{
 use aerodb_wal::checksummed::write_checksummed;
 use common::*;
 
-const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 4 };
+const OPTIONS: SnapshotOptions = SnapshotOptions { file_target_bytes: 2048, batch_keys: 4, fsync_in_background: true };
 
 /// A WAL of 140 commits with snapshots at 60 (older) and 120 (newer).
 struct Fixture {
