@@ -535,27 +535,49 @@ impl Drop for Loader {
 /// Fsyncs each completed bootstrap file on a thread of its own, so the
 /// disk worker writes the next file's pieces meanwhile;
 /// [`FileSyncer::wait_all`] joins them all (the bootstrap's directory sync
-/// and install wait for it).
+/// and install wait for it). At most [`MAX_RUNNING_FSYNCS`] run at once:
+/// finished ones are joined as new ones start, and beyond the bound the
+/// oldest is waited for first, so a slow disk slows the transfer down
+/// instead of piling up threads (RES-1).
 #[derive(Default)]
 pub struct ThreadSyncer {
-    running: Vec<JoinHandle<std::io::Result<()>>>,
+    running: std::collections::VecDeque<JoinHandle<std::io::Result<()>>>,
+    first_error: Option<std::io::Error>,
+}
+
+/// Most bootstrap file fsyncs in flight at once.
+pub const MAX_RUNNING_FSYNCS: usize = 4;
+
+impl ThreadSyncer {
+    fn join(&mut self, sync: JoinHandle<std::io::Result<()>>) {
+        if let Err(e) = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))) {
+            self.first_error.get_or_insert(e);
+        }
+    }
 }
 
 impl FileSyncer for ThreadSyncer {
     fn start(&mut self, file: Box<dyn aerodb_wal::disk::DiskFile>) -> std::io::Result<()> {
+        let (finished, running): (Vec<_>, Vec<_>) = self.running.drain(..).partition(|s| s.is_finished());
+        self.running = running.into();
+        for sync in finished {
+            self.join(sync);
+        }
+        while self.running.len() >= MAX_RUNNING_FSYNCS {
+            if let Some(oldest) = self.running.pop_front() {
+                self.join(oldest);
+            }
+        }
         let sync = std::thread::Builder::new().name("bootstrap-fsync".into()).spawn(move || file.sync_data())?;
-        self.running.push(sync);
+        self.running.push_back(sync);
         Ok(())
     }
 
     fn wait_all(&mut self) -> std::io::Result<()> {
-        let mut first_error = None;
-        for sync in self.running.drain(..) {
-            if let Err(e) = sync.join().unwrap_or_else(|_| Err(std::io::Error::other("the fsync thread panicked"))) {
-                first_error.get_or_insert(e);
-            }
+        while let Some(sync) = self.running.pop_front() {
+            self.join(sync);
         }
-        first_error.map_or(Ok(()), Err)
+        self.first_error.take().map_or(Ok(()), Err)
     }
 }
 
@@ -733,6 +755,25 @@ mod tests {
         syncer.start(Box::new(Fake { synced: synced.clone(), fail: false })).unwrap();
         assert!(syncer.wait_all().is_err());
         assert_eq!(synced.load(Ordering::SeqCst), 6, "the other file was still waited for");
+        syncer.wait_all().unwrap();
+    }
+
+    /// REPL-9, RES-1: however many files a bootstrap has, at most
+    /// `MAX_RUNNING_FSYNCS` fsync threads are kept at once, a failure
+    /// among those joined early is still reported by `wait_all`, and every
+    /// file is fsynced before `wait_all` returns.
+    #[test]
+    fn repl_9_res_1_thread_syncer_keeps_a_bounded_number_of_fsyncs() {
+        let synced = Arc::new(AtomicUsize::new(0));
+        let mut syncer = ThreadSyncer::default();
+        syncer.start(Box::new(Fake { synced: synced.clone(), fail: true })).unwrap();
+        for _ in 0..40 {
+            syncer.start(Box::new(Fake { synced: synced.clone(), fail: false })).unwrap();
+            assert!(syncer.running.len() <= MAX_RUNNING_FSYNCS, "{} fsyncs kept", syncer.running.len());
+        }
+        assert!(syncer.wait_all().is_err(), "the early failure is reported");
+        assert_eq!(synced.load(Ordering::SeqCst), 40);
+        assert!(syncer.running.is_empty());
         syncer.wait_all().unwrap();
     }
 }

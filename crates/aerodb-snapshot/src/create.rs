@@ -402,22 +402,33 @@ fn write_files(
         });
     }
     std::thread::scope(|scope| {
-        let mut syncing = Vec::new();
+        let join = |sync: std::thread::ScopedJoinHandle<'_, Result<(), SnapshotError>>| {
+            sync.join().unwrap_or_else(|_| Err(SnapshotError::io("fsync data file", dir, std::io::Error::other("the fsync thread panicked"))))
+        };
+        let mut syncing = std::collections::VecDeque::new();
         let written = write_files_syncing(disk, dir, jobs, free, &mut |name, file| {
             // Each complete file is fsynced on a thread of its own while the
-            // next one is written; every fsync is joined below, before the
-            // files are reported (and so before the manifest is written).
+            // next one is written; every fsync is joined, at the latest
+            // below, before the files are reported (and so before the
+            // manifest is written). At most MAX_FSYNCS_IN_FLIGHT run at
+            // once: beyond it the writer waits for the oldest, so a slow
+            // disk slows creation down instead of piling up threads.
+            while syncing.len() >= MAX_FSYNCS_IN_FLIGHT || syncing.front().is_some_and(|s: &std::thread::ScopedJoinHandle<'_, _>| s.is_finished()) {
+                if let Some(oldest) = syncing.pop_front() {
+                    join(oldest)?;
+                }
+            }
             let path = dir.join(name);
             let sync = std::thread::Builder::new()
                 .name("snapshot-fsync".into())
                 .spawn_scoped(scope, move || file.sync_data().map_err(|e| SnapshotError::io("fsync data file", &path, e)))
                 .map_err(|e| SnapshotError::io("start a snapshot fsync thread", &dir.join(name), e))?;
-            syncing.push(sync);
+            syncing.push_back(sync);
             Ok(())
         });
         let mut synced = Ok(());
         for sync in syncing {
-            let outcome = sync.join().unwrap_or_else(|_| Err(SnapshotError::io("fsync data file", dir, std::io::Error::other("the fsync thread panicked"))));
+            let outcome = join(sync);
             if synced.is_ok() {
                 synced = outcome;
             }
@@ -426,6 +437,9 @@ fn write_files(
         synced.map(|()| files)
     })
 }
+
+/// Most data-file fsyncs in flight at once while a snapshot is created.
+pub const MAX_FSYNCS_IN_FLIGHT: usize = 4;
 
 /// Starts making a complete data file (its name, the open file) durable.
 type CloseFile<'a> = dyn FnMut(&str, Box<dyn DiskFile>) -> Result<(), SnapshotError> + 'a;

@@ -30,7 +30,7 @@ pub mod retention;
 pub mod scheduler;
 pub mod scrub;
 
-pub use create::{create_snapshot, create_snapshot_with, SnapshotInfo, SnapshotOptions};
+pub use create::{create_snapshot, create_snapshot_with, SnapshotInfo, SnapshotOptions, MAX_FSYNCS_IN_FLIGHT};
 pub use dir::{cleanup_incomplete, delete_snapshot, list_snapshots, prune_snapshots, withdraw_snapshot, SnapshotRef};
 pub use error::SnapshotError;
 pub use format::{Manifest, ManifestFile};

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aerodb_mvcc::ClientOp;
-use aerodb_snapshot::{create_snapshot, create_snapshot_with, load_snapshot, validate_snapshot, SnapshotOptions};
+use aerodb_snapshot::{create_snapshot, create_snapshot_with, load_snapshot, validate_snapshot, SnapshotOptions, MAX_FSYNCS_IN_FLIGHT};
 use aerodb_wal::recovery::{scan_wal, RecoveryMode, ReplayRefusal};
 use common::*;
 
@@ -134,6 +134,9 @@ struct LoggingDisk {
     appends: std::sync::atomic::AtomicUsize,
     /// A data file whose fsync fails.
     fail_sync: Option<String>,
+    /// Fsyncs running now, and the most seen at once.
+    syncing: std::sync::atomic::AtomicUsize,
+    max_syncing: std::sync::atomic::AtomicUsize,
 }
 
 struct LoggingFile<'a> {
@@ -144,10 +147,24 @@ struct LoggingFile<'a> {
 
 impl LoggingDisk {
     fn new(fail_append: Option<usize>) -> &'static LoggingDisk {
-        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append, appends: 0.into(), fail_sync: None }))
+        Box::leak(Box::new(LoggingDisk {
+            log: std::sync::Mutex::new(Vec::new()),
+            fail_append,
+            appends: 0.into(),
+            fail_sync: None,
+            syncing: 0.into(),
+            max_syncing: 0.into(),
+        }))
     }
     fn failing_sync(name: &str) -> &'static LoggingDisk {
-        Box::leak(Box::new(LoggingDisk { log: std::sync::Mutex::new(Vec::new()), fail_append: None, appends: 0.into(), fail_sync: Some(name.into()) }))
+        Box::leak(Box::new(LoggingDisk {
+            log: std::sync::Mutex::new(Vec::new()),
+            fail_append: None,
+            appends: 0.into(),
+            fail_sync: Some(name.into()),
+            syncing: 0.into(),
+            max_syncing: 0.into(),
+        }))
     }
     fn note(&self, what: String) {
         self.log.lock().unwrap().push(what);
@@ -172,7 +189,11 @@ impl aerodb_wal::disk::DiskFile for LoggingFile<'static> {
             return Err(std::io::Error::other("injected fsync failure"));
         }
         // Noted once durable (data files are fsynced on threads of their own).
-        self.inner.sync_data()?;
+        let now = self.disk.syncing.fetch_add(1, Ordering::SeqCst) + 1;
+        self.disk.max_syncing.fetch_max(now, Ordering::SeqCst);
+        let synced = self.inner.sync_data();
+        self.disk.syncing.fetch_sub(1, Ordering::SeqCst);
+        synced?;
         self.disk.note(format!("sync {}", self.name));
         Ok(())
     }
@@ -251,6 +272,8 @@ fn repl_9_data_files_fsynced_once_before_the_manifest_and_a_failed_write_publish
         assert!(pos(&format!("create {name}")) < pos(&format!("sync {name}")));
         assert!(pos(&format!("sync {name}")) < manifest_created, "{name} durable before the manifest: {log:?}");
     }
+    let most = logged.max_syncing.load(Ordering::SeqCst);
+    assert!((1..=MAX_FSYNCS_IN_FLIGHT).contains(&most), "{most} data-file fsyncs at once (RES-1 bound)");
     let tmp_synced = pos(&format!("sync_dir .tmp-{}", info.name));
     assert!(manifest_created < tmp_synced && tmp_synced < pos(&format!("rename {}", info.name)), "{log:?}");
     validate_snapshot(&*disk(), &info.path, Some(CLUSTER)).unwrap();
