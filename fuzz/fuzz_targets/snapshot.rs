@@ -77,7 +77,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let cluster = if mode & 4 == 4 { Some("0123456789abcdef0123456789abcdef") } else { None };
     let loaded = load_snapshot(&*disk, &dir, cluster);
-    let streamed = verify_snapshot_streaming(&*disk, &dir, cluster, &mut |_| {});
+    let streamed = verify_snapshot_streaming(&*disk, &dir, cluster, &mut |_| std::ops::ControlFlow::Continue(()));
     let validated = validate_snapshot(&*disk, &dir, cluster);
     for r in [loaded.as_ref().err(), streamed.as_ref().err(), validated.as_ref().err()].into_iter().flatten() {
         assert!(CODES.contains(&r.code()), "unexpected code {}: {r}", r.code());
