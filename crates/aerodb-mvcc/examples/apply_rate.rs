@@ -18,18 +18,11 @@ use aerodb_mvcc::{AppliedState, ApplyInput, Store};
 use aerodb_wal::{Fingerprint, Op, RecordBody, RecordPosition, StateDigest};
 use bytes::Bytes;
 
-const OPS_PER_RECORD: u64 = 10;
-const DOC_BYTES: usize = 200;
-const BATCH: usize = 64;
+mod workload;
+use workload::doc;
 
-fn doc(n: u64) -> Bytes {
-    let mut s = format!("{{\"n\":{n},\"pad\":\"");
-    while s.len() < DOC_BYTES - 2 {
-        s.push('x');
-    }
-    s.push_str("\"}");
-    Bytes::from(s)
-}
+const OPS_PER_RECORD: u64 = 10;
+const BATCH: usize = 64;
 
 fn key(n: u64) -> Bytes {
     Bytes::from(format!("backlog-{n:08}"))

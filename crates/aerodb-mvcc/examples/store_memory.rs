@@ -15,21 +15,13 @@ use aerodb_mvcc::{ApplyInput, GcPolicy, Store};
 use aerodb_wal::{Fingerprint, Op, RecordBody, RecordPosition};
 use bytes::Bytes;
 
+mod workload;
+use workload::{doc, DOC_BYTES};
+
 /// Resident set size of this process in bytes (`/proc/self/statm`).
 fn rss() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
     statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).expect("resident pages") * 4096
-}
-
-const DOC_BYTES: usize = 200;
-
-fn doc(n: u64) -> Bytes {
-    let mut s = format!("{{\"n\":{n},\"pad\":\"");
-    while s.len() < DOC_BYTES - 2 {
-        s.push('x');
-    }
-    s.push_str("\"}");
-    Bytes::from(s)
 }
 
 fn apply(store: &Store, body: RecordBody, digest: aerodb_wal::StateDigest) {

@@ -26,6 +26,18 @@ use common::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Verifies a sealed segment that must end at `expected_end`, counting the
+/// bytes it paces.
+fn verify_paced(path: &Path, expected_end: ChainTip) -> (aerodb_wal::seal_check::SealedSegmentCheck, u64) {
+    let mut paced = 0u64;
+    let ok = aerodb_wal::seal_check::verify_sealed_segment(&OsDisk, path, Some(expected_end), &mut |n| {
+        paced += n;
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    (ok, paced)
+}
+
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !cond() {
@@ -262,12 +274,7 @@ fn core_6_sealed_segment_check_finds_the_damaged_record() {
     assert!(segments.len() >= 3);
     let (first, second) = (segments[0], segments[1]);
     let path = segment_path(dir, 0);
-    let mut paced = 0u64;
-    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| {
-        paced += n;
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    let (ok, paced) = verify_paced(&path, ChainTip::of_segment(&second.header));
     assert_eq!(ok.end.end_lsn, first.end_lsn);
     assert_eq!(ok.bytes, fs::metadata(&path).unwrap().len());
     assert_eq!(paced, ok.bytes, "every byte read is paced");
@@ -302,7 +309,6 @@ fn core_6_sealed_segment_check_finds_the_damaged_record() {
 /// and a record larger than a chunk (a 200 KiB document).
 #[test]
 fn core_6_res_1_sealed_segment_check_reads_in_chunks_across_record_boundaries() {
-    use aerodb_wal::seal_check::verify_sealed_segment;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut w = new_writer(dir, 384 * 1024);
@@ -314,12 +320,7 @@ fn core_6_res_1_sealed_segment_check_reads_in_chunks_across_record_boundaries() 
     let (first, second) = (segments[0], segments[1]);
     let path = segment_path(dir, 0);
     assert!(fs::metadata(&path).unwrap().len() > 4 * 64 * 1024, "the segment spans many chunks");
-    let mut paced = 0u64;
-    let ok = verify_sealed_segment(&OsDisk, &path, Some(ChainTip::of_segment(&second.header)), &mut |n| {
-        paced += n;
-        ControlFlow::Continue(())
-    })
-    .unwrap();
+    let (ok, paced) = verify_paced(&path, ChainTip::of_segment(&second.header));
     assert_eq!(ok.end.end_lsn, first.end_lsn);
     assert_eq!(paced, ok.bytes, "every byte read is paced");
     assert_eq!(ok.records, recs.iter().filter(|r| r.position.end_lsn <= first.end_lsn).count() as u64);
