@@ -7,7 +7,7 @@ use std::sync::Arc;
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
 use aerodb_wal::group::{CommitTicket, DurableRecord, DurableSink, GcPlan, GroupCommitter};
-use aerodb_wal::log::{Preallocation, SegmentAppender, SegmentList};
+use aerodb_wal::log::{SegmentAppender, SegmentList};
 use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::mark_writer::MarkGate;
 use aerodb_wal::recovery::{recover_wal_with, ReplayRefusal, WalRecoveryError, WalRecoveryReport};
@@ -182,12 +182,6 @@ impl DurableSink for StoreSink {
     }
 }
 
-/// Zeros the primary writes ahead of its WAL records at a time
-/// ([`Preallocation`]): a commit's `fdatasync` then flushes only data, not
-/// the file's new length. One chunk costs one extra `write` of zeros per
-/// about 5,000 small commits.
-pub const WAL_PREALLOCATION_CHUNK: u64 = 1024 * 1024;
-
 /// The primary's write path over a recovered store and WAL.
 pub struct PrimaryEngine {
     store: Arc<Store>,
@@ -228,7 +222,7 @@ impl PrimaryEngine {
             return Err(std::io::Error::other(format!("WAL ends at LSN {} but the store is applied to LSN {}", appender.end_lsn(), tip.end_lsn)));
         }
         let segments = appender.segments().clone();
-        let writer = WalWriter::new(appender, tip, applied.state_digest, segment_target_bytes).with_preallocation(Preallocation::Chunks(WAL_PREALLOCATION_CHUNK));
+        let writer = WalWriter::new(appender, tip, applied.state_digest, segment_target_bytes);
         let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
         let committer = GroupCommitter::start_with(writer, StoreSink { store: store.clone(), gc }, durable, mark)?;
         Ok(PrimaryEngine { store, committer, segments, limits, gc })

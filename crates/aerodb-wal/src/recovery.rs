@@ -268,9 +268,7 @@ pub fn scan_wal_with(
             // MVCC-2, F-P1). Earlier segments were fsynced before the next was created.
             disk.open(&path).and_then(|f| f.sync_data()).map_err(|e| LogError::io("fsync recovered segment", &path, e))?;
         }
-        let file_len = disk.open(&path).and_then(|f| f.len()).map_err(|e| LogError::io("stat segment", &path, e))?;
-        let mut contents = vec![0u8; file_len as usize];
-        disk.open(&path).and_then(|f| f.read_exact_at(&mut contents, 0)).map_err(|e| LogError::io("read segment", &path, e))?;
+        let contents = read_segment(&*disk, &path)?;
         let header = SegmentHeader::decode(&contents).map_err(|error| WalRecoveryError::BadSegmentHeader { segment: name.clone(), error })?;
         if header.start_lsn != name_lsn {
             return Err(WalRecoveryError::SegmentLayout { segment: name, detail: format!("header says start LSN {}", header.start_lsn) });
@@ -322,7 +320,11 @@ pub fn scan_wal_with(
                     }
                     let zeros = body.len() - data_end;
                     if zeros > 0 {
-                        preallocated = Some((PreallocatedSpace { segment: name.clone(), lsn: header.start_lsn + data_end as u64, bytes: zeros as u64 }, path.clone(), SEGMENT_HEADER_LEN + offset as u64));
+                        preallocated = Some((
+                            PreallocatedSpace { segment: name.clone(), lsn: header.start_lsn + data_end as u64, bytes: zeros as u64 },
+                            path.clone(),
+                            SEGMENT_HEADER_LEN + offset as u64,
+                        ));
                     }
                     file_end_lsn = header.start_lsn + data_end as u64;
                     break;
@@ -366,6 +368,26 @@ pub fn scan_wal_with(
     let torn_tail = verdict.drop.clone();
     let preallocated = preallocated.map(|p| p.0);
     Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files, preallocated })
+}
+
+/// Reads a whole segment file. A running primary may cut the preallocated
+/// zeros off its last segment while a read-only scan (`aerodb verify`,
+/// `wal-dump`) reads it: when the file turns out shorter than it was a
+/// moment ago, read it again at its new length.
+fn read_segment(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>, WalRecoveryError> {
+    const ATTEMPTS: usize = 4;
+    let file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let len = file.len().map_err(|e| LogError::io("stat segment", path, e))?;
+        let mut contents = vec![0u8; len as usize];
+        match file.read_exact_at(&mut contents, 0) {
+            Ok(()) => return Ok(contents),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(LogError::io("read segment", path, e).into()),
+        }
+    }
 }
 
 /// Whether any offset in `(from, to)` starts a checksum-valid record: if
