@@ -203,9 +203,12 @@ pub struct SegmentAppender {
 ///
 /// `fdatasync` after an append that grows a file must also commit the new
 /// length (a journal commit on ext4: a second flush); after a write inside
-/// the file's length it flushes only the data. So the primary writes zeros
-/// ahead of its records, a chunk at a time, and its commits overwrite them
-/// (what PostgreSQL does for every WAL segment). The zeros are not WAL:
+/// the file's length it flushes only the data. So a primary started with
+/// `--wal-preallocate-bytes` writes zeros ahead of its records, a chunk at
+/// a time, and its commits overwrite them (what PostgreSQL does for every
+/// WAL segment). It is opt-in: a node killed right after an acknowledgement
+/// then has zeros after its last record, where anything that inspects or
+/// damages a WAL tail by file length expects the last record. The zeros are not WAL:
 /// recovery, verification and repair read the WAL up to its last valid
 /// record and treat zeros from there to the end of the last segment as
 /// unused space, never as a torn tail ([`crate::recovery`]). They are cut
@@ -214,7 +217,7 @@ pub struct SegmentAppender {
 /// the committer is idle), so sealed segments end at their last record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preallocation {
-    /// The file ends at the last appended byte (replicas, tools).
+    /// The file ends at the last appended byte (the default; replicas).
     Off,
     /// The file is grown by at least this many bytes of zeros at a time.
     Chunks(u64),
