@@ -639,6 +639,7 @@ pub fn recovery_process(input: &RecoveryInput<'_>) -> Explanation {
         },
         "bytes_truncated": field(report, &p("/wal/torn_tail")).map(|t| t.get("bytes_dropped").cloned().unwrap_or(json!(0))),
         "truncation_reason": field(report, &p("/wal/torn_tail")).and_then(|t| t.get("reason")).cloned(),
+        "preallocated_bytes_cut": field(report, &p("/wal/preallocated")).map(|t| t.get("bytes").cloned().unwrap_or(json!(0))),
         "final_commit_id": u64_at(report, &p("/applied/commit_id")),
         "final_lsn": u64_at(report, &p("/applied/end_lsn")),
         "final_state_digest": field(report, &p("/applied/state_digest")),
@@ -711,11 +712,12 @@ fn mark_rule(report: &Value, durability: Option<&Value>) -> RuleApplied {
         "beyond_mark_bytes": tail.and_then(|t| t.get("beyond_mark_bytes")),
         "window_bytes": tail.and_then(|t| t.get("window_bytes")),
         "bytes_dropped": tail.and_then(|t| t.get("drop")).map(|x| x.get("bytes_dropped").cloned().unwrap_or(json!(0))),
+        "preallocated_zeros": field(report, "/store/wal/preallocated"),
         "accept_lost_history": d.get("accept_lost_history"),
         "accepted_loss": d.get("accepted_loss"),
         "history_losses": d.pointer("/history_losses/losses"),
         "mark_written": d.get("mark_written"),
-        "check": "the WAL reaches the mark with the mark's record; after a clean shutdown nothing is dropped; after a crash only a torn tail after the mark, within the window",
+        "check": "the WAL reaches the mark with the mark's record; after a clean shutdown nothing is dropped; after a crash only a torn tail after the mark, within the window; zeros after the last record are preallocated space, never WAL",
     });
     if tail.is_none() {
         evidence["missing"] = json!("the recovery report lacks the tail verdict");

@@ -724,6 +724,9 @@ mod tests {
         fn append(&mut self, _buf: &[u8]) -> std::io::Result<()> {
             Ok(())
         }
+        fn write_at(&mut self, _buf: &[u8], _offset: u64) -> std::io::Result<()> {
+            Ok(())
+        }
         fn sync_data(&self) -> std::io::Result<()> {
             if self.fail {
                 return Err(std::io::Error::other("fsync failed"));

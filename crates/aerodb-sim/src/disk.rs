@@ -310,6 +310,21 @@ impl State {
         Ok(())
     }
 
+    /// Writes `buf` at `offset` of the file's current contents (zeros fill
+    /// any gap); the bytes from `offset` on are unsynced until the next sync.
+    fn write_at(&mut self, inode: InodeId, path: &Path, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.gate(IoClass::Write, path)?;
+        let start = usize::try_from(offset).map_err(|_| err(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let end = start.checked_add(buf.len()).ok_or_else(|| err(io::ErrorKind::InvalidInput, "offset too large"))?;
+        let f = self.file_mut(inode).ok_or_else(|| err(io::ErrorKind::NotFound, "stale inode"))?;
+        if f.current.len() < end {
+            f.current.resize(end, 0);
+        }
+        f.current[start..end].copy_from_slice(buf);
+        f.dirty_from = f.dirty_from.min(start);
+        Ok(())
+    }
+
     /// The intended range keeps stale contents (zeros); the bytes land at
     /// a random offset of this file or of another file, durably.
     fn misdirected_append(&mut self, inode: InodeId, buf: &[u8]) -> io::Result<()> {
@@ -376,6 +391,11 @@ impl DiskFile for SimFile {
         let mut guard = self.state.lock();
         let s = self.live(&mut guard)?;
         s.append(self.inode, &self.path, buf)
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        let mut guard = self.state.lock();
+        let s = self.live(&mut guard)?;
+        s.write_at(self.inode, &self.path, buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
         let mut guard = self.state.lock();
@@ -479,9 +499,13 @@ impl SimDisk {
         let ids: Vec<InodeId> = s.inodes.keys().copied().collect();
         for id in ids {
             let tear = torn && s.rng.ratio(1, 2);
+            // Unsynced bytes are `current[dirty_from..]`: appended ones (at
+            // and after the synced length) or ones written over synced
+            // bytes (the WAL's preallocated zeros). A prefix of them may
+            // have reached the disk.
             let (keep, garbage) = match s.inodes.get(&id) {
-                Some(Inode::File(f)) if tear && f.dirty_from >= f.synced.len() && f.current.len() > f.synced.len() => {
-                    let tail = f.current.len() - f.synced.len();
+                Some(Inode::File(f)) if tear && f.current.len() > f.dirty_from && (f.dirty_from < f.synced.len() || f.current.len() > f.synced.len()) => {
+                    let tail = f.current.len() - f.dirty_from;
                     let keep = s.rng.below(tail as u64 + 1) as usize;
                     let garbage = keep > 0 && s.rng.ratio(1, 2);
                     (keep, garbage)
@@ -496,10 +520,16 @@ impl SimDisk {
             match s.inodes.get_mut(&id) {
                 Some(Inode::File(f)) => {
                     if keep > 0 {
-                        let end = f.synced.len() + keep;
-                        let mut survived = f.current[..end].to_vec();
+                        let start = f.dirty_from;
+                        let end = start + keep;
+                        // Synced bytes the kept prefix does not reach stay as they were.
+                        let mut survived = f.synced.clone();
+                        if survived.len() < end {
+                            survived.resize(end, 0);
+                        }
+                        survived[start..end].copy_from_slice(&f.current[start..end]);
                         if garbage {
-                            let from = (end / SECTOR * SECTOR).max(f.synced.len());
+                            let from = (end / SECTOR * SECTOR).max(start);
                             for (i, b) in survived[from..end].iter_mut().enumerate() {
                                 *b = noise[i % SECTOR];
                             }

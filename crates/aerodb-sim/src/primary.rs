@@ -59,7 +59,7 @@ use aerodb_wal::checksummed::{read_checksummed, write_checksummed};
 use aerodb_wal::disk::Disk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
 use aerodb_wal::group::{AppendedGroup, CommitError, CommitReceipt, GroupCommitCore, GroupRequest};
-use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::log::{Preallocation, SegmentAppender};
 use aerodb_wal::mark::{read_mark, write_mark, DurableMark};
 use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::mark_writer::{write_due_mark, MarkGate, MarkPolicy};
@@ -107,6 +107,11 @@ pub struct PrimaryConfig {
     /// History retention (`--history-retain-commits`), small so GC records
     /// are frequent (MVCC-4).
     pub gc_retain_commits: u64,
+    /// Zeros the WAL writer preallocates ahead of its records at a time
+    /// (0 = none; the node uses `WAL_PREALLOCATION_CHUNK`): small, so
+    /// crashes leave torn records inside preallocated zeros and recovery
+    /// must tell the two apart.
+    pub wal_preallocation: u64,
     /// Replication session pacing (small chunks and pieces, so frames are
     /// many and transfers interleave with faults).
     #[serde(skip)]
@@ -133,7 +138,10 @@ impl PrimaryConfig {
         let d = DEFAULT_WAL_KEEP_BYTES;
         let wal_keep_bytes = *rng.pick(&[8_192, 65_536, d, d, d, d]).unwrap_or(&d);
         let repl_token = rng.ratio(1, 3);
+        // Drawn last, so every earlier option keeps its value per seed.
+        let wal_preallocation = *rng.pick(&[0, 512, 4_096]).unwrap_or(&0);
         PrimaryConfig {
+            wal_preallocation,
             segment_target_bytes,
             snapshot_every_ms,
             snapshot_file_bytes,
@@ -763,7 +771,8 @@ impl SimNode for PrimaryNode {
         }
         let store = Arc::new(store);
         let gate = Arc::new(MarkGate::new(tip, window));
-        let writer = WalWriter::new(appender, tip, applied.state_digest, self.config.segment_target_bytes);
+        let writer = WalWriter::new(appender, tip, applied.state_digest, self.config.segment_target_bytes)
+            .with_preallocation(Preallocation::Chunks(self.config.wal_preallocation));
         let durable = Arc::new(DurableWatch::new(DurablePoint { lsn: tip.end_lsn, commit_id: tip.commit_id }));
         let sink = StoreSink::new(store.clone(), GcPolicy::new(self.config.gc_retain_commits));
         let core = GroupCommitCore::new(writer, sink, durable.clone(), Some(gate.clone()));

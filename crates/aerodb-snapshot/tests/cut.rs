@@ -184,6 +184,9 @@ impl aerodb_wal::disk::DiskFile for LoggingFile<'static> {
         }
         self.inner.append(buf)
     }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> std::io::Result<()> {
+        self.inner.write_at(buf, offset)
+    }
     fn sync_data(&self) -> std::io::Result<()> {
         if self.disk.fail_sync.as_deref() == Some(self.name.as_str()) {
             return Err(std::io::Error::other("injected fsync failure"));

@@ -4,7 +4,7 @@
 //! injected faults can replace [`OsDisk`] without touching the logic.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +15,11 @@ pub trait DiskFile: Send + Sync {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
     /// Appends `buf` at the end of the file (not yet durable).
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
+    /// Writes `buf` at `offset` (not yet durable), over whatever is there;
+    /// the file grows if it ends before `offset + buf.len()`. The WAL
+    /// overwrites the zeros it preallocated this way (a write inside the
+    /// file's length costs no metadata at the next `fdatasync`).
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Makes every appended byte durable (`fdatasync`).
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes.
@@ -29,9 +34,9 @@ pub trait DiskFile: Send + Sync {
 
 /// Directory and file operations with explicit durability.
 pub trait Disk: Send + Sync {
-    /// Creates (or truncates) `path` for appending.
+    /// Creates (or truncates) `path` for writing.
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
-    /// Opens an existing file for reading and appending.
+    /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>>;
     /// File names (not paths) in `dir`, sorted.
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
@@ -71,7 +76,13 @@ impl DiskFile for OsFile {
         self.file.read_exact_at(buf, offset)
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        // Opened without O_APPEND (Linux `pwrite` ignores the offset under
+        // it, and `write_at` needs the offset), so append at the end here.
+        self.file.seek(SeekFrom::End(0))?;
         self.file.write_all(buf)
+    }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
@@ -87,12 +98,12 @@ impl DiskFile for OsFile {
 
 impl Disk for OsDisk {
     fn create(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
-        let file = OpenOptions::new().read(true).append(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
         file.set_len(0)?;
         Ok(Box::new(OsFile { file }))
     }
     fn open(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
-        let file = OpenOptions::new().read(true).append(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Box::new(OsFile { file }))
     }
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {

@@ -42,6 +42,11 @@ use crate::CommitId;
 const MAX_BATCH_RECORDS: usize = 4096;
 /// Most encoded bytes in one group.
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// How long the commit thread waits for a request before it cuts the
+/// preallocated zeros off the current segment ([`crate::log::Preallocation`]).
+/// Only what the file costs depends on it, never what the WAL holds: a
+/// quiet WAL ends at its last record, as after a clean shutdown.
+const IDLE_TRIM_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// A record that is durable, handed to the sink to be made visible.
 #[derive(Debug)]
@@ -304,7 +309,19 @@ fn ops_bytes(ops: &[Op]) -> usize {
 /// is full), then lets the sink's GC step run.
 fn run<S: DurableSink>(mut core: GroupCommitCore<S>, rx: Receiver<Request>) {
     let mut answer = |reply: AckSender, result: Ack| reply.send(result);
-    while let Ok(first) = rx.recv() {
+    loop {
+        let next = if core.writer.has_preallocated_tail() {
+            match rx.recv_timeout(IDLE_TRIM_AFTER) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    core.trim_preallocation();
+                    continue;
+                }
+                received => received.ok(),
+            }
+        } else {
+            rx.recv().ok()
+        };
+        let Some(first) = next else { break };
         let mut bytes = ops_bytes(&first.ops);
         let mut batch = vec![GroupRequest { ops: first.ops, reply: first.reply }];
         while batch.len() < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
@@ -446,6 +463,11 @@ impl<S: DurableSink> GroupCommitCore<S> {
     /// handed back unappended ([`AppendedGroup::take_blocked`]).
     pub fn append_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) -> AppendedGroup<R> {
         let mut group = AppendedGroup { records: Vec::with_capacity(batch.len()), replies: Vec::with_capacity(batch.len()), blocked: Vec::new() };
+        if let Some(gate) = &self.gate {
+            // Zeros written ahead of the records stay inside the crash
+            // window too (the mark only advances, so this bound stays safe).
+            self.writer.set_preallocation_limit(Some(gate.preallocation_limit()));
+        }
         for req in batch {
             if let Some(reason) = &self.failed {
                 answer(req.reply, Err(CommitError::WalFailed(reason.clone())));
@@ -586,10 +608,25 @@ impl<S: DurableSink> GroupCommitCore<S> {
         Ok(())
     }
 
+    /// Durably cuts the preallocated zeros off the current segment
+    /// ([`WalWriter::trim_preallocation`]); a failure stops writes like any
+    /// WAL failure (the file's state is then unknown).
+    pub fn trim_preallocation(&mut self) {
+        if self.failed.is_some() || !self.writer.has_preallocated_tail() {
+            return;
+        }
+        if let Err(e) = self.writer.trim_preallocation() {
+            tracing::error!(reason = %e, "WAL failure while trimming preallocated zeros: refusing all further writes (CORE-1)");
+            self.failed = Some(e.to_string());
+        }
+    }
+
     /// The commit thread is ending: closes the durable watch and tells the
     /// mark gate whether it ended cleanly (a clean mark is written only if
     /// no write failed).
     pub fn close(&mut self) {
+        // A cleanly shut down WAL ends at its last record.
+        self.trim_preallocation();
         self.durable.close();
         if let Some(gate) = &self.gate {
             gate.committer_closed(self.failed.is_some());

@@ -7,7 +7,9 @@
 //! It knows nothing about documents' meaning, MVCC visibility or
 //! replication roles, and it must never skip, repair or re-encode a record:
 //! invalid bytes are either a torn tail (dropped and reported) or corruption
-//! (an error naming the LSN, the check and the rule). It also owns the
+//! (an error naming the LSN, the check and the rule), and zeros after the
+//! last record of the last segment are the primary's preallocated space
+//! (`log::Preallocation`), never WAL. It also owns the
 //! durable high-water mark (CORE-5): its file format, the writer that keeps
 //! it current off the commit path, the group committer's bound on how far
 //! durable WAL may run ahead of it, and the pure judgement of what recovery

@@ -188,8 +188,43 @@ pub struct SegmentAppender {
     start_lsn: Lsn,
     end_lsn: Lsn,
     synced_lsn: Lsn,
+    /// Length of the current segment file, header and any preallocated
+    /// zeros included.
+    file_len: u64,
+    preallocation: Preallocation,
+    /// No preallocated zero is written at or beyond this LSN (the durable
+    /// mark's crash window, CORE-5), unless a record itself reaches it.
+    preallocation_limit: Option<Lsn>,
     poisoned: bool,
 }
+
+/// Whether the appender grows the current segment file ahead of its
+/// records with zeros.
+///
+/// `fdatasync` after an append that grows a file must also commit the new
+/// length (a journal commit on ext4: a second flush); after a write inside
+/// the file's length it flushes only the data. So a primary started with
+/// `--wal-preallocate-bytes` writes zeros ahead of its records, a chunk at
+/// a time, and its commits overwrite them (what PostgreSQL does for every
+/// WAL segment). It is opt-in: a node killed right after an acknowledgement
+/// then has zeros after its last record, where anything that inspects or
+/// damages a WAL tail by file length expects the last record. The zeros are not WAL:
+/// recovery, verification and repair read the WAL up to its last valid
+/// record and treat zeros from there to the end of the last segment as
+/// unused space, never as a torn tail ([`crate::recovery`]). They are cut
+/// off when a segment is sealed and whenever the writer asks
+/// ([`SegmentAppender::trim_preallocation`]: at clean shutdown, and when
+/// the committer is idle), so sealed segments end at their last record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preallocation {
+    /// The file ends at the last appended byte (the default; replicas).
+    Off,
+    /// The file is grown by at least this many bytes of zeros at a time.
+    Chunks(u64),
+}
+
+/// Zeros written when the current segment file is grown.
+static ZEROS: [u8; 64 * 1024] = [0u8; 64 * 1024];
 
 impl SegmentAppender {
     /// Opens the last segment of a recovered WAL for appending.
@@ -200,7 +235,19 @@ impl SegmentAppender {
         };
         let path = segments.dir().join(segment_file_name(last.header.start_lsn));
         let file = disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
-        Ok(SegmentAppender { disk, segments, file, start_lsn: last.header.start_lsn, end_lsn: last.end_lsn, synced_lsn: last.end_lsn, poisoned: false })
+        let file_len = file.len().map_err(|e| LogError::io("stat segment", &path, e))?;
+        Ok(SegmentAppender {
+            disk,
+            segments,
+            file,
+            start_lsn: last.header.start_lsn,
+            end_lsn: last.end_lsn,
+            synced_lsn: last.end_lsn,
+            file_len,
+            preallocation: Preallocation::Off,
+            preallocation_limit: None,
+            poisoned: false,
+        })
     }
 
     /// Creates a WAL directory holding one empty segment that continues
@@ -209,7 +256,91 @@ impl SegmentAppender {
         disk.create_dir_all(dir).map_err(|e| LogError::io("create WAL dir", dir, e))?;
         let file = create_segment_file(&*disk, dir, &header)?;
         let segments = SegmentList::new(dir.to_path_buf(), vec![SegmentInfo { header, end_lsn: header.start_lsn }]);
-        Ok(SegmentAppender { disk, segments, file, start_lsn: header.start_lsn, end_lsn: header.start_lsn, synced_lsn: header.start_lsn, poisoned: false })
+        Ok(SegmentAppender {
+            disk,
+            segments,
+            file,
+            start_lsn: header.start_lsn,
+            end_lsn: header.start_lsn,
+            synced_lsn: header.start_lsn,
+            file_len: SEGMENT_HEADER_LEN,
+            preallocation: Preallocation::Off,
+            preallocation_limit: None,
+            poisoned: false,
+        })
+    }
+
+    /// Grows segment files ahead of the records by `preallocation` (see
+    /// [`Preallocation`]).
+    pub fn with_preallocation(mut self, preallocation: Preallocation) -> Self {
+        self.set_preallocation(preallocation);
+        self
+    }
+
+    /// [`SegmentAppender::with_preallocation`] in place.
+    pub fn set_preallocation(&mut self, preallocation: Preallocation) {
+        self.preallocation = match preallocation {
+            Preallocation::Chunks(0) => Preallocation::Off,
+            other => other,
+        };
+    }
+
+    /// Bounds preallocation: no zero is written at or beyond `limit`
+    /// (`None`: no bound). A crash may tear any byte written since the
+    /// last fsync, zeros included, so the group committer passes the
+    /// durable mark plus the crash window: torn bytes then never lie
+    /// further beyond the mark than recovery allows (CORE-5).
+    pub fn set_preallocation_limit(&mut self, limit: Option<Lsn>) {
+        self.preallocation_limit = limit;
+    }
+
+    /// Whether the current segment file holds preallocated zeros after
+    /// its last appended byte.
+    pub fn has_preallocated_tail(&self) -> bool {
+        self.file_len > self.logical_file_len()
+    }
+
+    /// Length the current segment file has without preallocated zeros.
+    fn logical_file_len(&self) -> u64 {
+        SEGMENT_HEADER_LEN + (self.end_lsn - self.start_lsn)
+    }
+
+    /// Durably cuts the preallocated zeros off the current segment file,
+    /// so that it ends at its last appended byte (which this also makes
+    /// durable). Nothing appended is touched.
+    pub fn trim_preallocation(&mut self) -> Result<(), LogError> {
+        if self.poisoned {
+            return Err(LogError::Poisoned);
+        }
+        if !self.has_preallocated_tail() {
+            return Ok(());
+        }
+        let len = self.logical_file_len();
+        if let Err(e) = self.file.truncate(len) {
+            self.poisoned = true;
+            return Err(LogError::io("trim preallocated zeros", &self.current_path(), e));
+        }
+        self.file_len = len;
+        self.synced_lsn = self.end_lsn;
+        self.segments.set_last_end(self.end_lsn);
+        Ok(())
+    }
+
+    /// Writes zeros after the file's end so that it holds at least
+    /// `needed` bytes: a whole chunk at a time, but never past the
+    /// preallocation limit.
+    fn preallocate(&mut self, needed: u64, chunk: u64) -> std::io::Result<()> {
+        let mut target = needed.div_ceil(chunk).saturating_mul(chunk);
+        if let Some(limit) = self.preallocation_limit {
+            let limit_len = SEGMENT_HEADER_LEN.saturating_add(limit.saturating_sub(self.start_lsn));
+            target = target.min(limit_len).max(needed);
+        }
+        while self.file_len < target {
+            let n = (target - self.file_len).min(ZEROS.len() as u64) as usize;
+            self.file.write_at(&ZEROS[..n], self.file_len)?;
+            self.file_len += n as u64;
+        }
+        Ok(())
     }
 
     /// The shared segment list (for readers).
@@ -237,12 +368,22 @@ impl SegmentAppender {
         if lsn != self.end_lsn {
             return Err(LogError::OutOfOrder { offered: lsn, end: self.end_lsn });
         }
-        if let Err(e) = self.file.append(bytes) {
+        let offset = self.logical_file_len();
+        let end = offset + bytes.len() as u64;
+        let written = match self.preallocation {
+            Preallocation::Off => self.file.append(bytes),
+            Preallocation::Chunks(chunk) => {
+                let grown = if end > self.file_len { self.preallocate(end, chunk) } else { Ok(()) };
+                grown.and_then(|()| self.file.write_at(bytes, offset))
+            }
+        };
+        if let Err(e) = written {
             // A short write leaves unknown bytes in the file: refuse more.
             self.poisoned = true;
             return Err(LogError::io("append", &self.current_path(), e));
         }
         self.end_lsn += bytes.len() as u64;
+        self.file_len = self.file_len.max(end);
         Ok(())
     }
 
@@ -274,8 +415,11 @@ impl SegmentAppender {
             return Err(LogError::OutOfOrder { offered: header.start_lsn, end: self.end_lsn });
         }
         self.sync()?;
+        // A sealed segment ends at its last record.
+        self.trim_preallocation()?;
         let file = create_segment_file(&*self.disk, self.segments.dir(), &header)?;
         self.file = file;
+        self.file_len = SEGMENT_HEADER_LEN;
         self.start_lsn = header.start_lsn;
         self.segments.push(SegmentInfo { header, end_lsn: header.start_lsn });
         Ok(())
@@ -301,6 +445,7 @@ impl SegmentAppender {
         }
         self.end_lsn = to;
         self.synced_lsn = to;
+        self.file_len = self.logical_file_len();
         self.segments.set_last_end(to);
         Ok(())
     }

@@ -152,6 +152,14 @@ impl MarkGate {
         append_limit(self.window_bytes, self.state.lock().marked.end_lsn, appended_end)
     }
 
+    /// Committer: the furthest LSN any byte of the WAL file may be written
+    /// at, zeros preallocated ahead of the records included: the last mark
+    /// plus the window. A crash can then leave torn or garbage bytes only
+    /// within the window recovery allows after the mark (CORE-5).
+    pub fn preallocation_limit(&self) -> Lsn {
+        self.state.lock().marked.end_lsn.saturating_add(self.window_bytes)
+    }
+
     /// Committer: `tip` is durable (fsynced and applied). The writer is
     /// woken only when it has something new to consider: the first durable
     /// write after everything was marked (a mark may be due by time at

@@ -29,6 +29,20 @@ pub struct TornTail {
     pub reason: String,
 }
 
+/// Zeros after the last valid record of the last segment: space the
+/// primary preallocated and had not yet written records into
+/// ([`crate::log::Preallocation`]). Not WAL and never a torn tail: after a
+/// crash they are cut off (reported here), whatever the durable mark says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PreallocatedSpace {
+    /// Segment file that held them.
+    pub segment: String,
+    /// LSN the zeros would have held (where the WAL's bytes end).
+    pub lsn: Lsn,
+    /// How many zero bytes.
+    pub bytes: u64,
+}
+
 /// What recovery found and did; feeds the `recovery.process` explanation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct WalRecoveryReport {
@@ -48,6 +62,9 @@ pub struct WalRecoveryReport {
     pub tail: TailVerdict,
     /// Leftover temporary files removed (interrupted segment creation).
     pub removed_temp_files: Vec<String>,
+    /// Preallocated zeros found after the WAL's last byte (cut off in
+    /// repair mode, with any torn tail before them).
+    pub preallocated: Option<PreallocatedSpace>,
 }
 
 /// Why the WAL cannot be opened. Every variant halts startup.
@@ -211,6 +228,7 @@ pub fn scan_wal_with(
     let mut at_mark: Option<ChainTip> = None;
     let mut file_end_lsn = 0;
     let mut invalid: Option<(TornTail, std::path::PathBuf, u64)> = None;
+    let mut preallocated: Option<(PreallocatedSpace, std::path::PathBuf, u64)> = None;
     let names = disk.list(dir).map_err(|e| LogError::io("list WAL dir", dir, e))?;
     let mut removed_temp_files = Vec::new();
     let mut segment_names = Vec::new();
@@ -250,9 +268,7 @@ pub fn scan_wal_with(
             // MVCC-2, F-P1). Earlier segments were fsynced before the next was created.
             disk.open(&path).and_then(|f| f.sync_data()).map_err(|e| LogError::io("fsync recovered segment", &path, e))?;
         }
-        let file_len = disk.open(&path).and_then(|f| f.len()).map_err(|e| LogError::io("stat segment", &path, e))?;
-        let mut contents = vec![0u8; file_len as usize];
-        disk.open(&path).and_then(|f| f.read_exact_at(&mut contents, 0)).map_err(|e| LogError::io("read segment", &path, e))?;
+        let contents = read_segment(&*disk, &path)?;
         let header = SegmentHeader::decode(&contents).map_err(|error| WalRecoveryError::BadSegmentHeader { segment: name.clone(), error })?;
         if header.start_lsn != name_lsn {
             return Err(WalRecoveryError::SegmentLayout { segment: name, detail: format!("header says start LSN {}", header.start_lsn) });
@@ -290,12 +306,27 @@ pub fn scan_wal_with(
                     offset = (position.end_lsn - header.start_lsn) as usize;
                 }
                 Err(violation) => {
-                    let torn = is_last && matches!(violation, ChainViolation::InvalidRecord { .. }) && !valid_record_after(&body, offset);
-                    if !torn {
-                        return Err(WalRecoveryError::Corruption { segment: name, violation });
+                    // Zeros from here to the end of the last segment are the
+                    // primary's preallocated space, not WAL (`Preallocation`):
+                    // only the bytes before them can be a torn tail.
+                    let data_end = if is_last { data_end(&body, offset) } else { body.len() };
+                    if data_end > offset {
+                        let torn = is_last && matches!(violation, ChainViolation::InvalidRecord { .. }) && !valid_record_after(&body, offset, data_end);
+                        if !torn {
+                            return Err(WalRecoveryError::Corruption { segment: name, violation });
+                        }
+                        let found = TornTail { segment: name.clone(), lsn, bytes_dropped: (data_end - offset) as u64, reason: violation.to_string() };
+                        invalid = Some((found, path.clone(), SEGMENT_HEADER_LEN + offset as u64));
                     }
-                    let found = TornTail { segment: name.clone(), lsn, bytes_dropped: (body.len() - offset) as u64, reason: violation.to_string() };
-                    invalid = Some((found, path.clone(), SEGMENT_HEADER_LEN + offset as u64));
+                    let zeros = body.len() - data_end;
+                    if zeros > 0 {
+                        preallocated = Some((
+                            PreallocatedSpace { segment: name.clone(), lsn: header.start_lsn + data_end as u64, bytes: zeros as u64 },
+                            path.clone(),
+                            SEGMENT_HEADER_LEN + offset as u64,
+                        ));
+                    }
+                    file_end_lsn = header.start_lsn + data_end as u64;
                     break;
                 }
             }
@@ -305,6 +336,14 @@ pub fn scan_wal_with(
     let end = validator.map_or(start, |v| v.tip());
     let findings = TailFindings { start, end, file_end_lsn, invalid: invalid.as_ref().map(|i| i.0.clone()), at_mark };
     let verdict = judge_tail(&tail, &findings)?;
+    if let (None, Some((space, path, file_len))) = (&invalid, &preallocated) {
+        // Only zeros follow the last valid record: nothing to judge.
+        if mode == RecoveryMode::Repair {
+            tracing::info!(segment = %space.segment, lsn = space.lsn, bytes = space.bytes, "cutting preallocated zeros off the WAL's last segment");
+            let mut file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
+            file.truncate(*file_len).map_err(|e| LogError::io("trim preallocated zeros", path, e))?;
+        }
+    }
     if let (Some(drop), Some((_, path, file_len))) = (&verdict.drop, &invalid) {
         match mode {
             RecoveryMode::Repair => {
@@ -327,13 +366,40 @@ pub fn scan_wal_with(
         );
     }
     let torn_tail = verdict.drop.clone();
-    Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files })
+    let preallocated = preallocated.map(|p| p.0);
+    Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files, preallocated })
 }
 
-/// Whether any offset after `from` starts a checksum-valid record: if one
-/// does, the invalid bytes at `from` are corruption, not a torn tail.
-fn valid_record_after(body: &Bytes, from: usize) -> bool {
-    (from + 1..body.len()).any(|at| decode_record(&body.slice(at..)).is_ok())
+/// Reads a whole segment file. A running primary may cut the preallocated
+/// zeros off its last segment while a read-only scan (`aerodb verify`,
+/// `wal-dump`) reads it: when the file turns out shorter than it was a
+/// moment ago, read it again at its new length.
+fn read_segment(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>, WalRecoveryError> {
+    const ATTEMPTS: usize = 4;
+    let file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let len = file.len().map_err(|e| LogError::io("stat segment", path, e))?;
+        let mut contents = vec![0u8; len as usize];
+        match file.read_exact_at(&mut contents, 0) {
+            Ok(()) => return Ok(contents),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(LogError::io("read segment", path, e).into()),
+        }
+    }
+}
+
+/// Whether any offset in `(from, to)` starts a checksum-valid record: if
+/// one does, the invalid bytes at `from` are corruption, not a torn tail.
+fn valid_record_after(body: &Bytes, from: usize, to: usize) -> bool {
+    (from + 1..to).any(|at| decode_record(&body.slice(at..)).is_ok())
+}
+
+/// One past the last non-zero byte of `body` at or after `from` (`from`
+/// when every byte from there on is zero).
+pub(crate) fn data_end(body: &[u8], from: usize) -> usize {
+    body.get(from..).and_then(|rest| rest.iter().rposition(|&b| b != 0)).map_or(from, |last| from + last + 1)
 }
 
 /// The file name of the segment starting at `lsn` (re-exported for tools).

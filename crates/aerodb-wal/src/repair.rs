@@ -265,7 +265,15 @@ pub fn valid_prefix(disk: &dyn Disk, dir: &Path) -> Result<ValidPrefix, RepairEr
             match chain.validate(header.start_lsn + offset as u64, &body.slice(offset..)) {
                 Ok((_, position)) => offset = (position.end_lsn - header.start_lsn) as usize,
                 Err(violation) => {
-                    damage = Some(format!("segment {name}: {violation}"));
+                    let is_last = index + 1 == files.len();
+                    let data_end = crate::recovery::data_end(&body, offset);
+                    if is_last && data_end == offset {
+                        // Only zeros follow: preallocated space, not WAL
+                        // and not damage (`Preallocation`).
+                        end_file_end = header.start_lsn + offset as u64;
+                    } else {
+                        damage = Some(format!("segment {name}: {violation}"));
+                    }
                     break;
                 }
             }

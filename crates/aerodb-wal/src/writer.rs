@@ -2,7 +2,7 @@
 //! (REPL-2), always in WAL order, each exactly previous + 1.
 
 use crate::hash::StateDigest;
-use crate::log::{LogError, SegmentAppender, SegmentList};
+use crate::log::{LogError, Preallocation, SegmentAppender, SegmentList};
 use crate::record::{encode_gc_record, encode_record, Op, RecordEncodeError, RecordPosition};
 use crate::validate::ChainTip;
 use crate::Lsn;
@@ -156,6 +156,30 @@ impl WalWriter {
     pub fn sync(&mut self) -> Result<Lsn, LogError> {
         self.write_pending()?;
         self.appender.sync()
+    }
+
+    /// Grows segment files ahead of the records (see [`Preallocation`]).
+    pub fn with_preallocation(mut self, preallocation: Preallocation) -> Self {
+        self.appender.set_preallocation(preallocation);
+        self
+    }
+
+    /// Bounds preallocation (see [`SegmentAppender::set_preallocation_limit`]).
+    pub fn set_preallocation_limit(&mut self, limit: Option<Lsn>) {
+        self.appender.set_preallocation_limit(limit);
+    }
+
+    /// Whether the current segment file holds preallocated zeros after the
+    /// last record written to it.
+    pub fn has_preallocated_tail(&self) -> bool {
+        self.appender.has_preallocated_tail()
+    }
+
+    /// Writes every appended record and durably cuts the preallocated
+    /// zeros off the current segment file (clean shutdown, idle).
+    pub fn trim_preallocation(&mut self) -> Result<(), LogError> {
+        self.write_pending()?;
+        self.appender.trim_preallocation()
     }
 
     /// The last appended record's chain state.

@@ -59,6 +59,10 @@ impl DiskFile for TrackingFile {
         *self.disk.appends.lock().unwrap().entry(self.path.clone()).or_default() += 1;
         self.inner.append(buf)
     }
+    fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        *self.disk.appends.lock().unwrap().entry(self.path.clone()).or_default() += 1;
+        self.inner.write_at(buf, offset)
+    }
     fn sync_data(&self) -> io::Result<()> {
         if self.disk.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected fsync failure"));

@@ -97,6 +97,12 @@ pub struct WriterFlags {
     /// Target size of one WAL segment file in bytes (a new segment starts when the next record would pass it).
     #[arg(long, default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..=(1u64 << 40)))]
     pub wal_segment_bytes: u64,
+    /// Grow the last WAL segment with zeros this many bytes at a time ahead of the records (0 = never, the
+    /// default). A commit's fdatasync then flushes data only, not the file's new length (faster commits at one
+    /// client on ext4). The cost: after a crash the last segment ends with zeros after its last record, which
+    /// recovery, verify and wal-dump report as preallocated space and startup cuts off (docs/formats.md).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 30)))]
+    pub wal_preallocate_bytes: u64,
     /// Durability flags (CORE-5, REPL-11).
     #[command(flatten)]
     pub durability: DurabilityFlags,

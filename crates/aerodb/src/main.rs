@@ -97,6 +97,7 @@ fn primary_options(
     opts.forget_replicas = forget_replicas;
     opts.http = flags.http.limits();
     opts.segment_target_bytes = flags.wal_segment_bytes;
+    opts.wal_preallocate_bytes = flags.wal_preallocate_bytes;
     let d = &flags.durability;
     opts.durability = durability::DurabilityOptions {
         mark: aerodb_wal::mark_writer::MarkPolicy { every_ms: d.durable_mark_every_ms, every_bytes: d.durable_mark_every_bytes },

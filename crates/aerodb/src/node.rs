@@ -12,7 +12,7 @@ use aerodb_snapshot::scrub::ScrubPolicy;
 use aerodb_snapshot::{recover_primary_with, PrimaryRecoveryReport, SnapshotPolicy, SnapshotScheduler};
 use aerodb_wal::disk::{Disk, OsDisk};
 use aerodb_wal::history::StartupDurability;
-use aerodb_wal::log::SegmentAppender;
+use aerodb_wal::log::{Preallocation, SegmentAppender};
 use aerodb_wal::mark::{write_mark, DurableMark};
 use aerodb_wal::mark_writer::{MarkGate, MarkWriter};
 use aerodb_wal::writer::DEFAULT_SEGMENT_TARGET_BYTES;
@@ -46,6 +46,9 @@ pub struct PrimaryOptions {
     pub wal_retention_after_snapshot: bool,
     /// `--wal-keep-bytes` (RES-2).
     pub wal_keep_bytes: u64,
+    /// `--wal-preallocate-bytes`: zeros written ahead of the WAL's records
+    /// at a time (0 = never).
+    pub wal_preallocate_bytes: u64,
     /// `--forget-replica` ids or names (primary only).
     pub forget_replicas: Vec<String>,
     /// Target segment size.
@@ -77,6 +80,7 @@ impl PrimaryOptions {
             snapshot_every_bytes: 0,
             wal_retention_after_snapshot: false,
             wal_keep_bytes: aerodb_snapshot::DEFAULT_WAL_KEEP_BYTES,
+            wal_preallocate_bytes: 0,
             forget_replicas: Vec::new(),
             segment_target_bytes: DEFAULT_SEGMENT_TARGET_BYTES,
             limits: WriteLimits::default(),
@@ -207,6 +211,7 @@ pub fn open_primary(opts: &PrimaryOptions, role: Role) -> Result<OpenedPrimary, 
     let (startup_durability, mark_gate) = seal_startup(&*disk, &dir, &mut identity, &choice, &primary_recovery, &durability)?;
     let marker = MarkWriter::start(disk.clone(), dir.wal(), mark_gate.clone(), durability.mark)
         .map_err(|e| StartupError::Other(format!("cannot start the durable mark writer: {e}")))?;
+    let appender = appender.with_preallocation(Preallocation::Chunks(opts.wal_preallocate_bytes));
     let engine = PrimaryEngine::start_with(Arc::new(store), appender, opts.limits, opts.segment_target_bytes, Some(mark_gate.clone()), opts.gc)
         .map_err(|e| StartupError::Other(format!("cannot start the commit thread: {e}")))?;
     let policy = SnapshotPolicy::new(opts.snapshot_every_bytes, opts.wal_retention_after_snapshot).with_wal_keep_bytes(opts.wal_keep_bytes);

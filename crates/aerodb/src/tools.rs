@@ -164,6 +164,14 @@ pub fn verify(data_dir: &std::path::Path) -> i32 {
                     t.reason
                 );
             }
+            if let Some(p) = &report.preallocated {
+                outln!(
+                    "note  wal: {} byte(s) of preallocated zeros after the last record (LSN {}) in {}: space the primary wrote ahead of its records, not WAL; startup cuts them off; verify changed nothing [CORE-5]",
+                    p.bytes,
+                    p.lsn,
+                    p.segment
+                );
+            }
         }
         Err(e) => {
             outln!("FAIL  wal: {e} [{}, {}]", e.code(), e.rule_id());

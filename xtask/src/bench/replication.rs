@@ -85,6 +85,25 @@ pub(crate) fn median_max(mut xs: Vec<u64>) -> (u64, u64) {
     (median, xs.last().copied().unwrap_or(0))
 }
 
+/// Durable commits at 1 client on a standalone node started with the extra
+/// `flags` (after the same warm-up as [`standalone_commits`]).
+pub(crate) fn standalone_c1_with(ctx: &Ctx, flags: &[&str], stop: Stop) -> Result<RunStats, String> {
+    let dir = ctx.fresh("http-flags").display().to_string();
+    let mut args = vec!["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"];
+    args.extend_from_slice(flags);
+    let server = Node::start_with(&ctx.binary, &args, &["client"])?;
+    let pids = [server.pid()];
+    let result = (|| -> Result<RunStats, String> {
+        let client = server.client(WRITE_CLIENTS as usize)?;
+        load::run(&ctx.rt, &client, Work::Put { run: "warm".into() }, WRITE_CLIENTS, Stop::Ops(WRITE_CLIENTS * WARMUP_PER_CLIENT), &pids)?;
+        load::run(&ctx.rt, &client, Work::Put { run: "c1".into() }, 1, stop, &pids)
+    })();
+    let stopped = server.stop();
+    let run = result?;
+    stopped?;
+    Ok(run)
+}
+
 /// Durable commits on a standalone node at 1 and 16 clients (after a warm-up).
 pub(crate) fn standalone_commits(ctx: &Ctx, c1: Stop, c16: Stop) -> Result<(RunStats, RunStats), String> {
     let server = Node::start(&ctx.binary, &ctx.fresh("http"))?;

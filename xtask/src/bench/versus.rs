@@ -75,6 +75,7 @@ const FIGURES: &[(&str, &str, &str, &str)] = &[
     ("ratio_primary_reads", "aerodb_primary_reads_per_s", "postgres_kv_pointread_primary_c8_tps", "higher"),
     ("ratio_lag_bytes_median", "aerodb_lag_bytes_median", "postgres_current_minus_replay_bytes_median", "lower"),
     ("ratio_lag_bytes_max", "aerodb_lag_bytes_max", "postgres_current_minus_replay_bytes_max", "lower"),
+    ("ratio_commit_c1_preallocated", "aerodb_commit_c1_preallocated_per_s", "postgres_insert_noreplica_c1_tps", "higher"),
 ];
 
 // Indices into FIGURES (and the per-figure series), in FIGURES' order.
@@ -89,12 +90,17 @@ const REPLICA_READS: usize = 7;
 const PRIMARY_READS: usize = 8;
 const LAG_MEDIAN: usize = 9;
 const LAG_MAX: usize = 10;
+const COMMIT_C1_PREALLOCATED: usize = 11;
+
+/// The opt-in flag the `ratio_commit_c1_preallocated` runs add (1 MiB chunks).
+const PREALLOCATE_FLAGS: &[&str] = &["--wal-preallocate-bytes", "1048576"];
 
 /// Stated in the output: how the two sides' workloads differ.
 const NOTES: &[&str] = &[
     "ratios are AeroDB / PostgreSQL per round (rounds paired in order); `better` says which direction favours AeroDB",
     "commits: AeroDB PUT of one 200-byte JSON document per commit over HTTP/1.1 keep-alive from aerodb-client (one tokio thread); PostgreSQL insert.sql (one 200-byte text row per transaction, synchronous_commit=on) from pgbench -M prepared; both fsync before acknowledging; c1/c16 without a replica, c16 with one asynchronous replica streaming; same duration per run",
     "AeroDB c1/c16 run on a standalone node (replication disabled); PostgreSQL's on a primary without a standby",
+    "ratio_commit_c1_preallocated: AeroDB c1 on a standalone node started with --wal-preallocate-bytes 1048576 (off by default: zeros written ahead of the WAL's records, as PostgreSQL's wal_init_zero does by default), against the same PostgreSQL c1 runs; every other figure uses the default configuration",
     "catch-up: AeroDB replays a backlog written through the library with 10 puts of 200 bytes per record (rows = puts); PostgreSQL replays its bulk workload (INSERT..SELECT of 100,000 200-byte rows per transaction); both from replica start to replayed everything",
     "bootstrap: AeroDB from replica process start (empty data directory) to the first read admitted by the gate at the primary's CommitId, over a snapshot of the catch-up state; PostgreSQL pg_basebackup -X stream of a database of about the same size plus pg_ctl start to the first successful SELECT (warm page cache, COLD=0)",
     "reads: 8 concurrent clients, point reads by key of 200-byte documents; AeroDB over HTTP (GET, JSON answer), PostgreSQL select_kv.sql via pgbench -M prepared; same number of rows/keys on both",
@@ -133,8 +139,10 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
     for r in 1..=rounds {
         eprintln!("bench: --vs-postgres round {r}/{rounds}: commits and lag, AeroDB then PostgreSQL");
         let (c1, c16) = replication::standalone_commits(ctx, Stop::For(d), Stop::For(d))?;
+        let c1_preallocated = replication::standalone_c1_with(ctx, PREALLOCATE_FLAGS, Stop::For(d))?;
         let lag = replication::with_replica(ctx, Stop::For(d), None)?;
         series[COMMIT_C1].aerodb.push(c1.per_s());
+        series[COMMIT_C1_PREALLOCATED].aerodb.push(c1_preallocated.per_s());
         series[COMMIT_C16].aerodb.push(c16.per_s());
         series[COMMIT_C16_REPLICA].aerodb.push(lag.commits.per_s());
         // Compared at PostgreSQL's cadence (one sample a second); the 10 ms series is kept too.
@@ -154,6 +162,7 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
 
         let commits = pg.run("02_commit_throughput.sh", &[("REPS", "1".into()), ("DURATION", duration.to_string())], &res)?;
         series[COMMIT_C1].postgres.push(value(&commits, "commit", "insert_noreplica_c1_tps")?);
+        series[COMMIT_C1_PREALLOCATED].postgres.push(value(&commits, "commit", "insert_noreplica_c1_tps")?);
         series[COMMIT_C16].postgres.push(value(&commits, "commit", "insert_noreplica_c16_tps")?);
         series[COMMIT_C16_REPLICA].postgres.push(value(&commits, "commit", "insert_replica_c16_tps")?);
         for name in ["insert_noreplica_c1", "insert_noreplica_c16", "insert_replica_c16"] {
@@ -242,9 +251,10 @@ mod tests {
         assert_eq!(FIGURES[REPLICA_READS].0, "ratio_replica_reads");
         assert_eq!(FIGURES[PRIMARY_READS].0, "ratio_primary_reads");
         assert_eq!(FIGURES[LAG_MAX].0, "ratio_lag_bytes_max");
+        assert_eq!(FIGURES[COMMIT_C1_PREALLOCATED].0, "ratio_commit_c1_preallocated");
         assert_eq!(
             (FIGURES.len(), FIGURES[COMMIT_C16].0, FIGURES[CATCHUP_MB].0, FIGURES[BOOTSTRAP_S].0, FIGURES[LAG_MEDIAN].0),
-            (11, "ratio_commit_c16", "ratio_catchup_mb_per_s", "ratio_bootstrap_s", "ratio_lag_bytes_median")
+            (12, "ratio_commit_c16", "ratio_catchup_mb_per_s", "ratio_bootstrap_s", "ratio_lag_bytes_median")
         );
     }
 
