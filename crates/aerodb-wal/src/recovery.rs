@@ -29,10 +29,15 @@ pub struct TornTail {
     pub reason: String,
 }
 
+/// Why a tail of only zeros is dropped.
+const ZERO_TAIL_REASON: &str = "only zeros after the last valid record (space preallocated ahead of the records, or a tail the file system zero-filled)";
+
 /// Zeros after the last valid record of the last segment: space the
 /// primary preallocated and had not yet written records into
-/// ([`crate::log::Preallocation`]). Not WAL and never a torn tail: after a
-/// crash they are cut off (reported here), whatever the durable mark says.
+/// ([`crate::log::Preallocation`]), or a tail the file system zero-filled.
+/// Not WAL, and never judged as a torn write or lost history (CORE-5): they
+/// are cut off with the torn tail (counted in its `bytes_dropped`) whatever
+/// the durable mark says, and reported here.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PreallocatedSpace {
     /// Segment file that held them.
@@ -62,8 +67,8 @@ pub struct WalRecoveryReport {
     pub tail: TailVerdict,
     /// Leftover temporary files removed (interrupted segment creation).
     pub removed_temp_files: Vec<String>,
-    /// Preallocated zeros found after the WAL's last byte (cut off in
-    /// repair mode, with any torn tail before them).
+    /// Zeros found after the WAL's last byte, part of `torn_tail` (cut off
+    /// in repair mode with it).
     pub preallocated: Option<PreallocatedSpace>,
 }
 
@@ -308,7 +313,7 @@ pub fn scan_wal_with(
                 Err(violation) => {
                     // Zeros from here to the end of the last segment are the
                     // primary's preallocated space, not WAL (`Preallocation`):
-                    // only the bytes before them can be a torn tail.
+                    // only the bytes before them are judged as a torn tail.
                     let data_end = if is_last { data_end(&body, offset) } else { body.len() };
                     if data_end > offset {
                         let torn = is_last && matches!(violation, ChainViolation::InvalidRecord { .. }) && !valid_record_after(&body, offset, data_end);
@@ -335,21 +340,25 @@ pub fn scan_wal_with(
     }
     let end = validator.map_or(start, |v| v.tip());
     let findings = TailFindings { start, end, file_end_lsn, invalid: invalid.as_ref().map(|i| i.0.clone()), at_mark };
-    let verdict = judge_tail(&tail, &findings)?;
-    if let (None, Some((space, path, file_len))) = (&invalid, &preallocated) {
-        // Only zeros follow the last valid record: nothing to judge.
-        if mode == RecoveryMode::Repair {
-            tracing::info!(segment = %space.segment, lsn = space.lsn, bytes = space.bytes, "cutting preallocated zeros off the WAL's last segment");
-            let mut file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
-            file.truncate(*file_len).map_err(|e| LogError::io("trim preallocated zeros", path, e))?;
+    let mut verdict = judge_tail(&tail, &findings)?;
+    // The judgement saw only the bytes before trailing zeros: zeros are
+    // never evidence of a torn write or of lost history. What is cut off is
+    // still reported whole, zeros included, as before preallocation
+    // existed; `preallocated` says how much of it was zeros.
+    verdict.drop = match (verdict.drop.take(), preallocated.as_ref().map(|p| &p.0)) {
+        (Some(torn), Some(zeros)) => Some(TornTail { bytes_dropped: torn.bytes_dropped + zeros.bytes, ..torn }),
+        (None, Some(zeros)) => {
+            Some(TornTail { segment: zeros.segment.clone(), lsn: zeros.lsn, bytes_dropped: zeros.bytes, reason: ZERO_TAIL_REASON.to_string() })
         }
-    }
-    if let (Some(drop), Some((_, path, file_len))) = (&verdict.drop, &invalid) {
+        (torn, None) => torn,
+    };
+    let cut_at = invalid.as_ref().map(|i| (&i.1, i.2)).or(preallocated.as_ref().map(|p| (&p.1, p.2)));
+    if let (Some(drop), Some((path, file_len))) = (&verdict.drop, cut_at) {
         match mode {
             RecoveryMode::Repair => {
-                tracing::warn!(segment = %drop.segment, lsn = drop.lsn, bytes_dropped = drop.bytes_dropped, reason = %drop.reason, rule = tail.name(), "truncating torn WAL tail (CORE-3, CORE-5)");
+                tracing::warn!(segment = %drop.segment, lsn = drop.lsn, bytes_dropped = drop.bytes_dropped, reason = %drop.reason, rule = tail.name(), "truncating the WAL's tail after its last valid record (CORE-3, CORE-5)");
                 let mut file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
-                file.truncate(*file_len).map_err(|e| LogError::io("truncate torn tail", path, e))?;
+                file.truncate(file_len).map_err(|e| LogError::io("truncate torn tail", path, e))?;
             }
             RecoveryMode::ReadOnly => {
                 tracing::debug!(segment = %drop.segment, lsn = drop.lsn, bytes = drop.bytes_dropped, "torn WAL tail found (read-only: left in place)");

@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 //! CORE-3 / CORE-5 with a preallocating writer (`Preallocation`): zeros
-//! written ahead of the records are never WAL and never a torn tail, a torn
-//! record inside them is, zeros that replace records before the durable
+//! written ahead of the records are never WAL and never judged as a torn
+//! write or lost history (but reported when cut off), a torn record inside
+//! them is a torn tail, zeros that replace records before the durable
 //! mark are still refused (F-P4), sealed segments and a cleanly closed WAL
 //! end at their last record, and no zero is written beyond the crash
 //! window after the mark.
@@ -57,10 +58,12 @@ fn crashed_wal(dir: &Path, n: u64) -> Vec<AppendedRecord> {
 
 /// CORE-5, CORE-3: after a crash, zeros after the last record are
 /// preallocated space: whatever the mark says (running or clean), they are
-/// not a torn tail, they are reported and cut off, and the history
-/// continues right after the last record.
+/// never judged as a torn write or lost history (the WAL's file end for the
+/// mark checks is its last record); they are cut off and reported (as the
+/// bytes dropped, and as preallocated zeros), and the history continues
+/// right after the last record.
 #[test]
-fn core_5_preallocated_zeros_are_not_a_torn_tail_and_are_cut_off() {
+fn core_5_preallocated_zeros_are_never_judged_and_are_cut_off_and_reported() {
     for clean in [false, true] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
@@ -72,10 +75,14 @@ fn core_5_preallocated_zeros_are_not_a_torn_tail_and_are_cut_off() {
         let mark = aerodb_wal::mark::read_mark(&OsDisk, dir).unwrap().unwrap();
 
         let report = recover_under(dir, TailRule::Mark { mark }).unwrap();
-        assert_eq!(report.torn_tail, None, "clean={clean}");
+        let zeros = CHUNK - SEGMENT_HEADER_LEN - end;
         assert_eq!(report.tail.file_end_lsn, end, "zeros are not bytes of the WAL");
         let space = report.preallocated.clone().expect("zeros reported");
-        assert_eq!((space.lsn, space.bytes), (end, CHUNK - SEGMENT_HEADER_LEN - end));
+        assert_eq!((space.lsn, space.bytes), (end, zeros));
+        let dropped = report.torn_tail.clone().expect("what is cut off is reported");
+        assert_eq!((dropped.lsn, dropped.bytes_dropped), (end, zeros), "clean={clean}");
+        assert!(dropped.reason.contains("only zeros"), "{}", dropped.reason);
+        assert_eq!(report.tail.drop.as_ref().map(|d| d.bytes_dropped), Some(zeros));
         assert_eq!(file_len(&segment0(dir)), SEGMENT_HEADER_LEN + end, "zeros cut off");
 
         let rec = recover(dir).unwrap();
@@ -88,8 +95,9 @@ fn core_5_preallocated_zeros_are_not_a_torn_tail_and_are_cut_off() {
 }
 
 /// CORE-3, CORE-5: a record torn inside preallocated zeros after the mark
-/// is a torn tail (its bytes up to the last non-zero one), the zeros after
-/// it are preallocated space, and both are dropped.
+/// is a torn tail: it and the zeros after it are dropped and reported as
+/// one range, the zeros after its last non-zero byte also as preallocated
+/// space.
 #[test]
 fn core_5_a_torn_record_inside_preallocated_zeros_is_a_torn_tail() {
     let tmp = tempfile::tempdir().unwrap();
@@ -108,8 +116,9 @@ fn core_5_a_torn_record_inside_preallocated_zeros_is_a_torn_tail() {
     let mark = aerodb_wal::mark::read_mark(&OsDisk, dir).unwrap().unwrap();
     let report = recover_under(dir, TailRule::Mark { mark }).unwrap();
     let torn = report.torn_tail.clone().expect("the torn record is reported");
-    assert_eq!((torn.lsn, torn.bytes_dropped), (last.lsn, torn_end - last.lsn));
-    assert_eq!(report.preallocated.as_ref().map(|p| p.lsn), Some(torn_end));
+    assert_eq!((torn.lsn, torn.bytes_dropped), (last.lsn, bytes.len() as u64 - SEGMENT_HEADER_LEN - last.lsn));
+    assert!(!torn.reason.contains("only zeros"), "{}", torn.reason);
+    assert_eq!(report.preallocated.as_ref().map(|p| (p.lsn, p.bytes)), Some((torn_end, bytes.len() as u64 - SEGMENT_HEADER_LEN - torn_end)));
     assert_eq!(report.end.end_lsn, last.lsn);
     assert_eq!(file_len(&segment0(dir)), SEGMENT_HEADER_LEN + last.lsn);
 }

@@ -85,18 +85,12 @@ proptest! {
             prop_assert_eq!(rec.positions(), kept.clone());
             prop_assert_eq!(rec.report.end.end_lsn, end);
             prop_assert_eq!(rec.report.end.commit_id, kept.len() as u64);
-            // Every byte after the last whole record is reported: as a torn
-            // tail up to its last non-zero byte, and zeros after that as
-            // preallocated space (a cut record's trailing zeros cannot be
-            // told from the zeros a primary writes ahead of its records).
-            let torn = rec.report.torn_tail.as_ref().map_or(0, |t| t.bytes_dropped);
-            let zeros = rec.report.preallocated.as_ref().map_or(0, |p| p.bytes);
-            prop_assert_eq!(torn + zeros, cut_lsn - end, "bytes dropped without a report");
-            if let Some(t) = &rec.report.torn_tail {
-                prop_assert_eq!(t.lsn, end);
-            }
-            if let Some(p) = &rec.report.preallocated {
-                prop_assert_eq!(p.lsn, end + torn);
+            match &rec.report.torn_tail {
+                None => prop_assert_eq!(cut_lsn, end, "bytes dropped without a report"),
+                Some(t) => {
+                    prop_assert!(cut_lsn > end);
+                    prop_assert_eq!((t.lsn, t.bytes_dropped), (end, cut_lsn - end));
+                }
             }
             prop_assert_eq!(file_len(&seg_path), SEGMENT_HEADER_LEN + (end - seg_start));
 
@@ -140,11 +134,8 @@ proptest! {
         match recover(tmp.path()) {
             Ok(rec) => {
                 prop_assert!(is_last, "damage in record {} was not reported", victim.commit_id);
-                // The damaged record is dropped: as a torn tail up to its
-                // last non-zero byte, any zeros after that as preallocated space.
                 let t = rec.report.torn_tail.clone().unwrap();
-                let zeros = rec.report.preallocated.as_ref().map_or(0, |p| p.bytes);
-                prop_assert_eq!((t.lsn, t.bytes_dropped + zeros), (victim.lsn, len));
+                prop_assert_eq!((t.lsn, t.bytes_dropped), (victim.lsn, len));
                 prop_assert_eq!(rec.positions().len(), written.len() - 1);
             }
             Err(WalRecoveryError::Corruption { violation, .. }) => {

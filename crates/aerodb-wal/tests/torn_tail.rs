@@ -36,19 +36,11 @@ fn assert_torn_and_resumes(dir: &Path, written: &[AppendedRecord], keep: usize, 
     let seg0 = dir.join(segment_file_name(0));
     let end = if keep == 0 { 0 } else { written[keep - 1].position.end_lsn };
     let rec = recover(dir).unwrap();
-    // Every dropped byte is reported: as a torn tail up to the last
-    // non-zero byte, and the zeros after it as preallocated space (they
-    // cannot be told from the zeros a primary writes ahead of its records).
-    let torn: Option<&TornTail> = rec.report.torn_tail.as_ref();
-    let zeros = rec.report.preallocated.as_ref().map_or(0, |p| p.bytes);
-    assert_eq!(torn.map_or(0, |t| t.bytes_dropped) + zeros, dropped, "every dropped byte is reported");
-    if let Some(torn) = torn {
-        assert_eq!(torn.segment, segment_file_name(0));
-        assert_eq!(torn.lsn, end, "torn tail starts where the last whole record ends");
-        assert!(!torn.reason.is_empty());
-    } else {
-        assert_eq!(rec.report.preallocated.as_ref().map(|p| p.lsn), Some(end), "only zeros were dropped");
-    }
+    let torn: &TornTail = rec.report.torn_tail.as_ref().expect("torn tail reported");
+    assert_eq!(torn.segment, segment_file_name(0));
+    assert_eq!(torn.lsn, end, "torn tail starts where the last whole record ends");
+    assert_eq!(torn.bytes_dropped, dropped);
+    assert!(!torn.reason.is_empty());
     assert_eq!(file_len(&seg0), SEGMENT_HEADER_LEN + end, "file shortened to the last whole record");
     assert_eq!(rec.report.records_verified, keep as u64);
     assert_eq!(rec.report.end.end_lsn, end);
@@ -82,7 +74,7 @@ fn core_3_torn_tail_garbage_is_truncated_and_reported() {
         b"\xde\xad\xbe\xef not a record at all, just bytes",
         b"\x01",
         b"\xff\xff\xff\xff\xff\xff\xff\xff",
-        &[0u8; 4096],                 // zero fill left by a crash after the file was extended (preallocated space)
+        &[0u8; 4096],                 // zero fill left by a crash after the file was extended
         &[0x38, 0, 0, 0, 0xAA, 0xBB], // plausible length (56), nothing else
     ];
     for g in garbage {

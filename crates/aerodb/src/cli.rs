@@ -100,7 +100,7 @@ pub struct WriterFlags {
     /// Grow the last WAL segment with zeros this many bytes at a time ahead of the records (0 = never, the
     /// default). A commit's fdatasync then flushes data only, not the file's new length (faster commits at one
     /// client on ext4). The cost: after a crash the last segment ends with zeros after its last record, which
-    /// recovery, verify and wal-dump report as preallocated space and startup cuts off (docs/formats.md).
+    /// recovery and verify report as preallocated space and startup cuts off (docs/formats.md).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=(1u64 << 30)))]
     pub wal_preallocate_bytes: u64,
     /// Durability flags (CORE-5, REPL-11).
