@@ -144,6 +144,26 @@ impl Disk for OsDisk {
     }
 }
 
+/// Reads the whole file at `path`. A running primary may cut the
+/// preallocated zeros off its last WAL segment while another reader
+/// (`aerodb verify`, `wal-dump`, `repair-wal`) reads it: when the file
+/// turns out shorter than it was a moment ago, it is read again at its new
+/// length (a few times at most).
+pub fn read_whole(disk: &dyn Disk, path: &Path) -> io::Result<Vec<u8>> {
+    const ATTEMPTS: usize = 4;
+    let file = disk.open(path)?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut contents = vec![0u8; file.len()? as usize];
+        match file.read_exact_at(&mut contents, 0) {
+            Ok(()) => return Ok(contents),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && attempt < ATTEMPTS => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Writes `bytes` to `path` atomically and durably: write a temporary file,
 /// fsync it, rename it over `path`, fsync the directory. A crash at any
 /// point leaves either the old file or the new one, never a mix.

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::disk::Disk;
+use crate::disk::{read_whole, Disk};
 use crate::log::{LogError, SegmentAppender, SegmentInfo, SegmentList};
 use crate::mark_check::{judge_tail, MarkViolation, TailFindings, TailRule, TailVerdict};
 use crate::record::{decode_record, Record, RecordPosition};
@@ -273,7 +273,7 @@ pub fn scan_wal_with(
             // MVCC-2, F-P1). Earlier segments were fsynced before the next was created.
             disk.open(&path).and_then(|f| f.sync_data()).map_err(|e| LogError::io("fsync recovered segment", &path, e))?;
         }
-        let contents = read_segment(&*disk, &path)?;
+        let contents = read_whole(&*disk, &path).map_err(|e| LogError::io("read segment", &path, e))?;
         let header = SegmentHeader::decode(&contents).map_err(|error| WalRecoveryError::BadSegmentHeader { segment: name.clone(), error })?;
         if header.start_lsn != name_lsn {
             return Err(WalRecoveryError::SegmentLayout { segment: name, detail: format!("header says start LSN {}", header.start_lsn) });
@@ -377,26 +377,6 @@ pub fn scan_wal_with(
     let torn_tail = verdict.drop.clone();
     let preallocated = preallocated.map(|p| p.0);
     Ok(WalRecoveryReport { segments: infos, start, end, records_verified, torn_tail, tail: verdict, removed_temp_files, preallocated })
-}
-
-/// Reads a whole segment file. A running primary may cut the preallocated
-/// zeros off its last segment while a read-only scan (`aerodb verify`,
-/// `wal-dump`) reads it: when the file turns out shorter than it was a
-/// moment ago, read it again at its new length.
-fn read_segment(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>, WalRecoveryError> {
-    const ATTEMPTS: usize = 4;
-    let file = disk.open(path).map_err(|e| LogError::io("open segment", path, e))?;
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let len = file.len().map_err(|e| LogError::io("stat segment", path, e))?;
-        let mut contents = vec![0u8; len as usize];
-        match file.read_exact_at(&mut contents, 0) {
-            Ok(()) => return Ok(contents),
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && attempt < ATTEMPTS => continue,
-            Err(e) => return Err(LogError::io("read segment", path, e).into()),
-        }
-    }
 }
 
 /// Whether any offset in `(from, to)` starts a checksum-valid record: if

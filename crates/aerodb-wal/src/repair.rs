@@ -27,7 +27,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::disk::{write_atomic, Disk};
+use crate::disk::{read_whole, write_atomic, Disk};
 use crate::mark::{write_mark, DurableMark};
 use crate::recovery::{scan_wal, RecoveryMode, WalRecoveryError};
 use crate::segment::{parse_segment_file_name, segment_file_name, SegmentHeader, SEGMENT_HEADER_LEN};
@@ -209,13 +209,6 @@ fn segment_files(disk: &dyn Disk, dir: &Path) -> Result<Vec<(Lsn, String)>, std:
     Ok(out)
 }
 
-fn read_file(disk: &dyn Disk, path: &Path) -> Result<Vec<u8>, std::io::Error> {
-    let f = disk.open(path)?;
-    let mut buf = vec![0u8; f.len()? as usize];
-    f.read_exact_at(&mut buf, 0)?;
-    Ok(buf)
-}
-
 /// The primary's WAL up to the first invalid byte, missing byte or broken
 /// segment (never an error for damage: the damage is what is repaired).
 pub fn valid_prefix(disk: &dyn Disk, dir: &Path) -> Result<ValidPrefix, RepairError> {
@@ -231,7 +224,7 @@ pub fn valid_prefix(disk: &dyn Disk, dir: &Path) -> Result<ValidPrefix, RepairEr
     let mut damage = None;
     let mut used = 0usize;
     for (index, (name_lsn, name)) in files.iter().enumerate() {
-        let contents = read_file(disk, &dir.join(name)).map_err(unreadable)?;
+        let contents = read_whole(disk, &dir.join(name)).map_err(unreadable)?;
         let header = match SegmentHeader::decode(&contents) {
             Ok(h) if h.start_lsn == *name_lsn => h,
             Ok(h) => {
@@ -325,7 +318,7 @@ pub fn plan_repair(disk: Arc<dyn Disk>, primary_dir: &Path, replica_dir: &Path, 
         }
         let file = segment_file_name(start);
         let path = replica_dir.join(&file);
-        let contents = read_file(&*disk, &path).map_err(|e| {
+        let contents = read_whole(&*disk, &path).map_err(|e| {
             RepairError::ReplicaInvalid(Box::new(WalRecoveryError::Log(crate::log::LogError::Io { op: "read", path: path.display().to_string(), source: e })))
         })?;
         let lo = (SEGMENT_HEADER_LEN + (from - start)) as usize;
@@ -370,7 +363,7 @@ pub fn apply_repair(
     // Keep the original of the segment that will be truncated, then move every later file aside.
     let (end_name, end_start) = plan.primary.end_segment.clone();
     let end_path = primary_dir.join(&end_name);
-    let original = read_file(disk, &end_path).map_err(|e| RepairError::io("read", &end_path, e))?;
+    let original = read_whole(disk, &end_path).map_err(|e| RepairError::io("read", &end_path, e))?;
     if plan.primary.end_segment_file_end > plan.primary.end.end_lsn {
         write_atomic(disk, &backup_dir.join(&end_name), &original).map_err(|e| RepairError::io("back up", &end_path, e))?;
         moved_aside.push(end_name.clone());
@@ -389,7 +382,7 @@ pub fn apply_repair(
     let mut records_copied = 0u64;
     for piece in &plan.pieces {
         let src = replica_dir.join(&piece.file);
-        let contents = read_file(disk, &src).map_err(|e| RepairError::io("read", &src, e))?;
+        let contents = read_whole(disk, &src).map_err(|e| RepairError::io("read", &src, e))?;
         let lo = (SEGMENT_HEADER_LEN + (piece.from_lsn - piece.segment_start)) as usize;
         let hi = (SEGMENT_HEADER_LEN + (piece.to_lsn - piece.segment_start)) as usize;
         let body = contents.get(lo..hi).ok_or_else(|| RepairError::Changed { file: piece.file.clone(), expected: piece.crc32c, found: 0 })?;
