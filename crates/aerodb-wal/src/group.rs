@@ -463,7 +463,7 @@ impl<S: DurableSink> GroupCommitCore<S> {
     /// handed back unappended ([`AppendedGroup::take_blocked`]).
     pub fn append_group<R>(&mut self, batch: Vec<GroupRequest<R>>, answer: &mut impl FnMut(R, Result<CommitReceipt, CommitError>)) -> AppendedGroup<R> {
         let mut group = AppendedGroup { records: Vec::with_capacity(batch.len()), replies: Vec::with_capacity(batch.len()), blocked: Vec::new() };
-        if let Some(gate) = &self.gate {
+        if let Some(gate) = self.gate.as_ref().filter(|_| self.writer.preallocates()) {
             // Zeros written ahead of the records stay inside the crash
             // window too (the mark only advances, so this bound stays safe).
             self.writer.set_preallocation_limit(Some(gate.preallocation_limit()));

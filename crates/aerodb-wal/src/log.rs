@@ -294,6 +294,11 @@ impl SegmentAppender {
         self.preallocation_limit = limit;
     }
 
+    /// Whether segment files are grown ahead of the records.
+    pub fn preallocates(&self) -> bool {
+        self.preallocation != Preallocation::Off
+    }
+
     /// Whether the current segment file holds preallocated zeros after
     /// its last appended byte.
     pub fn has_preallocated_tail(&self) -> bool {

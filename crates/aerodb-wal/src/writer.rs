@@ -169,6 +169,11 @@ impl WalWriter {
         self.appender.set_preallocation_limit(limit);
     }
 
+    /// Whether segment files are grown ahead of the records.
+    pub fn preallocates(&self) -> bool {
+        self.appender.preallocates()
+    }
+
     /// Whether the current segment file holds preallocated zeros after the
     /// last record written to it.
     pub fn has_preallocated_tail(&self) -> bool {
