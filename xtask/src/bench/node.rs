@@ -55,15 +55,13 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Starts `binary standalone` on `data_dir` with the client API on
-    /// port 0 and waits for its `listening client ADDR` line.
-    pub(crate) fn start(binary: &Path, data_dir: &Path) -> Result<Node, String> {
+    /// Starts `binary standalone` on `data_dir` (plus `flags`) with the
+    /// client API on port 0 and waits for its `listening client ADDR` line.
+    pub(crate) fn start(binary: &Path, data_dir: &Path, flags: &[&str]) -> Result<Node, String> {
         let dir = data_dir.display().to_string();
-        Node::start_with(
-            binary,
-            &["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"],
-            &["client"],
-        )
+        let mut args = vec!["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"];
+        args.extend_from_slice(flags);
+        Node::start_with(binary, &args, &["client"])
     }
 
     /// Starts `binary <args>` and waits until every surface in `surfaces`

@@ -85,40 +85,35 @@ pub(crate) fn median_max(mut xs: Vec<u64>) -> (u64, u64) {
     (median, xs.last().copied().unwrap_or(0))
 }
 
+/// Runs `load` against a fresh standalone node started with the extra
+/// `flags`, after a 16-client warm-up; stops the node either way.
+fn on_warm_standalone<T>(ctx: &Ctx, flags: &[&str], load: impl FnOnce(&aerodb_client::Client, &[u32]) -> Result<T, String>) -> Result<T, String> {
+    let server = Node::start(&ctx.binary, &ctx.fresh("http"), flags)?;
+    let pids = [server.pid()];
+    let result = (|| -> Result<T, String> {
+        let client = server.client(WRITE_CLIENTS as usize)?;
+        load::run(&ctx.rt, &client, Work::Put { run: "warm".into() }, WRITE_CLIENTS, Stop::Ops(WRITE_CLIENTS * WARMUP_PER_CLIENT), &pids)?;
+        load(&client, &pids)
+    })();
+    let stopped = server.stop();
+    let out = result?;
+    stopped?;
+    Ok(out)
+}
+
 /// Durable commits at 1 client on a standalone node started with the extra
 /// `flags` (after the same warm-up as [`standalone_commits`]).
 pub(crate) fn standalone_c1_with(ctx: &Ctx, flags: &[&str], stop: Stop) -> Result<RunStats, String> {
-    let dir = ctx.fresh("http-flags").display().to_string();
-    let mut args = vec!["standalone", "--data-dir", &dir, "--listen", "127.0.0.1:0", "--dx-listen", "off", "--snapshot-every-bytes", "0"];
-    args.extend_from_slice(flags);
-    let server = Node::start_with(&ctx.binary, &args, &["client"])?;
-    let pids = [server.pid()];
-    let result = (|| -> Result<RunStats, String> {
-        let client = server.client(WRITE_CLIENTS as usize)?;
-        load::run(&ctx.rt, &client, Work::Put { run: "warm".into() }, WRITE_CLIENTS, Stop::Ops(WRITE_CLIENTS * WARMUP_PER_CLIENT), &pids)?;
-        load::run(&ctx.rt, &client, Work::Put { run: "c1".into() }, 1, stop, &pids)
-    })();
-    let stopped = server.stop();
-    let run = result?;
-    stopped?;
-    Ok(run)
+    on_warm_standalone(ctx, flags, |client, pids| load::run(&ctx.rt, client, Work::Put { run: "c1".into() }, 1, stop, pids))
 }
 
 /// Durable commits on a standalone node at 1 and 16 clients (after a warm-up).
 pub(crate) fn standalone_commits(ctx: &Ctx, c1: Stop, c16: Stop) -> Result<(RunStats, RunStats), String> {
-    let server = Node::start(&ctx.binary, &ctx.fresh("http"))?;
-    let pids = [server.pid()];
-    let result = (|| -> Result<(RunStats, RunStats), String> {
-        let client = server.client(WRITE_CLIENTS as usize)?;
-        load::run(&ctx.rt, &client, Work::Put { run: "warm".into() }, WRITE_CLIENTS, Stop::Ops(WRITE_CLIENTS * WARMUP_PER_CLIENT), &pids)?;
-        let c1 = load::run(&ctx.rt, &client, Work::Put { run: "c1".into() }, 1, c1, &pids)?;
-        let c16 = load::run(&ctx.rt, &client, Work::Put { run: "c16".into() }, WRITE_CLIENTS, c16, &pids)?;
+    on_warm_standalone(ctx, &[], |client, pids| {
+        let c1 = load::run(&ctx.rt, client, Work::Put { run: "c1".into() }, 1, c1, pids)?;
+        let c16 = load::run(&ctx.rt, client, Work::Put { run: "c16".into() }, WRITE_CLIENTS, c16, pids)?;
         Ok((c1, c16))
-    })();
-    let stopped = server.stop();
-    let runs = result?;
-    stopped?;
-    Ok(runs)
+    })
 }
 
 /// Figures of a primary with one replica streaming.
