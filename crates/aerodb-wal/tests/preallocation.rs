@@ -18,7 +18,7 @@ use aerodb_wal::disk::OsDisk;
 use aerodb_wal::durable::{DurablePoint, DurableWatch};
 use aerodb_wal::group::{DurableRecord, DurableSink, GroupCommitter};
 use aerodb_wal::log::Preallocation;
-use aerodb_wal::mark::{write_mark, DurableMark};
+use aerodb_wal::mark::{read_mark, write_mark, DurableMark};
 use aerodb_wal::mark_check::TailRule;
 use aerodb_wal::mark_writer::MarkGate;
 use aerodb_wal::recovery::{recover_wal_with, WalRecoveryError, WalRecoveryReport};
@@ -40,6 +40,13 @@ fn segment0(dir: &Path) -> std::path::PathBuf {
 
 fn tip_of(rec: &AppendedRecord) -> ChainTip {
     ChainTip { end_lsn: rec.position.end_lsn, commit_id: rec.position.commit_id, fingerprint: rec.position.fingerprint }
+}
+
+/// Writes a durable mark (crash window 1 MiB) naming `rec` and returns
+/// the rule recovery applies with it, as read back from disk.
+fn mark_at(dir: &Path, rec: &AppendedRecord, clean: bool) -> TailRule {
+    write_mark(&OsDisk, dir, &DurableMark::at(tip_of(rec), clean, 1 << 20)).unwrap();
+    TailRule::Mark { mark: read_mark(&OsDisk, dir).unwrap().unwrap() }
 }
 
 fn recover_under(dir: &Path, rule: TailRule) -> Result<WalRecoveryReport, WalRecoveryError> {
@@ -71,10 +78,9 @@ fn core_5_preallocated_zeros_are_never_judged_and_are_cut_off_and_reported() {
         let last = recs.last().unwrap();
         let end = last.position.end_lsn;
         assert_eq!(file_len(&segment0(dir)), CHUNK, "one chunk preallocated");
-        write_mark(&OsDisk, dir, &DurableMark::at(tip_of(last), clean, 1 << 20)).unwrap();
-        let mark = aerodb_wal::mark::read_mark(&OsDisk, dir).unwrap().unwrap();
+        let rule = mark_at(dir, last, clean);
 
-        let report = recover_under(dir, TailRule::Mark { mark }).unwrap();
+        let report = recover_under(dir, rule).unwrap();
         let zeros = CHUNK - SEGMENT_HEADER_LEN - end;
         assert_eq!(report.tail.file_end_lsn, end, "zeros are not bytes of the WAL");
         let space = report.preallocated.clone().expect("zeros reported");
@@ -104,7 +110,7 @@ fn core_5_a_torn_record_inside_preallocated_zeros_is_a_torn_tail() {
     let dir = tmp.path();
     let recs = crashed_wal(dir, 50);
     let marked = &recs[39];
-    write_mark(&OsDisk, dir, &DurableMark::at(tip_of(marked), false, 1 << 20)).unwrap();
+    let rule = mark_at(dir, marked, false);
     let last = recs.last().unwrap().position;
     // The last record's second half never reached the disk: zeros again.
     let mut bytes = fs::read(segment0(dir)).unwrap();
@@ -113,8 +119,7 @@ fn core_5_a_torn_record_inside_preallocated_zeros_is_a_torn_tail() {
     fs::write(segment0(dir), &bytes).unwrap();
     let torn_end = bytes[..cut as usize].iter().rposition(|&b| b != 0).unwrap() as u64 + 1 - SEGMENT_HEADER_LEN;
 
-    let mark = aerodb_wal::mark::read_mark(&OsDisk, dir).unwrap().unwrap();
-    let report = recover_under(dir, TailRule::Mark { mark }).unwrap();
+    let report = recover_under(dir, rule).unwrap();
     let torn = report.torn_tail.clone().expect("the torn record is reported");
     assert_eq!((torn.lsn, torn.bytes_dropped), (last.lsn, bytes.len() as u64 - SEGMENT_HEADER_LEN - last.lsn));
     assert!(!torn.reason.contains("only zeros"), "{}", torn.reason);
@@ -133,14 +138,13 @@ fn f_p4_zeros_before_the_mark_are_refused_not_taken_for_preallocated_space() {
         let dir = tmp.path();
         let recs = crashed_wal(dir, 50);
         let last = recs.last().unwrap();
-        write_mark(&OsDisk, dir, &DurableMark::at(tip_of(last), clean, 1 << 20)).unwrap();
+        let rule = mark_at(dir, last, clean);
         let mut bytes = fs::read(segment0(dir)).unwrap();
         let from = (SEGMENT_HEADER_LEN + recs[44].position.lsn) as usize;
         bytes[from..].fill(0);
         fs::write(segment0(dir), &bytes).unwrap();
 
-        let mark = aerodb_wal::mark::read_mark(&OsDisk, dir).unwrap().unwrap();
-        let err = recover_under(dir, TailRule::Mark { mark }).unwrap_err();
+        let err = recover_under(dir, rule).unwrap_err();
         assert_eq!((err.code(), err.rule_id()), ("WAL_BEFORE_MARK", "CORE-5"), "clean={clean}: {err}");
         let WalRecoveryError::Mark(v) = &err else { panic!("{err}") };
         assert_eq!(v.damaged_range(), (recs[44].position.lsn, last.position.end_lsn));
