@@ -40,6 +40,7 @@ mod dx;
 mod dx_client;
 mod error;
 mod exit;
+mod heap;
 mod http;
 mod node;
 #[cfg(feature = "replication")]
@@ -130,11 +131,16 @@ fn run_node(result: Result<(), error::StartupError>) -> i32 {
 }
 
 fn main() {
+    let heap_growth = heap::set_growth_step();
     #[cfg(feature = "replication")]
     process_stats::mark_start();
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     init_tracing();
+    match heap_growth {
+        heap::GrowthStep::Refused => tracing::warn!(step_bytes = heap::HEAP_GROWTH_STEP, "the allocator refused the heap growth step; it keeps its default"),
+        other => tracing::debug!(?other, step_bytes = heap::HEAP_GROWTH_STEP, "heap growth step"),
+    }
     let code = match cli.command {
         Command::Primary { node, repl_listen, forget_replica, repl_token_file } => {
             run_node(node::run_primary(primary_options(node, Some(repl_listen), forget_replica, repl_token_file), Role::Primary))
