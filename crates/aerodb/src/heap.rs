@@ -39,8 +39,8 @@ pub enum GrowthStep {
 /// Sets the heap growth step unless the environment sets it. Called first
 /// thing in `main`, before any other thread exists.
 pub fn set_growth_step() -> GrowthStep {
-    let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
-    if tunables.contains("glibc.malloc.top_pad") || std::env::var_os("MALLOC_TOP_PAD_").is_some() {
+    let tunables = std::env::var_os("GLIBC_TUNABLES").unwrap_or_default();
+    if tunables.to_string_lossy().contains("glibc.malloc.top_pad") || std::env::var_os("MALLOC_TOP_PAD_").is_some() {
         return GrowthStep::LeftToOperator;
     }
     set_top_pad(HEAP_GROWTH_STEP)
