@@ -7,8 +7,12 @@
 //! load). One thread, no IO: the store's own cost, free of the noise of a
 //! shared machine's sockets and disks. Prints the best of `rounds`.
 //!
+//! With `scattered`, the same keys arrive in a scattered order (key
+//! number `n * 7919 mod puts`) instead of ascending: the key index's
+//! general insert instead of its append path.
+//!
 //! ```sh
-//! cargo run --release -p aerodb-mvcc --example apply_rate [records] [rounds]
+//! cargo run --release -p aerodb-mvcc --example apply_rate [records] [rounds] [scattered]
 //! ```
 
 use std::time::Instant;
@@ -29,9 +33,12 @@ fn key(n: u64) -> Bytes {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).map(|a| a.parse().expect("a number")).collect();
-    let records = args.first().copied().unwrap_or(112_000);
-    let rounds = args.get(1).copied().unwrap_or(3);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: u64| args.get(i).map_or(default, |a| a.parse().expect("a number"));
+    let (records, rounds) = (number(0, 112_000), number(1, 3));
+    let scattered = args.get(2).is_some_and(|a| a == "scattered");
+    let puts = records * OPS_PER_RECORD;
+    assert!(!scattered || !puts.is_multiple_of(7919), "7919 must not divide the number of puts");
     // The records, with the positions and digests a primary would give them.
     let mut bodies = Vec::with_capacity(records as usize);
     let mut digest = StateDigest::EMPTY;
@@ -39,7 +46,8 @@ fn main() {
         let ops: Vec<Op> = (0..OPS_PER_RECORD)
             .map(|i| {
                 let n = r * OPS_PER_RECORD + i;
-                Op::Put { collection: Bytes::from_static(b"bench"), key: key(n), doc: doc(n) }
+                let k = if scattered { n * 7919 % puts } else { n };
+                Op::Put { collection: Bytes::from_static(b"bench"), key: key(k), doc: doc(n) }
             })
             .collect();
         let commit_id = r + 1;
@@ -47,7 +55,7 @@ fn main() {
         let position = RecordPosition { lsn: r * 3000, end_lsn: (r + 1) * 3000, commit_id, fingerprint: Fingerprint(u128::from(commit_id)) };
         bodies.push((position, digest, RecordBody::Commit(ops)));
     }
-    let versions: Vec<OwnedVersion> = bodies
+    let mut versions: Vec<OwnedVersion> = bodies
         .iter()
         .flat_map(|(position, _, body)| {
             let ops = match body {
@@ -62,7 +70,9 @@ fn main() {
             })
         })
         .collect();
-    let ops = records * OPS_PER_RECORD;
+    // A snapshot delivers versions in key order.
+    versions.sort_by(|a, b| a.key.cmp(&b.key));
+    let ops = puts;
     let (mut best_apply, mut best_build, mut best_finish) = (f64::MAX, f64::MAX, f64::MAX);
     for _ in 0..rounds {
         let store = Store::new();

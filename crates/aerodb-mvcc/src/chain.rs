@@ -126,9 +126,9 @@ impl Ord for Name {
     /// included, pads to an equal-or-smaller array and is shorter), without
     /// a `memcmp` call per comparison on the store's hot insert path.
     ///
-    /// Inlined into the B-tree's search loop (which calls it about eleven
-    /// times per level on an ascending insert); a heap name takes the
-    /// out-of-line byte comparison.
+    /// Inlined into the key index's searches (`crate::keys`: short keys
+    /// are searched as inline names); a heap name takes the out-of-line
+    /// byte comparison.
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         if let (Name::Inline { len: a_len, bytes: a }, Name::Inline { len: b_len, bytes: b }) = (self, other) {

@@ -35,6 +35,7 @@
 mod chain;
 pub mod gc;
 pub mod input;
+mod keys;
 pub mod primary;
 pub mod store;
 

@@ -1,6 +1,5 @@
 //! Version chains, read views and the one apply function (CORE-4).
 
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -16,6 +15,7 @@ use thiserror::Error;
 
 use crate::chain::{Chain, Name, Stored};
 use crate::gc::{path_names, retained, retained_versions, Candidate, GcQueue};
+use crate::keys::KeyIndex;
 
 /// One version of a document: the commit that created it and its body,
 /// or `None` for a tombstone.
@@ -175,7 +175,7 @@ pub enum ViewError {
 
 /// Per collection, per key, the key's versions (RES-1: the compact
 /// representation of [`crate::chain`]).
-type Chains = BTreeMap<Name, BTreeMap<Name, Chain>>;
+type Chains = BTreeMap<Name, KeyIndex>;
 
 /// Called with the new applied CommitId after each apply, once the commit is
 /// visible. Lets a server wake its waiting readers with its own runtime's
@@ -626,7 +626,7 @@ impl Store {
                 Some((c, k)) if c[..] == *coll.as_bytes() => Bound::Excluded(&k[..]),
                 _ => Bound::Unbounded,
             };
-            for (key, chain) in chains.range::<[u8], _>((key_start, Bound::Unbounded)) {
+            for (key, chain) in chains.range(key_start, Bound::Unbounded) {
                 if keys == max_keys {
                     return last.map(|(c, k)| (Bytes::copy_from_slice(c.as_bytes()), Bytes::copy_from_slice(k.as_bytes())));
                 }
@@ -706,41 +706,22 @@ impl Inner {
         let version = Stored::new(commit_id, op.doc());
         let tombstone = version.doc.is_none();
         // One search of the collection map (a hit but for a collection's
-        // first version) and one of the key map: a new key takes the slot
-        // the search found. A short (inline) name costs no allocation to
-        // search with; a longer one is allocated only for a new key.
+        // first version) and one of the key index (two comparisons for a
+        // key above every other one).
         let chains = match self.collections.get_mut(collection) {
             Some(chains) => chains,
             None => self.collections.entry(Name::new(collection)).or_default(),
         };
-        let existing = if key.len() <= Name::INLINE {
-            match chains.entry(Name::new(key)) {
-                Entry::Vacant(slot) => {
-                    slot.insert(Chain::One(version));
-                    None
-                }
-                Entry::Occupied(slot) => Some((slot.into_mut(), version)),
-            }
-        } else {
-            match chains.get_mut(key) {
-                Some(chain) => Some((chain, version)),
-                None => {
-                    chains.insert(Name::new(key), Chain::One(version));
-                    None
-                }
-            }
-        };
-        if let Some((chain, version)) = existing {
+        let gc = &mut self.gc;
+        chains.push_version(key, version, |prev| {
             // The version this one shadows becomes removable once the
             // horizon reaches this commit (a tombstone is queued already,
             // at its own).
-            let prev = chain.newest();
             if prev.doc.is_some() {
                 let hash = version_hash_parts(prev.commit_id, collection, key, prev.doc.as_deref());
-                self.gc.push(Candidate::new(commit_id, collection, key, prev.commit_id, hash));
+                gc.push(Candidate::new(commit_id, collection, key, prev.commit_id, hash));
             }
-            chain.push(version);
-        }
+        });
         if tombstone {
             let hash = version_hash_parts(commit_id, collection, key, None);
             self.gc.push(Candidate::new(commit_id, collection, key, commit_id, hash));
@@ -920,7 +901,7 @@ impl StoreBuilder {
                     versions.shrink_to_fit();
                 }
             }
-            self.collections.insert(collection, chains.into_iter().collect());
+            self.collections.insert(collection, KeyIndex::from_sorted(chains));
         }
     }
 
@@ -949,7 +930,7 @@ impl StoreBuilder {
         }
         let mut candidates = Vec::new();
         for (collection, chains) in &self.collections {
-            for (key, chain) in chains {
+            for (key, chain) in chains.iter() {
                 let chain = chain.as_slice();
                 if let Some(v) = chain.last().filter(|v| v.commit_id > cut.commit_id) {
                     return Err(LoadError::BeyondCut { commit_id: v.commit_id, cut: cut.commit_id });
@@ -1022,7 +1003,7 @@ impl ReadView {
                 return ScanPage { items, next: None };
             }
         }
-        for (key, chain) in chains.range::<[u8], _>((lower, upper)) {
+        for (key, chain) in chains.range(lower, upper) {
             let Some(v) = visible_in(chain.as_slice(), self.read_upper_bound) else { continue };
             if v.doc.is_none() {
                 continue;
