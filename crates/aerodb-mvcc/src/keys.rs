@@ -161,8 +161,11 @@ impl KeyIndex {
             self.len += 1;
             return;
         }
-        // The first leaf's fence is below every key: there is always one.
         let Some((_, leaf)) = self.leaves.range_mut::<Q, _>((Bound::Unbounded, Bound::Included(probe))).next_back() else {
+            // Not reached: the first leaf's fence is empty, below every
+            // key. Were it missing, the key belongs to a new first leaf.
+            self.leaves.insert(Name::new(b""), vec![(Name::new(key), Chain::One(version))]);
+            self.len += 1;
             return;
         };
         let at = match search(leaf, probe) {
