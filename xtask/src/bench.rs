@@ -44,7 +44,7 @@ one JSON object (keys are described in README.md, section Benchmarks).
                  profiling one path; not with --vs-postgres)
   --vs-postgres  also run the PostgreSQL 15 reference scripts in the same
                  sitting, interleaved phase by phase, and print ratio_* keys
-  --rounds N     interleaved rounds of the commit/lag phases (default 3, minimum 1)
+  --rounds N     interleaved rounds of every phase (default 3, minimum 1)
   --duration S   seconds per timed run in --vs-postgres (default 30; 5 with --quick)
   --size-mb M    catch-up backlog and bootstrap size in MiB (default 1024; 102 with --quick)
   --pg-scripts D the PostgreSQL scripts (default ../shared/bench/postgres)";
@@ -68,7 +68,7 @@ pub(crate) struct Options {
     pub quick: bool,
     /// Run the PostgreSQL comparison.
     pub vs_postgres: bool,
-    /// Interleaved rounds of the fsync-bound phases.
+    /// Interleaved rounds of every phase.
     pub rounds: u32,
     /// Seconds per timed run (comparison).
     pub duration_s: Option<u64>,

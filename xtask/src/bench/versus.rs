@@ -4,9 +4,10 @@
 //! Per round (`--rounds`, default 3), the fsync-bound phases: AeroDB commits
 //! at 1 and 16 clients on a standalone node and at 16 clients with a replica
 //! streaming (lag sampled), then PostgreSQL's `02_commit_throughput.sh` and
-//! `05_lag.sh`. Once each afterwards: catch-up and bootstrap (AeroDB, then
-//! `03_catchup.sh` and `04_bootstrap.sh`), and point reads (AeroDB, then
-//! `06_reads.sh`). Every timed run lasts `--duration` seconds on both sides.
+//! `05_lag.sh`. Then, again once per round: catch-up and bootstrap (AeroDB,
+//! then `03_catchup.sh` and `04_bootstrap.sh`), and point reads (AeroDB,
+//! then `06_reads.sh`). Every timed run lasts `--duration` seconds on both
+//! sides.
 
 use serde_json::{json, Map, Value};
 
@@ -175,39 +176,44 @@ pub(crate) fn run(ctx: &Ctx, o: &Options) -> Result<Map<String, Value>, String> 
         series[LAG_MAX].postgres.push(value(&lag_pg, "lag", "current_minus_replay_bytes_max")?);
     }
 
-    eprintln!("bench: --vs-postgres: catch-up and bootstrap over {size_mb} MiB, AeroDB then PostgreSQL");
-    let cb = replication::catch_up_and_bootstrap(ctx, size_mb << 20, false)?;
-    series[CATCHUP_ROWS].aerodb.push(cb.ops_per_s());
-    series[CATCHUP_MB].aerodb.push(cb.wal_mb_per_s());
-    series[BOOTSTRAP_S].aerodb.push(cb.bootstrap_s);
-    series[BOOTSTRAP_MB].aerodb.push(cb.snapshot_bytes as f64 / 1e6 / cb.bootstrap_s.max(1e-9));
-    push_extra("aerodb_snapshot_bytes".into(), cb.snapshot_bytes as f64);
-    push_extra("aerodb_backlog_wal_bytes".into(), cb.wal_bytes as f64);
-    let catchup = pg.run("03_catchup.sh", &[("REPS", "1".into()), ("WAL_TARGET_MB", size_mb.to_string()), ("WORKLOADS", "bulk".into())], &res)?;
-    series[CATCHUP_ROWS].postgres.push(value(&catchup, "catchup", "bulk_catchup_rows_rate")?);
-    series[CATCHUP_MB].postgres.push(value(&catchup, "catchup", "bulk_catchup_wal_rate")?);
-    let boot = pg.run("04_bootstrap.sh", &[("REPS", "1".into()), ("SIZES_MB", size_mb.to_string()), ("COLD", "0".into())], &res)?;
-    let pg_boot_s = bootstrap_s(&boot, size_mb)?;
-    series[BOOTSTRAP_S].postgres.push(pg_boot_s);
-    let db_bytes = value(&boot, "bootstrap", &format!("db_{size_mb}MiB_size"))? * (1u64 << 30) as f64;
-    series[BOOTSTRAP_MB].postgres.push(db_bytes / 1e6 / pg_boot_s.max(1e-9));
-    push_extra("postgres_db_size_bytes".into(), db_bytes);
+    // The single-run phases too run once per round, interleaved (A B A B):
+    // one catch-up or read run on this machine moves by 30-40 % between
+    // sittings, so a lone pair is not a ratio to trust.
+    for r in 1..=rounds {
+        eprintln!("bench: --vs-postgres round {r}/{rounds}: catch-up and bootstrap over {size_mb} MiB, AeroDB then PostgreSQL");
+        let cb = replication::catch_up_and_bootstrap(ctx, size_mb << 20, false)?;
+        series[CATCHUP_ROWS].aerodb.push(cb.ops_per_s());
+        series[CATCHUP_MB].aerodb.push(cb.wal_mb_per_s());
+        series[BOOTSTRAP_S].aerodb.push(cb.bootstrap_s);
+        series[BOOTSTRAP_MB].aerodb.push(cb.snapshot_bytes as f64 / 1e6 / cb.bootstrap_s.max(1e-9));
+        push_extra("aerodb_snapshot_bytes".into(), cb.snapshot_bytes as f64);
+        push_extra("aerodb_backlog_wal_bytes".into(), cb.wal_bytes as f64);
+        let catchup = pg.run("03_catchup.sh", &[("REPS", "1".into()), ("WAL_TARGET_MB", size_mb.to_string()), ("WORKLOADS", "bulk".into())], &res)?;
+        series[CATCHUP_ROWS].postgres.push(value(&catchup, "catchup", "bulk_catchup_rows_rate")?);
+        series[CATCHUP_MB].postgres.push(value(&catchup, "catchup", "bulk_catchup_wal_rate")?);
+        let boot = pg.run("04_bootstrap.sh", &[("REPS", "1".into()), ("SIZES_MB", size_mb.to_string()), ("COLD", "0".into())], &res)?;
+        let pg_boot_s = bootstrap_s(&boot, size_mb)?;
+        series[BOOTSTRAP_S].postgres.push(pg_boot_s);
+        let db_bytes = value(&boot, "bootstrap", &format!("db_{size_mb}MiB_size"))? * (1u64 << 30) as f64;
+        series[BOOTSTRAP_MB].postgres.push(db_bytes / 1e6 / pg_boot_s.max(1e-9));
+        push_extra("postgres_db_size_bytes".into(), db_bytes);
 
-    eprintln!("bench: --vs-postgres: point reads over {read_rows} keys, AeroDB then PostgreSQL");
-    let reads = replication::with_replica(ctx, Stop::Ops(read_rows), Some(Stop::For(d)))?;
-    if let (Some(p), Some(rr)) = (&reads.primary_reads, &reads.replica_reads) {
-        series[REPLICA_READS].aerodb.push(rr.per_s());
-        series[PRIMARY_READS].aerodb.push(p.per_s());
-        for (name, stats) in [("replica_reads", rr), ("primary_reads", p)] {
-            if let Some(cpu) = stats.cpu {
-                push_extra(format!("aerodb_{name}_client_cpu_pct"), cpu.client_pct);
-                push_extra(format!("aerodb_{name}_server_cpu_pct"), cpu.server_pct);
+        eprintln!("bench: --vs-postgres round {r}/{rounds}: point reads over {read_rows} keys, AeroDB then PostgreSQL");
+        let reads = replication::with_replica(ctx, Stop::Ops(read_rows), Some(Stop::For(d)))?;
+        if let (Some(p), Some(rr)) = (&reads.primary_reads, &reads.replica_reads) {
+            series[REPLICA_READS].aerodb.push(rr.per_s());
+            series[PRIMARY_READS].aerodb.push(p.per_s());
+            for (name, stats) in [("replica_reads", rr), ("primary_reads", p)] {
+                if let Some(cpu) = stats.cpu {
+                    push_extra(format!("aerodb_{name}_client_cpu_pct"), cpu.client_pct);
+                    push_extra(format!("aerodb_{name}_server_cpu_pct"), cpu.server_pct);
+                }
             }
         }
+        let reads_pg = pg.run("06_reads.sh", &[("REPS", "1".into()), ("DURATION", duration.to_string()), ("NROWS", read_rows.to_string())], &res)?;
+        series[REPLICA_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_standby_c8_tps")?);
+        series[PRIMARY_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_primary_c8_tps")?);
     }
-    let reads_pg = pg.run("06_reads.sh", &[("REPS", "1".into()), ("DURATION", duration.to_string()), ("NROWS", read_rows.to_string())], &res)?;
-    series[REPLICA_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_standby_c8_tps")?);
-    series[PRIMARY_READS].postgres.push(value(&reads_pg, "reads", "kv_pointread_primary_c8_tps")?);
 
     for ((ratio_key, a_key, p_key, better), s) in FIGURES.iter().zip(&series) {
         out.insert((*ratio_key).into(), ratio(&s.aerodb, &s.postgres, better));
