@@ -74,7 +74,7 @@ impl AuthMessage {
 
     /// Decodes an auth frame; `None` for a frame of another family.
     pub fn decode(f: &Frame) -> Option<Result<AuthMessage, MessageError>> {
-        let bad = |detail: &str| MessageError { kind: format!("{:?}", f.kind), detail: detail.to_string() };
+        let bad = |detail: &str| MessageError::new(f.kind, detail);
         let p = &f.payload[..];
         Some(match f.kind {
             FrameType::AuthBegin => match (p.get(..4).and_then(array::<4>), p.get(4..).and_then(array::<NONCE_LEN>)) {
@@ -117,6 +117,7 @@ mod tests {
 
     use super::*;
     use crate::auth::AuthRefuseCode;
+    use crate::wire::message::MAX_ERROR_DETAIL_BYTES;
     use crate::wire::Message;
 
     fn frame(kind: FrameType, payload: &[u8]) -> Frame {
@@ -160,5 +161,17 @@ mod tests {
         bad(FrameType::AuthRefuse, br#"{"code":"AUTH_FAILED","detail":"","extra":1}"#);
         let long = format!(r#"{{"code":"AUTH_FAILED","detail":"{}"}}"#, "x".repeat(MAX_DETAIL_BYTES + 1));
         bad(FrameType::AuthRefuse, long.as_bytes());
+    }
+
+    /// RES-4, F-N2: a malformed AUTH_REFUSE quotes the peer's bytes only
+    /// boundedly (regression: the fuzzer's `repl_message` found a refusal
+    /// code of 1,000 bytes quoted whole in the JSON decoder's message).
+    #[test]
+    fn res_4_a_malformed_auth_refuse_quotes_the_peer_boundedly() {
+        let payload = format!(r#"{{"code":"{}","detail":""}}"#, "S".repeat(4 * MAX_ERROR_DETAIL_BYTES));
+        let e = AuthMessage::decode(&frame(FrameType::AuthRefuse, payload.as_bytes())).unwrap().unwrap_err();
+        assert_eq!(e.kind, "AuthRefuse");
+        assert!(e.detail.len() <= MAX_ERROR_DETAIL_BYTES, "quoted {} bytes", e.detail.len());
+        assert!(e.detail.contains("unknown variant"), "{}", e.detail);
     }
 }

@@ -196,7 +196,9 @@ pub struct MessageError {
 }
 
 impl MessageError {
-    fn new(kind: FrameType, detail: impl Into<String>) -> Self {
+    /// The error for a `kind` frame, its detail shown boundedly (RES-4: a
+    /// decoder's message may quote the peer's bytes).
+    pub(crate) fn new(kind: FrameType, detail: impl Into<String>) -> Self {
         MessageError { kind: format!("{kind:?}"), detail: shown_text(&detail.into(), MAX_ERROR_DETAIL_BYTES) }
     }
 }
