@@ -113,6 +113,8 @@ fn round_trip(m: &Message) -> Message {
     let (kind, payload) = m.encode();
     let wire = frame::encode(kind, &payload);
     assert_eq!(wire.len(), FRAME_HEADER_LEN + payload.len());
+    // The one-copy frame the engines send is byte for byte the same frame.
+    assert_eq!(&m.to_frame()[..], &wire[..], "{m:?}");
     let (f, used) = frame::decode(&wire, DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
     assert_eq!(used, wire.len());
     assert_eq!(f.kind, kind);

@@ -151,14 +151,24 @@ fn crc(header8: &[u8], payload: &[u8]) -> u32 {
 
 /// Encodes a frame.
 pub fn encode(kind: FrameType, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+    encode_with(kind, payload.len(), |out| out.extend_from_slice(payload))
+}
+
+/// Encodes a frame whose payload `write_payload` appends straight after
+/// the header, so a large payload (a WAL chunk, a snapshot piece) is copied
+/// once, into the frame, not first into a payload buffer of its own.
+/// `payload_len_hint` sizes the one allocation.
+pub fn encode_with(kind: FrameType, payload_len_hint: usize, write_payload: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload_len_hint);
     out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     out.push(kind as u8);
     out.push(0);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    let c = crc(&out[0..8], payload);
-    out.extend_from_slice(&c.to_le_bytes());
-    out.extend_from_slice(payload);
+    out.extend_from_slice(&[0; FRAME_HEADER_LEN - 4]);
+    write_payload(&mut out);
+    let len = (out.len() - FRAME_HEADER_LEN) as u32;
+    out[4..8].copy_from_slice(&len.to_le_bytes());
+    let c = crc(&out[0..8], &out[FRAME_HEADER_LEN..]);
+    out[8..FRAME_HEADER_LEN].copy_from_slice(&c.to_le_bytes());
     out
 }
 

@@ -13,7 +13,7 @@ use aerodb_wal::{CommitId, Lsn};
 use crate::handshake::{Accept, Hello, Refuse};
 use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
 use crate::wire::auth::AuthMessage;
-use crate::wire::frame::{encode, Frame, FrameType};
+use crate::wire::frame::{encode_with, Frame, FrameType};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
 pub const MAX_DETAIL_BYTES: usize = 4096;
@@ -340,17 +340,33 @@ impl Message {
 
     /// Encodes the payload.
     pub fn payload(&self) -> Vec<u8> {
-        fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.payload_len_hint());
+        self.write_payload(&mut out);
+        out
+    }
+
+    /// About how long the payload is (exact for the bulk messages).
+    fn payload_len_hint(&self) -> usize {
+        match self {
+            Message::Wal(c) => 9 + SEGMENT_HEADER_LEN as usize + c.bytes.len(),
+            Message::SnapshotChunk { bytes, .. } => 12 + bytes.len(),
+            Message::SnapshotBegin(b) => b.len(),
+            _ => 64,
+        }
+    }
+
+    /// Appends the payload to `out`.
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        fn to_json<T: Serialize>(out: &mut Vec<u8>, v: &T) {
             // Plain structs of strings, integers and enums always serialize.
-            serde_json::to_vec(v).unwrap_or_default()
+            let _ = serde_json::to_writer(out, v);
         }
         match self {
-            Message::Hello(h) => to_json(h),
-            Message::Accept(a) => to_json(a),
-            Message::Refuse(r) => to_json(r),
-            Message::Error(e) => to_json(e),
+            Message::Hello(h) => to_json(out, h),
+            Message::Accept(a) => to_json(out, a),
+            Message::Refuse(r) => to_json(out, r),
+            Message::Error(e) => to_json(out, e),
             Message::Wal(c) => {
-                let mut out = Vec::with_capacity(9 + SEGMENT_HEADER_LEN as usize + c.bytes.len());
                 out.extend_from_slice(&c.start_lsn.to_le_bytes());
                 match &c.segment_start {
                     Some(h) => {
@@ -360,23 +376,25 @@ impl Message {
                     None => out.push(WAL_FLAG_CONTINUES),
                 }
                 out.extend_from_slice(&c.bytes);
-                out
             }
-            Message::Progress(p, t) => [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-            Message::Report(p) => [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id].iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Message::SnapshotBegin(b) => b.to_vec(),
+            Message::Progress(p, t) => {
+                for v in [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Message::Report(p) => {
+                for v in [p.received_lsn, p.validated_lsn, p.applied_lsn, p.applied_commit_id] {
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+            }
+            Message::SnapshotBegin(b) => out.extend_from_slice(b),
             Message::SnapshotChunk { file_index, offset, bytes } => {
-                let mut out = Vec::with_capacity(12 + bytes.len());
                 out.extend_from_slice(&file_index.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
                 out.extend_from_slice(bytes);
-                out
             }
-            Message::SnapshotEnd => Vec::new(),
-            Message::Auth(a) => a.payload(),
+            Message::SnapshotEnd => {}
+            Message::Auth(a) => out.extend_from_slice(&a.payload()),
         }
     }
 
@@ -387,7 +405,7 @@ impl Message {
 
     /// The whole frame (header and payload) ready to send.
     pub fn to_frame(&self) -> Bytes {
-        Bytes::from(encode(self.kind(), &self.payload()))
+        Bytes::from(encode_with(self.kind(), self.payload_len_hint(), |out| self.write_payload(out)))
     }
 }
 
