@@ -2,6 +2,7 @@
 //! time (getrusage) and each node's CPU time and RSS (from /proc), so the
 //! client's share of the two cores is reported apart from the server's.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use nix::sys::resource::{getrusage, UsageWho};
@@ -84,6 +85,44 @@ impl CpuMeter {
     }
 }
 
+/// CPU time of each thread of `pid` (by thread id: its name and CPU
+/// nanoseconds), from `/proc/<pid>/task/*/schedstat` (nanoseconds) or, where
+/// the kernel has no schedstat, `stat` (clock ticks). Empty if unreadable.
+pub(crate) fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut out = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let dir = task.path();
+        let Ok(name) = std::fs::read_to_string(dir.join("comm")) else { continue };
+        let ns = std::fs::read_to_string(dir.join("schedstat")).ok().and_then(|s| parse_schedstat_ns(&s)).or_else(|| {
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            parse_stat_ticks(&stat).map(|ticks| (ticks as f64 / clock_ticks_per_s() * 1e9) as u64)
+        });
+        if let Some(ns) = ns {
+            out.insert(tid, (name.trim().to_string(), ns));
+        }
+    }
+    out
+}
+
+/// Time on CPU in nanoseconds: the first field of a `schedstat` line.
+fn parse_schedstat_ns(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU milliseconds per thread name between two [`thread_cpu`] readings of
+/// one process (threads of one name summed; a thread that started in
+/// between counts from zero, one that ended in between is not counted).
+pub(crate) fn thread_cpu_ms_between(before: &BTreeMap<u32, (String, u64)>, after: &BTreeMap<u32, (String, u64)>) -> BTreeMap<String, f64> {
+    let mut by_name = BTreeMap::new();
+    for (tid, (name, ns)) in after {
+        let start = before.get(tid).map_or(0, |(_, ns)| *ns);
+        *by_name.entry(name.clone()).or_insert(0.0) += ns.saturating_sub(start) as f64 / 1e6;
+    }
+    by_name
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -98,5 +137,22 @@ mod tests {
         assert!(proc_cpu_s(std::process::id()).is_some());
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
         assert!(self_cpu_s() > 0.0);
+    }
+
+    #[test]
+    fn thread_cpu_reads_this_process_and_differences_by_name() {
+        assert_eq!(parse_schedstat_ns("123456 789 10\n"), Some(123456));
+        assert_eq!(parse_schedstat_ns(""), None);
+        let now = thread_cpu(std::process::id());
+        assert!(!now.is_empty());
+        let mut before = BTreeMap::new();
+        before.insert(1, ("apply".to_string(), 1_000_000));
+        let mut after = BTreeMap::new();
+        after.insert(1, ("apply".to_string(), 4_000_000));
+        after.insert(2, ("http".to_string(), 2_000_000));
+        after.insert(3, ("http".to_string(), 500_000));
+        let ms = thread_cpu_ms_between(&before, &after);
+        assert_eq!(ms.get("apply"), Some(&3.0));
+        assert_eq!(ms.get("http"), Some(&2.5));
     }
 }

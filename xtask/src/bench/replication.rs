@@ -3,6 +3,7 @@
 //! and the replica; catch-up over a large WAL backlog and snapshot bootstrap
 //! to the first admitted read.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use aerodb_wal::writer::DEFAULT_SEGMENT_TARGET_BYTES;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::cpu;
 use super::load::{self, Stop, Work};
 use super::node::Node;
 use super::{doc_json, key, round, run_clients, Ctx, RunStats, COLLECTION, WARMUP_PER_CLIENT};
@@ -267,6 +269,9 @@ pub(crate) struct CatchUpFigures {
     pub snapshot_bytes: u64,
     /// Library snapshot creation and load rates (MB/s), when measured.
     pub snapshot_lib: Option<(f64, f64)>,
+    /// CPU milliseconds each thread of both nodes spent during catch-up
+    /// ("primary/<thread>", "replica/<thread>").
+    pub catchup_cpu_ms: BTreeMap<String, f64>,
 }
 
 impl CatchUpFigures {
@@ -290,6 +295,13 @@ impl CatchUpFigures {
         out.insert("catchup_wal_mb_per_s".into(), round(self.wal_mb_per_s(), 1));
         out.insert("catchup_records_per_s".into(), round(self.records as f64 / self.catchup_s.max(1e-9), 1));
         out.insert("catchup_ops_per_s".into(), round(self.ops_per_s(), 1));
+        // CPU per row is far steadier than rows/s on a shared 2-core machine.
+        let cpu_ms: f64 = self.catchup_cpu_ms.values().sum();
+        let rows = (self.commits * BACKLOG_OPS_PER_RECORD as u64).max(1) as f64;
+        out.insert("catchup_cpu_ms".into(), round(cpu_ms, 1));
+        out.insert("catchup_cpu_us_per_row".into(), round(cpu_ms * 1e3 / rows, 3));
+        let by_thread: Map<String, Value> = self.catchup_cpu_ms.iter().filter(|(_, ms)| **ms >= 0.5).map(|(k, ms)| (k.clone(), round(*ms, 1))).collect();
+        out.insert("catchup_cpu_ms_by_thread".into(), Value::Object(by_thread));
         out.insert("snapshot_bytes".into(), Value::from(self.snapshot_bytes));
         out.insert("bootstrap_1gib_s".into(), round(self.bootstrap_s, 3));
         out.insert("bootstrap_mb_per_s".into(), round(self.snapshot_bytes as f64 / 1e6 / self.bootstrap_s.max(1e-9), 1));
@@ -366,10 +378,17 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     let p = primary(&ctx.binary, &pdir)?;
     let primary_recovery_s = started.elapsed().as_secs_f64();
     eprintln!("bench: replica catch-up from genesis over the backlog");
+    let primary_threads = cpu::thread_cpu(p.pid());
     let started = Instant::now();
     let r = replica(&ctx.binary, &ctx.fresh("catchup-replica"), &p, "wal")?;
     wait_caught_up(&r, records)?;
     let catchup_s = started.elapsed().as_secs_f64().max(1e-9);
+    let mut catchup_cpu_ms = BTreeMap::new();
+    for (node, before, pid) in [("replica", BTreeMap::new(), r.pid()), ("primary", primary_threads, p.pid())] {
+        for (thread, ms) in cpu::thread_cpu_ms_between(&before, &cpu::thread_cpu(pid)) {
+            catchup_cpu_ms.insert(format!("{node}/{thread}"), ms);
+        }
+    }
     r.stop()?;
 
     eprintln!("bench: snapshot bootstrap of the same state, timed to the first admitted read");
@@ -384,7 +403,7 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     p.stop()?;
 
     let snapshot_lib = if snapshot_lib { Some(library_snapshot(ctx, &pdir, records)?) } else { None };
-    Ok(CatchUpFigures { wal_bytes, records, commits, primary_recovery_s, catchup_s, bootstrap_s, phases, snapshot_bytes, snapshot_lib })
+    Ok(CatchUpFigures { wal_bytes, records, commits, primary_recovery_s, catchup_s, bootstrap_s, phases, snapshot_bytes, snapshot_lib, catchup_cpu_ms })
 }
 
 /// Snapshot creation and load through the library on the recovered state
