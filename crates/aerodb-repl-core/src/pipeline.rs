@@ -147,6 +147,14 @@ impl StreamState {
         self.issued_end.saturating_sub(self.applied.end_lsn)
     }
 
+    /// Whether every complete record received is applied, so what is
+    /// unapplied is at most the start of one record still arriving. Only
+    /// more bytes can free the budget then: a record larger than the
+    /// budget (up to `MAX_RECORD_LEN`) must still arrive whole.
+    pub fn only_a_partial_record_unapplied(&self) -> bool {
+        self.applied.end_lsn == self.validator.tip().end_lsn
+    }
+
     /// What storage reported applied.
     pub fn applied(&self) -> AppliedState {
         self.applied

@@ -71,7 +71,7 @@ impl ReplicaOptions {
             bootstrap,
             new_replica_id,
             timing: ReplicaTiming::default(),
-            max_unapplied_bytes: 64 * 1024 * 1024,
+            max_unapplied_bytes: 16 * 1024 * 1024,
             seed,
             recorded: None,
             token: None,

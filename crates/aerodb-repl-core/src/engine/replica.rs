@@ -439,7 +439,10 @@ impl ReplicaEngine {
             return false;
         }
         let unapplied = self.stream.as_ref().map_or(0, StreamState::unapplied_bytes);
-        unapplied.max(self.transfer_inflight) < self.config.max_unapplied_bytes
+        // A record larger than the budget is taken to its end (it is bounded
+        // by MAX_RECORD_LEN), or it could never be applied to free the budget.
+        let record_arriving = self.stream.as_ref().is_some_and(StreamState::only_a_partial_record_unapplied);
+        (unapplied < self.config.max_unapplied_bytes || record_arriving) && self.transfer_inflight < self.config.max_unapplied_bytes
     }
 
     /// A counter that changes whenever anything observable changed.

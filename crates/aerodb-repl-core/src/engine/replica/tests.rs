@@ -363,6 +363,51 @@ fn res_3_backpressure_while_storage_lags() {
     assert!(actions.iter().any(|a| matches!(a, ReplicaAction::Persist(w) if w.start_lsn == tips[0].end_lsn)), "{actions:?}");
 }
 
+/// RES-3: a record larger than the whole budget still arrives. While only
+/// its start is unapplied, nothing can be applied to free the budget, so
+/// the engine keeps taking frames (the record is bounded by
+/// MAX_RECORD_LEN); once it is whole the budget applies again.
+#[test]
+fn res_3_a_record_larger_than_the_budget_is_taken_to_its_end() {
+    let (recs, tips) = history(2);
+    let mut cfg = config(BootstrapMethod::Wal);
+    cfg.max_unapplied_bytes = 8;
+    assert!(recs[0].len() > 8 && recs[1].len() > 8, "every record is larger than the budget");
+    let mut e = ReplicaEngine::new(cfg);
+    e.handle_start(0);
+    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
+    e.handle_connected(1, 1);
+    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
+    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    drain(&mut e);
+    // Record 1 in three frames, then record 2 in one, all read at once.
+    let r = &recs[0];
+    let cuts = [0, 5, r.len() / 2, r.len()];
+    let mut wire = Vec::new();
+    for w in cuts.windows(2) {
+        wire.extend_from_slice(&wal(w[0] as u64, r.slice(w[0]..w[1])));
+    }
+    wire.extend_from_slice(&wal(tips[0].end_lsn, recs[1].clone()));
+    e.handle_bytes(3, 1, &wire);
+    let persisted: Vec<(Lsn, usize)> = drain(&mut e)
+        .into_iter()
+        .filter_map(|a| match a {
+            ReplicaAction::Persist(w) => Some((w.start_lsn, w.bytes.len())),
+            _ => None,
+        })
+        .collect();
+    let pieces: Vec<(Lsn, usize)> = cuts.windows(2).map(|w| (w[0] as u64, w[1] - w[0])).collect();
+    assert_eq!(persisted, pieces, "all of record 1 is taken; record 2 waits for the budget");
+    assert!(!e.wants_bytes(), "record 1 is whole and unapplied: the budget holds again");
+    e.handle_completion(4, Completion::Persisted { through: tips[0].end_lsn });
+    let actions = drain(&mut e);
+    assert!(matches!(&actions[..], [ReplicaAction::Apply { records }] if records.len() == 1), "{actions:?}");
+    let applied = AppliedState { commit_id: 1, end_lsn: tips[0].end_lsn, fingerprint: tips[0].fingerprint, state_digest: StateDigest(1) };
+    e.handle_completion(5, Completion::Applied { state: applied });
+    let actions = drain(&mut e);
+    assert!(actions.iter().any(|a| matches!(a, ReplicaAction::Persist(w) if w.start_lsn == tips[0].end_lsn)), "record 2 is taken: {actions:?}");
+}
+
 /// RES-3 / P5-I5: records made durable by one fsync go to the applier in
 /// bounded batches (one store lock, one `Applied`, one REPORT and one
 /// C_replica publication each), only once validated and durable; each
