@@ -275,9 +275,14 @@ pub(crate) struct CatchUpFigures {
 }
 
 impl CatchUpFigures {
+    /// Rows (puts) of the backlog.
+    fn rows(&self) -> u64 {
+        self.commits * BACKLOG_OPS_PER_RECORD as u64
+    }
+
     /// Ops (puts) per second of catch-up.
     pub(crate) fn ops_per_s(&self) -> f64 {
-        (self.commits * BACKLOG_OPS_PER_RECORD as u64) as f64 / self.catchup_s.max(1e-9)
+        self.rows() as f64 / self.catchup_s.max(1e-9)
     }
 
     /// WAL MB/s of catch-up.
@@ -297,9 +302,8 @@ impl CatchUpFigures {
         out.insert("catchup_ops_per_s".into(), round(self.ops_per_s(), 1));
         // CPU per row is far steadier than rows/s on a shared 2-core machine.
         let cpu_ms: f64 = self.catchup_cpu_ms.values().sum();
-        let rows = (self.commits * BACKLOG_OPS_PER_RECORD as u64).max(1) as f64;
         out.insert("catchup_cpu_ms".into(), round(cpu_ms, 1));
-        out.insert("catchup_cpu_us_per_row".into(), round(cpu_ms * 1e3 / rows, 3));
+        out.insert("catchup_cpu_us_per_row".into(), round(cpu_ms * 1e3 / self.rows().max(1) as f64, 3));
         let by_thread: Map<String, Value> = self.catchup_cpu_ms.iter().filter(|(_, ms)| **ms >= 0.5).map(|(k, ms)| (k.clone(), round(*ms, 1))).collect();
         out.insert("catchup_cpu_ms_by_thread".into(), Value::Object(by_thread));
         out.insert("snapshot_bytes".into(), Value::from(self.snapshot_bytes));

@@ -88,14 +88,22 @@ fn ready_at_genesis() -> ReadyInfo {
 
 /// An engine recovered at genesis, connected on conn 1 and streaming.
 fn streaming() -> ReplicaEngine {
-    let mut e = ReplicaEngine::new(config(BootstrapMethod::Wal));
+    let mut e = accepted(config(BootstrapMethod::Wal), 3, 1000);
+    assert_eq!(e.state().kind(), StateKind::Streaming);
+    drain(&mut e);
+    e
+}
+
+/// An engine with `cfg`, recovered at genesis, connected on conn 1 and
+/// accepted from LSN 0 by a primary at `primary_commit_id` / `durable_lsn`
+/// (the actions of the handshake not yet drained).
+fn accepted(cfg: ReplicaConfig, primary_commit_id: u64, durable_lsn: Lsn) -> ReplicaEngine {
+    let mut e = ReplicaEngine::new(cfg);
     e.handle_start(0);
     e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
     e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 3, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
+    let accept = Accept { cluster_id: cluster(), primary_commit_id, durable_lsn, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
     e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
-    assert_eq!(e.state().kind(), StateKind::Streaming);
-    drain(&mut e);
     e
 }
 
@@ -341,12 +349,7 @@ fn f_c1_accept_from_another_cluster_halts() {
 fn res_3_backpressure_while_storage_lags() {
     let mut cfg = config(BootstrapMethod::Wal);
     cfg.max_unapplied_bytes = 1;
-    let mut e = ReplicaEngine::new(cfg);
-    e.handle_start(0);
-    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
-    e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
-    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    let mut e = accepted(cfg, 2, 1000);
     drain(&mut e);
     let (recs, tips) = history(2);
     let mut wire = wal(0, recs[0].clone()).to_vec();
@@ -373,12 +376,7 @@ fn res_3_a_record_larger_than_the_budget_is_taken_to_its_end() {
     let mut cfg = config(BootstrapMethod::Wal);
     cfg.max_unapplied_bytes = 8;
     assert!(recs[0].len() > 8 && recs[1].len() > 8, "every record is larger than the budget");
-    let mut e = ReplicaEngine::new(cfg);
-    e.handle_start(0);
-    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
-    e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: 2, durable_lsn: 1000, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
-    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    let mut e = accepted(cfg, 2, 1000);
     drain(&mut e);
     // Record 1 in three frames, then record 2 in one, all read at once.
     let r = &recs[0];
@@ -420,12 +418,7 @@ fn res_3_p5_i5_apply_batches_are_bounded_and_each_frees_the_budget() {
     let total = tips[n as usize - 1].end_lsn;
     let mut cfg = config(BootstrapMethod::Wal);
     cfg.max_unapplied_bytes = total;
-    let mut e = ReplicaEngine::new(cfg);
-    e.handle_start(0);
-    e.handle_recovered(0, RecoveryOutcome::Ready(ready_at_genesis()));
-    e.handle_connected(1, 1);
-    let accept = Accept { cluster_id: cluster(), primary_commit_id: n, durable_lsn: total, start_lsn: Some(0), snapshot_resume: None, client_addr: None };
-    e.handle_bytes(2, 1, &frame_of(Message::Accept(accept)));
+    let mut e = accepted(cfg, n, total);
     drain(&mut e);
     let all: Vec<u8> = recs.iter().flat_map(|r| r.to_vec()).collect();
     e.handle_bytes(3, 1, &wal(0, Bytes::from(all)));
