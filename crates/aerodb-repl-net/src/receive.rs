@@ -147,6 +147,71 @@ mod tests {
         assert_eq!(&f.payload[..], &payload[..]);
     }
 
+    /// P5-I4 / RES-3: frames the engine holds back (backpressure) while
+    /// the next frames' pieces arrive decode to exactly the same frames,
+    /// however the socket cut the stream, and a frame whose pieces all
+    /// arrived behind a held frame is still returned without a copy.
+    #[test]
+    fn p5_i4_frames_held_back_are_decoded_without_copying_the_next() {
+        let s = stream();
+        let expected = frames_of(vec![BytesMut::from(&s[..])], true);
+        for cut in [1usize, 5, 12, 13, 4096, 65_536, 256 * 1024, s.len()] {
+            let mut a = FrameAssembler::new(1 << 20);
+            let mut pieces = Vec::new();
+            for chunk in s.chunks(cut) {
+                a.take(chunk, &mut pieces);
+            }
+            let mut d = FrameDecoder::new(1 << 20);
+            for p in pieces {
+                d.push_owned(p);
+            }
+            assert_eq!(d.buffered(), s.len(), "cut {cut}");
+            let mut got = Vec::new();
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f.payload.to_vec());
+            }
+            assert_eq!(got, expected, "cut {cut}");
+            assert_eq!(d.buffered(), 0);
+
+            // Pieces in allocations of their own, handed over owned or
+            // copied in turn, all before any frame is taken.
+            let mut d = FrameDecoder::new(1 << 20);
+            for (i, chunk) in s.chunks(cut).enumerate() {
+                if i % 2 == 0 {
+                    d.push_owned(BytesMut::from(chunk));
+                } else {
+                    d.push(chunk);
+                }
+            }
+            let mut got = Vec::new();
+            while let Some(f) = d.next_frame().unwrap() {
+                got.push(f.payload.to_vec());
+            }
+            assert_eq!(got, expected, "separate pieces, cut {cut}");
+            assert_eq!(d.buffered(), 0);
+        }
+
+        let held = frame::encode(FrameType::Wal, &[1u8; 5000]);
+        let payload = vec![7u8; 100_000];
+        let next = frame::encode(FrameType::Wal, &payload);
+        let mut a = FrameAssembler::new(1 << 20);
+        let mut pieces = Vec::new();
+        a.take(&held, &mut pieces);
+        let held_pieces = pieces.len();
+        for chunk in next.chunks(4096) {
+            a.take(chunk, &mut pieces);
+        }
+        let next_start = pieces[held_pieces].as_ptr() as usize;
+        let mut d = FrameDecoder::new(1 << 20);
+        for p in pieces {
+            d.push_owned(p);
+        }
+        assert_eq!(&d.next_frame().unwrap().unwrap().payload[..], &[1u8; 5000][..]);
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!(f.payload.as_ptr() as usize, next_start + FRAME_HEADER_LEN, "the held-back frame's successor was copied");
+        assert_eq!(&f.payload[..], &payload[..]);
+    }
+
     /// F-N2: a header announcing more than the bound is handed over alone
     /// (no buffer of the announced size) and the decoder refuses it.
     #[test]

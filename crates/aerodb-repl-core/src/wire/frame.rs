@@ -11,10 +11,13 @@
 //! ```
 //!
 //! Decoding is total: any byte sequence yields a frame, "need more bytes",
-//! or a typed error, never a panic, and a decoder never buffers more than
-//! one maximum-size frame. The maximum is per direction: a primary accepts
+//! or a typed error, never a panic, and a decoder never allocates more
+//! than one maximum-size frame (it keeps what its caller hands over, as
+//! handed). The maximum is per direction: a primary accepts
 //! only small frames from replicas (HELLO, REPORT), a replica accepts WAL
 //! chunks up to [`DEFAULT_MAX_PAYLOAD`].
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
@@ -211,23 +214,41 @@ pub fn announced_len(header: &[u8]) -> usize {
 }
 
 /// A byte-stream frame decoder for one connection: bytes go in as they
-/// arrive, whole frames come out. It buffers at most one frame of the
+/// arrive, whole frames come out. It allocates at most one frame of the
 /// configured maximum (a header announcing more is an error at once).
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// The stream from the start of the next frame: the bytes decoded next.
+    /// Empty only when `later` is empty too.
     buf: BytesMut,
+    /// Owned pieces that follow `buf` in the stream but not in memory, in
+    /// order. A complete frame the engine holds back (backpressure) stays
+    /// in `buf` while the next frame's pieces arrive; they wait here and
+    /// become `buf` once that frame is taken, instead of being copied
+    /// behind it.
+    later: VecDeque<BytesMut>,
     max_payload: usize,
+}
+
+/// Whether `next` starts where `prev` ends in memory (so joining them may
+/// be free: [`BytesMut::unsplit`] still copies if they are two allocations).
+fn adjacent(prev: &BytesMut, next: &BytesMut) -> bool {
+    prev.as_ptr().wrapping_add(prev.len()) == next.as_ptr()
 }
 
 impl FrameDecoder {
     /// A decoder accepting payloads up to `max_payload` bytes.
     pub fn new(max_payload: usize) -> Self {
-        FrameDecoder { buf: BytesMut::new(), max_payload }
+        FrameDecoder { buf: BytesMut::new(), later: VecDeque::new(), max_payload }
     }
 
     /// Appends received bytes (copied into the decoder's buffer, which is
     /// grown once for the whole frame its header announces).
     pub fn push(&mut self, bytes: &[u8]) {
+        if !self.later.is_empty() {
+            self.push_owned(BytesMut::from(bytes));
+            return;
+        }
         self.buf.extend_from_slice(bytes);
         if let Some(h) = self.buf.get(..FRAME_HEADER_LEN) {
             // A header announcing more than the bound is refused by next_frame.
@@ -241,16 +262,26 @@ impl FrameDecoder {
     /// Appends received bytes the runtime already owns. When they continue
     /// the buffered bytes in the same allocation (a runtime reading each
     /// frame into one buffer of the frame's size) nothing is copied, and
-    /// the frame returned later shares that allocation; otherwise they are
-    /// copied as by [`FrameDecoder::push`]. The same frames and errors
-    /// either way: every check is made by [`FrameDecoder::next_frame`].
+    /// the frame returned later shares that allocation; pieces of a frame
+    /// that arrive while an earlier frame is still buffered wait, uncopied,
+    /// until it is taken. The same frames and errors as by
+    /// [`FrameDecoder::push`]: every check is made by
+    /// [`FrameDecoder::next_frame`].
     pub fn push_owned(&mut self, bytes: BytesMut) {
-        self.buf.unsplit(bytes);
+        if bytes.is_empty() {
+            return;
+        }
+        match self.later.back_mut() {
+            Some(last) if adjacent(last, &bytes) => last.unsplit(bytes),
+            Some(_) => self.later.push_back(bytes),
+            None if self.buf.is_empty() || adjacent(&self.buf, &bytes) => self.buf.unsplit(bytes),
+            None => self.later.push_back(bytes),
+        }
     }
 
     /// Bytes buffered but not yet returned as frames.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.later.iter().map(BytesMut::len).sum::<usize>()
     }
 
     /// Whether a frame has started arriving but is not complete (used for
@@ -259,19 +290,43 @@ impl FrameDecoder {
         !self.buf.is_empty()
     }
 
+    /// Joins the next waiting piece to `buf`, which must reach `need`
+    /// bytes: free when it is adjacent, one copy (and one growth to `need`)
+    /// when not. False when no piece waits.
+    fn join_next(&mut self, need: usize) -> bool {
+        let Some(piece) = self.later.pop_front() else { return false };
+        if !self.buf.is_empty() && !adjacent(&self.buf, &piece) {
+            self.buf.reserve(need.saturating_sub(self.buf.len()).max(piece.len()));
+        }
+        self.buf.unsplit(piece);
+        true
+    }
+
     /// The next whole frame, `Ok(None)` when more bytes are needed. The
     /// payload shares the buffer's allocation (no copy).
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        let Some(h) = self.buf.get(..FRAME_HEADER_LEN) else { return Ok(None) };
-        let (kind, len, stored) = parse_header(h, self.max_payload)?;
-        if self.buf.len() < FRAME_HEADER_LEN + len {
-            return Ok(None);
+        while self.buf.len() < FRAME_HEADER_LEN {
+            if !self.join_next(FRAME_HEADER_LEN) {
+                return Ok(None);
+            }
         }
+        let h = &self.buf[..FRAME_HEADER_LEN];
+        let (kind, len, stored) = parse_header(h, self.max_payload)?;
         let header: [u8; 8] = [h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]];
+        while self.buf.len() < FRAME_HEADER_LEN + len {
+            if !self.join_next(FRAME_HEADER_LEN + len) {
+                return Ok(None);
+            }
+        }
         if crc(&header, &self.buf[FRAME_HEADER_LEN..FRAME_HEADER_LEN + len]) != stored {
             return Err(FrameError::Checksum);
         }
         let frame = self.buf.split_to(FRAME_HEADER_LEN + len).freeze();
+        if self.buf.is_empty() {
+            if let Some(next) = self.later.pop_front() {
+                self.buf = next;
+            }
+        }
         Ok(Some(Frame { kind, payload: frame.slice(FRAME_HEADER_LEN..) }))
     }
 }
