@@ -25,7 +25,7 @@ use thiserror::Error;
 
 use aerodb_mvcc::{AppliedState, Store};
 use aerodb_wal::log::{LogError, SegmentAppender};
-use aerodb_wal::record::RecordDecodeError;
+use aerodb_wal::record::{peek_record_len, RecordDecodeError};
 use aerodb_wal::segment::SegmentHeader;
 use aerodb_wal::{ChainTip, ChainValidator, ChainViolation, Lsn, Record, RecordPosition};
 
@@ -209,31 +209,59 @@ impl StreamState {
 
     /// Validates `bytes` after the pending partial record. Commits the
     /// validator's progress only if every complete record is valid.
+    ///
+    /// A chunk rarely starts at a record boundary, so a partial record is
+    /// usually pending. Only the bytes that complete it are copied (joined
+    /// to it); the rest of the chunk is validated in place, as slices of
+    /// the received buffer, instead of copying every chunk whole.
     fn validate(&mut self, bytes: &Bytes) -> Result<Vec<ValidatedRecord>, PipelineError> {
-        let mut buf = if self.pending.is_empty() {
-            bytes.clone()
-        } else {
-            let mut joined = BytesMut::with_capacity(self.pending.len() + bytes.len());
-            joined.extend_from_slice(&self.pending);
-            joined.extend_from_slice(bytes);
-            joined.freeze()
-        };
         let mut validator = self.validator.clone();
         let mut records = Vec::new();
-        while !buf.is_empty() {
-            let lsn = validator.tip().end_lsn;
-            match validator.validate(lsn, &buf) {
-                Ok((record, position)) => {
-                    buf = buf.slice((position.end_lsn - lsn) as usize..);
-                    records.push((record, position));
+        let pending = if self.pending.is_empty() {
+            validate_run(&mut validator, bytes.clone(), &mut records)?
+        } else {
+            let take = self.bytes_completing_pending(bytes);
+            let mut joined = BytesMut::with_capacity(self.pending.len() + take);
+            joined.extend_from_slice(&self.pending);
+            joined.extend_from_slice(&bytes[..take]);
+            let left = validate_run(&mut validator, joined.freeze(), &mut records)?;
+            let rest = bytes.slice(take..);
+            match (left.is_empty(), rest.is_empty()) {
+                (_, true) => left,
+                (true, false) => validate_run(&mut validator, rest, &mut records)?,
+                // Not reached: `take` completes the pending record as its
+                // header declares it. Whatever is left is validated joined.
+                (false, false) => {
+                    let mut joined = BytesMut::with_capacity(left.len() + rest.len());
+                    joined.extend_from_slice(&left);
+                    joined.extend_from_slice(&rest);
+                    validate_run(&mut validator, joined.freeze(), &mut records)?
                 }
-                Err(ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }) => break,
-                Err(v) => return Err(PipelineError::Halt(Box::new(Halt::from_violation(&v)))),
             }
-        }
+        };
         self.validator = validator;
-        self.pending = buf;
+        self.pending = pending;
         Ok(records)
+    }
+
+    /// How many bytes at the start of `bytes` complete the pending partial
+    /// record, as its length field declares it; all of `bytes` when they
+    /// do not, or when the length cannot be read or is out of bounds (the
+    /// validator then reports the record's fault on the joined bytes).
+    fn bytes_completing_pending(&self, bytes: &[u8]) -> usize {
+        let have = self.pending.len();
+        let mut len_field = [0u8; 4];
+        let from_pending = have.min(4);
+        len_field[..from_pending].copy_from_slice(&self.pending[..from_pending]);
+        let from_chunk = 4 - from_pending;
+        if bytes.len() < from_chunk {
+            return bytes.len();
+        }
+        len_field[from_pending..].copy_from_slice(&bytes[..from_chunk]);
+        match peek_record_len(&len_field) {
+            Err(RecordDecodeError::Truncated { needed, .. }) if needed > have => (needed - have).min(bytes.len()),
+            _ => bytes.len(),
+        }
     }
 
     /// Storage made everything up to `through` durable. Returns the
@@ -264,6 +292,24 @@ impl StreamState {
         debug_assert!(p.applied_lsn <= p.validated_lsn && p.validated_lsn <= p.received_lsn, "pipeline order violated: {p:?}");
         debug_assert!(self.applied.end_lsn <= self.apply_issued_end && self.apply_issued_end <= self.issued_end, "apply beyond receive");
     }
+}
+
+/// Validates the records at the start of `buf` in order, pushing each to
+/// `records`; returns the bytes after the last complete record (the start
+/// of a record whose rest has not arrived).
+fn validate_run(validator: &mut ChainValidator, mut buf: Bytes, records: &mut Vec<ValidatedRecord>) -> Result<Bytes, PipelineError> {
+    while !buf.is_empty() {
+        let lsn = validator.tip().end_lsn;
+        match validator.validate(lsn, &buf) {
+            Ok((record, position)) => {
+                buf = buf.slice((position.end_lsn - lsn) as usize..);
+                records.push((record, position));
+            }
+            Err(ChainViolation::InvalidRecord { error: RecordDecodeError::Truncated { .. }, .. }) => break,
+            Err(v) => return Err(PipelineError::Halt(Box::new(Halt::from_violation(&v)))),
+        }
+    }
+    Ok(buf)
 }
 
 /// The three stages run synchronously on one thread: receive → persist →

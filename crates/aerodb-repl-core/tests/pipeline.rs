@@ -243,6 +243,30 @@ fn p5_i4_split_record_is_validated_once_complete() {
     assert_eq!(r.positions().applied_commit_id, 1);
 }
 
+/// P5-I4 / CORE-2: a pending record whose length field, split across two
+/// chunks, declares an impossible length halts (an invalid record) once the
+/// field is whole, and a declared length longer than the record (the
+/// validator takes exactly that many bytes to complete it) halts on the
+/// checksum; nothing of either record is applied.
+#[test]
+fn p5_i4_a_split_record_with_a_damaged_length_field_halts() {
+    let p = primary_wal(3);
+    let rec2 = p.records[1].position;
+    for (length, code) in [(u32::MAX, "INVALID_RECORD"), ((rec2.end_lsn - rec2.lsn) as u32 + 7, "CHECKSUM_MISMATCH")] {
+        let mut rest = p.range(rec2.lsn + 2, p.bytes.len() as u64).to_vec();
+        rest[..2].copy_from_slice(&length.to_le_bytes()[2..]);
+        let mut head = p.range(0, rec2.lsn + 2).to_vec();
+        let at = head.len() - 2;
+        head[at..].copy_from_slice(&length.to_le_bytes()[..2]);
+        let mut r = replica();
+        r.take(chunk(0, Bytes::from(head))).unwrap();
+        assert_eq!(r.positions().validated_lsn, rec2.lsn, "the partial record waits");
+        let h = halt_of(r.take(chunk(rec2.lsn + 2, Bytes::from(rest))));
+        assert_eq!((h.code.as_str(), h.lsn), (code, Some(rec2.lsn)), "declared length {length}");
+        assert_eq!(r.positions().applied_commit_id, 1);
+    }
+}
+
 /// F-N2 / REPL-7 / P5-I4: a chunk that does not start at the replica's WAL
 /// end (skipped, duplicated, reordered or overlapping) is a protocol error:
 /// nothing is persisted, validated or applied, and the pipeline continues
