@@ -332,41 +332,66 @@ pub(crate) struct BootstrapPhases {
     pub installing_s: Option<f64>,
 }
 
-/// Polls `key` on the replica with `min_commit` until the gate admits the
-/// read (READ_REFUSED and other 503s while bootstrapping mean "not yet"),
-/// noting when the transfer's phases were first seen.
-fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64, started: Instant) -> Result<BootstrapPhases, String> {
+/// How long one waiting read of [`first_admitted_read`] may wait for its
+/// CommitId (the server's `MAX_WAIT_MS`): the read returns as soon as the
+/// replica applies it, so the wait costs no polling.
+const CATCH_UP_WAIT_MS: u64 = 30_000;
+/// While bootstrapping: how often the phases are sampled on the DX API
+/// (each read waits this long, unless the CommitId is applied sooner).
+const BOOTSTRAP_PHASE_SAMPLE_MS: u64 = 20;
+
+/// Reads `key` on the replica with `min_commit` and `wait_ms` until the
+/// gate admits the read: the replica answers at the CommitId asked for, so
+/// the time this returns is the time a client would first read there.
+/// Each read waits on the server (`wait_ms`) for the CommitId to be
+/// applied and is woken by the apply, so the bench spends no CPU polling
+/// while the replica works (a 503 — the gate refusing, or a bootstrap
+/// under way — means "not yet"). `sample` runs after every read that was
+/// not admitted.
+fn first_admitted_read(replica: &Node, key: &str, min_commit: u64, wait_ms: u64, started: Instant, mut sample: impl FnMut()) -> Result<(), String> {
     let client = blocking::Client::new(&replica.url()).map_err(|e| e.to_string())?;
-    let dx = blocking::DxClient::new(replica.addr("dx")?).map_err(|e| e.to_string())?;
-    let opts = ReadOptions { min_commit: Some(min_commit), ..ReadOptions::default() };
-    let mut phases = BootstrapPhases::default();
+    let opts = ReadOptions { min_commit: Some(min_commit), wait_ms: Some(wait_ms), ..ReadOptions::default() };
     loop {
         match client.get(COLLECTION, key, &opts) {
-            Ok(_) => return Ok(phases),
-            Err(e) if e.kind() == Some(ErrorKind::ReplicationHalted) => return Err(format!("replica halted while bootstrapping: {e}")),
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == Some(ErrorKind::ReplicationHalted) => return Err(format!("replica halted: {e}")),
             Err(e @ aerodb_client::ClientError::Api { status: 503, .. }) => {
                 if started.elapsed() > DEADLINE {
-                    return Err(format!("no admitted read within {DEADLINE:?}: {e}"));
+                    return Err(format!("no admitted read at CommitId {min_commit} within {DEADLINE:?}: {e}"));
                 }
             }
-            Err(e) => return Err(format!("bootstrap read failed: {e}")),
+            Err(e) => return Err(format!("read at CommitId {min_commit} failed: {e}")),
         }
-        if phases.installing_s.is_none() {
-            if let Ok(ReplicationView::Replica(r)) = dx.replication().map(|env| env.data) {
-                let b = r.snapshot_bootstrap.as_ref();
-                let (bytes_done, phase, state) = (b.and_then(|b| b.bytes_done), b.and_then(|b| b.phase.clone()), b.map(|b| b.state.clone()));
-                let at = started.elapsed().as_secs_f64();
-                if phases.first_byte_s.is_none() && bytes_done.unwrap_or(0) > 0 {
-                    phases.first_byte_s = Some(at);
-                }
-                if phase.as_deref() == Some("installing") || state.as_deref() == Some("complete") {
-                    phases.first_byte_s.get_or_insert(at);
-                    phases.installing_s = Some(at);
-                }
-            }
-        }
-        std::thread::sleep(Duration::from_millis(2));
+        sample();
+        // A refusal after the wait (the CommitId applied, the gate not yet
+        // passing) returns at once: do not spin on it.
+        std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// [`first_admitted_read`] on a bootstrapping replica, noting when the
+/// transfer's phases were first seen on its DX API.
+fn wait_first_admitted_read(replica: &Node, key: &str, min_commit: u64, started: Instant) -> Result<BootstrapPhases, String> {
+    let dx = blocking::DxClient::new(replica.addr("dx")?).map_err(|e| e.to_string())?;
+    let mut phases = BootstrapPhases::default();
+    first_admitted_read(replica, key, min_commit, BOOTSTRAP_PHASE_SAMPLE_MS, started, || {
+        if phases.installing_s.is_some() {
+            return;
+        }
+        if let Ok(ReplicationView::Replica(r)) = dx.replication().map(|env| env.data) {
+            let b = r.snapshot_bootstrap.as_ref();
+            let (bytes_done, phase, state) = (b.and_then(|b| b.bytes_done), b.and_then(|b| b.phase.clone()), b.map(|b| b.state.clone()));
+            let at = started.elapsed().as_secs_f64();
+            if phases.first_byte_s.is_none() && bytes_done.unwrap_or(0) > 0 {
+                phases.first_byte_s = Some(at);
+            }
+            if phase.as_deref() == Some("installing") || state.as_deref() == Some("complete") {
+                phases.first_byte_s.get_or_insert(at);
+                phases.installing_s = Some(at);
+            }
+        }
+    })?;
+    Ok(phases)
 }
 
 /// Catch-up over a backlog of at least `backlog_bytes`, then snapshot
@@ -383,9 +408,11 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     let primary_recovery_s = started.elapsed().as_secs_f64();
     eprintln!("bench: replica catch-up from genesis over the backlog");
     let primary_threads = cpu::thread_cpu(p.pid());
+    // The backlog's last key: both replicas are timed to a read of it at the last CommitId.
+    let last_key = key("backlog", commits * BACKLOG_OPS_PER_RECORD as u64 - 1);
     let started = Instant::now();
     let r = replica(&ctx.binary, &ctx.fresh("catchup-replica"), &p, "wal")?;
-    wait_caught_up(&r, records)?;
+    first_admitted_read(&r, &last_key, records, CATCH_UP_WAIT_MS, started, || {})?;
     let catchup_s = started.elapsed().as_secs_f64().max(1e-9);
     let mut catchup_cpu_ms = BTreeMap::new();
     for (node, before, pid) in [("replica", BTreeMap::new(), r.pid()), ("primary", primary_threads, p.pid())] {
@@ -396,7 +423,6 @@ pub(crate) fn catch_up_and_bootstrap(ctx: &Ctx, backlog_bytes: u64, snapshot_lib
     r.stop()?;
 
     eprintln!("bench: snapshot bootstrap of the same state, timed to the first admitted read");
-    let last_key = key("backlog", commits * BACKLOG_OPS_PER_RECORD as u64 - 1);
     let started = Instant::now();
     let r = replica(&ctx.binary, &ctx.fresh("snapshot-replica"), &p, "snapshot")?;
     let phases = wait_first_admitted_read(&r, &last_key, records, started)?;
