@@ -108,13 +108,49 @@ fn samples() -> Vec<Message> {
     ]
 }
 
+/// A writer that takes at most `cap` bytes per call, across the slices of
+/// a vectored write.
+struct Trickle {
+    bytes: Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for Trickle {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(self.cap);
+        self.bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(self.cap - n);
+            self.bytes.extend_from_slice(&b[..take]);
+            n += take;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encode → frame → bytes → frame → decode → encode gives the same frame.
 fn round_trip(m: &Message) -> Message {
     let (kind, payload) = m.encode();
     let wire = frame::encode(kind, &payload);
     assert_eq!(wire.len(), FRAME_HEADER_LEN + payload.len());
-    // The one-copy frame the engines send is byte for byte the same frame.
+    // The one-copy frame the engines send is byte for byte the same frame,
+    // and so is the two-piece frame the primary writes (its WAL bytes
+    // unmoved), however few bytes each vectored write takes.
     assert_eq!(&m.to_frame()[..], &wire[..], "{m:?}");
+    let out = m.to_out_frame();
+    assert_eq!(out.to_vec(), wire, "{m:?}");
+    for cap in [1, 3, FRAME_HEADER_LEN + 1, usize::MAX] {
+        let mut w = Trickle { bytes: Vec::new(), cap };
+        out.write_to(&mut w).unwrap();
+        assert_eq!(w.bytes, wire, "{m:?}, {cap} bytes per write");
+    }
     let (f, used) = frame::decode(&wire, DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
     assert_eq!(used, wire.len());
     assert_eq!(f.kind, kind);

@@ -1181,7 +1181,7 @@ fn res_3_golden_blocking_hello_timeout() {
     let deadline = session.poll_timeout().unwrap();
     session.handle_timer(deadline);
     let Some(SessionAction::Send(bytes)) = session.poll_action() else { panic!("the session answers before it closes") };
-    let (frame, _) = frame::decode(&bytes, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
+    let (frame, _) = frame::decode(&bytes.to_vec(), frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap();
     let Ok(Message::Error(ServeError { code, detail })) = Message::decode(&frame) else { panic!("not an error frame") };
     pin_blocking("HELLO_TIMEOUT", "RES-3", served_error(code, detail), connecting(3), None);
 }

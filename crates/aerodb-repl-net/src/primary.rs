@@ -321,7 +321,7 @@ fn serve_connection(conn: Connection, clock: &Clock, ctx: &PrimaryContext, confi
             let now = clock.now();
             match action {
                 SessionAction::Send(frame) => {
-                    if writer.write_all(&frame).and_then(|()| writer.flush()).is_err() {
+                    if frame.write_to(&mut writer).and_then(|()| writer.flush()).is_err() {
                         session.handle_closed(now);
                     }
                 }

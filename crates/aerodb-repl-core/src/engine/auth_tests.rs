@@ -122,7 +122,7 @@ fn replica_bytes(actions: &[ReplicaAction]) -> Vec<u8> {
     actions.iter().filter_map(|a| if let ReplicaAction::Send { frame, .. } = a { Some(frame.to_vec()) } else { None }).flatten().collect()
 }
 fn primary_sent(actions: &[SessionAction]) -> Vec<Message> {
-    actions.iter().filter_map(|a| if let SessionAction::Send(b) = a { Some(decode(b)) } else { None }).collect()
+    actions.iter().filter_map(|a| if let SessionAction::Send(b) = a { Some(decode(&b.to_vec())) } else { None }).collect()
 }
 fn primary_bytes(actions: &[SessionAction]) -> Vec<u8> {
     actions.iter().filter_map(|a| if let SessionAction::Send(b) = a { Some(b.to_vec()) } else { None }).flatten().collect()

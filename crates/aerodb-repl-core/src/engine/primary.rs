@@ -27,7 +27,7 @@ use crate::handshake::{decide, Accept, Decision, Hello, HelloRequest, PrimaryHis
 use crate::ids::ClusterId;
 use crate::positions::{Positions, PrimaryProgress, ProgressTimes};
 use crate::wire::message::check_report;
-use crate::wire::{AuthMessage, FrameDecoder, FrameError, Message, MessageError, ReceivedChunk, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
+use crate::wire::{AuthMessage, FrameDecoder, FrameError, Message, MessageError, OutFrame, ReceivedChunk, ServeCode, ServeError, MAX_REPLICA_PAYLOAD};
 
 /// Pacing and sizes of a session. Timeouts only close connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,8 +117,9 @@ impl SessionEnd {
 /// Outputs the runtime executes, in order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SessionAction {
-    /// Send one frame.
-    Send(Bytes),
+    /// Send one frame (a WAL chunk's bytes stay in the buffer they were
+    /// read into: [`OutFrame`]).
+    Send(OutFrame),
     /// Read whole records from `from` up to `limit` (the durable LSN),
     /// about `max_bytes` → `handle_wal_read` / `handle_wal_read_failed`.
     ReadWal {
@@ -316,7 +317,7 @@ impl PrimarySession {
     }
 
     fn send(&mut self, m: Message) {
-        self.actions.push_back(SessionAction::Send(m.to_frame()));
+        self.actions.push_back(SessionAction::Send(m.to_out_frame()));
     }
 
     fn cannot_serve(&mut self, code: ServeCode, detail: String) {

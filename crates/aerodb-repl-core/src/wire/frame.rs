@@ -175,6 +175,78 @@ pub fn encode_with(kind: FrameType, payload_len_hint: usize, write_payload: impl
     out
 }
 
+/// A frame to send, as two pieces in stream order: the header with the
+/// start of the payload, and the rest of the payload. A WAL chunk or a
+/// snapshot piece is sent from the buffer it was read into, behind a
+/// header built for it ([`encode_parts`]), instead of being copied into a
+/// frame buffer of its own; every other frame is all head.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutFrame {
+    head: Bytes,
+    body: Bytes,
+}
+
+impl OutFrame {
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    /// Whether the frame has no bytes (never: a frame has a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The frame's bytes in one buffer (a copy: for tests and the
+    /// simulator's network, which carry bytes).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len());
+        out.extend_from_slice(&self.head);
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Writes the whole frame (vectored where the writer supports it).
+    pub fn write_to<W: std::io::Write + ?Sized>(&self, w: &mut W) -> std::io::Result<()> {
+        let (mut head, mut body) = (&self.head[..], &self.body[..]);
+        while !head.is_empty() || !body.is_empty() {
+            let n = w.write_vectored(&[std::io::IoSlice::new(head), std::io::IoSlice::new(body)])?;
+            if n == 0 {
+                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "failed to write the whole frame"));
+            }
+            let from_head = n.min(head.len());
+            head = &head[from_head..];
+            body = &body[n - from_head..];
+        }
+        Ok(())
+    }
+}
+
+impl From<Vec<u8>> for OutFrame {
+    /// A frame encoded whole (all head).
+    fn from(frame: Vec<u8>) -> Self {
+        OutFrame { head: Bytes::from(frame), body: Bytes::new() }
+    }
+}
+
+/// Encodes a frame whose payload is what `write_head` appends followed by
+/// `body`, without copying `body`: the crc32c runs over the header, the
+/// appended bytes and `body` in turn. The same bytes on the wire as
+/// [`encode_with`] writing both.
+pub fn encode_parts(kind: FrameType, write_head: impl FnOnce(&mut Vec<u8>), body: Bytes) -> OutFrame {
+    let mut head = Vec::with_capacity(FRAME_HEADER_LEN + 64);
+    head.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
+    head.push(kind as u8);
+    head.push(0);
+    head.extend_from_slice(&[0; FRAME_HEADER_LEN - 4]);
+    write_head(&mut head);
+    let len = (head.len() - FRAME_HEADER_LEN + body.len()) as u32;
+    head[4..8].copy_from_slice(&len.to_le_bytes());
+    let c = crc32c::crc32c_append(crc(&head[0..8], &head[FRAME_HEADER_LEN..]), &body);
+    head[8..FRAME_HEADER_LEN].copy_from_slice(&c.to_le_bytes());
+    OutFrame { head: Bytes::from(head), body }
+}
+
 /// Validates a header; returns (type, payload length, stored crc).
 fn parse_header(h: &[u8], max_payload: usize) -> Result<(FrameType, usize, u32), FrameError> {
     let magic = u16::from_le_bytes([h[0], h[1]]);

@@ -13,7 +13,7 @@ use aerodb_wal::{CommitId, Lsn};
 use crate::handshake::{Accept, Hello, Refuse};
 use crate::positions::{Positions, PrimaryProgress, ProgressTimes, MAX_TIME_MS};
 use crate::wire::auth::AuthMessage;
-use crate::wire::frame::{encode_with, Frame, FrameType};
+use crate::wire::frame::{encode_parts, encode_with, Frame, FrameType, OutFrame};
 
 /// Longest human-readable text (`detail`) accepted from a peer.
 pub const MAX_DETAIL_BYTES: usize = 4096;
@@ -367,14 +367,7 @@ impl Message {
             Message::Refuse(r) => to_json(out, r),
             Message::Error(e) => to_json(out, e),
             Message::Wal(c) => {
-                out.extend_from_slice(&c.start_lsn.to_le_bytes());
-                match &c.segment_start {
-                    Some(h) => {
-                        out.push(WAL_FLAG_SEGMENT_START);
-                        out.extend_from_slice(&h.encode());
-                    }
-                    None => out.push(WAL_FLAG_CONTINUES),
-                }
+                Self::write_wal_head(c, out);
                 out.extend_from_slice(&c.bytes);
             }
             Message::Progress(p, t) => {
@@ -406,6 +399,38 @@ impl Message {
     /// The whole frame (header and payload) ready to send.
     pub fn to_frame(&self) -> Bytes {
         Bytes::from(encode_with(self.kind(), self.payload_len_hint(), |out| self.write_payload(out)))
+    }
+
+    /// The frame to send: the same bytes as [`Message::to_frame`], but a
+    /// WAL chunk's or snapshot piece's bytes stay in their own buffer (the
+    /// one they were read into) behind the header, instead of being
+    /// copied into the frame.
+    pub fn to_out_frame(&self) -> OutFrame {
+        match self {
+            Message::Wal(c) => encode_parts(self.kind(), |out| Self::write_wal_head(c, out), c.bytes.clone()),
+            Message::SnapshotChunk { file_index, offset, bytes } => encode_parts(
+                self.kind(),
+                |out| {
+                    out.extend_from_slice(&file_index.to_le_bytes());
+                    out.extend_from_slice(&offset.to_le_bytes());
+                },
+                bytes.clone(),
+            ),
+            _ => OutFrame::from(encode_with(self.kind(), self.payload_len_hint(), |out| self.write_payload(out))),
+        }
+    }
+
+    /// A WAL chunk's payload before its bytes: start LSN and segment flag
+    /// (and header).
+    fn write_wal_head(c: &ReceivedChunk, out: &mut Vec<u8>) {
+        out.extend_from_slice(&c.start_lsn.to_le_bytes());
+        match &c.segment_start {
+            Some(h) => {
+                out.push(WAL_FLAG_SEGMENT_START);
+                out.extend_from_slice(&h.encode());
+            }
+            None => out.push(WAL_FLAG_CONTINUES),
+        }
     }
 }
 

@@ -23,5 +23,5 @@ pub mod frame;
 pub mod message;
 
 pub use auth::AuthMessage;
-pub use frame::{announced_len, Frame, FrameDecoder, FrameError, FrameType, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN, MAX_REPLICA_PAYLOAD};
+pub use frame::{announced_len, Frame, FrameDecoder, FrameError, FrameType, OutFrame, DEFAULT_MAX_PAYLOAD, FRAME_HEADER_LEN, MAX_REPLICA_PAYLOAD};
 pub use message::{Message, MessageError, ReceivedChunk, ServeCode, ServeError};

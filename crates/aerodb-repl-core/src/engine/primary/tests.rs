@@ -52,7 +52,7 @@ fn sent(actions: &[SessionAction]) -> Vec<Message> {
     actions
         .iter()
         .filter_map(|a| match a {
-            SessionAction::Send(b) => Some(Message::decode(&frame::decode(b, frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap().0).unwrap()),
+            SessionAction::Send(b) => Some(Message::decode(&frame::decode(&b.to_vec(), frame::DEFAULT_MAX_PAYLOAD).unwrap().unwrap().0).unwrap()),
             _ => None,
         })
         .collect()
