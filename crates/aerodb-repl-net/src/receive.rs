@@ -1,9 +1,11 @@
 //! The replica's receive buffers (the socket edge of the pipeline's
-//! receiver). Bytes read from the socket are copied once, from a reused
-//! read buffer into one buffer per frame, sized from the frame's header, and
-//! handed to the engine as owned pieces: consecutive pieces of a frame are
-//! adjacent parts of one allocation, so the engine's frame decoder joins
-//! them and returns the frame without copying it
+//! receiver). Each frame gets one buffer, sized from its header; once the
+//! header is in, the socket is read straight into that buffer's body
+//! ([`FrameAssembler::body_target`]), and only bytes that arrived in the
+//! same read as a header are copied there from a reused read buffer. The
+//! filled parts are handed to the engine as owned pieces: consecutive
+//! pieces of a frame are adjacent parts of one allocation, so the engine's
+//! frame decoder joins them and returns the frame without copying it
 //! ([`aerodb_repl_core::wire::FrameDecoder::push_owned`]), and the WAL
 //! records the validator slices out of it share it too.
 //!
@@ -12,6 +14,8 @@
 //! bound, crc32c) is the engine's. A header announcing more than the bound
 //! is handed over alone; the engine's decoder rejects it.
 
+use std::io::Read;
+
 use bytes::BytesMut;
 
 use aerodb_repl_core::wire::{announced_len, FRAME_HEADER_LEN};
@@ -19,8 +23,10 @@ use aerodb_repl_core::wire::{announced_len, FRAME_HEADER_LEN};
 /// Splits a received byte stream into per-frame buffers.
 #[derive(Debug)]
 pub struct FrameAssembler {
-    /// The current frame's buffer (its unsent part).
+    /// The current frame's buffer, zero-filled to the frame's length: its
+    /// first `filled` bytes arrived and were not handed over yet.
     frame: BytesMut,
+    filled: usize,
     /// Header bytes of the next frame while fewer than a header arrived.
     header: [u8; FRAME_HEADER_LEN],
     header_have: usize,
@@ -32,7 +38,7 @@ pub struct FrameAssembler {
 impl FrameAssembler {
     /// Buffers for frames of at most `max_payload` payload bytes.
     pub fn new(max_payload: usize) -> Self {
-        FrameAssembler { frame: BytesMut::new(), header: [0; FRAME_HEADER_LEN], header_have: 0, body_left: 0, max_payload }
+        FrameAssembler { frame: BytesMut::new(), filled: 0, header: [0; FRAME_HEADER_LEN], header_have: 0, body_left: 0, max_payload }
     }
 
     /// Takes the bytes of one socket read; appends to `out`, in stream
@@ -51,24 +57,80 @@ impl FrameAssembler {
                 }
                 let len = announced_len(&self.header);
                 // Within the bound: one buffer for the whole frame. Beyond it
-                // the header goes alone and the decoder refuses it.
+                // the header goes alone and the decoder refuses it. Zeroed
+                // (a fresh allocation of that size is zero pages already)
+                // so the socket can be read straight into the body.
                 self.body_left = if len <= self.max_payload { len } else { 0 };
-                self.frame = BytesMut::with_capacity(FRAME_HEADER_LEN + self.body_left);
-                self.frame.extend_from_slice(&self.header);
+                self.frame = BytesMut::zeroed(FRAME_HEADER_LEN + self.body_left);
+                self.frame[..FRAME_HEADER_LEN].copy_from_slice(&self.header);
+                self.filled = FRAME_HEADER_LEN;
             } else {
                 let n = data.len().min(self.body_left);
-                self.frame.extend_from_slice(&data[..n]);
+                self.frame[self.filled..self.filled + n].copy_from_slice(&data[..n]);
+                self.filled += n;
                 self.body_left -= n;
                 data = &data[n..];
             }
             if self.body_left == 0 {
-                // The frame is complete: the next bytes start a header.
-                self.header_have = 0;
-                out.push(self.frame.split());
+                self.frame_done(out);
             }
         }
-        if !self.frame.is_empty() {
-            out.push(self.frame.split());
+        self.hand_over(out);
+    }
+
+    /// Where the next socket read may go: straight into the current
+    /// frame's body (at most `max` bytes, never past the frame's end), or
+    /// `None` when a header is expected (read into a buffer of your own and
+    /// [`FrameAssembler::take`] it).
+    pub fn body_target(&mut self, max: usize) -> Option<&mut [u8]> {
+        if self.header_have < FRAME_HEADER_LEN || self.body_left == 0 {
+            return None;
+        }
+        let n = self.body_left.min(max);
+        Some(&mut self.frame[self.filled..self.filled + n])
+    }
+
+    /// `n` bytes were read into the slice [`FrameAssembler::body_target`]
+    /// returned: appends them to `out` as a piece.
+    pub fn body_filled(&mut self, n: usize, out: &mut Vec<BytesMut>) {
+        let n = n.min(self.body_left);
+        self.filled += n;
+        self.body_left -= n;
+        if self.body_left == 0 {
+            self.frame_done(out);
+        }
+        self.hand_over(out);
+    }
+
+    /// The frame is complete: hand it over; the next bytes start a header.
+    fn frame_done(&mut self, out: &mut Vec<BytesMut>) {
+        self.header_have = 0;
+        self.hand_over(out);
+    }
+
+    fn hand_over(&mut self, out: &mut Vec<BytesMut>) {
+        if self.filled > 0 {
+            out.push(self.frame.split_to(self.filled));
+            self.filled = 0;
+        }
+    }
+
+    /// One read from `reader`: straight into the current frame's body when
+    /// one is arriving, else into `buf` and through
+    /// [`FrameAssembler::take`]. Appends the pieces it completes to `out`;
+    /// returns what `read` returned (0 at the end of the stream).
+    pub fn read_from<R: Read + ?Sized>(&mut self, reader: &mut R, buf: &mut [u8], out: &mut Vec<BytesMut>) -> std::io::Result<usize> {
+        match self.body_target(buf.len()) {
+            Some(target) => {
+                let n = reader.read(target)?;
+                self.body_filled(n, out);
+                Ok(n)
+            }
+            None => {
+                let n = reader.read(buf)?;
+                self.take(&buf[..n], out);
+                Ok(n)
+            }
         }
     }
 }
@@ -210,6 +272,73 @@ mod tests {
         let f = d.next_frame().unwrap().unwrap();
         assert_eq!(f.payload.as_ptr() as usize, next_start + FRAME_HEADER_LEN, "the held-back frame's successor was copied");
         assert_eq!(&f.payload[..], &payload[..]);
+    }
+
+    /// A socket that returns at most `cut` bytes per read and remembers
+    /// where each read landed.
+    struct Cuts<'a> {
+        data: &'a [u8],
+        cut: usize,
+        landed: Vec<(usize, usize)>,
+    }
+
+    impl std::io::Read for Cuts<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.len().min(self.cut).min(buf.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            self.landed.push((buf.as_ptr() as usize, n));
+            Ok(n)
+        }
+    }
+
+    fn read_all(s: &[u8], cut: usize, buf_len: usize) -> (Vec<BytesMut>, Vec<(usize, usize)>) {
+        let mut socket = Cuts { data: s, cut, landed: Vec::new() };
+        let mut a = FrameAssembler::new(1 << 20);
+        let mut buf = vec![0u8; buf_len];
+        let mut pieces = Vec::new();
+        while a.read_from(&mut socket, &mut buf, &mut pieces).unwrap() > 0 {}
+        (pieces, socket.landed)
+    }
+
+    /// P5-I4: reading the socket through the assembler (frame bodies read
+    /// straight into their buffers) hands over exactly the stream, however
+    /// the socket cuts it, and the pieces decode without a copy to the
+    /// same frames as the copying path.
+    #[test]
+    fn p5_i4_reads_into_frame_buffers_keep_the_stream_exact_under_any_cut() {
+        let s = stream();
+        let expected = frames_of(vec![BytesMut::from(&s[..])], true);
+        for cut in [1usize, 5, 12, 13, 4096, 65_536, s.len()] {
+            for buf_len in [7usize, 4096, 256 * 1024] {
+                let (pieces, _) = read_all(&s, cut, buf_len);
+                let joined: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+                assert_eq!(joined, s, "cut {cut}, read buffer {buf_len}");
+                assert_eq!(frames_of(pieces, false), expected, "cut {cut}, read buffer {buf_len}");
+            }
+        }
+    }
+
+    /// P5-I4: once a frame's header is in, its body is read straight into
+    /// the frame's buffer: of a 100,000-byte frame read 4,096 bytes at a
+    /// time, only the first read (the header and the body bytes that came
+    /// with it) lands in the read buffer.
+    #[test]
+    fn p5_i4_frame_bodies_are_read_straight_into_their_buffer() {
+        let payload = vec![9u8; 100_000];
+        let s = frame::encode(FrameType::Wal, &payload);
+        let (pieces, landed) = read_all(&s, 4096, 256 * 1024);
+        let mut d = FrameDecoder::new(1 << 20);
+        for p in pieces {
+            d.push_owned(p);
+        }
+        let f = d.next_frame().unwrap().unwrap();
+        assert_eq!(&f.payload[..], &payload[..]);
+        let frame_start = f.payload.as_ptr() as usize - FRAME_HEADER_LEN;
+        let inside = |&(at, n): &(usize, usize)| at >= frame_start && at + n <= frame_start + s.len();
+        let reads = landed.iter().filter(|(_, n)| *n > 0).count();
+        assert_eq!(reads, s.len().div_ceil(4096));
+        assert_eq!(landed.iter().filter(|l| l.1 > 0 && inside(l)).count(), reads - 1, "{landed:?}");
     }
 
     /// F-N2: a header announcing more than the bound is handed over alone

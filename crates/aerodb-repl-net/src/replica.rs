@@ -364,20 +364,19 @@ fn close_link(link: &Link) {
 }
 
 /// Reads from the socket while the engine wants bytes, into one buffer
-/// per frame ([`FrameAssembler`]: the only copy on the replica's receive
-/// path).
+/// per frame ([`FrameAssembler`]: a frame's body is read straight into
+/// it; only bytes read together with a header are copied there).
 fn read_loop(conn: ConnId, mut reader: Box<dyn Read + Send>, gate: &ReadGate, events: &Sender<Event>) {
     let mut buf = vec![0u8; 256 * 1024];
     let mut frames = FrameAssembler::new(DEFAULT_MAX_PAYLOAD);
     while gate.wait_open() {
-        match reader.read(&mut buf) {
+        let mut pieces = Vec::new();
+        match frames.read_from(&mut *reader, &mut buf, &mut pieces) {
             Ok(0) => {
                 let _ = events.send(Event::Closed(conn, "primary closed the connection".into()));
                 return;
             }
-            Ok(n) => {
-                let mut pieces = Vec::new();
-                frames.take(&buf[..n], &mut pieces);
+            Ok(_) => {
                 if !pieces.is_empty() && events.send(Event::Bytes(conn, pieces)).is_err() {
                     return;
                 }
