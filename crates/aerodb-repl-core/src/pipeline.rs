@@ -221,22 +221,14 @@ impl StreamState {
             validate_run(&mut validator, bytes.clone(), &mut records)?
         } else {
             let take = self.bytes_completing_pending(bytes);
-            let mut joined = BytesMut::with_capacity(self.pending.len() + take);
-            joined.extend_from_slice(&self.pending);
-            joined.extend_from_slice(&bytes[..take]);
-            let left = validate_run(&mut validator, joined.freeze(), &mut records)?;
+            let left = validate_run(&mut validator, joined(&self.pending, &bytes[..take]), &mut records)?;
             let rest = bytes.slice(take..);
             match (left.is_empty(), rest.is_empty()) {
                 (_, true) => left,
                 (true, false) => validate_run(&mut validator, rest, &mut records)?,
                 // Not reached: `take` completes the pending record as its
                 // header declares it. Whatever is left is validated joined.
-                (false, false) => {
-                    let mut joined = BytesMut::with_capacity(left.len() + rest.len());
-                    joined.extend_from_slice(&left);
-                    joined.extend_from_slice(&rest);
-                    validate_run(&mut validator, joined.freeze(), &mut records)?
-                }
+                (false, false) => validate_run(&mut validator, joined(&left, &rest), &mut records)?,
             }
         };
         self.validator = validator;
@@ -292,6 +284,14 @@ impl StreamState {
         debug_assert!(p.applied_lsn <= p.validated_lsn && p.validated_lsn <= p.received_lsn, "pipeline order violated: {p:?}");
         debug_assert!(self.applied.end_lsn <= self.apply_issued_end && self.apply_issued_end <= self.issued_end, "apply beyond receive");
     }
+}
+
+/// `a` followed by `b`, in one new buffer.
+fn joined(a: &[u8], b: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(a.len() + b.len());
+    out.extend_from_slice(a);
+    out.extend_from_slice(b);
+    out.freeze()
 }
 
 /// Validates the records at the start of `buf` in order, pushing each to

@@ -98,8 +98,9 @@ impl FrameAssembler {
         self.body_left -= n;
         if self.body_left == 0 {
             self.frame_done(out);
+        } else {
+            self.hand_over(out);
         }
-        self.hand_over(out);
     }
 
     /// The frame is complete: hand it over; the next bytes start a header.

@@ -162,17 +162,30 @@ pub fn encode(kind: FrameType, payload: &[u8]) -> Vec<u8> {
 /// once, into the frame, not first into a payload buffer of its own.
 /// `payload_len_hint` sizes the one allocation.
 pub fn encode_with(kind: FrameType, payload_len_hint: usize, write_payload: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload_len_hint);
+    let mut out = open_frame(kind, payload_len_hint);
+    write_payload(&mut out);
+    seal_frame(&mut out, &[]);
+    out
+}
+
+/// A frame's header, its length and crc32c still zero ([`seal_frame`]),
+/// in a buffer with room for `payload_capacity` more bytes.
+fn open_frame(kind: FrameType, payload_capacity: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FRAME_HEADER_LEN + payload_capacity);
     out.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
     out.push(kind as u8);
     out.push(0);
     out.extend_from_slice(&[0; FRAME_HEADER_LEN - 4]);
-    write_payload(&mut out);
-    let len = (out.len() - FRAME_HEADER_LEN) as u32;
-    out[4..8].copy_from_slice(&len.to_le_bytes());
-    let c = crc(&out[0..8], &out[FRAME_HEADER_LEN..]);
-    out[8..FRAME_HEADER_LEN].copy_from_slice(&c.to_le_bytes());
     out
+}
+
+/// Fills in the length and crc32c of a frame whose payload is the bytes
+/// after the header in `head`, then `tail`.
+fn seal_frame(head: &mut [u8], tail: &[u8]) {
+    let len = (head.len() - FRAME_HEADER_LEN + tail.len()) as u32;
+    head[4..8].copy_from_slice(&len.to_le_bytes());
+    let c = crc32c::crc32c_append(crc(&head[0..8], &head[FRAME_HEADER_LEN..]), tail);
+    head[8..FRAME_HEADER_LEN].copy_from_slice(&c.to_le_bytes());
 }
 
 /// A frame to send, as two pieces in stream order: the header with the
@@ -234,16 +247,9 @@ impl From<Vec<u8>> for OutFrame {
 /// appended bytes and `body` in turn. The same bytes on the wire as
 /// [`encode_with`] writing both.
 pub fn encode_parts(kind: FrameType, write_head: impl FnOnce(&mut Vec<u8>), body: Bytes) -> OutFrame {
-    let mut head = Vec::with_capacity(FRAME_HEADER_LEN + 64);
-    head.extend_from_slice(&FRAME_MAGIC.to_le_bytes());
-    head.push(kind as u8);
-    head.push(0);
-    head.extend_from_slice(&[0; FRAME_HEADER_LEN - 4]);
+    let mut head = open_frame(kind, 64);
     write_head(&mut head);
-    let len = (head.len() - FRAME_HEADER_LEN + body.len()) as u32;
-    head[4..8].copy_from_slice(&len.to_le_bytes());
-    let c = crc32c::crc32c_append(crc(&head[0..8], &head[FRAME_HEADER_LEN..]), &body);
-    head[8..FRAME_HEADER_LEN].copy_from_slice(&c.to_le_bytes());
+    seal_frame(&mut head, &body);
     OutFrame { head: Bytes::from(head), body }
 }
 

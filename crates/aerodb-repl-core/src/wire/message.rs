@@ -357,6 +357,26 @@ impl Message {
 
     /// Appends the payload to `out`.
     fn write_payload(&self, out: &mut Vec<u8>) {
+        self.write_payload_head(out);
+        if let Some(bulk) = self.bulk() {
+            out.extend_from_slice(bulk);
+        }
+    }
+
+    /// The bytes a WAL chunk or snapshot piece carries: the end of its
+    /// payload, sent from the buffer they were read into
+    /// ([`Message::to_out_frame`]). `None` for every other message.
+    fn bulk(&self) -> Option<&Bytes> {
+        match self {
+            Message::Wal(c) => Some(&c.bytes),
+            Message::SnapshotChunk { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Appends the payload up to its bulk bytes ([`Message::bulk`]): the
+    /// whole payload of a message without any.
+    fn write_payload_head(&self, out: &mut Vec<u8>) {
         fn to_json<T: Serialize>(out: &mut Vec<u8>, v: &T) {
             // Plain structs of strings, integers and enums always serialize.
             let _ = serde_json::to_writer(out, v);
@@ -367,8 +387,14 @@ impl Message {
             Message::Refuse(r) => to_json(out, r),
             Message::Error(e) => to_json(out, e),
             Message::Wal(c) => {
-                Self::write_wal_head(c, out);
-                out.extend_from_slice(&c.bytes);
+                out.extend_from_slice(&c.start_lsn.to_le_bytes());
+                match &c.segment_start {
+                    Some(h) => {
+                        out.push(WAL_FLAG_SEGMENT_START);
+                        out.extend_from_slice(&h.encode());
+                    }
+                    None => out.push(WAL_FLAG_CONTINUES),
+                }
             }
             Message::Progress(p, t) => {
                 for v in [p.commit_id, p.durable_lsn, t.primary_time_ms, t.commit_time_ms, t.next_commit_id, t.next_commit_time_ms] {
@@ -381,10 +407,9 @@ impl Message {
                 }
             }
             Message::SnapshotBegin(b) => out.extend_from_slice(b),
-            Message::SnapshotChunk { file_index, offset, bytes } => {
+            Message::SnapshotChunk { file_index, offset, .. } => {
                 out.extend_from_slice(&file_index.to_le_bytes());
                 out.extend_from_slice(&offset.to_le_bytes());
-                out.extend_from_slice(bytes);
             }
             Message::SnapshotEnd => {}
             Message::Auth(a) => out.extend_from_slice(&a.payload()),
@@ -406,30 +431,9 @@ impl Message {
     /// one they were read into) behind the header, instead of being
     /// copied into the frame.
     pub fn to_out_frame(&self) -> OutFrame {
-        match self {
-            Message::Wal(c) => encode_parts(self.kind(), |out| Self::write_wal_head(c, out), c.bytes.clone()),
-            Message::SnapshotChunk { file_index, offset, bytes } => encode_parts(
-                self.kind(),
-                |out| {
-                    out.extend_from_slice(&file_index.to_le_bytes());
-                    out.extend_from_slice(&offset.to_le_bytes());
-                },
-                bytes.clone(),
-            ),
-            _ => OutFrame::from(encode_with(self.kind(), self.payload_len_hint(), |out| self.write_payload(out))),
-        }
-    }
-
-    /// A WAL chunk's payload before its bytes: start LSN and segment flag
-    /// (and header).
-    fn write_wal_head(c: &ReceivedChunk, out: &mut Vec<u8>) {
-        out.extend_from_slice(&c.start_lsn.to_le_bytes());
-        match &c.segment_start {
-            Some(h) => {
-                out.push(WAL_FLAG_SEGMENT_START);
-                out.extend_from_slice(&h.encode());
-            }
-            None => out.push(WAL_FLAG_CONTINUES),
+        match self.bulk() {
+            Some(bulk) => encode_parts(self.kind(), |out| self.write_payload_head(out), bulk.clone()),
+            None => OutFrame::from(encode_with(self.kind(), self.payload_len_hint(), |out| self.write_payload(out))),
         }
     }
 }
