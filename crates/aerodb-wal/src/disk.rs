@@ -13,6 +13,16 @@ use std::sync::Arc;
 pub trait DiskFile: Send + Sync {
     /// Reads exactly `buf.len()` bytes at `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// Reads exactly `len` bytes at `offset` into a new buffer. A file may
+    /// read straight into the buffer's unused capacity, with no zeroing
+    /// first (the real file does: a WAL sender reads every replicated byte
+    /// this way); it may move the handle's cursor, which only `append`
+    /// uses, and it seeks first.
+    fn read_vec_at(&mut self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
     /// Appends `buf` at the end of the file (not yet durable).
     fn append(&mut self, buf: &[u8]) -> io::Result<()>;
     /// Writes `buf` at `offset` (not yet durable), over whatever is there;
@@ -74,6 +84,19 @@ struct OsFile {
 impl DiskFile for OsFile {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, offset)
+    }
+    fn read_vec_at(&mut self, len: usize, offset: u64) -> io::Result<Vec<u8>> {
+        // `read_to_end` reads a `File` into the vector's spare capacity
+        // without zeroing it (a positioned read into uninitialised memory
+        // is not stable Rust): a seek, then reads, instead of a memset of
+        // every byte and one `pread`.
+        let mut buf = Vec::with_capacity(len);
+        self.file.seek(SeekFrom::Start(offset))?;
+        (&self.file).take(len as u64).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("read {} of {len} bytes at offset {offset}", buf.len())));
+        }
+        Ok(buf)
     }
     fn append(&mut self, buf: &[u8]) -> io::Result<()> {
         // Opened without O_APPEND (Linux `pwrite` ignores the offset under

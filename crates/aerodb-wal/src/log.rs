@@ -539,14 +539,11 @@ impl WalReader {
 
     fn read_at(&mut self, seg_start: Lsn, lsn: Lsn, len: usize) -> Result<Vec<u8>, LogError> {
         let path = self.segments.dir().join(segment_file_name(seg_start));
-        if self.open.as_ref().map(|(s, _)| *s) != Some(seg_start) {
-            let file = self.disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?;
-            self.open = Some((seg_start, file));
-        }
-        let mut buf = vec![0u8; len];
-        if let Some((_, file)) = &self.open {
-            file.read_exact_at(&mut buf, SEGMENT_HEADER_LEN + (lsn - seg_start)).map_err(|e| LogError::io("read", &path, e))?;
-        }
-        Ok(buf)
+        let open = match self.open.take() {
+            Some(open) if open.0 == seg_start => open,
+            _ => (seg_start, self.disk.open(&path).map_err(|e| LogError::io("open segment", &path, e))?),
+        };
+        let (_, file) = self.open.insert(open);
+        file.read_vec_at(len, SEGMENT_HEADER_LEN + (lsn - seg_start)).map_err(|e| LogError::io("read", &path, e))
     }
 }

@@ -254,3 +254,36 @@ fn core_2_reader_refuses_damaged_record() {
     let chunk = reader.read_chunk(0, u64::MAX, usize::MAX).unwrap();
     assert_eq!(chunk.records, 10);
 }
+
+/// REPL-3 (byte-exact prefix): the real file's read into a fresh buffer
+/// (no zeroing first; the sender reads every shipped byte this way)
+/// returns exactly the bytes at any offset and length, refuses a read past
+/// the end with `UnexpectedEof` instead of returning fewer bytes, and
+/// leaves appends at the file's end although it moves the cursor.
+#[test]
+fn repl_3_reads_into_fresh_buffers_are_exact_and_appends_stay_at_the_end() {
+    use aerodb_wal::disk::Disk;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("file");
+    let disk = OsDisk;
+    let mut file = disk.create(&path).unwrap();
+    let contents: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    file.append(&contents).unwrap();
+    for (offset, len) in [(0usize, 0usize), (0, 1), (3, 4096), (65_537, 70_000), (199_999, 1), (0, 200_000), (200_000, 0)] {
+        let got = file.read_vec_at(len, offset as u64).unwrap();
+        assert_eq!(got, contents[offset..offset + len], "{len} bytes at {offset}");
+        // The default (zero-filled, positioned) read agrees.
+        let mut want = vec![0u8; len];
+        file.read_exact_at(&mut want, offset as u64).unwrap();
+        assert_eq!(got, want);
+    }
+    for (offset, len) in [(199_999u64, 2usize), (200_000, 1), (500_000, 10)] {
+        let e = file.read_vec_at(len, offset).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof, "{len} bytes at {offset}");
+    }
+    // The cursor was moved by the reads above: an append still goes to the end.
+    file.read_vec_at(10, 5).unwrap();
+    file.append(b"tail").unwrap();
+    assert_eq!(file.len().unwrap(), 200_004);
+    assert_eq!(file.read_vec_at(4, 200_000).unwrap(), b"tail");
+}
